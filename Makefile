@@ -1,0 +1,48 @@
+# Hereabouts — two commands set everything up on a fresh Debian/Ubuntu machine:
+#   make run    the service with demo data on an embedded PostGIS (http://127.0.0.1:8000/docs)
+#   make test   lint, types, migrations check and the whole test suite on a real PostGIS
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck pytest deps system-deps bench worker clean-data fmt
+
+$(UV):
+	python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet --break-system-packages uv || python3 -m pip install --quiet uv
+
+deps: $(UV)
+	@$(UV) sync --frozen --quiet
+
+# Server binaries (PostgreSQL, PostGIS) are installed on demand by the cluster manager itself;
+# the browser tests need Chromium from the distribution (no browser downloads).
+system-deps:
+	@bash scripts/system-deps.sh
+
+run: deps
+	$(UV) run hereabouts serve --demo
+
+worker: deps
+	$(UV) run hereabouts worker
+
+lint: deps
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: deps
+	$(UV) run mypy app tests bench
+
+fmt: deps
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+pytest: deps system-deps
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: deps system-deps
+	$(UV) run python -m bench.run
+
+clean-data:
+	-$(UV) run hereabouts db stop
+	rm -rf .data

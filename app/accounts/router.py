@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.accounts import service
+from app.accounts.dependencies import AdminUser, CurrentPrincipal
+from app.accounts.models import Role
+from app.accounts.schemas import (
+    DeviceCreate,
+    DeviceRegistered,
+    Me,
+    OrganisationRead,
+    Token,
+    UserCreate,
+    UserRead,
+)
+from app.core.db import Session
+from app.core.deps import AppSettings
+from app.core.pagination import Page, Pagination
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+@router.post("/auth/token", response_model=Token)
+async def login(
+    session: Session,
+    settings: AppSettings,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> Token:
+    """Staff login (OAuth2 password flow): email as `username`, returns a short-lived bearer JWT."""
+    token, _user = await service.authenticate(session, settings, form.username, form.password)
+    return Token(access_token=token, expires_in=settings.access_token_ttl_s)
+
+
+@router.post("/devices", response_model=DeviceRegistered, status_code=status.HTTP_201_CREATED)
+async def register_device(session: Session, body: DeviceCreate | None = None) -> DeviceRegistered:
+    """Register a resident device anonymously; no personal data is needed."""
+    body = body or DeviceCreate()
+    device, token = await service.register_device(session, body.organisation, body.platform)
+    return DeviceRegistered(
+        device_id=device.id, organisation_id=device.organisation_id, token=token
+    )
+
+
+@router.get("/me", response_model=Me)
+async def me(session: Session, principal: CurrentPrincipal) -> Me:
+    """Who the bearer is: a staff user (with role) or a resident device."""
+    org = await service.get_organisation(session, principal.organisation_id)
+    staff = principal.staff
+    return Me(
+        kind=principal.kind,
+        id=principal.id,
+        organisation=OrganisationRead.model_validate(org),
+        role=principal.role,
+        email=staff.email if staff else None,
+        full_name=staff.full_name if staff else None,
+    )
+
+
+@router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED)
+async def create_user(session: Session, admin: AdminUser, body: UserCreate) -> UserRead:
+    """Admin: create a staff account in the admin's organisation."""
+    user = await service.create_user(
+        session,
+        admin.organisation_id,
+        email=str(body.email),
+        full_name=body.full_name,
+        password=body.password,
+        role=body.role,
+    )
+    return UserRead.model_validate(user)
+
+
+@router.get("/users", response_model=Page[UserRead])
+async def list_users(
+    session: Session,
+    admin: AdminUser,
+    page: Pagination,
+    role: Annotated[Role | None, Query()] = None,
+) -> Page[UserRead]:
+    """Admin: staff accounts in the admin's organisation."""
+    rows, next_cursor = await service.list_users(session, admin.organisation_id, page, role)
+    return Page[UserRead](items=[UserRead.model_validate(u) for u in rows], next_cursor=next_cursor)
+
+
+@router.get("/users/{user_id}", response_model=UserRead)
+async def get_user(session: Session, admin: AdminUser, user_id: uuid.UUID) -> UserRead:
+    """Admin: one staff account of the admin's organisation (404 for any other)."""
+    return UserRead.model_validate(
+        await service.get_user_in_org(session, admin.organisation_id, user_id)
+    )

@@ -1,0 +1,130 @@
+"""Account rules. Services flush, never commit: the request's session commits once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts import repository
+from app.accounts.errors import EmailTaken, InvalidCredentials, UnknownOrganisation, UserNotFound
+from app.accounts.models import Device, Organisation, Role, StaffUser
+from app.core.config import Settings
+from app.core.pagination import PageParams, encode_cursor
+from app.core.security import (
+    StaffClaims,
+    hash_password,
+    hash_token,
+    issue_staff_token,
+    new_device_token,
+    verify_password,
+)
+
+
+async def create_organisation(session: AsyncSession, slug: str, name: str) -> Organisation:
+    org = Organisation(slug=slug, name=name)
+    await repository.add(session, org)
+    return org
+
+
+async def get_or_create_organisation(session: AsyncSession, slug: str, name: str) -> Organisation:
+    existing = await repository.get_organisation_by_slug(session, slug)
+    return existing or await create_organisation(session, slug, name)
+
+
+async def get_organisation(session: AsyncSession, organisation_id: uuid.UUID) -> Organisation:
+    org = await repository.get_organisation(session, organisation_id)
+    if org is None:
+        raise UnknownOrganisation()
+    return org
+
+
+async def create_user(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    *,
+    email: str,
+    full_name: str,
+    password: str,
+    role: Role,
+) -> StaffUser:
+    if await repository.get_user_by_email(session, email) is not None:
+        raise EmailTaken(f"A staff account with the email {email!r} already exists.")
+    user = StaffUser(
+        organisation_id=organisation_id,
+        email=email.lower(),
+        full_name=full_name,
+        password_hash=hash_password(password),
+        role=role,
+    )
+    await repository.add(session, user)
+    return user
+
+
+async def authenticate(
+    session: AsyncSession, settings: Settings, email: str, password: str
+) -> tuple[str, StaffUser]:
+    user = await repository.get_user_by_email(session, email)
+    ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not ok or not user.is_active:
+        raise InvalidCredentials("Email or password is wrong.")
+    await repository.touch_login(session, user.id, datetime.now(UTC))
+    token = issue_staff_token(
+        settings, StaffClaims(user_id=user.id, organisation_id=user.organisation_id, role=user.role)
+    )
+    return token, user
+
+
+async def get_user_in_org(
+    session: AsyncSession, organisation_id: uuid.UUID, user_id: uuid.UUID
+) -> StaffUser:
+    user = await repository.get_user_in_org(session, organisation_id, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+async def list_users(
+    session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, role: Role | None = None
+) -> tuple[list[StaffUser], str | None]:
+    rows = await repository.list_users(session, organisation_id, page, role)
+    next_cursor = None
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor
+
+
+async def register_device(
+    session: AsyncSession, organisation_slug: str | None, platform: str | None
+) -> tuple[Device, str]:
+    if organisation_slug:
+        org = await repository.get_organisation_by_slug(session, organisation_slug)
+        if org is None:
+            raise UnknownOrganisation(f"No organisation {organisation_slug!r}.")
+    else:
+        orgs = await repository.list_organisations(session, limit=2)
+        if len(orgs) != 1:
+            raise UnknownOrganisation(
+                "This deployment hosts several organisations; say which one with `organisation`."
+                if orgs
+                else "No organisation exists yet."
+            )
+        org = orgs[0]
+    token = new_device_token()
+    device = Device(organisation_id=org.id, token_hash=hash_token(token), platform=platform)
+    await repository.add(session, device)
+    return device, token
+
+
+async def device_for_token(session: AsyncSession, token: str) -> Device | None:
+    return await repository.get_device_by_token_hash(session, hash_token(token))
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> StaffUser | None:
+    return await repository.get_user(session, user_id)
+
+
+async def erase_device(session: AsyncSession, device_id: uuid.UUID) -> None:
+    await repository.delete_device(session, device_id)

@@ -1,0 +1,196 @@
+"""The `hereabouts` command: serve, worker, db, demo, users (later issues add more)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from app.core.config import get_settings
+
+app = typer.Typer(help="Hereabouts: location-based services for councils.", no_args_is_help=True)
+db_app = typer.Typer(help="Database: migrations and the embedded cluster.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+users_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(users_app, name="users")
+
+T = TypeVar("T")
+
+
+def _database_url() -> str:
+    from app.core import database_url
+
+    try:
+        return database_url.resolve()
+    except Exception as exc:  # ClusterError and friends: show the message, not a traceback
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+def _upgrade(url: str) -> None:
+    from alembic import command
+
+    from app.core.ops import alembic_config
+
+    command.upgrade(alembic_config(url), "head")
+
+
+def _with_session(fn: Callable[..., Awaitable[T]], url: str) -> T:
+    from app.core.db import create_engine, create_sessionmaker
+
+    async def run() -> T:
+        engine = create_engine(get_settings(), url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                result = await fn(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes.")] = None,
+    demo: Annotated[bool, typer.Option(help="Load the demo town first.")] = False,
+    migrate: Annotated[bool, typer.Option(help="Apply migrations first.")] = True,
+) -> None:
+    """Run the API (and, by default, a delivery worker) — embedded PostGIS unless configured."""
+    import uvicorn
+
+    settings = get_settings()
+    embedded = settings.uses_embedded_database
+    url = _database_url()
+    if migrate:
+        _upgrade(url)
+    if demo:
+        from app.demo import load_demo
+
+        for line in _with_session(load_demo, url):
+            typer.echo(f"  {line}")
+    bind_host, bind_port = host or settings.host, port or settings.port
+    typer.echo(f"Hereabouts on http://{bind_host}:{bind_port}  (API docs: /docs)")
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=workers or settings.workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_config=None,
+            proxy_headers=True,
+        )
+    finally:
+        if embedded:
+            from app.core.cluster import default_cluster
+
+            default_cluster().stop()
+            typer.echo("embedded PostgreSQL stopped")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations (a deploy step in production)."""
+    from alembic import command
+
+    from app.core.ops import alembic_config
+
+    command.upgrade(alembic_config(_database_url()), revision)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's migration revision."""
+    from alembic import command
+
+    from app.core.ops import alembic_config
+
+    command.current(alembic_config(_database_url()), verbose=False)
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Fail if the models and the migrations have drifted apart (`alembic check`)."""
+    from alembic import command
+
+    from app.core.ops import alembic_config
+
+    command.check(alembic_config(_database_url()))
+    typer.echo("models and migrations agree")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL cluster (data is kept)."""
+    from app.core.cluster import default_cluster
+
+    default_cluster().stop()
+
+
+@demo_app.command("load")
+def demo_load() -> None:
+    """Load the demo town (idempotent) and print the demo credentials."""
+    from app.demo import load_demo
+
+    url = _database_url()
+    _upgrade(url)
+    for line in _with_session(load_demo, url):
+        typer.echo(line)
+
+
+@users_app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(prompt=True)],
+    organisation: Annotated[str, typer.Option(help="Organisation slug (created if new).")],
+    name: Annotated[str, typer.Option(help="Organisation display name, if new.")] = "",
+    full_name: Annotated[str, typer.Option()] = "Administrator",
+) -> None:
+    """Create an admin (and the organisation if it does not exist yet)."""
+    from app.accounts import service
+    from app.accounts.models import Role
+
+    password = os.environ.get("HEREABOUTS_ADMIN_PASSWORD") or getpass.getpass("Password: ")
+    if len(password) < 10:
+        typer.secho(
+            "error: the password needs at least 10 characters", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(1)
+
+    async def create(session: object) -> str:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert isinstance(session, AsyncSession)
+        org = await service.get_or_create_organisation(session, organisation, name or organisation)
+        user = await service.create_user(
+            session, org.id, email=email, full_name=full_name, password=password, role=Role.admin
+        )
+        return f"admin {user.email} created in {org.slug}"
+
+    url = _database_url()
+    _upgrade(url)
+    try:
+        typer.echo(_with_session(create, url))
+    except Exception as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""One `Settings` object for the whole service, read from `HEREABOUTS_*` environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-only-insecure-secret"}
+DEFAULT_PUSH_HOSTS = [
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.services.mozilla.com",
+    "web.push.apple.com",
+    "*.notify.windows.com",
+]
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """Every setting, its default and its meaning is listed in the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEREABOUTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Environment = Environment.development
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql+asyncpg://... URL. Unset: embedded PostGIS under data_dir.",
+    )
+    data_dir: Path = PROJECT_ROOT / ".data"
+    embedded_port: int = 54329
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    db_statement_timeout_ms: int = 15_000
+
+    jwt_secret: str = "dev-only-insecure-secret"
+    jwt_previous_secrets: list[str] = Field(default_factory=list)
+    jwt_algorithm: str = "HS256"
+    access_token_ttl_s: int = 1800
+
+    max_body_bytes: int = 1_048_576
+    cors_origins: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    run_worker_in_process: bool = True
+
+    # geofences
+    geofence_max_vertices: int = 2000
+    geofence_max_area_km2: float = 500.0
+
+    # check-ins and pings
+    checkin_max_accuracy_m: float = 100.0
+    ping_max_accuracy_m: float = 250.0
+    max_future_skew_s: int = 300
+
+    # web push
+    vapid_private_key: str | None = None
+    vapid_private_key_file: Path | None = None
+    vapid_subject: str = "mailto:it@council.example"
+    push_allowed_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_PUSH_HOSTS))
+    push_allow_loopback: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> Self:
+        if self.environment is Environment.production:
+            if self.jwt_secret in PLACEHOLDER_SECRETS or len(self.jwt_secret) < 32:
+                raise ValueError(
+                    "HEREABOUTS_JWT_SECRET must be set to a random value of at least 32 characters "
+                    "in production, e.g. the output of `openssl rand -base64 48`"
+                )
+            if self.push_allow_loopback:
+                raise ValueError("HEREABOUTS_PUSH_ALLOW_LOOPBACK must not be enabled in production")
+        return self
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,17 @@
+"""Prometheus metrics shared by the API and the workers."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUEST_COUNT = Counter(
+    "hereabouts_http_requests_total",
+    "HTTP requests by route template",
+    ["method", "route", "status"],
+)
+REQUEST_LATENCY = Histogram(
+    "hereabouts_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

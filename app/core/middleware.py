@@ -1,0 +1,173 @@
+"""Pure-ASGI middleware: body size limit, request metrics/logging, security headers.
+
+Written against raw ASGI rather than `BaseHTTPMiddleware` because they sit on the ping hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import PROBLEM_BASE
+from app.core.metrics import REQUEST_COUNT, REQUEST_LATENCY
+
+logger = logging.getLogger("hereabouts.access")
+
+
+def _problem_bytes(status: int, title: str, detail: str) -> bytes:
+    import orjson
+
+    return orjson.dumps(
+        {
+            "type": PROBLEM_BASE + "payload-too-large",
+            "title": title,
+            "status": status,
+            "detail": detail,
+        }
+    )
+
+
+def _replay(messages: list[Message]) -> Receive:
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    return receive
+
+
+def _replay_body(body: bytes, upstream: Receive) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await upstream()
+
+    return receive
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies above `max_bytes` with 413 before the app parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        content_length: bytes | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                content_length = value
+                break
+        if content_length is not None or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            try:
+                length = int(content_length or b"0")
+            except ValueError:
+                length = -1
+            if length > self.max_bytes or length < 0:
+                await self._reject(send)
+                return
+            # uvicorn/h11 never deliver more than Content-Length bytes
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (chunked): read up to the limit before the app sees anything, so the
+        # answer is a 413 rather than a body-parsing error halfway through.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await self._reject(send)
+                return
+            chunks.append(body)
+            more = message.get("more_body", False)
+        await self.app(scope, _replay_body(b"".join(chunks), receive), send)
+
+    async def _reject(self, send: Send) -> None:
+        body = _problem_bytes(
+            413, "Payload too large", f"The request body exceeds {self.max_bytes} bytes."
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path: str | None = getattr(route, "path", None)
+    return path or "unmatched"
+
+
+class ObservabilityMiddleware:
+    """Prometheus counters/histograms by route template, and an access log without query strings.
+
+    Query strings and bodies can carry coordinates and tokens, so only the route *template*
+    (``/v1/geofences/{geofence_id}``) is logged, never the concrete URL.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_template(scope)
+            method = scope.get("method", "")
+            REQUEST_COUNT.labels(method, route, str(status)).inc()
+            REQUEST_LATENCY.labels(method, route).observe(elapsed)
+            if route != "/metrics":
+                logger.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+
+
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]

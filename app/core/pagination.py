@@ -1,0 +1,64 @@
+"""Keyset (cursor) pagination: stable under inserts, O(limit) per page, `limit` clamped to 500."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+import orjson
+from fastapi import Depends, Query
+from pydantic import BaseModel
+
+from app.core.errors import Unprocessable
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+class Cursor(BaseModel):
+    created_at: datetime
+    id: uuid.UUID
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    raw = orjson.dumps({"c": created_at.isoformat(), "i": str(row_id)})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> Cursor:
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        data: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(padded))
+        return Cursor(created_at=datetime.fromisoformat(data["c"]), id=uuid.UUID(data["i"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Unprocessable("The cursor is not valid.", extra={"field": "cursor"}) from exc
+
+
+class PageParams(BaseModel):
+    limit: int
+    cursor: Cursor | None
+
+
+def page_params(
+    limit: Annotated[
+        int, Query(description="Page size; values above 500 are clamped.")
+    ] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> PageParams:
+    return PageParams(
+        limit=max(1, min(limit, MAX_LIMIT)),
+        cursor=decode_cursor(cursor) if cursor else None,
+    )
+
+
+Pagination = Annotated[PageParams, Depends(page_params)]
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None

@@ -1,0 +1,64 @@
+"""The application factory: routers, error handlers, middleware and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.accounts.router import router as accounts_router
+from app.core import database_url
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.core.ops import router as ops_router
+
+
+def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns_engine = engine is None
+        db_engine = engine or create_engine(settings, database_url.resolve(settings))
+        app.state.engine = db_engine
+        app.state.sessionmaker = create_sessionmaker(db_engine)
+        try:
+            yield
+        finally:
+            if owns_engine:
+                await db_engine.dispose()
+
+    app = FastAPI(
+        title="Hereabouts",
+        version="0.1.0",
+        description=(
+            "Content and services around me and for me: geofenced public buildings and spaces, "
+            "check-ins, background location pings and Web Push for councils."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if engine is not None:
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(accounts_router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware)
+    return app
