@@ -2,15 +2,12 @@
 #   make run    the service with demo data on an embedded PostGIS (http://127.0.0.1:8000/docs)
 #   make test   lint, types, migrations check and the whole test suite on a real PostGIS
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV ?= $(shell bash scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 
 .PHONY: run test lint typecheck pytest deps system-deps bench worker clean-data fmt
 
-$(UV):
-	python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet --break-system-packages uv || python3 -m pip install --quiet uv
-
-deps: $(UV)
+deps:
 	@$(UV) sync --frozen --quiet
 
 # Server binaries (PostgreSQL, PostGIS) are installed on demand by the cluster manager itself;
