@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.router import router as accounts_router
+from app.audit.router import router as audit_router
 from app.core import database_url
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(accounts_router)
+    app.include_router(audit_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

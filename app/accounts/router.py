@@ -20,6 +20,7 @@ from app.accounts.schemas import (
     UserCreate,
     UserRead,
 )
+from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import TooManyRequests
@@ -105,6 +106,9 @@ async def create_user(session: Session, admin: AdminUser, body: UserCreate) -> U
         full_name=body.full_name,
         password=body.password,
         role=body.role,
+    )
+    await audit_service.record(
+        session, admin, "user.create", "user", user.id, {"email": user.email, "role": user.role}
     )
     return UserRead.model_validate(user)
 

@@ -238,3 +238,29 @@ async def test_login_is_throttled_per_account_after_repeated_failures(
     assert blocked.status_code == 429
     assert int(blocked.headers["retry-after"]) >= 1
     assert blocked.headers["content-type"] == PROBLEM
+
+
+async def test_staff_actions_are_audited_and_only_admins_of_the_org_read_the_log(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    org = await factories.create_organisation(db)
+    admin = await factories.create_staff(db, settings, org, Role.admin)
+    editor = await factories.create_staff(db, settings, org, Role.editor)
+    other_admin = await factories.create_staff(
+        db, settings, await factories.create_organisation(db), Role.admin
+    )
+    new = {
+        "email": "audited@example.org",
+        "full_name": "A",
+        "password": "long enough pw",
+        "role": "editor",
+    }
+    created = await client.post("/v1/users", json=new, headers=admin.headers)
+    log = await client.get("/v1/audit", headers=admin.headers)
+    assert log.status_code == 200
+    entries = log.json()["items"]
+    assert [(e["action"], e["entity_id"], e["actor_id"]) for e in entries] == [
+        ("user.create", created.json()["id"], str(admin.id))
+    ]
+    assert (await client.get("/v1/audit", headers=editor.headers)).status_code == 403
+    assert (await client.get("/v1/audit", headers=other_admin.headers)).json()["items"] == []
