@@ -17,6 +17,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(ops_router)
     app.include_router(accounts_router)
     app.include_router(audit_router)
