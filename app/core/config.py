@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     push_allowed_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_PUSH_HOSTS))
     push_allow_loopback: bool = False
 
+    # web console and PWA
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    tile_attribution: str = "© OpenStreetMap contributors"
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Self:
         if self.environment is Environment.production:

@@ -1,0 +1,1 @@
+"""Staff console (`/console/`) and resident / field-worker PWA (`/app/`): static pages and assets."""

@@ -1,0 +1,138 @@
+"""Serves the staff console and the PWA: HTML pages, the service worker and `/static/` assets.
+
+Everything is plain files (ES modules, vendored Leaflet), so nothing is fetched from the network at
+runtime. Every response here carries a Content-Security-Policy that allows only this origin plus
+the configured map tile host.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.config import Settings
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+PAGES_DIR = WEB_DIR / "pages"
+
+router = APIRouter(include_in_schema=False)
+
+
+def tile_source(tile_url: str) -> str | None:
+    """The CSP source for the tile host: `https://a.b` (with `{s}` subdomains as `*.`)."""
+    parts = urlsplit(tile_url)
+    if not parts.scheme or not parts.netloc:
+        return None  # a relative URL: tiles served by this origin, covered by 'self'
+    host = parts.netloc.replace("{s}.", "*.").replace("{s}", "*")
+    return f"{parts.scheme}://{host}"
+
+
+def content_security_policy(settings: Settings) -> str:
+    tiles = tile_source(settings.tile_url)
+    img = "'self' data: blob:" + (f" {tiles}" if tiles else "")
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"img-src {img}",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "manifest-src 'self'",
+            "worker-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def page_headers(settings: Settings) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": content_security_policy(settings),
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=(self)",
+        "Cache-Control": "no-cache",
+    }
+
+
+def _render(name: str, settings: Settings) -> HTMLResponse:
+    text = (PAGES_DIR / name).read_text(encoding="utf-8")
+    text = text.replace("{{tile_url}}", html.escape(settings.tile_url, quote=True))
+    text = text.replace("{{tile_attribution}}", html.escape(settings.tile_attribution, quote=True))
+    return HTMLResponse(text, headers=page_headers(settings))
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.get("/console")
+async def console_redirect() -> RedirectResponse:
+    return RedirectResponse("/console/", status_code=308)
+
+
+@router.get("/console/")
+async def console(request: Request) -> HTMLResponse:
+    return _render("console.html", _settings(request))
+
+
+@router.get("/app")
+async def app_redirect() -> RedirectResponse:
+    return RedirectResponse("/app/", status_code=308)
+
+
+@router.get("/app/")
+async def resident_app(request: Request) -> HTMLResponse:
+    return _render("app.html", _settings(request))
+
+
+@router.get("/app/sw.js")
+async def service_worker(request: Request) -> Response:
+    # Served under /app/ so its default scope is the PWA; never cached so updates roll out.
+    return FileResponse(
+        STATIC_DIR / "app" / "sw.js",
+        media_type="text/javascript",
+        headers=page_headers(_settings(request)),
+    )
+
+
+@router.get("/app/manifest.webmanifest")
+async def manifest(request: Request) -> Response:
+    return FileResponse(
+        STATIC_DIR / "app" / "manifest.webmanifest",
+        media_type="application/manifest+json",
+        headers=page_headers(_settings(request)),
+    )
+
+
+class _WithHeaders:
+    """Adds fixed headers to every response of the wrapped ASGI app (the static files)."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def install_web(app: FastAPI, settings: Settings) -> None:
+    """Mount the pages and `/static/` on the application."""
+    app.include_router(router)
+    static = StaticFiles(directory=STATIC_DIR, follow_symlink=False)
+    app.mount("/static", _WithHeaders(static, page_headers(settings)), name="static")

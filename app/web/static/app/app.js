@@ -1,0 +1,473 @@
+// Resident / field-worker PWA: device registration or staff sign-in, check-in, push, background
+// location (only while opted in and open), preferences, inbox and a field worker's tasks.
+import { Api, ApiError, announce, fmtDistance, fmtTime, h } from "/static/common/api.js";
+import { kv } from "/static/app/kv.js";
+
+const api = new Api(window.localStorage, "hereabouts.app.token");
+const $ = (id) => document.getElementById(id);
+const status = $("status");
+
+const state = {
+  me: null,
+  lastFix: null,
+  checkins: Number(localStorage.getItem("hereabouts.app.checkins") || 0),
+  watch: null,
+  queue: [],
+  flushTimer: null,
+  registration: null,
+};
+
+const isWorker = () => state.me && state.me.kind === "staff";
+
+// ---------------------------------------------------------------- start-up
+async function boot() {
+  if ("serviceWorker" in navigator) {
+    try {
+      state.registration = await navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" });
+      navigator.serviceWorker.addEventListener("message", (e) => {
+        if (e.data && e.data.type === "push") loadInbox();
+      });
+    } catch (err) {
+      $("push-state").textContent = `Offline support unavailable: ${err.message}`;
+    }
+  }
+  if (!api.token) return showWelcome();
+  try {
+    await enter();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      api.token = null;
+      return showWelcome("Please sign in again.");
+    }
+    announce(status, err.message, "error");
+  }
+}
+
+function showWelcome(message) {
+  $("welcome").hidden = false;
+  $("home").hidden = true;
+  $("signout").hidden = true;
+  if (message) announce(status, message);
+}
+
+async function enter() {
+  state.me = await api.get("/v1/me");
+  await kv.set("token", api.token).catch(() => undefined);
+  $("welcome").hidden = true;
+  $("home").hidden = false;
+  $("signout").hidden = false;
+  $("tasks-card").hidden = !isWorker();
+  $("checkin-help").textContent = isWorker()
+    ? "Check in at a site to see its tasks; it counts as proof of visit."
+    : "Uses your location once to find the place you are at.";
+  await Promise.allSettled([loadInbox(), loadPreferences(), isWorker() ? loadTasks() : null]);
+  restoreBackground();
+  if ("Notification" in window && Notification.permission === "granted") subscribePush(false);
+}
+
+async function startResident() {
+  try {
+    const device = await api.post("/v1/devices", { platform: "web" });
+    api.token = device.token;
+    await enter();
+    announce(status, "You're set up. Check in when you visit a place.", "ok");
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+}
+
+async function signInWorker(event) {
+  event.preventDefault();
+  const form = event.target;
+  $("worker-error").textContent = "";
+  try {
+    await api.login(form.email.value.trim(), form.password.value);
+    form.password.value = "";
+    await enter();
+    announce(status, `Signed in as ${state.me.email}.`, "ok");
+  } catch (err) {
+    $("worker-error").textContent = err instanceof ApiError && err.status === 401 ? "Wrong email or password." : err.message;
+  }
+}
+
+async function signOut() {
+  stopBackground();
+  api.token = null;
+  state.me = null;
+  await kv.delete("token").catch(() => undefined);
+  showWelcome("Signed out.");
+}
+
+// ---------------------------------------------------------------- location
+function position(options = {}) {
+  return new Promise((resolve, reject) => {
+    if (!("geolocation" in navigator)) return reject(new Error("This browser cannot share its location."));
+    navigator.geolocation.getCurrentPosition(resolve, (err) => {
+      const why = { 1: "Location permission was refused.", 2: "Your location is not available right now.", 3: "Finding your location took too long." };
+      reject(new Error(why[err.code] || err.message));
+    }, { enableHighAccuracy: true, timeout: 20000, maximumAge: 0, ...options });
+  });
+}
+
+function fixOf(pos) {
+  return {
+    lon: Math.round(pos.coords.longitude * 1e6) / 1e6,
+    lat: Math.round(pos.coords.latitude * 1e6) / 1e6,
+    accuracy_m: pos.coords.accuracy,
+    recorded_at: new Date(pos.timestamp || Date.now()).toISOString(),
+  };
+}
+
+// ---------------------------------------------------------------- check-in
+async function checkIn() {
+  const button = $("checkin");
+  const out = $("checkin-result");
+  button.disabled = true;
+  out.replaceChildren(h("p", { class: "muted" }, "Finding where you are…"));
+  try {
+    const fix = fixOf(await position());
+    state.lastFix = fix;
+    const result = await api.post("/v1/checkins", fix);
+    renderCheckin(result);
+    state.checkins += 1;
+    localStorage.setItem("hereabouts.app.checkins", String(state.checkins));
+    maybeAskForNotifications();
+    if (isWorker()) await loadTasks();
+  } catch (err) {
+    out.replaceChildren(h("p", { class: "error", role: "alert" }, err.message));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function renderCheckin(result) {
+  const out = $("checkin-result");
+  const place = result.place;
+  const nodes = [];
+  if (!place) {
+    nodes.push(h("p", {}, "No council place here yet."));
+  } else {
+    nodes.push(h("p", { class: "place" }, `You're at ${place.name}`));
+    if (result.repeated) nodes.push(h("p", { class: "muted small" }, "You already checked in here a moment ago."));
+  }
+  const offers = result.offers || [];
+  for (const o of offers) {
+    nodes.push(
+      h(
+        "article",
+        { class: "offer", dataset: { id: o.id } },
+        h("h3", {}, o.title),
+        h("p", {}, o.body),
+        o.url ? h("a", { href: o.url, rel: "noopener", target: "_blank" }, "More") : null,
+        " ",
+        h("button", { type: "button", class: "small", onclick: (e) => redeem(o, place, e.currentTarget) }, "Use this offer"),
+      ),
+    );
+  }
+  const tasks = result.tasks || [];
+  const proof = new Set((result.proof_of_visit_for || []).map((t) => (typeof t === "string" ? t : t.id)));
+  if (tasks.length) {
+    nodes.push(h("h3", {}, "Tasks here"));
+    nodes.push(h("ul", { class: "list" }, ...tasks.map((t) => h("li", {}, t.title, proof.has(t.id) ? h("span", { class: "badge ok" }, " visit recorded") : null))));
+  } else if (proof.size) {
+    nodes.push(h("p", { class: "badge ok" }, `Visit recorded for ${proof.size} task(s).`));
+  }
+  if (place && !offers.length && !tasks.length) nodes.push(h("p", { class: "muted" }, "Nothing on here for you right now."));
+  if (result.notifications_queued) nodes.push(h("p", { class: "muted small" }, "We've also sent this to your notifications."));
+  out.replaceChildren(...nodes);
+}
+
+async function redeem(offer, place, button) {
+  try {
+    const r = await api.post(`/v1/offers/${offer.id}/redeem`, place ? { geofence_id: place.id } : {});
+    button.replaceWith(h("span", { class: "badge ok" }, r.remaining_for_you > 0 ? `Used · ${r.remaining_for_you} left` : "Used"));
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+}
+
+// ---------------------------------------------------------------- notifications
+// Asked after the first successful check-in (when the value is clear), never on load.
+function maybeAskForNotifications() {
+  if (!("Notification" in window) || !("PushManager" in window)) return;
+  if (Notification.permission === "granted") return subscribePush(false);
+  if (Notification.permission === "default" && !localStorage.getItem("hereabouts.app.notify-declined")) {
+    $("notify-card").hidden = false;
+  }
+}
+
+async function acceptNotifications() {
+  $("notify-card").hidden = true;
+  const permission = await Notification.requestPermission();
+  if (permission === "granted") await subscribePush(true);
+  else $("push-state").textContent = "Notifications are off. Your inbox below still shows everything.";
+}
+
+function b64urlToBytes(value) {
+  const pad = "=".repeat((4 - (value.length % 4)) % 4);
+  const raw = atob((value + pad).replace(/-/g, "+").replace(/_/g, "/"));
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+async function subscribePush(tell) {
+  const info = $("push-state");
+  try {
+    const reg = state.registration || (await navigator.serviceWorker.ready);
+    const { public_key: key } = await api.get("/v1/push/vapid-public-key");
+    let sub = await reg.pushManager.getSubscription();
+    if (sub && sub.options && sub.options.applicationServerKey) {
+      const current = new Uint8Array(sub.options.applicationServerKey);
+      const wanted = b64urlToBytes(key);
+      if (current.length !== wanted.length || current.some((b, i) => b !== wanted[i])) {
+        await sub.unsubscribe();
+        sub = null;
+      }
+    }
+    sub = sub || (await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlToBytes(key) }));
+    await api.post("/v1/push/subscriptions", sub.toJSON());
+    info.textContent = "Notifications are on for this device.";
+    if (tell) announce(status, "Notifications are on.", "ok");
+  } catch (err) {
+    info.textContent = `Push notifications are not available here (${err.message}). Your inbox still shows everything.`;
+  }
+}
+
+// ---------------------------------------------------------------- background location
+function restoreBackground() {
+  const on = localStorage.getItem("hereabouts.app.background") === "on";
+  $("bg-toggle").checked = on;
+  if (on) startWatching();
+}
+
+async function toggleBackground(event) {
+  const enabled = event.target.checked;
+  try {
+    await api.put("/v1/me/background-location", { enabled });
+    localStorage.setItem("hereabouts.app.background", enabled ? "on" : "off");
+    if (enabled) startWatching();
+    else stopBackground("Off. Nothing is shared.");
+  } catch (err) {
+    event.target.checked = !enabled;
+    announce(status, err.message, "error");
+  }
+}
+
+function startWatching() {
+  if (state.watch !== null || !("geolocation" in navigator)) return;
+  $("bg-state").textContent = "On: your location is sent while this app is open.";
+  state.watch = navigator.geolocation.watchPosition(
+    (pos) => {
+      const fix = fixOf(pos);
+      state.lastFix = fix;
+      const ping = { id: crypto.randomUUID(), ...fix };
+      if (typeof pos.coords.speed === "number" && !Number.isNaN(pos.coords.speed)) ping.speed_mps = pos.coords.speed;
+      if (typeof pos.coords.heading === "number" && !Number.isNaN(pos.coords.heading)) ping.heading = pos.coords.heading;
+      state.queue.push(ping);
+      if (state.queue.length >= 20) flushPings();
+      else if (!state.flushTimer) state.flushTimer = setTimeout(flushPings, 10000);
+    },
+    (err) => ($("bg-state").textContent = `Location unavailable: ${err.message}`),
+    { enableHighAccuracy: true, maximumAge: 5000 },
+  );
+}
+
+function stopBackground(text) {
+  if (state.watch !== null) navigator.geolocation.clearWatch(state.watch);
+  state.watch = null;
+  clearTimeout(state.flushTimer);
+  state.flushTimer = null;
+  state.queue = [];
+  if (text) $("bg-state").textContent = text;
+}
+
+async function flushPings() {
+  clearTimeout(state.flushTimer);
+  state.flushTimer = null;
+  if (!state.queue.length) return;
+  const batch = state.queue.splice(0, 1000);
+  try {
+    const result = await api.post("/v1/pings", { pings: batch });
+    const events = result.events || [];
+    $("bg-state").textContent = `On: ${result.accepted} location(s) sent ${new Date().toLocaleTimeString()}` + (events.length ? ` · ${events.length} place event(s)` : "");
+    if (events.length) loadInbox();
+  } catch (err) {
+    if (err instanceof ApiError && err.status < 500 && err.status !== 429) {
+      $("bg-state").textContent = `Location not accepted: ${err.message}`;
+    } else {
+      state.queue.unshift(...batch); // same ids: the server ignores duplicates on retry
+      $("bg-state").textContent = "Offline: locations will be sent when the connection is back.";
+    }
+  }
+}
+
+// ---------------------------------------------------------------- preferences
+let prefsSchema = null;
+
+async function loadPreferences() {
+  try {
+    const prefs = await api.get("/v1/me/preferences");
+    prefsSchema = prefs;
+    renderPreferences(prefs);
+    $("prefs-form").hidden = false;
+  } catch {
+    $("prefs-form").hidden = true; // not offered by this server (yet): the toggle above remains
+  }
+}
+
+function renderPreferences(prefs) {
+  const fields = [];
+  const qh = prefs.quiet_hours || {};
+  if ("quiet_hours" in prefs || "quiet_hours_start" in prefs) {
+    fields.push(
+      h("div", { class: "row" },
+        h("div", {}, h("label", { for: "pref-qs" }, "Quiet from"), h("input", { id: "pref-qs", name: "quiet_start", type: "time", value: (qh.start || prefs.quiet_hours_start || "").slice(0, 5) })),
+        h("div", {}, h("label", { for: "pref-qe" }, "until"), h("input", { id: "pref-qe", name: "quiet_end", type: "time", value: (qh.end || prefs.quiet_hours_end || "").slice(0, 5) })),
+      ),
+    );
+  }
+  if ("time_zone" in prefs || "quiet_hours" in prefs) {
+    fields.push(h("label", { for: "pref-tz" }, "Time zone"), h("input", { id: "pref-tz", name: "time_zone", value: prefs.time_zone || qh.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone }));
+  }
+  if ("max_per_day" in prefs || "max_notifications_per_day" in prefs) {
+    const name = "max_per_day" in prefs ? "max_per_day" : "max_notifications_per_day";
+    fields.push(h("label", { for: "pref-max" }, "At most this many notifications a day"), h("input", { id: "pref-max", name, type: "number", min: 0, max: 100, value: prefs[name] ?? "" }));
+  }
+  if ("categories_opted_out" in prefs || "muted_categories" in prefs) {
+    const name = "categories_opted_out" in prefs ? "categories_opted_out" : "muted_categories";
+    fields.push(h("label", { for: "pref-cat" }, "Categories I don't want (comma separated)"), h("input", { id: "pref-cat", name, value: (prefs[name] || []).join(", ") }));
+  }
+  $("prefs-fields").replaceChildren(...fields);
+}
+
+async function savePreferences(event) {
+  event.preventDefault();
+  const form = event.target;
+  const body = {};
+  const p = prefsSchema || {};
+  if ("quiet_hours" in p) {
+    body.quiet_hours = form.quiet_start.value && form.quiet_end.value ? { start: form.quiet_start.value, end: form.quiet_end.value, time_zone: form.time_zone.value } : null;
+  } else if ("quiet_hours_start" in p) {
+    body.quiet_hours_start = form.quiet_start.value || null;
+    body.quiet_hours_end = form.quiet_end.value || null;
+  }
+  if ("time_zone" in p && form.time_zone) body.time_zone = form.time_zone.value;
+  for (const name of ["max_per_day", "max_notifications_per_day"]) if (name in p && form[name]) body[name] = form[name].value === "" ? null : Number(form[name].value);
+  for (const name of ["categories_opted_out", "muted_categories"]) if (name in p && form[name]) body[name] = form[name].value.split(",").map((c) => c.trim()).filter(Boolean);
+  try {
+    prefsSchema = await api.put("/v1/me/preferences", body);
+    announce(status, "Preferences saved.", "ok");
+    $("prefs-error").textContent = "";
+  } catch (err) {
+    $("prefs-error").textContent = err.message;
+  }
+}
+
+// ---------------------------------------------------------------- inbox
+async function loadInbox() {
+  const list = $("inbox");
+  try {
+    const page = await api.get("/v1/me/notifications?limit=50");
+    const items = page.items || [];
+    list.replaceChildren(
+      ...items.map((n) =>
+        h(
+          "li",
+          { class: `inbox-item ${n.opened_at ? "" : "unread"}`, dataset: { id: n.id } },
+          h("h3", {}, n.title),
+          n.body ? h("p", {}, n.body) : null,
+          h("span", { class: "muted small" }, fmtTime(n.created_at), n.decision && n.decision !== "sent" && n.decision !== "queued" ? ` · ${n.decision.replace(/_/g, " ")}` : ""),
+          " ",
+          h("button", { type: "button", class: "small secondary", onclick: () => openNotification(n) }, n.url ? "Open" : "Mark read"),
+        ),
+      ),
+    );
+    if (!items.length) list.append(h("li", { class: "muted" }, "Nothing yet."));
+  } catch (err) {
+    list.replaceChildren(h("li", { class: "muted" }, err instanceof ApiError && err.status === 404 ? "The inbox is not available on this server yet." : err.message));
+  }
+}
+
+async function openNotification(n) {
+  try {
+    if (!n.opened_at) await api.post(`/v1/me/notifications/${n.id}/opened`, undefined);
+  } catch {
+    // counting the open is best effort
+  }
+  if (n.url) window.open(n.url, "_blank", "noopener");
+  loadInbox();
+}
+
+// ---------------------------------------------------------------- field worker tasks
+async function loadTasks(near = state.lastFix) {
+  const list = $("task-list");
+  try {
+    const q = near ? `?near=${near.lon},${near.lat}` : "";
+    const page = await api.get(`/v1/me/tasks${q}`);
+    const tasks = page.items || page;
+    list.replaceChildren(...tasks.map(taskItem));
+    if (!tasks.length) list.append(h("li", { class: "muted" }, "No tasks for you."));
+  } catch (err) {
+    list.replaceChildren(h("li", { class: "error" }, err.message));
+  }
+}
+
+function taskItem(t) {
+  const actions = [];
+  if (t.status === "open") actions.push(h("button", { type: "button", class: "small", onclick: () => moveTask(t, "assigned") }, "Take"));
+  if (t.status === "assigned") actions.push(h("button", { type: "button", class: "small", onclick: () => moveTask(t, "in_progress") }, "Start"));
+  if (t.status === "assigned" || t.status === "in_progress") actions.push(h("button", { type: "button", class: "small", onclick: () => moveTask(t, "done") }, "Complete"));
+  return h(
+    "li",
+    { class: "task", dataset: { id: t.id, status: t.status } },
+    h("h3", {}, t.title),
+    h(
+      "div",
+      { class: "meta" },
+      [t.place_name || "", t.distance_m !== null && t.distance_m !== undefined ? fmtDistance(t.distance_m) + " away" : "", `${t.priority} priority`, t.due_at ? `due ${fmtTime(t.due_at)}` : ""].filter(Boolean).join(" · "),
+    ),
+    t.description ? h("p", {}, t.description) : null,
+    h("span", { class: `badge ${t.status}` }, t.status.replace("_", " ")),
+    t.requires_visit ? h("span", { class: `badge ${t.proof_checkin_id ? "ok" : "warn"}` }, t.proof_checkin_id ? "visit recorded" : "check-in needed") : null,
+    " ",
+    ...actions,
+  );
+}
+
+async function moveTask(t, to) {
+  try {
+    await api.patch(`/v1/tasks/${t.id}`, { status: to });
+    announce(status, `“${t.title}”: ${to.replace("_", " ")}.`, "ok");
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+  await loadTasks();
+}
+
+async function sortTasksHere() {
+  try {
+    state.lastFix = fixOf(await position());
+    await loadTasks(state.lastFix);
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+$("start-resident").addEventListener("click", startResident);
+$("worker-form").addEventListener("submit", signInWorker);
+$("signout").addEventListener("click", signOut);
+$("checkin").addEventListener("click", checkIn);
+$("notify-yes").addEventListener("click", acceptNotifications);
+$("notify-no").addEventListener("click", () => {
+  localStorage.setItem("hereabouts.app.notify-declined", "1");
+  $("notify-card").hidden = true;
+});
+$("bg-toggle").addEventListener("change", toggleBackground);
+$("prefs-form").addEventListener("submit", savePreferences);
+$("inbox-refresh").addEventListener("click", loadInbox);
+$("tasks-refresh").addEventListener("click", sortTasksHere);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") flushPings();
+});
+
+boot();

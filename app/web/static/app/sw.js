@@ -1,0 +1,123 @@
+// Hereabouts service worker (scope /app/): shows pushed notifications, reports opens, and keeps
+// the app shell available offline. The page stores the bearer token in IndexedDB for it.
+"use strict";
+
+const SHELL_CACHE = "hereabouts-shell-v1";
+const SHELL = [
+  "/app/",
+  "/static/common/base.css",
+  "/static/common/api.js",
+  "/static/app/app.css",
+  "/static/app/app.js",
+  "/static/app/kv.js",
+  "/static/app/icon.svg",
+  "/static/app/icon-192.png",
+];
+
+function kvGet(key) {
+  return new Promise((resolve) => {
+    const open = indexedDB.open("hereabouts", 1);
+    open.onupgradeneeded = () => open.result.createObjectStore("kv");
+    open.onerror = () => resolve(null);
+    open.onsuccess = () => {
+      const tx = open.result.transaction("kv", "readonly");
+      const req = tx.objectStore("kv").get(key);
+      req.onsuccess = () => resolve(req.result ?? null);
+      req.onerror = () => resolve(null);
+    };
+  });
+}
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(
+    caches
+      .open(SHELL_CACHE)
+      .then((cache) => cache.addAll(SHELL))
+      .catch(() => undefined) // an incomplete cache must not block push handling
+      .then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches
+      .keys()
+      .then((keys) => Promise.all(keys.filter((k) => k !== SHELL_CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+// Network first for the shell (so updates show at once), the cache only when offline.
+// API calls (/v1/) are never cached: they are personal and must be fresh.
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (!SHELL.includes(url.pathname)) return;
+  event.respondWith(
+    fetch(event.request)
+      .then((res) => {
+        const copy = res.clone();
+        caches.open(SHELL_CACHE).then((c) => c.put(event.request, copy));
+        return res;
+      })
+      .catch(() => caches.match(event.request).then((hit) => hit || Response.error())),
+  );
+});
+
+// Payload (app.notifications): {id, kind, title, body, tag, url?, data?}
+self.addEventListener("push", (event) => {
+  let msg = {};
+  if (event.data) {
+    try {
+      msg = event.data.json();
+    } catch {
+      msg = { body: event.data.text() };
+    }
+  }
+  const title = msg.title || "Hereabouts";
+  const options = {
+    body: msg.body || "",
+    tag: msg.tag || undefined,
+    renotify: Boolean(msg.tag),
+    icon: "/static/app/icon-192.png",
+    badge: "/static/app/icon-192.png",
+    data: { id: msg.id || null, url: msg.url || null, kind: msg.kind || "message" },
+  };
+  event.waitUntil(
+    self.registration.showNotification(title, options).then(() =>
+      // open pages refresh their inbox
+      self.clients.matchAll({ type: "window" }).then((clients) => {
+        for (const c of clients) c.postMessage({ type: "push", notification: msg });
+      }),
+    ),
+  );
+});
+
+async function reportOpened(id) {
+  if (!id) return;
+  const token = await kvGet("token");
+  if (!token) return;
+  try {
+    await fetch(`/v1/me/notifications/${encodeURIComponent(id)}/opened`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}` },
+    });
+  } catch {
+    // offline: the open is simply not counted
+  }
+}
+
+async function focusOrOpen(url) {
+  const target = url || "/app/";
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  for (const w of windows) {
+    if (new URL(w.url).pathname.startsWith("/app/") && !url) return w.focus();
+  }
+  return self.clients.openWindow(target);
+}
+
+self.addEventListener("notificationclick", (event) => {
+  const data = event.notification.data || {};
+  event.notification.close();
+  event.waitUntil(Promise.all([reportOpened(data.id), focusOrOpen(data.url)]));
+});

@@ -1,0 +1,784 @@
+// Staff console: places on a map, offers, tasks, live activity and charts.
+import { Api, ApiError, announce, fmtTime, h, isoToLocal, localToIso } from "/static/common/api.js";
+import { barChart, columnChart, percentile } from "/static/console/charts.js";
+import { PlacesMap } from "/static/console/map.js";
+
+const api = new Api(window.sessionStorage, "hereabouts.console.token");
+const $ = (id) => document.getElementById(id);
+const status = $("status");
+
+const state = {
+  me: null,
+  places: [], // GeoJSON Features
+  offers: [],
+  tasks: [],
+  workers: [],
+  activity: [],
+  deliveries: [],
+  stream: null,
+};
+
+function placeName(id) {
+  const place = state.places.find((p) => p.id === id);
+  return place ? place.properties.name : "unknown place";
+}
+
+function fail(err, region = status) {
+  const text = err instanceof Error ? err.message : String(err);
+  announce(region, text, "error");
+  if (!(err instanceof ApiError)) console.error(err);
+}
+
+// ---------------------------------------------------------------- sign in / out
+api.onUnauthorized = () => {
+  if (state.me) signOut("Your session has ended: sign in again.");
+};
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = event.target;
+  $("login-error").textContent = "";
+  try {
+    await api.login(form.email.value.trim(), form.password.value);
+    form.password.value = "";
+    await start();
+  } catch (err) {
+    $("login-error").textContent =
+      err instanceof ApiError && err.status === 401 ? "Wrong email or password." : err.message;
+  }
+}
+
+function signOut(message = "Signed out.") {
+  api.token = null;
+  state.me = null;
+  if (state.stream) state.stream.abort();
+  $("workspace").hidden = true;
+  $("who").hidden = true;
+  $("login-view").hidden = false;
+  announce(status, message);
+  $("login-email").focus();
+}
+
+async function start() {
+  const me = await api.get("/v1/me");
+  if (me.kind !== "staff") throw new Error("This console is for staff accounts.");
+  state.me = me;
+  $("who-name").textContent = `${me.full_name || me.email} · ${me.role.replace("_", " ")} · ${me.organisation.name}`;
+  $("who").hidden = false;
+  $("login-view").hidden = true;
+  $("workspace").hidden = false;
+  if (me.role === "field_worker") {
+    announce(status, "Field workers use the Hereabouts app for their tasks; this console is read-only for you.");
+  } else {
+    announce(status, `Signed in as ${me.email}.`, "ok");
+  }
+  placesMap.ready();
+  await Promise.allSettled([loadPlaces(), loadWorkers()]);
+  await Promise.allSettled([loadOffers(), loadTasks(), loadDeliveries(), loadEvents()]);
+  startStream();
+}
+
+// ---------------------------------------------------------------- tabs
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+function selectTab(tab, focus = true) {
+  for (const t of tabs) {
+    const selected = t === tab;
+    t.setAttribute("aria-selected", String(selected));
+    t.tabIndex = selected ? 0 : -1;
+    $(t.getAttribute("aria-controls")).hidden = !selected;
+  }
+  if (focus) tab.focus();
+  if (tab.id === "tab-places") placesMap.invalidate();
+  if (tab.id === "tab-numbers") drawNumbers();
+}
+for (const tab of tabs) {
+  tab.addEventListener("click", () => selectTab(tab));
+  tab.addEventListener("keydown", (e) => {
+    const i = tabs.indexOf(tab);
+    let next = null;
+    if (e.key === "ArrowRight") next = tabs[(i + 1) % tabs.length];
+    if (e.key === "ArrowLeft") next = tabs[(i - 1 + tabs.length) % tabs.length];
+    if (e.key === "Home") next = tabs[0];
+    if (e.key === "End") next = tabs[tabs.length - 1];
+    if (next) {
+      e.preventDefault();
+      selectTab(next);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- places
+const placeForm = $("place-form");
+const placesMap = new PlacesMap($("map"), {
+  tileUrl: document.querySelector('meta[name="hereabouts-tile-url"]').content,
+  attribution: document.querySelector('meta[name="hereabouts-tile-attribution"]').content,
+  onTilesUnavailable: () => ($("map-note").hidden = false),
+  onDraft: (draft) => openPlaceForm(null, draft),
+  onShapeChanged: (id, shape) => saveShape(id, shape),
+  onSelect: (id) => {
+    const place = state.places.find((p) => p.id === id);
+    if (place) openPlaceForm(place);
+  },
+});
+
+async function loadPlaces() {
+  try {
+    const body = await api.get("/v1/geofences?limit=500", { accept: "application/geo+json" });
+    const features = body.features || body.items || [];
+    state.places = features;
+    placesMap.show(features);
+    renderPlaces();
+    fillPlaceSelects();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function kindOf(place) {
+  return place.geometry.type === "Point" ? `circle ${Math.round(place.properties.radius_m)} m` : "area";
+}
+
+function renderPlaces() {
+  $("place-count").textContent = `(${state.places.length})`;
+  const list = $("place-list");
+  list.replaceChildren(
+    ...state.places.map((p) =>
+      h(
+        "li",
+        { class: "place-item", dataset: { id: p.id } },
+        h("div", {}, h("div", { class: "name" }, p.properties.name), h("div", { class: "muted small" }, `${p.properties.category} · ${kindOf(p)}`)),
+        h(
+          "div",
+          {},
+          h("button", { type: "button", class: "small secondary", onclick: () => placesMap.focus(p.id), "aria-label": `Show ${p.properties.name} on the map` }, "Show"),
+          h("button", { type: "button", class: "small secondary", onclick: () => openPlaceForm(p), "aria-label": `Edit ${p.properties.name}` }, "Edit"),
+          h("button", { type: "button", class: "small danger", onclick: () => deletePlace(p), "aria-label": `Delete ${p.properties.name}` }, "Delete"),
+        ),
+      ),
+    ),
+  );
+  if (!state.places.length) list.append(h("li", { class: "muted" }, "No places yet: draw one on the map or import a file."));
+}
+
+function fillPlaceSelects() {
+  const options = () => state.places.map((p) => h("option", { value: p.id }, `${p.properties.name} (${p.properties.category})`));
+  const offerSel = $("offer-places");
+  const selected = new Set([...offerSel.selectedOptions].map((o) => o.value));
+  offerSel.replaceChildren(...options());
+  for (const o of offerSel.options) o.selected = selected.has(o.value);
+  const taskSel = $("task-place");
+  const current = taskSel.value;
+  taskSel.replaceChildren(...options());
+  if (current) taskSel.value = current;
+  const foot = $("footfall-place");
+  const f = foot.value;
+  foot.replaceChildren(...options());
+  if (f) foot.value = f;
+}
+
+let draft = null; // {shape, layer} of a drawn but unsaved place
+
+function openPlaceForm(place, newDraft = null) {
+  if (draft && newDraft !== draft) placesMap.discard(draft);
+  draft = newDraft;
+  placeForm.hidden = false;
+  $("place-error").textContent = "";
+  placeForm.id.value = place ? place.id : "";
+  $("place-form-title").textContent = place ? `Edit ${place.properties.name}` : `New place (${newDraft.kind})`;
+  const props = place ? place.properties : {};
+  placeForm.name.value = props.name || "";
+  placeForm.category.value = props.category || placeForm.category.value || "library";
+  const radius = place ? props.radius_m : newDraft && newDraft.radius_m;
+  placeForm.radius_m.value = radius ? Math.round(radius) : "";
+  placeForm.radius_m.disabled = !radius;
+  placeForm.trigger_distance_m.value = place ? props.trigger_distance_m ?? "" : "";
+  placeForm.tags.value = (props.tags || []).join(", ");
+  placeForm.name.focus();
+}
+
+function closePlaceForm() {
+  if (draft) placesMap.discard(draft);
+  draft = null;
+  placeForm.hidden = true;
+  placeForm.reset();
+}
+
+function placeProperties(form, isNew) {
+  const props = {
+    name: form.name.value.trim(),
+    category: form.category.value.trim(),
+    tags: form.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+  };
+  if (form.trigger_distance_m.value !== "") props.trigger_distance_m = Number(form.trigger_distance_m.value);
+  else if (!isNew) props.trigger_distance_m = null;
+  if (!form.radius_m.disabled && form.radius_m.value) props.radius_m = Number(form.radius_m.value);
+  return props;
+}
+
+async function savePlace(event) {
+  event.preventDefault();
+  const id = placeForm.id.value;
+  try {
+    if (id) {
+      await api.patch(`/v1/geofences/${id}`, { properties: placeProperties(placeForm, false) });
+      announce(status, "Place saved.", "ok");
+    } else {
+      if (!draft) throw new Error("Draw a shape on the map first.");
+      const properties = placeProperties(placeForm, true);
+      if (draft.radius_m) properties.radius_m = Number(placeForm.radius_m.value) || draft.radius_m;
+      const created = await api.post("/v1/geofences", { type: "Feature", geometry: draft.geometry, properties });
+      announce(status, `Place “${created.properties.name}” created.`, "ok");
+    }
+    closePlaceForm();
+    await loadPlaces();
+  } catch (err) {
+    fail(err, $("place-error"));
+  }
+}
+
+async function saveShape(id, shape) {
+  const place = state.places.find((p) => p.id === id);
+  try {
+    const body = { geometry: shape.geometry };
+    if (shape.radius_m) body.properties = { radius_m: shape.radius_m };
+    await api.patch(`/v1/geofences/${id}`, body);
+    announce(status, `New shape of “${place ? place.properties.name : "place"}” saved.`, "ok");
+  } catch (err) {
+    fail(err);
+  }
+  await loadPlaces();
+}
+
+async function deletePlace(place) {
+  if (!window.confirm(`Delete “${place.properties.name}”? Offers and tasks there stop applying.`)) return;
+  try {
+    await api.delete(`/v1/geofences/${place.id}`);
+    announce(status, `Deleted “${place.properties.name}”.`, "ok");
+    await loadPlaces();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function importFile(event) {
+  event.preventDefault();
+  const form = event.target;
+  const report = $("import-report");
+  report.replaceChildren();
+  const file = form.file.files[0];
+  if (!file) return;
+  let doc;
+  try {
+    doc = JSON.parse(await file.text());
+  } catch (err) {
+    report.append(h("p", { class: "error", role: "alert" }, `Not a JSON file: ${err.message}`));
+    return;
+  }
+  try {
+    const dry = form.dry_run.checked;
+    const result = await api.post(`/v1/geofences/import${dry ? "?dry_run=true" : ""}`, doc);
+    report.append(
+      h("p", { class: result.failed ? "error" : "" }, `${result.dry_run ? "Checked" : "Imported"} ${result.total}: ${result.created} created, ${result.updated} updated, ${result.failed} failed.`),
+    );
+    if (result.errors && result.errors.length) {
+      report.append(
+        h(
+          "table",
+          { class: "table report-table" },
+          h("caption", {}, "What failed and why"),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "#"), h("th", { scope: "col" }, "External id"), h("th", { scope: "col" }, "Reason"))),
+          h("tbody", {}, ...result.errors.map((e) => h("tr", {}, h("td", {}, e.index + 1), h("td", {}, e.external_id || "—"), h("td", {}, `${e.field ? e.field + ": " : ""}${e.detail || e.reason}`)))),
+        ),
+      );
+    }
+    if (!result.dry_run) await loadPlaces();
+  } catch (err) {
+    report.append(h("p", { class: "error", role: "alert" }, err.message));
+  }
+}
+
+// ---------------------------------------------------------------- offers
+const offerForm = $("offer-form");
+
+async function loadOffers() {
+  if (!["admin", "editor"].includes(state.me.role)) return;
+  try {
+    state.offers = await api.all("/v1/offers");
+    renderOffers();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function offerWhere(o) {
+  const names = (o.geofence_ids || []).map(placeName);
+  if (o.category) names.push(`every ${o.category}`);
+  return names.join(", ");
+}
+
+function offerSchedule(o) {
+  const parts = [];
+  if (o.valid_from) parts.push(`from ${fmtTime(o.valid_from)}`);
+  if (o.valid_until) parts.push(`until ${fmtTime(o.valid_until)}`);
+  if (o.time_window) parts.push(`daily ${o.time_window.start.slice(0, 5)}–${o.time_window.end.slice(0, 5)}`);
+  return parts.join(", ");
+}
+
+function renderOffers() {
+  $("offer-list").replaceChildren(
+    ...state.offers.map((o) =>
+      h(
+        "tr",
+        { dataset: { id: o.id } },
+        h("td", {}, h("strong", {}, o.title), h("div", { class: "muted small" }, o.body), h("div", { class: "muted small" }, offerSchedule(o))),
+        h("td", {}, offerWhere(o), h("div", { class: "muted small" }, (o.triggers || []).join(", "))),
+        h("td", {}, h("span", { class: `badge ${o.status}` }, o.status)),
+        h(
+          "td",
+          {},
+          h("button", { type: "button", class: "small secondary", onclick: () => editOffer(o), "aria-label": `Edit ${o.title}` }, "Edit"),
+          o.status === "active"
+            ? h("button", { type: "button", class: "small secondary", onclick: () => setOfferStatus(o, "paused"), "aria-label": `Pause ${o.title}` }, "Pause")
+            : h("button", { type: "button", class: "small secondary", onclick: () => setOfferStatus(o, "active"), "aria-label": `Activate ${o.title}` }, o.status === "paused" ? "Resume" : "Activate"),
+          h("button", { type: "button", class: "small secondary", onclick: () => showFunnel(o.id), "aria-label": `Numbers for ${o.title}` }, "Numbers"),
+          h("button", { type: "button", class: "small danger", onclick: () => deleteOffer(o), "aria-label": `Delete ${o.title}` }, "Delete"),
+        ),
+      ),
+    ),
+  );
+  if (!state.offers.length) $("offer-list").append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No offers yet.")));
+  const funnel = $("funnel-offer");
+  const cur = funnel.value;
+  funnel.replaceChildren(...state.offers.map((o) => h("option", { value: o.id }, o.title)));
+  if (cur) funnel.value = cur;
+}
+
+function offerBody(form) {
+  const triggers = [...form.querySelectorAll('input[name="triggers"]:checked')].map((i) => i.value);
+  const window_ =
+    form.window_start.value && form.window_end.value
+      ? { start: form.window_start.value, end: form.window_end.value, time_zone: form.time_zone.value.trim() || "Europe/London" }
+      : null;
+  return {
+    title: form.title.value.trim(),
+    body: form.body.value.trim(),
+    url: form.url.value.trim() || null,
+    geofence_ids: [...form.geofence_ids.selectedOptions].map((o) => o.value),
+    category: form.category.value.trim() || null,
+    triggers,
+    valid_from: localToIso(form.valid_from.value),
+    valid_until: localToIso(form.valid_until.value),
+    time_window: window_,
+    cooldown_s: Math.round(Number(form.cooldown_h.value || 0) * 3600),
+    max_per_person: Number(form.max_per_person.value || 1),
+    status: form.status.value,
+  };
+}
+
+function resetOfferForm() {
+  offerForm.reset();
+  offerForm.id.value = "";
+  $("offer-form-title").textContent = "New offer";
+  $("offer-error").textContent = "";
+}
+
+function editOffer(o) {
+  resetOfferForm();
+  offerForm.id.value = o.id;
+  $("offer-form-title").textContent = `Edit “${o.title}”`;
+  offerForm.title.value = o.title;
+  offerForm.body.value = o.body;
+  offerForm.url.value = o.url || "";
+  for (const opt of offerForm.geofence_ids.options) opt.selected = (o.geofence_ids || []).includes(opt.value);
+  offerForm.category.value = o.category || "";
+  for (const box of offerForm.querySelectorAll('input[name="triggers"]')) box.checked = (o.triggers || []).includes(box.value);
+  offerForm.valid_from.value = isoToLocal(o.valid_from);
+  offerForm.valid_until.value = isoToLocal(o.valid_until);
+  offerForm.window_start.value = o.time_window ? o.time_window.start.slice(0, 5) : "";
+  offerForm.window_end.value = o.time_window ? o.time_window.end.slice(0, 5) : "";
+  if (o.time_window) offerForm.time_zone.value = o.time_window.time_zone;
+  offerForm.cooldown_h.value = Math.round((o.cooldown_s || 0) / 3600);
+  offerForm.max_per_person.value = o.max_per_person;
+  if (![...offerForm.status.options].some((opt) => opt.value === o.status)) offerForm.status.append(h("option", { value: o.status }, o.status));
+  offerForm.status.value = o.status;
+  offerForm.title.focus();
+}
+
+async function saveOffer(event) {
+  event.preventDefault();
+  $("offer-error").textContent = "";
+  const body = offerBody(offerForm);
+  if (!body.triggers.length) {
+    $("offer-error").textContent = "Choose at least one trigger.";
+    return;
+  }
+  try {
+    const id = offerForm.id.value;
+    const saved = id ? await api.patch(`/v1/offers/${id}`, body) : await api.post("/v1/offers", body);
+    announce(status, `Offer “${saved.title}” saved.`, "ok");
+    resetOfferForm();
+    await loadOffers();
+  } catch (err) {
+    fail(err, $("offer-error"));
+  }
+}
+
+async function setOfferStatus(o, value) {
+  try {
+    await api.patch(`/v1/offers/${o.id}`, { status: value });
+    announce(status, `“${o.title}” is now ${value}.`, "ok");
+    await loadOffers();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function deleteOffer(o) {
+  if (!window.confirm(`Delete the offer “${o.title}”?`)) return;
+  try {
+    await api.delete(`/v1/offers/${o.id}`);
+    await loadOffers();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---------------------------------------------------------------- tasks
+const taskForm = $("task-form");
+
+async function loadWorkers() {
+  if (state.me.role !== "admin") {
+    $("task-assignees-help").textContent = "Only admins can list staff accounts: tasks you create go to the team pool unless an admin assigns them.";
+    $("task-assignees").disabled = true;
+    return;
+  }
+  try {
+    state.workers = await api.all("/v1/users?role=field_worker");
+    $("task-assignees").replaceChildren(...state.workers.map((w) => h("option", { value: w.id }, w.full_name || w.email)));
+    $("task-assignees-help").textContent = state.workers.length ? "Ctrl/Cmd-click to choose several; none = team pool." : "No field worker accounts yet.";
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function workerName(id) {
+  const w = state.workers.find((x) => x.id === id);
+  return w ? w.full_name || w.email : "a field worker";
+}
+
+async function loadTasks() {
+  try {
+    const filter = $("task-filter").value;
+    state.tasks = await api.all(`/v1/tasks${filter ? `?status=${filter}` : ""}`);
+    renderTasks();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function proofOf(t) {
+  if (t.proof_checkin_id) return h("span", { class: "badge ok" }, `checked in ${fmtTime(t.proof_recorded_at)}`);
+  return h("span", { class: "muted small" }, t.requires_visit ? "check-in required" : "not needed");
+}
+
+function renderTasks() {
+  const editor = ["admin", "editor"].includes(state.me.role);
+  $("task-list").replaceChildren(
+    ...state.tasks.map((t) =>
+      h(
+        "tr",
+        { dataset: { id: t.id } },
+        h("td", {}, h("strong", {}, t.title), h("div", { class: "muted small" }, `${t.priority} priority${t.due_at ? ` · due ${fmtTime(t.due_at)}` : ""}`), h("div", { class: "muted small" }, t.assignee_ids.length ? t.assignee_ids.map(workerName).join(", ") : "team pool")),
+        h("td", {}, placeName(t.geofence_id)),
+        h("td", {}, h("span", { class: `badge ${t.status}` }, t.status.replace("_", " "))),
+        h("td", {}, proofOf(t)),
+        h(
+          "td",
+          {},
+          editor && h("button", { type: "button", class: "small secondary", onclick: () => editTask(t), "aria-label": `Edit ${t.title}` }, "Edit"),
+          editor && !["done", "cancelled"].includes(t.status) && h("button", { type: "button", class: "small danger", onclick: () => setTaskStatus(t, "cancelled"), "aria-label": `Cancel ${t.title}` }, "Cancel"),
+          editor && ["done", "cancelled"].includes(t.status) && h("button", { type: "button", class: "small secondary", onclick: () => setTaskStatus(t, "open"), "aria-label": `Reopen ${t.title}` }, "Reopen"),
+        ),
+      ),
+    ),
+  );
+  if (!state.tasks.length) $("task-list").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No tasks.")));
+}
+
+function resetTaskForm() {
+  taskForm.reset();
+  taskForm.id.value = "";
+  $("task-form-title").textContent = "New task";
+  $("task-error").textContent = "";
+}
+
+function editTask(t) {
+  resetTaskForm();
+  taskForm.id.value = t.id;
+  $("task-form-title").textContent = `Edit “${t.title}”`;
+  taskForm.title.value = t.title;
+  taskForm.description.value = t.description || "";
+  taskForm.geofence_id.value = t.geofence_id;
+  for (const opt of taskForm.assignee_ids.options) opt.selected = t.assignee_ids.includes(opt.value);
+  taskForm.priority.value = t.priority;
+  taskForm.due_at.value = isoToLocal(t.due_at);
+  taskForm.requires_visit.checked = t.requires_visit;
+  taskForm.title.focus();
+}
+
+async function saveTask(event) {
+  event.preventDefault();
+  $("task-error").textContent = "";
+  const body = {
+    title: taskForm.title.value.trim(),
+    description: taskForm.description.value.trim(),
+    geofence_id: taskForm.geofence_id.value,
+    priority: taskForm.priority.value,
+    due_at: localToIso(taskForm.due_at.value),
+    requires_visit: taskForm.requires_visit.checked,
+  };
+  if (!taskForm.assignee_ids.disabled) body.assignee_ids = [...taskForm.assignee_ids.selectedOptions].map((o) => o.value);
+  try {
+    const id = taskForm.id.value;
+    const saved = id ? await api.patch(`/v1/tasks/${id}`, body) : await api.post("/v1/tasks", body);
+    announce(status, `Task “${saved.title}” saved (${saved.status}).`, "ok");
+    resetTaskForm();
+    await loadTasks();
+  } catch (err) {
+    fail(err, $("task-error"));
+  }
+}
+
+async function setTaskStatus(t, value) {
+  try {
+    await api.patch(`/v1/tasks/${t.id}`, { status: value });
+    await loadTasks();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---------------------------------------------------------------- activity
+function explain(ev) {
+  const why = ev.explanation || ev.why || {};
+  if (typeof why === "string") return why;
+  if (why.summary) return why.summary;
+  if (why.reason) return why.reason;
+  const parts = Object.entries(why)
+    .filter(([, v]) => v !== null && typeof v !== "object")
+    .slice(0, 6)
+    .map(([k, v]) => `${k.replace(/_/g, " ")}: ${typeof v === "number" ? Math.round(v * 10) / 10 : v}`);
+  return parts.join(" · ");
+}
+
+const EVENT_WORDS = {
+  enter: "arrived at",
+  exit: "left",
+  dwell: "stayed at",
+  nearby: "passed near",
+  checkin: "checked in at",
+};
+
+function activityItem(ev) {
+  const kind = ev.type || ev.kind || ev.event || "event";
+  const who = ev.staff_user_id ? "A field worker" : ev.device_id ? "A resident" : "Someone";
+  const where = ev.geofence_id ? placeName(ev.geofence_id) : ev.place ? ev.place.name : "";
+  const verb = EVENT_WORDS[kind] || kind;
+  const line = ev.title ? ev.title : `${who} ${verb} ${where}`.trim();
+  const extra = [];
+  if (ev.source) extra.push(`via ${ev.source}`);
+  if (ev.accuracy_m) extra.push(`±${Math.round(ev.accuracy_m)} m`);
+  const reason = explain(ev);
+  return h(
+    "li",
+    { dataset: { type: kind } },
+    h("span", { class: `badge ${ev.suppressed_reason ? "warn" : "ok"}` }, kind),
+    h("span", {}, line, " ", h("time", { class: "muted small", datetime: ev.occurred_at || ev.created_at || "" }, fmtTime(ev.occurred_at || ev.created_at))),
+    h("span", { class: "why" }, [reason, ...extra].filter(Boolean).join(" · ") + (ev.suppressed_reason ? ` — held back: ${ev.suppressed_reason}` : "")),
+  );
+}
+
+function renderActivity() {
+  $("activity-list").replaceChildren(...state.activity.slice(0, 100).map(activityItem));
+  if (!state.activity.length) $("activity-list").append(h("li", { class: "muted" }, "Nothing yet: events appear here as they happen."));
+}
+
+async function loadEvents() {
+  try {
+    const page = await api.get("/v1/events?limit=50");
+    state.activity = page.items || [];
+    renderActivity();
+  } catch (err) {
+    renderActivity();
+    if (!(err instanceof ApiError && err.status === 404)) fail(err);
+  }
+}
+
+function pushActivity(obj) {
+  if (!obj || typeof obj !== "object") return;
+  const items = Array.isArray(obj.events) ? obj.events : [obj.event || obj.data || obj].flat();
+  for (const ev of items) {
+    if (ev.id && state.activity.some((a) => a.id === ev.id)) continue;
+    state.activity.unshift(ev);
+  }
+  renderActivity();
+}
+
+async function startStream(delay = 1000) {
+  if (!state.me) return;
+  const ctrl = new AbortController();
+  state.stream = ctrl;
+  const badge = $("live-state");
+  try {
+    badge.textContent = "connecting";
+    badge.className = "badge warn";
+    const connected = api.stream(
+      "/v1/events/stream",
+      (msg) => {
+        if (msg.event === "ping" || msg.event === "heartbeat") return;
+        pushActivity(msg.json);
+      },
+      ctrl.signal,
+    );
+    badge.textContent = "live";
+    badge.className = "badge live";
+    await connected;
+  } catch (err) {
+    if (ctrl.signal.aborted) return;
+    badge.textContent = err instanceof ApiError && err.status === 404 ? "not available" : "reconnecting";
+    badge.className = "badge err";
+    if (err instanceof ApiError && [401, 403, 404].includes(err.status)) return;
+  }
+  if (!ctrl.signal.aborted && state.me) setTimeout(() => startStream(Math.min(delay * 2, 30000)), delay);
+}
+
+async function loadDeliveries() {
+  if (!["admin", "editor"].includes(state.me.role)) return;
+  try {
+    const page = await api.get("/v1/deliveries?limit=500");
+    state.deliveries = page.items || [];
+  } catch (err) {
+    state.deliveries = [];
+    if (!(err instanceof ApiError && err.status === 404)) fail(err);
+  }
+  $("delivery-list").replaceChildren(
+    ...state.deliveries.slice(0, 50).map((d) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, fmtTime(d.attempted_at)),
+        h("td", {}, h("span", { class: `badge ${d.status === "ok" || d.status === "sent" ? "ok" : "err"}` }, d.status), d.error ? h("div", { class: "muted small" }, d.error) : null),
+        h("td", {}, d.push_origin),
+        h("td", {}, d.latency_ms === null || d.latency_ms === undefined ? "—" : `${Math.round(d.latency_ms)} ms`),
+      ),
+    ),
+  );
+  if (!state.deliveries.length) $("delivery-list").append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No deliveries yet.")));
+}
+
+// ---------------------------------------------------------------- numbers
+async function drawFootfall() {
+  const id = $("footfall-place").value;
+  const chart = $("footfall-chart");
+  if (!id) return chart.replaceChildren(h("p", { class: "muted" }, "No places yet."));
+  const bucket = $("footfall-bucket").value;
+  try {
+    const stats = await api.get(`/v1/geofences/${id}/checkins/stats?bucket=${bucket}`);
+    const rows = stats.buckets || stats.items || stats.counts || [];
+    const points = rows.map((r) => {
+      const start = new Date(r.start || r.bucket || r.period_start || r.hour || r.day);
+      const label = bucket === "hour" ? `${String(start.getHours()).padStart(2, "0")}h` : start.toLocaleDateString(undefined, { day: "numeric", month: "short" });
+      const value = r.suppressed ? null : r.count ?? r.checkins ?? r.people ?? null;
+      return { label, value };
+    });
+    columnChart(chart, `Check-ins at ${placeName(id)} per ${bucket}`, points);
+  } catch (err) {
+    chart.replaceChildren(h("p", { class: "muted" }, err instanceof ApiError && err.status === 404 ? "Footfall statistics are not available on this server yet." : err.message));
+  }
+}
+
+async function drawFunnel() {
+  const id = $("funnel-offer").value;
+  const chart = $("funnel-chart");
+  if (!id) return chart.replaceChildren(h("p", { class: "muted" }, "No offers yet."));
+  try {
+    const st = await api.get(`/v1/offers/${id}/stats`);
+    const sent = st.sent ?? null;
+    barChart(
+      chart,
+      "Offer funnel: sent, opened, redeemed",
+      [
+        { label: "sent", value: sent },
+        { label: "opened", value: st.opened ?? null },
+        { label: "redeemed", value: st.redeemed ?? null, kind: "ok" },
+      ],
+      { percentOf: sent },
+    );
+  } catch (err) {
+    chart.replaceChildren(h("p", { class: "muted" }, err.message));
+  }
+}
+
+function drawDeliveries() {
+  const rows = state.deliveries;
+  const counts = {};
+  for (const d of rows) counts[d.status] = (counts[d.status] || 0) + 1;
+  const good = new Set(["ok", "sent", "delivered"]);
+  barChart(
+    $("delivery-chart"),
+    "Delivery attempts by outcome",
+    Object.entries(counts).map(([label, value]) => ({ label, value, kind: good.has(label) ? "ok" : "err" })),
+    { percentOf: rows.length },
+  );
+  const lat = rows.map((d) => d.latency_ms).filter((v) => typeof v === "number");
+  barChart(
+    $("latency-chart"),
+    "Delivery latency percentiles (ms)",
+    lat.length
+      ? [
+          { label: "p50", value: Math.round(percentile(lat, 0.5)) },
+          { label: "p90", value: Math.round(percentile(lat, 0.9)) },
+          { label: "p99", value: Math.round(percentile(lat, 0.99)) },
+        ]
+      : [],
+    { unit: " ms" },
+  );
+}
+
+function drawNumbers() {
+  drawFootfall();
+  drawFunnel();
+  loadDeliveries().then(drawDeliveries);
+}
+
+function showFunnel(id) {
+  $("funnel-offer").value = id;
+  selectTab($("tab-numbers"));
+}
+
+// ---------------------------------------------------------------- wiring
+$("login-form").addEventListener("submit", signIn);
+$("logout").addEventListener("click", () => signOut());
+placeForm.addEventListener("submit", savePlace);
+$("place-cancel").addEventListener("click", closePlaceForm);
+$("import-form").addEventListener("submit", importFile);
+offerForm.addEventListener("submit", saveOffer);
+$("offer-reset").addEventListener("click", resetOfferForm);
+taskForm.addEventListener("submit", saveTask);
+$("task-reset").addEventListener("click", resetTaskForm);
+$("task-filter").addEventListener("change", loadTasks);
+$("footfall-place").addEventListener("change", drawFootfall);
+$("footfall-bucket").addEventListener("change", drawFootfall);
+$("funnel-offer").addEventListener("change", drawFunnel);
+$("draw-polygon").addEventListener("click", () => placesMap.draw("Polygon"));
+$("draw-rectangle").addEventListener("click", () => placesMap.draw("Rectangle"));
+$("draw-circle").addEventListener("click", () => placesMap.draw("Circle"));
+$("circle-centre").addEventListener("click", () => placesMap.circleAtCentre(50));
+$("edit-shapes").addEventListener("click", (e) => e.currentTarget.setAttribute("aria-pressed", String(placesMap.toggleEdit())));
+$("drag-shapes").addEventListener("click", (e) => e.currentTarget.setAttribute("aria-pressed", String(placesMap.toggleDrag())));
+
+if (api.token) {
+  start().catch(() => signOut("Sign in to continue."));
+} else {
+  $("login-email").focus();
+}
