@@ -1,1 +1,1 @@
-"""Staff console (`/console/`) and resident / field-worker PWA (`/app/`): static pages and assets."""
+"""Staff console (`/console/`) and resident / field-worker PWA (`/app/`): pages and assets."""
