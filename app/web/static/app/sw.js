@@ -116,8 +116,14 @@ async function focusOrOpen(url) {
   return self.clients.openWindow(target);
 }
 
+// Opening a notification counts as "opened" for the inbox and the offer funnel, then shows it.
+function openNotification(notification) {
+  const data = notification.data || {};
+  notification.close();
+  return Promise.all([reportOpened(data.id), focusOrOpen(data.url).catch(() => undefined)]);
+}
+self.hereaboutsOpenNotification = openNotification; // lets tests drive the click path
+
 self.addEventListener("notificationclick", (event) => {
-  const data = event.notification.data || {};
-  event.notification.close();
-  event.waitUntil(Promise.all([reportOpened(data.id), focusOrOpen(data.url)]));
+  event.waitUntil(openNotification(event.notification));
 });

@@ -1,0 +1,368 @@
+"""End-to-end flows in a real headless Chromium against a live server and database.
+
+Each test sets up what it needs through the public API (as a council would), then does the flow in
+the browser the way a person does: mouse on the map, forms, buttons, a mocked position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from playwright.async_api import Browser, BrowserContext, Page, expect
+
+from tests.live import LiveServer
+from tests.web.conftest import new_context, open_page, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LIBRARY = (-0.1278, 51.5074)  # lon, lat: a point inside the places built below
+
+
+def square(lon: float, lat: float, half: float = 0.0008) -> dict[str, Any]:
+    ring = [
+        [lon - half, lat - half],
+        [lon + half, lat - half],
+        [lon + half, lat + half],
+        [lon - half, lat + half],
+        [lon - half, lat - half],
+    ]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def create_place(server: LiveServer, token: str, name: str, category: str, at: tuple[float, float]) -> str:
+    feature = {
+        "type": "Feature",
+        "geometry": square(*at),
+        "properties": {"name": name, "category": category},
+    }
+    return str(server.request("POST", "/v1/geofences", token, json=feature)["id"])
+
+
+def create_staff(server: LiveServer, admin: str, role: str) -> tuple[str, str, str]:
+    email = f"{role}-{secrets.token_hex(3)}@live-town.example"
+    password = "browser-test-" + secrets.token_hex(6)
+    user = server.request(
+        "POST",
+        "/v1/users",
+        admin,
+        json={"email": email, "full_name": f"Test {role}", "password": password, "role": role},
+    )
+    return str(user["id"]), email, password
+
+
+def fake_subscription() -> dict[str, Any]:
+    """A syntactically real PushSubscription (P-256 key, 16-byte auth) at a loopback endpoint."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    point = key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return {
+        "endpoint": f"http://127.0.0.1:9/push/{secrets.token_hex(8)}",
+        "expirationTime": None,
+        "keys": {"p256dh": b64(point), "auth": b64(secrets.token_bytes(16))},
+    }
+
+
+# Chromium's real pushManager.subscribe() registers with the browser vendor's push service over
+# the network; the test machine has none, so the page gets a subscription object whose endpoint
+# is on loopback. Everything after it (registration with the API, the service worker) is real.
+STUB_PUSH = """
+(() => {
+  const sub = %s;
+  let current = null;
+  PushManager.prototype.subscribe = async function (options) {
+    window.__pushSubscribeOptions = options;
+    current = { ...sub, options, toJSON() { return sub; }, unsubscribe: async () => { current = null; return true; } };
+    return current;
+  };
+  PushManager.prototype.getSubscription = async function () { return current; };
+})();
+"""
+
+
+async def resident_context(browser: Browser, server: LiveServer, at: tuple[float, float]) -> BrowserContext:
+    context = await new_context(
+        browser,
+        server,
+        geolocation={"longitude": at[0], "latitude": at[1], "accuracy": 12},
+        permissions=["geolocation"],
+    )
+    await context.add_init_script(STUB_PUSH % json.dumps(fake_subscription()))
+    return context
+
+
+async def sign_in_console(page: Page, email: str, password: str) -> None:
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#workspace")).to_be_visible()
+
+
+async def test_staff_draws_a_place_on_the_map_and_creates_an_offer_for_it(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    _, email, password = create_staff(web_server, admin, "editor")
+    context = await new_context(browser, web_server)
+    page, problems = await open_page(context, "/console/")
+    await sign_in_console(page, email, password)
+    await expect(page.locator("#map-note")).to_be_visible()  # no tiles: still a usable map
+
+    name = f"Drawn Library {secrets.token_hex(2)}"
+    await page.get_by_role("button", name="Draw polygon").click()
+    box = await page.locator("#map").bounding_box()
+    assert box is not None
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    corners = [(cx - 120, cy - 90), (cx + 120, cy - 90), (cx + 120, cy + 90), (cx - 120, cy + 90)]
+    for x, y in corners:
+        await page.mouse.move(x, y)
+        await page.mouse.click(x, y)
+    await page.mouse.click(*corners[0])  # clicking the first corner closes the ring
+
+    form = page.locator("#place-form")
+    await expect(form).to_be_visible()
+    await form.get_by_label("Name").fill(name)
+    await form.get_by_label("Category").fill("library")
+    await form.get_by_role("button", name="Save place").click()
+    await expect(page.locator("#place-list")).to_contain_text(name)
+    await expect(form).to_be_hidden()
+    await screenshot(page, "console-places")
+
+    places = web_server.request("GET", "/v1/geofences?limit=500", admin)["items"]
+    drawn = next(p for p in places if p["properties"]["name"] == name)
+    assert drawn["geometry"]["type"] == "Polygon"
+    assert len(drawn["geometry"]["coordinates"][0]) == 5
+
+    await page.get_by_role("tab", name="Offers").click()
+    offer_form = page.locator("#offer-form")
+    await offer_form.get_by_label("Title").fill("Free coffee at story time")
+    await offer_form.get_by_label("Message").fill("Show this at the desk before 11:00.")
+    await offer_form.get_by_label("Places").select_option(label=f"{name} (library)")
+    await offer_form.get_by_label("Status").select_option("active")
+    await offer_form.get_by_role("button", name="Save offer").click()
+    row = page.locator("#offer-list tr", has_text="Free coffee at story time")
+    await expect(row).to_contain_text(name)
+    await expect(row).to_contain_text("active")
+
+    await row.get_by_role("button", name="Pause").click()
+    await expect(row).to_contain_text("paused")
+    await row.get_by_role("button", name="Resume").click()
+    await expect(row).to_contain_text("active")
+    await screenshot(page, "console-offers")
+    assert problems.errors == []
+    await context.close()
+
+
+async def test_import_reports_each_failed_feature_and_keeps_the_valid_ones(
+    browser: Browser, web_server: LiveServer, tmp_path: Any
+) -> None:
+    tag = secrets.token_hex(2)
+    bow_tie = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": square(-0.14, 51.51),
+                "properties": {"name": f"Imported Park {tag}", "category": "park", "external_id": f"park-{tag}"},
+            },
+            {
+                "type": "Feature",
+                "geometry": bow_tie,
+                "properties": {"name": "Bow tie", "category": "park", "external_id": f"bad-{tag}"},
+            },
+        ],
+    }
+    path = tmp_path / "places.geojson"
+    path.write_text(json.dumps(doc))
+    context = await new_context(browser, web_server)
+    page, problems = await open_page(context, "/console/")
+    await sign_in_console(page, web_server.admin_email, web_server.admin_password)
+    await page.get_by_label("FeatureCollection file").set_input_files(str(path))
+    await page.get_by_role("button", name="Import", exact=True).click()
+    report = page.locator("#import-report")
+    await expect(report).to_contain_text("1 created")
+    await expect(report).to_contain_text("1 failed")
+    await expect(report).to_contain_text(f"bad-{tag}")
+    await expect(page.locator("#place-list")).to_contain_text(f"Imported Park {tag}")
+    await screenshot(page, "console-import")
+    assert problems.errors == []
+    await context.close()
+
+
+async def test_resident_checks_in_sees_the_offer_and_is_then_asked_about_notifications(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    at = (-0.09, 51.52)
+    place = f"Riverside Library {secrets.token_hex(2)}"
+    place_id = create_place(web_server, admin, place, "library", at)
+    web_server.request(
+        "POST",
+        "/v1/offers",
+        admin,
+        json={
+            "title": "Half-price room hire",
+            "body": "This week only for people who check in.",
+            "geofence_ids": [place_id],
+            "triggers": ["checkin"],
+            "status": "active",
+        },
+    )
+    context = await resident_context(browser, web_server, at)
+    page, problems = await open_page(context, "/app/")
+    await page.get_by_role("button", name="Get started").click()
+    await expect(page.locator("#home")).to_be_visible()
+    # Not asked on load: only once the app has shown what it is good for.
+    await expect(page.locator("#notify-card")).to_be_hidden()
+    assert await page.evaluate("Notification.permission") == "default"
+
+    await page.get_by_role("button", name="Check in here").click()
+    result = page.locator("#checkin-result")
+    await expect(result).to_contain_text(f"You're at {place}")
+    await expect(result).to_contain_text("Half-price room hire")
+    await expect(page.locator("#notify-card")).to_be_visible()
+    await screenshot(page, "app-checkin")
+
+    await context.grant_permissions(["notifications"])
+    await page.get_by_role("button", name="Turn on notifications").click()
+    await expect(page.locator("#push-state")).to_contain_text("Notifications are on")
+    options = await page.evaluate("window.__pushSubscribeOptions.userVisibleOnly")
+    assert options is True
+    assert problems.errors == []
+    await context.close()
+
+
+async def _registration_id(context: BrowserContext, page: Page) -> tuple[Any, str]:
+    cdp = await context.new_cdp_session(page)
+    found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_registrations(event: dict[str, Any]) -> None:
+        for reg in event.get("registrations", []):
+            if reg["scopeURL"].endswith("/app/") and not reg.get("isDeleted") and not found.done():
+                found.set_result(reg["registrationId"])
+
+    cdp.on("ServiceWorker.workerRegistrationUpdated", on_registrations)
+    await cdp.send("ServiceWorker.enable")
+    return cdp, await asyncio.wait_for(found, 10)
+
+
+async def shown_notifications(page: Page, timeout_s: float = 10) -> list[dict[str, Any]]:
+    """What the service worker registration shows, polled until something is shown."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        shown: list[dict[str, Any]] = await page.evaluate(
+            """async () => {
+                const reg = await navigator.serviceWorker.ready;
+                return (await reg.getNotifications()).map(
+                    (n) => ({title: n.title, body: n.body, tag: n.tag, data: n.data}));
+            }"""
+        )
+        if shown or asyncio.get_running_loop().time() > deadline:
+            return shown
+        await asyncio.sleep(0.2)
+
+
+async def test_service_worker_shows_a_pushed_notification_and_reports_its_opening(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    context = await resident_context(browser, web_server, LIBRARY)
+    await context.grant_permissions(["notifications", "geolocation"])
+    page, problems = await open_page(context, "/app/")
+    await page.get_by_role("button", name="Get started").click()
+    await expect(page.locator("#home")).to_be_visible()
+    await page.evaluate("navigator.serviceWorker.ready")
+    cdp, registration_id = await _registration_id(context, page)
+
+    payload = {
+        "id": "00000000-0000-4000-8000-000000000001",
+        "kind": "offer",
+        "title": "Story time starts in 10 minutes",
+        "body": "Children's corner, ground floor.",
+        "url": "/app/#inbox",
+        "tag": "offer:story-time",
+    }
+    await cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {
+            "origin": web_server.base,
+            "registrationId": registration_id,
+            "data": json.dumps(payload),
+        },
+    )
+    shown = await shown_notifications(page)
+    assert shown == [
+        {
+            "title": payload["title"],
+            "body": payload["body"],
+            "tag": payload["tag"],
+            "data": {"id": payload["id"], "url": payload["url"], "kind": "offer"},
+        }
+    ]
+    assert problems.errors == []
+    await context.close()
+
+
+async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    at = (-0.11, 51.49)
+    depot = f"North Depot {secrets.token_hex(2)}"
+    place_id = create_place(web_server, admin, depot, "depot", at)
+    worker_id, email, password = create_staff(web_server, admin, "field_worker")
+    title = f"Check the gritting stock {secrets.token_hex(2)}"
+    task = web_server.request(
+        "POST",
+        "/v1/tasks",
+        admin,
+        json={
+            "title": title,
+            "geofence_id": place_id,
+            "assignee_ids": [worker_id],
+            "requires_visit": True,
+        },
+    )
+
+    context = await resident_context(browser, web_server, at)
+    page, problems = await open_page(context, "/app/")
+    await page.get_by_text("Council field worker? Sign in").click()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    item = page.locator("#task-list li", has_text=title)
+    await expect(item).to_be_visible()
+    await expect(item).to_contain_text("check-in needed")
+
+    await page.get_by_role("button", name="Check in here").click()
+    await expect(page.locator("#checkin-result")).to_contain_text(f"You're at {depot}")
+    await expect(item).to_contain_text("visit recorded")
+    await item.get_by_role("button", name="Start").click()
+    await expect(item).to_contain_text("in progress")
+    await item.get_by_role("button", name="Complete").click()
+    await expect(item).to_contain_text("done")
+    await screenshot(page, "app-field-worker")
+
+    done = web_server.request("GET", f"/v1/tasks/{task['id']}", admin)
+    assert done["status"] == "done"
+    assert done["proof_checkin_id"] is not None
+
+    console = await context.new_page()
+    await console.goto("/console/")
+    await sign_in_console(console, web_server.admin_email, web_server.admin_password)
+    await console.get_by_role("tab", name="Tasks").click()
+    row = console.locator("#task-list tr", has_text=title)
+    await expect(row).to_contain_text("done")
+    await expect(row).to_contain_text("checked in")
+    await screenshot(console, "console-tasks")
+    assert problems.errors == []
+    await context.close()
