@@ -130,8 +130,8 @@ async def test_staff_draws_a_place_on_the_map_and_creates_an_offer_for_it(
 
     form = page.locator("#place-form")
     await expect(form).to_be_visible()
-    await form.get_by_label("Name").fill(name)
-    await form.get_by_label("Category").fill("library")
+    await form.get_by_label("Name", exact=True).fill(name)
+    await form.get_by_label("Category", exact=True).fill("library")
     await form.get_by_role("button", name="Save place").click()
     await expect(page.locator("#place-list")).to_contain_text(name)
     await expect(form).to_be_hidden()
@@ -194,6 +194,7 @@ async def test_import_reports_each_failed_feature_and_keeps_the_valid_ones(
     await expect(report).to_contain_text("1 failed")
     await expect(report).to_contain_text(f"bad-{tag}")
     await expect(page.locator("#place-list")).to_contain_text(f"Imported Park {tag}")
+    await report.scroll_into_view_if_needed()
     await screenshot(page, "console-import")
     assert problems.errors == []
     await context.close()
