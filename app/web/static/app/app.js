@@ -67,7 +67,9 @@ async function enter() {
 
 async function startResident() {
   try {
-    const device = await api.post("/v1/devices", { platform: "web" });
+    // A council with several organisations links to /app/?org=<slug>.
+    const org = new URLSearchParams(window.location.search).get("org");
+    const device = await api.post("/v1/devices", org ? { platform: "web", organisation: org } : { platform: "web" });
     api.token = device.token;
     await enter();
     announce(status, "You're set up. Check in when you visit a place.", "ok");
@@ -233,10 +235,21 @@ async function subscribePush(tell) {
 }
 
 // ---------------------------------------------------------------- background location
-function restoreBackground() {
-  const on = localStorage.getItem("hereabouts.app.background") === "on";
+// The server is the source of truth (opt-in is recorded there); the local copy covers old servers.
+async function restoreBackground() {
+  let on = localStorage.getItem("hereabouts.app.background") === "on";
+  $("bg-card").hidden = false;
+  try {
+    on = (await api.get("/v1/me/background-location")).enabled;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 403) {
+      $("bg-card").hidden = true; // staff accounts: not offered
+      return;
+    }
+  }
   $("bg-toggle").checked = on;
   if (on) startWatching();
+  else stopBackground();
 }
 
 async function toggleBackground(event) {
@@ -401,14 +414,23 @@ async function openNotification(n) {
 async function loadTasks(near = state.lastFix) {
   const list = $("task-list");
   try {
-    const q = near ? `?near=${near.lon},${near.lat}` : "";
-    const page = await api.get(`/v1/me/tasks${q}`);
+    const q = near ? `&near=${near.lon},${near.lat}` : "";
+    const page = await api.get(`/v1/me/tasks?include_pool=true&include_closed=true${q}`);
     const tasks = page.items || page;
+    await Promise.all(tasks.map(async (t) => (t.place_name = await placeName(t.geofence_id))));
     list.replaceChildren(...tasks.map(taskItem));
     if (!tasks.length) list.append(h("li", { class: "muted" }, "No tasks for you."));
   } catch (err) {
     list.replaceChildren(h("li", { class: "error" }, err.message));
   }
+}
+
+const placeNames = new Map();
+async function placeName(id) {
+  if (!placeNames.has(id)) {
+    placeNames.set(id, api.get(`/v1/geofences/${id}`).then((f) => f.properties.name).catch(() => ""));
+  }
+  return placeNames.get(id);
 }
 
 function taskItem(t) {

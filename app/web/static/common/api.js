@@ -106,9 +106,11 @@ export class Api {
   }
 
   // Server-sent events over fetch (EventSource cannot send an Authorization header).
-  async stream(path, onEvent, signal) {
+  async stream(path, onEvent, signal, lastEventId = null) {
+    const extra = { Accept: "text/event-stream" };
+    if (lastEventId) extra["Last-Event-ID"] = lastEventId;
     const res = await fetch(path, {
-      headers: this.headers({ Accept: "text/event-stream" }),
+      headers: this.headers(extra),
       signal,
       cache: "no-store",
     });

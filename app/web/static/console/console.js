@@ -16,6 +16,7 @@ const state = {
   activity: [],
   deliveries: [],
   stream: null,
+  lastEventId: null,
 };
 
 function placeName(id) {
@@ -339,7 +340,7 @@ function renderOffers() {
           h("button", { type: "button", class: "small secondary", onclick: () => editOffer(o), "aria-label": `Edit ${o.title}` }, "Edit"),
           o.status === "active"
             ? h("button", { type: "button", class: "small secondary", onclick: () => setOfferStatus(o, "paused"), "aria-label": `Pause ${o.title}` }, "Pause")
-            : h("button", { type: "button", class: "small secondary", onclick: () => setOfferStatus(o, "active"), "aria-label": `Activate ${o.title}` }, o.status === "paused" ? "Resume" : "Activate"),
+            : h("button", { type: "button", class: "small secondary", onclick: () => setOfferStatus(o, "active"), "aria-label": `${o.status === "paused" ? "Resume" : "Activate"} ${o.title}` }, o.status === "paused" ? "Resume" : "Activate"),
           h("button", { type: "button", class: "small secondary", onclick: () => showFunnel(o.id), "aria-label": `Numbers for ${o.title}` }, "Numbers"),
           h("button", { type: "button", class: "small danger", onclick: () => deleteOffer(o), "aria-label": `Delete ${o.title}` }, "Delete"),
         ),
@@ -635,10 +636,12 @@ async function startStream(delay = 1000) {
     const connected = api.stream(
       "/v1/events/stream",
       (msg) => {
-        if (msg.event === "ping" || msg.event === "heartbeat") return;
+        if (msg.id) state.lastEventId = msg.id; // resume here after a reconnect
+        if (msg.event === "heartbeat") return;
         pushActivity(msg.json);
       },
       ctrl.signal,
+      state.lastEventId,
     );
     badge.textContent = "live";
     badge.className = "badge live";
