@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     checkin_max_accuracy_m: float = 100.0
     ping_max_accuracy_m: float = 250.0
     max_future_skew_s: int = 300
+    checkin_max_reach_m: float = 200.0
+    checkin_cooldown_s: int = 600
+    checkin_max_age_s: int = 86_400
+    implausible_speed_mps: float = 70.0
+    stats_min_cell_size: int = 10
 
     # web push
     vapid_private_key: str | None = None
