@@ -20,6 +20,7 @@ from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
+from app.geofences.router import router as geofences_router
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(ops_router)
     app.include_router(accounts_router)
     app.include_router(audit_router)
+    app.include_router(geofences_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

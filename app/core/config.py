@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # geofences
     geofence_max_vertices: int = 2000
     geofence_max_area_km2: float = 500.0
+    geofence_extra_categories: list[str] = Field(default_factory=list)
+    geofence_import_chunk_size: int = 500
 
     # check-ins and pings
     checkin_max_accuracy_m: float = 100.0
