@@ -123,6 +123,37 @@ async def load(dsn: str, city: City) -> float:
     return time.perf_counter() - started
 
 
+LOADED_TABLES = {
+    "organisations",
+    "staff_users",
+    "devices",
+    "geofences",
+    "alembic_version",
+    "bench_meta",
+    "spatial_ref_sys",
+}
+
+
+async def reset_activity(dsn: str) -> list[str]:
+    """Empty what earlier runs wrote (pings, events, check-ins, outbox ...), keep the city.
+
+    Plain TRUNCATE (no CASCADE): if a product table ever references one of these from the
+    loaded side, this fails loudly instead of wiping the city.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        )
+        tables = [r["tablename"] for r in rows if r["tablename"] not in LOADED_TABLES]
+        if tables:
+            await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
+        await conn.execute("UPDATE devices SET last_seen_at = NULL WHERE last_seen_at IS NOT NULL")
+    finally:
+        await conn.close()
+    return tables
+
+
 def provision(config: CityConfig, cluster: EmbeddedCluster | None = None) -> Dataset:
     """Start the bench cluster, create + migrate the dataset's database, load it unless cached."""
     cluster = cluster or bench_cluster()

@@ -22,6 +22,7 @@ from bench.city import City, CityConfig
 from bench.db import provision
 from bench.load import open_loop, run_wrk, write_requests
 from bench.servers import Server, baseline_server, free_port, product_server
+from bench.sqlprobe import batched_points_per_s, lookup_latency
 
 if TYPE_CHECKING:
     from bench.run import Profile
@@ -53,6 +54,9 @@ def run_scale(args: argparse.Namespace, profile: Profile) -> Path:
         dataset = provision(config)
         city = City(config)
         row: dict[str, Any] = {"geofences": size, "load_seconds": dataset.load_seconds}
+        sql_points = city.points_near_places(10_000, salt=4)
+        row["sql"] = asyncio.run(lookup_latency(dataset.dsn, sql_points[:3000]))
+        row["sql_batched"] = asyncio.run(batched_points_per_s(dataset.dsn, sql_points))
         base = baseline_server(dataset.dsn, free_port(18000), args.workers, WORK / "baseline.log")
         base.start()
         try:
@@ -120,7 +124,12 @@ def chart(result: dict[str, Any], out: Path) -> None:
     ax.set_xlabel("geofences")
     ax.set_ylabel("latency (ms)")
     m = result["machine"]
-    ax.set_title(f"Lookup latency vs geofences at {result['rate_rps']} req/s ({m['cores']} cores)")
+    ax.set_title(
+        f"Lookup latency vs geofences, HTTP at {result['rate_rps']} req/s open loop\n"
+        f"{result['mode']}, {result['date'][:16]}, {m['cores']} cores, "
+        f"load avg at start {m['load_average_at_start'][0]}",
+        fontsize=10,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
