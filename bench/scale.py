@@ -112,7 +112,8 @@ def chart(result: dict[str, Any], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     xs = [p["geofences"] for p in result["points"]]
     for key, label, colour in (
-        ("baseline", "baseline lookup", "tab:gray"),
+        ("sql", "PostGIS only, no HTTP", "tab:green"),
+        ("baseline", "baseline over HTTP", "tab:gray"),
         ("resolve", "GET /v1/geofences/resolve", "tab:blue"),
     ):
         rows = [p.get(key, {}) for p in result["points"]]
@@ -136,3 +137,10 @@ def chart(result: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    # redraw the chart from a saved result: python -m bench.scale bench/results/<x>-scale.json
+    import sys
+
+    chart(json.loads(Path(sys.argv[1]).read_text()), CHART)
