@@ -484,6 +484,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)
     profile = QUICK if args.quick else DEFAULT
+    from bench.load import wrk_available
+
+    if not wrk_available():
+        print("wrk is not installed: `make system-deps` (or apt-get install wrk)", file=sys.stderr)
+        return 2
     try:
         if args.scale:
             from bench.scale import run_scale
