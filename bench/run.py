@@ -17,13 +17,14 @@ import json
 import logging
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -276,10 +277,12 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         prod = product_server(dataset.url, free_port(18001), args.workers, WORK / "product.log")
         prod.start(timeout_s=120)
         try:
-            run_product(prod, city, profile, sc, result)
+            only = set(args.only.split(",")) if args.only else None
+            run_product(prod, city, profile, sc, result, only)
         finally:
             prod.stop()
-        sc["push_fanout"] = push_fanout(dataset, args.quick)
+        if args.only is None or "push_fanout" in args.only.split(","):
+            sc["push_fanout"] = push_fanout(dataset, args.quick)
 
     result["ratios"] = ratios(sc, baseline_rps)
     result["total_seconds"] = round(time.monotonic() - started, 1)
@@ -287,7 +290,12 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
 
 
 def run_product(
-    prod: Server, city: City, profile: Profile, sc: dict[str, Any], result: dict[str, Any]
+    prod: Server,
+    city: City,
+    profile: Profile,
+    sc: dict[str, Any],
+    result: dict[str, Any],
+    only: set[str] | None = None,
 ) -> None:
     routes = openapi_routes(prod.url)
     result["product_rss_mb_idle"] = prod.rss_mb()
@@ -331,6 +339,9 @@ def run_product(
     ]
     mixed: list[Req] = []
     for name, method, path, reqs, rate in plan:
+        if only is not None and name not in only:
+            sc[name] = {"status": "skipped", "reason": "not in --only"}
+            continue
         if (method, path) not in routes:
             sc[name] = {"status": "not available", "reason": f"{method} {path} is not a route yet"}
             logger.info("%s: not available", name)
@@ -343,9 +354,11 @@ def run_product(
         sc[name] = measure(prod, name, reqs, profile, rate=rate)
         if name != "pings_batch100":
             mixed.extend(reqs[: 2000 if name == "pings_single" else 500])
-    if mixed:
-        # interleave: the file is replayed in order, so spread the kinds evenly
-        mixed = [mixed[(i * 7919) % len(mixed)] for i in range(len(mixed))]
+    if only is not None and "mixed" not in only:
+        sc["mixed"] = {"status": "skipped", "reason": "not in --only"}
+    elif mixed:
+        # interleave: the file is replayed in order, so spread the kinds evenly (deterministic)
+        random.Random(0).shuffle(mixed)
         sc["mixed"] = measure(prod, "mixed", mixed, profile)
     else:
         sc["mixed"] = {"status": "not available", "reason": "no product scenario is available"}
@@ -479,11 +492,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-product", action="store_true", help="baseline only")
+    parser.add_argument("--seconds", type=int, default=None, help="length of each measured run")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated product scenarios, e.g. pings_single,checkins"
+    )
     parser.add_argument("--stop-db", action="store_true", help="stop the bench PostGIS at the end")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)
     profile = QUICK if args.quick else DEFAULT
+    if args.seconds:
+        profile = replace(profile, wrk_s=args.seconds, open_loop_s=args.seconds)
     from bench.load import wrk_available
 
     if not wrk_available():
