@@ -496,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=None, help="comma-separated product scenarios, e.g. pings_single,checkins"
     )
-    parser.add_argument("--stop-db", action="store_true", help="stop the bench PostGIS at the end")
+    parser.add_argument(
+        "--keep-db", action="store_true", help="leave the bench PostGIS running at the end"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)
@@ -520,8 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown(result))
         print(f"results: {path}")
     finally:
-        if args.stop_db:
-            bench_cluster().stop()
+        if not args.keep_db:
+            bench_cluster().stop()  # the data stays cached in .data/bench-pg
     return 0
 
 
