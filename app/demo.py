@@ -35,6 +35,10 @@ DEMO_ACCOUNTS = (
 DemoLoader = Callable[[AsyncSession, Organisation], Awaitable[list[str]]]
 EXTRA_LOADERS: list[DemoLoader] = []
 
+from app.geofences.demo import load_demo_places  # noqa: E402
+
+EXTRA_LOADERS.append(load_demo_places)
+
 
 async def load_demo(session: AsyncSession) -> list[str]:
     """Idempotent: running it twice leaves one copy of everything."""

@@ -10,13 +10,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.router import router as accounts_router
+from app.audit.router import router as audit_router
 from app.core import database_url
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
+from app.core.ratelimit import RateLimiter
+from app.geofences.router import router as geofences_router
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -45,12 +49,16 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter()
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(ops_router)
     app.include_router(accounts_router)
+    app.include_router(audit_router)
+    app.include_router(geofences_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

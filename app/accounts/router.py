@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.accounts import service
 from app.accounts.dependencies import AdminUser, CurrentPrincipal
+from app.accounts.errors import InvalidCredentials
 from app.accounts.models import Role
 from app.accounts.schemas import (
     DeviceCreate,
@@ -18,25 +20,58 @@ from app.accounts.schemas import (
     UserCreate,
     UserRead,
 )
+from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.deps import AppSettings
+from app.core.errors import TooManyRequests
 from app.core.pagination import Page, Pagination
+from app.core.ratelimit import RateLimiter, Rule, login_throttle_key, rate_limited
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
-@router.post("/auth/token", response_model=Token)
+@router.post(
+    "/auth/token",
+    response_model=Token,
+    dependencies=[Depends(rate_limited("auth"))],
+    responses={401: {"description": "Wrong email or password"}, 429: {"description": "Throttled"}},
+)
 async def login(
+    request: Request,
     session: Session,
     settings: AppSettings,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> Token:
     """Staff login (OAuth2 password flow): email as `username`, returns a short-lived bearer JWT."""
-    token, _user = await service.authenticate(session, settings, form.username, form.password)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    # Login throttling per account: after N failures in an hour, even the right password waits.
+    rule = Rule(
+        settings.login_failures_per_account_per_hour / 60,
+        settings.login_failures_per_account_per_hour,
+    )
+    account = login_throttle_key(form.username)
+    wait = limiter.peek("login-failures", account, rule)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            "Too many failed logins for this account; try again later.",
+            headers={"Retry-After": str(seconds)},
+            extra={"retry_after_s": seconds},
+        )
+    try:
+        token, _user = await service.authenticate(session, settings, form.username, form.password)
+    except InvalidCredentials:
+        limiter.hit("login-failures", account, rule)
+        raise
     return Token(access_token=token, expires_in=settings.access_token_ttl_s)
 
 
-@router.post("/devices", response_model=DeviceRegistered, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/devices",
+    response_model=DeviceRegistered,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(rate_limited("devices"))],
+)
 async def register_device(session: Session, body: DeviceCreate | None = None) -> DeviceRegistered:
     """Register a resident device anonymously; no personal data is needed."""
     body = body or DeviceCreate()
@@ -71,6 +106,9 @@ async def create_user(session: Session, admin: AdminUser, body: UserCreate) -> U
         full_name=body.full_name,
         password=body.password,
         role=body.role,
+    )
+    await audit_service.record(
+        session, admin, "user.create", "user", user.id, {"email": user.email, "role": user.role}
     )
     return UserRead.model_validate(user)
 

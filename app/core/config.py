@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = 1800
 
     max_body_bytes: int = 1_048_576
+    rate_limit_enabled: bool = True
+    rate_limit_per_caller_per_minute: dict[str, float] = Field(
+        default_factory=lambda: {"auth": 10.0, "devices": 20.0, "ingest": 240.0, "checkins": 30.0}
+    )
+    rate_limit_per_ip_per_minute: dict[str, float] = Field(
+        default_factory=lambda: {
+            "auth": 30.0,
+            "devices": 60.0,
+            "ingest": 6000.0,
+            "checkins": 3000.0,
+        }
+    )
+    login_failures_per_account_per_hour: int = 10
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     log_json: bool = True
@@ -63,6 +76,8 @@ class Settings(BaseSettings):
     # geofences
     geofence_max_vertices: int = 2000
     geofence_max_area_km2: float = 500.0
+    geofence_extra_categories: list[str] = Field(default_factory=list)
+    geofence_import_chunk_size: int = 500
 
     # check-ins and pings
     checkin_max_accuracy_m: float = 100.0

@@ -159,6 +159,9 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
         415: "Unsupported media type",
     }
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        # Starlette lists only the first matching route's methods; list every route's.
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
     detail = exc.detail if isinstance(exc.detail, str) else None
     return problem(
         exc.status_code,
@@ -167,6 +170,18 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
         instance=request.url.path,
         headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Methods the OpenAPI schema documents for the requested path."""
+    import re
+
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            methods |= {m.upper() for m in operations}
+    return sorted(methods)
 
 
 async def _handle_integrity(request: Request, exc: Exception) -> JSONResponse:

@@ -1,6 +1,7 @@
 """Import every domain's models so `Base.metadata` is complete (Alembic, tests)."""
 
 from app.accounts import models as _accounts  # noqa: F401
+from app.audit import models as _audit  # noqa: F401
 from app.core.db import Base
 from app.geofences import models as _geofences  # noqa: F401
 from app.presence import models as _presence  # noqa: F401

@@ -37,7 +37,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness", responses={503: {"description": "Not ready"}})
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
 async def readyz(request: Request) -> Response:
     """Ready when the database answers and its schema is at the migrations' head."""
     engine: AsyncEngine = request.app.state.engine
@@ -66,7 +70,11 @@ async def readyz(request: Request) -> Response:
     return Response(content=b'{"status":"ready"}', media_type="application/json")
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics() -> Response:
     """Prometheus text exposition: request counts/latency by route, delivery counters."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

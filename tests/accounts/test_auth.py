@@ -218,3 +218,49 @@ async def test_user_list_paginates_with_a_stable_cursor_and_clamps_limit(
     assert big.status_code == 200
     bad = await client.get("/v1/users", params={"cursor": "%%%"}, headers=admin.headers)
     assert bad.status_code == 422
+
+
+async def test_login_is_throttled_per_account_after_repeated_failures(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    org = await factories.create_organisation(db)
+    await factories.create_staff(db, settings, org, Role.editor, email="target@example.org")
+    limit = settings.login_failures_per_account_per_hour
+    for _ in range(limit):
+        bad = await client.post(
+            "/v1/auth/token", data={"username": "target@example.org", "password": "guess-guess"}
+        )
+        assert bad.status_code == 401
+    blocked = await client.post(
+        "/v1/auth/token",
+        data={"username": "target@example.org", "password": factories.DEFAULT_PASSWORD},
+    )
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) >= 1
+    assert blocked.headers["content-type"] == PROBLEM
+
+
+async def test_staff_actions_are_audited_and_only_admins_of_the_org_read_the_log(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    org = await factories.create_organisation(db)
+    admin = await factories.create_staff(db, settings, org, Role.admin)
+    editor = await factories.create_staff(db, settings, org, Role.editor)
+    other_admin = await factories.create_staff(
+        db, settings, await factories.create_organisation(db), Role.admin
+    )
+    new = {
+        "email": "audited@example.org",
+        "full_name": "A",
+        "password": "long enough pw",
+        "role": "editor",
+    }
+    created = await client.post("/v1/users", json=new, headers=admin.headers)
+    log = await client.get("/v1/audit", headers=admin.headers)
+    assert log.status_code == 200
+    entries = log.json()["items"]
+    assert [(e["action"], e["entity_id"], e["actor_id"]) for e in entries] == [
+        ("user.create", created.json()["id"], str(admin.id))
+    ]
+    assert (await client.get("/v1/audit", headers=editor.headers)).status_code == 403
+    assert (await client.get("/v1/audit", headers=other_admin.headers)).json()["items"] == []

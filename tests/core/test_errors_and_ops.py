@@ -102,3 +102,9 @@ def test_production_refuses_placeholder_secret() -> None:
         Settings(environment="production", jwt_secret="dev-only-insecure-secret")
     ok = Settings(environment="production", jwt_secret="r" * 48)
     assert ok.jwt_secret == "r" * 48
+
+
+async def test_405_lists_every_allowed_method_of_the_path(client: httpx.AsyncClient) -> None:
+    resp = await client.request("OPTIONS", "/v1/users")
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "GET, POST"

@@ -1,0 +1,49 @@
+"""`record(...)` is called by every service that changes organisation data on a staff request."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.dependencies import Principal
+from app.audit import repository
+from app.audit.models import AuditEntry
+from app.core.pagination import PageParams, encode_cursor
+
+
+async def record(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit entry in the caller's transaction (so it exists iff the change committed)."""
+    await repository.add(
+        session,
+        AuditEntry(
+            organisation_id=principal.organisation_id,
+            actor_id=principal.id,
+            actor_email=principal.staff.email if principal.staff else None,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            details=details or {},
+            at=datetime.now(UTC),
+        ),
+    )
+
+
+async def list_entries(
+    session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, **filters: Any
+) -> tuple[list[AuditEntry], str | None]:
+    rows = await repository.list_entries(session, organisation_id, page, **filters)
+    next_cursor = None
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        next_cursor = encode_cursor(rows[-1].at, rows[-1].id)
+    return rows, next_cursor

@@ -1,0 +1,112 @@
+"""Per-caller and per-IP rate limits (token buckets), answering 429 with `Retry-After`.
+
+Buckets live in each API process's memory: cheap on the hot path, no extra infrastructure. With N
+replicas the effective limit is up to N× the configured one, which is acceptable for abuse
+protection (the goal is to stop floods, not to meter); put the same limits in the load balancer if
+a hard global cap is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from app.core.errors import TooManyRequests
+
+
+@dataclass(frozen=True)
+class Rule:
+    per_minute: float
+    burst: int
+
+
+class RateLimiter:
+    """Token buckets keyed by (scope, key); `hit` returns seconds to wait, or 0 when allowed."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._last_sweep = clock()
+
+    def hit(self, scope: str, key: str, rule: Rule, cost: float = 1.0) -> float:
+        now = self._clock()
+        rate = rule.per_minute / 60.0
+        tokens, stamp = self._buckets.get((scope, key), (float(rule.burst), now))
+        tokens = min(float(rule.burst), tokens + (now - stamp) * rate)
+        if tokens >= cost:
+            self._buckets[(scope, key)] = (tokens - cost, now)
+            self._sweep(now)
+            return 0.0
+        self._buckets[(scope, key)] = (tokens, now)
+        return (cost - tokens) / rate if rate > 0 else math.inf
+
+    def peek(self, scope: str, key: str, rule: Rule, cost: float = 1.0) -> float:
+        """Seconds until `cost` tokens would be available, without taking any."""
+        now = self._clock()
+        rate = rule.per_minute / 60.0
+        tokens, stamp = self._buckets.get((scope, key), (float(rule.burst), now))
+        tokens = min(float(rule.burst), tokens + (now - stamp) * rate)
+        if tokens >= cost:
+            return 0.0
+        return (cost - tokens) / rate if rate > 0 else math.inf
+
+    def _sweep(self, now: float) -> None:
+        # Forget idle buckets now and then so memory stays flat under many distinct callers.
+        if now - self._last_sweep < 60 or len(self._buckets) < 10_000:
+            return
+        self._last_sweep = now
+        stale = [k for k, (_, stamp) in self._buckets.items() if now - stamp > 600]
+        for k in stale:
+            del self._buckets[k]
+
+    def reset(self) -> None:
+        self._buckets.clear()
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def caller_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if not auth:
+        return None
+    return hashlib.blake2b(auth.encode(), digest_size=12).hexdigest()
+
+
+def rate_limited(scope: str) -> Callable[[Request], Awaitable[None]]:
+    """Dependency: apply the `scope` limits from settings per caller (token) and per client IP."""
+
+    async def check(request: Request) -> None:
+        settings = request.app.state.settings
+        if not settings.rate_limit_enabled:
+            return
+        limiter: RateLimiter = request.app.state.rate_limiter
+        # a minute's allowance may be used at once (burst), then it refills steadily
+        caller_rate = settings.rate_limit_per_caller_per_minute.get(scope, 600.0)
+        ip_rate = settings.rate_limit_per_ip_per_minute.get(scope, 6000.0)
+        per_caller = Rule(caller_rate, max(1, math.ceil(caller_rate)))
+        per_ip = Rule(ip_rate, max(1, math.ceil(ip_rate)))
+        waits = [limiter.hit(f"{scope}:ip", client_ip(request), per_ip)]
+        key = caller_key(request)
+        if key is not None:
+            waits.append(limiter.hit(f"{scope}:caller", key, per_caller))
+        wait = max(waits)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise TooManyRequests(
+                f"Too many requests; retry in {seconds} s.",
+                headers={"Retry-After": str(seconds)},
+                extra={"retry_after_s": seconds},
+            )
+
+    return check
+
+
+def login_throttle_key(username: str) -> str:
+    return hashlib.blake2b(username.strip().lower().encode(), digest_size=12).hexdigest()
