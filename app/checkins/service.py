@@ -36,6 +36,7 @@ from app.checkins.models import CheckIn
 from app.checkins.repository import Candidate
 from app.checkins.schemas import CheckInCreate
 from app.core.config import Settings
+from app.core.geo import haversine_m
 from app.core.pagination import PageParams, encode_cursor
 from app.geofences.models import Geofence
 from app.geofences.opening_hours import is_open
@@ -46,9 +47,6 @@ from app.presence.models import EventSource, EventType
 from app.tasks import service as tasks_service
 from app.tasks.models import Task
 
-EARTH_RADIUS_M = 6_371_008.8
-
-
 @dataclass
 class CheckInOutcome:
     checkin: CheckIn
@@ -58,13 +56,6 @@ class CheckInOutcome:
     tasks: list[Task] = field(default_factory=list)
     proof_of_visit_for: list[uuid.UUID] = field(default_factory=list)
     notifications_queued: list[dict[str, Any]] = field(default_factory=list)
-
-
-def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def reach_m(settings: Settings, geofence: Geofence, accuracy_m: float) -> float:

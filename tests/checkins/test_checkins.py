@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role
 from app.checkins.models import CheckIn
-from app.checkins.service import haversine_m
 from app.core.config import Settings
+from app.core.geo import haversine_m
 from app.presence.models import PresenceEvent
 from tests import factories
 from tests.places import add_square, offset
