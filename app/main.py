@@ -17,6 +17,9 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.core.ops import router as ops_router
+from app.offers.router import router as offers_router
+from app.tasks.router import me_router as my_tasks_router
+from app.tasks.router import router as tasks_router
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -51,6 +54,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(accounts_router)
+    app.include_router(offers_router)
+    app.include_router(tasks_router)
+    app.include_router(my_tasks_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
