@@ -72,7 +72,10 @@ async def list_offers(
     if principal.is_staff and principal.role not in (Role.admin, Role.editor):
         if geofence_id is None and point is None:
             raise Forbidden("Field workers list the offers at a place: give geofence_id or near.")
-    viewer = Audience.staff.value if principal.is_staff else Audience.residents.value
+    # Field workers see staff offers; residents (and editors previewing with near=) resident ones.
+    viewer = (
+        Audience.staff.value if principal.role == Role.field_worker else Audience.residents.value
+    )
     found = await service.public_offers(
         session,
         principal.organisation_id,
@@ -93,7 +96,9 @@ async def get_offer(
     offer = await service.get_offer(session, principal.organisation_id, offer_id)
     if principal.is_staff and principal.role in (Role.admin, Role.editor):
         return offer_read(offer)
-    viewer = Audience.staff.value if principal.is_staff else Audience.residents.value
+    viewer = (
+        Audience.staff.value if principal.role == Role.field_worker else Audience.residents.value
+    )
     if not service.is_visible_to(offer, viewer, datetime.now(UTC)):
         raise OfferNotFound()
     return offer_public(offer)

@@ -111,7 +111,10 @@ def _apply_window(offer: Offer, window: TimeWindow | None) -> None:
 
 
 async def create_offer(
-    session: AsyncSession, organisation_id: uuid.UUID, author_id: uuid.UUID, data: OfferCreate
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    author_id: uuid.UUID | None,
+    data: OfferCreate,
 ) -> Offer:
     await _check_geofences(session, organisation_id, data.geofence_ids)
     offer = Offer(

@@ -251,3 +251,38 @@ async def set_visit_proof(
         .execution_options(synchronize_session="fetch")
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def find_place(
+    session: AsyncSession, organisation_id: uuid.UUID, external_id: str, category: str
+) -> Geofence | None:
+    """A live place by external id, else the oldest live place of that category (demo data)."""
+    for condition in (Geofence.external_id == external_id, Geofence.category == category):
+        stmt = (
+            select(Geofence)
+            .where(
+                Geofence.organisation_id == organisation_id,
+                Geofence.deleted_at.is_(None),
+                condition,
+            )
+            .order_by(Geofence.created_at, Geofence.id)
+            .limit(1)
+        )
+        place = (await session.execute(stmt)).scalar_one_or_none()
+        if place is not None:
+            return place
+    return None
+
+
+async def staff_by_email(
+    session: AsyncSession, organisation_id: uuid.UUID, email: str
+) -> StaffUser | None:
+    stmt = select(StaffUser).where(
+        StaffUser.organisation_id == organisation_id, func.lower(StaffUser.email) == email.lower()
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def task_titled(session: AsyncSession, organisation_id: uuid.UUID, title: str) -> bool:
+    stmt = select(Task.id).where(Task.organisation_id == organisation_id, Task.title == title)
+    return (await session.execute(stmt.limit(1))).scalar_one_or_none() is not None
