@@ -21,6 +21,9 @@ from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.geofences.router import router as geofences_router
+from app.offers.router import router as offers_router
+from app.tasks.router import me_router as my_tasks_router
+from app.tasks.router import router as tasks_router
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -59,6 +62,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(accounts_router)
     app.include_router(audit_router)
     app.include_router(geofences_router)
+    app.include_router(offers_router)
+    app.include_router(tasks_router)
+    app.include_router(my_tasks_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
