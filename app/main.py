@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.router import router as accounts_router
 from app.audit.router import router as audit_router
+from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(ops_router)
     app.include_router(accounts_router)
     app.include_router(audit_router)
+    app.include_router(checkins_router)
     app.include_router(geofences_router)
     app.include_router(offers_router)
     app.include_router(tasks_router)

@@ -16,7 +16,9 @@ REF_LON, REF_LAT = -0.1390, 50.8240
 M_PER_DEG_LAT = 111_320.0
 
 
-def offset(dx_m: float, dy_m: float, lon: float = REF_LON, lat: float = REF_LAT) -> tuple[float, float]:
+def offset(
+    dx_m: float, dy_m: float, lon: float = REF_LON, lat: float = REF_LAT
+) -> tuple[float, float]:
     """The point dx metres east and dy metres north of (lon, lat) (small-distance approximation)."""
     return (
         lon + dx_m / (M_PER_DEG_LAT * math.cos(math.radians(lat))),
@@ -35,17 +37,31 @@ def _wkt_ring(ring: list[tuple[float, float]]) -> str:
 
 
 async def add_square(
-    db: AsyncSession, organisation_id: uuid.UUID, *, name: str = "Library", cx_m: float = 0,
-    cy_m: float = 0, half_m: float = 20, hole_half_m: float | None = None,
-    category: str = "library", trigger_distance_m: float = 50, **kwargs: Any,
+    db: AsyncSession,
+    organisation_id: uuid.UUID,
+    *,
+    name: str = "Library",
+    cx_m: float = 0,
+    cy_m: float = 0,
+    half_m: float = 20,
+    hole_half_m: float | None = None,
+    category: str = "library",
+    trigger_distance_m: float = 50,
+    **kwargs: Any,
 ) -> Geofence:
     rings = [_wkt_ring(square_ring(cx_m, cy_m, half_m))]
     if hole_half_m:
         rings.append(_wkt_ring(list(reversed(square_ring(cx_m, cy_m, hole_half_m)))))
     geofence = Geofence(
-        organisation_id=organisation_id, name=name, category=category, shape_kind="polygon",
+        organisation_id=organisation_id,
+        name=name,
+        category=category,
+        shape_kind="polygon",
         geom=WKTElement(f"POLYGON({', '.join(rings)})", srid=4326),
-        trigger_distance_m=trigger_distance_m, dwell_s=300, tags=[], extra_metadata={},
+        trigger_distance_m=trigger_distance_m,
+        dwell_s=300,
+        tags=[],
+        extra_metadata={},
         **kwargs,
     )
     db.add(geofence)

@@ -66,8 +66,12 @@ async def candidates(
 
 
 async def distance_to(
-    session: AsyncSession, organisation_id: uuid.UUID, geofence_id: uuid.UUID,
-    lon: float, lat: float, at: datetime,
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    geofence_id: uuid.UUID,
+    lon: float,
+    lat: float,
+    at: datetime,
 ) -> Candidate | None:
     """One named place with the point's distance to it, or None if it is not an active place."""
     pt = _point(lon, lat)
@@ -90,7 +94,10 @@ def _subject(device_id: uuid.UUID | None, staff_user_id: uuid.UUID | None) -> An
 
 
 async def previous_checkin(
-    session: AsyncSession, *, device_id: uuid.UUID | None, staff_user_id: uuid.UUID | None,
+    session: AsyncSession,
+    *,
+    device_id: uuid.UUID | None,
+    staff_user_id: uuid.UUID | None,
     before: datetime,
 ) -> CheckIn | None:
     stmt = (
@@ -103,8 +110,12 @@ async def previous_checkin(
 
 
 async def recent_at_place(
-    session: AsyncSession, *, device_id: uuid.UUID | None, staff_user_id: uuid.UUID | None,
-    geofence_id: uuid.UUID, since: datetime,
+    session: AsyncSession,
+    *,
+    device_id: uuid.UUID | None,
+    staff_user_id: uuid.UUID | None,
+    geofence_id: uuid.UUID,
+    since: datetime,
 ) -> CheckIn | None:
     stmt = (
         select(CheckIn)
@@ -134,7 +145,10 @@ async def get(
 
 
 async def list_for_subject(
-    session: AsyncSession, *, device_id: uuid.UUID | None, staff_user_id: uuid.UUID | None,
+    session: AsyncSession,
+    *,
+    device_id: uuid.UUID | None,
+    staff_user_id: uuid.UUID | None,
     page: PageParams,
 ) -> list[CheckIn]:
     stmt = select(CheckIn).where(_subject(device_id, staff_user_id))
@@ -147,10 +161,17 @@ async def list_for_subject(
 
 
 async def stats(
-    session: AsyncSession, organisation_id: uuid.UUID, geofence_id: uuid.UUID, *,
-    bucket: str, since: datetime, until: datetime, tz: str,
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    geofence_id: uuid.UUID,
+    *,
+    bucket: str,
+    since: datetime,
+    until: datetime,
+    tz: str,
 ) -> list[tuple[datetime, int, int, int, int]]:
-    """Per bucket: (start, resident check-ins, distinct residents, staff check-ins, distinct staff)."""
+    """Per bucket: (start, resident check-ins, distinct residents, staff check-ins, distinct
+    staff)."""
     local = func.timezone(tz, CheckIn.recorded_at)
     start = func.timezone(tz, func.date_trunc(bucket, local)).label("bucket")
     stmt = (
@@ -174,9 +195,13 @@ async def stats(
 
 
 async def regulars(
-    session: AsyncSession, organisation_id: uuid.UUID, geofence_id: uuid.UUID, *,
-    since: datetime, min_checkins: int,
-) -> list[tuple[uuid.UUID, int]]:
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    geofence_id: uuid.UUID,
+    *,
+    since: datetime,
+    min_checkins: int,
+) -> list[tuple[uuid.UUID | None, int]]:
     """Devices with at least `min_checkins` check-ins at the place since `since`, most first."""
     n = func.count().label("n")
     stmt = (

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.accounts.dependencies import CurrentPrincipal, CurrentStaff, EditorUser
 from app.checkins import service
@@ -24,9 +24,10 @@ from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import Unprocessable
 from app.core.pagination import Page, Pagination
+from app.core.ratelimit import rate_limited
 from app.geofences import service as geofence_service
-from app.offers.schemas import OfferPublic
-from app.tasks.schemas import TaskRead
+from app.offers.schemas import offer_public
+from app.tasks.schemas import task_read
 
 router = APIRouter(prefix="/v1", tags=["check-ins"])
 
@@ -35,6 +36,7 @@ router = APIRouter(prefix="/v1", tags=["check-ins"])
     "/checkins",
     response_model=CheckInResult,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(rate_limited("checkins"))],
     responses={
         200: {"description": "Repeated check-in within the cooldown: the earlier one"},
         404: {"description": "geofence_id is not a place of this organisation"},
@@ -43,7 +45,10 @@ router = APIRouter(prefix="/v1", tags=["check-ins"])
     },
 )
 async def create_checkin(
-    session: Session, settings: AppSettings, principal: CurrentPrincipal, body: CheckInCreate,
+    session: Session,
+    settings: AppSettings,
+    principal: CurrentPrincipal,
+    body: CheckInCreate,
     response: Response,
 ) -> CheckInResult:
     """Check in: resolve the place and return what is here for me (offers, or my tasks)."""
@@ -55,12 +60,15 @@ async def create_checkin(
         checkin=CheckInRead.model_validate(outcome.checkin),
         repeated=outcome.repeated,
         place=PlaceSummary(
-            id=geofence.id, name=geofence.name, category=geofence.category,
-            distance_m=round(outcome.place.distance_m, 1), inside=outcome.place.inside,
+            id=geofence.id,
+            name=geofence.name,
+            category=geofence.category,
+            distance_m=round(outcome.place.distance_m, 1),
+            inside=outcome.place.inside,
             open=outcome.checkin.place_open,
         ),
-        offers=[OfferPublic.model_validate(o) for o in outcome.offers],
-        tasks=[TaskRead.model_validate(t) for t in outcome.tasks],
+        offers=[offer_public(o) for o in outcome.offers],
+        tasks=[task_read(t) for t in outcome.tasks],
         proof_of_visit_for=outcome.proof_of_visit_for,
         notifications_queued=[QueuedNotification(**n) for n in outcome.notifications_queued],
     )
@@ -115,14 +123,23 @@ async def checkin_stats(
     if since.tzinfo is None or until.tzinfo is None:
         raise Unprocessable("since/until need a UTC offset.", extra={"field": "since"})
     if until <= since or until - since > timedelta(days=366):
-        raise Unprocessable("The window must be positive and at most a year.",
-                            extra={"field": "since"})
+        raise Unprocessable(
+            "The window must be positive and at most a year.", extra={"field": "since"}
+        )
     rows = await service.stats(
-        session, settings, staff.organisation_id, geofence, bucket=bucket, since=since,
-        until=until, tz=_zone(tz),
+        session,
+        settings,
+        staff.organisation_id,
+        geofence,
+        bucket=bucket,
+        since=since,
+        until=until,
+        tz=_zone(tz),
     )
     return CheckInStats(
-        geofence_id=geofence.id, bucket=bucket, time_zone=tz,
+        geofence_id=geofence.id,
+        bucket=bucket,
+        time_zone=tz,
         min_cell_size=settings.stats_min_cell_size,
         buckets=[StatsBucket(**r.__dict__) for r in rows],
     )

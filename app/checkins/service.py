@@ -47,6 +47,7 @@ from app.presence.models import EventSource, EventType
 from app.tasks import service as tasks_service
 from app.tasks.models import Task
 
+
 @dataclass
 class CheckInOutcome:
     checkin: CheckIn
@@ -94,8 +95,13 @@ def choose_place(plausible: list[Candidate], accuracy_m: float) -> Candidate:
 
 
 async def _resolve(
-    session: AsyncSession, settings: Settings, organisation_id: uuid.UUID, body: CheckInCreate,
-    lon: float, lat: float, at: datetime,
+    session: AsyncSession,
+    settings: Settings,
+    organisation_id: uuid.UUID,
+    body: CheckInCreate,
+    lon: float,
+    lat: float,
+    at: datetime,
 ) -> Candidate:
     if body.geofence_id is not None:
         cand = await repository.distance_to(
@@ -108,23 +114,29 @@ async def _resolve(
             raise TooFar(
                 f"You are {cand.distance_m:.0f} m from {cand.geofence.name}; a check-in there "
                 f"needs to be within {reach:.0f} m.",
-                extra={"distance_m": round(cand.distance_m, 1), "reach_m": round(reach, 1),
-                       "accuracy_m": body.accuracy_m},
+                extra={
+                    "distance_m": round(cand.distance_m, 1),
+                    "reach_m": round(reach, 1),
+                    "accuracy_m": body.accuracy_m,
+                },
             )
         return cand
     cands = await repository.candidates(
         session, organisation_id, lon, lat, max_reach_m=settings.checkin_max_reach_m, at=at
     )
     plausible = [
-        c for c in cands if c.inside or c.distance_m <= reach_m(settings, c.geofence, body.accuracy_m)
+        c
+        for c in cands
+        if c.inside or c.distance_m <= reach_m(settings, c.geofence, body.accuracy_m)
     ]
     if not plausible:
         extra: dict[str, Any] = {"accuracy_m": body.accuracy_m}
         if cands:
             extra["nearest"] = _candidate_json(cands[0])
             extra["reach_m"] = round(reach_m(settings, cands[0].geofence, body.accuracy_m), 1)
-        raise NoPlaceHere("There is no place to check in to within reach of this position.",
-                          extra=extra)
+        raise NoPlaceHere(
+            "There is no place to check in to within reach of this position.", extra=extra
+        )
     return choose_place(plausible, body.accuracy_m)
 
 
@@ -139,15 +151,22 @@ def _validate_fix(settings: Settings, body: CheckInCreate, now: datetime) -> dat
         )
     if body.accuracy_m > settings.checkin_max_accuracy_m:
         raise AccuracyTooPoor(
-            f"Accuracy {body.accuracy_m:.0f} m is worse than the {settings.checkin_max_accuracy_m:.0f}"
-            " m needed to check in; wait for a better fix.",
-            extra={"accuracy_m": body.accuracy_m, "max_accuracy_m": settings.checkin_max_accuracy_m},
+            f"Accuracy {body.accuracy_m:.0f} m is worse than the "
+            f"{settings.checkin_max_accuracy_m:.0f} m needed to check in; wait for a better fix.",
+            extra={
+                "accuracy_m": body.accuracy_m,
+                "max_accuracy_m": settings.checkin_max_accuracy_m,
+            },
         )
     return at
 
 
 def jump_check(
-    settings: Settings, prev: CheckIn | None, lon: float, lat: float, accuracy_m: float,
+    settings: Settings,
+    prev: CheckIn | None,
+    lon: float,
+    lat: float,
+    accuracy_m: float,
     at: datetime,
 ) -> dict[str, Any] | None:
     """Implied speed from the previous fix, after giving both fixes their accuracy."""
@@ -170,7 +189,10 @@ def jump_check(
 
 
 async def check_in(
-    session: AsyncSession, settings: Settings, principal: Principal, body: CheckInCreate,
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    body: CheckInCreate,
     now: datetime | None = None,
 ) -> CheckInOutcome:
     now = now or datetime.now(UTC)
@@ -183,13 +205,17 @@ async def check_in(
     place_open = is_open(place.geofence.opening_hours, at)
 
     recent = await repository.recent_at_place(
-        session, device_id=device_id, staff_user_id=staff_id, geofence_id=place.geofence.id,
+        session,
+        device_id=device_id,
+        staff_user_id=staff_id,
+        geofence_id=place.geofence.id,
         since=at - timedelta(seconds=settings.checkin_cooldown_s),
     )
     if recent is not None:
         outcome = CheckInOutcome(recent, place, repeated=True)
-        await _fill_whats_here(session, principal, outcome, at, recent.place_open,
-                               rewarded=not recent.implausible_jump)
+        await _fill_whats_here(
+            session, principal, outcome, at, recent.place_open, rewarded=not recent.implausible_jump
+        )
         return outcome
 
     prev = await repository.previous_checkin(
@@ -197,10 +223,19 @@ async def check_in(
     )
     jump = jump_check(settings, prev, lon, lat, body.accuracy_m, at)
     checkin = CheckIn(
-        id=uuid.uuid4(), organisation_id=org_id, device_id=device_id, staff_user_id=staff_id,
-        geofence_id=place.geofence.id, lon=lon, lat=lat, accuracy_m=body.accuracy_m,
-        recorded_at=at, distance_m=round(place.distance_m, 2), inside=place.inside,
-        place_open=place_open, implausible_jump=jump is not None,
+        id=uuid.uuid4(),
+        organisation_id=org_id,
+        device_id=device_id,
+        staff_user_id=staff_id,
+        geofence_id=place.geofence.id,
+        lon=lon,
+        lat=lat,
+        accuracy_m=body.accuracy_m,
+        recorded_at=at,
+        distance_m=round(place.distance_m, 2),
+        inside=place.inside,
+        place_open=place_open,
+        implausible_jump=jump is not None,
         explanation={
             "resolution": "named" if body.geofence_id else "nearest",
             "distance_m": round(place.distance_m, 2),
@@ -212,45 +247,76 @@ async def check_in(
         },
     )
     await repository.add(session, checkin)
-    await presence_service.record_events(session, [
-        presence_service.event_row(
-            organisation_id=org_id, geofence_id=place.geofence.id, type=EventType.checkin,
-            source=EventSource.checkin, occurred_at=at, device_id=device_id,
-            staff_user_id=staff_id, checkin_id=checkin.id, lon=lon, lat=lat,
-            accuracy_m=body.accuracy_m, explanation=checkin.explanation,
-        )
-    ])
+    await presence_service.record_events(
+        session,
+        [
+            presence_service.event_row(
+                organisation_id=org_id,
+                geofence_id=place.geofence.id,
+                type=EventType.checkin,
+                source=EventSource.checkin,
+                occurred_at=at,
+                device_id=device_id,
+                staff_user_id=staff_id,
+                checkin_id=checkin.id,
+                lon=lon,
+                lat=lat,
+                accuracy_m=body.accuracy_m,
+                explanation=checkin.explanation,
+            )
+        ],
+    )
     outcome = CheckInOutcome(checkin, place, repeated=False)
     await _fill_whats_here(session, principal, outcome, at, place_open, rewarded=jump is None)
     return outcome
 
 
 async def _fill_whats_here(
-    session: AsyncSession, principal: Principal, outcome: CheckInOutcome, at: datetime,
-    place_open: bool, *, rewarded: bool,
+    session: AsyncSession,
+    principal: Principal,
+    outcome: CheckInOutcome,
+    at: datetime,
+    place_open: bool,
+    *,
+    rewarded: bool,
 ) -> None:
     geofence = outcome.place.geofence
     if principal.kind == "device":
         if rewarded:
             outcome.offers = await offers_service.offers_for_checkin(
-                session, organisation_id=principal.organisation_id, geofence=geofence, at=at,
-                audience="residents", place_open=place_open,
+                session,
+                organisation_id=principal.organisation_id,
+                geofence=geofence,
+                at=at,
+                audience="residents",
+                place_open=place_open,
             )
         return
     if principal.role is Role.field_worker:
-        outcome.tasks = await tasks_service.tasks_for_checkin(
-            session, organisation_id=principal.organisation_id, geofence_id=geofence.id,
-            worker_id=principal.id,
-        )
+        # proof first, so the task list read afterwards shows it
         if rewarded and not outcome.repeated:
             outcome.proof_of_visit_for = await tasks_service.record_visit(
-                session, organisation_id=principal.organisation_id, worker_id=principal.id,
-                geofence_id=geofence.id, checkin_id=outcome.checkin.id, at=at,
+                session,
+                organisation_id=principal.organisation_id,
+                worker_id=principal.id,
+                geofence_id=geofence.id,
+                checkin_id=outcome.checkin.id,
+                at=at,
             )
+        outcome.tasks = await tasks_service.tasks_for_checkin(
+            session,
+            organisation_id=principal.organisation_id,
+            geofence_id=geofence.id,
+            worker_id=principal.id,
+        )
     if rewarded:
         outcome.offers = await offers_service.offers_for_checkin(
-            session, organisation_id=principal.organisation_id, geofence=geofence, at=at,
-            audience="staff", place_open=place_open,
+            session,
+            organisation_id=principal.organisation_id,
+            geofence=geofence,
+            at=at,
+            audience="staff",
+            place_open=place_open,
         )
 
 
@@ -294,8 +360,15 @@ class StatsRow:
 
 
 async def stats(
-    session: AsyncSession, settings: Settings, organisation_id: uuid.UUID, geofence: Geofence,
-    *, bucket: str, since: datetime, until: datetime, tz: str,
+    session: AsyncSession,
+    settings: Settings,
+    organisation_id: uuid.UUID,
+    geofence: Geofence,
+    *,
+    bucket: str,
+    since: datetime,
+    until: datetime,
+    tz: str,
 ) -> list[StatsRow]:
     rows = await repository.stats(
         session, organisation_id, geofence.id, bucket=bucket, since=since, until=until, tz=tz
@@ -303,19 +376,26 @@ async def stats(
     out = []
     for start, r_n, r_people, s_n, s_people in rows:
         suppressed = r_people < settings.stats_min_cell_size
-        out.append(StatsRow(
-            start=start,
-            residents_checkins=None if suppressed else r_n,
-            residents_distinct=None if suppressed else r_people,
-            staff_checkins=s_n,
-            staff_distinct=s_people,
-        ))
+        out.append(
+            StatsRow(
+                start=start,
+                residents_checkins=None if suppressed else r_n,
+                residents_distinct=None if suppressed else r_people,
+                staff_checkins=s_n,
+                staff_distinct=s_people,
+            )
+        )
     return out
 
 
 async def count_regulars(
-    session: AsyncSession, organisation_id: uuid.UUID, geofence: Geofence, *, days: int,
-    min_checkins: int, now: datetime | None = None,
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    geofence: Geofence,
+    *,
+    days: int,
+    min_checkins: int,
+    now: datetime | None = None,
 ) -> int:
     since = (now or datetime.now(UTC)) - timedelta(days=days)
     rows = await repository.regulars(

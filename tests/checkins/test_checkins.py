@@ -66,15 +66,27 @@ async def test_point_exactly_on_the_boundary_counts_as_inside(
 
     from app.geofences.models import Geofence
 
-    db.add(Geofence(
-        organisation_id=org.id, name="Square", category="park", shape_kind="polygon",
-        geom=WKTElement("POLYGON((-0.14 50.82, -0.13 50.82, -0.13 50.83, -0.14 50.83, -0.14 50.82))",
-                        srid=4326),
-        trigger_distance_m=0, dwell_s=300, tags=[], extra_metadata={},
-    ))
+    db.add(
+        Geofence(
+            organisation_id=org.id,
+            name="Square",
+            category="park",
+            shape_kind="polygon",
+            geom=WKTElement(
+                "POLYGON((-0.14 50.82, -0.13 50.82, -0.13 50.83, -0.14 50.83, -0.14 50.82))",
+                srid=4326,
+            ),
+            trigger_distance_m=0,
+            dwell_s=300,
+            tags=[],
+            extra_metadata={},
+        )
+    )
     await db.flush()
     resp = await client.post(
-        "/v1/checkins", json={"lon": -0.13, "lat": 50.825, "accuracy_m": 5}, headers=resident.headers
+        "/v1/checkins",
+        json={"lon": -0.13, "lat": 50.825, "accuracy_m": 5},
+        headers=resident.headers,
     )
     assert resp.status_code == 201, resp.text
     assert resp.json()["place"]["inside"] is True
@@ -100,7 +112,8 @@ async def test_near_but_outside_within_trigger_plus_accuracy_is_accepted_beyond_
     assert far.json()["type"].endswith("/no-place-here")
     assert far.json()["nearest"]["distance_m"] == pytest.approx(70, abs=1.0)
     named = await client.post(
-        "/v1/checkins", json=body(20 + 70, 0, geofence_id=str(town["library_id"])),
+        "/v1/checkins",
+        json=body(20 + 70, 0, geofence_id=str(town["library_id"])),
         headers=other.headers,
     )
     assert named.status_code == 422
@@ -131,8 +144,9 @@ async def test_point_in_a_hole_is_not_inside_the_place(
 ) -> None:
     org = await factories.create_organisation(db)
     resident = await factories.create_resident(db, org)
-    await add_square(db, org.id, name="Courtyard building", half_m=200, hole_half_m=150,
-                     trigger_distance_m=20)
+    await add_square(
+        db, org.id, name="Courtyard building", half_m=200, hole_half_m=150, trigger_distance_m=20
+    )
     resp = await client.post("/v1/checkins", json=body(0, 0), headers=resident.headers)
     assert resp.status_code == 422  # 150 m from the inner ring, reach is 30 m
     assert resp.json()["type"].endswith("/no-place-here")
@@ -157,7 +171,8 @@ async def test_nested_places_pick_the_smaller_and_similar_overlaps_are_ambiguous
     r2 = await factories.create_resident(db, org2)
     a = await add_square(db, org2.id, name="Town hall", half_m=30, cx_m=5)
     b = await add_square(db, org2.id, name="Register office", half_m=30, cx_m=-5)
-    ids = {str(a.id), str(b.id)}
+    a_id = a.id
+    ids = {str(a_id), str(b.id)}
     before = await _count(db, CheckIn)
     amb = await client.post("/v1/checkins", json=body(0, 0), headers=r2.headers)
     assert amb.status_code == 409
@@ -165,7 +180,7 @@ async def test_nested_places_pick_the_smaller_and_similar_overlaps_are_ambiguous
     assert {c["id"] for c in amb.json()["candidates"]} == ids
     assert await _count(db, CheckIn) == before
     chosen = await client.post(
-        "/v1/checkins", json=body(0, 0, geofence_id=str(a.id)), headers=r2.headers
+        "/v1/checkins", json=body(0, 0, geofence_id=str(a_id)), headers=r2.headers
     )
     assert chosen.status_code == 201
 
@@ -203,7 +218,9 @@ async def test_poor_accuracy_is_refused_with_the_figures_and_nothing_stored(
 ) -> None:
     resident = town["resident"]
     assert isinstance(resident, factories.Resident)
-    resp = await client.post("/v1/checkins", json=body(0, 0, accuracy=150), headers=resident.headers)
+    resp = await client.post(
+        "/v1/checkins", json=body(0, 0, accuracy=150), headers=resident.headers
+    )
     assert resp.status_code == 422
     assert resp.json()["type"].endswith("/accuracy-too-poor")
     assert resp.json()["max_accuracy_m"] == settings.checkin_max_accuracy_m
@@ -223,19 +240,25 @@ async def test_poor_accuracy_is_refused_with_the_figures_and_nothing_stored(
         ('{"lon": -0.13, "lat": 50.82, "accuracy_m": -3}', "accuracy_m"),
         ('{"lon": -0.13, "lat": 50.82, "accuracy_m": 0}', "accuracy_m"),
         ('{"lon": -0.13, "lat": 50.82, "accuracy_m": 5, "name": "x"}', "name"),
-        ('{"lon": -0.13, "lat": 50.82, "accuracy_m": 5, "recorded_at": "2026-01-01T10:00:00"}',
-         "recorded_at"),
+        (
+            '{"lon": -0.13, "lat": 50.82, "accuracy_m": 5, "recorded_at": "2026-01-01T10:00:00"}',
+            "recorded_at",
+        ),
         ('{"lon": "west", "lat": 50.82, "accuracy_m": 5}', "lon"),
     ],
 )
 async def test_bad_input_is_422_problem_and_stores_nothing(
-    client: httpx.AsyncClient, db: AsyncSession, town: dict[str, object], raw: str,
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    town: dict[str, object],
+    raw: str,
     field: str | None,
 ) -> None:
     resident = town["resident"]
     assert isinstance(resident, factories.Resident)
     resp = await client.post(
-        "/v1/checkins", content=raw.encode(),
+        "/v1/checkins",
+        content=raw.encode(),
         headers={**resident.headers, "content-type": "application/json"},
     )
     assert resp.status_code in (400, 422), resp.text
@@ -253,18 +276,21 @@ async def test_fix_times_in_the_future_or_too_old_are_refused(
     assert isinstance(resident, factories.Resident)
     now = datetime.now(UTC)
     future = await client.post(
-        "/v1/checkins", json=body(0, 0, recorded_at=(now + timedelta(minutes=10)).isoformat()),
+        "/v1/checkins",
+        json=body(0, 0, recorded_at=(now + timedelta(minutes=10)).isoformat()),
         headers=resident.headers,
     )
     assert future.status_code == 422
     assert future.json()["type"].endswith("/bad-fix-time")
     old = await client.post(
-        "/v1/checkins", json=body(0, 0, recorded_at=(now - timedelta(days=3)).isoformat()),
+        "/v1/checkins",
+        json=body(0, 0, recorded_at=(now - timedelta(days=3)).isoformat()),
         headers=resident.headers,
     )
     assert old.status_code == 422
     slight = await client.post(
-        "/v1/checkins", json=body(0, 0, recorded_at=(now + timedelta(minutes=2)).isoformat()),
+        "/v1/checkins",
+        json=body(0, 0, recorded_at=(now + timedelta(minutes=2)).isoformat()),
         headers=resident.headers,
     )
     assert slight.status_code == 201
@@ -281,12 +307,14 @@ async def test_implausible_jump_is_recorded_flagged_and_visible_to_staff(
     await add_square(db, org.id, name="Worthing library", cx_m=-18_000)  # 18 km west
     now = datetime.now(UTC)
     first = await client.post(
-        "/v1/checkins", json=body(0, 0, recorded_at=(now - timedelta(minutes=2)).isoformat()),
+        "/v1/checkins",
+        json=body(0, 0, recorded_at=(now - timedelta(minutes=2)).isoformat()),
         headers=resident.headers,
     )
     assert first.status_code == 201
     jump = await client.post(
-        "/v1/checkins", json=body(-18_000, 0, recorded_at=now.isoformat()),
+        "/v1/checkins",
+        json=body(-18_000, 0, recorded_at=now.isoformat()),
         headers=resident.headers,
     )
     assert jump.status_code == 201, jump.text
@@ -328,7 +356,9 @@ async def test_history_and_reads_are_private_to_the_owner(
     assert [c["id"] for c in mine.json()["items"]] == [checkin_id]
     theirs = await client.get("/v1/me/checkins", headers=other.headers)
     assert theirs.json()["items"] == []
-    assert (await client.get(f"/v1/checkins/{checkin_id}", headers=other.headers)).status_code == 404
+    assert (
+        await client.get(f"/v1/checkins/{checkin_id}", headers=other.headers)
+    ).status_code == 404
     foreign_org = await factories.create_organisation(db)
     foreign_admin = await factories.create_staff(db, settings, foreign_org, Role.admin)
     assert (
@@ -349,7 +379,8 @@ async def test_stats_suppress_resident_cells_under_ten_people(
     for i in range(12):
         r = await factories.create_resident(db, org)
         resp = await client.post(
-            "/v1/checkins", json=body(0, 0, recorded_at=(at + timedelta(minutes=i)).isoformat()),
+            "/v1/checkins",
+            json=body(0, 0, recorded_at=(at + timedelta(minutes=i)).isoformat()),
             headers=r.headers,
         )
         assert resp.status_code == 201
@@ -367,7 +398,9 @@ async def test_stats_suppress_resident_cells_under_ten_people(
     quiet = await client.get(f"/v1/geofences/{small_id}/checkins/stats", headers=editor.headers)
     assert [c["residents_checkins"] for c in quiet.json()["buckets"]] == [None]
     resident = await factories.create_resident(db, org)
-    denied = await client.get(f"/v1/geofences/{library_id}/checkins/stats", headers=resident.headers)
+    denied = await client.get(
+        f"/v1/geofences/{library_id}/checkins/stats", headers=resident.headers
+    )
     assert denied.status_code == 403
     regulars = await client.get(
         f"/v1/geofences/{library_id}/checkins/regulars", headers=editor.headers
