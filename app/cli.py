@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -184,6 +185,49 @@ def create_admin(
     try:
         typer.echo(_with_session(create, url))
     except Exception as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command("import")
+def import_places(
+    file: Annotated[Path, typer.Argument(help="A GeoJSON FeatureCollection file.")],
+    organisation: Annotated[
+        str | None, typer.Option(help="Organisation slug (optional if there is only one).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Validate and count; store nothing.")] = False,
+    chunk_size: Annotated[int | None, typer.Option(help="Features per transaction.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Import places (geofences) from GeoJSON: upsert by external_id, report bad features."""
+    from app.geofences.importer import ImportFailed, import_file
+
+    async def run_import(session: object) -> str:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert isinstance(session, AsyncSession)
+        org, result = await import_file(
+            session, get_settings(), file, organisation,
+            dry_run=dry_run, chunk_size=chunk_size, show_progress=progress,
+        )  # fmt: skip
+        for error in result.errors:
+            where = f" ({error.external_id})" if error.external_id else ""
+            typer.secho(
+                f"  feature {error.index}{where}: {error.reason}: {error.detail}",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        verb = "would create" if dry_run else "created"
+        return (
+            f"{org.slug}: {result.total} features, {verb} {result.created}, "
+            f"{'would update' if dry_run else 'updated'} {result.updated}, failed {result.failed}"
+        )
+
+    url = _database_url()
+    _upgrade(url)
+    try:
+        typer.echo(_with_session(run_import, url))
+    except ImportFailed as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
 

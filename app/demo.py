@@ -35,6 +35,16 @@ DEMO_ACCOUNTS = (
 DemoLoader = Callable[[AsyncSession, Organisation], Awaitable[list[str]]]
 EXTRA_LOADERS: list[DemoLoader] = []
 
+from app.geofences.demo import load_demo_places  # noqa: E402
+
+EXTRA_LOADERS.append(load_demo_places)
+# Offers and tasks attach to the demo places: keep these after the places loader.
+from app.offers.demo import load_demo_offers  # noqa: E402
+from app.tasks.demo import load_demo_tasks  # noqa: E402
+
+EXTRA_LOADERS.append(load_demo_offers)
+EXTRA_LOADERS.append(load_demo_tasks)
+
 
 async def load_demo(session: AsyncSession) -> list[str]:
     """Idempotent: running it twice leaves one copy of everything."""

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.router import router as accounts_router
 from app.audit.router import router as audit_router
+from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -20,6 +21,10 @@ from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
+from app.geofences.router import router as geofences_router
+from app.offers.router import router as offers_router
+from app.tasks.router import me_router as my_tasks_router
+from app.tasks.router import router as tasks_router
 from app.web.router import install_web
 
 
@@ -58,6 +63,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(ops_router)
     app.include_router(accounts_router)
     app.include_router(audit_router)
+    app.include_router(checkins_router)
+    app.include_router(geofences_router)
+    app.include_router(offers_router)
+    app.include_router(tasks_router)
+    app.include_router(my_tasks_router)
     install_web(app, settings)
     if settings.cors_origins:
         app.add_middleware(

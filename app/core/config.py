@@ -76,11 +76,18 @@ class Settings(BaseSettings):
     # geofences
     geofence_max_vertices: int = 2000
     geofence_max_area_km2: float = 500.0
+    geofence_extra_categories: list[str] = Field(default_factory=list)
+    geofence_import_chunk_size: int = 500
 
     # check-ins and pings
     checkin_max_accuracy_m: float = 100.0
     ping_max_accuracy_m: float = 250.0
     max_future_skew_s: int = 300
+    checkin_max_reach_m: float = 200.0
+    checkin_cooldown_s: int = 600
+    checkin_max_age_s: int = 86_400
+    implausible_speed_mps: float = 70.0
+    stats_min_cell_size: int = 10
 
     # web push
     vapid_private_key: str | None = None

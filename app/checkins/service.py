@@ -1,0 +1,404 @@
+"""Check-in rules: resolve the place, verify plausibility, record, and say what is here for me.
+
+Resolution (see docs/checkins.md):
+- reach of a place = min(trigger_distance_m + accuracy_m, checkin_max_reach_m); a person is
+  plausibly at a place when inside it or within its reach;
+- with `geofence_id` that place must be within reach, else 422 `too-far` with the figures;
+- without it: the one place the point is inside; among nested places (a library inside a park) the
+  smallest when it is at most half the area of the next; else the nearest within reach; when two
+  candidates are equally plausible (both inside and of similar size, or distances within
+  max(5 m, accuracy/2)) → 409 with the candidates so the app can ask.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.dependencies import Principal
+from app.accounts.models import Role
+from app.checkins import repository
+from app.checkins.errors import (
+    AccuracyTooPoor,
+    AmbiguousPlace,
+    BadFixTime,
+    CheckInNotFound,
+    NoPlaceHere,
+    PlaceNotFound,
+    TooFar,
+)
+from app.checkins.models import CheckIn
+from app.checkins.repository import Candidate
+from app.checkins.schemas import CheckInCreate
+from app.core.config import Settings
+from app.core.geo import haversine_m
+from app.core.pagination import PageParams, encode_cursor
+from app.geofences.models import Geofence
+from app.geofences.opening_hours import is_open
+from app.offers import service as offers_service
+from app.offers.models import Offer
+from app.presence import service as presence_service
+from app.presence.models import EventSource, EventType
+from app.tasks import service as tasks_service
+from app.tasks.models import Task
+
+
+@dataclass
+class CheckInOutcome:
+    checkin: CheckIn
+    place: Candidate
+    repeated: bool
+    offers: list[Offer] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    proof_of_visit_for: list[uuid.UUID] = field(default_factory=list)
+    notifications_queued: list[dict[str, Any]] = field(default_factory=list)
+
+
+def reach_m(settings: Settings, geofence: Geofence, accuracy_m: float) -> float:
+    return min(geofence.trigger_distance_m + accuracy_m, settings.checkin_max_reach_m)
+
+
+def _candidate_json(c: Candidate) -> dict[str, Any]:
+    return {
+        "id": str(c.geofence.id),
+        "name": c.geofence.name,
+        "category": c.geofence.category,
+        "distance_m": round(c.distance_m, 1),
+        "inside": c.inside,
+    }
+
+
+def choose_place(plausible: list[Candidate], accuracy_m: float) -> Candidate:
+    inside = sorted((c for c in plausible if c.inside), key=lambda c: c.area_m2)
+    if len(inside) == 1:
+        return inside[0]
+    if len(inside) > 1:
+        if inside[0].area_m2 <= 0.5 * inside[1].area_m2:
+            return inside[0]
+        raise AmbiguousPlace(
+            "You are inside several places; say which one with geofence_id.",
+            extra={"candidates": [_candidate_json(c) for c in inside]},
+        )
+    near = sorted(plausible, key=lambda c: c.distance_m)
+    if len(near) > 1 and near[1].distance_m - near[0].distance_m < max(5.0, accuracy_m / 2):
+        tied = [c for c in near if c.distance_m - near[0].distance_m < max(5.0, accuracy_m / 2)]
+        raise AmbiguousPlace(
+            "Several places are equally near; say which one with geofence_id.",
+            extra={"candidates": [_candidate_json(c) for c in tied]},
+        )
+    return near[0]
+
+
+async def _resolve(
+    session: AsyncSession,
+    settings: Settings,
+    organisation_id: uuid.UUID,
+    body: CheckInCreate,
+    lon: float,
+    lat: float,
+    at: datetime,
+) -> Candidate:
+    if body.geofence_id is not None:
+        cand = await repository.distance_to(
+            session, organisation_id, body.geofence_id, lon, lat, at
+        )
+        if cand is None:
+            raise PlaceNotFound()
+        reach = reach_m(settings, cand.geofence, body.accuracy_m)
+        if not cand.inside and cand.distance_m > reach:
+            raise TooFar(
+                f"You are {cand.distance_m:.0f} m from {cand.geofence.name}; a check-in there "
+                f"needs to be within {reach:.0f} m.",
+                extra={
+                    "distance_m": round(cand.distance_m, 1),
+                    "reach_m": round(reach, 1),
+                    "accuracy_m": body.accuracy_m,
+                },
+            )
+        return cand
+    cands = await repository.candidates(
+        session, organisation_id, lon, lat, max_reach_m=settings.checkin_max_reach_m, at=at
+    )
+    plausible = [
+        c
+        for c in cands
+        if c.inside or c.distance_m <= reach_m(settings, c.geofence, body.accuracy_m)
+    ]
+    if not plausible:
+        extra: dict[str, Any] = {"accuracy_m": body.accuracy_m}
+        if cands:
+            extra["nearest"] = _candidate_json(cands[0])
+            extra["reach_m"] = round(reach_m(settings, cands[0].geofence, body.accuracy_m), 1)
+        raise NoPlaceHere(
+            "There is no place to check in to within reach of this position.", extra=extra
+        )
+    return choose_place(plausible, body.accuracy_m)
+
+
+def _validate_fix(settings: Settings, body: CheckInCreate, now: datetime) -> datetime:
+    at = body.recorded_at.astimezone(UTC) if body.recorded_at else now
+    if at > now + timedelta(seconds=settings.max_future_skew_s):
+        raise BadFixTime("recorded_at is in the future.", extra={"field": "recorded_at"})
+    if at < now - timedelta(seconds=settings.checkin_max_age_s):
+        raise BadFixTime(
+            f"recorded_at is older than {settings.checkin_max_age_s} s; check in again.",
+            extra={"field": "recorded_at"},
+        )
+    if body.accuracy_m > settings.checkin_max_accuracy_m:
+        raise AccuracyTooPoor(
+            f"Accuracy {body.accuracy_m:.0f} m is worse than the "
+            f"{settings.checkin_max_accuracy_m:.0f} m needed to check in; wait for a better fix.",
+            extra={
+                "accuracy_m": body.accuracy_m,
+                "max_accuracy_m": settings.checkin_max_accuracy_m,
+            },
+        )
+    return at
+
+
+def jump_check(
+    settings: Settings,
+    prev: CheckIn | None,
+    lon: float,
+    lat: float,
+    accuracy_m: float,
+    at: datetime,
+) -> dict[str, Any] | None:
+    """Implied speed from the previous fix, after giving both fixes their accuracy."""
+    if prev is None:
+        return None
+    dt = (at - prev.recorded_at).total_seconds()
+    dist = haversine_m(prev.lon, prev.lat, lon, lat)
+    effective = max(0.0, dist - prev.accuracy_m - accuracy_m)
+    speed = effective / dt if dt > 0 else (math.inf if effective > 0 else 0.0)
+    if speed <= settings.implausible_speed_mps:
+        return None
+    return {
+        "previous_checkin_id": str(prev.id),
+        "previous_recorded_at": prev.recorded_at.isoformat(),
+        "distance_m": round(dist, 1),
+        "seconds": round(dt, 1),
+        "implied_speed_mps": round(speed, 1) if math.isfinite(speed) else None,
+        "max_speed_mps": settings.implausible_speed_mps,
+    }
+
+
+async def check_in(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    body: CheckInCreate,
+    now: datetime | None = None,
+) -> CheckInOutcome:
+    now = now or datetime.now(UTC)
+    at = _validate_fix(settings, body, now)
+    lon, lat = round(body.lon, 6), round(body.lat, 6)
+    org_id = principal.organisation_id
+    place = await _resolve(session, settings, org_id, body, lon, lat, at)
+    device_id = principal.id if principal.kind == "device" else None
+    staff_id = principal.id if principal.kind == "staff" else None
+    place_open = is_open(place.geofence.opening_hours, at)
+
+    recent = await repository.recent_at_place(
+        session,
+        device_id=device_id,
+        staff_user_id=staff_id,
+        geofence_id=place.geofence.id,
+        since=at - timedelta(seconds=settings.checkin_cooldown_s),
+    )
+    if recent is not None:
+        outcome = CheckInOutcome(recent, place, repeated=True)
+        await _fill_whats_here(
+            session, principal, outcome, at, recent.place_open, rewarded=not recent.implausible_jump
+        )
+        return outcome
+
+    prev = await repository.previous_checkin(
+        session, device_id=device_id, staff_user_id=staff_id, before=at
+    )
+    jump = jump_check(settings, prev, lon, lat, body.accuracy_m, at)
+    checkin = CheckIn(
+        id=uuid.uuid4(),
+        organisation_id=org_id,
+        device_id=device_id,
+        staff_user_id=staff_id,
+        geofence_id=place.geofence.id,
+        lon=lon,
+        lat=lat,
+        accuracy_m=body.accuracy_m,
+        recorded_at=at,
+        distance_m=round(place.distance_m, 2),
+        inside=place.inside,
+        place_open=place_open,
+        implausible_jump=jump is not None,
+        explanation={
+            "resolution": "named" if body.geofence_id else "nearest",
+            "distance_m": round(place.distance_m, 2),
+            "inside": place.inside,
+            "reach_m": round(reach_m(settings, place.geofence, body.accuracy_m), 1),
+            "accuracy_m": body.accuracy_m,
+            "place_open": place_open,
+            **({"implausible_jump": jump} if jump else {}),
+        },
+    )
+    await repository.add(session, checkin)
+    await presence_service.record_events(
+        session,
+        [
+            presence_service.event_row(
+                organisation_id=org_id,
+                geofence_id=place.geofence.id,
+                type=EventType.checkin,
+                source=EventSource.checkin,
+                occurred_at=at,
+                device_id=device_id,
+                staff_user_id=staff_id,
+                checkin_id=checkin.id,
+                lon=lon,
+                lat=lat,
+                accuracy_m=body.accuracy_m,
+                explanation=checkin.explanation,
+            )
+        ],
+    )
+    outcome = CheckInOutcome(checkin, place, repeated=False)
+    await _fill_whats_here(session, principal, outcome, at, place_open, rewarded=jump is None)
+    return outcome
+
+
+async def _fill_whats_here(
+    session: AsyncSession,
+    principal: Principal,
+    outcome: CheckInOutcome,
+    at: datetime,
+    place_open: bool,
+    *,
+    rewarded: bool,
+) -> None:
+    geofence = outcome.place.geofence
+    if principal.kind == "device":
+        if rewarded:
+            outcome.offers = await offers_service.offers_for_checkin(
+                session,
+                organisation_id=principal.organisation_id,
+                geofence=geofence,
+                at=at,
+                audience="residents",
+                place_open=place_open,
+            )
+        return
+    if principal.role is Role.field_worker:
+        # proof first, so the task list read afterwards shows it
+        if rewarded and not outcome.repeated:
+            outcome.proof_of_visit_for = await tasks_service.record_visit(
+                session,
+                organisation_id=principal.organisation_id,
+                worker_id=principal.id,
+                geofence_id=geofence.id,
+                checkin_id=outcome.checkin.id,
+                at=at,
+            )
+        outcome.tasks = await tasks_service.tasks_for_checkin(
+            session,
+            organisation_id=principal.organisation_id,
+            geofence_id=geofence.id,
+            worker_id=principal.id,
+        )
+    if rewarded:
+        outcome.offers = await offers_service.offers_for_checkin(
+            session,
+            organisation_id=principal.organisation_id,
+            geofence=geofence,
+            at=at,
+            audience="staff",
+            place_open=place_open,
+        )
+
+
+async def get_checkin(
+    session: AsyncSession, principal: Principal, checkin_id: uuid.UUID
+) -> CheckIn:
+    checkin = await repository.get(session, principal.organisation_id, checkin_id)
+    if checkin is None:
+        raise CheckInNotFound()
+    owner = checkin.device_id if principal.kind == "device" else checkin.staff_user_id
+    if principal.kind == "device" and owner != principal.id:
+        raise CheckInNotFound()
+    if principal.role is Role.field_worker and checkin.staff_user_id != principal.id:
+        raise CheckInNotFound()
+    return checkin
+
+
+async def list_own(
+    session: AsyncSession, principal: Principal, page: PageParams
+) -> tuple[list[CheckIn], str | None]:
+    rows = await repository.list_for_subject(
+        session,
+        device_id=principal.id if principal.kind == "device" else None,
+        staff_user_id=principal.id if principal.kind == "staff" else None,
+        page=page,
+    )
+    next_cursor = None
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor
+
+
+@dataclass
+class StatsRow:
+    start: datetime
+    residents_checkins: int | None
+    residents_distinct: int | None
+    staff_checkins: int
+    staff_distinct: int
+
+
+async def stats(
+    session: AsyncSession,
+    settings: Settings,
+    organisation_id: uuid.UUID,
+    geofence: Geofence,
+    *,
+    bucket: str,
+    since: datetime,
+    until: datetime,
+    tz: str,
+) -> list[StatsRow]:
+    rows = await repository.stats(
+        session, organisation_id, geofence.id, bucket=bucket, since=since, until=until, tz=tz
+    )
+    out = []
+    for start, r_n, r_people, s_n, s_people in rows:
+        suppressed = r_people < settings.stats_min_cell_size
+        out.append(
+            StatsRow(
+                start=start,
+                residents_checkins=None if suppressed else r_n,
+                residents_distinct=None if suppressed else r_people,
+                staff_checkins=s_n,
+                staff_distinct=s_people,
+            )
+        )
+    return out
+
+
+async def count_regulars(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    geofence: Geofence,
+    *,
+    days: int,
+    min_checkins: int,
+    now: datetime | None = None,
+) -> int:
+    since = (now or datetime.now(UTC)) - timedelta(days=days)
+    rows = await repository.regulars(
+        session, organisation_id, geofence.id, since=since, min_checkins=min_checkins
+    )
+    return len(rows)

@@ -1,0 +1,262 @@
+"""GeoJSON Feature in and out. Geometry is taken as raw JSON and validated by `app.core.geo`."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.geofences.opening_hours import DAYS, parse_hhmm
+
+TAG_PATTERN = r"^[\w][\w .:/-]{0,63}$"
+CATEGORY_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
+
+
+class OpeningHours(BaseModel):
+    """Weekly schedule in the place's IANA time zone; ranges may run past midnight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_zone: str = Field(examples=["Europe/London"])
+    weekly: dict[str, list[tuple[str, str]]] = Field(
+        default_factory=dict,
+        examples=[{"mon": [["09:00", "17:00"]], "fri": [["09:00", "12:30"], ["18:00", "02:00"]]}],
+    )
+    closed_dates: list[date] = Field(default_factory=list, max_length=366)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("weekly")
+    @classmethod
+    def _valid_days(
+        cls, value: dict[str, list[tuple[str, str]]]
+    ) -> dict[str, list[tuple[str, str]]]:
+        for day, ranges in value.items():
+            if day not in DAYS:
+                raise ValueError(f"unknown day {day!r}; use {', '.join(DAYS)}")
+            if len(ranges) > 12:
+                raise ValueError(f"{day}: at most 12 ranges a day")
+            for start, end in ranges:
+                parse_hhmm(start)
+                parse_hhmm(end)
+        return value
+
+
+class GeofenceProperties(BaseModel):
+    """Properties of a place on write. Unknown members are rejected."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(min_length=1, max_length=200)
+    category: str = Field(pattern=CATEGORY_PATTERN, examples=["library"])
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    radius_m: float | None = Field(default=None, description="Circles only: 1–10,000 m.")
+    trigger_distance_m: float | None = Field(
+        default=None, ge=0, le=5000, description="Default depends on the category."
+    )
+    dwell_s: int = Field(default=300, ge=0, le=86_400)
+    opening_hours: OpeningHours | None = None
+    active_from: AwareDatetime | None = None
+    active_until: AwareDatetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return _check_tags(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_json(value)
+
+    @model_validator(mode="after")
+    def _window(self) -> GeofenceProperties:
+        _check_window(self.active_from, self.active_until)
+        return self
+
+
+class GeofenceCreate(BaseModel):
+    """A GeoJSON Feature: Polygon / MultiPolygon, or Point with `properties.radius_m`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["Feature"]
+    id: str | int | None = Field(default=None, description="Ignored; ids are assigned.")
+    geometry: dict[str, Any]
+    properties: GeofenceProperties
+
+
+class GeofencePropertiesUpdate(BaseModel):
+    """Partial properties for PATCH: only members present are changed."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    category: str | None = Field(default=None, pattern=CATEGORY_PATTERN)
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+    tags: list[str] | None = Field(default=None, max_length=50)
+    radius_m: float | None = None
+    trigger_distance_m: float | None = Field(default=None, ge=0, le=5000)
+    dwell_s: int | None = Field(default=None, ge=0, le=86_400)
+    opening_hours: OpeningHours | None = None
+    active_from: AwareDatetime | None = None
+    active_until: AwareDatetime | None = None
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_tags(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _check_json(value)
+
+    @model_validator(mode="after")
+    def _not_null(self) -> GeofencePropertiesUpdate:
+        for name in ("name", "category", "tags", "dwell_s", "metadata"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class GeofenceUpdate(BaseModel):
+    """PATCH body: a partial Feature. A new geometry replaces the shape (and circle radius)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["Feature"] | None = None
+    geometry: dict[str, Any] | None = None
+    properties: GeofencePropertiesUpdate = Field(default_factory=GeofencePropertiesUpdate)
+
+
+class GeofencePropertiesRead(BaseModel):
+    name: str
+    category: str
+    external_id: str | None
+    tags: list[str]
+    radius_m: float | None
+    trigger_distance_m: float
+    dwell_s: int
+    opening_hours: dict[str, Any] | None
+    active_from: datetime | None
+    active_until: datetime | None
+    active: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class GeofenceRead(BaseModel):
+    """A place as a GeoJSON Feature (staff view)."""
+
+    type: Literal["Feature"] = "Feature"
+    id: uuid.UUID
+    geometry: dict[str, Any]
+    properties: GeofencePropertiesRead
+
+
+class GeofencePublicProperties(BaseModel):
+    name: str
+    category: str
+    tags: list[str]
+    radius_m: float | None
+    trigger_distance_m: float
+    dwell_s: int
+    opening_hours: dict[str, Any] | None
+
+
+class GeofencePublicRead(BaseModel):
+    """A place as residents see it: public properties only (no metadata, ids or windows)."""
+
+    type: Literal["Feature"] = "Feature"
+    id: uuid.UUID
+    geometry: dict[str, Any]
+    properties: GeofencePublicProperties
+
+
+class GeofencePage(BaseModel):
+    items: list[GeofenceRead | GeofencePublicRead]
+    next_cursor: str | None = None
+
+
+class ResolvedPlaceRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    category: str
+    tags: list[str]
+    distance_m: float = Field(description="0 when the point is inside the place.")
+    inside: bool
+    trigger_distance_m: float
+    open_now: bool
+
+
+class ResolveResult(BaseModel):
+    lon: float
+    lat: float
+    accuracy_m: float
+    places: list[ResolvedPlaceRead]
+
+
+class ImportError_(BaseModel):
+    index: int
+    external_id: str | None = None
+    reason: str
+    field: str | None = None
+    detail: str
+
+
+class ImportResult(BaseModel):
+    dry_run: bool
+    total: int
+    created: int
+    updated: int
+    failed: int
+    errors: list[ImportError_]
+
+
+def _check_tags(value: list[str]) -> list[str]:
+    seen: list[str] = []
+    for tag in value:
+        if not re.match(TAG_PATTERN, tag):
+            raise ValueError(f"tag {tag!r} must be 1-64 word characters, spaces or .:/-")
+        if tag not in seen:
+            seen.append(tag)
+    return seen
+
+
+def _check_json(value: dict[str, Any]) -> dict[str, Any]:
+    """JSONB refuses NaN/Infinity, which Python's JSON parser lets through: reject them here."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ValueError("metadata must not contain NaN or Infinity")
+        if isinstance(node, dict):
+            for item in node.values():
+                walk(item)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(value)
+    return value
+
+
+def _check_window(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and end <= start:
+        raise ValueError("active_until must be after active_from")

@@ -1,0 +1,1 @@
+"""Offers: resident-facing content attached to places or whole categories of places."""

@@ -1,0 +1,288 @@
+"""All SQL for tasks. Every query is scoped by the caller's `organisation_id`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from geoalchemy2 import Geography
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.accounts.models import Role, StaffUser
+from app.core.near import NearPoint
+from app.core.pagination import PageParams
+from app.geofences.models import Geofence
+from app.tasks.models import (
+    CLOSED_STATUSES,
+    Priority,
+    Task,
+    TaskAssignee,
+    TaskStatus,
+    TaskTransition,
+)
+
+_Sel = TypeVar("_Sel", bound=Select[*tuple[Any, ...]])
+
+
+def _with_assignees(stmt: _Sel) -> _Sel:
+    return stmt.options(selectinload(Task.assignee_links))
+
+
+def assigned_to(worker_id: uuid.UUID) -> ColumnElement[bool]:
+    return exists().where(TaskAssignee.task_id == Task.id, TaskAssignee.staff_user_id == worker_id)
+
+
+def in_pool() -> ColumnElement[bool]:
+    """Unassigned open tasks any field worker of the organisation may claim."""
+    return and_(
+        Task.status == TaskStatus.open.value,
+        not_(exists().where(TaskAssignee.task_id == Task.id)),
+    )
+
+
+def visible_to_worker(worker_id: uuid.UUID) -> ColumnElement[bool]:
+    return or_(assigned_to(worker_id), in_pool())
+
+
+async def add(session: AsyncSession, row: Task | TaskTransition) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def get_task(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    task_id: uuid.UUID,
+    *,
+    worker_id: uuid.UUID | None = None,
+    lock: bool = False,
+) -> Task | None:
+    """The task, or None if it is not in the organisation (or, for a field worker, not theirs)."""
+    stmt = select(Task).where(Task.id == task_id, Task.organisation_id == organisation_id)
+    if worker_id is not None:
+        stmt = stmt.where(visible_to_worker(worker_id))
+    if lock:
+        # Serialises concurrent changes (two workers claiming the same pool task).
+        stmt = stmt.with_for_update(of=Task)
+    return (await session.execute(_with_assignees(stmt))).scalar_one_or_none()
+
+
+async def reload(session: AsyncSession, task: Task) -> Task:
+    stmt = _with_assignees(select(Task).where(Task.id == task.id)).execution_options(
+        populate_existing=True
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def transitions(session: AsyncSession, task_id: uuid.UUID) -> list[TaskTransition]:
+    stmt = (
+        select(TaskTransition)
+        .where(TaskTransition.task_id == task_id)
+        .order_by(TaskTransition.at, TaskTransition.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def live_geofence(
+    session: AsyncSession, organisation_id: uuid.UUID, geofence_id: uuid.UUID
+) -> bool:
+    stmt = select(Geofence.id).where(
+        Geofence.id == geofence_id,
+        Geofence.organisation_id == organisation_id,
+        Geofence.deleted_at.is_(None),
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def field_worker_ids(
+    session: AsyncSession, organisation_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of `ids` that are active field workers of this organisation."""
+    if not ids:
+        return set()
+    stmt = select(StaffUser.id).where(
+        StaffUser.id.in_(list(ids)),
+        StaffUser.organisation_id == organisation_id,
+        StaffUser.role == Role.field_worker,
+        StaffUser.is_active.is_(True),
+    )
+    return set((await session.execute(stmt)).scalars())
+
+
+async def list_tasks(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    page: PageParams,
+    *,
+    worker_id: uuid.UUID | None = None,
+    status: str | None = None,
+    geofence_id: uuid.UUID | None = None,
+    assignee_id: uuid.UUID | None = None,
+    priority: str | None = None,
+    unassigned: bool | None = None,
+) -> list[Task]:
+    stmt = select(Task).where(Task.organisation_id == organisation_id)
+    if worker_id is not None:
+        stmt = stmt.where(visible_to_worker(worker_id))
+    if status is not None:
+        stmt = stmt.where(Task.status == status)
+    if geofence_id is not None:
+        stmt = stmt.where(Task.geofence_id == geofence_id)
+    if assignee_id is not None:
+        stmt = stmt.where(assigned_to(assignee_id))
+    if priority is not None:
+        stmt = stmt.where(Task.priority == priority)
+    if unassigned is not None:
+        has_any = exists().where(TaskAssignee.task_id == Task.id)
+        stmt = stmt.where(not_(has_any) if unassigned else has_any)
+    if page.cursor is not None:
+        stmt = stmt.where(
+            tuple_(Task.created_at, Task.id) > (page.cursor.created_at, page.cursor.id)
+        )
+    stmt = _with_assignees(stmt.order_by(Task.created_at, Task.id).limit(page.limit + 1))
+    return list((await session.execute(stmt)).scalars())
+
+
+_STATUS_RANK = case(
+    (Task.status == TaskStatus.in_progress.value, 0),
+    (Task.status == TaskStatus.assigned.value, 1),
+    (Task.status == TaskStatus.open.value, 2),
+    else_=3,
+)
+_PRIORITY_RANK = case(
+    (Task.priority == Priority.urgent.value, 0),
+    (Task.priority == Priority.high.value, 1),
+    (Task.priority == Priority.normal.value, 2),
+    else_=3,
+)
+
+
+async def tasks_for_worker(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    worker_id: uuid.UUID,
+    near: NearPoint | None,
+    within_m: float | None,
+    include_pool: bool,
+    include_closed: bool,
+    limit: int,
+) -> list[tuple[Task, float | None]]:
+    """The worker's tasks (and optionally the pool): open work first, then nearest first."""
+    closed = Task.status.in_(CLOSED_STATUSES)
+    stmt = select(Task).where(
+        Task.organisation_id == organisation_id,
+        visible_to_worker(worker_id) if include_pool else assigned_to(worker_id),
+    )
+    if not include_closed:
+        stmt = stmt.where(not_(closed))
+    order: list[Any] = [case((closed, 1), else_=0)]
+    if near is not None:
+        point = cast(func.ST_SetSRID(func.ST_MakePoint(near.lon, near.lat), 4326), Geography)
+        distance = func.ST_Distance(Geofence.geog, point)
+        stmt = stmt.join(Geofence, Geofence.id == Task.geofence_id).add_columns(distance)
+        if within_m is not None:
+            stmt = stmt.where(func.ST_DWithin(Geofence.geog, point, within_m))
+        order.append(distance)
+    order += [_STATUS_RANK, _PRIORITY_RANK, Task.due_at.asc().nulls_last(), Task.created_at]
+    stmt = _with_assignees(stmt.order_by(*order, Task.id).limit(limit))
+    rows: list[Any] = list((await session.execute(stmt)).all())
+    if near is None:
+        return [(row[0], None) for row in rows]
+    return [(row[0], float(row[1])) for row in rows]
+
+
+async def tasks_at_place_for_worker(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    geofence_id: uuid.UUID,
+    worker_id: uuid.UUID,
+) -> list[Task]:
+    stmt = select(Task).where(
+        Task.organisation_id == organisation_id,
+        Task.geofence_id == geofence_id,
+        Task.status.not_in(CLOSED_STATUSES),
+        visible_to_worker(worker_id),
+    )
+    stmt = _with_assignees(
+        stmt.order_by(_STATUS_RANK, _PRIORITY_RANK, Task.due_at.asc().nulls_last(), Task.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def set_visit_proof(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    worker_id: uuid.UUID,
+    geofence_id: uuid.UUID,
+    checkin_id: uuid.UUID,
+    at: datetime,
+) -> list[uuid.UUID]:
+    stmt = (
+        update(Task)
+        .where(
+            Task.organisation_id == organisation_id,
+            Task.geofence_id == geofence_id,
+            Task.requires_visit.is_(True),
+            Task.status.not_in(CLOSED_STATUSES),
+            assigned_to(worker_id),
+        )
+        .values(proof_checkin_id=checkin_id, proof_recorded_at=at, updated_at=func.now())
+        .returning(Task.id)
+        .execution_options(synchronize_session="fetch")
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def find_place(
+    session: AsyncSession, organisation_id: uuid.UUID, external_id: str, category: str
+) -> Geofence | None:
+    """A live place by external id, else the oldest live place of that category (demo data)."""
+    for condition in (Geofence.external_id == external_id, Geofence.category == category):
+        stmt = (
+            select(Geofence)
+            .where(
+                Geofence.organisation_id == organisation_id,
+                Geofence.deleted_at.is_(None),
+                condition,
+            )
+            .order_by(Geofence.created_at, Geofence.id)
+            .limit(1)
+        )
+        place = (await session.execute(stmt)).scalar_one_or_none()
+        if place is not None:
+            return place
+    return None
+
+
+async def staff_by_email(
+    session: AsyncSession, organisation_id: uuid.UUID, email: str
+) -> StaffUser | None:
+    stmt = select(StaffUser).where(
+        StaffUser.organisation_id == organisation_id, func.lower(StaffUser.email) == email.lower()
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def task_titled(session: AsyncSession, organisation_id: uuid.UUID, title: str) -> bool:
+    stmt = select(Task.id).where(Task.organisation_id == organisation_id, Task.title == title)
+    return (await session.execute(stmt.limit(1))).scalar_one_or_none() is not None

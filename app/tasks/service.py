@@ -1,0 +1,342 @@
+"""Task rules: who may see and change which task, the status workflow and proof of visit.
+
+Workflow (every change is a `TaskTransition` row with who, when, from, to and an optional note):
+
+    open ──▶ assigned ──▶ in_progress ──▶ done
+      │        │  ▲            │
+      │        ▼  └────────────┘ (pause)
+      │       open (back to the pool)
+      └────────┴───────────────┴──▶ cancelled
+    done / cancelled ──▶ open       (reopen: editors and admins only)
+
+Field workers see their own tasks plus the unassigned pool; they claim a pool task
+(open → assigned, adding themselves), start it, pause it and complete it. A `requires_visit`
+task reaches done only once the check-ins domain has recorded a visit (`record_visit`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.dependencies import Principal
+from app.accounts.models import Role
+from app.core.near import NearPoint
+from app.core.pagination import PageParams, encode_cursor
+from app.tasks import repository
+from app.tasks.errors import (
+    IllegalTransition,
+    InvalidTaskChange,
+    TaskNotFound,
+    TransitionForbidden,
+    UnknownAssignee,
+    UnknownGeofence,
+    VisitRequired,
+)
+from app.tasks.models import Task, TaskAssignee, TaskStatus, TaskTransition
+from app.tasks.schemas import TaskCreate, TaskUpdate
+
+S = TaskStatus
+ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.open: frozenset({S.assigned, S.cancelled}),
+    S.assigned: frozenset({S.in_progress, S.open, S.cancelled}),
+    S.in_progress: frozenset({S.done, S.assigned, S.cancelled}),
+    S.done: frozenset({S.open}),
+    S.cancelled: frozenset({S.open}),
+}
+# What a field worker may do to a task assigned to them (claiming the pool is handled apart).
+WORKER_MOVES: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
+    {
+        (S.open, S.assigned),
+        (S.assigned, S.in_progress),
+        (S.in_progress, S.done),
+        (S.in_progress, S.assigned),
+    }
+)
+WORKER_FIELDS = frozenset({"status", "note"})
+
+
+def is_manager(principal: Principal) -> bool:
+    return principal.role in (Role.admin, Role.editor)
+
+
+def _worker_scope(principal: Principal) -> uuid.UUID | None:
+    """Field workers only ever load their own tasks and the pool; managers load everything."""
+    return None if is_manager(principal) else principal.id
+
+
+async def _check_geofence(
+    session: AsyncSession, organisation_id: uuid.UUID, geofence_id: uuid.UUID
+) -> None:
+    if not await repository.live_geofence(session, organisation_id, geofence_id):
+        raise UnknownGeofence(
+            f"No such place in your organisation: {geofence_id}.", extra={"field": "geofence_id"}
+        )
+
+
+async def _check_assignees(
+    session: AsyncSession, organisation_id: uuid.UUID, ids: list[uuid.UUID]
+) -> None:
+    found = await repository.field_worker_ids(session, organisation_id, ids)
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise UnknownAssignee(
+            "Tasks can only be assigned to active field workers of your organisation; "
+            f"not: {', '.join(missing)}.",
+            extra={"field": "assignee_ids", "unknown": missing},
+        )
+
+
+async def _record(
+    session: AsyncSession,
+    task: Task,
+    actor_id: uuid.UUID | None,
+    from_status: str | None,
+    to_status: str,
+    note: str | None,
+) -> None:
+    task.status = to_status
+    await repository.add(
+        session,
+        TaskTransition(
+            organisation_id=task.organisation_id,
+            task_id=task.id,
+            actor_id=actor_id,
+            from_status=from_status,
+            to_status=to_status,
+            note=note,
+            at=datetime.now(UTC),
+        ),
+    )
+
+
+async def create_task(session: AsyncSession, principal: Principal, data: TaskCreate) -> Task:
+    org = principal.organisation_id
+    await _check_geofence(session, org, data.geofence_id)
+    await _check_assignees(session, org, data.assignee_ids)
+    status = S.assigned if data.assignee_ids else S.open
+    task = Task(
+        organisation_id=org,
+        geofence_id=data.geofence_id,
+        title=data.title,
+        description=data.description,
+        priority=data.priority.value,
+        due_at=data.due_at,
+        status=status.value,
+        requires_visit=data.requires_visit,
+        created_by=principal.id,
+        created_at=datetime.now(UTC),
+        assignee_links=[TaskAssignee(staff_user_id=w) for w in data.assignee_ids],
+    )
+    await repository.add(session, task)
+    await _record(session, task, principal.id, None, status.value, data.note)
+    return await repository.reload(session, task)
+
+
+async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
+    task = await repository.get_task(
+        session, principal.organisation_id, task_id, worker_id=_worker_scope(principal)
+    )
+    if task is None:
+        raise TaskNotFound()
+    return task
+
+
+async def transitions(session: AsyncSession, task: Task) -> list[TaskTransition]:
+    return await repository.transitions(session, task.id)
+
+
+def _set_assignees(task: Task, ids: list[uuid.UUID]) -> None:
+    current = {link.staff_user_id: link for link in task.assignee_links}
+    task.assignee_links = [
+        current.get(w) or TaskAssignee(task_id=task.id, staff_user_id=w) for w in ids
+    ]
+
+
+async def _transition(
+    session: AsyncSession, principal: Principal, task: Task, target: TaskStatus, note: str | None
+) -> None:
+    current = TaskStatus(task.status)
+    if target == current:
+        raise IllegalTransition(
+            f"The task is already {current.value}.",
+            extra={"from": current.value, "to": target.value},
+        )
+    if target not in ALLOWED[current]:
+        hint = " Reopen it first (editors and admins)." if current in (S.done, S.cancelled) else ""
+        raise IllegalTransition(
+            f"A task cannot go from {current.value} to {target.value}.{hint}",
+            extra={
+                "from": current.value,
+                "to": target.value,
+                "allowed": sorted(s.value for s in ALLOWED[current]),
+            },
+        )
+    manager = is_manager(principal)
+    mine = principal.id in task.assignee_ids
+    claim = current == S.open and target == S.assigned and not task.assignee_ids
+    if not manager:
+        if claim:
+            _set_assignees(task, [principal.id])
+        elif not (mine and (current, target) in WORKER_MOVES):
+            raise TransitionForbidden(
+                f"Field workers cannot move a task from {current.value} to {target.value}"
+                + ("" if mine else " unless it is assigned to them")
+                + ".",
+                extra={"from": current.value, "to": target.value},
+            )
+    if target == S.assigned and not task.assignee_ids:
+        raise IllegalTransition(
+            "Assign someone first: set assignee_ids in the same request.",
+            extra={"from": current.value, "to": target.value},
+        )
+    if target == S.done and task.requires_visit and task.proof_checkin_id is None:
+        raise VisitRequired(
+            "This task requires a visit: check in at its place before marking it done.",
+            extra={"from": current.value, "to": target.value, "requires_visit": True},
+        )
+    if target == S.open and current == S.assigned:
+        _set_assignees(task, [])  # back to the team pool
+    if current in (S.done, S.cancelled):
+        # A reopened task needs a fresh visit.
+        task.proof_checkin_id = None
+        task.proof_recorded_at = None
+    await _record(session, task, principal.id, current.value, target.value, note)
+
+
+async def update_task(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: TaskUpdate
+) -> Task:
+    org = principal.organisation_id
+    task = await repository.get_task(
+        session, org, task_id, worker_id=_worker_scope(principal), lock=True
+    )
+    if task is None:
+        raise TaskNotFound()
+    fields = set(data.model_fields_set)
+    if not is_manager(principal) and fields - WORKER_FIELDS:
+        extra_fields = ", ".join(sorted(fields - WORKER_FIELDS))
+        raise TransitionForbidden(
+            f"Field workers may only change a task's status (not {extra_fields})."
+        )
+    changes: dict[str, Any] = {k: getattr(data, k) for k in fields - {"status", "note"}}
+    note = data.note
+    auto_status: TaskStatus | None = None
+    if "geofence_id" in changes and changes["geofence_id"] != task.geofence_id:
+        await _check_geofence(session, org, changes["geofence_id"])
+        task.proof_checkin_id = None  # a visit elsewhere proves nothing here
+        task.proof_recorded_at = None
+    if "assignee_ids" in changes:
+        ids: list[uuid.UUID] = changes.pop("assignee_ids")
+        await _check_assignees(session, org, ids)
+        status = TaskStatus(task.status)
+        if not ids and status == S.in_progress:
+            raise IllegalTransition(
+                "A task in progress needs an assignee; move it back to assigned or cancel it.",
+                extra={"field": "assignee_ids"},
+            )
+        _set_assignees(task, ids)
+        if ids and status == S.open:
+            auto_status = S.assigned
+        elif not ids and status == S.assigned:
+            auto_status = S.open
+    for name, value in changes.items():
+        setattr(task, name, value.value if hasattr(value, "value") else value)
+    if auto_status is not None:
+        await _record(session, task, principal.id, task.status, auto_status.value, note)
+        note = None
+    if data.status is not None and data.status != auto_status:
+        await _transition(session, principal, task, data.status, note or data.note)
+        note = None
+    if note is not None and "note" in fields:
+        raise InvalidTaskChange(
+            "A note is recorded with a status change; send it together with `status`.",
+            extra={"field": "note"},
+        )
+    task.updated_at = datetime.now(UTC)
+    await session.flush()
+    return await repository.reload(session, task)
+
+
+async def list_tasks(
+    session: AsyncSession,
+    principal: Principal,
+    page: PageParams,
+    **filters: Any,
+) -> tuple[list[Task], str | None]:
+    rows = await repository.list_tasks(
+        session, principal.organisation_id, page, worker_id=_worker_scope(principal), **filters
+    )
+    next_cursor = None
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor
+
+
+async def tasks_near_for_worker(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    worker_id: uuid.UUID,
+    near: NearPoint | None = None,
+    within_m: float | None = None,
+    include_pool: bool = False,
+    include_closed: bool = False,
+    limit: int = 50,
+) -> list[tuple[Task, float | None]]:
+    """A worker's tasks, open work first, then nearest first (geodesic metres to the place).
+
+    Used by `GET /v1/me/tasks` and by the notification rules for "tasks near me" pushes.
+    """
+    return await repository.tasks_for_worker(
+        session,
+        organisation_id=organisation_id,
+        worker_id=worker_id,
+        near=near,
+        within_m=within_m,
+        include_pool=include_pool,
+        include_closed=include_closed,
+        limit=limit,
+    )
+
+
+async def tasks_for_checkin(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    geofence_id: uuid.UUID,
+    worker_id: uuid.UUID,
+) -> list[Task]:
+    """The worker's open/assigned/in-progress tasks at this place plus the pool tasks there."""
+    return await repository.tasks_at_place_for_worker(
+        session, organisation_id=organisation_id, geofence_id=geofence_id, worker_id=worker_id
+    )
+
+
+async def record_visit(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    worker_id: uuid.UUID,
+    geofence_id: uuid.UUID,
+    checkin_id: uuid.UUID,
+    at: datetime,
+) -> list[uuid.UUID]:
+    """Mark a check-in as proof of visit on the worker's requires_visit tasks at this place.
+
+    Only tasks assigned to this worker that are not done or cancelled; returns their ids.
+    """
+    if at.tzinfo is None:
+        raise ValueError("`at` must be timezone-aware")
+    return await repository.set_visit_proof(
+        session,
+        organisation_id=organisation_id,
+        worker_id=worker_id,
+        geofence_id=geofence_id,
+        checkin_id=checkin_id,
+        at=at,
+    )

@@ -1,0 +1,171 @@
+"""The bench's own PostGIS: an embedded cluster under .data/bench-pg, one database per dataset.
+
+A dataset (seed + sizes + generator version) is loaded once with COPY and kept: the next run with
+the same key only applies new migrations. `bench_meta` marks a completed load, so an interrupted
+load is redone rather than half-used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from app.core.cluster import EmbeddedCluster
+from app.core.config import PROJECT_ROOT
+from bench.city import (
+    DEVICE_COLUMNS,
+    GEOFENCE_COLUMNS,
+    STAFF_COLUMNS,
+    STAFF_PASSWORD,
+    City,
+    CityConfig,
+)
+
+logger = logging.getLogger("bench")
+
+BENCH_PG_PORT = int(os.environ.get("HEREABOUTS_BENCH_PG_PORT", "54355"))
+# indexes rebuilt after the bulk load (much faster than maintaining them row by row)
+BULK_INDEXES = {
+    "ix_geofences_geom": "CREATE INDEX ix_geofences_geom ON geofences USING gist (geom)",
+    "ix_geofences_geog": "CREATE INDEX ix_geofences_geog ON geofences USING gist (geog)",
+    "ix_geofences_tags": "CREATE INDEX ix_geofences_tags ON geofences USING gin (tags)",
+}
+
+
+def bench_cluster(port: int | None = None) -> EmbeddedCluster:
+    return EmbeddedCluster(
+        data_dir=PROJECT_ROOT / ".data" / "bench-pg",
+        port=port or int(os.environ.get("HEREABOUTS_EMBEDDED_PORT", BENCH_PG_PORT)),
+    )
+
+
+@dataclass
+class Dataset:
+    config: CityConfig
+    url: str  # postgresql+asyncpg://... for the product (SQLAlchemy)
+    dsn: str  # postgresql://... for asyncpg
+    load_seconds: float | None  # None when the cached load was reused
+    database: str
+
+
+def migrate(url: str) -> None:
+    from alembic import command
+
+    from app.core.ops import alembic_config
+
+    cfg = alembic_config(url)
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")
+
+
+async def _set_geometry_codec(conn: asyncpg.Connection) -> None:
+    # PostGIS's binary send/receive format for geometry is EWKB: pass our bytes straight through
+    await conn.set_type_codec(
+        "geometry",
+        schema="public",
+        encoder=lambda b: b,
+        decoder=lambda b: b,
+        format="binary",
+    )
+
+
+async def is_loaded(dsn: str, key: str) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('public.bench_meta') IS NOT NULL")
+        if not exists:
+            return False
+        return bool(await conn.fetchval("SELECT count(*) FROM bench_meta WHERE key = $1", key))
+    finally:
+        await conn.close()
+
+
+async def load(dsn: str, city: City) -> float:
+    """Truncate and COPY the city into a migrated database; return the seconds it took."""
+    from app.core.security import hash_password
+
+    started = time.perf_counter()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await _set_geometry_codec(conn)
+        await conn.execute("DROP TABLE IF EXISTS bench_meta")
+        await conn.execute("TRUNCATE organisations CASCADE")
+        for name in BULK_INDEXES:
+            await conn.execute(f"DROP INDEX IF EXISTS {name}")
+        await conn.execute(
+            "INSERT INTO organisations (id, slug, name) VALUES ($1, $2, $3)",
+            city.organisation_id,
+            city.config.organisation_slug,
+            "Bench City Council",
+        )
+        password_hash = hash_password(STAFF_PASSWORD)
+        await conn.copy_records_to_table(
+            "staff_users", records=city.staff_records(password_hash), columns=STAFF_COLUMNS
+        )
+        await conn.copy_records_to_table(
+            "devices", records=city.device_records(), columns=DEVICE_COLUMNS
+        )
+        await conn.copy_records_to_table(
+            "geofences", records=city.geofence_records(), columns=GEOFENCE_COLUMNS
+        )
+        for sql in BULK_INDEXES.values():
+            await conn.execute(sql)
+        await conn.execute("ANALYZE")
+        await conn.execute("CREATE TABLE bench_meta (key text PRIMARY KEY, loaded_at timestamptz)")
+        await conn.execute("INSERT INTO bench_meta VALUES ($1, now())", city.config.key)
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+LOADED_TABLES = {
+    "organisations",
+    "staff_users",
+    "devices",
+    "geofences",
+    "alembic_version",
+    "bench_meta",
+    "spatial_ref_sys",
+}
+
+
+async def reset_activity(dsn: str) -> list[str]:
+    """Empty what earlier runs wrote (pings, events, check-ins, outbox ...), keep the city.
+
+    Plain TRUNCATE (no CASCADE): if a product table ever references one of these from the
+    loaded side, this fails loudly instead of wiping the city.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        )
+        tables = [r["tablename"] for r in rows if r["tablename"] not in LOADED_TABLES]
+        if tables:
+            await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
+        await conn.execute("UPDATE devices SET last_seen_at = NULL WHERE last_seen_at IS NOT NULL")
+    finally:
+        await conn.close()
+    return tables
+
+
+def provision(config: CityConfig, cluster: EmbeddedCluster | None = None) -> Dataset:
+    """Start the bench cluster, create + migrate the dataset's database, load it unless cached."""
+    cluster = cluster or bench_cluster()
+    cluster.ensure_running()
+    database = f"bench_{config.key}"
+    cluster.ensure_database(database)
+    url = cluster.url(database)
+    dsn = cluster.url(database, driver="postgresql")
+    migrate(url)
+    seconds: float | None = None
+    if not asyncio.run(is_loaded(dsn, config.key)):
+        logger.info("loading city %s (COPY) ...", config.key)
+        seconds = asyncio.run(load(dsn, City(config)))
+        logger.info("loaded in %.1f s", seconds)
+    return Dataset(config=config, url=url, dsn=dsn, load_seconds=seconds, database=database)

@@ -1,0 +1,531 @@
+"""`make bench`: provision, load the city, measure the baseline, then every product scenario.
+
+    uv run python -m bench.run            # default sizes (100k geofences, 100k devices)
+    uv run python -m bench.run --quick    # small city, short runs: proves the harness works
+    uv run python -m bench.run --scale    # resolve latency as geofences grow 1k -> 1M (+ PNG)
+
+Writes bench/results/<date>.json and .md. Every figure is absolute and as a ratio to the baseline
+measured in the same run. Scenarios whose endpoint the product does not have yet are reported as
+"not available"; a scenario whose probe request fails is reported with the error, never crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.core.config import PROJECT_ROOT
+from bench import scenarios
+from bench.city import STAFF_PASSWORD, City, CityConfig
+from bench.db import Dataset, bench_cluster, provision, reset_activity
+from bench.load import Req, open_loop, read_requests, run_wrk, write_requests
+from bench.servers import Server, baseline_server, free_port, product_server
+
+logger = logging.getLogger("bench")
+RESULTS = Path(__file__).parent / "results"
+WORK = PROJECT_ROOT / ".data" / "bench-work"
+
+
+@dataclass(frozen=True)
+class Profile:
+    geofences: int
+    devices: int
+    wrk_s: int
+    open_loop_s: int
+    warmup_s: int
+    connections: int
+    ping_rate: int  # open-loop rate for single pings (QUALITY: p99 at 1,000 req/s)
+    checkin_rate: int  # open-loop rate for check-ins (QUALITY: p99 at 500 req/s)
+    track_devices: int
+    track_fixes: int
+    batch_devices: int
+
+
+DEFAULT = Profile(100_000, 100_000, 20, 20, 3, 64, 1000, 500, 1000, 40, 400)
+QUICK = Profile(5_000, 2_000, 5, 5, 1, 32, 200, 100, 200, 10, 50)
+
+
+# -- machine and HTTP helpers ------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        mem_kb = 0
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def probe(base_url: str, req: Req) -> tuple[int, str]:
+    """Send one scenario request (placeholders filled) and return its status and body."""
+    from itertools import count
+
+    from bench.load import fill_placeholders
+
+    headers = {"Content-Type": "application/json"}
+    if req.token:
+        headers["Authorization"] = f"Bearer {req.token}"
+    body = fill_placeholders(req.body, "probe", count(1), datetime.now(UTC)) if req.body else None
+    status, data = http(req.method, base_url + req.path, body.encode() if body else None, headers)
+    return status, data.decode(errors="replace")[:500]
+
+
+def openapi_routes(base_url: str) -> set[tuple[str, str]]:
+    status, data = http("GET", base_url + "/openapi.json")
+    if status != 200:
+        return set()
+    paths = json.loads(data).get("paths", {})
+    return {(m.upper(), p) for p, ops in paths.items() for m in ops}
+
+
+def measure(
+    server: Server,
+    name: str,
+    reqs: list[Req],
+    profile: Profile,
+    *,
+    rate: int | None = None,
+    run_wrk_too: bool = True,
+) -> dict[str, Any]:
+    """Warm up, then wrk (throughput) and optionally an open-loop run at `rate` (latency)."""
+    path = write_requests(WORK / f"{name}.tsv", reqs)
+    tag = f"{name}-{int(time.time())}"
+    out: dict[str, Any] = {"status": "ok", "request_lines": len(reqs)}
+    run_wrk(server.url, path, duration_s=profile.warmup_s, connections=16, run_tag=tag + "w")
+    out["rss_mb_before"] = server.rss_mb()
+    if run_wrk_too:
+        out["wrk"] = run_wrk(
+            server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
+        )
+        logger.info("%s wrk: %s", name, _short(out["wrk"]))
+    if rate:
+        out["open_loop"] = asyncio.run(
+            open_loop(
+                server.url,
+                read_requests(path),
+                rate=rate,
+                duration_s=profile.open_loop_s,
+                run_tag=tag + "o",
+            )
+        )
+        logger.info("%s open-loop: %s", name, _short(out["open_loop"]))
+    out["rss_mb_after"] = server.rss_mb()
+    return out
+
+
+def _short(r: dict[str, Any]) -> str:
+    rps = r.get("rps", r.get("achieved_rps"))
+    return (
+        f"{rps} req/s p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms max {r['max_ms']} ms "
+        f"errors {r['errors']}"
+    )
+
+
+# -- product setup -----------------------------------------------------------------------------
+def device_tokens(server: Server, city: City, n: int) -> tuple[list[str], str]:
+    """Bearer tokens for `n` loaded devices; falls back to POST /v1/devices if they are refused."""
+    tokens = [city.device_token(i) for i in range(min(n, city.config.devices))]
+    status, _ = http("GET", server.url + "/v1/me", headers={"Authorization": f"Bearer {tokens[0]}"})
+    if status == 200:
+        return tokens, "loaded devices (token hashes COPYed with the city)"
+    fresh = []
+    for _ in range(min(n, 200)):
+        status, data = http(
+            "POST", server.url + "/v1/devices", b"{}", {"Content-Type": "application/json"}
+        )
+        if status != 201:
+            raise RuntimeError(f"POST /v1/devices answered {status}: {data[:200]!r}")
+        fresh.append(json.loads(data)["token"])
+    return fresh, "registered with POST /v1/devices"
+
+
+def staff_token(server: Server, city: City) -> str | None:
+    form = urllib.parse.urlencode({"username": city.staff_email(0), "password": STAFF_PASSWORD})
+    status, data = http(
+        "POST",
+        server.url + "/v1/auth/token",
+        form.encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    return str(json.loads(data)["access_token"]) if status == 200 else None
+
+
+def push_fanout(dataset: Dataset, quick: bool) -> dict[str, Any]:
+    """Runs bench/push_fanout.py (written with the Web Push work) if it is there."""
+    if not (Path(__file__).parent / "push_fanout.py").exists():
+        return {"status": "not available", "reason": "bench/push_fanout.py is not in this tree"}
+    out_file = WORK / "push_fanout.json"
+    out_file.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.push_fanout",
+        "--database-url",
+        dataset.url,
+        "--json",
+        str(out_file),
+    ]
+    if quick:
+        cmd.append("--quick")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": "bench.push_fanout timed out after 420 s"}
+    if proc.returncode != 0 or not out_file.exists():
+        return {"status": "error", "reason": (proc.stderr or proc.stdout)[-1500:]}
+    return {"status": "ok", "result": json.loads(out_file.read_text())}
+
+
+# -- the run -----------------------------------------------------------------------------------
+def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
+    config = CityConfig(
+        seed=args.seed,
+        geofences=args.geofences or profile.geofences,
+        devices=args.devices or profile.devices,
+    )
+    started = time.monotonic()
+    dataset = provision(config)
+    asyncio.run(reset_activity(dataset.dsn))
+    city = City(config)
+    WORK.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "default",
+        "machine": machine(),
+        "workers": args.workers,
+        "dataset": {
+            **asdict(config),
+            "staff": config.staff,
+            "towns": len(city.towns),
+            "key": config.key,
+            "load_seconds": dataset.load_seconds,
+            "cached": dataset.load_seconds is None,
+        },
+        "profile": asdict(profile),
+        "scenarios": {},
+    }
+    sc: dict[str, Any] = result["scenarios"]
+
+    # 0. PostGIS alone (no HTTP): per-lookup latency and the batched ceiling, one connection
+    from bench.sqlprobe import batched_points_per_s, lookup_latency
+
+    sql_points = city.points_near_places(20_000, salt=4)
+    result["postgis"] = {
+        "single_lookup": asyncio.run(lookup_latency(dataset.dsn, sql_points[:3000])),
+        "batched_1000": asyncio.run(batched_points_per_s(dataset.dsn, sql_points)),
+    }
+    logger.info("postgis: %s", result["postgis"])
+
+    # 1. baseline
+    base = baseline_server(dataset.dsn, free_port(18000), args.workers, WORK / "baseline.log")
+    base.start()
+    try:
+        sc["baseline"] = measure(
+            base,
+            "baseline",
+            scenarios.baseline_requests(city, 20_000),
+            profile,
+            rate=profile.ping_rate,
+        )
+    finally:
+        base.stop()
+    baseline_rps = float(sc["baseline"]["wrk"]["rps"])
+
+    # 2. product
+    if args.skip_product:
+        result["product"] = "skipped (--skip-product)"
+    else:
+        prod = product_server(dataset.url, free_port(18001), args.workers, WORK / "product.log")
+        prod.start(timeout_s=120)
+        try:
+            only = set(args.only.split(",")) if args.only else None
+            run_product(prod, city, profile, sc, result, only)
+        finally:
+            prod.stop()
+        if args.only is None or "push_fanout" in args.only.split(","):
+            sc["push_fanout"] = push_fanout(dataset, args.quick)
+
+    result["ratios"] = ratios(sc, baseline_rps)
+    result["total_seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def run_product(
+    prod: Server,
+    city: City,
+    profile: Profile,
+    sc: dict[str, Any],
+    result: dict[str, Any],
+    only: set[str] | None = None,
+) -> None:
+    routes = openapi_routes(prod.url)
+    result["product_rss_mb_idle"] = prod.rss_mb()
+    tokens, source = device_tokens(prod, city, profile.track_devices)
+    result["tokens"] = {
+        "devices": len(tokens),
+        "source": source,
+        "staff_login": staff_token(prod, city) is not None,
+    }
+    plan: list[tuple[str, str, str, list[Req], int | None]] = [
+        (
+            "resolve",
+            "GET",
+            "/v1/geofences/resolve",
+            scenarios.resolve_requests(city, 20_000, tokens),
+            profile.checkin_rate,
+        ),
+        (
+            "checkins",
+            "POST",
+            "/v1/checkins",
+            scenarios.checkin_requests(city, 20_000, tokens),
+            profile.checkin_rate,
+        ),
+        (
+            "pings_single",
+            "POST",
+            "/v1/pings",
+            scenarios.single_ping_requests(
+                city, profile.track_devices, profile.track_fixes, tokens
+            ),
+            profile.ping_rate,
+        ),
+        (
+            "pings_batch100",
+            "POST",
+            "/v1/pings",
+            scenarios.batch_ping_requests(city, profile.batch_devices, 100, tokens),
+            None,
+        ),
+    ]
+    mixed: list[Req] = []
+    for name, method, path, reqs, rate in plan:
+        if only is not None and name not in only:
+            sc[name] = {"status": "skipped", "reason": "not in --only"}
+            continue
+        if (method, path) not in routes:
+            sc[name] = {"status": "not available", "reason": f"{method} {path} is not a route yet"}
+            logger.info("%s: not available", name)
+            continue
+        status, body = probe(prod.url, reqs[0])
+        if not 200 <= status < 300:
+            sc[name] = {"status": "error", "reason": f"probe answered {status}: {body}"}
+            logger.warning("%s: probe answered %s: %s", name, status, body)
+            continue
+        sc[name] = measure(prod, name, reqs, profile, rate=rate)
+        if name != "pings_batch100":
+            mixed.extend(reqs[: 2000 if name == "pings_single" else 500])
+    if only is not None and "mixed" not in only:
+        sc["mixed"] = {"status": "skipped", "reason": "not in --only"}
+    elif mixed:
+        # interleave: the file is replayed in order, so spread the kinds evenly (deterministic)
+        random.Random(0).shuffle(mixed)
+        sc["mixed"] = measure(prod, "mixed", mixed, profile)
+    else:
+        sc["mixed"] = {"status": "not available", "reason": "no product scenario is available"}
+    result["product_rss_mb_end"] = prod.rss_mb()
+
+
+TARGETS = {
+    # scenario: (description, check(result, baseline_rps) -> bool | None)
+    "pings_batch100": "points/s >= 4x baseline req/s",
+    "pings_single": "req/s >= 0.8x baseline; p99 <= 25 ms at 1,000 req/s",
+    "checkins": "p99 <= 25 ms at 500 req/s",
+}
+
+
+TARGET_RATES = {"pings_single": 1000, "checkins": 500}
+
+
+def ratios(sc: dict[str, Any], baseline_rps: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, r in sc.items():
+        if r.get("status") != "ok" or "wrk" not in r:
+            continue
+        rps = float(r["wrk"]["rps"])
+        row: dict[str, Any] = {"rps": rps, "rps_ratio": round(rps / baseline_rps, 3)}
+        ol = r.get("open_loop", {})
+        if name == "pings_batch100":
+            row["points_per_s"] = rps * 100
+            row["points_ratio"] = round(rps * 100 / baseline_rps, 3)
+            row["target_met"] = row["points_ratio"] >= 4
+        elif name in TARGET_RATES:
+            if ol.get("target_rps", 0) < TARGET_RATES[name]:
+                row["target_met"] = None
+                row["target_note"] = f"latency not judged: measured at {ol.get('target_rps')}/s"
+            else:
+                latency_ok = ol.get("errors", 1) == 0 and ol["p99_ms"] <= 25
+                speed_ok = name != "pings_single" or row["rps_ratio"] >= 0.8
+                row["target_met"] = latency_ok and speed_ok
+        out[name] = row
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, d = result["machine"], result["dataset"]
+    base = result["scenarios"]["baseline"]
+    base_rps = float(base["wrk"]["rps"])
+    lines = [
+        f"# Hereabouts bench — {result['date']} ({result['mode']})",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, load average at start "
+        f"{m['load_average_at_start']}. Workers: {result['workers']} per server.",
+        f"Dataset: seed {d['seed']}, {d['geofences']:,} geofences in {d['towns']} towns, "
+        f"{d['devices']:,} devices, {d['staff']:,} staff"
+        + (" (cached load)" if d["cached"] else f" (loaded in {d['load_seconds']:.1f} s)")
+        + ".",
+        f"Baseline (same run): {base_rps:,.0f} req/s closed loop.",
+        "PostGIS alone (one connection, no HTTP): single lookup p50 "
+        f"{result['postgis']['single_lookup']['p50_ms']} ms / p99 "
+        f"{result['postgis']['single_lookup']['p99_ms']} ms; batched 1,000 points per statement "
+        f"{result['postgis']['batched_1000']['points_per_s']:,.0f} points/s.",
+        "",
+        "| scenario | tool | rate | req/s | × baseline | p50 ms | p95 ms | p99 ms | max ms "
+        "| errors | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["scenarios"].items():
+        if r.get("status") != "ok":
+            lines.append(
+                f"| {name} | — | — | {r.get('status')} | | | | | | | "
+                f"{r.get('reason', '')[:120].replace('|', '/')} |"
+            )
+            continue
+        if name == "push_fanout":
+            lines.append(
+                f"| push_fanout | bench/push_fanout.py | | see JSON | | | | | | | "
+                f"`{json.dumps(r['result'])[:200]}` |"
+            )
+            continue
+        target = TARGETS.get(name, "")
+        judged = result.get("ratios", {}).get(name, {})
+        met = judged.get("target_met")
+        if met is not None:
+            target += " — **met**" if met else " — **not met**"
+        elif judged.get("target_note"):
+            target += f" — {judged['target_note']}"
+        for tool in ("wrk", "open_loop"):
+            if tool not in r:
+                continue
+            t = r[tool]
+            rps = float(t.get("rps", t.get("achieved_rps", 0)))
+            ratio = f"{rps / base_rps:.2f}×" if tool == "wrk" else "—"
+            if name == "pings_batch100" and tool == "wrk":
+                ratio += f" ({rps * 100:,.0f} points/s = {rps * 100 / base_rps:.2f}×)"
+            rate = (
+                "closed, {} conns".format(t["connections"])
+                if tool == "wrk"
+                else (f"open {t['target_rps']:.0f}/s")
+            )
+            lines.append(
+                f"| {name} | {tool} | {rate} | {rps:,.0f} | {ratio} | {t['p50_ms']:.1f} | "
+                f"{t['p95_ms']:.1f} | {t['p99_ms']:.1f} | {t['max_ms']:.1f} | {t['errors']} | "
+                f"{target if tool == 'wrk' else ''} |"
+            )
+    if "product_rss_mb_idle" in result:
+        lines += [
+            "",
+            f"API memory (2 workers + master, RSS): {result['product_rss_mb_idle']} MiB "
+            f"idle, {result.get('product_rss_mb_end')} MiB after the run.",
+        ]
+    lines += ["", f"Total run time: {result['total_seconds']} s."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict[str, Any], stem: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"{stem}.json"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown(result))
+    return json_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="small city and short runs")
+    parser.add_argument("--scale", action="store_true", help="the geofence scale curve (+ PNG)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--geofences", type=int, default=None)
+    parser.add_argument("--devices", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-product", action="store_true", help="baseline only")
+    parser.add_argument("--seconds", type=int, default=None, help="length of each measured run")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated product scenarios, e.g. pings_single,checkins"
+    )
+    parser.add_argument(
+        "--keep-db", action="store_true", help="leave the bench PostGIS running at the end"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logger.setLevel(logging.INFO)
+    profile = QUICK if args.quick else DEFAULT
+    if args.seconds:
+        profile = replace(profile, wrk_s=args.seconds, open_loop_s=args.seconds)
+    from bench.load import wrk_available
+
+    if not wrk_available():
+        print("wrk is not installed: `make system-deps` (or apt-get install wrk)", file=sys.stderr)
+        return 2
+    try:
+        if args.scale:
+            from bench.scale import run_scale
+
+            path = run_scale(args, profile)
+        else:
+            result = run_all(args, profile)
+            stem = datetime.now(UTC).strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
+            path = write_results(result, stem)
+            print(markdown(result))
+        print(f"results: {path}")
+    finally:
+        if not args.keep_db:
+            bench_cluster().stop()  # the data stays cached in .data/bench-pg
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Start, watch and stop the servers under test (each in its own process group)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PORT_RANGE = range(18000, 18100)
+
+
+def free_port(start: int = PORT_RANGE.start) -> int:
+    for port in range(start, PORT_RANGE.stop):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free port in 18000-18099")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB."""
+    total_kb = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+        stack.extend(_children(p))
+    return round(total_kb / 1024, 1)
+
+
+@dataclass
+class Server:
+    name: str
+    cmd: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text()[-3000:] if self.log_path else ""
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}\n{tail}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        time.sleep(0.5)  # let the second worker finish starting
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer /healthz within {timeout_s:.0f} s")
+
+    def rss_mb(self) -> float:
+        return tree_rss_mb(self.proc.pid) if self.proc else 0.0
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+def baseline_server(dsn: str, port: int, workers: int, log_path: Path) -> Server:
+    return Server(
+        name="baseline",
+        cmd=[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.baseline:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        port=port,
+        env={"BENCH_DSN": dsn},
+        log_path=log_path,
+    )
+
+
+def product_server(url: str, port: int, workers: int, log_path: Path) -> Server:
+    return Server(
+        name="hereabouts",
+        cmd=[
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-migrate",
+        ],
+        port=port,
+        env={
+            "HEREABOUTS_DATABASE_URL": url,
+            "HEREABOUTS_RUN_WORKER_IN_PROCESS": "false",
+            "HEREABOUTS_LOG_LEVEL": "WARNING",
+            "HEREABOUTS_PUSH_ALLOW_LOOPBACK": "true",
+        },
+        log_path=log_path,
+    )
