@@ -36,7 +36,9 @@ def square(lon: float, lat: float, half: float = 0.0008) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [ring]}
 
 
-def create_place(server: LiveServer, token: str, name: str, category: str, at: tuple[float, float]) -> str:
+def create_place(
+    server: LiveServer, token: str, name: str, category: str, at: tuple[float, float]
+) -> str:
     feature = {
         "type": "Feature",
         "geometry": square(*at),
@@ -89,7 +91,30 @@ STUB_PUSH = """
 """
 
 
-async def resident_context(browser: Browser, server: LiveServer, at: tuple[float, float]) -> BrowserContext:
+async def set_notification_permission(
+    browser: Browser, page: Page, origin: str, setting: str, *, reload: bool = False
+) -> None:
+    """Headless Chromium answers "denied" by default; "prompt" is a fresh browser's state, and
+    "granted" is what the person's "Allow" at the browser's prompt leaves behind."""
+    page_cdp = await page.context.new_cdp_session(page)
+    info = await page_cdp.send("Target.getTargetInfo")
+    cdp = await browser.new_browser_cdp_session()
+    await cdp.send(
+        "Browser.setPermission",
+        {
+            "permission": {"name": "notifications"},
+            "setting": setting,
+            "origin": origin,
+            "browserContextId": info["targetInfo"]["browserContextId"],
+        },
+    )
+    if reload:
+        await page.reload()
+
+
+async def resident_context(
+    browser: Browser, server: LiveServer, at: tuple[float, float]
+) -> BrowserContext:
     context = await new_context(
         browser,
         server,
@@ -173,7 +198,11 @@ async def test_import_reports_each_failed_feature_and_keeps_the_valid_ones(
             {
                 "type": "Feature",
                 "geometry": square(-0.14, 51.51),
-                "properties": {"name": f"Imported Park {tag}", "category": "park", "external_id": f"park-{tag}"},
+                "properties": {
+                    "name": f"Imported Park {tag}",
+                    "category": "park",
+                    "external_id": f"park-{tag}",
+                },
             },
             {
                 "type": "Feature",
@@ -221,6 +250,7 @@ async def test_resident_checks_in_sees_the_offer_and_is_then_asked_about_notific
     )
     context = await resident_context(browser, web_server, at)
     page, problems = await open_page(context, "/app/")
+    await set_notification_permission(browser, page, web_server.base, "prompt", reload=True)
     await page.get_by_role("button", name="Get started").click()
     await expect(page.locator("#home")).to_be_visible()
     # Not asked on load: only once the app has shown what it is good for.
@@ -234,7 +264,7 @@ async def test_resident_checks_in_sees_the_offer_and_is_then_asked_about_notific
     await expect(page.locator("#notify-card")).to_be_visible()
     await screenshot(page, "app-checkin")
 
-    await context.grant_permissions(["notifications"])
+    await set_notification_permission(browser, page, web_server.base, "granted")
     await page.get_by_role("button", name="Turn on notifications").click()
     await expect(page.locator("#push-state")).to_contain_text("Notifications are on")
     options = await page.evaluate("window.__pushSubscribeOptions.userVisibleOnly")

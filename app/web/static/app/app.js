@@ -129,17 +129,33 @@ async function checkIn() {
   try {
     const fix = fixOf(await position());
     state.lastFix = fix;
-    const result = await api.post("/v1/checkins", fix);
-    renderCheckin(result);
-    state.checkins += 1;
-    localStorage.setItem("hereabouts.app.checkins", String(state.checkins));
-    maybeAskForNotifications();
-    if (isWorker()) await loadTasks();
+    await sendCheckin(fix);
   } catch (err) {
     out.replaceChildren(h("p", { class: "error", role: "alert" }, err.message));
   } finally {
     button.disabled = false;
   }
+}
+
+async function sendCheckin(fix, geofenceId = null) {
+  const out = $("checkin-result");
+  try {
+    const result = await api.post("/v1/checkins", geofenceId ? { ...fix, geofence_id: geofenceId } : fix);
+    renderCheckin(result);
+  } catch (err) {
+    // Inside (or equally near) several places: the person says which one.
+    const candidates = err instanceof ApiError && err.status === 409 ? err.problem.candidates || [] : [];
+    if (!candidates.length) throw err;
+    out.replaceChildren(
+      h("p", {}, "Which place are you at?"),
+      ...candidates.map((c) => h("button", { type: "button", class: "secondary", onclick: () => sendCheckin(fix, c.id).catch((e) => out.replaceChildren(h("p", { class: "error", role: "alert" }, e.message))) }, c.name)),
+    );
+    return;
+  }
+  state.checkins += 1;
+  localStorage.setItem("hereabouts.app.checkins", String(state.checkins));
+  maybeAskForNotifications();
+  if (isWorker()) await loadTasks();
 }
 
 function renderCheckin(result) {
@@ -175,7 +191,7 @@ function renderCheckin(result) {
     nodes.push(h("p", { class: "badge ok" }, `Visit recorded for ${proof.size} task(s).`));
   }
   if (place && !offers.length && !tasks.length) nodes.push(h("p", { class: "muted" }, "Nothing on here for you right now."));
-  if (result.notifications_queued) nodes.push(h("p", { class: "muted small" }, "We've also sent this to your notifications."));
+  if ((result.notifications_queued || []).length) nodes.push(h("p", { class: "muted small" }, "We've also sent this to your notifications."));
   out.replaceChildren(...nodes);
 }
 

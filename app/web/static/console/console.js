@@ -686,15 +686,16 @@ async function drawFootfall() {
   if (!id) return chart.replaceChildren(h("p", { class: "muted" }, "No places yet."));
   const bucket = $("footfall-bucket").value;
   try {
-    const stats = await api.get(`/v1/geofences/${id}/checkins/stats?bucket=${bucket}`);
-    const rows = stats.buckets || stats.items || stats.counts || [];
-    const points = rows.map((r) => {
-      const start = new Date(r.start || r.bucket || r.period_start || r.hour || r.day);
+    const since = new Date(Date.now() - (bucket === "hour" ? 2 : 30) * 86400000).toISOString();
+    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "Europe/London";
+    const stats = await api.get(`/v1/geofences/${id}/checkins/stats?bucket=${bucket}&since=${encodeURIComponent(since)}&tz=${encodeURIComponent(tz)}`);
+    // Resident counts below the privacy threshold come back as null: drawn as "·", never as 0.
+    const points = (stats.buckets || []).map((r) => {
+      const start = new Date(r.start);
       const label = bucket === "hour" ? `${String(start.getHours()).padStart(2, "0")}h` : start.toLocaleDateString(undefined, { day: "numeric", month: "short" });
-      const value = r.suppressed ? null : r.count ?? r.checkins ?? r.people ?? null;
-      return { label, value };
+      return { label, value: r.residents_checkins };
     });
-    columnChart(chart, `Check-ins at ${placeName(id)} per ${bucket}`, points);
+    columnChart(chart, `Resident check-ins at ${placeName(id)} per ${bucket}`, points);
   } catch (err) {
     chart.replaceChildren(h("p", { class: "muted" }, err instanceof ApiError && err.status === 404 ? "Footfall statistics are not available on this server yet." : err.message));
   }
