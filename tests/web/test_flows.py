@@ -83,7 +83,12 @@ STUB_PUSH = """
   let current = null;
   PushManager.prototype.subscribe = async function (options) {
     window.__pushSubscribeOptions = options;
-    current = { ...sub, options, toJSON() { return sub; }, unsubscribe: async () => { current = null; return true; } };
+    current = {
+      ...sub,
+      options,
+      toJSON() { return sub; },
+      unsubscribe: async () => { current = null; return true; },
+    };
     return current;
   };
   PushManager.prototype.getSubscription = async function () { return current; };
