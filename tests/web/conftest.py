@@ -42,8 +42,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--no-default-browser-check",
 ]
-# Tablet-sized: the console has to work there.
+# Tablet-sized (landscape) for the console, phone-sized for the app.
 VIEWPORT = {"width": 1280, "height": 860}
+PHONE = {"width": 412, "height": 860}
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
@@ -107,7 +108,8 @@ async def _loopback_only(route: Route) -> None:
 
 
 async def new_context(browser: Browser, server: LiveServer, **options: Any) -> BrowserContext:
-    context = await browser.new_context(base_url=server.base, viewport=VIEWPORT, **options)  # type: ignore[arg-type]
+    options.setdefault("viewport", VIEWPORT)
+    context = await browser.new_context(base_url=server.base, **options)
     await context.route("**/*", _loopback_only)
     return context
 
@@ -119,6 +121,19 @@ async def open_page(context: BrowserContext, path: str) -> tuple[Page, PageProbl
     page.on("pageerror", problems.on_page_error)
     await page.goto(path)
     return page, problems
+
+
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter((el) => el.type !== 'hidden' && el.getClientRects().length)
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+        && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+    .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+async def unlabelled_controls(page: Page) -> list[str]:
+    """Visible form controls a screen reader could not name."""
+    found: list[str] = await page.evaluate(UNLABELLED_CONTROLS)
+    return found
 
 
 async def screenshot(page: Page, name: str) -> Path:

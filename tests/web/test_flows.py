@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.live import LiveServer
-from tests.web.conftest import new_context, open_page, screenshot
+from tests.web.conftest import PHONE, new_context, open_page, screenshot, unlabelled_controls
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -125,6 +125,9 @@ async def resident_context(
         server,
         geolocation={"longitude": at[0], "latitude": at[1], "accuracy": 12},
         permissions=["geolocation"],
+        viewport=PHONE,
+        is_mobile=True,
+        has_touch=True,
     )
     await context.add_init_script(STUB_PUSH % json.dumps(fake_subscription()))
     return context
@@ -146,6 +149,15 @@ async def test_staff_draws_a_place_on_the_map_and_creates_an_offer_for_it(
     page, problems = await open_page(context, "/console/")
     await sign_in_console(page, email, password)
     await expect(page.locator("#map-note")).to_be_visible()  # no tiles: still a usable map
+    assert await unlabelled_controls(page) == []
+    places_tab = page.get_by_role("tab", name="Places")
+    await places_tab.focus()
+    await page.keyboard.press("ArrowRight")
+    await expect(page.get_by_role("tab", name="Offers")).to_be_focused()
+    await expect(page.locator("#panel-offers")).to_be_visible()
+    assert await unlabelled_controls(page) == []
+    await page.keyboard.press("ArrowLeft")
+    await expect(places_tab).to_have_attribute("aria-selected", "true")
 
     name = f"Drawn Library {secrets.token_hex(2)}"
     await page.get_by_role("button", name="Draw polygon").click()
@@ -267,6 +279,7 @@ async def test_resident_checks_in_sees_the_offer_and_is_then_asked_about_notific
     await expect(result).to_contain_text(f"You're at {place}")
     await expect(result).to_contain_text("Half-price room hire")
     await expect(page.locator("#notify-card")).to_be_visible()
+    assert await unlabelled_controls(page) == []
     await screenshot(page, "app-checkin")
 
     await set_notification_permission(browser, page, web_server.base, "granted")
