@@ -405,7 +405,8 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     assert done["status"] == "done"
     assert done["proof_checkin_id"] is not None
 
-    console = await context.new_page()
+    staff_context = await new_context(browser, web_server)
+    console = await staff_context.new_page()
     await console.goto("/console/")
     await sign_in_console(console, web_server.admin_email, web_server.admin_password)
     await console.get_by_role("tab", name="Tasks").click()
@@ -413,5 +414,13 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     await expect(row).to_contain_text("done")
     await expect(row).to_contain_text("checked in")
     await screenshot(console, "console-tasks")
+
+    await console.get_by_role("tab", name="Numbers").click()
+    numbers = console.get_by_role("tabpanel", name="Numbers")
+    await numbers.get_by_label("Place", exact=True).select_option(label=f"{depot} (depot)")
+    chart = console.locator("#footfall-chart svg[role=img]")
+    await expect(chart).to_have_attribute("aria-label", f"Check-ins at {depot} per hour")
+    await screenshot(console, "console-numbers")
+    await staff_context.close()
     assert problems.errors == []
     await context.close()

@@ -37,43 +37,63 @@ function empty(container, text) {
   container.append(p);
 }
 
-// points: [{label, value, note?}] — value null means suppressed (too few people to show).
-export function columnChart(container, title, points, { unit = "" } = {}) {
+// points: [{label, value, extra?}] — value null means suppressed (too few people to show); the
+// optional `extra` (e.g. staff visits) is stacked on top in a second colour.
+export function columnChart(container, title, points, { unit = "", legend = null } = {}) {
   if (!points.length) return empty(container, "No data yet.");
-  const width = 640;
+  const width = 960;
   const height = 240;
   const pad = { l: 36, r: 8, t: 12, b: 42 };
-  const max = Math.max(1, ...points.map((p) => p.value || 0));
+  const max = Math.max(1, ...points.map((p) => (p.value || 0) + (p.extra || 0)));
   const bw = (width - pad.l - pad.r) / points.length;
+  const plotH = height - pad.t - pad.b;
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
   svg.append(s("title", {}, title));
   svg.append(s("line", { class: "axis", x1: pad.l, y1: height - pad.b, x2: width - pad.r, y2: height - pad.b }));
-  for (const tick of [0, 0.5, 1]) {
-    const y = height - pad.b - tick * (height - pad.t - pad.b);
-    svg.append(s("text", { x: pad.l - 4, y: y + 4, "text-anchor": "end" }, Math.round(max * tick)));
+  const ticks = max < 4 ? [0, max] : [0, Math.round(max / 2), max];
+  for (const tick of ticks) {
+    const y = height - pad.b - (tick / max) * plotH;
+    svg.append(s("text", { x: pad.l - 4, y: y + 4, "text-anchor": "end" }, tick));
   }
   const every = Math.ceil(points.length / 12);
   points.forEach((p, i) => {
     const x = pad.l + i * bw;
-    if (p.value === null) {
-      svg.append(s("text", { x: x + bw / 2, y: height - pad.b - 4, "text-anchor": "middle" }, "·"));
-    } else {
-      const bh = (p.value / max) * (height - pad.t - pad.b);
-      const rect = s("rect", { class: "bar", x: x + 1, y: height - pad.b - bh, width: Math.max(1, bw - 2), height: bh });
-      rect.append(s("title", {}, `${p.label}: ${p.value}${unit}`));
+    let top = height - pad.b;
+    const bar = (value, cls, text) => {
+      const bh = (value / max) * plotH;
+      const rect = s("rect", { class: cls, x: x + 1, y: top - bh, width: Math.max(1, bw - 2), height: bh });
+      rect.append(s("title", {}, text));
       svg.append(rect);
-    }
+      top -= bh;
+    };
+    if (p.value) bar(p.value, "bar", `${p.label}: ${p.value}${unit}`);
+    if (p.extra) bar(p.extra, "bar ok", `${p.label}: ${p.extra}${unit} (${legend ? legend[1] : "other"})`);
+    if (p.value === null) svg.append(s("text", { x: x + bw / 2, y: top - 4, "text-anchor": "middle" }, "·"));
     if (i % every === 0) {
       svg.append(s("text", { x: x + bw / 2, y: height - pad.b + 14, "text-anchor": "middle" }, p.label));
     }
   });
-  container.replaceChildren(svg, dataTable(title, points.map((p) => [p.label, p.value]), ["when", "count"]));
+  const headers = legend ? ["when", ...legend] : ["when", "count"];
+  const rows = points.map((p) => (legend ? [p.label, p.value, p.extra ?? 0] : [p.label, p.value]));
+  container.replaceChildren(svg, dataTable(title, rows, headers));
+  if (legend) {
+    const key = document.createElement("p");
+    key.className = "muted small legend";
+    key.append(swatch("bar"), ` ${legend[0]}  `, swatch("bar ok"), ` ${legend[1]}`);
+    container.append(key);
+  }
   if (points.some((p) => p.value === null)) {
     const note = document.createElement("p");
     note.className = "muted small";
     note.textContent = "· = fewer people than the privacy threshold: not shown.";
     container.append(note);
   }
+}
+
+function swatch(cls) {
+  const svg = s("svg", { width: 12, height: 12, viewBox: "0 0 12 12", "aria-hidden": "true" });
+  svg.append(s("rect", { class: cls, width: 12, height: 12 }));
+  return svg;
 }
 
 // rows: [{label, value, kind?}] drawn as horizontal bars, longest = 100 %.

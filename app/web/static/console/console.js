@@ -680,22 +680,35 @@ async function loadDeliveries() {
 }
 
 // ---------------------------------------------------------------- numbers
+function labelFor(date, bucket) {
+  return bucket === "hour"
+    ? `${String(date.getHours()).padStart(2, "0")}h`
+    : date.toLocaleDateString(undefined, { day: "numeric", month: "short" });
+}
+
 async function drawFootfall() {
   const id = $("footfall-place").value;
   const chart = $("footfall-chart");
   if (!id) return chart.replaceChildren(h("p", { class: "muted" }, "No places yet."));
   const bucket = $("footfall-bucket").value;
   try {
-    const since = new Date(Date.now() - (bucket === "hour" ? 2 : 30) * 86400000).toISOString();
+    const hours = bucket === "hour" ? 24 : 30 * 24;
+    const step = bucket === "hour" ? 3600000 : 86400000;
+    const first = Math.floor((Date.now() - hours * 3600000) / step) * step;
+    const since = new Date(first).toISOString();
     const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "Europe/London";
     const stats = await api.get(`/v1/geofences/${id}/checkins/stats?bucket=${bucket}&since=${encodeURIComponent(since)}&tz=${encodeURIComponent(tz)}`);
-    // Resident counts below the privacy threshold come back as null: drawn as "·", never as 0.
-    const points = (stats.buckets || []).map((r) => {
-      const start = new Date(r.start);
-      const label = bucket === "hour" ? `${String(start.getHours()).padStart(2, "0")}h` : start.toLocaleDateString(undefined, { day: "numeric", month: "short" });
-      return { label, value: r.residents_checkins };
-    });
-    columnChart(chart, `Resident check-ins at ${placeName(id)} per ${bucket}`, points);
+    const keyFor = (d) => (bucket === "hour" ? d.toISOString().slice(0, 13) : d.toDateString());
+    const byStart = new Map((stats.buckets || []).map((b) => [keyFor(new Date(b.start)), b]));
+    // Every hour/day of the window gets a column (no check-ins = 0); resident counts below the
+    // privacy threshold come back as null and are drawn as "·", never as 0.
+    const points = [];
+    for (let t = first; t <= Date.now(); t += step) {
+      const label = labelFor(new Date(t), bucket);
+      const b = byStart.get(keyFor(new Date(t)));
+      points.push({ label, value: b ? b.residents_checkins : 0, extra: b ? b.staff_checkins : 0 });
+    }
+    columnChart(chart, `Check-ins at ${placeName(id)} per ${bucket}`, points, { legend: ["residents", "staff"] });
   } catch (err) {
     chart.replaceChildren(h("p", { class: "muted" }, err instanceof ApiError && err.status === 404 ? "Footfall statistics are not available on this server yet." : err.message));
   }
