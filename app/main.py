@@ -17,6 +17,8 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.core.ops import router as ops_router
+from app.presence.router import router as presence_router
+from app.presence.startup import maintain_on_startup
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -29,6 +31,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         db_engine = engine or create_engine(settings, database_url.resolve(settings))
         app.state.engine = db_engine
         app.state.sessionmaker = create_sessionmaker(db_engine)
+        await maintain_on_startup(app.state.sessionmaker, settings)
         try:
             yield
         finally:
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(accounts_router)
+    app.include_router(presence_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

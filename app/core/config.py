@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     checkin_max_accuracy_m: float = 100.0
     ping_max_accuracy_m: float = 250.0
     max_future_skew_s: int = 300
+    # location pings and presence (docs/presence.md)
+    ping_retention_h: int = Field(default=24, ge=1, le=168)
+    ping_max_batch: int = 1000
+    ping_max_speed_mps: float = 70.0
+    presence_exit_margin_m: float = 25.0
+    presence_enter_max_accuracy_m: float = 100.0
+    presence_pass_through_max_gap_s: float = 120.0
+    events_stream_poll_s: float = 1.0
 
     # web push
     vapid_private_key: str | None = None
