@@ -183,6 +183,7 @@ def segments(fixes: list[Fix], last: LastFix | None, params: Params) -> list[tup
 def _explain(
     fix: Fix, c: Candidate | None, margin: float, reason: str, **extra: Any
 ) -> dict[str, Any]:
+    beyond = extra.pop("beyond_m", None)
     data: dict[str, Any] = {
         "reason": reason,
         "accuracy_m": fix.accuracy_m,
@@ -195,7 +196,9 @@ def _explain(
         data["depth_m"] = round(max(-c.signed_m, 0.0), 1)
         data["trigger_distance_m"] = c.trigger_distance_m
     else:
-        data["distance_m"] = None  # beyond the search reach: far outside
+        # not resolved near this fix: farther than the place's trigger distance plus the margin
+        data["distance_m"] = None
+        data["beyond_m"] = beyond
     data.update(extra)
     return data
 
@@ -274,6 +277,7 @@ def _step(
                         margin,
                         "fix beyond the boundary by more than the exit margin",
                         inside_since=st.since.isoformat(),
+                        beyond_m=trigger + margin,
                     ),
                 )
             )

@@ -252,6 +252,16 @@ JOIN LATERAL (
     WHERE g.organisation_id = :org AND g.deleted_at IS NULL
       AND ST_DWithin(g.geog, f.pt::geography, reach.max_trigger + f.margin)
 ) c ON c.d <= c.trigger_distance_m + f.margin
+UNION
+-- the places the subject is already in or near, at any distance (exits explain how far)
+SELECT f.idx, g.id, g.trigger_distance_m, g.dwell_s,
+       (g.active_from IS NULL OR g.active_from <= f.at)
+         AND (g.active_until IS NULL OR g.active_until > f.at),
+       CASE WHEN ST_Intersects(g.geom, f.pt)
+            THEN -ST_Distance(ST_Boundary(g.geom)::geography, f.pt::geography)
+            ELSE ST_Distance(g.geog, f.pt::geography) END
+FROM f JOIN geofences g ON g.id = ANY(CAST(:present AS uuid[]))
+WHERE g.organisation_id = :org AND g.deleted_at IS NULL
 """
 )
 
@@ -264,6 +274,7 @@ async def resolve_fixes(
     lat: list[float],
     margin: list[float],
     at: list[datetime],
+    present: list[uuid.UUID],
 ) -> dict[int, list[Candidate]]:
     """Every fix of a batch against the organisation's places, in one statement."""
     out: dict[int, list[Candidate]] = {}
@@ -271,7 +282,15 @@ async def resolve_fixes(
         return out
     rows = await session.execute(
         RESOLVE_SQL,
-        {"org": organisation_id, "idx": idx, "lon": lon, "lat": lat, "margin": margin, "at": at},
+        {
+            "org": organisation_id,
+            "idx": idx,
+            "lon": lon,
+            "lat": lat,
+            "margin": margin,
+            "at": at,
+            "present": present,
+        },
     )
     for r in rows:
         out.setdefault(r.idx, []).append(

@@ -269,6 +269,7 @@ async def ingest_ping_batch(
         lat=[f.lat for f in resolvable],
         margin=[f.margin(params) for f in resolvable],
         at=[f.recorded_at for f in resolvable],
+        present=sorted(states, key=str),
     )
     segs = engine.segments(fixes, last, params)
     crossings = await repository.resolve_crossings(
