@@ -16,6 +16,13 @@ from typing import Any
 from app.presence.models import EventType, PingQuality, PresenceState
 
 EARTH_RADIUS_M = 6_371_008.8
+TYPE_ORDER = {
+    EventType.passed_through: 0,
+    EventType.exit: 1,
+    EventType.enter: 2,
+    EventType.dwell: 3,
+    EventType.nearby: 4,
+}
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ def sort_key(fix: Fix) -> tuple[datetime, str]:
 
 
 def mark_late_and_jumps(fixes: list[Fix], last: LastFix | None, params: Params) -> None:
-    """In fix-time order: flag fixes not after the last evaluated one as late, then jumps.
+    """In fix-time order: flag fixes older than the last evaluated one as late, then jumps.
 
     The implied speed between a fix and the previous *good* fix is
     max(0, distance - both accuracies) / seconds between them; above `max_speed_mps` the fix is
@@ -139,7 +146,7 @@ def mark_late_and_jumps(fixes: list[Fix], last: LastFix | None, params: Params) 
     """
     prev = last
     for fix in sorted(fixes, key=sort_key):
-        if last is not None and fix.recorded_at <= last.recorded_at:
+        if last is not None and fix.recorded_at < last.recorded_at:
             fix.late = True
             continue
         if fix.quality is not PingQuality.ok:
@@ -383,10 +390,11 @@ def evaluate(
                         },
                     )
                 )
+        produced: list[Transition] = []
         for gid in gids:
             before = outcome.states.get(gid)
             trans, after = _step(fix, gid, cands.get(gid), before, params)
-            outcome.transitions.extend(trans)
+            produced.extend(trans)
             if after is None:
                 if before is not None:
                     del outcome.states[gid]
@@ -396,6 +404,9 @@ def evaluate(
                 outcome.states[gid] = after
                 outcome.changed.add(gid)
                 outcome.removed.discard(gid)
+        # one fix, several places: leaving comes before arriving, whatever the place ids
+        produced.sort(key=lambda tr: (TYPE_ORDER[tr.type], str(tr.geofence_id)))
+        outcome.transitions.extend(produced)
         assert fix.accuracy_m is not None
         outcome.last_fix = LastFix(fix.recorded_at, fix.lon, fix.lat, fix.accuracy_m)
     return outcome

@@ -253,15 +253,20 @@ JOIN LATERAL (
       AND ST_DWithin(g.geog, f.pt::geography, reach.max_trigger + f.margin)
 ) c ON c.d <= c.trigger_distance_m + f.margin
 UNION
--- the places the subject is already in or near, at any distance (exits explain how far)
-SELECT f.idx, g.id, g.trigger_distance_m, g.dwell_s,
-       (g.active_from IS NULL OR g.active_from <= f.at)
-         AND (g.active_until IS NULL OR g.active_until > f.at),
-       CASE WHEN ST_Intersects(g.geom, f.pt)
-            THEN -ST_Distance(ST_Boundary(g.geom)::geography, f.pt::geography)
-            ELSE ST_Distance(g.geog, f.pt::geography) END
-FROM f JOIN geofences g ON g.id = ANY(CAST(:present AS uuid[]))
-WHERE g.organisation_id = :org AND g.deleted_at IS NULL
+-- the places the subject is already in or near, at any distance (exits explain how far);
+-- the same expressions as above, so a place found by both branches is one row after UNION
+SELECT f.idx, c.id, c.trigger_distance_m, c.dwell_s, c.active,
+       CASE WHEN c.d > 0 THEN c.d
+            ELSE -ST_Distance(ST_Boundary(c.geom)::geography, f.pt::geography) END
+FROM f JOIN LATERAL (
+    SELECT g.id, g.geom, g.trigger_distance_m, g.dwell_s,
+           ST_Distance(g.geog, f.pt::geography) AS d,
+           (g.active_from IS NULL OR g.active_from <= f.at)
+             AND (g.active_until IS NULL OR g.active_until > f.at) AS active
+    FROM geofences g
+    WHERE g.id = ANY(CAST(:present AS uuid[]))
+      AND g.organisation_id = :org AND g.deleted_at IS NULL
+) c ON true
 """
 )
 
