@@ -494,3 +494,15 @@ async def db_now(session: AsyncSession) -> datetime:
     value = await session.scalar(text("SELECT now()"))
     assert isinstance(value, datetime)
     return value
+
+
+async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> None:
+    """Every ping, presence row and event about one device or staff user (right to erasure)."""
+    for sql in (
+        "DELETE FROM pings WHERE subject_id = :s",
+        "DELETE FROM presence WHERE subject_id = :s",
+        "DELETE FROM presence_subjects WHERE subject_id = :s",
+        "DELETE FROM presence_events WHERE device_id = :s OR staff_user_id = :s",
+        "DELETE FROM device_settings WHERE device_id = :s",
+    ):
+        await session.execute(text(sql), {"s": subject_id})

@@ -393,3 +393,12 @@ async def events_created_after(
 
 async def db_now(session: AsyncSession) -> datetime:
     return await repository.db_now(session)
+
+
+async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> None:
+    """Erase everything the presence domain holds about a device or staff user.
+
+    For `DELETE /v1/me` (privacy issue): pings have no foreign key to devices (one column for
+    both kinds of subject), so deleting the device row alone would leave them behind.
+    """
+    await repository.erase_subject(session, subject_id)

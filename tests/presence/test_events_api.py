@@ -254,3 +254,21 @@ async def test_a_missing_day_partition_is_created_by_the_batch(
     body = await send(client, resident.headers, [P("fresh", 10, 10, when).ping()])
     assert body["accepted"] == 1
     assert when.date() in await repository.ping_partition_days(db)
+
+
+async def test_erasing_a_subject_removes_its_pings_presence_and_events(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await _visit(client, db, org, resident)
+    await service.erase_subject(db, resident.id)
+    for table, column in (
+        ("pings", "subject_id"),
+        ("presence", "subject_id"),
+        ("presence_subjects", "subject_id"),
+        ("presence_events", "device_id"),
+        ("device_settings", "device_id"),
+    ):
+        n = await db.scalar(
+            text(f"SELECT count(*) FROM {table} WHERE {column} = :s"), {"s": resident.id}
+        )
+        assert n == 0, table
