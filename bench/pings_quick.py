@@ -20,7 +20,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.accounts import service as accounts_service
@@ -53,7 +53,7 @@ async def main(n_geofences: int, batches: int) -> None:
     cfg = alembic_config(url)
     cfg.attributes["configure_logger"] = False
     await asyncio.to_thread(command.upgrade, cfg, "head")
-    settings = Settings(environment=Environment.test, database_url=url)
+    settings = Settings(environment=Environment.test, database_url=url, log_level="WARNING")
     engine = create_async_engine(url, pool_size=4)
     maker = async_sessionmaker(engine, expire_on_commit=False)
     async with maker() as s, s.begin():
@@ -84,6 +84,11 @@ FROM (SELECT i, random() * 20000 AS x, random() * 20000 AS y, 15 + random() * 45
         for _ in range(batches * 2 + 3):
             d, _tok = await accounts_service.register_device(s, "bench", "web")
             devices.append(d.id)
+        http_tokens: list[str] = []
+        for _ in range(batches + 3):
+            d, tok = await accounts_service.register_device(s, "bench", "web")
+            await service.set_background_location(s, d.id, True)
+            http_tokens.append(tok)
     async with engine.connect() as c:
         await c.execute(text("ANALYZE geofences"))
         await c.commit()
@@ -119,8 +124,6 @@ FROM (SELECT i, random() * 20000 AS x, random() * 20000 AS y, 15 + random() * 45
         sql = " ".join(str(args[2]).split()[:3])[:40]
         stmt_ms.setdefault(sql, []).append((time.perf_counter() - started.pop()) * 1000)
 
-    from sqlalchemy import event
-
     event.listen(engine.sync_engine, "before_cursor_execute", before)
     event.listen(engine.sync_engine, "after_cursor_execute", after)
 
@@ -147,7 +150,43 @@ FROM (SELECT i, random() * 20000 AS x, random() * 20000 AS y, 15 + random() * 45
     print("per statement, 1-ping batches (median ms):")
     for sql, ms in sorted(stmt_ms.items(), key=lambda kv: -statistics.median(kv[1])):
         print(f"  {statistics.median(ms):7.2f}  x{len(ms):<4d} {sql}")
+    event.remove(engine.sync_engine, "before_cursor_execute", before)
+    event.remove(engine.sync_engine, "after_cursor_execute", after)
+
+    # the same 100-ping batches through the HTTP stack in-process (auth, pydantic, JSON)
+    import httpx
+
+    from app.main import create_app
+
+    application = create_app(settings, engine=engine)
+    transport = httpx.ASGITransport(app=application)
+    http: list[float] = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for i, tok in enumerate(http_tokens):
+            body = {
+                "pings": [
+                    {
+                        "id": p.id,
+                        "lon": p.lon,
+                        "lat": p.lat,
+                        "accuracy_m": p.accuracy_m,
+                        "recorded_at": p.recorded_at.isoformat(),
+                    }
+                    for p in track(100, now - timedelta(hours=3))
+                ]
+            }
+            t0 = time.perf_counter()
+            r = await client.post(
+                "/v1/pings", json=body, headers={"Authorization": f"Bearer {tok}"}
+            )
+            if i >= 3:
+                http.append((time.perf_counter() - t0) * 1000)
+            assert r.status_code == 200, r.text
     print(f"geofences={n_geofences} cpu_count={os.cpu_count()}")
+    print(
+        f"100-ping POST /v1/pings in-process: n={len(http)} "
+        f"median={statistics.median(http):.1f} ms p95={_pct(http, 0.95):.1f} ms"
+    )
     print(
         f"100-ping batch: n={len(big)} median={statistics.median(big):.1f} ms "
         f"p95={_pct(big, 0.95):.1f} ms  -> {100 * 1000 / statistics.median(big):.0f} points/s "
