@@ -229,3 +229,24 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(
         counts.append(len(seen))
     assert counts[0] == counts[1]
     assert counts[0] <= 12
+
+
+async def test_event_hooks_run_in_the_batch_transaction_with_the_new_events(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    seen: list[list[dict[str, Any]]] = []
+
+    async def hook(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+        assert session is db  # the request's session: same transaction
+        seen.append(events)
+
+    service.register_event_hook(hook)
+    try:
+        await send(client, resident.headers, [P("far", 900, 0, _t(0), 10).ping()])
+        assert seen == []  # no events, no call
+        body = await send(client, resident.headers, [P("in", 0, 0, _t(120), 10).ping()])
+    finally:
+        service.unregister_event_hook(hook)
+    assert [[(e["type"], e["ping_id"]) for e in batch] for batch in seen] == [[("enter", "in")]]
+    assert [e["id"] for e in body["events"]] == [str(seen[0][0]["id"])]
