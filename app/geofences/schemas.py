@@ -54,6 +54,13 @@ class OpeningHours(BaseModel):
         return value
 
 
+def _no_nul(value: str | None) -> str | None:
+    # PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather than fail at COMMIT.
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 class GeofenceProperties(BaseModel):
     """Properties of a place on write. Unknown members are rejected."""
 
@@ -77,6 +84,11 @@ class GeofenceProperties(BaseModel):
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
         return _check_tags(value)
+
+    @field_validator("name", "external_id")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _no_nul(value)
 
     @field_validator("metadata")
     @classmethod
@@ -121,6 +133,11 @@ class GeofencePropertiesUpdate(BaseModel):
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_tags(value)
+
+    @field_validator("name", "external_id")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _no_nul(value)
 
     @field_validator("metadata")
     @classmethod
@@ -241,13 +258,17 @@ def _check_tags(value: list[str]) -> list[str]:
 
 
 def _check_json(value: dict[str, Any]) -> dict[str, Any]:
-    """JSONB refuses NaN/Infinity, which Python's JSON parser lets through: reject them here."""
+    """JSONB refuses NaN/Infinity (which Python's JSON parser lets through) and U+0000."""
 
     def walk(node: Any) -> None:
         if isinstance(node, float) and not math.isfinite(node):
             raise ValueError("metadata must not contain NaN or Infinity")
+        if isinstance(node, str) and "\x00" in node:
+            raise ValueError("metadata must not contain NUL characters")
         if isinstance(node, dict):
-            for item in node.values():
+            for key, item in node.items():
+                if "\x00" in key:
+                    raise ValueError("metadata must not contain NUL characters")
                 walk(item)
         elif isinstance(node, list):
             for item in node:

@@ -403,6 +403,8 @@ def _feature_error(index: int, external_id: str | None, exc: Exception) -> Impor
 def _feature_external_id(feature: dict[str, Any]) -> str | None:
     props = feature.get("properties")
     value = props.get("external_id") if isinstance(props, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # numeric keys are common in GIS exports
     if (
         value is None
         and isinstance(feature.get("id"), str | int)
