@@ -209,6 +209,14 @@ async def test_bad_patch_geometry_leaves_the_place_unchanged(
             {"opening_hours": {"time_zone": "Mars/Olympus", "weekly": {}}},
             "properties.opening_hours.time_zone",
         ),  # fmt: skip
+        (  # a directory in the zone database, not a zone (IsADirectoryError when opened)
+            {"opening_hours": {"time_zone": "Europe", "weekly": {}}},
+            "properties.opening_hours.time_zone",
+        ),
+        (
+            {"opening_hours": {"time_zone": "x" * 60, "weekly": {}}},
+            "properties.opening_hours.time_zone",
+        ),
         (
             {
                 "opening_hours": {
