@@ -334,9 +334,9 @@ def circle_polygon(lon: float, lat: float, radius_m: float) -> Polygon:
     Exact circle membership is decided from the centre and radius; the polygon only has to be a
     superset so index pre-filters never miss a point.
     """
-    # Edge midpoints of a circumscribed polygon touch the circle; 0.5 m of slack keeps the
-    # containment true after rounding and the sphere/ellipsoid difference.
-    outer = radius_m / math.cos(math.pi / CIRCLE_SEGMENTS) + 0.5
+    # Edge midpoints of a circumscribed polygon touch the circle; 0.1 m of slack keeps the
+    # containment true after rounding to 1e-7° and the lon/lat-plane vs sphere difference.
+    outer = radius_m / math.cos(math.pi / CIRCLE_SEGMENTS) + 0.1
     ring = [
         destination(lon, lat, 360.0 * i / CIRCLE_SEGMENTS, outer) for i in range(CIRCLE_SEGMENTS)
     ]

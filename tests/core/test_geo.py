@@ -75,15 +75,17 @@ def test_geodesic_area_of_a_one_degree_cell_at_the_equator() -> None:
     assert math.isclose(geodesic_area_m2(with_hole), geodesic_area_m2(cell) * 0.75, rel_tol=1e-3)
 
 
-def test_circle_polygon_contains_the_true_circle() -> None:
-    lon, lat, radius = -2.0, 53.75, 100.0
+@pytest.mark.parametrize("radius", [1.0, 37.5, 100.0, 2_500.0, 10_000.0])
+@pytest.mark.parametrize("lat", [0.0, 53.75, 60.15, -41.3])
+def test_circle_polygon_contains_the_true_circle(radius: float, lat: float) -> None:
+    lon = -2.0
     polygon = circle_polygon(lon, lat, radius)
     assert polygon.is_valid
     assert polygon.exterior.is_ccw
-    for bearing in range(0, 360, 7):  # points on the true circle, between the vertices too
-        x, y = destination(lon, lat, bearing + 0.5, radius)
+    for tenth in range(0, 3600, 7):  # points on the true circle, between the vertices too
+        x, y = destination(lon, lat, tenth / 10, radius)
         assert polygon.covers(Point(x, y))
-        assert math.isclose(haversine_m(lon, lat, x, y), radius, rel_tol=1e-9)
+        assert math.isclose(haversine_m(lon, lat, x, y), radius, rel_tol=1e-9, abs_tol=1e-6)
 
 
 def test_output_rings_follow_rfc_7946_winding() -> None:
