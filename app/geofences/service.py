@@ -223,7 +223,15 @@ async def update_geofence(
     if "category" in given and props.category is not None:
         _check_category(settings, props.category)
     if body.geometry is not None:
+        # A circle moved without a new radius keeps its radius.
         radius = props.radius_m if "radius_m" in given else None
+        if (
+            radius is None
+            and "radius_m" not in given
+            and isinstance(body.geometry, dict)
+            and body.geometry.get("type") == "Point"
+        ):
+            radius = geofence.radius_m
         parsed = _parse(
             settings,
             body.geometry,
