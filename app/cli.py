@@ -232,6 +232,24 @@ def import_places(
         raise typer.Exit(1) from exc
 
 
+pings_app = typer.Typer(help="Location pings: partitions and retention.", no_args_is_help=True)
+app.add_typer(pings_app, name="pings")
+
+
+@pings_app.command("maintain")
+def pings_maintain() -> None:
+    """Create ping day partitions ahead and drop those past the retention window."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.presence import service as presence_service
+
+    async def maintain(session: AsyncSession) -> dict[str, object]:
+        return await presence_service.maintain_ping_partitions(session, get_settings())
+
+    outcome = _with_session(maintain, _database_url())
+    typer.echo(f"partitions created: {outcome['created']}, dropped: {outcome['dropped']}")
+
+
 def main() -> None:
     app()
 

@@ -23,6 +23,8 @@ from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.geofences.router import router as geofences_router
 from app.offers.router import router as offers_router
+from app.presence.router import router as presence_router
+from app.presence.startup import maintain_on_startup
 from app.tasks.router import me_router as my_tasks_router
 from app.tasks.router import router as tasks_router
 from app.web.router import install_web
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         db_engine = engine or create_engine(settings, database_url.resolve(settings))
         app.state.engine = db_engine
         app.state.sessionmaker = create_sessionmaker(db_engine)
+        await maintain_on_startup(app.state.sessionmaker, settings)
         try:
             yield
         finally:
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(offers_router)
     app.include_router(tasks_router)
     app.include_router(my_tasks_router)
+    app.include_router(presence_router)
     install_web(app, settings)
     if settings.cors_origins:
         app.add_middleware(

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     checkin_max_age_s: int = 86_400
     implausible_speed_mps: float = 70.0
     stats_min_cell_size: int = 10
+    # location pings and presence (docs/presence.md)
+    ping_retention_h: int = Field(default=24, ge=1, le=168)
+    ping_max_batch: int = 1000
+    presence_exit_margin_m: float = 25.0
+    presence_enter_max_accuracy_m: float = 100.0
+    presence_pass_through_max_gap_s: float = 120.0
+    events_stream_poll_s: float = 1.0
 
     # web push
     vapid_private_key: str | None = None

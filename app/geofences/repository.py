@@ -6,9 +6,25 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from geoalchemy2 import Geography
-from sqlalchemy import ColumnElement, and_, case, cast, func, literal, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Float,
+    Select,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import PageParams
@@ -30,7 +46,7 @@ def _live(organisation_id: uuid.UUID) -> ColumnElement[bool]:
     return and_(Geofence.organisation_id == organisation_id, Geofence.deleted_at.is_(None))
 
 
-def active_at(at: datetime) -> ColumnElement[bool]:
+def active_at(at: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return and_(
         or_(Geofence.active_from.is_(None), Geofence.active_from <= at),
         or_(Geofence.active_until.is_(None), Geofence.active_until > at),
@@ -103,6 +119,69 @@ async def list_geofences(
     return list((await session.execute(stmt)).scalars())
 
 
+def _build_resolve(with_window: bool) -> Select[Any]:
+    """The resolve statement, built once per variant with bound parameters.
+
+    Built once (not per call) because constructing and cache-keying a statement of this size
+    costs more Python time than PostgreSQL needs to answer it (≈ 0.3 ms at 100,000 places).
+    """
+    organisation_id = bindparam("org", type_=Uuid())
+    accuracy_m = bindparam("acc", type_=Float())
+    point = func.ST_SetSRID(
+        func.ST_MakePoint(bindparam("lon", type_=Float()), bindparam("lat", type_=Float())), 4326
+    )
+    point_geog = cast(point, Geography(srid=4326))
+    live = and_(Geofence.organisation_id == organisation_id, Geofence.deleted_at.is_(None))
+    max_trigger = (
+        select(func.coalesce(func.max(Geofence.trigger_distance_m), 0.0))
+        .where(live)
+        .scalar_subquery()
+    )
+    center_geog = cast(Geofence.center, Geography(srid=4326))
+    inside = case(
+        (
+            Geofence.radius_m.is_not(None),
+            func.ST_DWithin(center_geog, point_geog, Geofence.radius_m),
+        ),
+        else_=func.ST_Intersects(Geofence.geom, point),
+    )
+    distance = case(
+        (
+            Geofence.radius_m.is_not(None),
+            func.greatest(
+                literal(0.0), func.ST_Distance(center_geog, point_geog) - Geofence.radius_m
+            ),
+        ),
+        (func.ST_Intersects(Geofence.geom, point), literal(0.0)),
+        else_=func.ST_Distance(Geofence.geog, point_geog),
+    )
+    candidates = select(
+        Geofence.id.label("id"),
+        distance.label("distance_m"),
+        inside.label("inside"),
+    ).where(
+        live,
+        # Planar containment (RFC 7946: edges are straight lines in lon/lat) OR the metric
+        # search; PostgreSQL answers each side from its own GiST index (BitmapOr).
+        or_(
+            func.ST_Intersects(Geofence.geom, point),
+            func.ST_DWithin(Geofence.geog, point_geog, max_trigger + accuracy_m),
+        ),
+    )
+    if with_window:
+        candidates = candidates.where(active_at(bindparam("at", type_=DateTime(timezone=True))))
+    sub = candidates.subquery()
+    return (
+        select(Geofence, sub.c.distance_m, sub.c.inside)
+        .join(sub, sub.c.id == Geofence.id)
+        .where(or_(sub.c.inside, sub.c.distance_m <= Geofence.trigger_distance_m + accuracy_m))
+        .order_by(sub.c.distance_m, Geofence.id)
+    )
+
+
+_RESOLVE = {True: _build_resolve(True), False: _build_resolve(False)}
+
+
 async def resolve(
     session: AsyncSession,
     organisation_id: uuid.UUID,
@@ -118,56 +197,10 @@ async def resolve(
     ix_geofences_org_trigger, evaluated once as an InitPlan) — and each candidate is then held to
     its own trigger distance. Circles are measured exactly from their centre; polygons with
     ST_Intersects on geometry (edges count as inside) and geodesic ST_Distance on geography.
+    `at=None` skips the active-window filter.
     """
-    point = _point(lon, lat)
-    point_geog = cast(point, Geography(srid=4326))
-    max_trigger = (
-        select(func.coalesce(func.max(Geofence.trigger_distance_m), 0.0))
-        .where(_live(organisation_id))
-        .scalar_subquery()
-    )
-    inside = case(
-        (
-            Geofence.radius_m.is_not(None),
-            func.ST_DWithin(
-                cast(Geofence.center, Geography(srid=4326)), point_geog, Geofence.radius_m
-            ),
-        ),
-        else_=func.ST_Intersects(Geofence.geom, point),
-    )
-    distance = case(
-        (
-            Geofence.radius_m.is_not(None),
-            func.greatest(
-                literal(0.0),
-                func.ST_Distance(cast(Geofence.center, Geography(srid=4326)), point_geog)
-                - Geofence.radius_m,
-            ),
-        ),
-        (func.ST_Intersects(Geofence.geom, point), literal(0.0)),
-        else_=func.ST_Distance(Geofence.geog, point_geog),
-    )
-    candidates = select(
-        Geofence.id.label("id"),
-        distance.label("distance_m"),
-        inside.label("inside"),
-    ).where(
-        _live(organisation_id),
-        # Planar containment (RFC 7946: edges are straight lines in lon/lat) OR the metric
-        # search; PostgreSQL answers each side from its own GiST index (BitmapOr).
-        or_(
-            func.ST_Intersects(Geofence.geom, point),
-            func.ST_DWithin(Geofence.geog, point_geog, max_trigger + accuracy_m),
-        ),
-    )
+    params: dict[str, object] = {"org": organisation_id, "lon": lon, "lat": lat, "acc": accuracy_m}
     if at is not None:
-        candidates = candidates.where(active_at(at))
-    sub = candidates.subquery()
-    stmt = (
-        select(Geofence, sub.c.distance_m, sub.c.inside)
-        .join(sub, sub.c.id == Geofence.id)
-        .where(or_(sub.c.inside, sub.c.distance_m <= Geofence.trigger_distance_m + accuracy_m))
-        .order_by(sub.c.distance_m, Geofence.id)
-    )
-    rows = (await session.execute(stmt)).all()
+        params["at"] = at
+    rows = (await session.execute(_RESOLVE[at is not None], params)).all()
     return [(row[0], float(row[1]), bool(row[2])) for row in rows]

@@ -223,7 +223,15 @@ async def update_geofence(
     if "category" in given and props.category is not None:
         _check_category(settings, props.category)
     if body.geometry is not None:
+        # A circle moved without a new radius keeps its radius.
         radius = props.radius_m if "radius_m" in given else None
+        if (
+            radius is None
+            and "radius_m" not in given
+            and isinstance(body.geometry, dict)
+            and body.geometry.get("type") == "Point"
+        ):
+            radius = geofence.radius_m
         parsed = _parse(
             settings,
             body.geometry,
@@ -403,6 +411,8 @@ def _feature_error(index: int, external_id: str | None, exc: Exception) -> Impor
 def _feature_external_id(feature: dict[str, Any]) -> str | None:
     props = feature.get("properties")
     value = props.get("external_id") if isinstance(props, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # numeric keys are common in GIS exports
     if (
         value is None
         and isinstance(feature.get("id"), str | int)

@@ -11,11 +11,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey
+from app.geofences.models import Geofence
 
 
 class EventType(StrEnum):
@@ -39,6 +40,7 @@ class PresenceEvent(UUIDPrimaryKey, Base):
         Index("ix_presence_events_geofence_occurred", "geofence_id", "occurred_at"),
         Index("ix_presence_events_device_occurred", "device_id", "occurred_at"),
         Index("ix_presence_events_staff_occurred", "staff_user_id", "occurred_at"),
+        Index("ix_presence_events_org_created", "organisation_id", "created_at", "id"),
     )
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
@@ -64,4 +66,129 @@ class PresenceEvent(UUIDPrimaryKey, Base):
     explanation: Mapped[dict[str, Any]] = mapped_column(
         JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
+    # Set for a candidate that was *not* emitted (late fix, implausible jump, ...): kept in the
+    # log for staff review and explanations, never handed to notification rules.
+    suppressed_reason: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class PingQuality(StrEnum):
+    """Why a stored fix may or may not trigger anything (QUALITY.md, "Pings and check-ins")."""
+
+    ok = "ok"
+    unusable_accuracy = "unusable_accuracy"  # accuracy missing, zero, negative, NaN or infinite
+    low_accuracy = "low_accuracy"  # accuracy above settings.ping_max_accuracy_m
+    implausible_jump = "implausible_jump"  # implied speed above settings.implausible_speed_mps
+
+
+class SubjectKind(StrEnum):
+    device = "device"
+    staff = "staff"
+
+
+class PresenceState(StrEnum):
+    outside = "outside"
+    nearby = "nearby"
+    inside = "inside"
+
+
+class DeviceSetting(Base):
+    """Per-device privacy switches owned by the presence domain (background location)."""
+
+    __tablename__ = "device_settings"
+
+    device_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Privacy default: off until the resident opts in (QUALITY.md, "Privacy defaults").
+    background_location: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class Ping(Base):
+    """One location fix, partitioned by day on `recorded_at` (retention = drop a partition).
+
+    The day partitions (`pings_pYYYYMMDD`) are created by the SQL function
+    `hereabouts_ensure_ping_partitions(from_day, to_day)` (migration 0007): at startup, by the
+    maintenance call and by every batch for the days it touches. The primary key includes the
+    partition key, as PostgreSQL requires; a retry with the same client id but another
+    `recorded_at` is caught by the dedupe query across partitions (see docs/presence.md).
+    """
+
+    __tablename__ = "pings"
+    __table_args__ = (
+        Index("ix_pings_org_recorded", "organisation_id", "recorded_at"),
+        {"postgresql_partition_by": "RANGE (recorded_at)"},
+    )
+
+    subject_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column(primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(8))
+    organisation_id: Mapped[uuid.UUID]
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
+    speed_mps: Mapped[float | None] = mapped_column(Float, default=None)
+    heading: Mapped[float | None] = mapped_column(Float, default=None)
+    quality: Mapped[str] = mapped_column(String(20))
+    # older than the subject's last evaluated fix when it arrived: stored, never evaluated
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    received_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class PresenceSubject(Base):
+    """Per device / field worker: the last evaluated fix (the lateness cursor) and a row lock.
+
+    Every batch starts by upserting this row, which serialises concurrent batches of the same
+    subject so transitions are always evaluated in one order.
+    """
+
+    __tablename__ = "presence_subjects"
+
+    subject_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(8))
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    last_fix_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_lon: Mapped[float | None] = mapped_column(Float, default=None)
+    last_lat: Mapped[float | None] = mapped_column(Float, default=None)
+    last_accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
+    updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class Presence(Base):
+    """Where a subject is relative to one place. No row means `outside`."""
+
+    __tablename__ = "presence"
+    __table_args__ = (
+        Index("ix_presence_geofence_id", "geofence_id"),
+        CheckConstraint("state IN ('outside', 'nearby', 'inside')", name="state"),
+    )
+
+    subject_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    geofence_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("geofences.id", ondelete="CASCADE"), primary_key=True
+    )
+    subject_kind: Mapped[str] = mapped_column(String(8))
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    state: Mapped[str] = mapped_column(String(8))
+    since: Mapped[datetime]
+    last_fix_at: Mapped[datetime]
+    dwell_emitted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+# The batch resolver needs the organisation's largest trigger distance (its search reach) in
+# O(log n): this index on the geofences table serves `ORDER BY trigger_distance_m DESC LIMIT 1`.
+Index(
+    "ix_geofences_org_trigger_distance",
+    Geofence.organisation_id,
+    Geofence.trigger_distance_m.desc(),
+    postgresql_where=text("deleted_at IS NULL"),
+)

@@ -209,6 +209,14 @@ async def test_bad_patch_geometry_leaves_the_place_unchanged(
             {"opening_hours": {"time_zone": "Mars/Olympus", "weekly": {}}},
             "properties.opening_hours.time_zone",
         ),  # fmt: skip
+        (  # a directory in the zone database, not a zone (IsADirectoryError when opened)
+            {"opening_hours": {"time_zone": "Europe", "weekly": {}}},
+            "properties.opening_hours.time_zone",
+        ),
+        (
+            {"opening_hours": {"time_zone": "x" * 60, "weekly": {}}},
+            "properties.opening_hours.time_zone",
+        ),
         (
             {
                 "opening_hours": {
@@ -220,6 +228,8 @@ async def test_bad_patch_geometry_leaves_the_place_unchanged(
         ),  # fmt: skip
         ({"active_from": "2026-01-02T00:00:00"}, "properties.active_from"),
         ({"metadata": {"x": float("nan")}}, "properties.metadata"),
+        ({"metadata": {"x": "nul\u0000"}}, "properties.metadata"),
+        ({"name": "Central\u0000Library"}, "properties.name"),
     ],
 )
 async def test_bad_properties_are_rejected_naming_the_field(

@@ -99,6 +99,15 @@ async def test_patch_changes_geometry_and_properties(
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["properties"]["radius_m"] == 80
+    # Moving the circle keeps its radius.
+    resp = await client.patch(
+        f"/v1/geofences/{gid}",
+        json={"geometry": {"type": "Point", "coordinates": [-2.001, 53.7]}},
+        headers=editor.headers,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["geometry"]["coordinates"] == [-2.001, 53.7]
+    assert resp.json()["properties"]["radius_m"] == 80
 
 
 async def test_delete_is_soft_and_hides_the_place(

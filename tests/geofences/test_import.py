@@ -145,11 +145,17 @@ async def test_import_uses_feature_id_as_external_id_and_requires_one(
     feature = generate(1)["features"][0]
     del feature["properties"]["external_id"]
     with_id = {**feature, "id": 4217}
-    collection = {"type": "FeatureCollection", "features": [with_id, feature]}
+    numeric = copy.deepcopy(feature)
+    numeric["properties"]["external_id"] = 4218
+    collection = {"type": "FeatureCollection", "features": [with_id, feature, numeric]}
     result = (
         await client.post("/v1/geofences/import", json=collection, headers=editor.headers)
     ).json()
-    assert result["created"] == 1
+    assert result["created"] == 2
+    stored = await db.scalars(
+        select(Geofence.external_id).where(Geofence.organisation_id == editor.organisation_id)
+    )
+    assert sorted(str(x) for x in stored) == ["4217", "4218"]
     assert result["errors"] == [
         {
             "index": 1,

@@ -197,3 +197,14 @@ async def test_service_resolve_can_include_inactive_places(
     at_later = await service.resolve(db, org_id, -2.011, 53.743, 0, at=later + timedelta(hours=1))
     assert len(at_later) == 1
     assert (await service.get_geofence(db, org_id, found[0].geofence.id)).name == "Central Library"
+
+
+async def test_resolve_says_whether_each_place_is_open_now(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    never = {"time_zone": "Europe/London", "weekly": {}}
+    editor, (closed_id, open_id) = await _editor_with_places(
+        client, db, settings, feature(name="Closed", opening_hours=never), feature(name="Open")
+    )
+    places = await _resolve(client, editor.headers, -2.011, 53.743)
+    assert {p["id"]: p["open_now"] for p in places} == {closed_id: False, open_id: True}

@@ -1,0 +1,161 @@
+"""HTTP for pings, presence and the event log (theme 6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.accounts.dependencies import CurrentDevice, CurrentPrincipal, CurrentStaff
+from app.accounts.models import Role
+from app.core.db import Session
+from app.core.deps import AppSettings
+from app.core.errors import Forbidden, Unprocessable
+from app.core.pagination import Page, Pagination, encode_cursor
+from app.presence import service, stream
+from app.presence.errors import TooManyPings
+from app.presence.models import EventType, SubjectKind
+from app.presence.schemas import (
+    BackgroundLocation,
+    EventRead,
+    PingBatchCreate,
+    PingBatchRead,
+    PingIssue,
+    PresenceRead,
+)
+
+router = APIRouter(prefix="/v1", tags=["pings and events"])
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.utcoffset() is None:
+        raise Unprocessable(f"`{name}` needs a time zone offset.", extra={"field": name})
+    return value
+
+
+@router.post(
+    "/pings",
+    response_model=PingBatchRead,
+    responses={409: {"description": "Background location is off"}, 413: {"description": "> 1,000"}},
+)
+async def post_pings(
+    session: Session, settings: AppSettings, principal: CurrentPrincipal, body: PingBatchCreate
+) -> PingBatchRead:
+    """Store a batch of location fixes (any order, idempotent by id) and return the events."""
+    if principal.is_staff and principal.role is not Role.field_worker:
+        raise Forbidden("Only field workers and resident devices send location pings.")
+    if len(body.pings) > settings.ping_max_batch:
+        raise TooManyPings(f"At most {settings.ping_max_batch} pings per request.")
+    kind = SubjectKind.staff if principal.is_staff else SubjectKind.device
+    subject = service.Subject(kind, principal.id, principal.organisation_id)
+    await service.ensure_subject_may_ping(session, subject)
+    result = await service.ingest_ping_batch(
+        session,
+        settings,
+        subject,
+        [
+            service.PingInput(
+                id=p.id,
+                lon=p.lon,
+                lat=p.lat,
+                recorded_at=p.recorded_at,
+                accuracy_m=p.accuracy_m,
+                speed_mps=p.speed_mps,
+                heading=p.heading,
+            )
+            for p in body.pings
+        ],
+    )
+    return PingBatchRead(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=[PingIssue(**r) for r in result.rejected],
+        events=[EventRead.from_row(e) for e in result.events],
+        flagged=[PingIssue(**r) for r in result.flagged],
+    )
+
+
+@router.get("/me/presence", response_model=list[PresenceRead])
+async def my_presence(session: Session, principal: CurrentPrincipal) -> list[PresenceRead]:
+    """The places the caller is inside or near right now (no entry = outside)."""
+    rows = await service.presence_of(session, principal.id)
+    return [PresenceRead.model_validate(dict(r._mapping)) for r in rows]
+
+
+@router.get("/me/background-location", response_model=BackgroundLocation)
+async def get_background_location(session: Session, device: CurrentDevice) -> BackgroundLocation:
+    """Whether this device shares background location (off until the resident opts in)."""
+    return BackgroundLocation(enabled=await service.background_location_enabled(session, device.id))
+
+
+@router.put("/me/background-location", response_model=BackgroundLocation)
+async def put_background_location(
+    session: Session, device: CurrentDevice, body: BackgroundLocation
+) -> BackgroundLocation:
+    """Switch background location sharing on or off for this device."""
+    await service.set_background_location(session, device.id, body.enabled)
+    return body
+
+
+@router.get("/events", response_model=Page[EventRead])
+async def list_events(
+    session: Session,
+    staff: CurrentStaff,
+    page: Pagination,
+    geofence_id: Annotated[uuid.UUID | None, Query(description="Only this place.")] = None,
+    type: Annotated[list[EventType] | None, Query(description="Event types.")] = None,  # noqa: A002
+    since: Annotated[datetime | None, Query(description="occurred_at ≥ since")] = None,
+    until: Annotated[datetime | None, Query(description="occurred_at < until")] = None,
+    include_suppressed: bool = False,
+) -> Page[EventRead]:
+    """Staff: the organisation's geofence events with their explanation, newest first."""
+    rows = await service.list_events(
+        session,
+        staff.organisation_id,
+        geofence_id=geofence_id,
+        types=[t.value for t in type] if type else None,
+        since=_aware("since", since),
+        until=_aware("until", until),
+        include_suppressed=include_suppressed,
+        after=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
+        limit=page.limit + 1,
+    )
+    items = [EventRead.from_row(r) for r in rows[: page.limit]]
+    next_cursor = None
+    if len(rows) > page.limit:
+        last = items[-1]
+        next_cursor = encode_cursor(last.occurred_at, last.id)
+    return Page[EventRead](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/events/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def event_stream(
+    request: Request,
+    settings: AppSettings,
+    staff: CurrentStaff,
+    factory: Annotated[stream.SessionFactory, Depends(stream.session_factory)],
+    since: Annotated[datetime | None, Query(description="Replay events created since.")] = None,
+    follow: Annotated[bool, Query(description="Keep the stream open for new events.")] = True,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Staff console: server-sent events for new geofence events in the organisation."""
+    start = stream.start_from(_aware("since", since), last_event_id)
+    return StreamingResponse(
+        stream.event_stream(
+            factory,
+            staff.organisation_id,
+            start,
+            poll_s=settings.events_stream_poll_s,
+            follow=follow,
+            is_disconnected=request.is_disconnected,
+        ),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,252 @@
+"""The transition rules one by one: hysteresis, confidence, dwell, jumps, places that change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.accounts.models import Organisation
+from app.core.config import Settings
+from app.presence import service
+from app.presence.models import SubjectKind
+from tests.factories import Resident, create_organisation, create_resident
+from tests.presence.helpers import T0, P, create_circle, send
+
+
+def _t(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+async def test_exit_requires_margin_beyond_boundary(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    first = await send(client, resident.headers, [P("in", 0, 0, _t(0), 10).ping()])
+    body = await send(
+        client,
+        resident.headers,
+        [
+            P("edge+20", 70, 0, _t(10), 10).ping(),  # 20 m out: within the 25 m margin
+            P("in2", 0, 0, _t(20), 10).ping(),
+            P("edge+30", 80, 0, _t(30), 10).ping(),  # 30 m out: beyond it
+        ],
+    )
+    assert [(e["type"], e["ping_id"]) for e in first["events"] + body["events"]] == [
+        ("enter", "in"),
+        ("exit", "edge+30"),
+    ]
+    exp = body["events"][0]["explanation"]
+    assert exp["margin_m"] == 25
+    assert 29 < exp["distance_m"] < 31
+
+
+async def test_exit_margin_grows_with_accuracy(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    body = await send(
+        client,
+        resident.headers,
+        [
+            P("in", 0, 0, _t(0), 10).ping(),
+            P("vague+40", 90, 0, _t(10), 60).ping(),  # 40 m out but ±60 m: not an exit
+            P("sharp+40", 90, 0, _t(20), 10).ping(),
+        ],
+    )
+    assert [(e["type"], e["ping_id"]) for e in body["events"]] == [
+        ("enter", "in"),
+        ("exit", "sharp+40"),
+    ]
+
+
+async def test_enter_needs_accuracy_good_enough_to_be_confident(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=40)
+    body = await send(
+        client,
+        resident.headers,
+        [P("vague", 0, 0, _t(0), 150).ping(), P("sharp", 0, 0, _t(10), 10).ping()],
+    )
+    assert [(e["type"], e["ping_id"]) for e in body["events"]] == [
+        ("nearby", "vague"),
+        ("enter", "sharp"),
+    ]
+    assert "too inaccurate" in body["events"][0]["explanation"]["reason"]
+
+
+async def test_dwell_fires_once_per_visit(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, dwell_s=60, trigger_distance_m=0)
+    inside = [P(f"a{i}", 0, 0, _t(20 * i), 10).ping() for i in range(10)]
+    body = await send(client, resident.headers, inside)
+    assert [e["type"] for e in body["events"]] == ["enter", "dwell"]
+    assert body["events"][1]["ping_id"] == "a3"
+    more = await send(
+        client, resident.headers, [P(f"b{i}", 0, 0, _t(300 + 20 * i), 10).ping() for i in range(5)]
+    )
+    assert more["events"] == []
+    # leave and come back: a new visit, a new dwell
+    again = await send(
+        client,
+        resident.headers,
+        [P("out", 500, 0, _t(600), 10).ping()]
+        + [P(f"c{i}", 0, 0, _t(700 + 30 * i), 10).ping() for i in range(4)],
+    )
+    assert [e["type"] for e in again["events"]] == ["exit", "enter", "dwell"]
+
+
+async def test_implausible_jump_is_flagged_and_only_a_suppressed_candidate(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    far = await create_circle(db, org.id, 20_000, 0, 50, name="Far library")
+    body = await send(
+        client,
+        resident.headers,
+        [
+            P("home", 0, 0, _t(0), 10).ping(),
+            P("teleport", 20_000, 0, _t(60), 10).ping(),  # 20 km in a minute: 333 m/s
+            P("home2", 10, 0, _t(120), 10).ping(),
+        ],
+    )
+    assert body["events"] == []
+    assert body["flagged"] == [{"id": "teleport", "reason": "implausible_jump"}]
+    r = await db.execute(
+        text(
+            "SELECT type, suppressed_reason, explanation FROM presence_events "
+            "WHERE device_id = :d AND geofence_id = :g"
+        ),
+        {"d": resident.id, "g": far},
+    )
+    rows = r.all()
+    assert [(x.type, x.suppressed_reason) for x in rows] == [("enter", "implausible_jump")]
+    assert rows[0].explanation["jump"]["implied_speed_mps"] > 70
+
+
+async def test_speed_check_subtracts_both_accuracies(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    # 1,000 m in 10 s is 100 m/s, but with ±400 m at each end only 20 m/s is certain
+    body = await send(
+        client,
+        resident.headers,
+        [P("a", 0, 0, _t(0), 200).ping(), P("b", 1000, 0, _t(10), 200).ping()],
+    )
+    assert not [f for f in body["flagged"] if f["reason"] == "implausible_jump"]
+
+
+async def test_deleted_place_drops_presence_without_an_exit(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    lib = await create_circle(db, org.id, 0, 0, 50)
+    await send(client, resident.headers, [P("in", 0, 0, _t(0), 10).ping()])
+    await db.execute(text("UPDATE geofences SET deleted_at = now() WHERE id = :g"), {"g": lib})
+    body = await send(client, resident.headers, [P("away", 1000, 0, _t(60), 10).ping()])
+    assert body["events"] == []
+    assert (await client.get("/v1/me/presence", headers=resident.headers)).json() == []
+
+
+async def test_place_outside_its_active_window_never_fires(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, active_until=T0 - timedelta(days=1))
+    await create_circle(db, org.id, 2000, 0, 50, active_from=T0 + timedelta(days=1))
+    body = await send(
+        client,
+        resident.headers,
+        [P("a", 0, 0, _t(0), 10).ping(), P("b", 2000, 0, _t(300), 10).ping()],
+    )
+    assert body["events"] == []
+
+
+async def test_places_of_another_organisation_are_ignored(
+    client: httpx.AsyncClient, db: AsyncSession, resident: Resident
+) -> None:
+    other = await create_organisation(db)
+    await create_circle(db, other.id, 0, 0, 50)
+    body = await send(client, resident.headers, [P("a", 0, 0, _t(0), 10).ping()])
+    assert body["events"] == []
+
+
+async def test_equal_fix_times_are_ordered_by_id_whatever_the_request_order(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 10, trigger_distance_m=30)
+    # same instant, 15 m apart (within both accuracies): "a" is inside, "b" 5 m outside
+    a, b = P("a", 0, 0, _t(0), 10).ping(), P("b", 15, 0, _t(0), 10).ping()
+    body = await send(client, resident.headers, [b, a])
+    assert [(e["type"], e["ping_id"]) for e in body["events"]] == [("enter", "a")]
+
+
+@contextmanager
+def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def listener(*args: Any) -> None:
+        seen.append(str(args[2]).split()[0])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", listener)
+
+
+async def test_a_batch_costs_the_same_statements_whatever_its_size(
+    db: AsyncSession, engine: AsyncEngine, settings: Settings, org: Organisation
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=30, dwell_s=30)
+
+    def visit(n: int, prefix: str) -> list[service.PingInput]:
+        # n fixes: half inside, then half walking away to the east
+        out = []
+        for i in range(n):
+            east = 0 if i < n // 2 else 100 + 10 * (i - n // 2)
+            p = P(f"{prefix}{i}", east, 0, _t(10 * i), 10).ping()
+            out.append(
+                service.PingInput(
+                    p["id"], p["lon"], p["lat"], datetime.fromisoformat(p["recorded_at"]), 10.0
+                )
+            )
+        return out
+
+    counts = []
+    for n in (10, 800):
+        res = await create_resident(db, org)
+        subject = service.Subject(SubjectKind.device, res.id, org.id)
+        with count_statements(engine) as seen:
+            result = await service.ingest_ping_batch(
+                db, settings, subject, visit(n, f"n{n}-"), now=datetime.now(UTC)
+            )
+        assert [e["type"] for e in result.events] == ["enter", "dwell", "exit"]
+        counts.append(len(seen))
+    assert counts[0] == counts[1]
+    assert counts[0] <= 12
+
+
+async def test_event_hooks_run_in_the_batch_transaction_with_the_new_events(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    seen: list[list[dict[str, Any]]] = []
+
+    async def hook(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+        assert session is db  # the request's session: same transaction
+        seen.append(events)
+
+    service.register_event_hook(hook)
+    try:
+        await send(client, resident.headers, [P("far", 900, 0, _t(0), 10).ping()])
+        assert seen == []  # no events, no call
+        body = await send(client, resident.headers, [P("in", 0, 0, _t(120), 10).ping()])
+    finally:
+        service.unregister_event_hook(hook)
+    assert [[(e["type"], e["ping_id"]) for e in batch] for batch in seen] == [[("enter", "in")]]
+    assert [e["id"] for e in body["events"]] == [str(seen[0][0]["id"])]
