@@ -265,6 +265,13 @@ async def test_resident_checks_in_sees_the_offer_and_is_then_asked_about_notific
             "status": "active",
         },
     )
+    # Staff watch the live activity while the resident checks in.
+    staff_context = await new_context(browser, web_server)
+    console, console_problems = await open_page(staff_context, "/console/")
+    await sign_in_console(console, web_server.admin_email, web_server.admin_password)
+    await console.get_by_role("tab", name="Activity").click()
+    await expect(console.locator("#live-state")).to_have_text("live")
+
     context = await resident_context(browser, web_server, at)
     page, problems = await open_page(context, "/app/")
     await set_notification_permission(browser, page, web_server.base, "prompt", reload=True)
@@ -281,6 +288,13 @@ async def test_resident_checks_in_sees_the_offer_and_is_then_asked_about_notific
     await expect(page.locator("#notify-card")).to_be_visible()
     assert await unlabelled_controls(page) == []
     await screenshot(page, "app-checkin")
+
+    live = console.locator("#activity-list li", has_text=f"A resident checked in at {place}")
+    await expect(live).to_be_visible()
+    await expect(live).to_contain_text("inside the place")
+    await screenshot(console, "console-activity")
+    assert console_problems.errors == []
+    await staff_context.close()
 
     await set_notification_permission(browser, page, web_server.base, "granted")
     await page.get_by_role("button", name="Turn on notifications").click()
@@ -422,5 +436,33 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     await expect(chart).to_have_attribute("aria-label", f"Check-ins at {depot} per hour")
     await screenshot(console, "console-numbers")
     await staff_context.close()
+    assert problems.errors == []
+    await context.close()
+
+
+async def test_background_location_sends_pings_with_the_real_accuracy_only_after_opting_in(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    at = (-0.07, 51.53)
+    place = f"Canal Park {secrets.token_hex(2)}"
+    place_id = create_place(web_server, admin, place, "park", at)
+    context = await resident_context(browser, web_server, at)
+    page, problems = await open_page(context, "/app/")
+    await page.get_by_role("button", name="Get started").click()
+    toggle = page.get_by_label("Share location in the background")
+    await expect(toggle).not_to_be_checked()
+    await expect(page.locator("#bg-state")).to_contain_text("Nothing is shared")
+
+    await toggle.check()
+    await expect(page.locator("#bg-state")).to_contain_text("1 location(s) sent")
+    token = await page.evaluate("localStorage.getItem('hereabouts.app.token')")
+    assert web_server.request("GET", "/v1/me/background-location", token) == {"enabled": True}
+    events = web_server.request("GET", f"/v1/events?geofence_id={place_id}", admin)["items"]
+    assert [(e["type"], e["source"], e["accuracy_m"]) for e in events] == [("enter", "ping", 12)]
+
+    await toggle.uncheck()
+    await expect(page.locator("#bg-state")).to_contain_text("Nothing is shared")
+    assert web_server.request("GET", "/v1/me/background-location", token) == {"enabled": False}
     assert problems.errors == []
     await context.close()

@@ -292,7 +292,11 @@ function startWatching() {
       if (typeof pos.coords.speed === "number" && !Number.isNaN(pos.coords.speed)) ping.speed_mps = pos.coords.speed;
       if (typeof pos.coords.heading === "number" && !Number.isNaN(pos.coords.heading)) ping.heading = pos.coords.heading;
       state.queue.push(ping);
-      if (state.queue.length >= 20) flushPings();
+      // The first fix goes at once (the person sees sharing work), later ones in batches.
+      if (state.queue.length >= 20 || !state.sentAny) {
+        state.sentAny = true;
+        flushPings();
+      }
       else if (!state.flushTimer) state.flushTimer = setTimeout(flushPings, 10000);
     },
     (err) => ($("bg-state").textContent = `Location unavailable: ${err.message}`),

@@ -560,15 +560,26 @@ async function setTaskStatus(t, value) {
 }
 
 // ---------------------------------------------------------------- activity
+// One readable line from an event's recorded explanation (pings: the rule's reason and distances;
+// check-ins: how the place was resolved).
 function explain(ev) {
-  const why = ev.explanation || ev.why || {};
+  const why = ev.explanation || {};
   if (typeof why === "string") return why;
-  if (why.summary) return why.summary;
-  if (why.reason) return why.reason;
-  const parts = Object.entries(why)
-    .filter(([, v]) => v !== null && typeof v !== "object")
-    .slice(0, 6)
-    .map(([k, v]) => `${k.replace(/_/g, " ")}: ${typeof v === "number" ? Math.round(v * 10) / 10 : v}`);
+  const parts = [];
+  const m = (v) => `${Math.round(v)} m`;
+  if (why.reason) parts.push(why.reason);
+  if (ev.type === "checkin" || why.resolution) {
+    if (why.inside) parts.push("inside the place");
+    else if (typeof why.distance_m === "number") parts.push(`${m(why.distance_m)} from it (counts within ${m(why.reach_m || 0)})`);
+    if (why.resolution) parts.push(why.resolution === "named" ? "place chosen by the person" : "nearest place");
+    if (why.place_open === false) parts.push("outside opening hours");
+  } else {
+    if (typeof why.depth_m === "number" && why.depth_m > 0) parts.push(`${m(why.depth_m)} inside`);
+    else if (typeof why.distance_m === "number") parts.push(`${m(why.distance_m)} away`);
+    if (typeof why.margin_m === "number") parts.push(`margin ${m(why.margin_m)}`);
+  }
+  if (typeof why.accuracy_m === "number") parts.push(`accuracy ±${m(why.accuracy_m)}`);
+  if (why.implausible_jump || why.jump) parts.push("implausible jump: flagged for review");
   return parts.join(" · ");
 }
 
@@ -578,6 +589,7 @@ const EVENT_WORDS = {
   dwell: "stayed at",
   nearby: "passed near",
   checkin: "checked in at",
+  passed_through: "passed through",
 };
 
 function activityItem(ev) {
@@ -587,8 +599,7 @@ function activityItem(ev) {
   const verb = EVENT_WORDS[kind] || kind;
   const line = ev.title ? ev.title : `${who} ${verb} ${where}`.trim();
   const extra = [];
-  if (ev.source) extra.push(`via ${ev.source}`);
-  if (ev.accuracy_m) extra.push(`±${Math.round(ev.accuracy_m)} m`);
+  if (ev.source && ev.source !== kind) extra.push(`via ${ev.source}`);
   const reason = explain(ev);
   return h(
     "li",
