@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import secrets
+import uuid
 from typing import Any
 
 import pytest
@@ -335,6 +336,47 @@ async def shown_notifications(page: Page, timeout_s: float = 10) -> list[dict[st
         await asyncio.sleep(0.2)
 
 
+def enqueue_notification(server: LiveServer, device_token: str) -> dict[str, Any]:
+    """Record a notification for the device through the notifications service, as the rules
+    engine does, and return the exact push payload the delivery worker would encrypt and send."""
+    from app.notifications import service as notifications
+    from app.notifications.schemas import NotificationPayload, Recipient
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.core.db import create_sessionmaker
+
+    me = server.request("GET", "/v1/me", device_token)
+
+    async def run() -> str:
+        engine = create_async_engine(server.env["HEREABOUTS_DATABASE_URL"])
+        try:
+            async with create_sessionmaker(engine)() as session:
+                row = await notifications.enqueue(
+                    session,
+                    recipient=Recipient(
+                        "device", uuid.UUID(me["id"]), uuid.UUID(me["organisation"]["id"])
+                    ),
+                    payload=NotificationPayload(
+                        title="Story time starts in 10 minutes",
+                        body="Children's corner, ground floor.",
+                        url="/app/#inbox",
+                        tag="offer:story-time",
+                        kind="offer",
+                    ),
+                )
+                await session.commit()
+                return str(row.payload)
+        finally:
+            await engine.dispose()
+
+    loop = asyncio.new_event_loop()
+    try:
+        payload: dict[str, Any] = json.loads(loop.run_until_complete(run()))
+    finally:
+        loop.close()
+    return payload
+
+
 async def test_service_worker_shows_a_pushed_notification_and_reports_its_opening(
     browser: Browser, web_server: LiveServer
 ) -> None:
@@ -345,32 +387,40 @@ async def test_service_worker_shows_a_pushed_notification_and_reports_its_openin
     await expect(page.locator("#home")).to_be_visible()
     await page.evaluate("navigator.serviceWorker.ready")
     cdp, registration_id = await _registration_id(context, page)
+    token = await page.evaluate("localStorage.getItem('hereabouts.app.token')")
+    payload = await asyncio.to_thread(enqueue_notification, web_server, token)
 
-    payload = {
-        "id": "00000000-0000-4000-8000-000000000001",
-        "kind": "offer",
-        "title": "Story time starts in 10 minutes",
-        "body": "Children's corner, ground floor.",
-        "url": "/app/#inbox",
-        "tag": "offer:story-time",
-    }
+    # The DevTools protocol hands the service worker a push event with this data, as the browser
+    # does after decrypting a message from the push service.
     await cdp.send(
         "ServiceWorker.deliverPushMessage",
-        {
-            "origin": web_server.base,
-            "registrationId": registration_id,
-            "data": json.dumps(payload),
-        },
+        {"origin": web_server.base, "registrationId": registration_id, "data": json.dumps(payload)},
     )
     shown = await shown_notifications(page)
     assert shown == [
         {
-            "title": payload["title"],
-            "body": payload["body"],
-            "tag": payload["tag"],
-            "data": {"id": payload["id"], "url": payload["url"], "kind": "offer"},
+            "title": "Story time starts in 10 minutes",
+            "body": "Children's corner, ground floor.",
+            "tag": "offer:story-time",
+            "data": {"id": payload["id"], "url": "/app/#inbox", "kind": "offer"},
         }
     ]
+    await expect(page.locator("#inbox")).to_contain_text("Story time starts in 10 minutes")
+    await screenshot(page, "app-inbox")
+
+    # A click on the notification runs the same handler: it reports the opening to the API.
+    [worker] = [w for w in context.service_workers if w.url.endswith("/app/sw.js")]
+    opened_id = await worker.evaluate(
+        """async () => {
+            const [n] = await self.registration.getNotifications();
+            await self.hereaboutsOpenNotification(n);
+            return n.data.id;
+        }"""
+    )
+    assert opened_id == payload["id"]
+    inbox = web_server.request("GET", "/v1/me/notifications", token)["items"]
+    assert [(n["id"], n["opened_at"] is not None) for n in inbox] == [(payload["id"], True)]
+    assert await shown_notifications(page, timeout_s=0) == []  # closed once opened
     assert problems.errors == []
     await context.close()
 
