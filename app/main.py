@@ -17,6 +17,8 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.core.ops import router as ops_router
+from app.notifications.router import router as notifications_router
+from app.notifications.worker import InProcessWorker
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -29,9 +31,14 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         db_engine = engine or create_engine(settings, database_url.resolve(settings))
         app.state.engine = db_engine
         app.state.sessionmaker = create_sessionmaker(db_engine)
+        push_worker = (
+            InProcessWorker(settings, db_engine) if settings.run_worker_in_process else None
+        )
         try:
             yield
         finally:
+            if push_worker is not None:
+                await push_worker.stop()
             if owns_engine:
                 await db_engine.dispose()
 
@@ -51,6 +58,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(accounts_router)
+    app.include_router(notifications_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

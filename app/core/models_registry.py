@@ -3,6 +3,7 @@
 from app.accounts import models as _accounts  # noqa: F401
 from app.core.db import Base
 from app.geofences import models as _geofences  # noqa: F401
+from app.notifications import models as _notifications  # noqa: F401
 from app.presence import models as _presence  # noqa: F401
 
 metadata = Base.metadata
