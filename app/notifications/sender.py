@@ -206,6 +206,7 @@ class PushSender:
                 ),
                 trust_env=False,
                 auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent",),
                 headers={"User-Agent": "hereabouts-push/0.1"},
             )
