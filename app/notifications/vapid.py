@@ -70,10 +70,19 @@ def parse_private_key(value: str | bytes) -> ec.EllipticCurvePrivateKey:
 
 
 def write_key_file(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write atomically and never over an existing key (`FileExistsError` if one appeared):
+    several processes starting at once must all end up with the same, complete key."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_key_pem(key))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(private_key_pem(key))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_private_key(settings: Settings) -> ec.EllipticCurvePrivateKey:

@@ -392,3 +392,66 @@ async def test_a_hanging_push_service_does_not_stall_other_origins(
         w.stop()
         await task
     assert await statuses(push_engine) == {"delivered": 26}
+
+
+KILLED_WORKER = """
+import asyncio, os, signal
+from app.core.config import Settings
+from app.core.db import create_engine
+from app.notifications.worker import DeliveryWorker
+
+class DiesBeforeRecording(DeliveryWorker):
+    async def record(self, items):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+async def main():
+    settings = Settings()
+    await DiesBeforeRecording(settings, create_engine(settings, settings.database_url)).run()
+
+asyncio.run(main())
+"""
+
+
+async def test_worker_process_sigkilled_after_sending_is_redelivered_after_its_lease(
+    push_engine: AsyncEngine,
+    push_settings: Settings,
+    push_database_url: str,
+    vapid_pem: str,
+    fake_push: FakePushService,
+) -> None:
+    import os
+    import signal
+    import sys
+
+    from app.core.config import PROJECT_ROOT
+
+    world = World(push_engine)
+    people = await world.people(5)
+    for who in people:
+        await world.subscribe(who, fake_push)
+    await world.notify(people)
+    env = {
+        **os.environ,
+        "HEREABOUTS_ENVIRONMENT": "test",
+        "HEREABOUTS_DATABASE_URL": push_database_url,
+        "HEREABOUTS_VAPID_PRIVATE_KEY": vapid_pem,
+        "HEREABOUTS_VAPID_SUBJECT": push_settings.vapid_subject,
+        "HEREABOUTS_PUSH_ALLOW_LOOPBACK": "true",
+        "HEREABOUTS_PUSH_LEASE_S": "1",
+        "HEREABOUTS_LOG_LEVEL": "WARNING",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_WORKER, env=env, cwd=str(PROJECT_ROOT)
+    )
+    async with asyncio.timeout(GUARD_S):
+        returncode = await proc.wait()
+    assert returncode == -signal.SIGKILL
+    sent_before_kill = set(fake_push.deliveries_per_message())
+    assert sent_before_kill  # it did send before dying
+    assert int(await scalar(push_engine, "SELECT count(*) FROM push_deliveries")) == 0
+    await run_until([worker(push_settings, push_engine)], lambda: all_settled(push_engine))
+    assert await statuses(push_engine) == {"delivered": 5}
+    per_message = fake_push.deliveries_per_message()
+    assert len(per_message) == 5
+    assert all(per_message[m] == 2 for m in sent_before_kill)
+    assert int(await scalar(push_engine, "SELECT count(*) FROM push_deliveries")) == 5
