@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, insert, select, text, update
+from sqlalchemy import Select, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import PageParams
@@ -86,12 +86,18 @@ async def subscription_targets(session: AsyncSession, who: Recipient) -> list[Su
 
 async def insert_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(OutboxJob), rows)
+        # Core table insert: one executemany, without the ORM's per-row bulk bookkeeping.
+        await session.execute(insert(cast(Table, OutboxJob.__table__)), rows)
 
 
 async def notify_workers(session: AsyncSession) -> None:
-    """Delivered at commit (and dropped on rollback), like the rows it announces."""
+    """Delivered at commit (and dropped on rollback), like the rows it announces; sent once per
+    transaction however many notifications it enqueues."""
+    tx = session.sync_session.get_transaction()
+    if tx is not None and session.info.get("hereabouts_outbox_notified") is tx:
+        return
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    session.info["hereabouts_outbox_notified"] = tx
 
 
 def _keyset(stmt: Select[Any], created: Any, ident: Any, page: PageParams) -> Select[Any]:
@@ -249,7 +255,7 @@ async def release(session: AsyncSession, jobs: list[tuple[uuid.UUID, uuid.UUID]]
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(Delivery), rows)
+        await session.execute(insert(cast(Table, Delivery.__table__)), rows)
 
 
 async def delete_subscriptions(session: AsyncSession, ids: list[uuid.UUID]) -> None:
