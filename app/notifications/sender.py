@@ -46,6 +46,7 @@ ENCRYPTION_OVERHEAD = 86 + 1 + 16
 MAX_PLAINTEXT_BYTES = MAX_BODY_BYTES - ENCRYPTION_OVERHEAD
 TOPIC_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 MAX_RETRY_AFTER_S = 6 * 3600.0
+PEER_KEY_CACHE = 50_000
 
 
 class Outcome(StrEnum):
@@ -81,7 +82,7 @@ class PayloadTooLarge(ValueError):
 
 def encrypt(
     payload: bytes,
-    p256dh: bytes,
+    p256dh: bytes | ec.EllipticCurvePublicKey,
     auth: bytes,
     *,
     salt: bytes | None = None,
@@ -187,6 +188,19 @@ class PushSender:
         self.guard = guard or AddressGuard(allow_loopback=settings.push_allow_loopback)
         self._session: aiohttp.ClientSession | None = None
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._peer_keys: dict[str, ec.EllipticCurvePublicKey] = {}
+
+    def _peer_key(self, p256dh: str) -> ec.EllipticCurvePublicKey:
+        """The subscription's public key, parsed (and curve-checked) once, not per message."""
+        key = self._peer_keys.get(p256dh)
+        if key is None:
+            if len(self._peer_keys) >= PEER_KEY_CACHE:
+                self._peer_keys.clear()
+            key = ec.EllipticCurvePublicKey.from_encoded_point(
+                ec.SECP256R1(), b64url_decode(p256dh)
+            )
+            self._peer_keys[p256dh] = key
+        return key
 
     def _client(self) -> aiohttp.ClientSession:
         """The one pooled session, created on first use (it needs a running event loop)."""
@@ -232,7 +246,7 @@ class PushSender:
             raise PayloadTooLarge(
                 f"payload of {len(msg.payload)} bytes exceeds {MAX_PLAINTEXT_BYTES} bytes"
             )
-        body = encrypt(msg.payload, b64url_decode(msg.p256dh), b64url_decode(msg.auth))
+        body = encrypt(msg.payload, self._peer_key(msg.p256dh), b64url_decode(msg.auth))
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"encrypted body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
         origin = origin_of(msg.endpoint)
