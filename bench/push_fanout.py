@@ -139,6 +139,8 @@ async def _drain(
             pending = (
                 await conn.execute(text("SELECT count(*) FROM push_outbox WHERE status='pending'"))
             ).scalar_one()
+        if os.environ.get("BENCH_TRACE"):
+            print(f"  t={time.perf_counter() - started:6.2f}s pending={pending}")
         if pending == 0:
             break
     elapsed = time.perf_counter() - started

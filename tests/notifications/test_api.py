@@ -271,3 +271,39 @@ async def test_delivery_log_is_for_staff_of_the_same_organisation(
     assert filtered.json()["items"] == []
     bad = await client.get("/v1/deliveries?status=bogus", headers=editor.headers)
     assert bad.status_code == 422
+
+
+async def test_erasing_a_person_removes_subscriptions_inbox_outbox_and_log(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    from datetime import UTC, datetime
+
+    from app.notifications.models import Notification
+
+    org = await create_organisation(db)
+    alice = await create_resident(db, org)
+    bob = await create_resident(db, org)
+    for who in (alice, bob):
+        await client.post("/v1/push/subscriptions", json=subscription_json(), headers=who.headers)
+        note = await service.enqueue(
+            db,
+            recipient=Recipient("device", who.id, org.id),
+            payload=NotificationPayload(title="hello"),
+        )
+        db.add(
+            Delivery(
+                organisation_id=org.id,
+                notification_id=note.id,
+                attempt=1,
+                attempted_at=datetime.now(UTC),
+                push_origin="https://fcm.googleapis.com",
+                status="delivered",
+            )
+        )
+    await db.flush()
+    await service.erase_person(db, Recipient("device", alice.id, org.id))
+    await db.flush()
+    assert await count(db, PushSubscription) == 1
+    assert await count(db, Notification) == 1
+    assert await count(db, OutboxJob) == 1
+    assert await count(db, Delivery) == 1
