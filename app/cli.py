@@ -20,6 +20,8 @@ users_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
+vapid_app = typer.Typer(help="Web Push VAPID keys.", no_args_is_help=True)
+app.add_typer(vapid_app, name="vapid")
 
 T = TypeVar("T")
 
@@ -248,6 +250,73 @@ def pings_maintain() -> None:
 
     outcome = _with_session(maintain, _database_url())
     typer.echo(f"partitions created: {outcome['created']}, dropped: {outcome['dropped']}")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Concurrent push requests (default: settings).")
+    ] = None,
+) -> None:
+    """Run a push delivery worker (any number may run; they share the outbox safely)."""
+    import signal
+
+    from app.core.db import create_engine
+    from app.notifications.worker import run_worker
+
+    settings = get_settings()
+    if concurrency:
+        settings = settings.model_copy(update={"push_worker_concurrency": concurrency})
+    url = _database_url()
+
+    async def main_async() -> None:
+        engine = create_engine(settings, url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await run_worker(settings, engine, stop)
+        finally:
+            await engine.dispose()
+
+    typer.echo("push delivery worker running (Ctrl-C stops it after in-flight sends finish)")
+    asyncio.run(main_async())
+
+
+@vapid_app.command("generate")
+def vapid_generate(
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Where to write the PEM private key (default: <data_dir>/vapid_private_key.pem)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing key file.")] = False,
+) -> None:
+    """Create a VAPID key pair: writes the private key (mode 0600), prints the public key."""
+    from pathlib import Path
+
+    from app.notifications import vapid
+
+    settings = get_settings()
+    path = Path(out) if out else settings.data_dir / vapid.DEFAULT_KEY_FILE
+    if path.exists():
+        if not force:
+            typer.secho(
+                f"error: {path} exists (use --force to replace it)", fg=typer.colors.RED, err=True
+            )
+            raise typer.Exit(1)
+        path.unlink()
+    key = vapid.generate_private_key()
+    vapid.write_key_file(path, key)
+    typer.echo(f"private key: {path}")
+    typer.echo(
+        f"public key (applicationServerKey): {vapid.b64url(vapid.public_key_raw(key.public_key()))}"
+    )
+    typer.echo(
+        f"set HEREABOUTS_VAPID_PRIVATE_KEY_FILE={path} and HEREABOUTS_VAPID_SUBJECT=mailto:..."
+    )
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.geofences.router import router as geofences_router
+from app.notifications.router import router as notifications_router
+from app.notifications.worker import InProcessWorker
 from app.offers.router import router as offers_router
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
@@ -41,9 +43,14 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = db_engine
         app.state.sessionmaker = create_sessionmaker(db_engine)
         await maintain_on_startup(app.state.sessionmaker, settings)
+        push_worker = (
+            InProcessWorker(settings, db_engine) if settings.run_worker_in_process else None
+        )
         try:
             yield
         finally:
+            if push_worker is not None:
+                await push_worker.stop()
             if owns_engine:
                 await db_engine.dispose()
 
@@ -72,6 +79,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(tasks_router)
     app.include_router(my_tasks_router)
     app.include_router(presence_router)
+    app.include_router(notifications_router)
     install_web(app, settings)
     if settings.cors_origins:
         app.add_middleware(

@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     vapid_subject: str = "mailto:it@council.example"
     push_allowed_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_PUSH_HOSTS))
     push_allow_loopback: bool = False
+    push_default_ttl_s: int = 86_400
+    push_connect_timeout_s: float = 5.0
+    push_timeout_s: float = 10.0
+    push_per_origin_concurrency: int = 64
+    push_worker_concurrency: int = 256
+    push_worker_batch: int = 200
+    push_max_attempts: int = 8
+    push_lease_s: float = 60.0
+    push_poll_interval_s: float = 2.0
+    push_backoff_base_s: float = 2.0
+    push_backoff_cap_s: float = 900.0
+    push_jwt_ttl_s: int = 43_200
+    push_max_subscriptions_per_person: int = 10
 
     # web console and PWA
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"

@@ -1,0 +1,270 @@
+"""All SQL for subscriptions, notifications, the outbox and the delivery log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.pagination import PageParams
+from app.notifications.models import Delivery, Notification, OutboxJob, PushSubscription
+from app.notifications.schemas import Recipient
+
+NOTIFY_CHANNEL = "hereabouts_outbox"
+
+
+def _owner_filter(model: type[PushSubscription] | type[Notification], who: Recipient) -> Any:
+    column = model.device_id if who.kind == "device" else model.staff_user_id
+    return (column == who.id) & (model.organisation_id == who.organisation_id)
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+async def subscription_by_endpoint(session: AsyncSession, endpoint: str) -> PushSubscription | None:
+    result = await session.execute(
+        select(PushSubscription).where(PushSubscription.endpoint == endpoint).with_for_update()
+    )
+    return result.scalar_one_or_none()
+
+
+async def count_subscriptions(session: AsyncSession, who: Recipient) -> int:
+    result = await session.execute(
+        select(func.count())
+        .select_from(PushSubscription)
+        .where(_owner_filter(PushSubscription, who))
+    )
+    return int(result.scalar_one())
+
+
+async def list_subscriptions(session: AsyncSession, who: Recipient) -> Sequence[PushSubscription]:
+    result = await session.execute(
+        select(PushSubscription)
+        .where(_owner_filter(PushSubscription, who))
+        .order_by(PushSubscription.created_at, PushSubscription.id)
+    )
+    return result.scalars().all()
+
+
+async def own_subscription(
+    session: AsyncSession, who: Recipient, subscription_id: uuid.UUID
+) -> PushSubscription | None:
+    result = await session.execute(
+        select(PushSubscription).where(
+            _owner_filter(PushSubscription, who), PushSubscription.id == subscription_id
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> None:
+    await session.execute(delete(PushSubscription).where(PushSubscription.id == subscription_id))
+
+
+@dataclass(frozen=True)
+class SubscriptionTarget:
+    id: uuid.UUID
+    origin: str
+
+
+async def subscription_targets(session: AsyncSession, who: Recipient) -> list[SubscriptionTarget]:
+    result = await session.execute(
+        select(PushSubscription.id, PushSubscription.origin).where(
+            _owner_filter(PushSubscription, who)
+        )
+    )
+    return [SubscriptionTarget(row.id, row.origin) for row in result]
+
+
+# --- notifications and outbox ----------------------------------------------------------------
+
+
+async def insert_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        # Core table insert: one executemany, without the ORM's per-row bulk bookkeeping.
+        await session.execute(insert(cast(Table, OutboxJob.__table__)), rows)
+
+
+async def notify_workers(session: AsyncSession) -> None:
+    """Delivered at commit (and dropped on rollback), like the rows it announces; sent once per
+    transaction however many notifications it enqueues."""
+    tx = session.sync_session.get_transaction()
+    if tx is not None and session.info.get("hereabouts_outbox_notified") is tx:
+        return
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    session.info["hereabouts_outbox_notified"] = tx
+
+
+def _keyset(stmt: Select[Any], created: Any, ident: Any, page: PageParams) -> Select[Any]:
+    if page.cursor is not None:
+        c = page.cursor
+        stmt = stmt.where((created < c.created_at) | ((created == c.created_at) & (ident < c.id)))
+    return stmt.order_by(created.desc(), ident.desc()).limit(page.limit + 1)
+
+
+async def list_notifications(
+    session: AsyncSession, who: Recipient, page: PageParams
+) -> Sequence[Notification]:
+    stmt = select(Notification).where(_owner_filter(Notification, who))
+    result = await session.execute(_keyset(stmt, Notification.created_at, Notification.id, page))
+    rows: Sequence[Notification] = result.scalars().all()
+    return rows
+
+
+async def own_notification(
+    session: AsyncSession, who: Recipient, notification_id: uuid.UUID
+) -> Notification | None:
+    result = await session.execute(
+        select(Notification).where(
+            _owner_filter(Notification, who), Notification.id == notification_id
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def mark_opened(session: AsyncSession, notification_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.opened_at.is_(None))
+        .values(opened_at=func.now())
+    )
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    page: PageParams,
+    status: str | None = None,
+    notification_id: uuid.UUID | None = None,
+) -> Sequence[Delivery]:
+    stmt = select(Delivery).where(Delivery.organisation_id == organisation_id)
+    if status is not None:
+        stmt = stmt.where(Delivery.status == status)
+    if notification_id is not None:
+        stmt = stmt.where(Delivery.notification_id == notification_id)
+    result = await session.execute(_keyset(stmt, Delivery.attempted_at, Delivery.id, page))
+    rows: Sequence[Delivery] = result.scalars().all()
+    return rows
+
+
+async def erase_person(session: AsyncSession, who: Recipient) -> None:
+    """Remove a person's subscriptions, notifications, outbox rows and delivery log."""
+    await session.execute(delete(Notification).where(_owner_filter(Notification, who)))
+    await session.execute(delete(PushSubscription).where(_owner_filter(PushSubscription, who)))
+
+
+# --- worker ----------------------------------------------------------------------------------
+
+CLAIM_SQL = text(
+    """
+    WITH due AS (
+        SELECT o.id, o.notification_id, o.subscription_id, o.organisation_id, o.origin,
+               o.expires_at, n.payload, n.topic, n.urgency, s.endpoint, s.p256dh, s.auth
+        FROM push_outbox o
+        JOIN notifications n ON n.id = o.notification_id
+        LEFT JOIN push_subscriptions s ON s.id = o.subscription_id
+        WHERE o.status = 'pending'
+          AND o.next_attempt_at <= now()
+          AND (o.lease_expires_at IS NULL OR o.lease_expires_at < now())
+          AND NOT (o.origin = ANY(CAST(:busy AS text[])))
+        ORDER BY o.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE OF o SKIP LOCKED
+    )
+    UPDATE push_outbox AS o
+    SET lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision)),
+        lease_token = CAST(:token AS uuid),
+        attempts = o.attempts + 1
+    FROM due
+    WHERE o.id = due.id
+    RETURNING o.id, o.attempts, o.lease_token, due.notification_id, due.subscription_id,
+              due.organisation_id, due.origin, due.expires_at, due.payload, due.topic,
+              due.urgency, due.endpoint, due.p256dh, due.auth,
+              GREATEST(1, CEIL(EXTRACT(EPOCH FROM due.expires_at - now())))::int AS ttl_left_s,
+              (due.expires_at <= now()) AS expired
+    """
+)
+
+FINISH_SQL = text(
+    """
+    UPDATE push_outbox
+    SET status = CAST(:status AS varchar),
+        next_attempt_at = now() + make_interval(secs => CAST(:delay_s AS double precision)),
+        finished_at = CASE WHEN CAST(:status AS varchar) = 'pending' THEN NULL ELSE now() END,
+        lease_expires_at = NULL,
+        lease_token = NULL,
+        last_error = CAST(:error AS varchar)
+    WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid)
+    """
+)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: uuid.UUID
+    attempts: int
+    lease_token: uuid.UUID
+    notification_id: uuid.UUID
+    subscription_id: uuid.UUID | None
+    organisation_id: uuid.UUID
+    origin: str
+    expires_at: datetime
+    payload: str
+    topic: str
+    urgency: str
+    endpoint: str | None
+    p256dh: str | None
+    auth: str | None
+    ttl_left_s: int
+    expired: bool
+
+
+async def claim(
+    session: AsyncSession, limit: int, lease_s: float, busy_origins: list[str]
+) -> list[ClaimedJob]:
+    result = await session.execute(
+        CLAIM_SQL,
+        {"limit": limit, "lease_s": lease_s, "token": str(uuid.uuid4()), "busy": busy_origins},
+    )
+    return [ClaimedJob(**row._mapping) for row in result]
+
+
+async def finish(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Settle claimed rows: `status`, `delay_s`, `error`, `id`, `token` per row."""
+    if rows:
+        await session.execute(FINISH_SQL, rows)
+
+
+async def release(session: AsyncSession, jobs: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Give claimed-but-unsent rows back (the claim did not count as an attempt)."""
+    if jobs:
+        await session.execute(
+            text(
+                "UPDATE push_outbox SET lease_expires_at = NULL, lease_token = NULL, "
+                "attempts = attempts - 1 "
+                "WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid)"
+            ),
+            [{"id": str(i), "token": str(t)} for i, t in jobs],
+        )
+
+
+async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(cast(Table, Delivery.__table__)), rows)
+
+
+async def delete_subscriptions(session: AsyncSession, ids: list[uuid.UUID]) -> None:
+    if ids:
+        await session.execute(delete(PushSubscription).where(PushSubscription.id.in_(ids)))
+
+
+async def count_pending(session: AsyncSession) -> int:
+    result = await session.execute(
+        text("SELECT count(*) FROM push_outbox WHERE status = 'pending'")
+    )
+    return int(result.scalar_one())

@@ -1,0 +1,249 @@
+"""Rules for push subscriptions, the notification outbox and the inbox. Flushes, never commits.
+
+Other domains create notifications only through `enqueue(...)`, inside their own transaction: the
+notification exists (inbox row + one outbox row per subscription) if and only if their change
+commits. See docs/notifications.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.dependencies import Principal
+from app.core.config import Settings
+from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.pagination import PageParams
+from app.notifications import repository as repo
+from app.notifications.endpoints import EndpointRejected, origin_of, validate_endpoint
+from app.notifications.models import (
+    Delivery,
+    Notification,
+    OutboxStatus,
+    PushSubscription,
+    Urgency,
+)
+from app.notifications.schemas import NotificationPayload, Recipient, SubscriptionCreate
+from app.notifications.sender import MAX_PLAINTEXT_BYTES, TOPIC_RE
+
+MAX_TTL_S = 28 * 24 * 3600
+
+
+def recipient_of(principal: Principal) -> Recipient:
+    return Recipient(principal.kind, principal.id, principal.organisation_id)
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+async def subscribe(
+    session: AsyncSession,
+    settings: Settings,
+    who: Recipient,
+    body: SubscriptionCreate,
+    user_agent: str | None = None,
+) -> tuple[PushSubscription, bool]:
+    """Store the browser's subscription (upsert by endpoint). Returns (row, created)."""
+    try:
+        endpoint = validate_endpoint(
+            body.endpoint, settings.push_allowed_hosts, settings.push_allow_loopback
+        )
+    except EndpointRejected as exc:
+        raise Unprocessable(str(exc), extra={"field": "endpoint"}) from exc
+    expiration = (
+        datetime.fromtimestamp(body.expirationTime / 1000, UTC)
+        if body.expirationTime is not None
+        else None
+    )
+    if expiration is not None and expiration <= datetime.now(UTC):
+        raise Unprocessable(
+            "The subscription has already expired.", extra={"field": "expirationTime"}
+        )
+    owner = {
+        "organisation_id": who.organisation_id,
+        "device_id": who.id if who.kind == "device" else None,
+        "staff_user_id": who.id if who.kind == "staff" else None,
+    }
+    existing = await repo.subscription_by_endpoint(session, endpoint)
+    same_owner = existing is not None and all(getattr(existing, k) == v for k, v in owner.items())
+    if not same_owner:
+        limit = settings.push_max_subscriptions_per_person
+        if await repo.count_subscriptions(session, who) >= limit:
+            raise Conflict(
+                f"At most {limit} push subscriptions per person; delete an old one first.",
+                extra={"field": "endpoint", "limit": limit},
+            )
+    values: dict[str, Any] = {
+        **owner,
+        "p256dh": body.keys.p256dh,
+        "auth": body.keys.auth,
+        "expiration_time": expiration,
+        "user_agent": (user_agent or "")[:300] or None,
+    }
+    if existing is not None:
+        # The browser holding the endpoint and its keys is the source of truth: the latest
+        # registration (keys rotated, or another account signed in on it) wins.
+        for key, value in values.items():
+            setattr(existing, key, value)
+        existing.updated_at = datetime.now(UTC)
+        await session.flush()
+        return existing, False
+    row = PushSubscription(endpoint=endpoint, origin=origin_of(endpoint), **values)
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return row, True
+
+
+async def list_subscriptions(session: AsyncSession, who: Recipient) -> Sequence[PushSubscription]:
+    return await repo.list_subscriptions(session, who)
+
+
+async def unsubscribe(session: AsyncSession, who: Recipient, subscription_id: uuid.UUID) -> None:
+    row = await repo.own_subscription(session, who, subscription_id)
+    if row is None:
+        raise NotFound("No such push subscription.")
+    await repo.delete_subscription(session, row.id)
+
+
+# --- outbox ----------------------------------------------------------------------------------
+
+
+def topic_for(kind: str, tag: str | None, related: dict[str, Any]) -> str:
+    """A stable `Topic` ([A-Za-z0-9]{1,32}): the same kind+tag (or kind+related ids) gives the
+    same topic, so a newer notification replaces an undelivered older one at the push service."""
+    if tag and TOPIC_RE.match(tag):
+        return tag
+    key = tag if tag else orjson.dumps(related, option=orjson.OPT_SORT_KEYS).decode()
+    return hashlib.sha256(f"{kind}\x00{key}".encode()).hexdigest()[:32]
+
+
+def build_payload(notification_id: uuid.UUID, payload: NotificationPayload, topic: str) -> str:
+    doc: dict[str, Any] = {
+        "id": str(notification_id),
+        "kind": payload.kind,
+        "title": payload.title,
+        "body": payload.body,
+        "tag": payload.tag or topic,
+    }
+    if payload.url:
+        doc["url"] = payload.url
+    if payload.data:
+        doc["data"] = payload.data
+    return orjson.dumps(doc).decode()
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    recipient: Recipient,
+    payload: NotificationPayload,
+    related: dict[str, Any] | None = None,
+    decision: str = "send",
+    urgency: Urgency = Urgency.normal,
+    ttl_s: int | None = None,
+    settings: Settings | None = None,
+) -> Notification:
+    """Record a notification for `recipient` in the caller's transaction.
+
+    Always writes the inbox row. When `decision == "send"` it also writes one outbox row per push
+    subscription the person has and wakes the workers (NOTIFY, delivered at commit). Any other
+    decision (e.g. "suppressed:quiet_hours") is stored for the inbox and nothing is pushed.
+    Raises `Unprocessable` if the push payload would not fit the 4,096-byte limit.
+    """
+    if not payload.title or len(payload.title) > 200:
+        raise Unprocessable("A notification title is 1-200 characters.", extra={"field": "title"})
+    default_ttl = settings.push_default_ttl_s if settings else 86_400
+    ttl = ttl_s if ttl_s is not None else default_ttl
+    if not 1 <= ttl <= MAX_TTL_S:
+        raise Unprocessable(f"ttl_s must be between 1 and {MAX_TTL_S}.", extra={"field": "ttl_s"})
+    related_json = {k: str(v) for k, v in (related or {}).items()}
+    topic = topic_for(payload.kind, payload.tag, related_json)
+    notification_id = uuid.uuid4()
+    body = build_payload(notification_id, payload, topic)
+    if len(body.encode()) > MAX_PLAINTEXT_BYTES:
+        raise Unprocessable(
+            f"The push payload is {len(body.encode())} bytes; at most {MAX_PLAINTEXT_BYTES} fit.",
+            extra={"field": "payload"},
+        )
+    row = Notification(
+        id=notification_id,
+        organisation_id=recipient.organisation_id,
+        device_id=recipient.id if recipient.kind == "device" else None,
+        staff_user_id=recipient.id if recipient.kind == "staff" else None,
+        kind=payload.kind,
+        title=payload.title,
+        body=payload.body,
+        url=payload.url,
+        tag=payload.tag,
+        topic=topic,
+        urgency=urgency.value,
+        ttl_s=ttl,
+        related=related_json,
+        decision=decision,
+        payload=body,
+        # Wall-clock time (not the transaction's): two notifications in one transaction keep order.
+        created_at=datetime.now(UTC),
+    )
+    session.add(row)
+    await session.flush()
+    if decision == "send":
+        targets = await repo.subscription_targets(session, recipient)
+        expires = datetime.now(UTC) + timedelta(seconds=ttl)
+        await repo.insert_outbox(
+            session,
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "notification_id": notification_id,
+                    "subscription_id": t.id,
+                    "organisation_id": recipient.organisation_id,
+                    "origin": t.origin,
+                    "status": OutboxStatus.pending.value,
+                    "expires_at": expires,
+                }
+                for t in targets
+            ],
+        )
+        if targets:
+            await repo.notify_workers(session)
+    return row
+
+
+# --- inbox and delivery log ------------------------------------------------------------------
+
+
+async def inbox(session: AsyncSession, who: Recipient, page: PageParams) -> Sequence[Notification]:
+    return await repo.list_notifications(session, who, page)
+
+
+async def mark_opened(
+    session: AsyncSession, who: Recipient, notification_id: uuid.UUID
+) -> Notification:
+    row = await repo.own_notification(session, who, notification_id)
+    if row is None:
+        raise NotFound("No such notification.")
+    await repo.mark_opened(session, row.id)
+    await session.refresh(row)
+    return row
+
+
+async def deliveries(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    page: PageParams,
+    status: str | None = None,
+    notification_id: uuid.UUID | None = None,
+) -> Sequence[Delivery]:
+    return await repo.list_deliveries(session, organisation_id, page, status, notification_id)
+
+
+async def erase_person(session: AsyncSession, who: Recipient) -> None:
+    """For `DELETE /v1/me`: subscriptions, inbox, outbox and delivery log of one person."""
+    await repo.erase_person(session, who)

@@ -1,0 +1,289 @@
+"""Push fan-out: outbox → encrypt → loopback fake push service, against pywebpush in the same run.
+
+    uv run python -m bench.push_fanout [--people 1000] [--subs 2] [--per-person 3] [--workers 1]
+
+1. Starts the fake push service (tests/notifications/fake_push.py in answer-only mode:
+   201 without checks) in a separate process on a loopback port.
+2. Uses the embedded PostGIS (HEREABOUTS_EMBEDDED_PORT) with a scratch database
+   `hereabouts_bench_push`, creates people × subs subscriptions and enqueues people × per-person
+   notifications through `notifications_service.enqueue` (timed separately).
+3. Hereabouts: `--workers` DeliveryWorker(s) in this process drain the outbox: claim (SKIP
+   LOCKED) → encrypt (RFC 8291) → POST with cached VAPID → record each attempt. Timed from
+   start to the last row settled.
+4. pywebpush: the same number of messages via `webpush_async` with one shared aiohttp session
+   and the same concurrency (encryption + a fresh VAPID signature per call, no database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import secrets
+import sys
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from app.core.config import Environment, Settings
+from app.core.db import create_engine, create_sessionmaker
+from app.notifications.vapid import (
+    VapidSigner,
+    b64url,
+    generate_private_key,
+    private_key_pem,
+    public_key_raw,
+)
+
+DB_NAME = "hereabouts_bench_push"
+
+
+def _serve_fake(public_key: str, port_queue: Any) -> None:
+    from tests.notifications.fake_push import FakePushService
+
+    async def main() -> None:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:  # pragma: no cover
+            pass
+        # The tests verify VAPID and decrypt every message; here the fake only answers 201 so the
+        # two senders are measured, not the fake's signature checks (pywebpush signs a new JWT
+        # per message, which would also make it pay more at the fake).
+        fake = FakePushService(vapid_public_key=public_key, decrypt=False, verify=False)
+        await fake.start()
+        port_queue.put(fake.port)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def _prepare(
+    settings: Settings, url: str, port: int, people: int, subs: int, per_person: int
+) -> tuple[list[dict[str, Any]], float]:
+    from app.accounts import service as accounts_service
+    from app.notifications import service as notifications_service
+    from app.notifications.models import PushSubscription
+    from app.notifications.schemas import NotificationPayload, Recipient
+
+    engine = create_engine(settings, url)
+    sm = create_sessionmaker(engine)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "TRUNCATE push_deliveries, push_outbox, notifications, push_subscriptions,"
+                " organisations CASCADE"
+            )
+        )
+    origin = f"http://127.0.0.1:{port}"
+    sub_infos: list[dict[str, Any]] = []
+    recipients: list[Recipient] = []
+    async with sm() as s, s.begin():
+        org = await accounts_service.create_organisation(s, "bench-town", "Bench Town")
+        for _ in range(people):
+            device, _ = await accounts_service.register_device(s, org.slug, "web")
+            who = Recipient("device", device.id, org.id)
+            recipients.append(who)
+            for _ in range(subs):
+                key = generate_private_key()
+                endpoint = f"{origin}/push/{secrets.token_urlsafe(16)}"
+                p256dh = b64url(public_key_raw(key.public_key()))
+                auth = b64url(secrets.token_bytes(16))
+                sub_infos.append({"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}})
+                s.add(
+                    PushSubscription(
+                        organisation_id=org.id,
+                        device_id=device.id,
+                        endpoint=endpoint,
+                        origin=origin,
+                        p256dh=p256dh,
+                        auth=auth,
+                    )
+                )
+    started = time.perf_counter()
+    async with sm() as s, s.begin():
+        for who in recipients:
+            for i in range(per_person):
+                await notifications_service.enqueue(
+                    s,
+                    recipient=who,
+                    payload=NotificationPayload(
+                        title="Library open late tonight",
+                        body="The central library is open until 21:00 today.",
+                        url="https://council.example/library",
+                        tag=f"library{i}",
+                        kind="offer",
+                    ),
+                    settings=settings,
+                )
+    enqueue_s = time.perf_counter() - started
+    await engine.dispose()
+    return sub_infos, enqueue_s
+
+
+async def _drain(
+    settings: Settings, url: str, n_workers: int, total: int
+) -> tuple[float, dict[str, int]]:
+    from app.notifications.worker import DeliveryWorker
+
+    engine = create_engine(settings, url)
+    workers = [DeliveryWorker(settings, engine, name=f"bench{i}") for i in range(n_workers)]
+    started = time.perf_counter()
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    while True:
+        await asyncio.sleep(0.05)
+        async with engine.connect() as conn:
+            pending = (
+                await conn.execute(text("SELECT count(*) FROM push_outbox WHERE status='pending'"))
+            ).scalar_one()
+        if os.environ.get("BENCH_TRACE"):
+            print(f"  t={time.perf_counter() - started:6.2f}s pending={pending}")
+        if pending == 0:
+            break
+    elapsed = time.perf_counter() - started
+    for w in workers:
+        w.stop()
+    await asyncio.gather(*tasks)
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT status, count(*) FROM push_outbox GROUP BY 1"))
+        result = {r[0]: r[1] for r in rows}
+    await engine.dispose()
+    assert sum(result.values()) == total
+    return elapsed, result
+
+
+async def _pywebpush(
+    pem: bytes, subject: str, sub_infos: list[dict[str, Any]], per_person: int, concurrency: int
+) -> tuple[float, int]:
+    import aiohttp
+    from py_vapid import Vapid02
+    from pywebpush import webpush_async
+
+    vapid = Vapid02.from_pem(pem)
+    payload = (
+        '{"id":"00000000-0000-0000-0000-000000000000","kind":"offer",'
+        '"title":"Library open late tonight",'
+        '"body":"The central library is open until 21:00 today.","tag":"library0",'
+        '"url":"https://council.example/library"}'
+    )
+    jobs = [info for info in sub_infos for _ in range(per_person)]
+    sem = asyncio.Semaphore(concurrency)
+    ok = 0
+
+    async def one(info: dict[str, Any], session: aiohttp.ClientSession) -> None:
+        nonlocal ok
+        async with sem:
+            response = await webpush_async(
+                info,
+                data=payload,
+                vapid_private_key=vapid,
+                vapid_claims={"sub": subject},  # a fresh dict: pywebpush mutates it
+                ttl=86_400,
+                timeout=10,
+                aiohttp_session=session,
+            )
+            if not isinstance(response, str) and 200 <= response.status < 300:
+                ok += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(one(info, session) for info in jobs))
+        elapsed = time.perf_counter() - started
+    return elapsed, ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--people", type=int, default=1000)
+    parser.add_argument("--subs", type=int, default=2)
+    parser.add_argument("--per-person", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=256)
+    args = parser.parse_args()
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+
+    from app.core.cluster import EmbeddedCluster
+    from app.core.config import PROJECT_ROOT
+
+    port = int(os.environ.get("HEREABOUTS_EMBEDDED_PORT", "54329"))
+    cluster = EmbeddedCluster(data_dir=PROJECT_ROOT / ".data" / "pg", port=port)
+    cluster.ensure_running()
+    cluster.ensure_database(DB_NAME)
+    url = cluster.url(DB_NAME)
+    from alembic import command
+
+    from app.core.ops import alembic_config
+
+    cfg = alembic_config(url)
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")
+
+    key = generate_private_key()
+    pem = private_key_pem(key)
+    settings = Settings(
+        environment=Environment.test,
+        database_url=url,
+        vapid_private_key=pem.decode(),
+        push_allow_loopback=True,
+        push_worker_concurrency=args.concurrency,
+        push_per_origin_concurrency=args.concurrency,
+        push_worker_batch=200,
+        log_level="WARNING",
+    )
+    public = VapidSigner.from_settings(settings).public_key
+
+    ctx = multiprocessing.get_context("spawn")
+    port_queue = ctx.Queue()
+    server = ctx.Process(target=_serve_fake, args=(public, port_queue), daemon=True)
+    server.start()
+    fake_port = port_queue.get(timeout=30)
+    try:
+        total = args.people * args.subs * args.per_person
+        sub_infos, enqueue_s = asyncio.run(
+            _prepare(settings, url, fake_port, args.people, args.subs, args.per_person)
+        )
+        cpu0 = time.process_time()
+        drain_s, result = asyncio.run(_drain(settings, url, args.workers, total))
+        cpu1 = time.process_time()
+        py_s, py_ok = asyncio.run(
+            _pywebpush(pem, settings.vapid_subject, sub_infos, args.per_person, args.concurrency)
+        )
+        cpu2 = time.process_time()
+    finally:
+        server.terminate()
+        server.join(5)
+    ours = total / drain_s
+    theirs = total / py_s
+    print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
+    print(
+        f"dataset: {args.people} people × {args.subs} subscriptions × {args.per_person} "
+        f"notifications = {total} pushes; concurrency {args.concurrency}"
+    )
+    print(f"enqueue (service.enqueue, one transaction): {total / enqueue_s:,.0f} outbox rows/s")
+    print(
+        f"hereabouts outbox → worker ×{args.workers} → fake push: {ours:,.0f} pushes/s "
+        f"({drain_s:.2f} s, {result})"
+    )
+    print(
+        f"pywebpush webpush_async, shared aiohttp session: {theirs:,.0f} pushes/s "
+        f"({py_s:.2f} s, {py_ok} ok)"
+    )
+    print(
+        f"sender process CPU per push: hereabouts {(cpu1 - cpu0) / total * 1e6:.0f} µs, "
+        f"pywebpush {(cpu2 - cpu1) / total * 1e6:.0f} µs"
+    )
+    print(f"ratio: {ours / theirs:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
