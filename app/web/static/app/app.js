@@ -94,6 +94,7 @@ async function signInWorker(event) {
 
 async function signOut() {
   stopBackground();
+  $("bg-toggle").disabled = true;
   api.token = null;
   state.me = null;
   await kv.delete("token").catch(() => undefined);
@@ -264,6 +265,7 @@ async function restoreBackground() {
     }
   }
   $("bg-toggle").checked = on;
+  $("bg-toggle").disabled = false; // usable only once the real state is known
   if (on) startWatching();
   else stopBackground();
 }

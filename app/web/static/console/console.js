@@ -697,7 +697,10 @@ function labelFor(date, bucket) {
     : date.toLocaleDateString(undefined, { day: "numeric", month: "short" });
 }
 
+let footfallRequest = 0;
+
 async function drawFootfall() {
+  const request = ++footfallRequest; // a slower earlier answer must not overwrite a newer one
   const id = $("footfall-place").value;
   const chart = $("footfall-chart");
   if (!id) return chart.replaceChildren(h("p", { class: "muted" }, "No places yet."));
@@ -710,6 +713,7 @@ async function drawFootfall() {
     const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "Europe/London";
     const stats = await api.get(`/v1/geofences/${id}/checkins/stats?bucket=${bucket}&since=${encodeURIComponent(since)}&tz=${encodeURIComponent(tz)}`);
     const keyFor = (d) => (bucket === "hour" ? d.toISOString().slice(0, 13) : d.toDateString());
+    if (request !== footfallRequest) return;
     const byStart = new Map((stats.buckets || []).map((b) => [keyFor(new Date(b.start)), b]));
     // Every hour/day of the window gets a column (no check-ins = 0); resident counts below the
     // privacy threshold come back as null and are drawn as "·", never as 0.
@@ -725,12 +729,16 @@ async function drawFootfall() {
   }
 }
 
+let funnelRequest = 0;
+
 async function drawFunnel() {
+  const request = ++funnelRequest;
   const id = $("funnel-offer").value;
   const chart = $("funnel-chart");
   if (!id) return chart.replaceChildren(h("p", { class: "muted" }, "No offers yet."));
   try {
     const st = await api.get(`/v1/offers/${id}/stats`);
+    if (request !== funnelRequest) return;
     const sent = st.sent ?? null;
     barChart(
       chart,
