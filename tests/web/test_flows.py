@@ -55,7 +55,12 @@ def create_staff(server: LiveServer, admin: str, role: str) -> tuple[str, str, s
         "POST",
         "/v1/users",
         admin,
-        json={"email": email, "full_name": f"Test {role}", "password": password, "role": role},
+        json={
+            "email": email,
+            "full_name": f"Test {role} {email.split('@')[0][-6:]}",
+            "password": password,
+            "role": role,
+        },
     )
     return str(user["id"]), email, password
 
@@ -339,11 +344,11 @@ async def shown_notifications(page: Page, timeout_s: float = 10) -> list[dict[st
 def enqueue_notification(server: LiveServer, device_token: str) -> dict[str, Any]:
     """Record a notification for the device through the notifications service, as the rules
     engine does, and return the exact push payload the delivery worker would encrypt and send."""
-    from app.notifications import service as notifications
-    from app.notifications.schemas import NotificationPayload, Recipient
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from app.core.db import create_sessionmaker
+    from app.notifications import service as notifications
+    from app.notifications.schemas import NotificationPayload, Recipient
 
     me = server.request("GET", "/v1/me", device_token)
 
@@ -433,18 +438,29 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     depot = f"North Depot {secrets.token_hex(2)}"
     place_id = create_place(web_server, admin, depot, "depot", at)
     worker_id, email, password = create_staff(web_server, admin, "field_worker")
+    worker_name = f"Test field_worker {email.split('@')[0][-6:]}"
     title = f"Check the gritting stock {secrets.token_hex(2)}"
-    task = web_server.request(
-        "POST",
-        "/v1/tasks",
-        admin,
-        json={
-            "title": title,
-            "geofence_id": place_id,
-            "assignee_ids": [worker_id],
-            "requires_visit": True,
-        },
-    )
+
+    # An admin writes the task in the console and assigns it to the field worker.
+    staff_context = await new_context(browser, web_server)
+    console, console_problems = await open_page(staff_context, "/console/")
+    await sign_in_console(console, web_server.admin_email, web_server.admin_password)
+    await console.get_by_role("tab", name="Tasks").click()
+    task_form = console.locator("#task-form")
+    await task_form.get_by_label("Title").fill(title)
+    await task_form.get_by_label("Place", exact=True).select_option(label=f"{depot} (depot)")
+    await task_form.get_by_label("Assign to field workers").select_option(label=worker_name)
+    await expect(task_form.get_by_label("Needs a check-in at the place")).to_be_checked()
+    await task_form.get_by_role("button", name="Save task").click()
+    row = console.locator("#task-list tr", has_text=title)
+    await expect(row).to_contain_text("assigned")
+    await expect(row).to_contain_text("check-in required")
+    [task] = [
+        t
+        for t in web_server.request("GET", f"/v1/tasks?geofence_id={place_id}", admin)["items"]
+        if t["title"] == title
+    ]
+    assert task["assignee_ids"] == [worker_id]
 
     context = await resident_context(browser, web_server, at)
     page, problems = await open_page(context, "/app/")
@@ -469,12 +485,8 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     assert done["status"] == "done"
     assert done["proof_checkin_id"] is not None
 
-    staff_context = await new_context(browser, web_server)
-    console = await staff_context.new_page()
-    await console.goto("/console/")
-    await sign_in_console(console, web_server.admin_email, web_server.admin_password)
-    await console.get_by_role("tab", name="Tasks").click()
-    row = console.locator("#task-list tr", has_text=title)
+    # Back in the console: the task is done, with the check-in as proof of visit.
+    await console.get_by_label("Show", exact=True).select_option("done")
     await expect(row).to_contain_text("done")
     await expect(row).to_contain_text("checked in")
     await screenshot(console, "console-tasks")
@@ -485,6 +497,7 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     chart = console.locator("#footfall-chart svg[role=img]")
     await expect(chart).to_have_attribute("aria-label", f"Check-ins at {depot} per hour")
     await screenshot(console, "console-numbers")
+    assert console_problems.errors == []
     await staff_context.close()
     assert problems.errors == []
     await context.close()

@@ -410,7 +410,7 @@ async function loadInbox() {
           { class: `inbox-item ${n.opened_at ? "" : "unread"}`, dataset: { id: n.id } },
           h("h3", {}, n.title),
           n.body ? h("p", {}, n.body) : null,
-          h("span", { class: "muted small" }, fmtTime(n.created_at), n.decision && n.decision !== "sent" && n.decision !== "queued" ? ` · ${n.decision.replace(/_/g, " ")}` : ""),
+          h("span", { class: "muted small" }, fmtTime(n.created_at), n.decision && n.decision.startsWith("suppressed") ? ` · held back (${n.decision.replace(/^suppressed:?/, "").replace(/_/g, " ") || "rules"})` : ""),
           " ",
           h("button", { type: "button", class: "small secondary", onclick: () => openNotification(n) }, n.url ? "Open" : "Mark read"),
         ),
