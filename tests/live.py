@@ -37,6 +37,18 @@ class LiveServer:
     organisation: str
     env: dict[str, str] = field(default_factory=dict)
 
+    def create_admin(self, email: str, organisation: str) -> tuple[str, str]:
+        """A new organisation with its own admin (the CLI's create-admin); returns the login."""
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "users", "create-admin"]
+            + ["--email", email, "--organisation", organisation],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+        return email, self.admin_password
+
     def token(self, email: str, password: str) -> str:
         res = httpx.post(
             self.base + "/v1/auth/token", data={"username": email, "password": password}

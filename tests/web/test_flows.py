@@ -210,6 +210,91 @@ async def test_staff_draws_a_place_on_the_map_and_creates_an_offer_for_it(
     await context.close()
 
 
+async def test_staff_reshape_a_polygon_draw_a_circle_and_delete_a_place(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    # An organisation of its own, so the map shows exactly the shapes this test draws.
+    slug = f"shape-town-{secrets.token_hex(2)}"
+    email, password = web_server.create_admin(f"admin@{slug}.example", slug)
+    admin = web_server.token(email, password)
+    context = await new_context(browser, web_server)
+    page, problems = await open_page(context, "/console/")
+    await sign_in_console(page, email, password)
+    accept_dialogs(page)
+
+    box = await page.locator("#map").bounding_box()
+    assert box is not None
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.get_by_role("button", name="Draw polygon").click()
+    corners = [(cx - 100, cy - 80), (cx + 100, cy - 80), (cx + 100, cy + 80), (cx - 100, cy + 80)]
+    for x, y in corners:
+        await page.mouse.click(x, y)
+    await page.mouse.click(*corners[0])
+    await page.get_by_label("Name", exact=True).fill("Leisure Centre")
+    await page.get_by_label("Category", exact=True).fill("leisure_centre")
+    await page.get_by_role("button", name="Save place").click()
+    await expect(page.locator("#place-list")).to_contain_text("Leisure Centre")
+    [before] = web_server.request("GET", "/v1/geofences", admin)["items"]
+
+    # Edit mode: drag one corner outwards, then leave edit mode to save the new shape.
+    edit = page.get_by_role("button", name="Edit shapes")
+    await edit.click()
+    await expect(edit).to_have_attribute("aria-pressed", "true")
+    vertices = page.locator("#map .marker-icon:not(.marker-icon-middle)")
+    await expect(vertices).to_have_count(4)
+    handle = await vertices.first.bounding_box()
+    assert handle is not None
+    hx, hy = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+    await page.mouse.move(hx, hy)
+    await page.mouse.down()
+    for step in range(1, 6):
+        await page.mouse.move(hx - 8 * step, hy - 6 * step)
+    await page.mouse.up()
+    await edit.click()
+    await expect(edit).to_have_attribute("aria-pressed", "false")
+    await expect(page.locator("#status")).to_contain_text("New shape of “Leisure Centre” saved")
+    [after] = web_server.request("GET", "/v1/geofences", admin)["items"]
+    assert after["geometry"] != before["geometry"]
+    assert len(after["geometry"]["coordinates"][0]) == 5
+
+    # A circle: centre, then a second click sets the radius.
+    await page.get_by_role("button", name="Circle", exact=True).click()
+    await page.mouse.click(cx + 200, cy + 120)
+    await page.mouse.move(cx + 240, cy + 120)
+    await page.mouse.click(cx + 260, cy + 120)
+    radius = page.get_by_label("Radius (m, circles)")
+    await expect(radius).to_be_enabled()
+    assert int(await radius.input_value()) > 0
+    await page.get_by_label("Name", exact=True).fill("Bandstand")
+    await page.get_by_label("Category", exact=True).fill("park")
+    await page.get_by_role("button", name="Save place").click()
+    await expect(page.locator("#place-list")).to_contain_text("Bandstand")
+    circle = next(
+        p
+        for p in web_server.request("GET", "/v1/geofences", admin)["items"]
+        if p["properties"]["name"] == "Bandstand"
+    )
+    assert circle["geometry"]["type"] == "Point"
+    assert circle["properties"]["radius_m"] > 0
+
+    await page.get_by_role("button", name="Delete Leisure Centre").click()
+    await expect(page.locator("#place-list")).not_to_contain_text("Leisure Centre")
+    names = [
+        p["properties"]["name"] for p in web_server.request("GET", "/v1/geofences", admin)["items"]
+    ]
+    assert names == ["Bandstand"]
+    await screenshot(page, "console-shapes")
+    assert problems.errors == []
+    await context.close()
+
+
+def accept_dialogs(page: Page) -> None:
+    async def accept(dialog: Any) -> None:
+        await dialog.accept()
+
+    page.on("dialog", accept)
+
+
 async def test_import_reports_each_failed_feature_and_keeps_the_valid_ones(
     browser: Browser, web_server: LiveServer, tmp_path: Any
 ) -> None:

@@ -116,6 +116,10 @@ const placesMap = new PlacesMap($("map"), {
   onTilesUnavailable: () => ($("map-note").hidden = false),
   onDraft: (draft) => openPlaceForm(null, draft),
   onShapeChanged: (id, shape) => saveShape(id, shape),
+  onModeChange: (mode) => {
+    $("edit-shapes").setAttribute("aria-pressed", String(mode === "edit"));
+    $("drag-shapes").setAttribute("aria-pressed", String(mode === "drag"));
+  },
   onSelect: (id) => {
     const place = state.places.find((p) => p.id === id);
     if (place) openPlaceForm(place);
@@ -810,8 +814,8 @@ $("draw-polygon").addEventListener("click", () => placesMap.draw("Polygon"));
 $("draw-rectangle").addEventListener("click", () => placesMap.draw("Rectangle"));
 $("draw-circle").addEventListener("click", () => placesMap.draw("Circle"));
 $("circle-centre").addEventListener("click", () => placesMap.circleAtCentre(50));
-$("edit-shapes").addEventListener("click", (e) => e.currentTarget.setAttribute("aria-pressed", String(placesMap.toggleEdit())));
-$("drag-shapes").addEventListener("click", (e) => e.currentTarget.setAttribute("aria-pressed", String(placesMap.toggleDrag())));
+$("edit-shapes").addEventListener("click", () => placesMap.toggleEdit());
+$("drag-shapes").addEventListener("click", () => placesMap.toggleDrag());
 
 if (api.token) {
   start().catch(() => signOut("Sign in to continue."));

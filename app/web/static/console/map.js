@@ -26,6 +26,7 @@ export class PlacesMap {
     this.map = null;
     this.layers = new Map(); // place id → layer
     this.pendingFit = true;
+    this.mode = null;
   }
 
   ready() {
@@ -59,34 +60,41 @@ export class PlacesMap {
     if (this.map) setTimeout(() => this.map.invalidateSize(), 0);
   }
 
-  draw(shape) {
+  // Edit ("edit") and move ("drag") modes are exclusive; the console mirrors `mode` on its
+  // toggle buttons through onModeChange.
+  setMode(mode) {
     this.ready();
-    this.map.pm.disableGlobalEditMode();
-    this.map.pm.disableGlobalDragMode();
+    const pm = this.map.pm;
+    if (this.mode === "edit" && mode !== "edit") pm.disableGlobalEditMode();
+    if (this.mode === "drag" && mode !== "drag") pm.disableGlobalDragMode();
+    if (mode === "edit" && this.mode !== "edit") pm.enableGlobalEditMode();
+    if (mode === "drag" && this.mode !== "drag") pm.enableGlobalDragMode();
+    this.mode = mode;
+    if (this.options.onModeChange) this.options.onModeChange(mode);
+  }
+
+  toggleEdit() {
+    this.setMode(this.mode === "edit" ? null : "edit");
+  }
+
+  toggleDrag() {
+    this.setMode(this.mode === "drag" ? null : "drag");
+  }
+
+  draw(shape) {
+    this.setMode(null);
     this.map.pm.enableDraw(shape);
     this.element.focus();
   }
 
   circleAtCentre(radius) {
-    this.ready();
+    this.setMode(null);
     const layer = L.circle(this.map.getCenter(), { radius }).addTo(this.map);
     this.options.onDraft({ ...shapeOf(layer), layer });
   }
 
   discard(draft) {
     if (draft && draft.layer) draft.layer.remove();
-  }
-
-  toggleEdit() {
-    this.map.pm.disableGlobalDragMode();
-    this.map.pm.toggleGlobalEditMode();
-    return this.map.pm.globalEditModeEnabled();
-  }
-
-  toggleDrag() {
-    this.map.pm.disableGlobalEditMode();
-    this.map.pm.toggleGlobalDragMode();
-    return this.map.pm.globalDragModeEnabled();
   }
 
   layerFor(feature) {
