@@ -161,9 +161,21 @@ def _validate_fix(settings: Settings, body: CheckInCreate, now: datetime) -> dat
     return at
 
 
+@dataclass(frozen=True)
+class PreviousFix:
+    """The person's previous position: their last check-in or their last good ping."""
+
+    source: str
+    ref: str | None
+    lon: float
+    lat: float
+    accuracy_m: float
+    recorded_at: datetime
+
+
 def jump_check(
     settings: Settings,
-    prev: CheckIn | None,
+    prev: PreviousFix | None,
     lon: float,
     lat: float,
     accuracy_m: float,
@@ -179,13 +191,42 @@ def jump_check(
     if speed <= settings.implausible_speed_mps:
         return None
     return {
-        "previous_checkin_id": str(prev.id),
+        "previous": prev.source,
+        "previous_ref": prev.ref,
         "previous_recorded_at": prev.recorded_at.isoformat(),
         "distance_m": round(dist, 1),
         "seconds": round(dt, 1),
         "implied_speed_mps": round(speed, 1) if math.isfinite(speed) else None,
         "max_speed_mps": settings.implausible_speed_mps,
     }
+
+
+async def previous_fix(
+    session: AsyncSession,
+    *,
+    device_id: uuid.UUID | None,
+    staff_user_id: uuid.UUID | None,
+    before: datetime,
+) -> PreviousFix | None:
+    """The latest of the person's previous check-in and last good ping at or before `before`."""
+    found: list[PreviousFix] = []
+    prev = await repository.previous_checkin(
+        session, device_id=device_id, staff_user_id=staff_user_id, before=before
+    )
+    if prev is not None:
+        found.append(
+            PreviousFix(
+                "checkin", str(prev.id), prev.lon, prev.lat, prev.accuracy_m, prev.recorded_at
+            )
+        )
+    subject = device_id or staff_user_id
+    assert subject is not None
+    ping = await presence_service.last_fix(session, subject)
+    if ping is not None and ping.recorded_at <= before:
+        found.append(
+            PreviousFix("ping", None, ping.lon, ping.lat, ping.accuracy_m, ping.recorded_at)
+        )
+    return max(found, key=lambda f: f.recorded_at, default=None)
 
 
 async def check_in(
@@ -218,9 +259,7 @@ async def check_in(
         )
         return outcome
 
-    prev = await repository.previous_checkin(
-        session, device_id=device_id, staff_user_id=staff_id, before=at
-    )
+    prev = await previous_fix(session, device_id=device_id, staff_user_id=staff_id, before=at)
     jump = jump_check(settings, prev, lon, lat, body.accuracy_m, at)
     checkin = CheckIn(
         id=uuid.uuid4(),

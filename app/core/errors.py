@@ -176,11 +176,17 @@ def _allowed_methods(request: Request) -> list[str]:
     """Methods the OpenAPI schema documents for the requested path."""
     import re
 
-    methods: set[str] = set()
+    matches: list[tuple[int, set[str]]] = []
     for template, operations in request.app.openapi().get("paths", {}).items():
         pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, request.url.path):
-            methods |= {m.upper() for m in operations}
+            matches.append((template.count("{"), {m.upper() for m in operations}))
+    # a static path ("/import") wins over a parameterised one ("/{id}"), as in the router
+    fewest = min((n for n, _ in matches), default=0)
+    methods: set[str] = set()
+    for n, ops in matches:
+        if n == fewest:
+            methods |= ops
     return sorted(methods)
 
 

@@ -204,7 +204,7 @@ async def import_geofences(
 
 
 @router.get(
-    "/{geofence_id}",
+    "/{geofence_id:uuid}",
     response_model=GeofenceRead | GeofencePublicRead,
     responses=GeoJSONResponses,
 )
@@ -218,7 +218,7 @@ async def get_geofence(
     return item
 
 
-@router.patch("/{geofence_id}", response_model=GeofenceRead)
+@router.patch("/{geofence_id:uuid}", response_model=GeofenceRead)
 async def update_geofence(
     session: Session,
     settings: AppSettings,
@@ -230,7 +230,7 @@ async def update_geofence(
     return service.to_read(await service.update_geofence(session, settings, geofence, body))
 
 
-@router.delete("/{geofence_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{geofence_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_geofence(session: Session, editor: EditorUser, geofence: VisibleGeofence) -> None:
     """Editor: soft-delete a place (history that refers to it stays explainable)."""
     await service.delete_geofence(session, geofence)

@@ -75,6 +75,22 @@ async def lock_subject(
     return LastFix(row.last_fix_at, row.last_lon, row.last_lat, row.last_accuracy_m)
 
 
+async def last_fix(session: AsyncSession, subject_id: uuid.UUID) -> LastFix | None:
+    """The subject's last evaluated (good) fix, without locking."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT last_fix_at, last_lon, last_lat, last_accuracy_m FROM presence_subjects "
+                "WHERE subject_id = :s"
+            ),
+            {"s": subject_id},
+        )
+    ).first()
+    if row is None or row.last_fix_at is None:
+        return None
+    return LastFix(row.last_fix_at, row.last_lon, row.last_lat, row.last_accuracy_m)
+
+
 async def update_subject(session: AsyncSession, subject_id: uuid.UUID, last: LastFix) -> None:
     await session.execute(
         text(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.presence import engine, repository
-from app.presence.engine import Fix, Params
+from app.presence.engine import Fix, LastFix, Params
 from app.presence.errors import BackgroundLocationOff
 from app.presence.models import EventSource, EventType, PingQuality, SubjectKind
 
@@ -393,6 +393,11 @@ async def events_created_after(
 
 async def db_now(session: AsyncSession) -> datetime:
     return await repository.db_now(session)
+
+
+async def last_fix(session: AsyncSession, subject_id: uuid.UUID) -> LastFix | None:
+    """The last good fix from this device or staff user's pings (for plausibility checks)."""
+    return await repository.last_fix(session, subject_id)
 
 
 async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> None:

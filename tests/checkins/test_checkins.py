@@ -406,3 +406,38 @@ async def test_stats_suppress_resident_cells_under_ten_people(
         f"/v1/geofences/{library_id}/checkins/regulars", headers=editor.headers
     )
     assert regulars.json()["regulars"] == 0
+
+
+async def test_implausible_jump_is_measured_from_the_last_ping_too(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    org = await factories.create_organisation(db)
+    resident = await factories.create_resident(db, org)
+    await add_square(db, org.id, name="Brighton library")
+    on = await client.put(
+        "/v1/me/background-location", json={"enabled": True}, headers=resident.headers
+    )
+    assert on.status_code == 200, on.text
+    now = datetime.now(UTC)
+    far_lon, far_lat = offset(-25_000, 0)  # 25 km west, one minute ago
+    ping = await client.post(
+        "/v1/pings",
+        json={
+            "pings": [
+                {
+                    "id": "p1",
+                    "lon": far_lon,
+                    "lat": far_lat,
+                    "accuracy_m": 10,
+                    "recorded_at": (now - timedelta(minutes=1)).isoformat(),
+                }
+            ]
+        },
+        headers=resident.headers,
+    )
+    assert ping.status_code == 200, ping.text
+    resp = await client.post(
+        "/v1/checkins", json=body(0, 0, recorded_at=now.isoformat()), headers=resident.headers
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["checkin"]["implausible_jump"] is True

@@ -108,3 +108,9 @@ async def test_405_lists_every_allowed_method_of_the_path(client: httpx.AsyncCli
     resp = await client.request("OPTIONS", "/v1/users")
     assert resp.status_code == 405
     assert resp.headers["allow"] == "GET, POST"
+
+
+async def test_405_on_a_static_path_lists_only_its_own_methods(client: httpx.AsyncClient) -> None:
+    resp = await client.patch("/v1/geofences/import", json={})
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "POST"
