@@ -205,6 +205,25 @@ async def test_staff_draws_a_place_on_the_map_and_creates_an_offer_for_it(
     await expect(row).to_contain_text("paused")
     await row.get_by_role("button", name="Resume").click()
     await expect(row).to_contain_text("active")
+
+    # Edit: schedule it for mornings until a date, with a new title.
+    await row.get_by_role("button", name="Edit").click()
+    await expect(offer_form.get_by_label("Title")).to_have_value("Free coffee at story time")
+    await offer_form.get_by_label("Title").fill("Free coffee at morning story time")
+    await offer_form.get_by_label("Valid until").fill("2031-06-30T18:00")
+    await offer_form.get_by_label("Daily from").fill("09:00")
+    await offer_form.get_by_label("to", exact=True).fill("11:30")
+    await offer_form.get_by_role("button", name="Save offer").click()
+    row = page.locator("#offer-list tr", has_text="Free coffee at morning story time")
+    await expect(row).to_contain_text("daily 09:00–11:30")
+    [offer] = [
+        o
+        for o in web_server.request("GET", "/v1/offers", admin)["items"]
+        if o["title"] == "Free coffee at morning story time"
+    ]
+    assert offer["time_window"]["start"].startswith("09:00")
+    assert offer["valid_until"].startswith("2031-06-30")
+    assert offer["status"] == "active"
     await screenshot(page, "console-offers")
     assert problems.errors == []
     await context.close()
@@ -364,7 +383,7 @@ async def test_resident_checks_in_sees_the_offer_and_is_then_asked_about_notific
     await expect(console.locator("#live-state")).to_have_text("live")
 
     context = await resident_context(browser, web_server, at)
-    page, problems = await open_page(context, "/app/")
+    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
     await set_notification_permission(browser, page, web_server.base, "prompt", reload=True)
     await page.get_by_role("button", name="Get started").click()
     await expect(page.locator("#home")).to_be_visible()
@@ -472,7 +491,7 @@ async def test_service_worker_shows_a_pushed_notification_and_reports_its_openin
 ) -> None:
     context = await resident_context(browser, web_server, LIBRARY)
     await context.grant_permissions(["notifications", "geolocation"])
-    page, problems = await open_page(context, "/app/")
+    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
     await page.get_by_role("button", name="Get started").click()
     await expect(page.locator("#home")).to_be_visible()
     await page.evaluate("navigator.serviceWorker.ready")
@@ -548,7 +567,7 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     assert task["assignee_ids"] == [worker_id]
 
     context = await resident_context(browser, web_server, at)
-    page, problems = await open_page(context, "/app/")
+    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
     await page.get_by_text("Council field worker? Sign in").click()
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(password)
@@ -596,7 +615,7 @@ async def test_background_location_sends_pings_with_the_real_accuracy_only_after
     place = f"Canal Park {secrets.token_hex(2)}"
     place_id = create_place(web_server, admin, place, "park", at)
     context = await resident_context(browser, web_server, at)
-    page, problems = await open_page(context, "/app/")
+    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
     await page.get_by_role("button", name="Get started").click()
     toggle = page.get_by_label("Share location in the background")
     await expect(toggle).not_to_be_checked()

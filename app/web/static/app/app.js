@@ -255,7 +255,8 @@ async function subscribePush(tell) {
 // The server is the source of truth (opt-in is recorded there); the local copy covers old servers.
 async function restoreBackground() {
   let on = localStorage.getItem("hereabouts.app.background") === "on";
-  $("bg-card").hidden = false;
+  $("bg-card").hidden = isWorker(); // background location is a resident's opt-in
+  if (isWorker()) return;
   try {
     on = (await api.get("/v1/me/background-location")).enabled;
   } catch (err) {

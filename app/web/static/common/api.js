@@ -91,13 +91,13 @@ export class Api {
   }
 
   // Every page of a keyset-paginated list (items + next_cursor), up to `max` rows.
-  async all(path, max = 2000) {
+  async all(path, max = 2000, accept = undefined) {
     const out = [];
     let cursor = null;
     do {
       const sep = path.includes("?") ? "&" : "?";
       const url = `${path}${sep}limit=500` + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : "");
-      const page = await this.get(url);
+      const page = await this.get(url, accept ? { accept } : undefined);
       const items = Array.isArray(page) ? page : page.items || page.features || [];
       out.push(...items);
       cursor = Array.isArray(page) ? null : page.next_cursor;

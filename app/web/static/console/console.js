@@ -128,8 +128,8 @@ const placesMap = new PlacesMap($("map"), {
 
 async function loadPlaces() {
   try {
-    const body = await api.get("/v1/geofences?limit=500", { accept: "application/geo+json" });
-    const features = body.features || body.items || [];
+    // Every page of the FeatureCollection (keyset cursor), up to 10,000 places.
+    const features = await api.all("/v1/geofences", 10000, "application/geo+json");
     state.places = features;
     placesMap.show(features);
     renderPlaces();
