@@ -29,6 +29,7 @@ from playwright.async_api import (
 
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT
+from app.notifications.vapid import generate_private_key, private_key_pem
 from tests.live import LiveServer, live_server
 
 CHROMIUM = os.environ.get("HEREABOUTS_CHROMIUM", "/usr/bin/chromium")
@@ -65,7 +66,11 @@ def web_server(pg_cluster: EmbeddedCluster) -> Iterator[LiveServer]:
         "hereabouts_web",
         # Relative tile URL: served (as 404s) by the live server itself, so the map is exercised
         # exactly as it is on an offline machine, without any traffic leaving loopback.
-        extra_env={"HEREABOUTS_TILE_URL": "/tiles/{z}/{x}/{y}.png"},
+        extra_env={
+            "HEREABOUTS_TILE_URL": "/tiles/{z}/{x}/{y}.png",
+            # A key of the test's own, shared with the delivery worker the push test runs.
+            "HEREABOUTS_VAPID_PRIVATE_KEY": private_key_pem(generate_private_key()).decode(),
+        },
     ) as server:
         yield server
 

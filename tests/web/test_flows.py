@@ -17,8 +17,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from playwright.async_api import Browser, BrowserContext, Page, expect
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.config import Environment, Settings
+from app.notifications.worker import DeliveryWorker
 from tests.live import LiveServer
+from tests.notifications.fake_push import FakePushService, Received
 from tests.web.conftest import PHONE, new_context, open_page, screenshot, unlabelled_controls
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -124,7 +128,10 @@ async def set_notification_permission(
 
 
 async def resident_context(
-    browser: Browser, server: LiveServer, at: tuple[float, float]
+    browser: Browser,
+    server: LiveServer,
+    at: tuple[float, float],
+    subscription: dict[str, Any] | None = None,
 ) -> BrowserContext:
     context = await new_context(
         browser,
@@ -135,7 +142,7 @@ async def resident_context(
         is_mobile=True,
         has_touch=True,
     )
-    await context.add_init_script(STUB_PUSH % json.dumps(fake_subscription()))
+    await context.add_init_script(STUB_PUSH % json.dumps(subscription or fake_subscription()))
     return context
 
 
@@ -486,24 +493,63 @@ def enqueue_notification(server: LiveServer, device_token: str) -> dict[str, Any
     return payload
 
 
-async def test_service_worker_shows_a_pushed_notification_and_reports_its_opening(
+async def deliver_through_worker(server: LiveServer, fake: FakePushService) -> Received:
+    """Run a real delivery worker against the live database until the fake push service has
+    verified (VAPID) and decrypted (RFC 8291) one message."""
+    settings = Settings(
+        environment=Environment.test,
+        database_url=server.env["HEREABOUTS_DATABASE_URL"],
+        vapid_private_key=server.env["HEREABOUTS_VAPID_PRIVATE_KEY"],
+        push_allow_loopback=True,
+        push_poll_interval_s=0.2,
+        log_json=False,
+    )
+    engine = create_async_engine(str(settings.database_url))
+    worker = DeliveryWorker(settings, engine)
+    task = asyncio.create_task(worker.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not fake.received and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        worker.stop()
+        await task
+        await engine.dispose()
+    assert fake.violations == []
+    [received] = fake.received
+    return received
+
+
+async def test_push_travels_from_the_outbox_to_the_service_worker_and_its_opening_is_reported(
     browser: Browser, web_server: LiveServer
 ) -> None:
-    context = await resident_context(browser, web_server, LIBRARY)
-    await context.grant_permissions(["notifications", "geolocation"])
-    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
-    await page.get_by_role("button", name="Get started").click()
-    await expect(page.locator("#home")).to_be_visible()
-    await page.evaluate("navigator.serviceWorker.ready")
-    cdp, registration_id = await _registration_id(context, page)
-    token = await page.evaluate("localStorage.getItem('hereabouts.app.token')")
-    payload = await asyncio.to_thread(enqueue_notification, web_server, token)
+    vapid_key = web_server.request("GET", "/v1/push/vapid-public-key")["public_key"]
+    fake = await FakePushService(vapid_public_key=vapid_key).start()
+    try:
+        subscription = fake.subscribe()
+        context = await resident_context(browser, web_server, LIBRARY, subscription.as_json())
+        await context.grant_permissions(["notifications", "geolocation"])
+        page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
+        await page.get_by_role("button", name="Get started").click()
+        await expect(page.locator("#push-state")).to_contain_text("Notifications are on")
+        cdp, registration_id = await _registration_id(context, page)
+        token = await page.evaluate("localStorage.getItem('hereabouts.app.token')")
 
-    # The DevTools protocol hands the service worker a push event with this data, as the browser
-    # does after decrypting a message from the push service.
+        payload = await asyncio.to_thread(enqueue_notification, web_server, token)
+        received = await deliver_through_worker(web_server, fake)
+    finally:
+        await fake.stop()
+    assert json.loads(received.plaintext) == payload
+
+    # Chromium has no route to a push service here, so the DevTools protocol hands the service
+    # worker the decrypted message, exactly as the browser does after receiving it.
     await cdp.send(
         "ServiceWorker.deliverPushMessage",
-        {"origin": web_server.base, "registrationId": registration_id, "data": json.dumps(payload)},
+        {
+            "origin": web_server.base,
+            "registrationId": registration_id,
+            "data": received.plaintext.decode(),
+        },
     )
     shown = await shown_notifications(page)
     assert shown == [
@@ -530,6 +576,26 @@ async def test_service_worker_shows_a_pushed_notification_and_reports_its_openin
     inbox = web_server.request("GET", "/v1/me/notifications", token)["items"]
     assert [(n["id"], n["opened_at"] is not None) for n in inbox] == [(payload["id"], True)]
     assert await shown_notifications(page, timeout_s=0) == []  # closed once opened
+
+    # Staff see the attempt in the delivery log and the console's delivery chart.
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    log = web_server.request("GET", f"/v1/deliveries?notification_id={payload['id']}", admin)
+    assert [(d["status"], d["latency_ms"] is not None) for d in log["items"]] == [
+        ("delivered", True)
+    ]
+    staff_context = await new_context(browser, web_server)
+    console, console_problems = await open_page(staff_context, "/console/")
+    await sign_in_console(console, web_server.admin_email, web_server.admin_password)
+    await console.get_by_role("tab", name="Activity").click()
+    await expect(console.locator("#delivery-list")).to_contain_text("delivered")
+    await console.get_by_role("tab", name="Numbers").click()
+    await expect(
+        console.locator('#delivery-chart svg[aria-label="Delivery attempts by outcome"]')
+    ).to_contain_text("delivered")
+    await expect(console.locator("#latency-chart svg")).to_contain_text("p50")
+    await screenshot(console, "console-deliveries")
+    assert console_problems.errors == []
+    await staff_context.close()
     assert problems.errors == []
     await context.close()
 

@@ -99,9 +99,9 @@ function swatch(cls) {
 // rows: [{label, value, kind?}] drawn as horizontal bars, longest = 100 %.
 export function barChart(container, title, rows, { unit = "", percentOf = null } = {}) {
   if (!rows.length) return empty(container, "No data yet.");
-  const width = 640;
-  const rowH = 34;
-  const labelW = 150;
+  const width = 420;
+  const rowH = 30;
+  const labelW = 80;
   const height = rows.length * rowH + 10;
   const max = Math.max(1, ...rows.map((r) => r.value || 0));
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
@@ -109,7 +109,7 @@ export function barChart(container, title, rows, { unit = "", percentOf = null }
   rows.forEach((r, i) => {
     const y = 5 + i * rowH;
     const value = r.value ?? 0;
-    const w = (value / max) * (width - labelW - 110);
+    const w = (value / max) * (width - labelW - 100);
     svg.append(s("text", { x: labelW - 8, y: y + rowH / 2 + 4, "text-anchor": "end" }, r.label));
     svg.append(s("rect", { class: `bar ${r.kind || ""}`, x: labelW, y: y + 4, width: Math.max(1, w), height: rowH - 10 }));
     let text = r.value === null || r.value === undefined ? "n/a" : `${value}${unit}`;

@@ -670,6 +670,13 @@ async function startStream(delay = 1000) {
   if (!ctrl.signal.aborted && state.me) setTimeout(() => startStream(Math.min(delay * 2, 30000)), delay);
 }
 
+// delivered → ok; retry (push service busy, will try again) → warning; gone/failed/dead → error.
+function deliveryKind(status) {
+  if (status === "delivered") return "ok";
+  if (status === "retry") return "warn";
+  return "err";
+}
+
 async function loadDeliveries() {
   if (!["admin", "editor"].includes(state.me.role)) return;
   try {
@@ -685,7 +692,7 @@ async function loadDeliveries() {
         "tr",
         {},
         h("td", {}, fmtTime(d.attempted_at)),
-        h("td", {}, h("span", { class: `badge ${d.status === "ok" || d.status === "sent" ? "ok" : "err"}` }, d.status), d.error ? h("div", { class: "muted small" }, d.error) : null),
+        h("td", {}, h("span", { class: `badge ${deliveryKind(d.status)}` }, d.status), d.http_status ? h("span", { class: "muted small" }, ` HTTP ${d.http_status}`) : null, d.error ? h("div", { class: "muted small" }, d.error) : null),
         h("td", {}, d.push_origin),
         h("td", {}, d.latency_ms === null || d.latency_ms === undefined ? "—" : `${Math.round(d.latency_ms)} ms`),
       ),
@@ -763,11 +770,10 @@ function drawDeliveries() {
   const rows = state.deliveries;
   const counts = {};
   for (const d of rows) counts[d.status] = (counts[d.status] || 0) + 1;
-  const good = new Set(["ok", "sent", "delivered"]);
   barChart(
     $("delivery-chart"),
     "Delivery attempts by outcome",
-    Object.entries(counts).map(([label, value]) => ({ label, value, kind: good.has(label) ? "ok" : "err" })),
+    Object.entries(counts).map(([label, value]) => ({ label, value, kind: deliveryKind(label) })),
     { percentOf: rows.length },
   );
   const lat = rows.map((d) => d.latency_ms).filter((v) => typeof v === "number");
