@@ -76,6 +76,14 @@ def web_server(pg_cluster: EmbeddedCluster) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
+def other_organisation(web_server: LiveServer) -> tuple[str, str, str]:
+    """A second organisation on the live server, with its own admin: (email, password, slug)."""
+    slug = "shape-town"
+    email, password = web_server.create_admin(f"admin@{slug}.example", slug)
+    return email, password, slug
+
+
+@pytest.fixture(scope="session")
 async def playwright_instance() -> AsyncIterator[Playwright]:
     async with async_playwright() as pw:
         yield pw

@@ -237,11 +237,10 @@ async def test_staff_draws_a_place_on_the_map_and_creates_an_offer_for_it(
 
 
 async def test_staff_reshape_a_polygon_draw_a_circle_and_delete_a_place(
-    browser: Browser, web_server: LiveServer
+    browser: Browser, web_server: LiveServer, other_organisation: tuple[str, str, str]
 ) -> None:
     # An organisation of its own, so the map shows exactly the shapes this test draws.
-    slug = f"shape-town-{secrets.token_hex(2)}"
-    email, password = web_server.create_admin(f"admin@{slug}.example", slug)
+    email, password, _ = other_organisation
     admin = web_server.token(email, password)
     context = await new_context(browser, web_server)
     page, problems = await open_page(context, "/console/")
@@ -674,14 +673,17 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
 
 
 async def test_background_location_sends_pings_with_the_real_accuracy_only_after_opting_in(
-    browser: Browser, web_server: LiveServer
+    browser: Browser, web_server: LiveServer, other_organisation: tuple[str, str, str]
 ) -> None:
     admin = web_server.token(web_server.admin_email, web_server.admin_password)
     at = (-0.07, 51.53)
     place = f"Canal Park {secrets.token_hex(2)}"
     place_id = create_place(web_server, admin, place, "park", at)
     context = await resident_context(browser, web_server, at)
-    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
+    page, problems = await open_page(context, "/app/")
+    # This server hosts two organisations: the app asks which council.
+    await page.get_by_role("button", name="Get started").click()
+    await page.get_by_label("Your council's code").fill(web_server.organisation)
     await page.get_by_role("button", name="Get started").click()
     toggle = page.get_by_label("Share location in the background")
     await expect(toggle).not_to_be_checked()

@@ -67,13 +67,17 @@ async function enter() {
 
 async function startResident() {
   try {
-    // A council with several organisations links to /app/?org=<slug>.
-    const org = new URLSearchParams(window.location.search).get("org");
+    // A deployment shared by several councils links to /app/?org=<slug> (or asks for it).
+    const org = new URLSearchParams(window.location.search).get("org") || $("org-code").value.trim();
     const device = await api.post("/v1/devices", org ? { platform: "web", organisation: org } : { platform: "web" });
     api.token = device.token;
     await enter();
     announce(status, "You're set up. Check in when you visit a place.", "ok");
   } catch (err) {
+    if (err instanceof ApiError && err.status === 422 && (err.problem.field === "organisation" || /organisation/.test(err.message))) {
+      $("org-field").hidden = false;
+      $("org-code").focus();
+    }
     announce(status, err.message, "error");
   }
 }
