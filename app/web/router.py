@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -135,4 +136,10 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     """Mount the pages and `/static/` on the application."""
     app.include_router(router)
     static = StaticFiles(directory=STATIC_DIR, follow_symlink=False)
-    app.mount("/static", _WithHeaders(static, page_headers(settings)), name="static")
+    # Compressed here only (not app-wide): the map libraries shrink from ~480 KB to ~130 KB,
+    # while API responses keep their own behaviour.
+    app.mount(
+        "/static",
+        GZipMiddleware(_WithHeaders(static, page_headers(settings)), minimum_size=1024),
+        name="static",
+    )

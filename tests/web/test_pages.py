@@ -65,6 +65,11 @@ async def test_static_assets_carry_the_security_headers(client: httpx.AsyncClien
     res = await client.get("/static/vendor/leaflet/leaflet.js")
     assert res.status_code == 200
     assert "content-security-policy" in res.headers
+    assert res.headers["content-encoding"] == "gzip"
+    revalidated = await client.get(
+        "/static/vendor/leaflet/leaflet.js", headers={"If-None-Match": res.headers["etag"]}
+    )
+    assert revalidated.status_code == 304
     assert (await client.get("/static/../app/main.py")).status_code == 404
 
 
