@@ -296,7 +296,10 @@ async function importFile(event) {
         ),
       );
     }
-    if (!result.dry_run) await loadPlaces();
+    if (!result.dry_run) {
+      placesMap.pendingFit = true; // show everything, including the imported places
+      await loadPlaces();
+    }
   } catch (err) {
     report.append(h("p", { class: "error", role: "alert" }, err.message));
   }
