@@ -261,27 +261,6 @@ async def redemption_stats(session: AsyncSession, offer_id: uuid.UUID) -> tuple[
     return int(total), int(people)
 
 
-async def find_place(
-    session: AsyncSession, organisation_id: uuid.UUID, external_id: str, category: str
-) -> Geofence | None:
-    """A live place by external id, else the oldest live place of that category (demo data)."""
-    for condition in (Geofence.external_id == external_id, Geofence.category == category):
-        stmt = (
-            select(Geofence)
-            .where(
-                Geofence.organisation_id == organisation_id,
-                Geofence.deleted_at.is_(None),
-                condition,
-            )
-            .order_by(Geofence.created_at, Geofence.id)
-            .limit(1)
-        )
-        place = (await session.execute(stmt)).scalar_one_or_none()
-        if place is not None:
-            return place
-    return None
-
-
 async def offer_titled(session: AsyncSession, organisation_id: uuid.UUID, title: str) -> bool:
     stmt = select(Offer.id).where(
         Offer.organisation_id == organisation_id, Offer.title == title, Offer.deleted_at.is_(None)
