@@ -204,3 +204,24 @@ async def resolve(
         params["at"] = at
     rows = (await session.execute(_RESOLVE[at is not None], params)).all()
     return [(row[0], float(row[1]), bool(row[2])) for row in rows]
+
+
+async def find_place(
+    session: AsyncSession, organisation_id: uuid.UUID, external_id: str, category: str
+) -> Geofence | None:
+    """A live place by external id, else the oldest live place of that category (demo data)."""
+    for condition in (Geofence.external_id == external_id, Geofence.category == category):
+        stmt = (
+            select(Geofence)
+            .where(
+                Geofence.organisation_id == organisation_id,
+                Geofence.deleted_at.is_(None),
+                condition,
+            )
+            .order_by(Geofence.created_at, Geofence.id)
+            .limit(1)
+        )
+        place = (await session.execute(stmt)).scalar_one_or_none()
+        if place is not None:
+            return place
+    return None

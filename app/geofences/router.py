@@ -13,6 +13,7 @@ from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import Unprocessable
 from app.core.geo import GeoError, check_lon_lat, check_position
+from app.core.near import parse_near
 from app.core.pagination import Pagination
 from app.geofences import repository, service
 from app.geofences.dependencies import VisibleGeofence
@@ -53,16 +54,9 @@ def _geojson(body: dict[str, Any], status_code: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type=GEOJSON)
 
 
-def _pair(value: str, field: str) -> tuple[float, float]:
-    parts = value.split(",")
-    if len(parts) != 2:
-        raise Unprocessable(f"{field} must be 'lon,lat'", extra={"field": field})
-    try:
-        return check_lon_lat(float(parts[0]), float(parts[1]), field)
-    except ValueError as exc:
-        if isinstance(exc, GeoError):
-            raise InvalidGeofence.from_geo(exc) from exc
-        raise Unprocessable(f"{field} must be 'lon,lat' numbers", extra={"field": field}) from exc
+def _near_pair(value: str) -> tuple[float, float]:
+    point = parse_near(value)
+    return point.lon, point.lat
 
 
 def _bbox(value: str) -> tuple[float, float, float, float]:
@@ -125,7 +119,7 @@ async def list_geofences(
         active = True  # residents only ever see places that are active now
     filters = repository.ListFilters(
         bbox=_bbox(bbox) if bbox else None,
-        near=_pair(near, "near") if near else None,
+        near=_near_pair(near) if near else None,
         within_m=min(within_m, MAX_WITHIN_M) if within_m is not None else None,
         category=category,
         tag=tag,

@@ -560,3 +560,10 @@ async def _write_chunk(
         result = commit_chunk()
         if hasattr(result, "__await__"):
             await result
+
+
+async def find_demo_place(
+    session: AsyncSession, organisation_id: uuid.UUID, external_id: str, category: str
+) -> Geofence | None:
+    """A live place by external id, else the oldest live place of that category (demo data)."""
+    return await repository.find_place(session, organisation_id, external_id, category)

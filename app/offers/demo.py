@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Organisation
+from app.geofences import service as geofence_service
 from app.offers import repository, service
 from app.offers.schemas import OfferCreate
 
@@ -73,7 +74,7 @@ async def load_demo_offers(session: AsyncSession, org: Organisation) -> list[str
         if await repository.offer_titled(session, org.id, fields["title"]):
             lines.append(f"offer: {fields['title']} (already there)")
             continue
-        place = await repository.find_place(session, org.id, external_id or "", category)
+        place = await geofence_service.find_demo_place(session, org.id, external_id or "", category)
         if place is None:
             lines.append(f"offer skipped (no {category} place yet): {fields['title']}")
             continue

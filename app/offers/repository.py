@@ -21,6 +21,8 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -97,6 +99,19 @@ def _applies_at_place(geofence_id: Any, category: Any) -> ColumnElement[bool]:
     return or_(Offer.category == category, linked)
 
 
+def _offer_ids_at_place(
+    organisation_id: uuid.UUID, geofence_id: uuid.UUID, category: str
+) -> ColumnElement[bool]:
+    """Offers listed for the place or for its category, as a union of two index lookups."""
+    ids = union(
+        select(OfferGeofence.offer_id).where(OfferGeofence.geofence_id == geofence_id),
+        select(Offer.id).where(
+            Offer.organisation_id == organisation_id, Offer.category == category
+        ),
+    )
+    return Offer.id.in_(ids)
+
+
 def _valid_at(at: datetime) -> ColumnElement[bool]:
     return and_(
         or_(Offer.valid_from.is_(None), Offer.valid_from <= at),
@@ -154,7 +169,7 @@ async def matching_offers(
 ) -> list[Offer]:
     stmt = select(Offer).where(
         *_live(organisation_id, audiences),
-        _applies_at_place(geofence_id, category),
+        _offer_ids_at_place(organisation_id, geofence_id, category),
         Offer.triggers.contains([trigger]),
         _valid_at(at),
         _in_time_window(at),
@@ -191,6 +206,7 @@ async def public_offers_near(
         place_filter.append(func.ST_DWithin(Geofence.geog, point, within_m))
     else:
         distance = cast(null(), Float)
+    # Materialised so each nearby place's distance is computed once, not once per joined offer.
     places = (
         select(
             Geofence.id.label("id"),
@@ -198,12 +214,28 @@ async def public_offers_near(
             distance.label("distance_m"),
         )
         .where(*place_filter)
+        .cte("places")
+        .prefix_with("MATERIALIZED")
+    )
+    categories = (
+        select(places.c.category, func.min(places.c.distance_m).label("distance_m"))
+        .group_by(places.c.category)
         .subquery()
     )
-    nearest = func.min(places.c.distance_m)
+    # Two index-friendly joins instead of one OR-join: offers linked to a nearby place, and
+    # category offers whose category is that of a nearby place.
+    linked = select(OfferGeofence.offer_id.label("offer_id"), places.c.distance_m).join(
+        places, OfferGeofence.geofence_id == places.c.id
+    )
+    by_category = select(Offer.id.label("offer_id"), categories.c.distance_m).join(
+        categories,
+        and_(Offer.organisation_id == organisation_id, Offer.category == categories.c.category),
+    )
+    candidates = union_all(linked, by_category).subquery()
+    nearest = func.min(candidates.c.distance_m)
     stmt = _with_links(
         select(Offer, nearest)
-        .join(places, _applies_at_place(places.c.id, places.c.category))
+        .join(candidates, candidates.c.offer_id == Offer.id)
         .where(*_live(organisation_id, audiences), _valid_at(at))
         .group_by(Offer.id)
         .order_by(nearest.asc().nulls_last(), Offer.created_at, Offer.id)
@@ -259,27 +291,6 @@ async def redemption_stats(session: AsyncSession, offer_id: uuid.UUID) -> tuple[
     )
     total, people = (await session.execute(stmt)).one()
     return int(total), int(people)
-
-
-async def find_place(
-    session: AsyncSession, organisation_id: uuid.UUID, external_id: str, category: str
-) -> Geofence | None:
-    """A live place by external id, else the oldest live place of that category (demo data)."""
-    for condition in (Geofence.external_id == external_id, Geofence.category == category):
-        stmt = (
-            select(Geofence)
-            .where(
-                Geofence.organisation_id == organisation_id,
-                Geofence.deleted_at.is_(None),
-                condition,
-            )
-            .order_by(Geofence.created_at, Geofence.id)
-            .limit(1)
-        )
-        place = (await session.execute(stmt)).scalar_one_or_none()
-        if place is not None:
-            return place
-    return None
 
 
 async def offer_titled(session: AsyncSession, organisation_id: uuid.UUID, title: str) -> bool:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.dependencies import Principal
 from app.accounts.models import Organisation, Role
+from app.geofences import service as geofence_service
 from app.tasks import repository, service
 from app.tasks.schemas import TaskCreate
 
@@ -59,7 +60,7 @@ async def load_demo_tasks(session: AsyncSession, org: Organisation) -> list[str]
         if await repository.task_titled(session, org.id, fields["title"]):
             lines.append(f"task: {fields['title']} (already there)")
             continue
-        place = await repository.find_place(session, org.id, external_id, category)
+        place = await geofence_service.find_demo_place(session, org.id, external_id, category)
         if place is None:
             lines.append(f"task skipped (no {category} place yet): {fields['title']}")
             continue

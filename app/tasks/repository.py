@@ -20,6 +20,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -174,6 +175,21 @@ _PRIORITY_RANK = case(
 )
 
 
+def _ids_for_worker(
+    organisation_id: uuid.UUID, worker_id: uuid.UUID, include_pool: bool
+) -> ColumnElement[bool]:
+    """The worker's task ids (and the pool's) as index lookups, not a per-row OR of EXISTS."""
+    own = select(TaskAssignee.task_id).where(TaskAssignee.staff_user_id == worker_id)
+    if not include_pool:
+        return Task.id.in_(own)
+    pool = select(Task.id).where(
+        Task.organisation_id == organisation_id,
+        Task.status == TaskStatus.open.value,
+        not_(exists().where(TaskAssignee.task_id == Task.id)),
+    )
+    return Task.id.in_(union(own, pool))
+
+
 async def tasks_for_worker(
     session: AsyncSession,
     *,
@@ -187,20 +203,29 @@ async def tasks_for_worker(
 ) -> list[tuple[Task, float | None]]:
     """The worker's tasks (and optionally the pool): open work first, then nearest first."""
     closed = Task.status.in_(CLOSED_STATUSES)
-    stmt = select(Task).where(
+    # Pick the worker's (and pool) task ids first, materialised, so distances are computed only
+    # for those rows and never for the whole organisation's tasks.
+    picked = select(Task.id.label("id")).where(
         Task.organisation_id == organisation_id,
-        visible_to_worker(worker_id) if include_pool else assigned_to(worker_id),
+        _ids_for_worker(organisation_id, worker_id, include_pool),
     )
     if not include_closed:
-        stmt = stmt.where(not_(closed))
+        picked = picked.where(not_(closed))
     order: list[Any] = [case((closed, 1), else_=0)]
     if near is not None:
         point = cast(func.ST_SetSRID(func.ST_MakePoint(near.lon, near.lat), 4326), Geography)
-        distance = func.ST_Distance(Geofence.geog, point)
-        stmt = stmt.join(Geofence, Geofence.id == Task.geofence_id).add_columns(distance)
+        picked = picked.join(Geofence, Geofence.id == Task.geofence_id).add_columns(
+            func.ST_Distance(Geofence.geog, point).label("distance_m")
+        )
         if within_m is not None:
-            stmt = stmt.where(func.ST_DWithin(Geofence.geog, point, within_m))
-        order.append(distance)
+            picked = picked.where(func.ST_DWithin(Geofence.geog, point, within_m))
+    # Materialised: the worker's (and pool) rows are chosen first and distances computed only
+    # for them; otherwise the planner may compute distances for the whole organisation's tasks.
+    candidates = picked.cte("candidates").prefix_with("MATERIALIZED")
+    stmt = select(Task).join(candidates, candidates.c.id == Task.id)
+    if near is not None:
+        stmt = stmt.add_columns(candidates.c.distance_m)
+        order.append(candidates.c.distance_m)
     order += [_STATUS_RANK, _PRIORITY_RANK, Task.due_at.asc().nulls_last(), Task.created_at]
     stmt = _with_assignees(stmt.order_by(*order, Task.id).limit(limit))
     rows: list[Any] = list((await session.execute(stmt)).all())
@@ -251,27 +276,6 @@ async def set_visit_proof(
         .execution_options(synchronize_session="fetch")
     )
     return list((await session.execute(stmt)).scalars())
-
-
-async def find_place(
-    session: AsyncSession, organisation_id: uuid.UUID, external_id: str, category: str
-) -> Geofence | None:
-    """A live place by external id, else the oldest live place of that category (demo data)."""
-    for condition in (Geofence.external_id == external_id, Geofence.category == category):
-        stmt = (
-            select(Geofence)
-            .where(
-                Geofence.organisation_id == organisation_id,
-                Geofence.deleted_at.is_(None),
-                condition,
-            )
-            .order_by(Geofence.created_at, Geofence.id)
-            .limit(1)
-        )
-        place = (await session.execute(stmt)).scalar_one_or_none()
-        if place is not None:
-            return place
-    return None
 
 
 async def staff_by_email(
