@@ -106,7 +106,7 @@ export class Api {
   }
 
   // Server-sent events over fetch (EventSource cannot send an Authorization header).
-  async stream(path, onEvent, signal, lastEventId = null) {
+  async stream(path, onEvent, signal, lastEventId = null, onOpen = null) {
     const extra = { Accept: "text/event-stream" };
     if (lastEventId) extra["Last-Event-ID"] = lastEventId;
     const res = await fetch(path, {
@@ -118,6 +118,7 @@ export class Api {
       const problem = await res.json().catch(() => null);
       throw new ApiError(res.status, problem);
     }
+    if (onOpen) onOpen();
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {

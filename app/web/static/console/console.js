@@ -660,9 +660,11 @@ async function startStream(delay = 1000) {
       },
       ctrl.signal,
       state.lastEventId,
+      () => {
+        badge.textContent = "live"; // only once the server has answered: nothing is missed after
+        badge.className = "badge live";
+      },
     );
-    badge.textContent = "live";
-    badge.className = "badge live";
     await connected;
   } catch (err) {
     if (ctrl.signal.aborted) return;
