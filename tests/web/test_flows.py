@@ -701,3 +701,24 @@ async def test_background_location_sends_pings_with_the_real_accuracy_only_after
     assert web_server.request("GET", "/v1/me/background-location", token) == {"enabled": False}
     assert problems.errors == []
     await context.close()
+
+
+async def test_console_fits_a_portrait_tablet_on_every_tab(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    context = await new_context(browser, web_server, viewport={"width": 820, "height": 1180})
+    page, problems = await open_page(context, "/console/")
+    await sign_in_console(page, web_server.admin_email, web_server.admin_password)
+    for tab in ("Places", "Offers", "Tasks", "Activity", "Numbers"):
+        await page.get_by_role("tab", name=tab).click()
+        await expect(page.get_by_role("tabpanel", name=tab)).to_be_visible()
+        overflow = await page.evaluate(
+            "document.scrollingElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{tab}: {overflow}px of horizontal scrolling"
+        assert await unlabelled_controls(page) == []
+    await page.get_by_role("tab", name="Places").click()
+    await expect(page.locator("#map")).to_be_visible()
+    await screenshot(page, "console-tablet-portrait")
+    assert problems.errors == []
+    await context.close()
