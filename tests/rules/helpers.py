@@ -132,7 +132,7 @@ class Town:
         return items
 
     async def scalar(self, sql: str, **params: Any) -> Any:
-        async with self.engine.connect() as conn:
+        async with self.engine.begin() as conn:
             return (await conn.execute(text(sql), params)).scalar_one()
 
     async def deliver(self) -> None:

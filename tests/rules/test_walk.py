@@ -75,3 +75,113 @@ async def test_walk_past_library_delivers_exactly_one_offer_and_second_pass_says
     assert opened.status_code == 200, opened.text
     stats = (await t.api.get(f"/v1/offers/{offer['id']}/stats", headers=t.admin.headers)).json()
     assert (stats["sent"], stats["opened"], stats["redeemed"]) == (1, 1, 0)
+
+
+def _hhmm(d: datetime) -> str:
+    return d.strftime("%H:%M")
+
+
+async def test_quiet_hours_drop_or_defer_then_deliver_at_the_end(
+    rules_engine: AsyncEngine,
+    rules_settings: Settings,
+    api: httpx.AsyncClient,
+    fake_push: FakePushService,
+) -> None:
+    t = await town(rules_engine, rules_settings, api)
+    near = await t.library(0.0, 0.0, name="Near Library")
+    far = await t.library(1000.0, 0.0, name="Far Library")
+    dropped = await t.offer(geofence_ids=[str(near)], triggers=["enter"], title="Dropped")
+    deferred = await t.offer(
+        geofence_ids=[str(far)], triggers=["enter"], title="Deferred", quiet_hours_policy="defer"
+    )
+    alice = await t.resident(fake_push)
+    from zoneinfo import ZoneInfo
+
+    local = datetime.now(ZoneInfo("Europe/London"))
+    quiet = {"start": _hhmm(local - timedelta(hours=1)), "end": _hhmm(local + timedelta(hours=1))}
+    r = await t.api.put("/v1/me/preferences", json={"quiet_hours": quiet}, headers=alice.headers)
+    assert r.status_code == 200 and r.json()["quiet_hours"]["start"].startswith(quiet["start"])
+    await t.walk(alice.headers, walk_past(stop=1200.0, step=20.0), step_s=5.0)
+    await t.deliver()
+    assert received(fake_push) == []  # nothing during quiet hours
+    inbox = await t.inbox(alice.headers)
+    assert offer_decisions(inbox, dropped["id"]) == ["suppressed:quiet_hours"]
+    assert offer_decisions(inbox, deferred["id"]) == ["send"]
+    waiting = await t.scalar(
+        "SELECT min(next_attempt_at) FROM push_outbox WHERE status = 'pending'"
+    )
+    assert waiting > datetime.now(UTC) + timedelta(minutes=50)
+    # the end of quiet hours arrives: the deferred one is delivered, once
+    await t.scalar("UPDATE push_outbox SET next_attempt_at = now() RETURNING 1")
+    await t.deliver()
+    got = received(fake_push)
+    assert [g["title"] for g in got] == ["Deferred"]
+
+
+async def test_daily_budget_holds_across_places_and_opt_out_suppresses(
+    rules_engine: AsyncEngine,
+    rules_settings: Settings,
+    api: httpx.AsyncClient,
+    fake_push: FakePushService,
+) -> None:
+    t = await town(rules_engine, rules_settings, api)
+    ids = [await t.library(600.0 * i, 0.0, name=f"Library {i}") for i in range(4)]
+    offers = [
+        await t.offer(geofence_ids=[str(g)], triggers=["enter"], title=f"Offer {i}")
+        for i, g in enumerate(ids)
+    ]
+    pool = await t.library(3000.0, 0.0, name="Pool", category="swimming_pool")
+    swim = await t.offer(geofence_ids=[str(pool)], triggers=["enter"], title="Swim")
+    alice = await t.resident(fake_push)
+    r = await t.api.put(
+        "/v1/me/preferences",
+        json={"quiet_hours": None, "categories_opted_out": ["swimming_pool"]},
+        headers=alice.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["max_per_day"] == 3  # the resident default
+    await t.walk(alice.headers, walk_past(stop=3200.0, step=20.0), step_s=2.0)
+    await t.deliver()
+    assert sorted(g["title"] for g in received(fake_push)) == ["Offer 0", "Offer 1", "Offer 2"]
+    inbox = await t.inbox(alice.headers)
+    assert offer_decisions(inbox, offers[3]["id"]) == ["suppressed:budget"]
+    assert offer_decisions(inbox, swim["id"]) == ["suppressed:opted_out"]
+
+
+async def test_implausible_checkin_is_recorded_but_pushes_nothing(
+    rules_engine: AsyncEngine,
+    rules_settings: Settings,
+    api: httpx.AsyncClient,
+    fake_push: FakePushService,
+) -> None:
+    from tests.presence.helpers import at
+
+    t = await town(rules_engine, rules_settings, api)
+    library = await t.library()
+    elsewhere = await t.library(0.0, 20_000.0, name="Far away")
+    offer = await t.offer(geofence_ids=[str(library)], triggers=["checkin"])
+    alice = await t.resident(fake_push)
+    await t.api.put("/v1/me/preferences", json={"quiet_hours": None}, headers=alice.headers)
+    now = datetime.now(UTC)
+    for place, (e, n), when in (
+        (elsewhere, (0.0, 20_000.0), now - timedelta(seconds=60)),
+        (library, (0.0, 0.0), now),
+    ):
+        lon, lat = at(e, n)
+        r = await t.api.post(
+            "/v1/checkins",
+            json={
+                "lon": lon,
+                "lat": lat,
+                "accuracy_m": 10,
+                "geofence_id": str(place),
+                "recorded_at": when.isoformat(),
+            },
+            headers=alice.headers,
+        )
+        assert r.status_code == 201, r.text
+    assert r.json()["notifications_queued"] == []
+    await t.deliver()
+    assert received(fake_push) == []
+    inbox = await t.inbox(alice.headers)
+    assert offer_decisions(inbox, offer["id"]) == ["suppressed:implausible_jump"]
