@@ -246,7 +246,7 @@ async def _decide_for(
         gids = sorted({e["geofence_id"] for e in events if e["type"] in TASK_EVENTS})
         pool = sorted({e["geofence_id"] for e in events if e["type"] == "checkin"})
         task_rows = await repository.task_candidates(session, org, subject_id, gids, pool)
-        for i, e in enumerate(events):
+        for e in events:
             for t in task_rows:
                 if t.geofence_id != e["geofence_id"]:
                     continue
@@ -257,7 +257,6 @@ async def _decide_for(
                 cands.append(
                     Candidate(e, DecisionKind.task, e["geofence_id"], t.title, body, None, task=t)
                 )
-                del i
     if not cands:
         return []
     day0 = day_start(prefs, now)

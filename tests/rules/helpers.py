@@ -152,8 +152,9 @@ class Town:
         return int(due) == 0
 
 
-def walk_past(north: float = 0.0, start: float = -200.0, stop: float = 200.0, step: float = 14.0
-              ) -> list[tuple[float, float]]:
+def walk_past(
+    north: float = 0.0, start: float = -200.0, stop: float = 200.0, step: float = 14.0
+) -> list[tuple[float, float]]:
     out = []
     e = start
     while e <= stop:

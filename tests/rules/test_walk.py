@@ -30,7 +30,9 @@ async def test_walk_past_library_delivers_exactly_one_offer_and_second_pass_says
     t = await town(rules_engine, rules_settings, api)
     library = await t.library()
     offer = await t.offer(
-        geofence_ids=[str(library)], triggers=["enter", "nearby"], cooldown_s=3600,
+        geofence_ids=[str(library)],
+        triggers=["enter", "nearby"],
+        cooldown_s=3600,
         max_per_person=5,
     )
     alice = await t.resident(fake_push)
@@ -44,9 +46,12 @@ async def test_walk_past_library_delivers_exactly_one_offer_and_second_pass_says
     assert fake_push.violations == []
     assert len(got) == 1
     push = got[0]
-    assert push["kind"] == "offer" and push["title"] == "Tonight: author talk"
+    assert push["kind"] == "offer"
+    assert push["title"] == "Tonight: author talk"
     assert push["data"]["offer_id"] == offer["id"]
-    assert push["url"] and push["tag"] and push["id"]
+    assert push["url"]
+    assert push["tag"]
+    assert push["id"]
 
     # the second event of the same walk (nearby, then enter) was deduplicated
     inbox = await t.inbox(alice.headers)
@@ -69,9 +74,7 @@ async def test_walk_past_library_delivers_exactly_one_offer_and_second_pass_says
     all_decisions = [d for e in events for d in e["decisions"]]
     assert sum(d["decision"] == "queued" for d in all_decisions) == 1
     assert {d["reason"] for d in all_decisions if d["decision"] == "suppressed"} == {"cooldown"}
-    opened = await t.api.post(
-        f"/v1/me/notifications/{push['id']}/opened", headers=alice.headers
-    )
+    opened = await t.api.post(f"/v1/me/notifications/{push['id']}/opened", headers=alice.headers)
     assert opened.status_code == 200, opened.text
     stats = (await t.api.get(f"/v1/offers/{offer['id']}/stats", headers=t.admin.headers)).json()
     assert (stats["sent"], stats["opened"], stats["redeemed"]) == (1, 1, 0)
@@ -100,7 +103,8 @@ async def test_quiet_hours_drop_or_defer_then_deliver_at_the_end(
     local = datetime.now(ZoneInfo("Europe/London"))
     quiet = {"start": _hhmm(local - timedelta(hours=1)), "end": _hhmm(local + timedelta(hours=1))}
     r = await t.api.put("/v1/me/preferences", json={"quiet_hours": quiet}, headers=alice.headers)
-    assert r.status_code == 200 and r.json()["quiet_hours"]["start"].startswith(quiet["start"])
+    assert r.status_code == 200, r.text
+    assert r.json()["quiet_hours"]["start"].startswith(quiet["start"])
     await t.walk(alice.headers, walk_past(stop=1200.0, step=20.0), step_s=5.0)
     await t.deliver()
     assert received(fake_push) == []  # nothing during quiet hours
