@@ -247,6 +247,8 @@ async def _decide_for(
         pool = sorted({e["geofence_id"] for e in events if e["type"] == "checkin"})
         task_rows = await repository.task_candidates(session, org, subject_id, gids, pool)
         for e in events:
+            if e["type"] not in TASK_EVENTS:
+                continue
             for t in task_rows:
                 if t.geofence_id != e["geofence_id"]:
                     continue
