@@ -48,11 +48,21 @@ async def put_shift(
     settings: AppSettings,
     staff: CurrentStaff,
     staff_id: uuid.UUID,
-    body: ShiftWindow | None,
+    body: ShiftWindow,
 ) -> ShiftRead:
-    """Set (or clear with null) a field worker's shift: themselves, or an admin/editor."""
+    """Set a field worker's shift: the worker themself, or an admin/editor."""
     return ShiftRead.model_validate(
         await service.set_shift(session, settings, staff, staff_id, body)
+    )
+
+
+@router.delete("/staff/{staff_id}/shift", response_model=ShiftRead)
+async def delete_shift(
+    session: Session, settings: AppSettings, staff: CurrentStaff, staff_id: uuid.UUID
+) -> ShiftRead:
+    """Clear a field worker's shift (always on shift again)."""
+    return ShiftRead.model_validate(
+        await service.set_shift(session, settings, staff, staff_id, None)
     )
 
 
