@@ -110,11 +110,11 @@ async def demo_walk(session: AsyncSession, settings: Settings) -> list[str]:
     )
     prefs = await service.read_preferences(session, settings, resident)
     quiet = prefs["quiet_hours"]
+    quiet_text = f"{quiet['start']}-{quiet['end']}" if quiet else "off"
     lines.append("")
     lines.append(
-        f"Resident (new demo device, background location on; quiet hours "
-        f"{quiet['start']:%H:%M}-{quiet['end']:%H:%M} {prefs['time_zone']}, "
-        f"at most {prefs['max_per_day']} a day):"
+        f"Resident (new demo device, background location on; quiet hours {quiet_text} "
+        f"{prefs['time_zone']}, at most {prefs['max_per_day']} a day):"
     )
     subject = presence_service.Subject(SubjectKind.device, device.id, org.id)
     for label, end in (

@@ -28,6 +28,8 @@ class QuietHours(StrictModel):
 
     @model_validator(mode="after")
     def _distinct(self) -> QuietHours:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("local times without an offset; set time_zone instead")
         if self.start == self.end:
             raise ValueError("quiet hours start and end must differ")
         return self
@@ -57,6 +59,8 @@ class ShiftWindow(StrictModel):
 
     @model_validator(mode="after")
     def _distinct(self) -> ShiftWindow:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("local times without an offset; set time_zone instead")
         if self.start == self.end:
             raise ValueError("shift start and end must differ")
         return self
@@ -87,13 +91,28 @@ class PreferencesUpdate(StrictModel):
         return sorted(set(value))
 
 
+HHMM = Field(pattern=r"^[0-2][0-9]:[0-5][0-9]$", examples=["21:00"])
+
+
+class QuietHoursRead(BaseModel):
+    start: str = HHMM
+    end: str = HHMM
+
+
+class ShiftWindowRead(BaseModel):
+    start: str = HHMM
+    end: str = HHMM
+    days: list[int] | None
+    time_zone: str
+
+
 class PreferencesRead(BaseModel):
     time_zone: str
-    quiet_hours: QuietHours | None
+    quiet_hours: QuietHoursRead | None
     categories_opted_out: list[str]
     max_per_day: int | None
     background_location: bool | None = Field(description="Residents only; null for staff.")
-    on_shift: ShiftWindow | None = Field(description="Field workers: when task pushes arrive.")
+    on_shift: ShiftWindowRead | None = Field(description="Field workers: when task pushes arrive.")
     on_shift_now: bool | None = None
 
 
@@ -126,6 +145,6 @@ class BroadcastRead(BaseModel):
 
 class ShiftRead(BaseModel):
     staff_user_id: uuid.UUID
-    on_shift: ShiftWindow | None
+    on_shift: ShiftWindowRead | None
     time_zone: str
     on_shift_now: bool

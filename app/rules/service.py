@@ -555,20 +555,11 @@ async def read_preferences(
         else None
     )
     worker = principal.role is Role.field_worker
-    shift = (
-        ShiftWindow(
-            start=p.shift_start,
-            end=p.shift_end,
-            days=list(p.shift_days) if p.shift_days else None,
-            time_zone=p.time_zone,
-        )
-        if p.shift_start is not None and p.shift_end is not None
-        else None
-    )
+    shift = _shift_read(p)
     return {
         "time_zone": p.time_zone,
         "quiet_hours": (
-            {"start": p.quiet_start, "end": p.quiet_end}
+            {"start": f"{p.quiet_start:%H:%M}", "end": f"{p.quiet_end:%H:%M}"}
             if p.quiet_start is not None and p.quiet_end is not None
             else None
         ),
@@ -577,6 +568,17 @@ async def read_preferences(
         "background_location": background,
         "on_shift": shift,
         "on_shift_now": on_shift(p, now or datetime.now(UTC)) if worker else None,
+    }
+
+
+def _shift_read(p: Prefs) -> dict[str, Any] | None:
+    if p.shift_start is None or p.shift_end is None:
+        return None
+    return {
+        "start": f"{p.shift_start:%H:%M}",
+        "end": f"{p.shift_end:%H:%M}",
+        "days": list(p.shift_days) if p.shift_days else None,
+        "time_zone": p.time_zone,
     }
 
 
@@ -644,7 +646,7 @@ async def set_shift(
     p = effective_prefs(settings, "staff", row)
     return {
         "staff_user_id": staff_id,
-        "on_shift": shift,
+        "on_shift": _shift_read(p),
         "time_zone": row.time_zone,
         "on_shift_now": on_shift(p, datetime.now(UTC)),
     }
