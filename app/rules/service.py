@@ -164,10 +164,6 @@ class Candidate:
     deliver_after: datetime | None = None
     notification_id: uuid.UUID | None = None
 
-    @property
-    def item_id(self) -> uuid.UUID:
-        return uuid.UUID(str(self.offer.id if self.offer is not None else self.task.id))
-
 
 @dataclass
 class Outcome:
@@ -389,8 +385,6 @@ def _payload(c: Candidate) -> tuple[NotificationPayload, dict[str, Any]]:
         kind = "task"
     if c.reason is None and c.deliver_after is not None:
         related["deliver_after"] = c.deliver_after.isoformat()
-    else:
-        pass
     return (
         NotificationPayload(
             title=c.title[:200], body=c.body, url=url, tag=tag, kind=kind, data=data
