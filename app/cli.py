@@ -154,6 +154,25 @@ def demo_load() -> None:
         typer.echo(line)
 
 
+@demo_app.command("walk")
+def demo_walk() -> None:
+    """Replay a resident's walk and a field worker's round; print what was queued and why."""
+    from app.rules.demo import demo_walk as walk
+
+    url = _database_url()
+    _upgrade(url)
+    settings = get_settings()
+
+    async def run(session: object) -> list[str]:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert isinstance(session, AsyncSession)
+        return await walk(session, settings)
+
+    for line in _with_session(run, url):
+        typer.echo(line)
+
+
 @users_app.command("create-admin")
 def create_admin(
     email: Annotated[str, typer.Option(prompt=True)],

@@ -27,6 +27,8 @@ from app.notifications.worker import InProcessWorker
 from app.offers.router import router as offers_router
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
+from app.rules import service as rules_service
+from app.rules.router import router as rules_router
 from app.tasks.router import me_router as my_tasks_router
 from app.tasks.router import router as tasks_router
 from app.web.router import install_web
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter()
+    rules_service.install(settings)
+    rules_service.register()
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -80,6 +84,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(my_tasks_router)
     app.include_router(presence_router)
     app.include_router(notifications_router)
+    app.include_router(rules_router)
     install_web(app, settings)
     if settings.cors_origins:
         app.add_middleware(

@@ -44,6 +44,7 @@ from app.offers import service as offers_service
 from app.offers.models import Offer
 from app.presence import service as presence_service
 from app.presence.models import EventSource, EventType
+from app.rules import service as rules_service
 from app.tasks import service as tasks_service
 from app.tasks.models import Task
 
@@ -286,27 +287,26 @@ async def check_in(
         },
     )
     await repository.add(session, checkin)
-    await presence_service.record_events(
-        session,
-        [
-            presence_service.event_row(
-                organisation_id=org_id,
-                geofence_id=place.geofence.id,
-                type=EventType.checkin,
-                source=EventSource.checkin,
-                occurred_at=at,
-                device_id=device_id,
-                staff_user_id=staff_id,
-                checkin_id=checkin.id,
-                lon=lon,
-                lat=lat,
-                accuracy_m=body.accuracy_m,
-                explanation=checkin.explanation,
-            )
-        ],
+    event = presence_service.event_row(
+        organisation_id=org_id,
+        geofence_id=place.geofence.id,
+        type=EventType.checkin,
+        source=EventSource.checkin,
+        occurred_at=at,
+        device_id=device_id,
+        staff_user_id=staff_id,
+        checkin_id=checkin.id,
+        lon=lon,
+        lat=lat,
+        accuracy_m=body.accuracy_m,
+        explanation=checkin.explanation,
     )
+    await presence_service.record_events(session, [event])
     outcome = CheckInOutcome(checkin, place, repeated=False)
     await _fill_whats_here(session, principal, outcome, at, place_open, rewarded=jump is None)
+    outcome.notifications_queued = await rules_service.for_checkin(
+        session, settings, event, implausible=jump is not None
+    )
     return outcome
 
 

@@ -116,6 +116,16 @@ class Settings(BaseSettings):
     push_jwt_ttl_s: int = 43_200
     push_max_subscriptions_per_person: int = 10
 
+    # notification rules (docs/rules.md)
+    rules_default_time_zone: str = "Europe/London"
+    rules_default_quiet_start: str = "21:00"
+    rules_default_quiet_end: str = "08:00"
+    rules_default_max_per_day: int = Field(default=3, ge=1)
+    rules_place_cooldown_s: int = Field(default=3600, ge=0)
+    rules_task_cooldown_s: int = Field(default=3600, ge=0)
+    rules_max_event_age_s: int = Field(default=900, ge=1)
+    rules_broadcast_recent_checkin_min: int = Field(default=30, ge=0)
+
     # web console and PWA
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tile_attribution: str = "© OpenStreetMap contributors"

@@ -268,3 +268,44 @@ async def count_pending(session: AsyncSession) -> int:
         text("SELECT count(*) FROM push_outbox WHERE status = 'pending'")
     )
     return int(result.scalar_one())
+
+
+async def subscription_targets_many(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    device_ids: list[uuid.UUID],
+    staff_ids: list[uuid.UUID],
+) -> dict[uuid.UUID, list[SubscriptionTarget]]:
+    """Subscriptions of many people in one statement, by owner id (device or staff user)."""
+    if not device_ids and not staff_ids:
+        return {}
+    owner = func.coalesce(PushSubscription.device_id, PushSubscription.staff_user_id)
+    result = await session.execute(
+        select(owner, PushSubscription.id, PushSubscription.origin).where(
+            PushSubscription.organisation_id == organisation_id,
+            PushSubscription.device_id.in_(device_ids)
+            | PushSubscription.staff_user_id.in_(staff_ids),
+        )
+    )
+    out: dict[uuid.UUID, list[SubscriptionTarget]] = {}
+    for who, sid, origin in result:
+        out.setdefault(who, []).append(SubscriptionTarget(sid, origin))
+    return out
+
+
+async def insert_notifications(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(cast(Table, Notification.__table__)), rows)
+
+
+async def offer_notification_counts(
+    session: AsyncSession, organisation_id: uuid.UUID, offer_id: uuid.UUID
+) -> tuple[int, int]:
+    """(sent, opened) notifications about one offer (decision 'send')."""
+    stmt = select(func.count(), func.count(Notification.opened_at)).where(
+        Notification.organisation_id == organisation_id,
+        Notification.decision == "send",
+        Notification.related["offer_id"].astext == str(offer_id),
+    )
+    sent, opened = (await session.execute(stmt)).one()
+    return int(sent), int(opened)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -214,6 +215,123 @@ async def enqueue(
         if targets:
             await repo.notify_workers(session)
     return row
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One notification for `enqueue_many`; `not_before` defers the push (e.g. quiet hours)."""
+
+    recipient: Recipient
+    payload: NotificationPayload
+    related: dict[str, Any] = field(default_factory=dict)
+    decision: str = "send"
+    urgency: Urgency = Urgency.normal
+    ttl_s: int | None = None
+    not_before: datetime | None = None
+
+
+async def enqueue_many(
+    session: AsyncSession, items: list[Outgoing], settings: Settings | None = None
+) -> list[uuid.UUID]:
+    """`enqueue` for many notifications in a constant number of statements; returns their ids.
+
+    Same rules as `enqueue` (inbox row always, outbox rows only for "send"); a `not_before`
+    time becomes the outbox rows' first attempt time, and the TTL counts from then.
+    """
+    if not items:
+        return []
+    default_ttl = settings.push_default_ttl_s if settings else 86_400
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for n, item in enumerate(items):
+        payload = item.payload
+        if not payload.title or len(payload.title) > 200:
+            raise Unprocessable(
+                "A notification title is 1-200 characters.", extra={"field": "title"}
+            )
+        ttl = item.ttl_s if item.ttl_s is not None else default_ttl
+        if not 1 <= ttl <= MAX_TTL_S:
+            raise Unprocessable(
+                f"ttl_s must be between 1 and {MAX_TTL_S}.", extra={"field": "ttl_s"}
+            )
+        related_json = {k: str(v) for k, v in item.related.items()}
+        topic = topic_for(payload.kind, payload.tag, related_json)
+        notification_id = uuid.uuid4()
+        body = build_payload(notification_id, payload, topic)
+        if len(body.encode()) > MAX_PLAINTEXT_BYTES:
+            raise Unprocessable(
+                f"The push payload is {len(body.encode())} bytes; at most "
+                f"{MAX_PLAINTEXT_BYTES} fit.",
+                extra={"field": "payload"},
+            )
+        who = item.recipient
+        rows.append(
+            {
+                "id": notification_id,
+                "organisation_id": who.organisation_id,
+                "device_id": who.id if who.kind == "device" else None,
+                "staff_user_id": who.id if who.kind == "staff" else None,
+                "kind": payload.kind,
+                "title": payload.title,
+                "body": payload.body,
+                "url": payload.url,
+                "tag": payload.tag,
+                "topic": topic,
+                "urgency": item.urgency.value,
+                "ttl_s": ttl,
+                "related": related_json,
+                "decision": item.decision,
+                "payload": body,
+                # microsecond steps keep the inbox order = the order given
+                "created_at": now + timedelta(microseconds=n),
+                "opened_at": None,
+            }
+        )
+    await repo.insert_notifications(session, rows)
+    sending = [
+        (item, row) for item, row in zip(items, rows, strict=True) if item.decision == "send"
+    ]
+    if sending:
+        by_org: dict[uuid.UUID, list[Recipient]] = {}
+        for item, _ in sending:
+            by_org.setdefault(item.recipient.organisation_id, []).append(item.recipient)
+        targets: dict[uuid.UUID, list[repo.SubscriptionTarget]] = {}
+        for org, people in by_org.items():
+            targets.update(
+                await repo.subscription_targets_many(
+                    session,
+                    org,
+                    [p.id for p in people if p.kind == "device"],
+                    [p.id for p in people if p.kind == "staff"],
+                )
+            )
+        outbox = []
+        for item, row in sending:
+            start = max(item.not_before or now, now)
+            for t in targets.get(item.recipient.id, []):
+                outbox.append(
+                    {
+                        "id": uuid.uuid4(),
+                        "notification_id": row["id"],
+                        "subscription_id": t.id,
+                        "organisation_id": item.recipient.organisation_id,
+                        "origin": t.origin,
+                        "status": OutboxStatus.pending.value,
+                        "next_attempt_at": start,
+                        "expires_at": start + timedelta(seconds=row["ttl_s"]),
+                    }
+                )
+        await repo.insert_outbox(session, outbox)
+        if outbox:
+            await repo.notify_workers(session)
+    return [row["id"] for row in rows]
+
+
+async def offer_counts(
+    session: AsyncSession, organisation_id: uuid.UUID, offer_id: uuid.UUID
+) -> tuple[int, int]:
+    """(sent, opened) notifications about an offer, for the offer statistics."""
+    return await repo.offer_notification_counts(session, organisation_id, offer_id)
 
 
 # --- inbox and delivery log ------------------------------------------------------------------

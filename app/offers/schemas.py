@@ -229,12 +229,11 @@ class OfferStats(BaseModel):
     remaining_total: int | None = Field(description="Redemptions left under max_total.")
     sent: int | None = Field(
         default=None,
-        description="Notifications sent for this offer; null until the notifications "
-        "domain records deliveries.",
+        description="Notifications queued for sending about this offer (notification rules).",
     )
     opened: int | None = Field(
         default=None,
-        description="Notifications opened; null until the notifications domain records them.",
+        description="Of those, how many the person opened (POST /v1/me/notifications/{id}/opened).",
     )
 
 

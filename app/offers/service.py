@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.near import NearPoint
 from app.core.pagination import PageParams, encode_cursor
 from app.geofences.models import Geofence
+from app.notifications import service as notifications_service
 from app.offers import repository
 from app.offers.errors import (
     InvalidOffer,
@@ -322,8 +323,11 @@ async def stats(
 ) -> OfferStats:
     offer = await get_offer(session, organisation_id, offer_id)
     total, people = await repository.redemption_stats(session, offer.id)
+    sent, opened = await notifications_service.offer_counts(session, organisation_id, offer.id)
     return OfferStats(
         offer_id=offer.id,
+        sent=sent,
+        opened=opened,
         redeemed=total,
         redeemed_people=people,
         remaining_total=None if offer.max_total is None else max(0, offer.max_total - total),

@@ -26,6 +26,7 @@ from app.presence.schemas import (
     PingIssue,
     PresenceRead,
 )
+from app.rules import service as rules_service
 
 router = APIRouter(prefix="/v1", tags=["pings and events"])
 
@@ -124,6 +125,11 @@ async def list_events(
         limit=page.limit + 1,
     )
     items = [EventRead.from_row(r) for r in rows[: page.limit]]
+    decisions = await rules_service.decisions_for_events(
+        session, staff.organisation_id, [e.id for e in items]
+    )
+    for item in items:
+        item.decisions = decisions.get(item.id, [])
     next_cursor = None
     if len(rows) > page.limit:
         last = items[-1]

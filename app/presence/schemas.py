@@ -59,6 +59,11 @@ class EventRead(BaseModel):
     explanation: dict[str, Any]
     suppressed_reason: str | None = None
     created_at: datetime | None = None
+    decisions: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Staff event log: the notifications this event led to (queued, or "
+        "suppressed with the reason; see docs/rules.md).",
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> EventRead:

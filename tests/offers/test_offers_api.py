@@ -435,8 +435,8 @@ async def test_resident_redeems_once_then_409(client: httpx.AsyncClient, town: T
         "redeemed": 2,
         "redeemed_people": 2,
         "remaining_total": None,
-        "sent": None,
-        "opened": None,
+        "sent": 0,  # from the notifications table (tests/rules: sent → opened → redeemed)
+        "opened": 0,
     }
 
 

@@ -228,7 +228,9 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(
         assert [e["type"] for e in result.events] == ["enter", "dwell", "exit"]
         counts.append(len(seen))
     assert counts[0] == counts[1]
-    assert counts[0] <= 12
+    # presence's own statements (12 at most) plus, when the app has registered it, the
+    # notification rules hook's constant few (tests/rules/test_set_based.py)
+    assert counts[0] <= 16
 
 
 async def test_event_hooks_run_in_the_batch_transaction_with_the_new_events(
