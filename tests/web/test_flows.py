@@ -672,7 +672,7 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     await context.close()
 
 
-async def test_background_location_sends_pings_with_the_real_accuracy_only_after_opting_in(
+async def test_background_location_is_opt_in_sends_real_accuracy_and_preferences_are_saved(
     browser: Browser, web_server: LiveServer, other_organisation: tuple[str, str, str]
 ) -> None:
     admin = web_server.token(web_server.admin_email, web_server.admin_password)
@@ -699,6 +699,24 @@ async def test_background_location_sends_pings_with_the_real_accuracy_only_after
     await toggle.uncheck()
     await expect(page.locator("#bg-state")).to_contain_text("Nothing is shared")
     assert web_server.request("GET", "/v1/me/background-location", token) == {"enabled": False}
+
+    prefs = page.locator("#prefs-form")
+    await prefs.get_by_label("From").fill("22:30")
+    await prefs.get_by_label("Until").fill("07:00")
+    await prefs.get_by_label("Time zone").fill("Europe/London")
+    await prefs.get_by_label("At most this many notifications a day").fill("2")
+    await prefs.get_by_label("Kinds of place I don't want to hear about").fill("park, museum")
+    await prefs.get_by_role("button", name="Save preferences").click()
+    await expect(page.locator("#status")).to_contain_text("Preferences saved")
+    saved = web_server.request("GET", "/v1/me/preferences", token)
+    assert saved["quiet_hours"]["start"].startswith("22:30")
+    assert saved["quiet_hours"]["end"].startswith("07:00")
+    assert saved["time_zone"] == "Europe/London"
+    assert saved["max_per_day"] == 2
+    assert sorted(saved["categories_opted_out"]) == ["museum", "park"]
+    assert saved["background_location"] is False
+    assert await unlabelled_controls(page) == []
+    await screenshot(page, "app-preferences")
     assert problems.errors == []
     await context.close()
 

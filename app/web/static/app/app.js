@@ -341,62 +341,58 @@ async function flushPings() {
 }
 
 // ---------------------------------------------------------------- preferences
-let prefsSchema = null;
-
+// GET/PUT /v1/me/preferences: {time_zone, quiet_hours: {start, end} | null, categories_opted_out,
+// max_per_day, ...}. Hidden when the server does not offer it.
 async function loadPreferences() {
   try {
-    const prefs = await api.get("/v1/me/preferences");
-    prefsSchema = prefs;
-    renderPreferences(prefs);
+    renderPreferences(await api.get("/v1/me/preferences"));
     $("prefs-form").hidden = false;
   } catch {
-    $("prefs-form").hidden = true; // not offered by this server (yet): the toggle above remains
+    $("prefs-form").hidden = true;
   }
 }
 
 function renderPreferences(prefs) {
-  const fields = [];
   const qh = prefs.quiet_hours || {};
-  if ("quiet_hours" in prefs || "quiet_hours_start" in prefs) {
-    fields.push(
+  const zone = prefs.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone;
+  $("prefs-fields").replaceChildren(
+    h("fieldset", {},
+      h("legend", {}, "Quiet hours (no notifications)"),
       h("div", { class: "row" },
-        h("div", {}, h("label", { for: "pref-qs" }, "Quiet from"), h("input", { id: "pref-qs", name: "quiet_start", type: "time", value: (qh.start || prefs.quiet_hours_start || "").slice(0, 5) })),
-        h("div", {}, h("label", { for: "pref-qe" }, "until"), h("input", { id: "pref-qe", name: "quiet_end", type: "time", value: (qh.end || prefs.quiet_hours_end || "").slice(0, 5) })),
+        h("div", {}, h("label", { for: "pref-qs" }, "From"), h("input", { id: "pref-qs", name: "quiet_start", type: "time", value: (qh.start || "").slice(0, 5) })),
+        h("div", {}, h("label", { for: "pref-qe" }, "Until"), h("input", { id: "pref-qe", name: "quiet_end", type: "time", value: (qh.end || "").slice(0, 5) })),
       ),
-    );
-  }
-  if ("time_zone" in prefs || "quiet_hours" in prefs) {
-    fields.push(h("label", { for: "pref-tz" }, "Time zone"), h("input", { id: "pref-tz", name: "time_zone", value: prefs.time_zone || qh.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone }));
-  }
-  if ("max_per_day" in prefs || "max_notifications_per_day" in prefs) {
-    const name = "max_per_day" in prefs ? "max_per_day" : "max_notifications_per_day";
-    fields.push(h("label", { for: "pref-max" }, "At most this many notifications a day"), h("input", { id: "pref-max", name, type: "number", min: 0, max: 100, value: prefs[name] ?? "" }));
-  }
-  if ("categories_opted_out" in prefs || "muted_categories" in prefs) {
-    const name = "categories_opted_out" in prefs ? "categories_opted_out" : "muted_categories";
-    fields.push(h("label", { for: "pref-cat" }, "Categories I don't want (comma separated)"), h("input", { id: "pref-cat", name, value: (prefs[name] || []).join(", ") }));
-  }
-  $("prefs-fields").replaceChildren(...fields);
+      h("small", { class: "muted" }, "Leave both empty for no quiet hours."),
+    ),
+    h("label", { for: "pref-tz" }, "Time zone"),
+    h("input", { id: "pref-tz", name: "time_zone", value: zone, required: true }),
+    h("label", { for: "pref-max" }, "At most this many notifications a day"),
+    h("input", { id: "pref-max", name: "max_per_day", type: "number", min: 1, max: 100, value: prefs.max_per_day ?? "" }),
+    h("label", { for: "pref-cat" }, "Kinds of place I don't want to hear about"),
+    h("input", { id: "pref-cat", name: "categories_opted_out", value: (prefs.categories_opted_out || []).join(", "), "aria-describedby": "pref-cat-help" }),
+    h("small", { id: "pref-cat-help", class: "muted" }, "Comma separated, e.g. park, leisure_centre"),
+  );
 }
 
 async function savePreferences(event) {
   event.preventDefault();
   const form = event.target;
-  const body = {};
-  const p = prefsSchema || {};
-  if ("quiet_hours" in p) {
-    body.quiet_hours = form.quiet_start.value && form.quiet_end.value ? { start: form.quiet_start.value, end: form.quiet_end.value, time_zone: form.time_zone.value } : null;
-  } else if ("quiet_hours_start" in p) {
-    body.quiet_hours_start = form.quiet_start.value || null;
-    body.quiet_hours_end = form.quiet_end.value || null;
+  const start = form.quiet_start.value;
+  const end = form.quiet_end.value;
+  if (Boolean(start) !== Boolean(end)) {
+    $("prefs-error").textContent = "Give both times for quiet hours, or neither.";
+    return;
   }
-  if ("time_zone" in p && form.time_zone) body.time_zone = form.time_zone.value;
-  for (const name of ["max_per_day", "max_notifications_per_day"]) if (name in p && form[name]) body[name] = form[name].value === "" ? null : Number(form[name].value);
-  for (const name of ["categories_opted_out", "muted_categories"]) if (name in p && form[name]) body[name] = form[name].value.split(",").map((c) => c.trim()).filter(Boolean);
+  const body = {
+    time_zone: form.time_zone.value.trim(),
+    quiet_hours: start ? { start, end } : null,
+    categories_opted_out: form.categories_opted_out.value.split(",").map((c) => c.trim()).filter(Boolean),
+  };
+  if (form.max_per_day.value !== "") body.max_per_day = Number(form.max_per_day.value);
   try {
-    prefsSchema = await api.put("/v1/me/preferences", body);
-    announce(status, "Preferences saved.", "ok");
+    renderPreferences(await api.put("/v1/me/preferences", body));
     $("prefs-error").textContent = "";
+    announce(status, "Preferences saved.", "ok");
   } catch (err) {
     $("prefs-error").textContent = err.message;
   }
