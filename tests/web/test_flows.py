@@ -660,6 +660,15 @@ async def test_field_worker_checks_in_at_the_site_and_marks_the_task_done(
     await expect(row).to_contain_text("checked in")
     await screenshot(console, "console-tasks")
 
+    # A message to the people at the depot now (the worker who just checked in).
+    await console.get_by_role("tab", name="Places").click()
+    cast = console.locator("#broadcast-form")
+    await cast.get_by_label("Place").select_option(label=f"{depot} (depot)")
+    await cast.get_by_label("Title").fill("Depot closes early today")
+    await cast.get_by_label("To").select_option("staff")
+    await cast.get_by_role("button", name="Send now").click()
+    await expect(console.locator("#broadcast-result")).to_contain_text("Sent to 1 person")
+
     await console.get_by_role("tab", name="Numbers").click()
     numbers = console.get_by_role("tabpanel", name="Numbers")
     await numbers.get_by_label("Place", exact=True).select_option(label=f"{depot} (depot)")

@@ -175,6 +175,10 @@ function fillPlaceSelects() {
   const current = taskSel.value;
   taskSel.replaceChildren(...options());
   if (current) taskSel.value = current;
+  const cast = $("broadcast-place");
+  const c = cast.value;
+  cast.replaceChildren(...options());
+  if (c) cast.value = c;
   const foot = $("footfall-place");
   const f = foot.value;
   foot.replaceChildren(...options());
@@ -302,6 +306,29 @@ async function importFile(event) {
     }
   } catch (err) {
     report.append(h("p", { class: "error", role: "alert" }, err.message));
+  }
+}
+
+async function broadcast(event) {
+  event.preventDefault();
+  const form = event.target;
+  const out = $("broadcast-result");
+  out.textContent = "";
+  const body = {
+    title: form.title.value.trim(),
+    body: form.body.value.trim(),
+    audience: form.audience.value,
+    safety_critical: form.safety_critical.checked,
+  };
+  if (body.safety_critical && !window.confirm("Safety-critical messages reach people in their quiet hours. Send?")) return;
+  try {
+    const r = await api.post(`/v1/geofences/${form.geofence_id.value}/broadcast`, body);
+    const held = Object.entries(r.suppressed || {}).map(([why, n]) => `${n} ${why.replace(/_/g, " ")}`);
+    out.textContent = `Sent to ${r.recipients} ${r.recipients === 1 ? "person" : "people"}: ${r.queued} notified` + (held.length ? `, held back: ${held.join(", ")}` : "") + ".";
+    form.title.value = "";
+    form.body.value = "";
+  } catch (err) {
+    out.textContent = err.message;
   }
 }
 
@@ -813,6 +840,7 @@ $("logout").addEventListener("click", () => signOut());
 placeForm.addEventListener("submit", savePlace);
 $("place-cancel").addEventListener("click", closePlaceForm);
 $("import-form").addEventListener("submit", importFile);
+$("broadcast-form").addEventListener("submit", broadcast);
 offerForm.addEventListener("submit", saveOffer);
 $("offer-reset").addEventListener("click", resetOfferForm);
 taskForm.addEventListener("submit", saveTask);
