@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     push_jwt_ttl_s: int = 43_200
     push_max_subscriptions_per_person: int = 10
 
+    # privacy: retention (docs/privacy.md) and abuse limits
+    checkin_identifiable_days: int = Field(default=90, ge=1, le=3650)
+    staff_track_retention_days: int = Field(default=30, ge=1, le=3650)
+    presence_event_retention_days: int = Field(default=30, ge=1, le=3650)
+    notification_retention_days: int = Field(default=30, ge=1, le=3650)
+    delivery_log_retention_days: int = Field(default=30, ge=1, le=3650)
+    purge_interval_s: float = 3600.0
+    geofence_max_per_organisation: int = 20_000
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Self:
         if self.environment is Environment.production:
