@@ -53,7 +53,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     rate_limit_enabled: bool = True
     rate_limit_per_caller_per_minute: dict[str, float] = Field(
-        default_factory=lambda: {"auth": 10.0, "devices": 20.0, "ingest": 240.0, "checkins": 30.0}
+        default_factory=lambda: {
+            "auth": 10.0,
+            "devices": 20.0,
+            "ingest": 240.0,
+            "checkins": 30.0,
+            "subscriptions": 20.0,
+            "imports": 10.0,
+        }
     )
     rate_limit_per_ip_per_minute: dict[str, float] = Field(
         default_factory=lambda: {
@@ -61,6 +68,8 @@ class Settings(BaseSettings):
             "devices": 60.0,
             "ingest": 6000.0,
             "checkins": 3000.0,
+            "subscriptions": 600.0,
+            "imports": 60.0,
         }
     )
     login_failures_per_account_per_hour: int = 10

@@ -6,7 +6,7 @@ import math
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from app.accounts.dependencies import CurrentPrincipal, EditorUser, Principal
 from app.core.db import Session
@@ -14,6 +14,7 @@ from app.core.deps import AppSettings
 from app.core.errors import Unprocessable
 from app.core.geo import GeoError, check_lon_lat, check_position
 from app.core.pagination import Pagination
+from app.core.ratelimit import rate_limited
 from app.geofences import repository, service
 from app.geofences.dependencies import VisibleGeofence
 from app.geofences.errors import InvalidGeofence
@@ -189,7 +190,9 @@ async def resolve(
     )
 
 
-@router.post("/import", response_model=ImportResult)
+@router.post(
+    "/import", response_model=ImportResult, dependencies=[Depends(rate_limited("imports"))]
+)
 async def import_geofences(
     session: Session,
     settings: AppSettings,
