@@ -132,6 +132,7 @@ class Settings(BaseSettings):
     notification_retention_days: int = Field(default=30, ge=1, le=3650)
     delivery_log_retention_days: int = Field(default=30, ge=1, le=3650)
     purge_interval_s: float = 3600.0
+    geofence_max_per_organisation: int = 200_000
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Self:

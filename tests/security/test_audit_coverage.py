@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,11 +22,9 @@ async def test_place_offer_and_task_writes_are_audited(
     worker = await quick_staff(db, settings, org, Role.field_worker)
     await db.commit()
     e = editor.headers
-    place = {
-        "type": "Feature",
-        "geometry": {"type": "Point", "coordinates": [-1.2577, 51.752]},
-        "properties": {"name": "Central Library", "category": "library", "radius_m": 40},
-    }
+    props: dict[str, Any] = {"name": "Central Library", "category": "library", "radius_m": 40}
+    point = {"type": "Point", "coordinates": [-1.2577, 51.752]}
+    place = {"type": "Feature", "geometry": point, "properties": props}
     gid = (await client.post("/v1/geofences", json=place, headers=e)).json()["id"]
     patched = await client.patch(
         f"/v1/geofences/{gid}", json={"properties": {"name": "Library"}}, headers=e
@@ -32,7 +32,7 @@ async def test_place_offer_and_task_writes_are_audited(
     assert patched.status_code == 200
     imported = {
         "type": "FeatureCollection",
-        "features": [{**place, "properties": {**place["properties"], "external_id": "x1"}}],
+        "features": [{**place, "properties": {**props, "external_id": "x1"}}],
     }
     assert (await client.post("/v1/geofences/import", json=imported, headers=e)).status_code == 200
     dry = await client.post(
