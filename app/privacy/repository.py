@@ -61,16 +61,17 @@ async def export_rows(
 AGGREGATE_CHECKINS = """
 WITH gone AS (
     DELETE FROM checkins WHERE {where} RETURNING organisation_id, geofence_id, recorded_at,
-        coalesce(device_id, staff_user_id) AS who
+        coalesce(device_id, staff_user_id) AS who,
+        CASE WHEN device_id IS NULL THEN 'staff' ELSE 'device' END AS kind
 ), counted AS (
-    SELECT geofence_id, date_trunc('hour', recorded_at, 'UTC') AS hour,
+    SELECT geofence_id, date_trunc('hour', recorded_at, 'UTC') AS hour, kind,
            min(organisation_id::text)::uuid AS organisation_id,
            count(*) AS checkins, count(DISTINCT who) AS people
-    FROM gone GROUP BY 1, 2
+    FROM gone GROUP BY 1, 2, 3
 ), merged AS (
-    INSERT INTO checkin_counts (geofence_id, hour, organisation_id, checkins, people)
-    SELECT geofence_id, hour, organisation_id, checkins, people FROM counted
-    ON CONFLICT (geofence_id, hour) DO UPDATE
+    INSERT INTO checkin_counts (geofence_id, hour, subject_kind, organisation_id, checkins, people)
+    SELECT geofence_id, hour, kind, organisation_id, checkins, people FROM counted
+    ON CONFLICT (geofence_id, hour, subject_kind) DO UPDATE
     SET checkins = checkin_counts.checkins + EXCLUDED.checkins,
         people = checkin_counts.people + EXCLUDED.people
     RETURNING 1

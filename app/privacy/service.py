@@ -101,6 +101,10 @@ PURGES: dict[str, str] = {
 }
 
 
+def _hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 async def purge(
     session: AsyncSession, settings: Settings, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -120,8 +124,9 @@ async def purge(
         session,
         "(device_id IS NOT NULL AND recorded_at < :resident_cutoff) "
         "OR (staff_user_id IS NOT NULL AND recorded_at < :staff_cutoff)",
-        resident_cutoff=now - settings.checkin_identifiable_days * days,
-        staff_cutoff=now - settings.staff_track_retention_days * days,
+        # whole hours only, so every hour is counted in one run (exact distinct people)
+        resident_cutoff=_hour(now - settings.checkin_identifiable_days * days),
+        staff_cutoff=_hour(now - settings.staff_track_retention_days * days),
     )
     cutoffs = {
         "events": settings.presence_event_retention_days,

@@ -2,7 +2,7 @@
 
 Revision ID: 0011
 Revises: 0006
-Create Date: 2026-11-25 18:16:52.681357+00:00
+Create Date: 2026-11-25 18:38:38.268867+00:00
 """
 
 from collections.abc import Sequence
@@ -22,6 +22,7 @@ def upgrade() -> None:
         "checkin_counts",
         sa.Column("geofence_id", sa.Uuid(), nullable=False),
         sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("subject_kind", sa.String(length=8), nullable=False),
         sa.Column("organisation_id", sa.Uuid(), nullable=False),
         sa.Column("checkins", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("people", sa.Integer(), server_default=sa.text("0"), nullable=False),
@@ -37,7 +38,9 @@ def upgrade() -> None:
             name=op.f("fk_checkin_counts_organisation_id_organisations"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("geofence_id", "hour", name=op.f("pk_checkin_counts")),
+        sa.PrimaryKeyConstraint(
+            "geofence_id", "hour", "subject_kind", name=op.f("pk_checkin_counts")
+        ),
     )
     op.create_index(
         op.f("ix_checkin_counts_organisation_id"),

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts.models import Role
 from app.core.config import Settings
 from app.presence import repository as presence_repository
 from app.privacy import repository as privacy_repository
 from app.privacy import service
 from tests import factories
+from tests.offers.helpers import quick_staff
 from tests.security.people import holdings, person_with_everything
 
 
@@ -112,3 +115,29 @@ def test_ping_retention_has_a_hard_maximum_of_seven_days() -> None:
 
     with pytest.raises(ValidationError):
         Settings(ping_retention_h=169)
+
+
+async def test_aggregated_checkins_still_count_in_the_place_statistics(
+    app: FastAPI, client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    app.state.settings = settings.model_copy(update={"stats_min_cell_size": 1})
+    org = await factories.create_organisation(db)
+    editor = await quick_staff(db, settings, org, Role.editor)
+    await db.commit()
+    p = await person_with_everything(client, db, settings, org)
+    await age(db, p.resident.id, timedelta(days=91))
+    params = {
+        "bucket": "day",
+        "since": (datetime.now(UTC) - timedelta(days=100)).isoformat(),
+        "tz": "UTC",
+    }
+    url = f"/v1/geofences/{p.place_id}/checkins/stats"
+    before = (await client.get(url, params=params, headers=editor.headers)).json()["buckets"]
+    await service.purge(db, settings)
+    await db.commit()
+    after = (await client.get(url, params=params, headers=editor.headers)).json()["buckets"]
+    assert after == before
+    assert [(b["residents_checkins"], b["residents_distinct"]) for b in after] == [(1, 1)]
+    left = (await db.execute(text("SELECT count(*) FROM checkins WHERE geofence_id = :g"),
+                             {"g": p.place_id})).scalar_one()  # fmt: skip
+    assert left == 0
