@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -110,7 +111,6 @@ async def test_only_one_process_purges_at_a_time(db: AsyncSession, engine: objec
 
 
 def test_ping_retention_has_a_hard_maximum_of_seven_days() -> None:
-    import pytest
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):
@@ -141,3 +141,23 @@ async def test_aggregated_checkins_still_count_in_the_place_statistics(
     left = (await db.execute(text("SELECT count(*) FROM checkins WHERE geofence_id = :g"),
                              {"g": p.place_id})).scalar_one()  # fmt: skip
     assert left == 0
+
+
+def test_purge_command_prints_what_it_removed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli_app
+    from app.core.config import get_settings
+
+    monkeypatch.setenv("HEREABOUTS_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli_app, ["purge"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    for kind in ("ping_partitions_dropped", "pings", "checkins_aggregated", "events",
+                 "notifications", "outbox", "deliveries"):  # fmt: skip
+        assert f"{kind}: " in result.output
