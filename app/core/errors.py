@@ -176,8 +176,11 @@ def _allowed_methods(request: Request) -> list[str]:
     """Methods the OpenAPI schema documents for the requested path."""
     import re
 
+    paths = request.app.openapi().get("paths", {})
+    if request.url.path in paths:  # a fixed path wins over a template such as /{id}
+        return sorted(m.upper() for m in paths[request.url.path])
     methods: set[str] = set()
-    for template, operations in request.app.openapi().get("paths", {}).items():
+    for template, operations in paths.items():
         pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, request.url.path):
             methods |= {m.upper() for m in operations}

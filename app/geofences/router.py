@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.accounts.dependencies import CurrentPrincipal, EditorUser, Principal
 from app.audit import service as audit_service
@@ -212,6 +213,13 @@ async def import_geofences(
         counts = {"created": result.created, "updated": result.updated, "failed": result.failed}
         await audit_service.record(session, editor, "geofence.import", "geofence", None, counts)
     return result
+
+
+@router.api_route("/import", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@router.api_route("/resolve", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def fixed_paths_other_methods() -> None:
+    """`/import` and `/resolve` are not place ids: other methods there are 405, not 422."""
+    raise StarletteHTTPException(status.HTTP_405_METHOD_NOT_ALLOWED)
 
 
 @router.get(

@@ -103,3 +103,29 @@ async def test_pages_never_exceed_500_items(
         assert r.status_code == 200, r.text
         assert len(r.json()["items"]) == MAX_LIMIT
         assert r.json()["next_cursor"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PATCH", "/v1/geofences/import", "POST"),
+        ("DELETE", "/v1/geofences/import", "POST"),
+        ("GET", "/v1/geofences/import", "POST"),
+        ("PATCH", "/v1/geofences/resolve", "GET"),
+        ("POST", "/v1/geofences/resolve", "GET"),
+    ],
+)
+async def test_fixed_geofence_paths_answer_405_to_other_methods(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    settings: Settings,
+    method: str,
+    path: str,
+    allowed: str,
+) -> None:
+    org = await factories.create_organisation(db)
+    editor = await quick_staff(db, settings, org, Role.editor)
+    await db.commit()
+    r = await client.request(method, path, json={}, headers=editor.headers)
+    assert r.status_code == 405, r.text
+    assert r.headers["Allow"] == allowed
