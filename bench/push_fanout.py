@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -203,7 +205,17 @@ def main() -> None:
     parser.add_argument("--per-person", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a SCRATCH database (its organisations are truncated); default: "
+        f"{DB_NAME} in the embedded cluster on HEREABOUTS_EMBEDDED_PORT",
+    )
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--quick", action="store_true", help="300 people (1,800 pushes)")
     args = parser.parse_args()
+    if args.quick:
+        args.people = min(args.people, 300)
 
     try:
         import uvloop
@@ -215,11 +227,14 @@ def main() -> None:
     from app.core.cluster import EmbeddedCluster
     from app.core.config import PROJECT_ROOT
 
-    port = int(os.environ.get("HEREABOUTS_EMBEDDED_PORT", "54329"))
-    cluster = EmbeddedCluster(data_dir=PROJECT_ROOT / ".data" / "pg", port=port)
-    cluster.ensure_running()
-    cluster.ensure_database(DB_NAME)
-    url = cluster.url(DB_NAME)
+    if args.database_url:
+        url = args.database_url
+    else:
+        port = int(os.environ.get("HEREABOUTS_EMBEDDED_PORT", "54329"))
+        cluster = EmbeddedCluster(data_dir=PROJECT_ROOT / ".data" / "pg", port=port)
+        cluster.ensure_running()
+        cluster.ensure_database(DB_NAME)
+        url = cluster.url(DB_NAME)
     from alembic import command
 
     from app.core.ops import alembic_config
@@ -283,6 +298,28 @@ def main() -> None:
         f"pywebpush {(cpu2 - cpu1) / total * 1e6:.0f} µs"
     )
     print(f"ratio: {ours / theirs:.2f}×")
+    if args.json:
+        figures = {
+            "pushes": total,
+            "people": args.people,
+            "subscriptions_per_person": args.subs,
+            "notifications_per_person": args.per_person,
+            "concurrency": args.concurrency,
+            "workers": args.workers,
+            "enqueue_rows_per_s": round(total / enqueue_s),
+            "hereabouts_per_s": round(ours),
+            "hereabouts_seconds": round(drain_s, 3),
+            "hereabouts_outbox": result,
+            "pywebpush_per_s": round(theirs),
+            "pywebpush_seconds": round(py_s, 3),
+            "pywebpush_ok": py_ok,
+            "cpu_us_per_push_hereabouts": round((cpu1 - cpu0) / total * 1e6),
+            "cpu_us_per_push_pywebpush": round((cpu2 - cpu1) / total * 1e6),
+            "ratio": round(ours / theirs, 3),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "target_met": ours >= 3000 and ours / theirs >= 1.5,
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -133,9 +133,15 @@ def measure(
     run_wrk(server.url, path, duration_s=profile.warmup_s, connections=16, run_tag=tag + "w")
     out["rss_mb_before"] = server.rss_mb()
     if run_wrk_too:
+        cpu0 = server.cpu_s()
         out["wrk"] = run_wrk(
             server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
         )
+        done = out["wrk"].get("requests", 0)
+        if done:
+            # server CPU per request (API processes only, not PostgreSQL): robust to a busy box
+            out["wrk"]["server_cpu_ms_per_req"] = round((server.cpu_s() - cpu0) / done * 1000, 3)
+        out["load_average"] = [round(x, 2) for x in os.getloadavg()]
         logger.info("%s wrk: %s", name, _short(out["wrk"]))
     if rate:
         out["open_loop"] = asyncio.run(
@@ -195,12 +201,15 @@ def push_fanout(dataset: Dataset, quick: bool) -> dict[str, Any]:
         return {"status": "not available", "reason": "bench/push_fanout.py is not in this tree"}
     out_file = WORK / "push_fanout.json"
     out_file.unlink(missing_ok=True)
+    # a scratch database next to the city's: push_fanout truncates its organisations
+    cluster = bench_cluster()
+    cluster.ensure_database("bench_push")
     cmd = [
         sys.executable,
         "-m",
         "bench.push_fanout",
         "--database-url",
-        dataset.url,
+        cluster.url("bench_push"),
         "--json",
         str(out_file),
     ]
@@ -256,7 +265,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     logger.info("postgis: %s", result["postgis"])
 
     # 1. baseline
-    base = baseline_server(dataset.dsn, free_port(18000), args.workers, WORK / "baseline.log")
+    base = baseline_server(dataset.dsn, free_port(), args.workers, WORK / "baseline.log")
     base.start()
     try:
         sc["baseline"] = measure(
@@ -274,7 +283,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     if args.skip_product:
         result["product"] = "skipped (--skip-product)"
     else:
-        prod = product_server(dataset.url, free_port(18001), args.workers, WORK / "product.log")
+        prod = product_server(dataset.url, free_port(offset=1), args.workers, WORK / "product.log")
         prod.start(timeout_s=120)
         try:
             only = set(args.only.split(",")) if args.only else None

@@ -57,7 +57,7 @@ def run_scale(args: argparse.Namespace, profile: Profile) -> Path:
         sql_points = city.points_near_places(10_000, salt=4)
         row["sql"] = asyncio.run(lookup_latency(dataset.dsn, sql_points[:3000]))
         row["sql_batched"] = asyncio.run(batched_points_per_s(dataset.dsn, sql_points))
-        base = baseline_server(dataset.dsn, free_port(18000), args.workers, WORK / "baseline.log")
+        base = baseline_server(dataset.dsn, free_port(), args.workers, WORK / "baseline.log")
         base.start()
         try:
             row["baseline"] = _latency(
@@ -65,7 +65,7 @@ def run_scale(args: argparse.Namespace, profile: Profile) -> Path:
             )
         finally:
             base.stop()
-        prod = product_server(dataset.url, free_port(18001), args.workers, WORK / "product.log")
+        prod = product_server(dataset.url, free_port(offset=1), args.workers, WORK / "product.log")
         prod.start(timeout_s=120)
         try:
             if ("GET", "/v1/geofences/resolve") in openapi_routes(prod.url):
