@@ -105,8 +105,29 @@ def probe(base_url: str, req: Req) -> tuple[int, str]:
     if req.token:
         headers["Authorization"] = f"Bearer {req.token}"
     body = fill_placeholders(req.body, "probe", count(1), datetime.now(UTC)) if req.body else None
-    status, data = http(req.method, base_url + req.path, body.encode() if body else None, headers)
+    try:
+        status, data = http(
+            req.method, base_url + req.path, body.encode() if body else None, headers
+        )
+    except OSError as exc:  # timeouts included: reported as the scenario's error
+        return 0, f"{type(exc).__name__}: {exc}"
     return status, data.decode(errors="replace")[:500]
+
+
+def settle(base_url: str, timeout_s: float = 60.0) -> float:
+    """Wait until the server answers /healthz within 0.5 s again (a saturating open-loop run
+    leaves a backlog behind); returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        t = time.monotonic()
+        try:
+            status, _ = http("GET", base_url + "/healthz")
+        except OSError:
+            status = 0
+        if status == 200 and time.monotonic() - t < 0.5:
+            break
+        time.sleep(1.0)
+    return round(time.monotonic() - started, 1)
 
 
 def openapi_routes(base_url: str) -> set[tuple[str, str]]:
@@ -154,6 +175,7 @@ def measure(
             )
         )
         logger.info("%s open-loop: %s", name, _short(out["open_loop"]))
+        out["settle_s"] = settle(server.url)
     out["rss_mb_after"] = server.rss_mb()
     return out
 
@@ -355,12 +377,18 @@ def run_product(
             sc[name] = {"status": "not available", "reason": f"{method} {path} is not a route yet"}
             logger.info("%s: not available", name)
             continue
+        settle(prod.url)
         status, body = probe(prod.url, reqs[0])
         if not 200 <= status < 300:
             sc[name] = {"status": "error", "reason": f"probe answered {status}: {body}"}
             logger.warning("%s: probe answered %s: %s", name, status, body)
             continue
-        sc[name] = measure(prod, name, reqs, profile, rate=rate)
+        try:
+            sc[name] = measure(prod, name, reqs, profile, rate=rate)
+        except Exception as exc:  # noqa: BLE001 - one broken scenario never loses the run
+            logger.exception("%s failed", name)
+            sc[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+            continue
         if name != "pings_batch100":
             mixed.extend(reqs[: 2000 if name == "pings_single" else 500])
     if only is not None and "mixed" not in only:
@@ -496,6 +524,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small city and short runs")
     parser.add_argument("--scale", action="store_true", help="the geofence scale curve (+ PNG)")
+    parser.add_argument(
+        "--sizes", default=None, help="--scale: comma-separated sizes, e.g. 1000,10000,100000"
+    )
+    parser.add_argument("--rate", type=int, default=None, help="--scale: open-loop rate")
+    parser.add_argument(
+        "--scale-devices",
+        action="store_true",
+        help="--scale over devices (--sizes are device counts; 10k geofences)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--geofences", type=int, default=None)
     parser.add_argument("--devices", type=int, default=None)

@@ -46,8 +46,12 @@ def run_scale(args: argparse.Namespace, profile: Profile) -> Path:
 
     WORK.mkdir(parents=True, exist_ok=True)
     sizes = QUICK_SIZES if args.quick else SIZES
-    rate = 200 if args.quick else 500
+    if args.sizes:
+        sizes = [int(x) for x in args.sizes.split(",")]
+    rate = args.rate or (200 if args.quick else 500)
     seconds = profile.open_loop_s
+    if args.scale_devices:
+        return run_device_scale(args, profile, sizes, rate)
     points: list[dict[str, Any]] = []
     for size in sizes:
         config = CityConfig(seed=args.seed, geofences=size, devices=1_000)
@@ -100,6 +104,50 @@ def run_scale(args: argparse.Namespace, profile: Profile) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     chart(result, CHART)
     logger.info("chart: %s", CHART)
+    return path
+
+
+def run_device_scale(
+    args: argparse.Namespace, profile: Profile, sizes: list[int], rate: int
+) -> Path:
+    """Single pings at a fixed rate as the number of registered devices grows (10k geofences).
+
+    What grows with devices: the token-hash index (auth), device_settings, presence_subjects and
+    presence. 1,000 devices send (the rest are registered, as in a town where few are moving).
+    """
+    from bench.db import reset_activity
+    from bench.run import RESULTS, WORK, machine
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    points: list[dict[str, Any]] = []
+    for size in sizes:
+        config = CityConfig(seed=args.seed, geofences=args.geofences or 10_000, devices=size)
+        dataset = provision(config)
+        asyncio.run(reset_activity(dataset.dsn))
+        city = City(config)
+        sending = min(size, 1_000)
+        tokens = [city.device_token(i) for i in range(0, size, max(1, size // sending))][:sending]
+        prod = product_server(dataset.url, free_port(offset=1), args.workers, WORK / "product.log")
+        prod.start(timeout_s=120)
+        try:
+            reqs = scenarios.single_ping_requests(city, len(tokens), 20, tokens)
+            row: dict[str, Any] = {"devices": size, "load_seconds": dataset.load_seconds}
+            row["pings_single"] = _latency(prod, f"devices{size}", reqs, rate, profile.open_loop_s)
+        finally:
+            prod.stop()
+        logger.info("device scale %s: %s", size, row)
+        points.append(row)
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "scale-devices",
+        "machine": machine(),
+        "geofences": args.geofences or 10_000,
+        "rate_rps": rate,
+        "points": points,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / (datetime.now(UTC).strftime("%Y-%m-%d-%H%M") + "-scale-devices.json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
     return path
 
 
