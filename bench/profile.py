@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     texts = []
     for f in sorted(OUT.glob(f"{stem}-*.speedscope.json")):
         texts.append(f"# {f.name}\n\nwrk: {json.dumps(result)}\n\n" + summarise(f))
+    if not texts:  # --no-spy
+        print(json.dumps(result))
+        return 0
     summary = OUT / f"{stem}.txt"
     summary.write_text("\n".join(texts))
     print(summary)

@@ -154,7 +154,7 @@ def measure(
     run_wrk(server.url, path, duration_s=profile.warmup_s, connections=16, run_tag=tag + "w")
     out["rss_mb_before"] = server.rss_mb()
     if run_wrk_too:
-        cpu0 = server.cpu_s()
+        cpu0, db0 = server.cpu_s(), postgres_cpu_s()
         out["wrk"] = run_wrk(
             server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
         )
@@ -162,6 +162,8 @@ def measure(
         if done:
             # server CPU per request (API processes only, not PostgreSQL): robust to a busy box
             out["wrk"]["server_cpu_ms_per_req"] = round((server.cpu_s() - cpu0) / done * 1000, 3)
+            # PostgreSQL (all backends of the bench cluster; nothing else uses it meanwhile)
+            out["wrk"]["db_cpu_ms_per_req"] = round((postgres_cpu_s() - db0) / done * 1000, 3)
         out["load_average"] = [round(x, 2) for x in os.getloadavg()]
         logger.info("%s wrk: %s", name, _short(out["wrk"]))
     if rate:
@@ -178,6 +180,17 @@ def measure(
         out["settle_s"] = settle(server.url)
     out["rss_mb_after"] = server.rss_mb()
     return out
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds used so far by the bench cluster (postmaster and every backend)."""
+    from bench.servers import tree_cpu_s
+
+    try:
+        pid = int((bench_cluster().pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return tree_cpu_s(pid)
 
 
 def _short(r: dict[str, Any]) -> str:

@@ -170,6 +170,7 @@ def chart(result: dict[str, Any], out: Path) -> None:
         ax.plot(xs, [r["p50_ms"] for r in rows], "o--", color=colour, label=f"{label} p50")
         ax.plot(xs, [r["p99_ms"] for r in rows], "o-", color=colour, label=f"{label} p99")
     ax.set_xscale("log")
+    ax.set_yscale("log")  # p99 spikes from a shared machine would flatten everything else
     ax.set_xlabel("geofences")
     ax.set_ylabel("latency (ms)")
     m = result["machine"]

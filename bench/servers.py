@@ -74,7 +74,8 @@ def tree_cpu_s(pid: int) -> float:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        # utime, stime, and cutime, cstime: children already reaped (a closed DB backend)
+        total += sum(int(x) for x in fields[11:15])
         stack.extend(_children(p))
     return total / ticks
 
