@@ -40,8 +40,6 @@ from app.notifications.vapid import (
 )
 
 DB_NAME = "hereabouts_bench_push"
-_PROCESSES = 0  # extra `hereabouts worker` processes (--processes), set by main()
-_PEM = b""
 
 
 def _serve_fake(public_key: str, port_queue: Any) -> None:
@@ -162,9 +160,10 @@ async def _drain(
 
     engine = create_engine(settings, url)
     workers = [DeliveryWorker(settings, engine, name=f"bench{i}") for i in range(n_workers)]
+    from bench.servers import tree_cpu_s
+
+    proc_cpu0 = sum(tree_cpu_s(proc.pid) for proc in procs or [])  # start-up is not counted
     started = time.perf_counter()
-    if procs is not None:
-        procs.extend(_worker_processes(_PROCESSES, settings, url, _PEM))
     tasks = [asyncio.create_task(w.run()) for w in workers]
     while True:
         await asyncio.sleep(0.05)
@@ -184,9 +183,7 @@ async def _drain(
     if procs:
         import signal
 
-        from bench.servers import tree_cpu_s
-
-        proc_cpu = sum(tree_cpu_s(proc.pid) for proc in procs)
+        proc_cpu = sum(tree_cpu_s(proc.pid) for proc in procs) - proc_cpu0
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
@@ -325,12 +322,15 @@ def main() -> None:
     fake_port = port_queue.get(timeout=30)
     try:
         total = args.people * args.subs * args.per_person
+        procs: list[Any] = []
+        if args.processes:
+            # started (and given time to import and LISTEN) before the outbox is filled in one
+            # transaction, so their start-up is not timed; they wake on its NOTIFY at commit
+            procs.extend(_worker_processes(args.processes, settings, url, pem))
+            time.sleep(6)
         sub_infos, enqueue_s = asyncio.run(
             _prepare(settings, url, fake_port, args.people, args.subs, args.per_person)
         )
-        global _PROCESSES, _PEM
-        _PROCESSES, _PEM = args.processes, pem
-        procs: list[Any] = []
         cpu0 = time.process_time()
         drain_s, result = asyncio.run(_drain(settings, url, args.workers, total, procs))
         cpu1 = time.process_time()
@@ -339,6 +339,9 @@ def main() -> None:
         )
         cpu2 = time.process_time()
     finally:
+        for proc in procs if "procs" in locals() else []:
+            if proc.poll() is None:
+                proc.kill()
         server.terminate()
         server.join(5)
     ours = total / drain_s
