@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     db_statement_timeout_ms: int = 15_000
+    db_pool_pre_ping: bool = False
 
     jwt_secret: str = "dev-only-insecure-secret"
     jwt_previous_secrets: list[str] = Field(default_factory=list)
