@@ -272,6 +272,21 @@ def pings_maintain() -> None:
 
 
 @app.command()
+def purge() -> None:
+    """Remove everything past its retention period now and print what was removed."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.privacy import service as privacy_service
+
+    async def run(session: AsyncSession) -> dict[str, object]:
+        return await privacy_service.purge(session, get_settings())
+
+    removed = _with_session(run, _database_url())
+    for kind, amount in removed.items():
+        typer.echo(f"{kind}: {amount}")
+
+
+@app.command()
 def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Concurrent push requests (default: settings).")

@@ -27,6 +27,7 @@ from app.notifications.worker import InProcessWorker
 from app.offers.router import router as offers_router
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
+from app.privacy.router import router as privacy_router
 from app.rules import service as rules_service
 from app.rules.router import router as rules_router
 from app.tasks.router import me_router as my_tasks_router
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(presence_router)
     app.include_router(notifications_router)
     app.include_router(rules_router)
+    app.include_router(privacy_router)
     install_web(app, settings)
     if settings.cors_origins:
         app.add_middleware(

@@ -335,6 +335,20 @@ class City:
             out.append((round(lon, 6), round(lat, 6)))
         return out
 
+    def checkin_points(
+        self, n: int, spread_m: float = 30.0, salt: int = 0
+    ) -> list[tuple[uuid.UUID, float, float]]:
+        """`n` (place id, lon, lat): a person standing within `spread_m` of the place they tap."""
+        rng = _rng(self.config.seed, _TAG_POINTS, salt)
+        out = []
+        for _ in range(n):
+            p = self.place(rng.randrange(self.config.geofences))
+            lon, lat = offset(
+                *p.anchor, rng.uniform(-spread_m, spread_m), rng.uniform(-spread_m, spread_m)
+            )
+            out.append((p.id, round(lon, 6), round(lat, 6)))
+        return out
+
     # -- identity --------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """SHA-256 over every generated row (staff with a fixed placeholder hash)."""

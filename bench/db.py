@@ -149,6 +149,13 @@ async def reset_activity(dsn: str) -> list[str]:
         if tables:
             await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
         await conn.execute("UPDATE devices SET last_seen_at = NULL WHERE last_seen_at IS NOT NULL")
+        if "device_settings" in tables:
+            # background location is off until a resident opts in (pings are 409 without it):
+            # every bench device has opted in, as PUT /v1/me/background-location would record
+            await conn.execute(
+                "INSERT INTO device_settings (device_id, background_location) "
+                "SELECT id, true FROM devices"
+            )
     finally:
         await conn.close()
     return tables

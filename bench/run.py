@@ -105,8 +105,29 @@ def probe(base_url: str, req: Req) -> tuple[int, str]:
     if req.token:
         headers["Authorization"] = f"Bearer {req.token}"
     body = fill_placeholders(req.body, "probe", count(1), datetime.now(UTC)) if req.body else None
-    status, data = http(req.method, base_url + req.path, body.encode() if body else None, headers)
+    try:
+        status, data = http(
+            req.method, base_url + req.path, body.encode() if body else None, headers
+        )
+    except OSError as exc:  # timeouts included: reported as the scenario's error
+        return 0, f"{type(exc).__name__}: {exc}"
     return status, data.decode(errors="replace")[:500]
+
+
+def settle(base_url: str, timeout_s: float = 60.0) -> float:
+    """Wait until the server answers /healthz within 0.5 s again (a saturating open-loop run
+    leaves a backlog behind); returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        t = time.monotonic()
+        try:
+            status, _ = http("GET", base_url + "/healthz")
+        except OSError:
+            status = 0
+        if status == 200 and time.monotonic() - t < 0.5:
+            break
+        time.sleep(1.0)
+    return round(time.monotonic() - started, 1)
 
 
 def openapi_routes(base_url: str) -> set[tuple[str, str]]:
@@ -133,9 +154,17 @@ def measure(
     run_wrk(server.url, path, duration_s=profile.warmup_s, connections=16, run_tag=tag + "w")
     out["rss_mb_before"] = server.rss_mb()
     if run_wrk_too:
+        cpu0, db0 = server.cpu_s(), postgres_cpu_s()
         out["wrk"] = run_wrk(
             server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
         )
+        done = out["wrk"].get("requests", 0)
+        if done:
+            # server CPU per request (API processes only, not PostgreSQL): robust to a busy box
+            out["wrk"]["server_cpu_ms_per_req"] = round((server.cpu_s() - cpu0) / done * 1000, 3)
+            # PostgreSQL (all backends of the bench cluster; nothing else uses it meanwhile)
+            out["wrk"]["db_cpu_ms_per_req"] = round((postgres_cpu_s() - db0) / done * 1000, 3)
+        out["load_average"] = [round(x, 2) for x in os.getloadavg()]
         logger.info("%s wrk: %s", name, _short(out["wrk"]))
     if rate:
         out["open_loop"] = asyncio.run(
@@ -148,8 +177,20 @@ def measure(
             )
         )
         logger.info("%s open-loop: %s", name, _short(out["open_loop"]))
+        out["settle_s"] = settle(server.url)
     out["rss_mb_after"] = server.rss_mb()
     return out
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds used so far by the bench cluster (postmaster and every backend)."""
+    from bench.servers import tree_cpu_s
+
+    try:
+        pid = int((bench_cluster().pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return tree_cpu_s(pid)
 
 
 def _short(r: dict[str, Any]) -> str:
@@ -195,12 +236,15 @@ def push_fanout(dataset: Dataset, quick: bool) -> dict[str, Any]:
         return {"status": "not available", "reason": "bench/push_fanout.py is not in this tree"}
     out_file = WORK / "push_fanout.json"
     out_file.unlink(missing_ok=True)
+    # a scratch database next to the city's: push_fanout truncates its organisations
+    cluster = bench_cluster()
+    cluster.ensure_database("bench_push")
     cmd = [
         sys.executable,
         "-m",
         "bench.push_fanout",
         "--database-url",
-        dataset.url,
+        cluster.url("bench_push"),
         "--json",
         str(out_file),
     ]
@@ -256,7 +300,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     logger.info("postgis: %s", result["postgis"])
 
     # 1. baseline
-    base = baseline_server(dataset.dsn, free_port(18000), args.workers, WORK / "baseline.log")
+    base = baseline_server(dataset.dsn, free_port(), args.workers, WORK / "baseline.log")
     base.start()
     try:
         sc["baseline"] = measure(
@@ -274,7 +318,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     if args.skip_product:
         result["product"] = "skipped (--skip-product)"
     else:
-        prod = product_server(dataset.url, free_port(18001), args.workers, WORK / "product.log")
+        prod = product_server(dataset.url, free_port(offset=1), args.workers, WORK / "product.log")
         prod.start(timeout_s=120)
         try:
             only = set(args.only.split(",")) if args.only else None
@@ -346,12 +390,18 @@ def run_product(
             sc[name] = {"status": "not available", "reason": f"{method} {path} is not a route yet"}
             logger.info("%s: not available", name)
             continue
+        settle(prod.url)
         status, body = probe(prod.url, reqs[0])
         if not 200 <= status < 300:
             sc[name] = {"status": "error", "reason": f"probe answered {status}: {body}"}
             logger.warning("%s: probe answered %s: %s", name, status, body)
             continue
-        sc[name] = measure(prod, name, reqs, profile, rate=rate)
+        try:
+            sc[name] = measure(prod, name, reqs, profile, rate=rate)
+        except Exception as exc:  # noqa: BLE001 - one broken scenario never loses the run
+            logger.exception("%s failed", name)
+            sc[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+            continue
         if name != "pings_batch100":
             mixed.extend(reqs[: 2000 if name == "pings_single" else 500])
     if only is not None and "mixed" not in only:
@@ -487,6 +537,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small city and short runs")
     parser.add_argument("--scale", action="store_true", help="the geofence scale curve (+ PNG)")
+    parser.add_argument(
+        "--sizes", default=None, help="--scale: comma-separated sizes, e.g. 1000,10000,100000"
+    )
+    parser.add_argument("--rate", type=int, default=None, help="--scale: open-loop rate")
+    parser.add_argument(
+        "--scale-devices",
+        action="store_true",
+        help="--scale over devices (--sizes are device counts; 10k geofences)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--geofences", type=int, default=None)
     parser.add_argument("--devices", type=int, default=None)

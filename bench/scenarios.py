@@ -29,9 +29,17 @@ def resolve_requests(city: City, n: int, tokens: list[str]) -> list[Req]:
 
 
 def checkin_requests(city: City, n: int, tokens: list[str]) -> list[Req]:
+    """A resident taps the place they stand at (with `geofence_id`: several places within reach
+    of a point are common in a town centre, and without it the API answers 409 ambiguous-place)."""
     out = []
-    for i, (lon, lat) in enumerate(city.points_near_places(n, spread_m=30, salt=3)):
-        body = {"lon": lon, "lat": lat, "accuracy_m": 12.0, "recorded_at": "@T1@"}
+    for i, (gid, lon, lat) in enumerate(city.checkin_points(n, spread_m=30, salt=3)):
+        body = {
+            "lon": lon,
+            "lat": lat,
+            "accuracy_m": 12.0,
+            "geofence_id": str(gid),
+            "recorded_at": "@T1@",
+        }
         out.append(Req("POST", "/v1/checkins", tokens[i % len(tokens)], _dump(body)))
     return out
 

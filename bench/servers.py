@@ -12,15 +12,24 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PORT_RANGE = range(18000, 18100)
+
+def _port_range() -> range:
+    """HEREABOUTS_BENCH_PORTS="18100-18199" (default): where the servers under test listen."""
+    first, _, last = os.environ.get("HEREABOUTS_BENCH_PORTS", "18100-18199").partition("-")
+    return range(int(first), int(last or first) + 1)
 
 
-def free_port(start: int = PORT_RANGE.start) -> int:
-    for port in range(start, PORT_RANGE.stop):
+PORT_RANGE = _port_range()
+
+
+def free_port(start: int | None = None, *, offset: int = 0) -> int:
+    """The first port from `start` (default: the range's start + `offset`) nobody listens on."""
+    begin = start if start is not None else PORT_RANGE.start + offset
+    for port in range(begin, PORT_RANGE.stop):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             if sock.connect_ex(("127.0.0.1", port)) != 0:
                 return port
-    raise RuntimeError("no free port in 18000-18099")
+    raise RuntimeError(f"no free port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
 def _children(pid: int) -> list[int]:
@@ -52,6 +61,23 @@ def tree_rss_mb(pid: int) -> float:
             continue
         stack.extend(_children(p))
     return round(total_kb / 1024, 1)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its live descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, and cutime, cstime: children already reaped (a closed DB backend)
+        total += sum(int(x) for x in fields[11:15])
+        stack.extend(_children(p))
+    return total / ticks
 
 
 @dataclass
@@ -94,6 +120,11 @@ class Server:
 
     def rss_mb(self) -> float:
         return tree_rss_mb(self.proc.pid) if self.proc else 0.0
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server (master + workers) has used: steadier than req/s on a busy
+        machine, since it does not count the time other processes held the cores."""
+        return tree_cpu_s(self.proc.pid) if self.proc else 0.0
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -156,6 +187,9 @@ def product_server(url: str, port: int, workers: int, log_path: Path) -> Server:
             "HEREABOUTS_RUN_WORKER_IN_PROCESS": "false",
             "HEREABOUTS_LOG_LEVEL": "WARNING",
             "HEREABOUTS_PUSH_ALLOW_LOOPBACK": "true",
+            # the load generator is one IP with a few hundred devices sending far faster than
+            # a phone does: the per-caller/per-IP limits would answer 429 to most of it
+            "HEREABOUTS_RATE_LIMIT_ENABLED": "false",
         },
         log_path=log_path,
     )

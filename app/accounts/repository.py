@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Device, Organisation, Role, StaffUser
@@ -70,6 +70,21 @@ async def touch_login(session: AsyncSession, user_id: uuid.UUID, when: datetime)
     await session.execute(
         update(StaffUser).where(StaffUser.id == user_id).values(last_login_at=when)
     )
+
+
+# Built once: the auth lookup runs on every resident request, and building a statement (and its
+# cache key) per call plus loading an ORM entity cost more than the indexed query itself.
+_DEVICE_IDENTITY = select(Device.id, Device.organisation_id).where(
+    Device.token_hash == bindparam("token_hash")
+)
+
+
+async def device_identity_by_token_hash(
+    session: AsyncSession, token_hash: str
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(device id, organisation id) for a token hash, without loading the ORM entity."""
+    row = (await session.execute(_DEVICE_IDENTITY, {"token_hash": token_hash})).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 async def get_device_by_token_hash(session: AsyncSession, token_hash: str) -> Device | None:

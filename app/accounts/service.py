@@ -122,6 +122,13 @@ async def device_for_token(session: AsyncSession, token: str) -> Device | None:
     return await repository.get_device_by_token_hash(session, hash_token(token))
 
 
+async def device_identity_for_token(
+    session: AsyncSession, token: str
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(device id, organisation id) of a valid device token: the per-request auth lookup."""
+    return await repository.device_identity_by_token_hash(session, hash_token(token))
+
+
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> StaffUser | None:
     return await repository.get_user(session, user_id)
 

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     db_statement_timeout_ms: int = 15_000
+    db_pool_pre_ping: bool = False
 
     jwt_secret: str = "dev-only-insecure-secret"
     jwt_previous_secrets: list[str] = Field(default_factory=list)
@@ -53,7 +54,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     rate_limit_enabled: bool = True
     rate_limit_per_caller_per_minute: dict[str, float] = Field(
-        default_factory=lambda: {"auth": 10.0, "devices": 20.0, "ingest": 240.0, "checkins": 30.0}
+        default_factory=lambda: {
+            "auth": 10.0,
+            "devices": 20.0,
+            "ingest": 240.0,
+            "checkins": 30.0,
+            "subscriptions": 20.0,
+            "imports": 10.0,
+        }
     )
     rate_limit_per_ip_per_minute: dict[str, float] = Field(
         default_factory=lambda: {
@@ -61,6 +69,8 @@ class Settings(BaseSettings):
             "devices": 60.0,
             "ingest": 6000.0,
             "checkins": 3000.0,
+            "subscriptions": 600.0,
+            "imports": 60.0,
         }
     )
     login_failures_per_account_per_hour: int = 10
@@ -125,6 +135,14 @@ class Settings(BaseSettings):
     rules_task_cooldown_s: int = Field(default=3600, ge=0)
     rules_max_event_age_s: int = Field(default=900, ge=1)
     rules_broadcast_recent_checkin_min: int = Field(default=30, ge=0)
+    # privacy: retention (docs/privacy.md) and abuse limits
+    checkin_identifiable_days: int = Field(default=90, ge=1, le=3650)
+    staff_track_retention_days: int = Field(default=30, ge=1, le=3650)
+    presence_event_retention_days: int = Field(default=30, ge=1, le=3650)
+    notification_retention_days: int = Field(default=30, ge=1, le=3650)
+    delivery_log_retention_days: int = Field(default=30, ge=1, le=3650)
+    purge_interval_s: float = 3600.0
+    geofence_max_per_organisation: int = 200_000
 
     # web console and PWA
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"

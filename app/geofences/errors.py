@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from app.core.errors import NotFound, Unprocessable
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.geo import GeoError
 
 
 class GeofenceNotFound(NotFound):
     title = "Geofence not found"
+
+
+class TooManyGeofences(Conflict):
+    """The organisation already holds `geofence_max_per_organisation` live places."""
+
+    code = "too-many-geofences"
+    title = "Too many places"
 
 
 class InvalidGeofence(Unprocessable):

@@ -82,6 +82,16 @@ async def external_id_taken(
     return (await session.execute(stmt.limit(1))).first() is not None
 
 
+async def count_live(session: AsyncSession, organisation_id: uuid.UUID) -> int:
+    """Live (not deleted) places of one organisation."""
+    stmt = (
+        select(func.count())
+        .select_from(Geofence)
+        .where(Geofence.organisation_id == organisation_id, Geofence.deleted_at.is_(None))
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def by_external_ids(
     session: AsyncSession, organisation_id: uuid.UUID, external_ids: Sequence[str]
 ) -> dict[str, Geofence]:

@@ -6,15 +6,17 @@ import math
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from app.accounts.dependencies import CurrentPrincipal, EditorUser, Principal
+from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import Unprocessable
 from app.core.geo import GeoError, check_lon_lat, check_position
 from app.core.near import parse_near
 from app.core.pagination import Pagination
+from app.core.ratelimit import rate_limited
 from app.geofences import repository, service
 from app.geofences.dependencies import VisibleGeofence
 from app.geofences.errors import InvalidGeofence
@@ -90,6 +92,9 @@ async def create_geofence(
 ) -> GeofenceRead:
     """Editor: create a place from a GeoJSON Feature (Polygon, MultiPolygon, Point + radius_m)."""
     geofence = await service.create_geofence(session, settings, editor.organisation_id, body)
+    await audit_service.record(
+        session, editor, "geofence.create", "geofence", geofence.id, {"name": geofence.name}
+    )
     return service.to_read(geofence)
 
 
@@ -183,7 +188,9 @@ async def resolve(
     )
 
 
-@router.post("/import", response_model=ImportResult)
+@router.post(
+    "/import", response_model=ImportResult, dependencies=[Depends(rate_limited("imports"))]
+)
 async def import_geofences(
     session: Session,
     settings: AppSettings,
@@ -192,9 +199,13 @@ async def import_geofences(
     dry_run: Annotated[bool, Query(description="Validate and count; store nothing.")] = False,
 ) -> ImportResult:
     """Editor: upsert a FeatureCollection by external_id; bad features are reported by index."""
-    return await service.import_features(
+    result = await service.import_features(
         session, settings, editor.organisation_id, body, dry_run=dry_run
     )
+    if not dry_run and (result.created or result.updated):
+        counts = {"created": result.created, "updated": result.updated, "failed": result.failed}
+        await audit_service.record(session, editor, "geofence.import", "geofence", None, counts)
+    return result
 
 
 @router.get(
@@ -221,10 +232,20 @@ async def update_geofence(
     body: GeofenceUpdate,
 ) -> GeofenceRead:
     """Editor: change properties and/or the geometry of a place."""
-    return service.to_read(await service.update_geofence(session, settings, geofence, body))
+    changed = sorted(body.properties.model_dump(exclude_unset=True))
+    if body.geometry is not None:
+        changed.append("geometry")
+    updated = await service.update_geofence(session, settings, geofence, body)
+    await audit_service.record(
+        session, editor, "geofence.update", "geofence", updated.id, {"fields": changed}
+    )
+    return service.to_read(updated)
 
 
 @router.delete("/{geofence_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_geofence(session: Session, editor: EditorUser, geofence: VisibleGeofence) -> None:
     """Editor: soft-delete a place (history that refers to it stays explainable)."""
+    await audit_service.record(
+        session, editor, "geofence.delete", "geofence", geofence.id, {"name": geofence.name}
+    )
     await service.delete_geofence(session, geofence)

@@ -21,7 +21,7 @@ from app.core.config import Settings
 from app.core.geo import GeoError, ParsedGeometry, geometry_to_geojson, parse_geometry, reject_crs
 from app.core.pagination import PageParams, encode_cursor
 from app.geofences import repository
-from app.geofences.errors import GeofenceNotFound, InvalidGeofence
+from app.geofences.errors import GeofenceNotFound, InvalidGeofence, TooManyGeofences
 from app.geofences.models import Category, Geofence, ShapeKind
 from app.geofences.opening_hours import is_open
 from app.geofences.schemas import (
@@ -202,7 +202,18 @@ async def create_geofence(
         await max_area_km2(session, settings, organisation_id),
     )
     await _check_external_id(session, organisation_id, props.external_id)
+    _check_capacity(settings, await repository.count_live(session, organisation_id) + 1)
     return await repository.add(session, _new_row(organisation_id, props, parsed))
+
+
+def _check_capacity(settings: Settings, total: int) -> None:
+    limit = settings.geofence_max_per_organisation
+    if total > limit:
+        raise TooManyGeofences(
+            f"An organisation may hold at most {limit} places; delete some first "
+            "(or raise HEREABOUTS_GEOFENCE_MAX_PER_ORGANISATION). Nothing was stored.",
+            extra={"limit": limit},
+        )
 
 
 async def get_geofence(
@@ -512,6 +523,7 @@ async def import_features(
 
     size = chunk_size or settings.geofence_import_chunk_size
     created = updated = 0
+    live = await repository.count_live(session, organisation_id)
     done = len(errors)
     if progress and errors:
         progress(len(errors))
@@ -521,6 +533,7 @@ async def import_features(
             session, organisation_id, [c.props.external_id or "" for c in chunk]
         )
         chunk_created = sum(1 for c in chunk if c.props.external_id not in existing)
+        _check_capacity(settings, live + created + chunk_created)
         if not dry_run:
             await _write_chunk(session, organisation_id, chunk, existing, commit_chunk)
         created += chunk_created

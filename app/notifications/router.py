@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from app.accounts.dependencies import CurrentPrincipal, CurrentStaff
+from app.accounts.dependencies import CurrentPrincipal, EditorUser
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.pagination import Page, PageParams, Pagination, encode_cursor
+from app.core.ratelimit import rate_limited
 from app.notifications import service
 from app.notifications.models import DeliveryStatus
 from app.notifications.schemas import (
@@ -50,6 +51,7 @@ async def vapid_public_key(request: Request, settings: AppSettings) -> VapidPubl
     response_model=SubscriptionRead,
     status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "An existing subscription (same endpoint) was updated"}},
+    dependencies=[Depends(rate_limited("subscriptions"))],
 )
 async def subscribe(
     session: Session,
@@ -110,12 +112,12 @@ async def notification_opened(
 @router.get("/deliveries", response_model=Page[DeliveryRead])
 async def deliveries(
     session: Session,
-    staff: CurrentStaff,
+    staff: EditorUser,
     page: Pagination,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     notification_id: uuid.UUID | None = None,
 ) -> Page[DeliveryRead]:
-    """Staff: the organisation's delivery log, one entry per attempt, newest first."""
+    """Editors/admins: the organisation's delivery log, one entry per attempt, newest first."""
     rows = await service.deliveries(
         session,
         staff.organisation_id,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.accounts.dependencies import CurrentDevice, CurrentPrincipal, EditorUser
 from app.accounts.models import Role
+from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.errors import Forbidden
 from app.core.near import parse_near
@@ -37,6 +38,9 @@ router = APIRouter(prefix="/v1/offers", tags=["offers"])
 async def create_offer(session: Session, editor: EditorUser, body: OfferCreate) -> OfferRead:
     """Editor: create an offer for places and/or a whole category of places."""
     offer = await service.create_offer(session, editor.organisation_id, editor.id, body)
+    await audit_service.record(
+        session, editor, "offer.create", "offer", offer.id, {"title": offer.title}
+    )
     return offer_read(offer)
 
 
@@ -109,14 +113,21 @@ async def update_offer(
     session: Session, editor: EditorUser, offer: ManagedOffer, body: OfferUpdate
 ) -> OfferRead:
     """Editor: change an offer (including its status: draft, active, paused, ended)."""
-    updated = await service.update_offer(session, editor.organisation_id, offer.id, body)
+    offer_id = offer.id
+    updated = await service.update_offer(session, editor.organisation_id, offer_id, body)
+    details: dict[str, object] = {"fields": sorted(body.model_dump(exclude_unset=True))}
+    if body.status is not None:
+        details["status"] = body.status.value
+    await audit_service.record(session, editor, "offer.update", "offer", offer_id, details)
     return offer_read(updated)
 
 
 @router.delete("/{offer_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_offer(session: Session, editor: EditorUser, offer: ManagedOffer) -> Response:
     """Editor: delete an offer (its redemptions stay for statistics)."""
-    await service.delete_offer(session, editor.organisation_id, offer.id)
+    offer_id = offer.id
+    await service.delete_offer(session, editor.organisation_id, offer_id)
+    await audit_service.record(session, editor, "offer.delete", "offer", offer_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -15,6 +15,7 @@ from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import Forbidden, Unprocessable
 from app.core.pagination import Page, Pagination, encode_cursor
+from app.core.ratelimit import rate_limited
 from app.presence import service, stream
 from app.presence.errors import TooManyPings
 from app.presence.models import EventType, SubjectKind
@@ -41,6 +42,7 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
     "/pings",
     response_model=PingBatchRead,
     responses={409: {"description": "Background location is off"}, 413: {"description": "> 1,000"}},
+    dependencies=[Depends(rate_limited("ingest"))],
 )
 async def post_pings(
     session: Session, settings: AppSettings, principal: CurrentPrincipal, body: PingBatchCreate

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.near import parse_near
 from app.core.pagination import Page, Pagination
@@ -23,6 +24,9 @@ me_router = APIRouter(prefix="/v1/me", tags=["tasks"])
 async def create_task(session: Session, editor: EditorUser, body: TaskCreate) -> TaskRead:
     """Editor: create a task at a place, assigned to field workers or left in the team pool."""
     task = await service.create_task(session, editor, body)
+    await audit_service.record(
+        session, editor, "task.create", "task", task.id, {"title": task.title}
+    )
     return task_read(task, transitions=await service.transitions(session, task))
 
 
@@ -64,6 +68,10 @@ async def update_task(
 ) -> TaskRead:
     """Change a task; `status` (+ `note`) moves it through the workflow and is recorded."""
     task = await service.update_task(session, staff, task_id, body)
+    details: dict[str, Any] = {"fields": sorted(body.model_dump(exclude_unset=True))}
+    if body.status is not None:
+        details["status"] = task.status
+    await audit_service.record(session, staff, "task.update", "task", task_id, details)
     return task_read(task, transitions=await service.transitions(session, task))
 
 

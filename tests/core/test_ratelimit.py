@@ -24,9 +24,10 @@ async def test_device_registration_flood_from_one_ip_gets_429_with_retry_after(
     app.state.settings = app.state.settings.model_copy(
         update={"rate_limit_per_ip_per_minute": {"devices": 3}}
     )
-    statuses = [(await client.post("/v1/devices", json={})).status_code for _ in range(5)]
-    # the first ones fail validation of the organisation (none exists) but still count
+    body = {"organisation": "no-such-organisation"}
+    statuses = [(await client.post("/v1/devices", json=body)).status_code for _ in range(5)]
+    # the first ones fail validation of the organisation (it does not exist) but still count
     assert statuses[:3] == [422, 422, 422]
     assert statuses[3:] == [429, 429]
-    resp = await client.post("/v1/devices", json={})
+    resp = await client.post("/v1/devices", json=body)
     assert resp.headers["retry-after"].isdigit()

@@ -1,0 +1,1 @@
+"""Privacy: subject rights (export, erasure) and retention (the purge)."""

@@ -1,0 +1,27 @@
+"""What `GET /v1/me/export` returns: everything held about one resident device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class FeatureCollection(BaseModel):
+    type: str = "FeatureCollection"
+    features: list[dict[str, Any]]
+
+
+class SubjectExport(BaseModel):
+    exported_at: str
+    device: dict[str, Any]
+    settings: dict[str, Any] | None = Field(description="Privacy switches (background location).")
+    pings: FeatureCollection = Field(description="Location fixes still held (retention applies).")
+    checkins: FeatureCollection
+    events: FeatureCollection = Field(description="Enter/exit/dwell/... events about the device.")
+    presence: list[dict[str, Any]] = Field(description="Where the device is now, per place.")
+    notifications: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]] = Field(description="Push attempts for those notifications.")
+    subscriptions: list[dict[str, Any]]
+    redemptions: list[dict[str, Any]]
+    retention: dict[str, str] = Field(description="How long each kind of data is kept.")

@@ -1,0 +1,148 @@
+"""Subject rights (export, erasure) for resident devices, and the retention purge."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.notifications import service as notifications_service
+from app.notifications.schemas import Recipient
+from app.presence import service as presence_service
+from app.privacy import repository
+from app.privacy.schemas import FeatureCollection, SubjectExport
+
+logger = logging.getLogger(__name__)
+
+# pg advisory lock key for the purge ("hbpurge" in ASCII, fits in a bigint)
+PURGE_LOCK_KEY = 0x6862707572676500
+
+
+def _feature(row: dict[str, Any]) -> dict[str, Any]:
+    props = dict(row)
+    lon, lat = props.pop("lon", None), props.pop("lat", None)
+    geometry = (
+        {"type": "Point", "coordinates": [lon, lat]}
+        if lon is not None and lat is not None
+        else None
+    )
+    return {"type": "Feature", "geometry": geometry, "properties": props}
+
+
+def _collection(items: list[dict[str, Any]]) -> FeatureCollection:
+    return FeatureCollection(features=[_feature(r) for r in items])
+
+
+def retention_summary(settings: Settings) -> dict[str, str]:
+    return {
+        "pings": f"{settings.ping_retention_h} hours",
+        "checkins": f"{settings.checkin_identifiable_days} days, then counts per place and hour",
+        "events": f"{settings.presence_event_retention_days} days",
+        "notifications": f"{settings.notification_retention_days} days",
+        "deliveries": f"{settings.delivery_log_retention_days} days",
+    }
+
+
+async def export_device(
+    session: AsyncSession, settings: Settings, device: dict[str, Any]
+) -> SubjectExport:
+    """Everything held about one device, spatial data as GeoJSON FeatureCollections."""
+    data = await repository.export_rows(session, device["id"])
+    return SubjectExport(
+        exported_at=datetime.now(UTC).isoformat(),
+        device=device,
+        settings=data["settings"][0] if data["settings"] else None,
+        pings=_collection(data["pings"]),
+        checkins=_collection(data["checkins"]),
+        events=_collection(data["events"]),
+        presence=data["presence"],
+        notifications=data["notifications"],
+        deliveries=data["deliveries"],
+        subscriptions=data["subscriptions"],
+        redemptions=data["redemptions"],
+        retention=retention_summary(settings),
+    )
+
+
+async def erase_device(
+    session: AsyncSession, organisation_id: uuid.UUID, device_id: uuid.UUID
+) -> None:
+    """Erase a resident device everywhere; its check-ins survive only as hourly counts.
+
+    Deleting the device row revokes its token (only the token's hash was stored).
+    """
+    await repository.aggregate_checkins(session, "device_id = :d", d=device_id)
+    await presence_service.erase_subject(session, device_id)
+    await notifications_service.erase_person(
+        session, Recipient("device", device_id, organisation_id)
+    )
+    await repository.erase_device_rest(session, device_id)
+
+
+# --- retention --------------------------------------------------------------------------------
+
+PURGES: dict[str, str] = {
+    # presence events: the event log (pings and check-ins), about devices and staff
+    "events": "WITH d AS (DELETE FROM presence_events WHERE occurred_at < :cutoff RETURNING 1) "
+    "SELECT count(*) FROM d",
+    # the delivery log (attempts); the outbox rows go with their notifications
+    "deliveries": "WITH d AS (DELETE FROM push_deliveries WHERE attempted_at < :cutoff "
+    "RETURNING 1) SELECT count(*) FROM d",
+    # inbox entries and their payloads; push_outbox rows cascade from them
+    "notifications": "WITH d AS (DELETE FROM notifications WHERE created_at < :cutoff "
+    "RETURNING 1) SELECT count(*) FROM d",
+    # finished outbox rows of notifications still held (their payload is in the notification)
+    "outbox": "WITH d AS (DELETE FROM push_outbox WHERE status <> 'pending' "
+    "AND coalesce(finished_at, created_at) < :cutoff RETURNING 1) SELECT count(*) FROM d",
+}
+
+
+def _hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+async def purge(
+    session: AsyncSession, settings: Settings, now: datetime | None = None
+) -> dict[str, Any]:
+    """Remove everything past its retention period; returns what was removed, per kind."""
+    now = now or datetime.now(UTC)
+    days = timedelta(days=1)
+    removed: dict[str, Any] = {}
+    partitions = await presence_service.maintain_ping_partitions(session, settings, now)
+    removed["ping_partitions_dropped"] = partitions["dropped"]
+    removed["pings"] = await repository.delete_older(
+        session,
+        "WITH d AS (DELETE FROM pings WHERE recorded_at < :cutoff RETURNING 1) "
+        "SELECT count(*) FROM d",
+        now - timedelta(hours=settings.ping_retention_h),
+    )
+    removed["checkins_aggregated"] = await repository.aggregate_checkins(
+        session,
+        "(device_id IS NOT NULL AND recorded_at < :resident_cutoff) "
+        "OR (staff_user_id IS NOT NULL AND recorded_at < :staff_cutoff)",
+        # whole hours only, so every hour is counted in one run (exact distinct people)
+        resident_cutoff=_hour(now - settings.checkin_identifiable_days * days),
+        staff_cutoff=_hour(now - settings.staff_track_retention_days * days),
+    )
+    cutoffs = {
+        "events": settings.presence_event_retention_days,
+        "deliveries": settings.delivery_log_retention_days,
+        "notifications": settings.notification_retention_days,
+        "outbox": settings.delivery_log_retention_days,
+    }
+    for kind, sql in PURGES.items():
+        removed[kind] = await repository.delete_older(session, sql, now - cutoffs[kind] * days)
+    return removed
+
+
+async def purge_once_guarded(
+    session: AsyncSession, settings: Settings, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """`purge` if no other process is running it (pg advisory lock), else None."""
+    if not await repository.try_advisory_lock(session, PURGE_LOCK_KEY):
+        return None
+    return await purge(session, settings, now)
