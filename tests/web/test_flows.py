@@ -13,6 +13,7 @@ import secrets
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -726,6 +727,14 @@ async def test_background_location_is_opt_in_sends_real_accuracy_and_preferences
     assert saved["background_location"] is False
     assert await unlabelled_controls(page) == []
     await screenshot(page, "app-preferences")
+
+    # Erasure: one button deletes everything held about the device.
+    accept_dialogs(page)
+    await page.get_by_role("button", name="Delete my data").click()
+    await expect(page.locator("#status")).to_contain_text("has been deleted")
+    await expect(page.locator("#welcome")).to_be_visible()
+    res = httpx.get(web_server.base + "/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 401
     assert problems.errors == []
     await context.close()
 

@@ -57,6 +57,7 @@ async function enter() {
   $("home").hidden = false;
   $("signout").hidden = false;
   $("tasks-card").hidden = !isWorker();
+  $("privacy-card").hidden = isWorker(); // staff data is the council's, handled by admins
   $("checkin-help").textContent = isWorker()
     ? "Check in at a site to see its tasks; it counts as proof of visit."
     : "Uses your location once to find the place you are at.";
@@ -497,10 +498,42 @@ async function sortTasksHere() {
   }
 }
 
+// ---------------------------------------------------------------- privacy (residents)
+async function exportData() {
+  try {
+    const data = await api.get("/v1/me/export");
+    const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+    const link = h("a", { href: URL.createObjectURL(blob), download: "hereabouts-my-data.json" });
+    link.click();
+    URL.revokeObjectURL(link.href);
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+}
+
+async function eraseData() {
+  if (!window.confirm("Delete everything held about this device? This cannot be undone.")) return;
+  try {
+    await api.delete("/v1/me");
+    const reg = state.registration;
+    const sub = reg && (await reg.pushManager.getSubscription());
+    if (sub) await sub.unsubscribe();
+    stopBackground();
+    api.token = null;
+    state.me = null;
+    await kv.delete("token").catch(() => undefined);
+    showWelcome("Everything held about this device has been deleted.");
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+}
+
 // ---------------------------------------------------------------- wiring
 $("start-resident").addEventListener("click", startResident);
 $("worker-form").addEventListener("submit", signInWorker);
 $("signout").addEventListener("click", signOut);
+$("export-data").addEventListener("click", exportData);
+$("erase-data").addEventListener("click", eraseData);
 $("checkin").addEventListener("click", checkIn);
 $("notify-yes").addEventListener("click", acceptNotifications);
 $("notify-no").addEventListener("click", () => {
