@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.accounts import service
-from app.accounts.dependencies import AdminUser, CurrentPrincipal
+from app.accounts.dependencies import AdminUser, CurrentPrincipal, EditorUser
 from app.accounts.errors import InvalidCredentials
 from app.accounts.models import Role
 from app.accounts.schemas import (
@@ -23,7 +23,7 @@ from app.accounts.schemas import (
 from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.deps import AppSettings
-from app.core.errors import TooManyRequests
+from app.core.errors import Forbidden, TooManyRequests
 from app.core.pagination import Page, Pagination
 from app.core.ratelimit import RateLimiter, Rule, login_throttle_key, rate_limited
 
@@ -116,12 +116,15 @@ async def create_user(session: Session, admin: AdminUser, body: UserCreate) -> U
 @router.get("/users", response_model=Page[UserRead])
 async def list_users(
     session: Session,
-    admin: AdminUser,
+    staff: EditorUser,
     page: Pagination,
     role: Annotated[Role | None, Query()] = None,
 ) -> Page[UserRead]:
-    """Admin: staff accounts in the admin's organisation."""
-    rows, next_cursor = await service.list_users(session, admin.organisation_id, page, role)
+    """Admin: staff accounts of the organisation. Editors: its field workers (`role=field_worker`),
+    so they can assign tasks."""
+    if staff.role is not Role.admin and role is not Role.field_worker:
+        raise Forbidden("Editors may list field workers only (role=field_worker).")
+    rows, next_cursor = await service.list_users(session, staff.organisation_id, page, role)
     return Page[UserRead](items=[UserRead.model_validate(u) for u in rows], next_cursor=next_cursor)
 
 

@@ -209,7 +209,8 @@ class EmbeddedCluster:
             if self._port_open():
                 raise ClusterError(
                     f"port {self.port} on 127.0.0.1 is taken by another process; "
-                    "set HEREABOUTS_EMBEDDED_PORT to another port"
+                    "choose another port (HEREABOUTS_EMBEDDED_PORT, or "
+                    "HEREABOUTS_TEST_PG_PORT for the tests)"
                 )
             result = self._run(
                 [

@@ -264,3 +264,25 @@ async def test_staff_actions_are_audited_and_only_admins_of_the_org_read_the_log
     ]
     assert (await client.get("/v1/audit", headers=editor.headers)).status_code == 403
     assert (await client.get("/v1/audit", headers=other_admin.headers)).json()["items"] == []
+
+
+async def test_editors_list_field_workers_only_so_they_can_assign_tasks(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    org = await factories.create_organisation(db)
+    editor = await factories.create_staff(db, settings, org, Role.editor)
+    worker = await factories.create_staff(db, settings, org, Role.field_worker)
+    other_worker = await factories.create_staff(
+        db, settings, await factories.create_organisation(db), Role.field_worker
+    )
+    listed = await client.get("/v1/users", params={"role": "field_worker"}, headers=editor.headers)
+    assert listed.status_code == 200
+    assert [u["id"] for u in listed.json()["items"]] == [str(worker.id)]
+    assert str(other_worker.id) not in listed.text
+    for params in ({}, {"role": "admin"}, {"role": "editor"}):
+        assert (
+            await client.get("/v1/users", params=params, headers=editor.headers)
+        ).status_code == 403
+    assert (
+        await client.get("/v1/users", params={"role": "field_worker"}, headers=worker.headers)
+    ).status_code == 403

@@ -482,8 +482,8 @@ async function deleteOffer(o) {
 const taskForm = $("task-form");
 
 async function loadWorkers() {
-  if (state.me.role !== "admin") {
-    $("task-assignees-help").textContent = "Only admins can list staff accounts: tasks you create go to the team pool unless an admin assigns them.";
+  if (state.me.role !== "admin" && state.me.role !== "editor") {
+    $("task-assignees-help").textContent = "Only admins and editors assign tasks: tasks you create go to the team pool.";
     $("task-assignees").disabled = true;
     return;
   }
