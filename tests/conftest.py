@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -36,21 +37,30 @@ def pg_cluster() -> Iterator[EmbeddedCluster]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def database_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
+@contextmanager
+def migrated_database(pg_cluster: EmbeddedCluster, prefix: str) -> Iterator[str]:
+    """A fresh database on the test cluster, migrated to head, dropped afterwards."""
     from alembic import command
 
     from app.core.ops import alembic_config
 
-    name = f"hereabouts_test_{os.getpid()}"
+    name = f"{prefix}_{os.getpid()}"
     pg_cluster.drop_database(name)
     pg_cluster.ensure_database(name)
     url = pg_cluster.url(name)
     cfg = alembic_config(url)
     cfg.attributes["configure_logger"] = False
     command.upgrade(cfg, "head")
-    yield url
-    pg_cluster.drop_database(name)
+    try:
+        yield url
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
+    with migrated_database(pg_cluster, "hereabouts_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

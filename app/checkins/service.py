@@ -320,17 +320,6 @@ async def _fill_whats_here(
     rewarded: bool,
 ) -> None:
     geofence = outcome.place.geofence
-    if principal.kind == "device":
-        if rewarded:
-            outcome.offers = await offers_service.offers_for_checkin(
-                session,
-                organisation_id=principal.organisation_id,
-                geofence=geofence,
-                at=at,
-                audience="residents",
-                place_open=place_open,
-            )
-        return
     if principal.role is Role.field_worker:
         # proof first, so the task list read afterwards shows it
         if rewarded and not outcome.repeated:
@@ -354,7 +343,7 @@ async def _fill_whats_here(
             organisation_id=principal.organisation_id,
             geofence=geofence,
             at=at,
-            audience="staff",
+            audience="residents" if principal.kind == "device" else "staff",
             place_open=place_open,
         )
 

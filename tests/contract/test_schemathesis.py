@@ -8,11 +8,8 @@ fast. Runs against its own database so its committed rows never touch the other 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,70 +18,17 @@ import pytest
 
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT
-
-ADMIN = ("st-admin@example.org", "schemathesis-admin-pw")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.live import live_server as start_live_server
 
 
 @pytest.fixture(scope="module")
 def live_server(pg_cluster: EmbeddedCluster) -> Iterator[dict[str, Any]]:
-    name = f"hereabouts_st_{os.getpid()}"
-    pg_cluster.drop_database(name)
-    pg_cluster.ensure_database(name)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEREABOUTS_")} | {
-        "HEREABOUTS_DATABASE_URL": pg_cluster.url(name),
-        "HEREABOUTS_ENVIRONMENT": "test",
-        "HEREABOUTS_RATE_LIMIT_ENABLED": "false",
-        "HEREABOUTS_RUN_WORKER_IN_PROCESS": "false",
-        "HEREABOUTS_PUSH_ALLOW_LOOPBACK": "true",
-        "HEREABOUTS_LOG_LEVEL": "ERROR",
-        "HEREABOUTS_ADMIN_PASSWORD": ADMIN[1],
-    }
-    cli = [sys.executable, "-m", "app.cli"]
-    subprocess.run(
-        [*cli, "users", "create-admin", "--email", ADMIN[0], "--organisation", "st-town"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    proc = subprocess.Popen(
-        [*cli, "serve", "--no-migrate", "--port", str(port), "--workers", "1"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("schemathesis server did not start")
-            time.sleep(0.3)
-        admin = httpx.post(
-            base + "/v1/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]}
-        ).json()["access_token"]
-        device = httpx.post(base + "/v1/devices", json={"organisation": "st-town"}).json()["token"]
-        yield {"base": base, "admin": admin, "device": device}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        pg_cluster.drop_database(name)
+    with start_live_server(pg_cluster, "hereabouts_st", organisation="st-town") as server:
+        admin = server.token(server.admin_email, server.admin_password)
+        device = httpx.post(server.base + "/v1/devices", json={"organisation": "st-town"}).json()[
+            "token"
+        ]
+        yield {"base": server.base, "admin": admin, "device": device}
 
 
 DEVICE_PATHS = r"^/v1/(me|pings|checkins|push|offers/\{offer_id\}/redeem)"

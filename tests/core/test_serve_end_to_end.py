@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ import pytest
 
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT
+from tests.live import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(url: str, timeout: float = 60.0) -> httpx.Response:
@@ -45,7 +39,7 @@ def _wait(url: str, timeout: float = 60.0) -> httpx.Response:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, EmbeddedCluster]]:
     data_dir = PROJECT_ROOT / ".data" / "test-serve"
-    pg_port, http_port = _free_port(), _free_port()
+    pg_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEREABOUTS_")} | {
         "HEREABOUTS_DATA_DIR": str(data_dir),
         "HEREABOUTS_EMBEDDED_PORT": str(pg_port),

@@ -140,3 +140,13 @@ async def test_bad_resolve_parameters_are_422(
         headers=worker.headers,
     )
     assert resp.status_code == 422
+
+
+async def test_an_oversized_within_m_is_clamped_to_50_km_not_rejected(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    editor, ids = await _setup(client, db, settings)
+    # The far depot is ≈ 66 km east: beyond the 50 km cap, so a huge radius does not reach it.
+    assert await _ids(client, editor, near="-2.0075,53.743", within_m="1e9") == _s(
+        ids["library"], ids["park"]
+    )

@@ -7,7 +7,6 @@ they get a database of their own (`push_engine`), emptied before each test; the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.notifications.vapid import VapidSigner, generate_private_key, private_key_pem
+from tests.conftest import migrated_database
 from tests.notifications.fake_push import FakePushService
 
 PUSH_TABLES = "push_deliveries, push_outbox, notifications, push_subscriptions"
@@ -65,19 +65,8 @@ async def other_fake_push(signer: VapidSigner) -> AsyncIterator[FakePushService]
 
 @pytest.fixture(scope="session")
 def push_database_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
-    from alembic import command
-
-    from app.core.ops import alembic_config
-
-    name = f"hereabouts_push_{os.getpid()}"
-    pg_cluster.drop_database(name)
-    pg_cluster.ensure_database(name)
-    url = pg_cluster.url(name)
-    cfg = alembic_config(url)
-    cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
-    yield url
-    pg_cluster.drop_database(name)
+    with migrated_database(pg_cluster, "hereabouts_push") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ on it, the fake push service and delivery workers (as in tests/notifications).""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.main import create_app
+from tests.conftest import migrated_database
 from tests.notifications.conftest import (  # noqa: F401 - fixtures reused
     fake_push,
     push_settings,
@@ -24,19 +24,8 @@ from tests.notifications.conftest import (  # noqa: F401 - fixtures reused
 
 @pytest.fixture(scope="session")
 def rules_database_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
-    from alembic import command
-
-    from app.core.ops import alembic_config
-
-    name = f"hereabouts_rules_{os.getpid()}"
-    pg_cluster.drop_database(name)
-    pg_cluster.ensure_database(name)
-    url = pg_cluster.url(name)
-    cfg = alembic_config(url)
-    cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
-    yield url
-    pg_cluster.drop_database(name)
+    with migrated_database(pg_cluster, "hereabouts_rules") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
