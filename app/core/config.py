@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = PROJECT_ROOT / ".data"
     embedded_port: int = 54329
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    db_pool_size: int = 25
+    db_max_overflow: int = 15
     db_statement_timeout_ms: int = 15_000
     db_pool_pre_ping: bool = False
 

@@ -7,15 +7,17 @@ trips whatever its size.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Row, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import driver_connection
 from app.presence.engine import Candidate, Crossing, LastFix, State
 from app.presence.models import PresenceEvent, PresenceState
 
@@ -52,29 +54,6 @@ async def set_background_location(
     )
 
 
-# --- the batch path ---------------------------------------------------------------------------
-
-
-async def lock_subject(
-    session: AsyncSession, subject_id: uuid.UUID, kind: str, organisation_id: uuid.UUID
-) -> LastFix | None:
-    """Create-or-lock the subject's row (serialises its batches) and return its last fix."""
-    row = (
-        await session.execute(
-            text(
-                "INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id) "
-                "VALUES (:s, :k, :o) "
-                "ON CONFLICT (subject_id) DO UPDATE SET subject_kind = EXCLUDED.subject_kind "
-                "RETURNING last_fix_at, last_lon, last_lat, last_accuracy_m"
-            ),
-            {"s": subject_id, "k": kind, "o": organisation_id},
-        )
-    ).one()
-    if row.last_fix_at is None:
-        return None
-    return LastFix(row.last_fix_at, row.last_lon, row.last_lat, row.last_accuracy_m)
-
-
 async def last_fix(session: AsyncSession, subject_id: uuid.UUID) -> LastFix | None:
     """The subject's last evaluated (good) fix, without locking."""
     row = (
@@ -89,38 +68,6 @@ async def last_fix(session: AsyncSession, subject_id: uuid.UUID) -> LastFix | No
     if row is None or row.last_fix_at is None:
         return None
     return LastFix(row.last_fix_at, row.last_lon, row.last_lat, row.last_accuracy_m)
-
-
-async def update_subject(session: AsyncSession, subject_id: uuid.UUID, last: LastFix) -> None:
-    await session.execute(
-        text(
-            "UPDATE presence_subjects SET last_fix_at = :t, last_lon = :lon, last_lat = :lat, "
-            "last_accuracy_m = :acc, updated_at = now() WHERE subject_id = :s"
-        ),
-        {
-            "s": subject_id,
-            "t": last.recorded_at,
-            "lon": last.lon,
-            "lat": last.lat,
-            "acc": last.accuracy_m,
-        },
-    )
-
-
-async def existing_ping_ids(
-    session: AsyncSession, subject_id: uuid.UUID, client_ids: list[str]
-) -> set[str]:
-    """Client ids already stored for this subject, in any partition (the idempotency check)."""
-    if not client_ids:
-        return set()
-    rows = await session.scalars(
-        text(
-            "SELECT client_id FROM pings "
-            "WHERE subject_id = :s AND client_id = ANY(CAST(:ids AS varchar[]))"
-        ),
-        {"s": subject_id, "ids": client_ids},
-    )
-    return set(rows)
 
 
 async def ensure_ping_partitions(session: AsyncSession, from_day: date, to_day: date) -> int:
@@ -167,187 +114,127 @@ class PingRows:
     late: list[bool]
 
 
-async def insert_pings(
-    session: AsyncSession,
-    subject_id: uuid.UUID,
-    kind: str,
-    organisation_id: uuid.UUID,
-    rows: PingRows,
-) -> None:
-    if not rows.client_id:
-        return
-    await session.execute(
-        text(
-            "INSERT INTO pings (subject_id, client_id, recorded_at, subject_kind, organisation_id,"
-            " lon, lat, accuracy_m, speed_mps, heading, quality, late) "
-            "SELECT :s, u.client_id, u.recorded_at, :k, :o, u.lon, u.lat, u.accuracy_m,"
-            " u.speed_mps, u.heading, u.quality, u.late "
-            "FROM unnest(CAST(:client_id AS varchar[]), CAST(:recorded_at AS timestamptz[]),"
-            " CAST(:lon AS float8[]), CAST(:lat AS float8[]), CAST(:accuracy_m AS float8[]),"
-            " CAST(:speed_mps AS float8[]), CAST(:heading AS float8[]),"
-            " CAST(:quality AS varchar[]), CAST(:late AS boolean[]))"
-            " AS u(client_id, recorded_at, lon, lat, accuracy_m, speed_mps, heading, quality, late)"
-            " ON CONFLICT DO NOTHING"
-        ),
-        {
-            "s": subject_id,
-            "k": kind,
-            "o": organisation_id,
-            "client_id": rows.client_id,
-            "recorded_at": rows.recorded_at,
-            "lon": rows.lon,
-            "lat": rows.lat,
-            "accuracy_m": rows.accuracy_m,
-            "speed_mps": rows.speed_mps,
-            "heading": rows.heading,
-            "quality": rows.quality,
-            "late": rows.late,
-        },
-    )
+# --- the batch path ---------------------------------------------------------------------------
+#
+# A batch costs two statements whatever its size: `hereabouts_ping_read` (lock the subject, then
+# duplicates + presence + candidate places + crossed places) and `hereabouts_ping_write` (pings +
+# presence + last fix + events). Both are SQL functions (migration 0012: the SQL and why it is a
+# function) sent as raw asyncpg statements on the request's own connection and transaction
+# (app.core.db.driver_connection): SQLAlchemy's per-statement work was over half of a single
+# ping's Python time. asyncpg prepares each statement text once per connection.
 
-
-async def load_presence(
-    session: AsyncSession, subject_id: uuid.UUID
-) -> tuple[dict[uuid.UUID, State], set[uuid.UUID]]:
-    """The subject's presence rows, and those whose place has since been deleted."""
-    rows = await session.execute(
-        text(
-            "SELECT p.geofence_id, p.state, p.since, p.last_fix_at, p.dwell_emitted,"
-            " g.trigger_distance_m, g.dwell_s, g.deleted_at IS NOT NULL AS deleted "
-            "FROM presence p JOIN geofences g ON g.id = p.geofence_id "
-            "WHERE p.subject_id = :s"
-        ),
-        {"s": subject_id},
-    )
-    states: dict[uuid.UUID, State] = {}
-    deleted: set[uuid.UUID] = set()
-    for r in rows:
-        if r.deleted:
-            deleted.add(r.geofence_id)
-            continue
-        states[r.geofence_id] = State(
-            r.geofence_id,
-            PresenceState(r.state),
-            r.since,
-            r.last_fix_at,
-            r.dwell_emitted,
-            r.trigger_distance_m,
-            r.dwell_s,
-        )
-    return states, deleted
-
-
-# The reach of the index search for a fix is the organisation's largest trigger distance plus the
-# fix's exit margin: every place that can change this subject's presence lies within it (a place
-# it is in or near that is *not* returned is farther than trigger + margin, i.e. left).
-# The signed distance is the geodesic distance outside, and minus the depth inside.
-RESOLVE_SQL = text(
-    """
-WITH f AS (
-    SELECT u.idx, u.at, u.margin,
-           ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) AS pt
-    FROM unnest(CAST(:idx AS int[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
-                CAST(:margin AS float8[]), CAST(:at AS timestamptz[]))
-         AS u(idx, lon, lat, margin, at)
-), reach AS (
-    SELECT COALESCE((
-        SELECT trigger_distance_m FROM geofences
-        WHERE organisation_id = :org AND deleted_at IS NULL
-        ORDER BY trigger_distance_m DESC LIMIT 1), 0) AS max_trigger
-)
-SELECT f.idx, c.id AS geofence_id, c.trigger_distance_m, c.dwell_s, c.active,
-       CASE WHEN c.d > 0 THEN c.d
-            ELSE -ST_Distance(ST_Boundary(c.geom)::geography, f.pt::geography, false)
-       END AS signed_m
-FROM f CROSS JOIN reach
-JOIN LATERAL (
-    SELECT g.id, g.geom, g.trigger_distance_m, g.dwell_s,
-           ST_Distance(g.geog, f.pt::geography, false) AS d,
-           (g.active_from IS NULL OR g.active_from <= f.at)
-             AND (g.active_until IS NULL OR g.active_until > f.at) AS active
-    FROM geofences g
-    WHERE g.organisation_id = :org AND g.deleted_at IS NULL
-      -- the index condition ST_DWithin would add, without its exact test: the distance
-      -- filter below is the exact test, and computing the distance once is ~2x faster
-      AND g.geog && _ST_Expand(f.pt::geography, reach.max_trigger + f.margin)
-    OFFSET 0  -- keep the subquery: otherwise `d` is inlined and computed three times
-) c ON c.d <= c.trigger_distance_m + f.margin
-UNION
--- the places the subject is already in or near, at any distance (exits explain how far);
--- the same expressions as above, so a place found by both branches is one row after UNION
-SELECT f.idx, c.id, c.trigger_distance_m, c.dwell_s, c.active,
-       CASE WHEN c.d > 0 THEN c.d
-            ELSE -ST_Distance(ST_Boundary(c.geom)::geography, f.pt::geography, false) END
-FROM f JOIN LATERAL (
-    SELECT g.id, g.geom, g.trigger_distance_m, g.dwell_s,
-           ST_Distance(g.geog, f.pt::geography, false) AS d,
-           (g.active_from IS NULL OR g.active_from <= f.at)
-             AND (g.active_until IS NULL OR g.active_until > f.at) AS active
-    FROM geofences g
-    WHERE g.id = ANY(CAST(:present AS uuid[]))
-      AND g.organisation_id = :org AND g.deleted_at IS NULL
-    OFFSET 0
-) c ON true
-"""
+READ_SQL = "SELECT * FROM hereabouts_ping_read($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+WRITE_SQL = (
+    "SELECT hereabouts_ping_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+    " $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
 )
 
-
-async def resolve_fixes(
-    session: AsyncSession,
-    organisation_id: uuid.UUID,
-    idx: list[int],
-    lon: list[float],
-    lat: list[float],
-    margin: list[float],
-    at: list[datetime],
-    present: list[uuid.UUID],
-) -> dict[int, list[Candidate]]:
-    """Every fix of a batch against the organisation's places, in one statement."""
-    out: dict[int, list[Candidate]] = {}
-    if not idx:
-        return out
-    rows = await session.execute(
-        RESOLVE_SQL,
-        {
-            "org": organisation_id,
-            "idx": idx,
-            "lon": lon,
-            "lat": lat,
-            "margin": margin,
-            "at": at,
-            "present": present,
-        },
-    )
-    for r in rows:
-        out.setdefault(r.idx, []).append(
-            Candidate(r.geofence_id, r.signed_m, r.trigger_distance_m, r.dwell_s, r.active)
-        )
-    return out
-
-
-CROSSINGS_SQL = text(
-    """
+# Only when the batch's segments are not the ones the read function assumed (a fix flagged as
+# an implausible jump sits between two good ones): the places crossed by the given segments.
+CROSSINGS_SQL = """
 WITH s AS (
     SELECT u.idx, u.at,
            ST_SetSRID(ST_MakePoint(u.alon, u.alat), 4326) AS a,
            ST_SetSRID(ST_MakePoint(u.blon, u.blat), 4326) AS b
-    FROM unnest(CAST(:idx AS int[]), CAST(:alon AS float8[]), CAST(:alat AS float8[]),
-                CAST(:blon AS float8[]), CAST(:blat AS float8[]), CAST(:at AS timestamptz[]))
-         AS u(idx, alon, alat, blon, blat, at)
+    FROM unnest($2::int[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],
+                $7::timestamptz[]) AS u(idx, alon, alat, blon, blat, at)
 )
 SELECT s.idx, g.id AS geofence_id,
        ST_Distance(g.geog, s.a::geography, false) AS from_m,
        ST_Distance(g.geog, s.b::geography, false) AS to_m,
        (g.active_from IS NULL OR g.active_from <= s.at)
          AND (g.active_until IS NULL OR g.active_until > s.at) AS active
-FROM s
-JOIN LATERAL (
-    SELECT g.* FROM geofences g
-    WHERE g.organisation_id = :org AND g.deleted_at IS NULL
-      AND ST_Intersects(g.geom, ST_MakeLine(s.a, s.b))
-) g ON true
+FROM s JOIN geofences g
+  ON g.organisation_id = $1 AND g.deleted_at IS NULL
+ AND ST_Intersects(g.geom, ST_MakeLine(s.a, s.b))
 """
-)
+
+
+@dataclass
+class FixColumns:
+    """The fixes to resolve against the places (column arrays, one element per fix)."""
+
+    idx: list[int]
+    lon: list[float]
+    lat: list[float]
+    margin: list[float]
+    at: list[datetime]
+
+
+@dataclass
+class BatchView:
+    """What the database knows that one batch's evaluation needs (the read function's answer)."""
+
+    last: LastFix | None = None  # the subject's last evaluated fix
+    background_location: bool = False
+    duplicates: set[str] = field(default_factory=set)
+    states: dict[uuid.UUID, State] = field(default_factory=dict)
+    deleted: set[uuid.UUID] = field(default_factory=set)  # presence at places since deleted
+    candidates: dict[int, list[Candidate]] = field(default_factory=dict)
+    crossings: dict[int, list[Crossing]] = field(default_factory=dict)
+
+
+async def read_batch(
+    session: AsyncSession,
+    subject_id: uuid.UUID,
+    kind: str,
+    organisation_id: uuid.UUID,
+    client_ids: list[str],
+    fixes: FixColumns,
+    max_gap_s: float,
+) -> BatchView:
+    """Lock the subject, then read everything one batch's evaluation needs, in one statement.
+
+    Crossings are for the segments between consecutive fixes (in time order, starting from the
+    last evaluated fix, fixes older than it left out, gaps in (0, max_gap_s]).
+    """
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        READ_SQL,
+        subject_id,
+        kind,
+        organisation_id,
+        client_ids,
+        fixes.idx,
+        fixes.lon,
+        fixes.lat,
+        fixes.margin,
+        fixes.at,
+        max_gap_s,
+    )
+    view = BatchView()
+    for r in rows:
+        k = r["k"]
+        if k == "can":
+            view.candidates.setdefault(r["idx"], []).append(
+                Candidate(
+                    r["geofence_id"], r["a"], r["trigger_distance_m"], r["dwell_s"], r["flag"]
+                )
+            )
+        elif k == "crs":
+            view.crossings.setdefault(r["idx"], []).append(
+                Crossing(r["idx"], r["geofence_id"], r["a"], r["b"], r["flag"])
+            )
+        elif k == "pre":
+            if r["state"] is None:
+                view.deleted.add(r["geofence_id"])
+            else:
+                view.states[r["geofence_id"]] = State(
+                    r["geofence_id"],
+                    PresenceState(r["state"]),
+                    r["since"],
+                    r["last_fix_at"],
+                    r["flag"],
+                    r["trigger_distance_m"],
+                    r["dwell_s"],
+                )
+        elif k == "dup":
+            view.duplicates.add(r["client_id"])
+        else:  # "sub"
+            view.background_location = bool(r["flag"])
+            if r["last_fix_at"] is not None:
+                view.last = LastFix(r["last_fix_at"], r["a"], r["b"], r["trigger_distance_m"])
+    return view
 
 
 async def resolve_crossings(
@@ -355,72 +242,70 @@ async def resolve_crossings(
     organisation_id: uuid.UUID,
     segments: list[tuple[int, float, float, float, float, datetime]],
 ) -> dict[int, list[Crossing]]:
-    """Places crossed by the straight segments between consecutive fixes, in one statement."""
+    """Places crossed by the given segments (to-fix idx, from lon/lat, to lon/lat, to time)."""
     out: dict[int, list[Crossing]] = {}
     if not segments:
         return out
-    cols = list(zip(*segments, strict=True))
-    rows = await session.execute(
-        CROSSINGS_SQL,
-        {
-            "org": organisation_id,
-            "idx": list(cols[0]),
-            "alon": list(cols[1]),
-            "alat": list(cols[2]),
-            "blon": list(cols[3]),
-            "blat": list(cols[4]),
-            "at": list(cols[5]),
-        },
-    )
-    for r in rows:
-        out.setdefault(r.idx, []).append(Crossing(r.idx, r.geofence_id, r.from_m, r.to_m, r.active))
+    cols = [list(c) for c in zip(*segments, strict=True)]
+    conn = await driver_connection(session)
+    for r in await conn.fetch(CROSSINGS_SQL, organisation_id, *cols):
+        out.setdefault(r["idx"], []).append(
+            Crossing(r["idx"], r["geofence_id"], r["from_m"], r["to_m"], r["active"])
+        )
     return out
 
 
-async def delete_presence(
-    session: AsyncSession, subject_id: uuid.UUID, geofence_ids: list[uuid.UUID]
-) -> None:
-    if geofence_ids:
-        await session.execute(
-            text(
-                "DELETE FROM presence WHERE subject_id = :s "
-                "AND geofence_id = ANY(CAST(:g AS uuid[]))"
-            ),
-            {"s": subject_id, "g": geofence_ids},
-        )
-
-
-async def upsert_presence(
+async def write_batch(
     session: AsyncSession,
     subject_id: uuid.UUID,
     kind: str,
     organisation_id: uuid.UUID,
-    states: list[State],
+    pings: PingRows,
+    delete: list[uuid.UUID],
+    upsert: list[State],
+    last: LastFix | None,
+    events: list[dict[str, Any]],
 ) -> None:
-    if not states:
-        return
-    await session.execute(
-        text(
-            "INSERT INTO presence (subject_id, geofence_id, subject_kind, organisation_id, state,"
-            " since, last_fix_at, dwell_emitted) "
-            "SELECT :s, u.g, :k, :o, u.state, u.since, u.last_fix_at, u.dwell "
-            "FROM unnest(CAST(:g AS uuid[]), CAST(:state AS varchar[]),"
-            " CAST(:since AS timestamptz[]), CAST(:last AS timestamptz[]),"
-            " CAST(:dwell AS boolean[])) AS u(g, state, since, last_fix_at, dwell) "
-            "ON CONFLICT (subject_id, geofence_id) DO UPDATE SET state = EXCLUDED.state,"
-            " since = EXCLUDED.since, last_fix_at = EXCLUDED.last_fix_at,"
-            " dwell_emitted = EXCLUDED.dwell_emitted, updated_at = now()"
-        ),
-        {
-            "s": subject_id,
-            "k": kind,
-            "o": organisation_id,
-            "g": [st.geofence_id for st in states],
-            "state": [st.state.value for st in states],
-            "since": [st.since for st in states],
-            "last": [st.last_fix_at for st in states],
-            "dwell": [st.dwell_emitted for st in states],
-        },
+    """Store the batch's pings, presence, last fix (if changed) and events in one statement.
+
+    The parts touch different rows (`delete` and `upsert` are disjoint), so the order in which
+    PostgreSQL runs them does not matter.
+    """
+    conn = await driver_connection(session)
+    await conn.execute(
+        WRITE_SQL,
+        subject_id,
+        kind,
+        organisation_id,
+        pings.client_id,
+        pings.recorded_at,
+        pings.lon,
+        pings.lat,
+        pings.accuracy_m,
+        pings.speed_mps,
+        pings.heading,
+        pings.quality,
+        pings.late,
+        delete,
+        [st.geofence_id for st in upsert],
+        [st.state.value for st in upsert],
+        [st.since for st in upsert],
+        [st.last_fix_at for st in upsert],
+        [st.dwell_emitted for st in upsert],
+        last.recorded_at if last else None,
+        last.lon if last else None,
+        last.lat if last else None,
+        last.accuracy_m if last else None,
+        [e["id"] for e in events],
+        [e["geofence_id"] for e in events],
+        [e["type"] for e in events],
+        [e["occurred_at"] for e in events],
+        [e["ping_id"] for e in events],
+        [e["lon"] for e in events],
+        [e["lat"] for e in events],
+        [e["accuracy_m"] for e in events],
+        [json.dumps(e["explanation"]) for e in events],
+        [e["suppressed_reason"] for e in events],
     )
 
 

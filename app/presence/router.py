@@ -54,7 +54,6 @@ async def post_pings(
         raise TooManyPings(f"At most {settings.ping_max_batch} pings per request.")
     kind = SubjectKind.staff if principal.is_staff else SubjectKind.device
     subject = service.Subject(kind, principal.id, principal.organisation_id)
-    await service.ensure_subject_may_ping(session, subject)
     result = await service.ingest_ping_batch(
         session,
         settings,
@@ -71,6 +70,7 @@ async def post_pings(
             )
             for p in body.pings
         ],
+        check_background_location=True,
     )
     return PingBatchRead(
         accepted=result.accepted,

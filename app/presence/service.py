@@ -11,7 +11,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -174,46 +174,26 @@ def _round6(v: float) -> float:
     return round(v, 6)
 
 
-async def ingest_ping_batch(
-    session: AsyncSession,
-    settings: Settings,
-    subject: Subject,
-    pings: list[PingInput],
-    now: datetime | None = None,
-) -> BatchResult:
-    """Validate, store and evaluate one batch; returns what happened, events included.
+# Day partitions this process knows exist, committed: a day is only ever dropped once it is older
+# than the retention window, and pings that old are rejected before they reach the insert, so a
+# day in this set stays valid (dropping a partition here, in maintenance or tests, forgets it).
+# Days are remembered only when the ensure call found them all already there: a partition this
+# transaction creates is not known to exist until it commits.
+_known_partitions: set[date] = set()
 
-    Statements (constant per batch): lock subject, dedupe, ensure partitions, insert pings,
-    load presence, resolve fixes, resolve crossings, delete/upsert presence, update subject,
-    insert events. Never commits.
-    """
-    now = now or datetime.now(UTC)
-    params = params_from(settings)
-    result = BatchResult()
 
-    valid: dict[str, PingInput] = {}
-    for p in pings:
-        reason = _rejection(p, now, settings)
-        if reason is not None:
-            result.rejected.append({"id": p.id, "reason": reason})
-        elif p.id in valid:
-            result.duplicates += 1  # the first occurrence in the request wins
-        else:
-            valid[p.id] = p
-    if not valid:
-        return result
+async def _ensure_partitions(session: AsyncSession, days: list[date]) -> None:
+    missing = [d for d in days if d not in _known_partitions]
+    if not missing:
+        return
+    if await repository.ensure_ping_partitions(session, min(missing), max(missing)) == 0:
+        _known_partitions.update(missing)
 
-    last = await repository.lock_subject(
-        session, subject.id, subject.kind.value, subject.organisation_id
-    )
-    stored = await repository.existing_ping_ids(session, subject.id, list(valid))
-    result.duplicates += len(stored)
-    new = [p for cid, p in valid.items() if cid not in stored]
-    if not new:
-        return result
 
+def _fixes(pings: list[PingInput], params: Params) -> list[Fix]:
+    """The batch's fixes in time order, with their base quality (late and jumps not yet known)."""
     fixes: list[Fix] = []
-    for p in sorted(new, key=lambda q: (q.recorded_at, q.id)):
+    for p in sorted(pings, key=lambda q: (q.recorded_at, q.id)):
         acc = p.accuracy_m
         usable_acc = acc if acc is not None and math.isfinite(acc) and acc > 0 else None
         fixes.append(
@@ -229,72 +209,124 @@ async def ingest_ping_batch(
                 quality=engine.base_quality(usable_acc, params),
             )
         )
-    engine.mark_late_and_jumps(fixes, last, params)
+    return fixes
 
-    days = sorted({f.recorded_at.date() for f in fixes})
-    await repository.ensure_ping_partitions(session, days[0], days[-1])
-    await repository.insert_pings(
-        session,
-        subject.id,
-        subject.kind.value,
-        subject.organisation_id,
-        repository.PingRows(
-            client_id=[f.client_id for f in fixes],
-            recorded_at=[f.recorded_at for f in fixes],
-            lon=[f.lon for f in fixes],
-            lat=[f.lat for f in fixes],
-            accuracy_m=[f.accuracy_m for f in fixes],
-            speed_mps=[f.speed_mps for f in fixes],
-            heading=[f.heading for f in fixes],
-            quality=[f.quality.value for f in fixes],
-            late=[f.late for f in fixes],
-        ),
+
+def _resolvable(fixes: list[Fix], params: Params) -> repository.FixColumns:
+    """Fixes with a usable accuracy are looked up (jumps too, to explain what they suppress)."""
+    ok = [f for f in fixes if f.quality in (PingQuality.ok, PingQuality.implausible_jump)]
+    return repository.FixColumns(
+        idx=[f.idx for f in ok],
+        lon=[f.lon for f in ok],
+        lat=[f.lat for f in ok],
+        margin=[f.margin(params) for f in ok],
+        at=[f.recorded_at for f in ok],
     )
+
+
+SegmentKey = tuple[datetime, float, float, int]
+
+
+def _segment_keys(pairs: list[tuple[LastFix, Fix]]) -> list[SegmentKey]:
+    return [(a.recorded_at, a.lon, a.lat, b.idx) for a, b in pairs]
+
+
+def _assumed_segments(fixes: list[Fix], last: LastFix | None, params: Params) -> list[SegmentKey]:
+    """The segments `hereabouts_ping_read` tested: every usable fix that is not late, in order.
+
+    They are the evaluation's own segments (`engine.segments`) unless a fix is flagged as an
+    implausible jump, which the evaluation skips.
+    """
+    out: list[SegmentKey] = []
+    prev = last
+    for f in fixes:  # already in time order
+        if f.quality not in (PingQuality.ok, PingQuality.implausible_jump):
+            continue
+        if last is not None and f.recorded_at < last.recorded_at:
+            continue
+        if prev is not None:
+            gap = (f.recorded_at - prev.recorded_at).total_seconds()
+            if 0 < gap <= params.pass_through_max_gap_s:
+                out.append((prev.recorded_at, prev.lon, prev.lat, f.idx))
+        prev = LastFix(f.recorded_at, f.lon, f.lat, f.accuracy_m or 0.0)
+    return out
+
+
+async def ingest_ping_batch(
+    session: AsyncSession,
+    settings: Settings,
+    subject: Subject,
+    pings: list[PingInput],
+    now: datetime | None = None,
+    *,
+    check_background_location: bool = False,
+) -> BatchResult:
+    """Validate, store and evaluate one batch; returns what happened, events included.
+
+    Two statements whatever the batch size: read (lock the subject, then its last fix,
+    background-location switch, duplicates, presence, candidate places and crossed places) and
+    write (pings, presence, last fix, events). A third only when the client repeats stored ids
+    (the batch is read again without them) or a fix is an implausible jump (crossings are asked
+    for the evaluation's own segments). Event hooks run after, in the same transaction. Never
+    commits. With `check_background_location`, a device whose owner has switched background
+    location off gets `BackgroundLocationOff` and nothing is stored.
+    """
+    now = now or datetime.now(UTC)
+    params = params_from(settings)
+    result = BatchResult()
+
+    valid: dict[str, PingInput] = {}
+    for p in pings:
+        reason = _rejection(p, now, settings)
+        if reason is not None:
+            result.rejected.append({"id": p.id, "reason": reason})
+        elif p.id in valid:
+            result.duplicates += 1  # the first occurrence in the request wins
+        else:
+            valid[p.id] = p
+    if check_background_location and subject.kind is SubjectKind.device and not valid:
+        await ensure_subject_may_ping(session, subject)
+    if not valid:
+        return result
+
+    kind, org = subject.kind.value, subject.organisation_id
+    gap = params.pass_through_max_gap_s
+    fixes = _fixes(list(valid.values()), params)
+    view = await repository.read_batch(
+        session, subject.id, kind, org, list(valid), _resolvable(fixes, params), gap
+    )
+    if check_background_location and subject.kind is SubjectKind.device:
+        if not view.background_location:
+            raise BackgroundLocationOff()
+    if view.duplicates:
+        # a retry: evaluate only the new pings (their order, jumps and segments may differ)
+        result.duplicates += len(view.duplicates)
+        new = [p for cid, p in valid.items() if cid not in view.duplicates]
+        if not new:
+            return result
+        fixes = _fixes(new, params)
+        view = await repository.read_batch(
+            session, subject.id, kind, org, [], _resolvable(fixes, params), gap
+        )
+    last = view.last
+    engine.mark_late_and_jumps(fixes, last, params)
+    segments = engine.segments(fixes, last, params)
+    if _segment_keys(segments) != _assumed_segments(fixes, last, params):
+        view.crossings = await repository.resolve_crossings(
+            session, org, [(b.idx, a.lon, a.lat, b.lon, b.lat, b.recorded_at) for a, b in segments]
+        )
+
     result.accepted = len(fixes)
     result.flagged = [
         {"id": f.client_id, "reason": "late_fix" if f.late else f.quality.value}
         for f in fixes
         if not f.triggers
     ]
-
-    resolvable = [f for f in fixes if f.quality in (PingQuality.ok, PingQuality.implausible_jump)]
-    if not resolvable:
-        return result
-    states, deleted = await repository.load_presence(session, subject.id)
-    candidates = await repository.resolve_fixes(
-        session,
-        subject.organisation_id,
-        idx=[f.idx for f in resolvable],
-        lon=[f.lon for f in resolvable],
-        lat=[f.lat for f in resolvable],
-        margin=[f.margin(params) for f in resolvable],
-        at=[f.recorded_at for f in resolvable],
-        present=sorted(states, key=str),
-    )
-    segs = engine.segments(fixes, last, params)
-    crossings = await repository.resolve_crossings(
-        session,
-        subject.organisation_id,
-        [(b.idx, a.lon, a.lat, b.lon, b.lat, b.recorded_at) for a, b in segs],
-    )
-    outcome = engine.evaluate(fixes, candidates, crossings, states, last, params)
-
-    await repository.delete_presence(
-        session, subject.id, sorted(outcome.removed | deleted, key=str)
-    )
-    await repository.upsert_presence(
-        session,
-        subject.id,
-        subject.kind.value,
-        subject.organisation_id,
-        [outcome.states[g] for g in sorted(outcome.changed, key=str)],
-    )
-    if outcome.last_fix is not None and outcome.last_fix != last:
-        await repository.update_subject(session, subject.id, outcome.last_fix)
+    outcome = engine.evaluate(fixes, view.candidates, view.crossings, view.states, last, params)
 
     rows = [
         event_row(
-            organisation_id=subject.organisation_id,
+            organisation_id=org,
             geofence_id=tr.geofence_id,
             type=tr.type,
             source=EventSource.ping,
@@ -310,7 +342,28 @@ async def ingest_ping_batch(
         )
         for tr in outcome.transitions
     ]
-    await record_events(session, rows)
+    await _ensure_partitions(session, sorted({f.recorded_at.date() for f in fixes}))
+    await repository.write_batch(
+        session,
+        subject.id,
+        kind,
+        org,
+        repository.PingRows(
+            client_id=[f.client_id for f in fixes],
+            recorded_at=[f.recorded_at for f in fixes],
+            lon=[f.lon for f in fixes],
+            lat=[f.lat for f in fixes],
+            accuracy_m=[f.accuracy_m for f in fixes],
+            speed_mps=[f.speed_mps for f in fixes],
+            heading=[f.heading for f in fixes],
+            quality=[f.quality.value for f in fixes],
+            late=[f.late for f in fixes],
+        ),
+        delete=sorted((outcome.removed | view.deleted) - outcome.changed, key=str),
+        upsert=[outcome.states[g] for g in sorted(outcome.changed, key=str)],
+        last=outcome.last_fix if outcome.last_fix != last else None,
+        events=rows,
+    )
     result.events = [r for r in rows if r["suppressed_reason"] is None]
     result.suppressed = [r for r in rows if r["suppressed_reason"] is not None]
     if result.events:
@@ -346,6 +399,7 @@ async def maintain_ping_partitions(
     for day in await repository.ping_partition_days(session):
         if day < oldest_kept:
             await repository.drop_ping_partition(session, day)
+            _known_partitions.discard(day)
             dropped.append(day.isoformat())
     return {"created": created, "dropped": dropped}
 

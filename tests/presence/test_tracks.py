@@ -246,3 +246,68 @@ async def test_no_pass_through_when_the_fixes_are_far_apart_in_time(
     await create_rectangle(db, org.id, 0, 0, 200, 150, trigger_distance_m=30)
     fixes = [P("d3", -150, 75, T0, 10), P("d4", 350, 75, T0 + timedelta(minutes=10), 10)]
     assert (await send(client, worker.headers, [f.ping() for f in fixes]))["events"] == []
+
+
+DRIVE = [
+    P("d1", -900, 75, T0, 10),
+    P("d2", -500, 75, T0 + timedelta(seconds=30), 10),
+    P("d3", -150, 75, T0 + timedelta(seconds=55), 10),
+    P("d4", 350, 75, T0 + timedelta(seconds=90), 10),
+    P("d5", 800, 75, T0 + timedelta(seconds=122), 10),
+]
+
+
+async def test_pass_through_found_when_each_fix_comes_in_its_own_request(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, worker: Staff
+) -> None:
+    # the segment into d4 starts at the fix stored by the previous request
+    park = await create_rectangle(db, org.id, 0, 0, 200, 150, trigger_distance_m=30)
+    events = []
+    for f in DRIVE:
+        events += (await send(client, worker.headers, [f.ping()]))["events"]
+    assert seq(events, {str(park): "park"}) == [("passed_through", "park")]
+    assert events[0]["ping_id"] == "d4"
+    assert events[0]["explanation"]["seconds_between"] == 35
+
+
+async def test_pass_through_skips_an_implausible_jump_between_the_two_fixes(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, worker: Staff
+) -> None:
+    # a glitch 40 km away 5 s after d3 is flagged and skipped: the crossing is d3 -> d4,
+    # in one batch and when the glitch and d4 arrive after d3 was stored
+    park = await create_rectangle(db, org.id, 0, 0, 200, 150, trigger_distance_m=30)
+    glitch = P("j1", 40_000, 75, T0 + timedelta(seconds=60), 10)
+    body = await send(client, worker.headers, [f.ping() for f in [*DRIVE, glitch]])
+    assert {"id": "j1", "reason": "implausible_jump"} in body["flagged"]
+    assert seq(body["events"], {str(park): "park"}) == [("passed_through", "park")]
+    assert body["events"][0]["ping_id"] == "d4"
+    assert body["events"][0]["explanation"]["seconds_between"] == 35
+
+
+async def test_pass_through_skips_a_jump_arriving_with_the_fix_after_the_stored_one(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, worker: Staff
+) -> None:
+    park = await create_rectangle(db, org.id, 0, 0, 200, 150, trigger_distance_m=30)
+    glitch = P("j1", 40_000, 75, T0 + timedelta(seconds=60), 10)
+    first = await send(client, worker.headers, [f.ping() for f in DRIVE[:3]])
+    assert first["events"] == []
+    body = await send(client, worker.headers, [f.ping() for f in [glitch, *DRIVE[3:]]])
+    assert seq(body["events"], {str(park): "park"}) == [("passed_through", "park")]
+    assert body["events"][0]["ping_id"] == "d4"
+
+
+async def test_retry_with_stored_ids_evaluates_only_the_new_fixes(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, worker: Staff
+) -> None:
+    park = await create_rectangle(db, org.id, 0, 0, 200, 150, trigger_distance_m=30)
+    first = await send(client, worker.headers, [f.ping() for f in DRIVE[:3]])
+    assert (first["accepted"], first["duplicates"]) == (3, 0)
+    # the phone did not hear the answer and resends d2, d3 with the next fixes
+    body = await send(client, worker.headers, [f.ping() for f in DRIVE[1:]])
+    assert (body["accepted"], body["duplicates"]) == (2, 2)
+    assert seq(body["events"], {str(park): "park"}) == [("passed_through", "park")]
+    assert body["events"][0]["ping_id"] == "d4"
+    stored = await db.scalar(
+        text("SELECT count(*) FROM pings WHERE subject_id = :s"), {"s": worker.id}
+    )
+    assert stored == 5
