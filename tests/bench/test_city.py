@@ -96,3 +96,28 @@ def test_the_city_loads_into_the_real_schema_with_copy(bench_dsn: str) -> None:
         )
 
     assert asyncio.run(check()) == (300, 40, TINY.staff, 0, True)
+
+
+@pytest.mark.slow
+def test_every_device_can_be_given_presence_for_the_device_scale(bench_dsn: str) -> None:
+    from bench.db import reset_activity
+    from bench.scale import seed_presence
+
+    async def check() -> tuple[int, int, int, int]:
+        await load(bench_dsn, City(TINY))  # idempotent with the test above
+        await reset_activity(bench_dsn)
+        seeded = await seed_presence(bench_dsn)
+        conn = await asyncpg.connect(bench_dsn)
+        try:
+            row = await conn.fetchrow(
+                "SELECT (SELECT count(*) FROM presence_subjects) AS s,"
+                " (SELECT count(DISTINCT subject_id) FROM presence) AS p,"
+                " (SELECT count(*) FROM presence p JOIN geofences g ON g.id = p.geofence_id"
+                "  WHERE g.organisation_id <> p.organisation_id) AS wrong_org"
+            )
+            assert row is not None
+        finally:
+            await conn.close()
+        return seeded, row["s"], row["p"], row["wrong_org"]
+
+    assert asyncio.run(check()) == (40, 40, 40, 0)
