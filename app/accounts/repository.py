@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Device, Organisation, Role, StaffUser
+from app.core.db import driver_connection
 from app.core.pagination import PageParams
 
 
@@ -72,18 +73,18 @@ async def touch_login(session: AsyncSession, user_id: uuid.UUID, when: datetime)
     )
 
 
-# Built once: the auth lookup runs on every resident request, and building a statement (and its
-# cache key) per call plus loading an ORM entity cost more than the indexed query itself.
-_DEVICE_IDENTITY = select(Device.id, Device.organisation_id).where(
-    Device.token_hash == bindparam("token_hash")
-)
+# The auth lookup runs on every resident request: one fixed statement on the asyncpg connection
+# (prepared once per connection), outside the request's transaction — a read needs none, and the
+# first statement that does need one still sends BEGIN (app.core.db.driver_connection).
+_DEVICE_IDENTITY = "SELECT id, organisation_id FROM devices WHERE token_hash = $1"
 
 
 async def device_identity_by_token_hash(
     session: AsyncSession, token_hash: str
 ) -> tuple[uuid.UUID, uuid.UUID] | None:
     """(device id, organisation id) for a token hash, without loading the ORM entity."""
-    row = (await session.execute(_DEVICE_IDENTITY, {"token_hash": token_hash})).first()
+    driver = await driver_connection(session, transaction=False)
+    row = await driver.fetchrow(_DEVICE_IDENTITY, token_hash)
     return (row[0], row[1]) if row is not None else None
 
 

@@ -207,7 +207,8 @@ async def context(
     """One round trip: the place(s), the cooldown check-in, the previous fixes, offers or not."""
     resolution = "named" if geofence_id is not None else "nearest"
     sql = CONTEXT_SQL[(resolution, subject_kind)]
-    driver = await driver_connection(session)
+    # a read: it needs no transaction of its own (inside one, it joins it)
+    driver = await driver_connection(session, transaction=False)
     rows = await driver.fetch(
         sql,
         lon,
@@ -254,12 +255,16 @@ async def context(
 
 
 async def add_with_event(
-    session: AsyncSession, checkin: dict[str, Any], event: dict[str, Any]
+    session: AsyncSession, checkin: dict[str, Any], event: dict[str, Any], *, more_to_come: bool
 ) -> datetime:
-    """Insert the check-in and its event in one statement; returns the check-in's created_at."""
+    """Insert the check-in and its event in one statement; returns the check-in's created_at.
+
+    `more_to_come=False`: nothing else in the request writes, so the statement may commit on its
+    own (one round trip, no BEGIN/COMMIT; it is atomic by itself). `True`: it opens the request's
+    transaction, so what follows (proof of visit, notification decisions) commits with it.
+    """
     if list(event) != _EVENT_COLUMNS:  # pragma: no cover - guards a change of event_row
         raise RuntimeError("presence event columns changed; update checkins.repository")
-    driver = await driver_connection(session)
     args = [
         checkin["id"],
         checkin["organisation_id"],
@@ -277,11 +282,17 @@ async def add_with_event(
         json.dumps(checkin["explanation"]),
     ]
     args += [json.dumps(v) if k == "explanation" else v for k, v in event.items()]
+    if more_to_come:
+        # through SQLAlchemy: it sends BEGIN with the statement when the request has none yet
+        conn = await session.connection()
+        created: datetime = (await conn.exec_driver_sql(_WRITE, tuple(args))).scalar_one()
+        return created
+    driver = await driver_connection(session, transaction=False)
     try:
-        created_at: datetime = await driver.fetchval(_WRITE, *args)
+        created = await driver.fetchval(_WRITE, *args)
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise integrity_error(exc, _WRITE) from exc
-    return created_at
+    return created
 
 
 async def get(

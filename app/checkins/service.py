@@ -291,7 +291,8 @@ async def check_in(
         accuracy_m=body.accuracy_m,
         explanation=explanation,
     )
-    created_at = await repository.add_with_event(session, row, event)
+    more = place.has_offers or principal.role is Role.field_worker
+    created_at = await repository.add_with_event(session, row, event, more_to_come=more)
     checkin = CheckInRow(
         row["id"],
         place.geofence.id,
@@ -309,7 +310,7 @@ async def check_in(
     )
     outcome = CheckInOutcome(checkin, place, repeated=False)
     await _fill_whats_here(session, principal, outcome, at, place_open, rewarded=jump is None)
-    if place.has_offers or principal.role is Role.field_worker:
+    if more:
         outcome.notifications_queued = await rules_service.for_checkin(
             session, settings, event, implausible=jump is not None
         )

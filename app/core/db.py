@@ -103,20 +103,27 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under `session`, inside the session's transaction.
+async def driver_connection(session: AsyncSession, *, transaction: bool = True) -> Any:
+    """The asyncpg connection under `session`, for hot paths that run a few fixed statements.
 
-    For hot paths that run a few fixed statements: asyncpg's own prepared-statement cache costs a
-    fraction of SQLAlchemy's per-execute work (compile-cache lookup, parameter processing, result
-    wrapping, greenlet hop). The statements join the request's transaction, so they commit or roll
-    back with everything else. Errors are asyncpg's own (the error handlers know its outage errors
-    by name); `integrity_error()` turns a constraint violation into SQLAlchemy's.
+    asyncpg's own prepared-statement cache costs a fraction of SQLAlchemy's per-execute work
+    (compile-cache lookup, parameter processing, result wrapping, greenlet hop).
+
+    `transaction=True`: the statements join the request's transaction (BEGIN is sent first if
+    the session has not sent it yet), so they commit or roll back with everything else.
+    `transaction=False`: if the request has not begun its transaction yet, the statements run in
+    autocommit — one round trip each, no BEGIN/COMMIT. Only for a read, or for a single write
+    statement that is complete on its own; a later SQLAlchemy statement in the same request
+    still begins the transaction as usual (and inside a begun transaction they simply join it).
+
+    Errors are asyncpg's own (the error handlers know its outage errors by name);
+    `integrity_error()` turns a constraint violation into SQLAlchemy's.
     """
     conn = await session.connection()
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is None:  # pragma: no cover - only after the pool invalidated it
         raise sa_exc.DisconnectionError("connection invalidated")
-    if not driver.is_in_transaction():
+    if transaction and not driver.is_in_transaction():
         # the asyncpg dialect sends BEGIN lazily, with the first statement: send it now
         await conn.exec_driver_sql("SELECT 1")
     return driver

@@ -181,7 +181,8 @@ async def resolve(
 ) -> list[tuple[PlaceInfo, float, bool]]:
     """Places containing the point or within trigger distance + accuracy, nearest first.
 
-    One statement, on the request's asyncpg connection (prepared once per connection). The GiST
+    One statement, on the request's asyncpg connection (prepared once per connection; outside a
+    transaction unless the caller has begun one). The GiST
     index on `geog` is searched with a constant radius — the organisation's largest trigger
     distance plus the accuracy (an index-only max() on ix_geofences_org_trigger, evaluated once
     as an InitPlan) — and each candidate is then held to its own trigger distance. Circles are
@@ -190,7 +191,7 @@ async def resolve(
     loading the whole row shipped every candidate's polygon (and decoded it) for nothing.
     `at=None` skips the active-window filter.
     """
-    driver = await driver_connection(session)
+    driver = await driver_connection(session, transaction=False)  # a read: no BEGIN/COMMIT
     args: list[Any] = [lon, lat, organisation_id, accuracy_m]
     if at is not None:
         args.append(at)
