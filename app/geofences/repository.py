@@ -162,7 +162,7 @@ FROM (
 WHERE c.inside OR c.distance_m <= c.trigger_distance_m + $4::float8
 ORDER BY c.distance_m, c.id
 """
-_RESOLVE = {
+RESOLVE_SQL = {
     True: _RESOLVE_SQL.format(
         window="AND (g.active_from IS NULL OR g.active_from <= $5::timestamptz) "
         "AND (g.active_until IS NULL OR g.active_until > $5::timestamptz)"
@@ -195,7 +195,7 @@ async def resolve(
     args: list[Any] = [lon, lat, organisation_id, accuracy_m]
     if at is not None:
         args.append(at)
-    rows = await driver.fetch(_RESOLVE[at is not None], *args)
+    rows = await driver.fetch(RESOLVE_SQL[at is not None], *args)
     return [
         (PlaceInfo(r[0], r[1], r[2], list(r[3]), r[4], r[5]), float(r[6]), bool(r[7])) for r in rows
     ]
