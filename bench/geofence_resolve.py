@@ -20,12 +20,13 @@ import statistics
 import time
 import uuid
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.core.cluster import default_cluster
+from app.core.db import driver_connection
 from app.core.ops import alembic_config
-from app.geofences import service
+from app.geofences import repository, service
 
 DATABASE = "hereabouts_bench_geofences"
 WEST, SOUTH, EAST, NORTH = -2.40, 53.55, -1.50, 53.91  # ≈ 60 km × 40 km around the Pennines
@@ -109,27 +110,15 @@ async def run(url: str, places: int, queries: int) -> None:
                 result = await service.resolve(session, org, lon, lat, acc)
                 timings.append((time.perf_counter() - t0) * 1000)
                 found += len(result)
-            # The exact statement resolve() sends, captured and EXPLAINed with its parameters.
-            captured: list[tuple[str, object]] = []
-
-            def capture(
-                conn: object,
-                cursor: object,
-                statement: str,
-                params: object,
-                context: object,
-                executemany: bool,
-            ) -> None:
-                captured.append((statement, params))
-
-            event.listen(engine.sync_engine, "before_cursor_execute", capture)
-            await service.resolve(session, org, points[0][0], points[0][1], 20.0)
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
-            statement, params = captured[-1]
-            conn = await session.connection()
-            explain = await conn.exec_driver_sql(
-                "EXPLAIN (ANALYZE, COSTS OFF, SUMMARY ON) " + statement,
-                params,  # type: ignore[arg-type]
+            # The exact statement resolve() sends, EXPLAINed with the first point's parameters.
+            driver = await driver_connection(session)
+            explain = await driver.fetch(
+                "EXPLAIN (ANALYZE, COSTS OFF, SUMMARY ON) " + repository.RESOLVE_SQL[True],
+                points[0][0],
+                points[0][1],
+                org,
+                20.0,
+                service.now(),
             )
             plan = "\n".join(str(row[0]) for row in explain)
         print(

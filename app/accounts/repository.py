@@ -73,9 +73,9 @@ async def touch_login(session: AsyncSession, user_id: uuid.UUID, when: datetime)
     )
 
 
-# The auth lookup runs on every resident request: a raw asyncpg statement on the session's
-# connection (prepared once per connection), not a SQLAlchemy statement and an ORM entity, which
-# cost more than the indexed query itself (docs/benchmarks.md, single pings).
+# The auth lookup runs on every resident request: one fixed statement on the asyncpg connection
+# (prepared once per connection), outside the request's transaction — a read needs none, and the
+# first statement that does need one still sends BEGIN (app.core.db.driver_connection).
 _DEVICE_IDENTITY = "SELECT id, organisation_id FROM devices WHERE token_hash = $1"
 
 
@@ -83,7 +83,8 @@ async def device_identity_by_token_hash(
     session: AsyncSession, token_hash: str
 ) -> tuple[uuid.UUID, uuid.UUID] | None:
     """(device id, organisation id) for a token hash, without loading the ORM entity."""
-    row = await (await driver_connection(session)).fetchrow(_DEVICE_IDENTITY, token_hash)
+    driver = await driver_connection(session, transaction=False)
+    row = await driver.fetchrow(_DEVICE_IDENTITY, token_hash)
     return (row[0], row[1]) if row is not None else None
 
 

@@ -2,137 +2,297 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, and_, func, literal, or_, select, text, tuple_
+import asyncpg
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checkins.models import CheckIn
+from app.core.db import driver_connection, integrity_error
 from app.core.pagination import PageParams
-from app.geofences.models import Geofence
+
+
+@dataclass(frozen=True)
+class Place:
+    """What a check-in needs of a place (never its geometry)."""
+
+    id: uuid.UUID
+    name: str
+    category: str
+    trigger_distance_m: float
+    opening_hours: dict[str, Any] | None
 
 
 @dataclass
 class Candidate:
-    geofence: Geofence
+    geofence: Place
     inside: bool
     distance_m: float
     area_m2: float
+    # a superset test of "some active offer with the checkin trigger is listed for this place or
+    # its category": when false, neither the offers query nor the notification rules can match
+    has_offers: bool = False
 
 
-def _point(lon: float, lat: float) -> Any:
-    return func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+@dataclass(frozen=True)
+class CheckInRow:
+    """A stored check-in as the API returns it (the fields of `CheckInRead`)."""
+
+    id: uuid.UUID
+    geofence_id: uuid.UUID
+    device_id: uuid.UUID | None
+    staff_user_id: uuid.UUID | None
+    lon: float
+    lat: float
+    accuracy_m: float
+    recorded_at: datetime
+    distance_m: float
+    inside: bool
+    place_open: bool
+    implausible_jump: bool
+    created_at: datetime
 
 
-def _active(at: datetime) -> Any:
-    return and_(
-        Geofence.deleted_at.is_(None),
-        or_(Geofence.active_from.is_(None), Geofence.active_from <= at),
-        or_(Geofence.active_until.is_(None), Geofence.active_until > at),
+@dataclass(frozen=True)
+class Fix:
+    id: uuid.UUID | None
+    lon: float
+    lat: float
+    accuracy_m: float
+    recorded_at: datetime
+
+
+@dataclass
+class Context:
+    """Everything a check-in decides on, read in one statement.
+
+    `places`: the named place, or the places within `max_reach_m` (nearest first, at most 10);
+    `recent`: per place, the person's latest check-in there since the cooldown began;
+    `previous_checkin` / `last_ping`: the person's previous check-in and last good ping fix.
+    """
+
+    places: list[Candidate]
+    recent: dict[uuid.UUID, CheckInRow]
+    previous_checkin: Fix | None
+    last_ping: Fix | None
+
+
+# -- the check-in hot path ---------------------------------------------------------------------
+# Two fixed statements run on the request's asyncpg connection (prepared once per connection):
+# CONTEXT reads the place(s), the cooldown check-in, the previous fix and whether any offer could
+# apply; WRITE inserts the check-in and its `checkin` event. Like the rules' candidate queries,
+# CONTEXT reads other domains' tables read-only (geofences, offers, presence_subjects: the
+# presence service's `last_fix`), and WRITE inserts the row `presence_service.event_row` builds
+# into the shared event log (what `presence_service.record_events` does), so that a check-in
+# costs two round trips instead of nine.
+
+_POINT = "ST_SetSRID(ST_MakePoint($1::float8, $2::float8), 4326)"
+_PLACE_FILTER = {
+    "named": "g.id = $5::uuid",
+    "nearest": f"ST_DWithin(g.geog, {_POINT}::geography, $5::float8)",
+}
+_SUBJECT = {"device": "device_id", "staff": "staff_user_id"}
+_CONTEXT = """
+WITH places AS MATERIALIZED (
+    SELECT g.id, g.name, g.category, g.trigger_distance_m, g.opening_hours,
+           ST_Intersects(g.geom, {point}) AS inside,
+           ST_Distance(g.geog, {point}::geography) AS distance_m,
+           ST_Area(g.geog) AS area_m2
+    FROM geofences g
+    WHERE g.organisation_id = $3::uuid AND g.deleted_at IS NULL
+      AND (g.active_from IS NULL OR g.active_from <= $4::timestamptz)
+      AND (g.active_until IS NULL OR g.active_until > $4::timestamptz)
+      AND {place_filter}
+    ORDER BY distance_m, area_m2
+    LIMIT 10
+), recent AS (
+    SELECT DISTINCT ON (c.geofence_id) c.geofence_id, c.id, c.device_id, c.staff_user_id,
+           c.lon, c.lat, c.accuracy_m, c.recorded_at, c.distance_m, c.inside, c.place_open,
+           c.implausible_jump, c.created_at
+    FROM checkins c
+    WHERE c.{subject} = $6::uuid AND c.recorded_at >= $7::timestamptz
+      AND c.geofence_id IN (SELECT id FROM places)
+    ORDER BY c.geofence_id, c.recorded_at DESC
+), prev AS (
+    SELECT c.id, c.lon, c.lat, c.accuracy_m, c.recorded_at
+    FROM checkins c
+    WHERE c.{subject} = $6::uuid AND c.recorded_at <= $4::timestamptz
+    ORDER BY c.recorded_at DESC
+    LIMIT 1
+), fix AS (
+    SELECT s.last_fix_at, s.last_lon, s.last_lat, s.last_accuracy_m
+    FROM presence_subjects s
+    WHERE s.subject_id = $6::uuid
+)
+SELECT p.id, p.name, p.category, p.trigger_distance_m, p.opening_hours, p.inside,
+       p.distance_m, p.area_m2,
+       EXISTS (
+           SELECT 1 FROM offers o
+           WHERE o.organisation_id = $3::uuid AND o.deleted_at IS NULL AND o.status = 'active'
+             AND 'checkin' = ANY(o.triggers)
+             AND (o.category = p.category
+                  OR o.id IN (SELECT og.offer_id FROM offer_geofences og
+                              WHERE og.geofence_id = p.id))
+       ) AS has_offers,
+       r.id AS r_id, r.device_id AS r_device_id, r.staff_user_id AS r_staff_user_id,
+       r.lon AS r_lon, r.lat AS r_lat, r.accuracy_m AS r_accuracy_m,
+       r.recorded_at AS r_recorded_at, r.distance_m AS r_distance_m, r.inside AS r_inside,
+       r.place_open AS r_place_open, r.implausible_jump AS r_implausible_jump,
+       r.created_at AS r_created_at,
+       prev.id AS prev_id, prev.lon AS prev_lon, prev.lat AS prev_lat,
+       prev.accuracy_m AS prev_accuracy_m, prev.recorded_at AS prev_recorded_at,
+       fix.last_fix_at, fix.last_lon, fix.last_lat, fix.last_accuracy_m
+FROM places p
+LEFT JOIN recent r ON r.geofence_id = p.id
+LEFT JOIN prev ON true
+LEFT JOIN fix ON true
+ORDER BY p.distance_m, p.area_m2
+"""
+CONTEXT_SQL = {
+    (resolution, kind): _CONTEXT.format(
+        point=_POINT, place_filter=_PLACE_FILTER[resolution], subject=_SUBJECT[kind]
     )
+    for resolution in _PLACE_FILTER
+    for kind in _SUBJECT
+}
+
+WRITE_SQL = """
+WITH c AS (
+    INSERT INTO checkins (id, organisation_id, device_id, staff_user_id, geofence_id, lon, lat,
+                          accuracy_m, recorded_at, distance_m, inside, place_open,
+                          implausible_jump, explanation)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    RETURNING created_at
+), e AS (
+    INSERT INTO presence_events ({event_columns})
+    VALUES ({event_values})
+)
+SELECT created_at FROM c
+"""
+# the event's columns are whatever `presence_service.event_row` returns (in its order)
+_EVENT_COLUMNS = (
+    "id, organisation_id, geofence_id, type, source, occurred_at, device_id, staff_user_id, "
+    "ping_id, checkin_id, lon, lat, accuracy_m, explanation, suppressed_reason"
+).split(", ")
+_WRITE = WRITE_SQL.format(
+    event_columns=", ".join(_EVENT_COLUMNS),
+    event_values=", ".join(f"${i}" for i in range(15, 15 + len(_EVENT_COLUMNS))),
+)
 
 
-async def candidates(
-    session: AsyncSession,
-    organisation_id: uuid.UUID,
-    lon: float,
-    lat: float,
-    *,
-    max_reach_m: float,
-    at: datetime,
-    geofence_id: uuid.UUID | None = None,
-    limit: int = 10,
-) -> list[Candidate]:
-    """Places the point is in or within `max_reach_m` of, nearest first (GiST on geog)."""
-    pt = _point(lon, lat)
-    gpt = func.Geography(pt)
-    distance = func.ST_Distance(Geofence.geog, gpt).label("distance_m")
-    inside = func.ST_Intersects(Geofence.geom, pt).label("inside")
-    area = func.ST_Area(Geofence.geog).label("area_m2")
-    stmt = (
-        select(Geofence, inside, distance, area)
-        .where(Geofence.organisation_id == organisation_id, _active(at))
-        .where(func.ST_DWithin(Geofence.geog, gpt, literal(max_reach_m, Float)))
-        .order_by(distance, area)
-        .limit(limit)
-    )
-    if geofence_id is not None:
-        stmt = stmt.where(Geofence.id == geofence_id)
-    rows = (await session.execute(stmt)).all()
-    return [Candidate(r[0], bool(r[1]), float(r[2]), float(r[3])) for r in rows]
-
-
-async def distance_to(
-    session: AsyncSession,
-    organisation_id: uuid.UUID,
-    geofence_id: uuid.UUID,
-    lon: float,
-    lat: float,
-    at: datetime,
-) -> Candidate | None:
-    """One named place with the point's distance to it, or None if it is not an active place."""
-    pt = _point(lon, lat)
-    stmt = select(
-        Geofence,
-        func.ST_Intersects(Geofence.geom, pt),
-        func.ST_Distance(Geofence.geog, func.Geography(pt)),
-        func.ST_Area(Geofence.geog),
-    ).where(Geofence.id == geofence_id, Geofence.organisation_id == organisation_id, _active(at))
-    row = (await session.execute(stmt)).first()
-    if row is None:
+def _fix(at: datetime | None, ref: uuid.UUID | None, lon: Any, lat: Any, acc: Any) -> Fix | None:
+    if at is None:
         return None
-    return Candidate(row[0], bool(row[1]), float(row[2]), float(row[3]))
+    return Fix(ref, float(lon), float(lat), float(acc), at)
 
 
-def _subject(device_id: uuid.UUID | None, staff_user_id: uuid.UUID | None) -> Any:
-    if device_id is not None:
-        return CheckIn.device_id == device_id
-    return CheckIn.staff_user_id == staff_user_id
-
-
-async def previous_checkin(
+async def context(
     session: AsyncSession,
     *,
-    device_id: uuid.UUID | None,
-    staff_user_id: uuid.UUID | None,
-    before: datetime,
-) -> CheckIn | None:
-    stmt = (
-        select(CheckIn)
-        .where(_subject(device_id, staff_user_id), CheckIn.recorded_at <= before)
-        .order_by(CheckIn.recorded_at.desc())
-        .limit(1)
+    organisation_id: uuid.UUID,
+    subject_kind: str,
+    subject_id: uuid.UUID,
+    lon: float,
+    lat: float,
+    at: datetime,
+    geofence_id: uuid.UUID | None,
+    max_reach_m: float,
+    cooldown_since: datetime,
+) -> Context:
+    """One round trip: the place(s), the cooldown check-in, the previous fixes, offers or not."""
+    resolution = "named" if geofence_id is not None else "nearest"
+    sql = CONTEXT_SQL[(resolution, subject_kind)]
+    # a read: it needs no transaction of its own (inside one, it joins it)
+    driver = await driver_connection(session, transaction=False)
+    rows = await driver.fetch(
+        sql,
+        lon,
+        lat,
+        organisation_id,
+        at,
+        geofence_id if geofence_id is not None else max_reach_m,
+        subject_id,
+        cooldown_since,
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def recent_at_place(
-    session: AsyncSession,
-    *,
-    device_id: uuid.UUID | None,
-    staff_user_id: uuid.UUID | None,
-    geofence_id: uuid.UUID,
-    since: datetime,
-) -> CheckIn | None:
-    stmt = (
-        select(CheckIn)
-        .where(
-            _subject(device_id, staff_user_id),
-            CheckIn.geofence_id == geofence_id,
-            CheckIn.recorded_at >= since,
+    out = Context([], {}, None, None)
+    for r in rows:
+        place = Place(r[0], r[1], r[2], r[3], r[4])
+        out.places.append(Candidate(place, bool(r[5]), float(r[6]), float(r[7]), bool(r[8])))
+        if r["r_id"] is not None:
+            out.recent[place.id] = CheckInRow(
+                r["r_id"],
+                place.id,
+                r["r_device_id"],
+                r["r_staff_user_id"],
+                r["r_lon"],
+                r["r_lat"],
+                r["r_accuracy_m"],
+                r["r_recorded_at"],
+                r["r_distance_m"],
+                r["r_inside"],
+                r["r_place_open"],
+                r["r_implausible_jump"],
+                r["r_created_at"],
+            )
+    if rows:
+        r = rows[0]
+        out.previous_checkin = _fix(
+            r["prev_recorded_at"],
+            r["prev_id"],
+            r["prev_lon"],
+            r["prev_lat"],
+            r["prev_accuracy_m"],
         )
-        .order_by(CheckIn.recorded_at.desc())
-        .limit(1)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+        out.last_ping = _fix(
+            r["last_fix_at"], None, r["last_lon"], r["last_lat"], r["last_accuracy_m"]
+        )
+    return out
 
 
-async def add(session: AsyncSession, checkin: CheckIn) -> None:
-    session.add(checkin)
-    await session.flush()
+async def add_with_event(
+    session: AsyncSession, checkin: dict[str, Any], event: dict[str, Any], *, more_to_come: bool
+) -> datetime:
+    """Insert the check-in and its event in one statement; returns the check-in's created_at.
+
+    `more_to_come=False`: nothing else in the request writes, so the statement may commit on its
+    own (one round trip, no BEGIN/COMMIT; it is atomic by itself). `True`: it opens the request's
+    transaction, so what follows (proof of visit, notification decisions) commits with it.
+    """
+    if list(event) != _EVENT_COLUMNS:  # pragma: no cover - guards a change of event_row
+        raise RuntimeError("presence event columns changed; update checkins.repository")
+    args = [
+        checkin["id"],
+        checkin["organisation_id"],
+        checkin["device_id"],
+        checkin["staff_user_id"],
+        checkin["geofence_id"],
+        checkin["lon"],
+        checkin["lat"],
+        checkin["accuracy_m"],
+        checkin["recorded_at"],
+        checkin["distance_m"],
+        checkin["inside"],
+        checkin["place_open"],
+        checkin["implausible_jump"],
+        json.dumps(checkin["explanation"]),
+    ]
+    args += [json.dumps(v) if k == "explanation" else v for k, v in event.items()]
+    if more_to_come:
+        # through SQLAlchemy: it sends BEGIN with the statement when the request has none yet
+        conn = await session.connection()
+        created: datetime = (await conn.exec_driver_sql(_WRITE, tuple(args))).scalar_one()
+        return created
+    driver = await driver_connection(session, transaction=False)
+    try:
+        created = await driver.fetchval(_WRITE, *args)
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise integrity_error(exc, _WRITE) from exc
+    return created
 
 
 async def get(
@@ -142,6 +302,12 @@ async def get(
         CheckIn.id == checkin_id, CheckIn.organisation_id == organisation_id
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def _subject(device_id: uuid.UUID | None, staff_user_id: uuid.UUID | None) -> Any:
+    if device_id is not None:
+        return CheckIn.device_id == device_id
+    return CheckIn.staff_user_id == staff_user_id
 
 
 async def list_for_subject(

@@ -33,7 +33,7 @@ from app.checkins.errors import (
     TooFar,
 )
 from app.checkins.models import CheckIn
-from app.checkins.repository import Candidate
+from app.checkins.repository import Candidate, CheckInRow, Context, Place
 from app.checkins.schemas import CheckInCreate
 from app.core.config import Settings
 from app.core.geo import haversine_m
@@ -51,7 +51,7 @@ from app.tasks.models import Task
 
 @dataclass
 class CheckInOutcome:
-    checkin: CheckIn
+    checkin: CheckInRow
     place: Candidate
     repeated: bool
     offers: list[Offer] = field(default_factory=list)
@@ -60,8 +60,8 @@ class CheckInOutcome:
     notifications_queued: list[dict[str, Any]] = field(default_factory=list)
 
 
-def reach_m(settings: Settings, geofence: Geofence, accuracy_m: float) -> float:
-    return min(geofence.trigger_distance_m + accuracy_m, settings.checkin_max_reach_m)
+def reach_m(settings: Settings, place: Place, accuracy_m: float) -> float:
+    return min(place.trigger_distance_m + accuracy_m, settings.checkin_max_reach_m)
 
 
 def _candidate_json(c: Candidate) -> dict[str, Any]:
@@ -95,21 +95,12 @@ def choose_place(plausible: list[Candidate], accuracy_m: float) -> Candidate:
     return near[0]
 
 
-async def _resolve(
-    session: AsyncSession,
-    settings: Settings,
-    organisation_id: uuid.UUID,
-    body: CheckInCreate,
-    lon: float,
-    lat: float,
-    at: datetime,
-) -> Candidate:
+def _resolve(settings: Settings, body: CheckInCreate, cands: list[Candidate]) -> Candidate:
+    """The place of the check-in among the context's candidates (named: at most one)."""
     if body.geofence_id is not None:
-        cand = await repository.distance_to(
-            session, organisation_id, body.geofence_id, lon, lat, at
-        )
-        if cand is None:
+        if not cands:
             raise PlaceNotFound()
+        cand = cands[0]
         reach = reach_m(settings, cand.geofence, body.accuracy_m)
         if not cand.inside and cand.distance_m > reach:
             raise TooFar(
@@ -122,9 +113,6 @@ async def _resolve(
                 },
             )
         return cand
-    cands = await repository.candidates(
-        session, organisation_id, lon, lat, max_reach_m=settings.checkin_max_reach_m, at=at
-    )
     plausible = [
         c
         for c in cands
@@ -202,27 +190,17 @@ def jump_check(
     }
 
 
-async def previous_fix(
-    session: AsyncSession,
-    *,
-    device_id: uuid.UUID | None,
-    staff_user_id: uuid.UUID | None,
-    before: datetime,
-) -> PreviousFix | None:
+def previous_fix(ctx: Context, before: datetime) -> PreviousFix | None:
     """The latest of the person's previous check-in and last good ping at or before `before`."""
     found: list[PreviousFix] = []
-    prev = await repository.previous_checkin(
-        session, device_id=device_id, staff_user_id=staff_user_id, before=before
-    )
+    prev = ctx.previous_checkin
     if prev is not None:
         found.append(
             PreviousFix(
                 "checkin", str(prev.id), prev.lon, prev.lat, prev.accuracy_m, prev.recorded_at
             )
         )
-    subject = device_id or staff_user_id
-    assert subject is not None
-    ping = await presence_service.last_fix(session, subject)
+    ping = ctx.last_ping
     if ping is not None and ping.recorded_at <= before:
         found.append(
             PreviousFix("ping", None, ping.lon, ping.lat, ping.accuracy_m, ping.recorded_at)
@@ -237,22 +215,34 @@ async def check_in(
     body: CheckInCreate,
     now: datetime | None = None,
 ) -> CheckInOutcome:
+    """Two statements when nothing else applies: the context read, then check-in + event.
+
+    Offers, tasks and notification rules are asked only when they can answer something: a field
+    worker (tasks), or a place with at least one active check-in offer listed for it or its
+    category (`Candidate.has_offers`, a superset of what the offers query and the rules match).
+    """
     now = now or datetime.now(UTC)
     at = _validate_fix(settings, body, now)
     lon, lat = round(body.lon, 6), round(body.lat, 6)
     org_id = principal.organisation_id
-    place = await _resolve(session, settings, org_id, body, lon, lat, at)
+    ctx = await repository.context(
+        session,
+        organisation_id=org_id,
+        subject_kind=principal.kind,
+        subject_id=principal.id,
+        lon=lon,
+        lat=lat,
+        at=at,
+        geofence_id=body.geofence_id,
+        max_reach_m=settings.checkin_max_reach_m,
+        cooldown_since=at - timedelta(seconds=settings.checkin_cooldown_s),
+    )
+    place = _resolve(settings, body, ctx.places)
     device_id = principal.id if principal.kind == "device" else None
     staff_id = principal.id if principal.kind == "staff" else None
     place_open = is_open(place.geofence.opening_hours, at)
 
-    recent = await repository.recent_at_place(
-        session,
-        device_id=device_id,
-        staff_user_id=staff_id,
-        geofence_id=place.geofence.id,
-        since=at - timedelta(seconds=settings.checkin_cooldown_s),
-    )
+    recent = ctx.recent.get(place.geofence.id)
     if recent is not None:
         outcome = CheckInOutcome(recent, place, repeated=True)
         await _fill_whats_here(
@@ -260,33 +250,33 @@ async def check_in(
         )
         return outcome
 
-    prev = await previous_fix(session, device_id=device_id, staff_user_id=staff_id, before=at)
+    prev = previous_fix(ctx, at)
     jump = jump_check(settings, prev, lon, lat, body.accuracy_m, at)
-    checkin = CheckIn(
-        id=uuid.uuid4(),
-        organisation_id=org_id,
-        device_id=device_id,
-        staff_user_id=staff_id,
-        geofence_id=place.geofence.id,
-        lon=lon,
-        lat=lat,
-        accuracy_m=body.accuracy_m,
-        recorded_at=at,
-        distance_m=round(place.distance_m, 2),
-        inside=place.inside,
-        place_open=place_open,
-        implausible_jump=jump is not None,
-        explanation={
-            "resolution": "named" if body.geofence_id else "nearest",
-            "distance_m": round(place.distance_m, 2),
-            "inside": place.inside,
-            "reach_m": round(reach_m(settings, place.geofence, body.accuracy_m), 1),
-            "accuracy_m": body.accuracy_m,
-            "place_open": place_open,
-            **({"implausible_jump": jump} if jump else {}),
-        },
-    )
-    await repository.add(session, checkin)
+    explanation: dict[str, Any] = {
+        "resolution": "named" if body.geofence_id else "nearest",
+        "distance_m": round(place.distance_m, 2),
+        "inside": place.inside,
+        "reach_m": round(reach_m(settings, place.geofence, body.accuracy_m), 1),
+        "accuracy_m": body.accuracy_m,
+        "place_open": place_open,
+        **({"implausible_jump": jump} if jump else {}),
+    }
+    row: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "organisation_id": org_id,
+        "device_id": device_id,
+        "staff_user_id": staff_id,
+        "geofence_id": place.geofence.id,
+        "lon": lon,
+        "lat": lat,
+        "accuracy_m": body.accuracy_m,
+        "recorded_at": at,
+        "distance_m": round(place.distance_m, 2),
+        "inside": place.inside,
+        "place_open": place_open,
+        "implausible_jump": jump is not None,
+        "explanation": explanation,
+    }
     event = presence_service.event_row(
         organisation_id=org_id,
         geofence_id=place.geofence.id,
@@ -295,18 +285,35 @@ async def check_in(
         occurred_at=at,
         device_id=device_id,
         staff_user_id=staff_id,
-        checkin_id=checkin.id,
+        checkin_id=row["id"],
         lon=lon,
         lat=lat,
         accuracy_m=body.accuracy_m,
-        explanation=checkin.explanation,
+        explanation=explanation,
     )
-    await presence_service.record_events(session, [event])
+    more = place.has_offers or principal.role is Role.field_worker
+    created_at = await repository.add_with_event(session, row, event, more_to_come=more)
+    checkin = CheckInRow(
+        row["id"],
+        place.geofence.id,
+        device_id,
+        staff_id,
+        lon,
+        lat,
+        body.accuracy_m,
+        at,
+        row["distance_m"],
+        place.inside,
+        place_open,
+        jump is not None,
+        created_at,
+    )
     outcome = CheckInOutcome(checkin, place, repeated=False)
     await _fill_whats_here(session, principal, outcome, at, place_open, rewarded=jump is None)
-    outcome.notifications_queued = await rules_service.for_checkin(
-        session, settings, event, implausible=jump is not None
-    )
+    if more:
+        outcome.notifications_queued = await rules_service.for_checkin(
+            session, settings, event, implausible=jump is not None
+        )
     return outcome
 
 
@@ -319,7 +326,7 @@ async def _fill_whats_here(
     *,
     rewarded: bool,
 ) -> None:
-    geofence = outcome.place.geofence
+    place = outcome.place.geofence
     if principal.role is Role.field_worker:
         # proof first, so the task list read afterwards shows it
         if rewarded and not outcome.repeated:
@@ -327,21 +334,22 @@ async def _fill_whats_here(
                 session,
                 organisation_id=principal.organisation_id,
                 worker_id=principal.id,
-                geofence_id=geofence.id,
+                geofence_id=place.id,
                 checkin_id=outcome.checkin.id,
                 at=at,
             )
         outcome.tasks = await tasks_service.tasks_for_checkin(
             session,
             organisation_id=principal.organisation_id,
-            geofence_id=geofence.id,
+            geofence_id=place.id,
             worker_id=principal.id,
         )
-    if rewarded:
+    if rewarded and outcome.place.has_offers:
         outcome.offers = await offers_service.offers_for_checkin(
             session,
             organisation_id=principal.organisation_id,
-            geofence=geofence,
+            # the offers service reads only the id and category of the place
+            geofence=Geofence(id=place.id, name=place.name, category=place.category),
             at=at,
             audience="residents" if principal.kind == "device" else "staff",
             place_open=place_open,

@@ -107,19 +107,34 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under `session`, inside the session's transaction.
+async def driver_connection(session: AsyncSession, *, transaction: bool = True) -> Any:
+    """The asyncpg connection under `session`, for hot paths that run a few fixed statements.
 
-    For hot paths that send a few hand-written statements (the ping batch): asyncpg prepares each
-    statement text once per connection and skips SQLAlchemy's per-statement work. The statements
-    run in the same transaction as everything else the session does, so they commit or roll back
-    with the request. SQLAlchemy's asyncpg adapter sends BEGIN lazily with its first statement;
-    if nothing has run yet, begin it here the same way.
+    asyncpg's own prepared-statement cache costs a fraction of SQLAlchemy's per-execute work
+    (compile-cache lookup, parameter processing, result wrapping, greenlet hop).
+
+    `transaction=True`: the statements join the request's transaction (BEGIN is sent first if
+    the session has not sent it yet), so they commit or roll back with everything else.
+    `transaction=False`: if the request has not begun its transaction yet, the statements run in
+    autocommit — one round trip each, no BEGIN/COMMIT. Only for a read, or for a single write
+    statement that is complete on its own; a later SQLAlchemy statement in the same request
+    still begins the transaction as usual (and inside a begun transaction they simply join it).
+
+    Errors are asyncpg's own (the error handlers know its outage errors by name);
+    `integrity_error()` turns a constraint violation into SQLAlchemy's.
     """
-    connection = await session.connection()
-    adapted = (await connection.get_raw_connection()).dbapi_connection
-    if adapted is None:  # pragma: no cover - a checked-out connection always has one
-        raise RuntimeError("no DBAPI connection")
-    if getattr(adapted, "_transaction", None) is None and adapted.isolation_level != "autocommit":
+    conn = await session.connection()
+    adapted = (await conn.get_raw_connection()).dbapi_connection
+    if adapted is None:  # pragma: no cover - only after the pool invalidated it
+        raise sa_exc.DisconnectionError("connection invalidated")
+    driver = adapted.driver_connection
+    if transaction and not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: begin the
+        # same way now (one round trip; a `SELECT 1` through SQLAlchemy would cost two)
         await adapted._start_transaction()
-    return adapted.driver_connection
+    return driver
+
+
+def integrity_error(exc: Exception, statement: str) -> sa_exc.IntegrityError:
+    """An asyncpg constraint violation as SQLAlchemy's IntegrityError (→ 409 problem+json)."""
+    return sa_exc.IntegrityError(statement, None, exc)

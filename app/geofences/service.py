@@ -24,6 +24,7 @@ from app.geofences import repository
 from app.geofences.errors import GeofenceNotFound, InvalidGeofence, TooManyGeofences
 from app.geofences.models import Category, Geofence, ShapeKind
 from app.geofences.opening_hours import is_open
+from app.geofences.repository import PlaceInfo
 from app.geofences.schemas import (
     GeofenceCreate,
     GeofenceProperties,
@@ -61,7 +62,7 @@ FALLBACK_TRIGGER_DISTANCE_M = 50.0
 
 @dataclass(frozen=True)
 class ResolvedPlace:
-    geofence: Geofence
+    geofence: PlaceInfo
     distance_m: float  # 0 when inside
     inside: bool
 
