@@ -166,14 +166,19 @@ SELECT d.id, 'device', d.organisation_id, now() - interval '1 hour', 0.0, 0.0, 1
 FROM devices d
 """
 SEED_PRESENCE = """
-WITH g AS (SELECT id, organisation_id, row_number() OVER (ORDER BY id) AS rn,
-                  count(*) OVER () AS n FROM geofences WHERE deleted_at IS NULL)
+WITH g AS (
+    SELECT id, organisation_id, row_number() OVER (ORDER BY id) AS rn
+    FROM geofences WHERE deleted_at IS NULL
+), d AS (  -- one place per device, spread by a hash of its id (an equi-join: a hash join)
+    SELECT d.id, d.organisation_id,
+           1 + abs(hashtext(d.id::text)::bigint) % (SELECT count(*) FROM g) AS rn
+    FROM devices d
+)
 INSERT INTO presence (subject_id, geofence_id, subject_kind, organisation_id, state, since,
                       last_fix_at, dwell_emitted)
 SELECT d.id, g.id, 'device', d.organisation_id, 'inside', now() - interval '1 hour',
        now() - interval '1 hour', true
-FROM devices d JOIN g ON g.rn = 1 + (abs(hashtext(d.id::text)) % g.n)
-                     AND g.organisation_id = d.organisation_id
+FROM d JOIN g ON g.rn = d.rn AND g.organisation_id = d.organisation_id
 """
 
 
