@@ -14,8 +14,9 @@ What it keeps from the aiohttp set-up, and the SSRF rules (../shared/design/QUAL
   TLS still verifies the certificate against the host name (`server_hostname`);
 * redirects are never followed (a 3xx is just an answer), no proxy or environment is consulted,
   no cookies are kept;
-* a connect timeout and a total timeout per request; a connection whose request timed out or
-  failed is closed, never reused;
+* a connect timeout and a total timeout per request (enforced for requests in flight by one
+  sweeper every ≤ 0.25 s); a connection whose request timed out or failed is closed, never
+  reused;
 * keep-alive: idle connections are reused per origin (LIFO) and dropped after `keepalive_s` or
   when the server closes them; a request that fails on a REUSED connection before any byte of an
   answer arrived (the server closed it while idle) is retried once on a fresh connection;
@@ -26,6 +27,7 @@ What it keeps from the aiohttp set-up, and the SSRF rules (../shared/design/QUAL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from dataclasses import dataclass
@@ -60,6 +62,7 @@ class _Connection(asyncio.Protocol):
         "_retry_after",
         "_status",
         "closed",
+        "deadline",
         "idle_since",
         "keep_alive",
         "loop",
@@ -76,6 +79,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True
         self.idle_since = 0.0
+        self.deadline = 0.0
         self._status = 0
         self._retry_after: str | None = None
         self._detail = b""
@@ -156,6 +160,10 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return waiter
 
+    def timed_out(self) -> None:
+        self._fail(TimeoutError("no complete answer within the total timeout"))
+        self.close()
+
     @property
     def answered_anything(self) -> bool:
         return self._got_bytes
@@ -189,6 +197,8 @@ class PushHttpClient:
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._busy: set[_Connection] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -271,28 +281,54 @@ class PushHttpClient:
             )
         )
         key = (scheme, host, port)
-        async with asyncio.timeout(self.total_timeout_s):
-            conn = self._take_idle(key)
-            reused = conn is not None
-            while True:
-                if conn is None:
+        deadline = time.monotonic() + self.total_timeout_s
+        conn = self._take_idle(key)
+        reused = conn is not None
+        while True:
+            if conn is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no connection within the total timeout")
+                async with asyncio.timeout(remaining):
                     conn = await self._connect(scheme, host, port)
-                try:
-                    answer = await conn.send(request)
-                except HttpTransportError:
-                    self._discard(conn)
-                    if reused and not conn.answered_anything:
-                        conn, reused = None, False  # closed while idle: once more, fresh
-                        continue
-                    raise
-                except BaseException:
-                    self._discard(conn)  # timeout or cancellation mid-request: never reuse
-                    raise
-                self._give_back(key, conn)
-                return answer
+            conn.deadline = deadline
+            self._busy.add(conn)
+            if self._sweeper is None:
+                self._sweeper = asyncio.create_task(self._sweep(), name="push-http-timeouts")
+            try:
+                answer = await conn.send(request)
+            except HttpTransportError:
+                self._discard(conn)
+                if reused and not conn.answered_anything:
+                    conn, reused = None, False  # closed while idle: once more, fresh
+                    continue
+                raise
+            except BaseException:
+                self._discard(conn)  # timeout or cancellation mid-request: never reuse
+                raise
+            finally:
+                self._busy.discard(conn)
+            self._give_back(key, conn)
+            return answer
+
+    async def _sweep(self) -> None:
+        """Enforce the total timeout of requests in flight: one timer for all of them, rather
+        than one per request (a per-request `asyncio.timeout` was ≈ 12 % of the sender's CPU)."""
+        period = min(0.25, max(0.01, self.total_timeout_s / 8))
+        while not self._closed:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for conn in [c for c in self._busy if c.deadline <= now]:
+                self._busy.discard(conn)
+                conn.timed_out()
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for conn in list(self._open):
             self._discard(conn)
         self._idle.clear()
