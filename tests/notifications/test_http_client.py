@@ -7,14 +7,16 @@ connections exactly (the aiohttp fake in fake_push.py hides both).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from app.core.config import Settings
 from app.notifications.endpoints import AddressGuard
-from app.notifications.http import PushHttpClient
+from app.notifications.http import HttpTransportError, PushHttpClient
 from app.notifications.sender import Outcome, PushMessage, PushSender
 from app.notifications.vapid import VapidSigner
 from tests.notifications.fake_push import FakePushService
@@ -215,3 +217,65 @@ async def test_header_values_cannot_inject_lines(sender: PushSender) -> None:
         await wire.stop()
     assert result.outcome is Outcome.failed
     assert wire.requests == 0
+
+
+def _self_signed(host: str) -> tuple[bytes, bytes]:
+    """A throwaway certificate and key for `host` (PEM)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+async def test_https_verifies_the_certificate_against_the_host_name(tmp_path: Path) -> None:
+    cert_pem, key_pem = _self_signed("localhost")
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    wire = WireServer(lambda _n: CREATED)
+    wire.server = await asyncio.get_running_loop().create_server(
+        lambda: _WireProtocol(wire), "127.0.0.1", 0, ssl=server_ctx
+    )
+    wire.port = wire.server.sockets[0].getsockname()[1]
+    guard = AddressGuard(allow_loopback=True)
+    trusting = ssl.create_default_context(cadata=cert_pem.decode())
+    try:
+        client = PushHttpClient(guard, connect_timeout_s=2, total_timeout_s=2, ssl_context=trusting)
+        answer = await client.post("https", "localhost", wire.port, "/push/a", b"", b"{}")
+        await client.aclose()
+        # the system trust store does not know this certificate: no connection
+        strict = PushHttpClient(guard, connect_timeout_s=2, total_timeout_s=2)
+        with pytest.raises((HttpTransportError, ssl.SSLError)):
+            await strict.post("https", "localhost", wire.port, "/push/a", b"", b"{}")
+        await strict.aclose()
+    finally:
+        await wire.stop()
+    assert answer.status == 201
+    assert wire.requests == 1
