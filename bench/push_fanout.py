@@ -1,17 +1,25 @@
 """Push fan-out: outbox → encrypt → loopback fake push service, against pywebpush in the same run.
 
-    uv run python -m bench.push_fanout [--people 1000] [--subs 2] [--per-person 3] [--workers 1]
+    uv run python -m bench.push_fanout [--people 1000] [--subs 2] [--per-person 3]
+        [--workers 1] [--processes 0] [--fake fast|aiohttp]
 
-1. Starts the fake push service (tests/notifications/fake_push.py in answer-only mode:
-   201 without checks) in a separate process on a loopback port.
+1. Starts the fake push service in a separate process on a loopback port: by default
+   bench/fast_push_service.py (checks every request's headers, VAPID header and aes128gcm
+   framing; verifies the JWT and decrypts the first and every 50th), or `--fake aiohttp`, the
+   test suite's aiohttp fake in answer-only mode (the first published runs used it).
 2. Uses the embedded PostGIS (HEREABOUTS_EMBEDDED_PORT) with a scratch database
    `hereabouts_bench_push`, creates people × subs subscriptions and enqueues people × per-person
    notifications through `notifications_service.enqueue` (timed separately).
-3. Hereabouts: `--workers` DeliveryWorker(s) in this process drain the outbox: claim (SKIP
-   LOCKED) → encrypt (RFC 8291) → POST with cached VAPID → record each attempt. Timed from
-   start to the last row settled.
+3. Hereabouts: `--workers` DeliveryWorker(s) in this process and/or `--processes` separate
+   `hereabouts worker` processes drain the outbox: claim (SKIP LOCKED) → encrypt (RFC 8291) →
+   POST with cached VAPID → record each attempt. Timed from start to the last row settled.
+   `--workers 0 --processes 2` is the 2-core production shape: `hereabouts serve` runs 2 uvicorn
+   workers, each with its in-process delivery worker.
 4. pywebpush: the same number of messages via `webpush_async` with one shared aiohttp session
    and the same concurrency (encryption + a fresh VAPID signature per call, no database).
+5. CPU per push from /proc, split into sender (this process + worker processes), PostgreSQL
+   (postmaster and backends) and the fake push service: steadier than wall-clock on a shared
+   machine. The run fails if the fake rejected any request.
 """
 
 from __future__ import annotations
