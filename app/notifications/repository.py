@@ -160,46 +160,35 @@ async def erase_person(session: AsyncSession, who: Recipient) -> None:
 
 # --- worker ----------------------------------------------------------------------------------
 
-# Claiming locks and leases outbox rows only: the row-locking statement has no joins, so
-# PostgreSQL's recheck of rows a concurrent claim touched (EvalPlanQual) involves one table, and
-# what to send is read afterwards, by primary key, only when something was leased. (With the
-# join inside the locking query, about one bench run in four with two workers stalled: a single
-# claim of 200 rows ran for up to 7 s of PostgreSQL CPU; one statement with the join outside the
-# locking part, on the leased rows, still stalled one run in six.)
 CLAIM_SQL = text(
     """
+    WITH due AS (
+        SELECT o.id, o.notification_id, o.subscription_id, o.organisation_id, o.origin,
+               o.expires_at, n.payload, n.topic, n.urgency, s.endpoint, s.p256dh, s.auth
+        FROM push_outbox o
+        JOIN notifications n ON n.id = o.notification_id
+        LEFT JOIN push_subscriptions s ON s.id = o.subscription_id
+        WHERE o.status = 'pending'
+          AND o.next_attempt_at <= now()
+          AND (o.lease_expires_at IS NULL OR o.lease_expires_at < now())
+          AND NOT (o.origin = ANY(CAST(:busy AS text[])))
+        ORDER BY o.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE OF o SKIP LOCKED
+    )
     UPDATE push_outbox AS o
     SET lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision)),
         lease_token = CAST(:token AS uuid),
         attempts = o.attempts + 1
-    WHERE o.id IN (
-        SELECT d.id
-        FROM push_outbox d
-        WHERE d.status = 'pending'
-          AND d.next_attempt_at <= now()
-          AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())
-          AND NOT (d.origin = ANY(CAST(:busy AS text[])))
-        ORDER BY d.next_attempt_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING o.id, o.attempts, o.lease_token, o.notification_id, o.subscription_id,
-              o.organisation_id, o.origin, o.expires_at,
-              GREATEST(1, CEIL(EXTRACT(EPOCH FROM o.expires_at - now())))::int AS ttl_left_s,
-              (o.expires_at <= now()) AS expired
+    FROM due
+    WHERE o.id = due.id
+    RETURNING o.id, o.attempts, o.lease_token, due.notification_id, due.subscription_id,
+              due.organisation_id, due.origin, due.expires_at, due.payload, due.topic,
+              due.urgency, due.endpoint, due.p256dh, due.auth,
+              GREATEST(1, CEIL(EXTRACT(EPOCH FROM due.expires_at - now())))::int AS ttl_left_s,
+              (due.expires_at <= now()) AS expired
     """
 )
-
-CLAIMED_DETAILS_SQL = text(
-    """
-    SELECT c.id, n.payload, n.topic, n.urgency, s.endpoint, s.p256dh, s.auth
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:notification_ids AS uuid[]),
-                CAST(:subscription_ids AS uuid[])) AS c(id, notification_id, subscription_id)
-    JOIN notifications n ON n.id = c.notification_id
-    LEFT JOIN push_subscriptions s ON s.id = c.subscription_id
-    """
-)
-
 
 # One statement per batch of settled rows (not one per row): the columns travel as arrays.
 FINISH_SQL = text(
@@ -260,50 +249,11 @@ class ClaimedJob:
 async def claim(
     session: AsyncSession, limit: int, lease_s: float, busy_origins: list[str]
 ) -> list[ClaimedJob]:
-    """Lease up to `limit` due rows (SKIP LOCKED) and return them with what to send."""
-    # Plan both statements for the tables as they are now: they are prepared statements, and an
-    # idle worker polling an empty outbox would otherwise soon run a generic plan costed for
-    # empty tables when a burst of thousands of rows arrives (≈ 0.3 ms of planning per claim).
-    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    leased = (
-        await session.execute(
-            CLAIM_SQL,
-            {
-                "limit": limit,
-                "lease_s": lease_s,
-                "token": str(uuid.uuid4()),
-                "busy": busy_origins,
-            },
-        )
-    ).all()
-    if not leased:
-        return []
-    details = {
-        row[0]: row[1:]
-        for row in await session.execute(
-            CLAIMED_DETAILS_SQL,
-            {
-                "ids": [r[0] for r in leased],
-                "notification_ids": [r[3] for r in leased],
-                "subscription_ids": [r[4] for r in leased],
-            },
-        )
-    }
-    jobs = []
-    for r in leased:
-        # the notification row cannot be gone while its outbox row exists (ON DELETE CASCADE
-        # removes both in one statement); a removed subscription reads as NULLs
-        detail = details.get(r[0])
-        if detail is None:  # defensive: the row went away with its notification
-            continue
-        payload, topic, urgency, endpoint, p256dh, auth = detail
-        jobs.append(
-            ClaimedJob(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
-                payload, topic, urgency, endpoint, p256dh, auth, r[8], r[9],
-            )
-        )  # fmt: skip
-    return jobs
+    result = await session.execute(
+        CLAIM_SQL,
+        {"limit": limit, "lease_s": lease_s, "token": str(uuid.uuid4()), "busy": busy_origins},
+    )
+    return [ClaimedJob(*row) for row in result]  # RETURNING lists the fields in order
 
 
 async def finish(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
