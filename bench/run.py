@@ -247,6 +247,12 @@ def push_fanout(dataset: Dataset, quick: bool) -> dict[str, Any]:
         cluster.url("bench_push"),
         "--json",
         str(out_file),
+        # two sender processes: what `hereabouts serve` runs on 2 cores (2 uvicorn workers, each
+        # with its in-process delivery worker)
+        "--workers",
+        "0",
+        "--processes",
+        "2",
     ]
     if quick:
         cmd.append("--quick")

@@ -163,29 +163,34 @@ class AddressGuard:
     def __init__(self, allow_loopback: bool = False, ttl_s: float = 60.0) -> None:
         self.allow_loopback = allow_loopback
         self.ttl_s = ttl_s
-        self._cache: dict[tuple[str, int], tuple[float, str | None]] = {}
+        self._cache: dict[tuple[str, int], tuple[float, list[str] | str]] = {}
 
     async def check(self, host: str, port: int) -> None:
         """Raise `EndpointRejected` unless every address `host` resolves to is allowed."""
+        await self.resolve(host, port)
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses to dial for `host`, all allowed; `EndpointRejected` if ANY is not."""
         now = time.monotonic()
         cached = self._cache.get((host, port))
         if cached is not None and cached[0] > now:
-            if cached[1] is not None:
+            if isinstance(cached[1], str):
                 raise EndpointRejected(cached[1])
-            return
-        problem: str | None = None
+            return cached[1]
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
             )
         except OSError as exc:
             raise EndpointRejected(f"the push service host does not resolve: {exc}") from exc
-        addresses = {str(info[4][0]) for info in infos}
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         bad = sorted(a for a in addresses if not address_allowed(a, self.allow_loopback))
+        answer: list[str] | str = addresses
         if not addresses:
-            problem = "the push service host does not resolve"
+            answer = "the push service host does not resolve"
         elif bad:
-            problem = "the push service host resolves to a non-global address"
-        self._cache[(host, port)] = (now + self.ttl_s, problem)
-        if problem:
-            raise EndpointRejected(problem)
+            answer = "the push service host resolves to a non-global address"
+        self._cache[(host, port)] = (now + self.ttl_s, answer)
+        if isinstance(answer, str):
+            raise EndpointRejected(answer)
+        return answer

@@ -190,16 +190,38 @@ CLAIM_SQL = text(
     """
 )
 
+# One statement per batch of settled rows (not one per row): the columns travel as arrays.
 FINISH_SQL = text(
     """
-    UPDATE push_outbox
-    SET status = CAST(:status AS varchar),
-        next_attempt_at = now() + make_interval(secs => CAST(:delay_s AS double precision)),
-        finished_at = CASE WHEN CAST(:status AS varchar) = 'pending' THEN NULL ELSE now() END,
+    UPDATE push_outbox AS o
+    SET status = f.status,
+        next_attempt_at = now() + make_interval(secs => f.delay_s),
+        finished_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END,
         lease_expires_at = NULL,
         lease_token = NULL,
-        last_error = CAST(:error AS varchar)
-    WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid)
+        last_error = f.error
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:statuses AS varchar[]),
+        CAST(:delays AS double precision[]), CAST(:errors AS varchar[])
+    ) AS f(id, token, status, delay_s, error)
+    WHERE o.id = f.id AND o.lease_token = f.token
+    """
+)
+
+INSERT_DELIVERIES_SQL = text(
+    """
+    INSERT INTO push_deliveries (id, organisation_id, outbox_id, notification_id,
+                                 subscription_id, attempt, attempted_at, push_origin, status,
+                                 http_status, latency_ms, error)
+    SELECT gen_random_uuid(), d.*
+    FROM unnest(
+        CAST(:organisation_ids AS uuid[]), CAST(:outbox_ids AS uuid[]),
+        CAST(:notification_ids AS uuid[]), CAST(:subscription_ids AS uuid[]),
+        CAST(:attempts AS integer[]), CAST(:attempted_ats AS timestamptz[]),
+        CAST(:origins AS varchar[]), CAST(:statuses AS varchar[]),
+        CAST(:http_statuses AS integer[]), CAST(:latencies AS double precision[]),
+        CAST(:errors AS varchar[])
+    ) AS d
     """
 )
 
@@ -231,13 +253,23 @@ async def claim(
         CLAIM_SQL,
         {"limit": limit, "lease_s": lease_s, "token": str(uuid.uuid4()), "busy": busy_origins},
     )
-    return [ClaimedJob(**row._mapping) for row in result]
+    return [ClaimedJob(*row) for row in result]  # RETURNING lists the fields in order
 
 
 async def finish(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Settle claimed rows: `status`, `delay_s`, `error`, `id`, `token` per row."""
+    """Settle claimed rows (`status`, `delay_s`, `error`, `id`, `token` per row) in one
+    statement; a row whose lease token changed meanwhile is left alone."""
     if rows:
-        await session.execute(FINISH_SQL, rows)
+        await session.execute(
+            FINISH_SQL,
+            {
+                "ids": [r["id"] for r in rows],
+                "tokens": [r["token"] for r in rows],
+                "statuses": [r["status"] for r in rows],
+                "delays": [r["delay_s"] for r in rows],
+                "errors": [r["error"] for r in rows],
+            },
+        )
 
 
 async def release(session: AsyncSession, jobs: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
@@ -253,9 +285,28 @@ async def release(session: AsyncSession, jobs: list[tuple[uuid.UUID, uuid.UUID]]
         )
 
 
+DELIVERY_COLUMNS = (
+    ("organisation_ids", "organisation_id"),
+    ("outbox_ids", "outbox_id"),
+    ("notification_ids", "notification_id"),
+    ("subscription_ids", "subscription_id"),
+    ("attempts", "attempt"),
+    ("attempted_ats", "attempted_at"),
+    ("origins", "push_origin"),
+    ("statuses", "status"),
+    ("http_statuses", "http_status"),
+    ("latencies", "latency_ms"),
+    ("errors", "error"),
+)
+
+
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Append attempts to the delivery log in one statement (ids made by the database)."""
     if rows:
-        await session.execute(insert(cast(Table, Delivery.__table__)), rows)
+        await session.execute(
+            INSERT_DELIVERIES_SQL,
+            {param: [r[column] for r in rows] for param, column in DELIVERY_COLUMNS},
+        )
 
 
 async def delete_subscriptions(session: AsyncSession, ids: list[uuid.UUID]) -> None:

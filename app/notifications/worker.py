@@ -318,14 +318,13 @@ class DeliveryWorker:
         await self._results.put(
             _Settled(
                 finish={
-                    "id": str(job.id),
-                    "token": str(job.lease_token),
+                    "id": job.id,
+                    "token": job.lease_token,
                     "status": str(status),
                     "delay_s": float(delay),
                     "error": (error or None) and error[:500],
                 },
                 delivery={
-                    "id": uuid.uuid4(),
                     "organisation_id": job.organisation_id,
                     "outbox_id": job.id,
                     "notification_id": job.notification_id,
