@@ -25,6 +25,7 @@ from app.geofences.router import router as geofences_router
 from app.notifications.router import router as notifications_router
 from app.notifications.worker import InProcessWorker
 from app.offers.router import router as offers_router
+from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
 from app.privacy.router import router as privacy_router
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter()
+    app.state.ping_groups = PingGroups(settings)
     rules_service.install(settings)
     rules_service.register()
     if engine is not None:

@@ -45,6 +45,21 @@ def requests_for(name: str, city: City, tokens: list[str]) -> list[Req]:
     raise SystemExit(f"unknown scenario {name}")
 
 
+def ping_group_sizes(url: str) -> dict[str, float]:
+    """Requests per ping group, from one worker's /metrics (count, sum, mean)."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for key in ("count", "sum"):
+            if line.startswith(f"hereabouts_ping_group_requests_{key} "):
+                out[key] = float(line.split()[1])
+    if out.get("count"):
+        out["mean"] = round(out["sum"] / out["count"], 2)
+    return out
+
+
 def summarise(speedscope: Path, top: int = 40) -> str:
     """Self and total (inclusive) sample shares per frame, from a speedscope file."""
     data = json.loads(speedscope.read_text())
@@ -142,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=args.connections,
             run_tag=stem,
         )
+        result["ping_groups"] = ping_group_sizes(server.url)
         result["server_cpu_ms_per_req"] = round(
             (server.cpu_s() - cpu0) / max(1, result["requests"]) * 1000, 3
         )

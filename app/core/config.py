@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     # location pings and presence (docs/presence.md)
     ping_retention_h: int = Field(default=24, ge=1, le=168)
     ping_max_batch: int = 1000
+    # group commit of ping requests arriving together (app/presence/groups.py): groups running
+    # at once per process, and the most requests / pings one group takes
+    ping_group_slots: int = Field(default=2, ge=1, le=16)
+    ping_group_max_requests: int = Field(default=64, ge=1, le=1000)
+    ping_group_max_pings: int = Field(default=2000, ge=1, le=100_000)
     presence_exit_margin_m: float = 25.0
     presence_enter_max_accuracy_m: float = 100.0
     presence_pass_through_max_gap_s: float = 120.0

@@ -15,3 +15,8 @@ REQUEST_LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+PING_GROUP_SIZE = Histogram(
+    "hereabouts_ping_group_requests",
+    "Ping requests evaluated and committed together (app/presence/groups.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)

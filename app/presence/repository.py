@@ -116,20 +116,20 @@ class PingRows:
 
 # --- the batch path ---------------------------------------------------------------------------
 #
-# A batch costs two statements whatever its size: `hereabouts_ping_read` (lock the subject, then
-# duplicates + presence + candidate places + crossed places) and `hereabouts_ping_write` (pings +
-# presence + last fix + events). Both are SQL functions (migration 0012: the SQL and why it is a
-# function) sent as raw asyncpg statements on the request's own connection and transaction
-# (app.core.db.driver_connection): SQLAlchemy's per-statement work was over half of a single
-# ping's Python time. asyncpg prepares each statement text once per connection.
+# A group of batches (one per subject: a request's pings, or single-ping requests from many
+# devices arriving together) costs two statements whatever its size: `hereabouts_ping_read`
+# (lock the subjects, then duplicates + presence + candidate places + crossed places) and
+# `hereabouts_ping_write` (pings + presence + last fixes + events). Both are SQL functions
+# (migrations 0012 and 0015: the SQL and why it is a function) sent as raw asyncpg statements on
+# the caller's connection and transaction (app.core.db.driver_connection): SQLAlchemy's
+# per-statement work was over half of a single ping's Python time. asyncpg prepares each
+# statement text once per connection. Every array carries the subject's ordinal in the group
+# (1-based), so one statement serves any number of subjects.
 
-READ_SQL = "SELECT * FROM hereabouts_ping_read($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-WRITE_SQL = (
-    "SELECT hereabouts_ping_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-    " $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
-)
+READ_SQL = "SELECT * FROM hereabouts_ping_read(" + ", ".join(f"${i}" for i in range(1, 14)) + ")"
+WRITE_SQL = "SELECT hereabouts_ping_write(" + ", ".join(f"${i}" for i in range(1, 38)) + ")"
 
-# Only when the batch's segments are not the ones the read function assumed (a fix flagged as
+# Only when a batch's segments are not the ones the read function assumed (a fix flagged as
 # an implausible jump sits between two good ones): the places crossed by the given segments.
 CROSSINGS_SQL = """
 WITH s AS (
@@ -150,6 +150,15 @@ FROM s JOIN geofences g
 """
 
 
+@dataclass(frozen=True)
+class SubjectKey:
+    """Whose batch: a device or staff user, its kind ('device'/'staff') and organisation."""
+
+    id: uuid.UUID
+    kind: str
+    organisation_id: uuid.UUID
+
+
 @dataclass
 class FixColumns:
     """The fixes to resolve against the places (column arrays, one element per fix)."""
@@ -159,6 +168,16 @@ class FixColumns:
     lat: list[float]
     margin: list[float]
     at: list[datetime]
+
+
+@dataclass
+class BatchRead:
+    """One subject's part of a group read."""
+
+    subject: SubjectKey
+    client_ids: list[str]  # to check for duplicates (already stored ids)
+    fixes: FixColumns
+    check_background_location: bool = False  # leave the subject untouched when it is off
 
 
 @dataclass
@@ -174,37 +193,52 @@ class BatchView:
     crossings: dict[int, list[Crossing]] = field(default_factory=dict)
 
 
-async def read_batch(
-    session: AsyncSession,
-    subject_id: uuid.UUID,
-    kind: str,
-    organisation_id: uuid.UUID,
-    client_ids: list[str],
-    fixes: FixColumns,
-    max_gap_s: float,
-) -> BatchView:
-    """Lock the subject, then read everything one batch's evaluation needs, in one statement.
+def _subject_arrays(subjects: list[SubjectKey]) -> tuple[list[Any], list[str], list[Any]]:
+    return (
+        [s.id for s in subjects],
+        [s.kind for s in subjects],
+        [s.organisation_id for s in subjects],
+    )
 
-    Crossings are for the segments between consecutive fixes (in time order, starting from the
-    last evaluated fix, fixes older than it left out, gaps in (0, max_gap_s]).
+
+async def read_batches(
+    session: AsyncSession, batches: list[BatchRead], max_gap_s: float
+) -> list[BatchView]:
+    """Lock the subjects, then read everything their batches' evaluation needs: one statement.
+
+    Subjects must be distinct. Crossings are for the segments between each subject's
+    consecutive fixes (in time order, starting from its last evaluated fix, fixes older than it
+    left out, gaps in (0, max_gap_s]). Views come back in the order of `batches`.
     """
+    ids, kinds, orgs = _subject_arrays([b.subject for b in batches])
+    dup_s: list[int] = []
+    dup_id: list[str] = []
+    f_s: list[int] = []
+    for s, b in enumerate(batches, start=1):
+        dup_s += [s] * len(b.client_ids)
+        dup_id += b.client_ids
+        f_s += [s] * len(b.fixes.idx)
     conn = await driver_connection(session)
     rows = await conn.fetch(
         READ_SQL,
-        subject_id,
-        kind,
-        organisation_id,
-        client_ids,
-        fixes.idx,
-        fixes.lon,
-        fixes.lat,
-        fixes.margin,
-        fixes.at,
+        ids,
+        kinds,
+        orgs,
+        [b.check_background_location for b in batches],
+        dup_s,
+        dup_id,
+        f_s,
+        [i for b in batches for i in b.fixes.idx],
+        [v for b in batches for v in b.fixes.lon],
+        [v for b in batches for v in b.fixes.lat],
+        [v for b in batches for v in b.fixes.margin],
+        [v for b in batches for v in b.fixes.at],
         max_gap_s,
     )
-    view = BatchView()
+    views = [BatchView() for _ in batches]
     for r in rows:
         k = r["k"]
+        view = views[r["s"] - 1]
         if k == "can":
             view.candidates.setdefault(r["idx"], []).append(
                 Candidate(
@@ -234,7 +268,7 @@ async def read_batch(
             view.background_location = bool(r["flag"])
             if r["last_fix_at"] is not None:
                 view.last = LastFix(r["last_fix_at"], r["a"], r["b"], r["trigger_distance_m"])
-    return view
+    return views
 
 
 async def resolve_crossings(
@@ -255,47 +289,70 @@ async def resolve_crossings(
     return out
 
 
-async def write_batch(
-    session: AsyncSession,
-    subject_id: uuid.UUID,
-    kind: str,
-    organisation_id: uuid.UUID,
-    pings: PingRows,
-    delete: list[uuid.UUID],
-    upsert: list[State],
-    last: LastFix | None,
-    events: list[dict[str, Any]],
-) -> None:
-    """Store the batch's pings, presence, last fix (if changed) and events in one statement.
+@dataclass
+class BatchWrite:
+    """One subject's part of a group write."""
 
-    The parts touch different rows (`delete` and `upsert` are disjoint), so the order in which
-    PostgreSQL runs them does not matter.
+    subject: SubjectKey
+    pings: PingRows
+    delete: list[uuid.UUID]  # presence rows to remove (disjoint from `upsert`)
+    upsert: list[State]
+    last: LastFix | None  # the new last evaluated fix, when it changed
+    events: list[dict[str, Any]]
+
+
+async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> None:
+    """Store the batches' pings, presence, last fixes and events in one statement.
+
+    The parts touch different rows (per subject, `delete` and `upsert` are disjoint), so the
+    order in which PostgreSQL runs them does not matter. Subjects must be distinct.
     """
+    ids, kinds, orgs = _subject_arrays([b.subject for b in batches])
+    ping_s: list[int] = []
+    del_s: list[int] = []
+    up_s: list[int] = []
+    last_s: list[int] = []
+    ev_s: list[int] = []
+    for s, b in enumerate(batches, start=1):
+        ping_s += [s] * len(b.pings.client_id)
+        del_s += [s] * len(b.delete)
+        up_s += [s] * len(b.upsert)
+        if b.last is not None:
+            last_s.append(s)
+        ev_s += [s] * len(b.events)
+    lasts = [b.last for b in batches if b.last is not None]
+    events = [e for b in batches for e in b.events]
+    states = [st for b in batches for st in b.upsert]
     conn = await driver_connection(session)
     await conn.execute(
         WRITE_SQL,
-        subject_id,
-        kind,
-        organisation_id,
-        pings.client_id,
-        pings.recorded_at,
-        pings.lon,
-        pings.lat,
-        pings.accuracy_m,
-        pings.speed_mps,
-        pings.heading,
-        pings.quality,
-        pings.late,
-        delete,
-        [st.geofence_id for st in upsert],
-        [st.state.value for st in upsert],
-        [st.since for st in upsert],
-        [st.last_fix_at for st in upsert],
-        [st.dwell_emitted for st in upsert],
-        last.recorded_at if last else None,
-        last.lon if last else None,
-        last.lat if last else None,
-        last.accuracy_m if last else None,
+        ids,
+        kinds,
+        orgs,
+        ping_s,
+        [v for b in batches for v in b.pings.client_id],
+        [v for b in batches for v in b.pings.recorded_at],
+        [v for b in batches for v in b.pings.lon],
+        [v for b in batches for v in b.pings.lat],
+        [v for b in batches for v in b.pings.accuracy_m],
+        [v for b in batches for v in b.pings.speed_mps],
+        [v for b in batches for v in b.pings.heading],
+        [v for b in batches for v in b.pings.quality],
+        [v for b in batches for v in b.pings.late],
+        del_s,
+        [g for b in batches for g in b.delete],
+        up_s,
+        [st.geofence_id for st in states],
+        [st.state.value for st in states],
+        [st.since for st in states],
+        [st.last_fix_at for st in states],
+        [st.dwell_emitted for st in states],
+        last_s,
+        [f.recorded_at for f in lasts],
+        [f.lon for f in lasts],
+        [f.lat for f in lasts],
+        [f.accuracy_m for f in lasts],
+        ev_s,
         [e["id"] for e in events],
         [e["geofence_id"] for e in events],
         [e["type"] for e in events],

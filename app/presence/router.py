@@ -18,6 +18,7 @@ from app.core.pagination import Page, Pagination, encode_cursor
 from app.core.ratelimit import rate_limited
 from app.presence import service, stream
 from app.presence.errors import TooManyPings
+from app.presence.groups import PingGroups
 from app.presence.models import EventType, SubjectKind
 from app.presence.schemas import (
     BackgroundLocation,
@@ -45,7 +46,11 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
     dependencies=[Depends(rate_limited("ingest"))],
 )
 async def post_pings(
-    session: Session, settings: AppSettings, principal: CurrentPrincipal, body: PingBatchCreate
+    request: Request,
+    session: Session,
+    settings: AppSettings,
+    principal: CurrentPrincipal,
+    body: PingBatchCreate,
 ) -> PingBatchRead:
     """Store a batch of location fixes (any order, idempotent by id) and return the events."""
     if principal.is_staff and principal.role is not Role.field_worker:
@@ -54,9 +59,8 @@ async def post_pings(
         raise TooManyPings(f"At most {settings.ping_max_batch} pings per request.")
     kind = SubjectKind.staff if principal.is_staff else SubjectKind.device
     subject = service.Subject(kind, principal.id, principal.organisation_id)
-    result = await service.ingest_ping_batch(
-        session,
-        settings,
+    groups: PingGroups = request.app.state.ping_groups
+    batch = service.BatchRequest(
         subject,
         [
             service.PingInput(
@@ -72,6 +76,7 @@ async def post_pings(
         ],
         check_background_location=True,
     )
+    result = await groups.ingest(session, batch)
     return PingBatchRead(
         accepted=result.accepted,
         duplicates=result.duplicates,

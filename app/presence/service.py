@@ -252,6 +252,35 @@ def _assumed_segments(fixes: list[Fix], last: LastFix | None, params: Params) ->
     return out
 
 
+@dataclass(frozen=True)
+class BatchRequest:
+    """One subject's batch of pings, as one request sent it."""
+
+    subject: Subject
+    pings: list[PingInput]
+    # refuse the batch (BackgroundLocationOff, nothing stored) when a resident has switched
+    # background location off
+    check_background_location: bool = False
+
+
+@dataclass
+class _Job:
+    request: BatchRequest
+    result: BatchResult
+    valid: dict[str, PingInput]
+    key: repository.SubjectKey
+    fixes: list[Fix] = field(default_factory=list)
+    view: repository.BatchView | None = None
+    refused: BackgroundLocationOff | None = None
+
+    @property
+    def checks(self) -> bool:
+        return (
+            self.request.check_background_location
+            and self.request.subject.kind is SubjectKind.device
+        )
+
+
 async def ingest_ping_batch(
     session: AsyncSession,
     settings: Settings,
@@ -263,51 +292,124 @@ async def ingest_ping_batch(
 ) -> BatchResult:
     """Validate, store and evaluate one batch; returns what happened, events included.
 
-    Two statements whatever the batch size: read (lock the subject, then its last fix,
-    background-location switch, duplicates, presence, candidate places and crossed places) and
-    write (pings, presence, last fix, events). A third only when the client repeats stored ids
-    (the batch is read again without them) or a fix is an implausible jump (crossings are asked
-    for the evaluation's own segments). Event hooks run after, in the same transaction. Never
-    commits. With `check_background_location`, a device whose owner has switched background
-    location off gets `BackgroundLocationOff` and nothing is stored.
+    The group of one (`ingest_ping_batches`). Never commits. With `check_background_location`,
+    a device whose owner has switched background location off gets `BackgroundLocationOff` and
+    nothing is stored.
     """
+    (outcome,) = await ingest_ping_batches(
+        session, settings, [BatchRequest(subject, pings, check_background_location)], now
+    )
+    if isinstance(outcome, BackgroundLocationOff):
+        raise outcome
+    return outcome
+
+
+async def ingest_ping_batches(
+    session: AsyncSession,
+    settings: Settings,
+    requests: list[BatchRequest],
+    now: datetime | None = None,
+) -> list[BatchResult | BackgroundLocationOff]:
+    """Validate, store and evaluate the batches of several subjects together, in one transaction.
+
+    Two statements whatever the number of subjects and pings: read (lock the subjects, then
+    their last fixes, background-location switches, duplicates, presence, candidate places and
+    crossed places) and write (pings, presence, last fixes, events). A third only when a client
+    repeats stored ids (those batches are read again without them) and one per batch whose fix
+    is an implausible jump (crossings are asked for the evaluation's own segments). Event hooks
+    run once after, in the same transaction, with every batch's events. Never commits.
+
+    Subjects must be distinct. Each batch is evaluated exactly as if it were alone: returns its
+    result, or `BackgroundLocationOff` for a refused one (nothing of it is stored).
+    """
+    if len({r.subject.id for r in requests}) != len(requests):
+        raise ValueError("one batch per subject in a group")
     now = now or datetime.now(UTC)
     params = params_from(settings)
-    result = BatchResult()
-
-    valid: dict[str, PingInput] = {}
-    for p in pings:
-        reason = _rejection(p, now, settings)
-        if reason is not None:
-            result.rejected.append({"id": p.id, "reason": reason})
-        elif p.id in valid:
-            result.duplicates += 1  # the first occurrence in the request wins
-        else:
-            valid[p.id] = p
-    if check_background_location and subject.kind is SubjectKind.device and not valid:
-        await ensure_subject_may_ping(session, subject)
-    if not valid:
-        return result
-
-    kind, org = subject.kind.value, subject.organisation_id
     gap = params.pass_through_max_gap_s
-    fixes = _fixes(list(valid.values()), params)
-    view = await repository.read_batch(
-        session, subject.id, kind, org, list(valid), _resolvable(fixes, params), gap
-    )
-    if check_background_location and subject.kind is SubjectKind.device:
-        if not view.background_location:
-            raise BackgroundLocationOff()
-    if view.duplicates:
-        # a retry: evaluate only the new pings (their order, jumps and segments may differ)
-        result.duplicates += len(view.duplicates)
-        new = [p for cid, p in valid.items() if cid not in view.duplicates]
-        if not new:
-            return result
-        fixes = _fixes(new, params)
-        view = await repository.read_batch(
-            session, subject.id, kind, org, [], _resolvable(fixes, params), gap
+
+    jobs: list[_Job] = []
+    for req in requests:
+        result = BatchResult()
+        valid: dict[str, PingInput] = {}
+        for p in req.pings:
+            reason = _rejection(p, now, settings)
+            if reason is not None:
+                result.rejected.append({"id": p.id, "reason": reason})
+            elif p.id in valid:
+                result.duplicates += 1  # the first occurrence in the request wins
+            else:
+                valid[p.id] = p
+        key = repository.SubjectKey(
+            req.subject.id, req.subject.kind.value, req.subject.organisation_id
         )
+        jobs.append(_Job(req, result, valid, key))
+
+    for job in jobs:
+        if not job.valid and job.checks:
+            try:
+                await ensure_subject_may_ping(session, job.request.subject)
+            except BackgroundLocationOff as exc:
+                job.refused = exc
+
+    live = [j for j in jobs if j.valid]
+    for job in live:
+        job.fixes = _fixes(list(job.valid.values()), params)
+    if live:
+        views = await repository.read_batches(
+            session,
+            [
+                repository.BatchRead(j.key, list(j.valid), _resolvable(j.fixes, params), j.checks)
+                for j in live
+            ],
+            gap,
+        )
+        for job, view in zip(live, views, strict=True):
+            job.view = view
+            if job.checks and not view.background_location:
+                job.refused = BackgroundLocationOff()
+        live = [j for j in live if j.refused is None]
+
+    # a retry: evaluate only the new pings (their order, jumps and segments may differ)
+    again: list[_Job] = []
+    for job in live:
+        assert job.view is not None
+        if job.view.duplicates:
+            job.result.duplicates += len(job.view.duplicates)
+            new = [p for cid, p in job.valid.items() if cid not in job.view.duplicates]
+            job.fixes = _fixes(new, params)
+            if new:
+                again.append(job)
+    if again:
+        views = await repository.read_batches(
+            session,
+            [repository.BatchRead(j.key, [], _resolvable(j.fixes, params)) for j in again],
+            gap,
+        )
+        for job, view in zip(again, views, strict=True):
+            job.view = view
+    live = [j for j in live if j.fixes]
+
+    writes: list[repository.BatchWrite] = []
+    for job in live:
+        writes.append(await _evaluate(session, job, params))
+    if writes:
+        days = sorted({f.recorded_at.date() for j in live for f in j.fixes})
+        await _ensure_partitions(session, days)
+        await repository.write_batches(session, writes)
+
+    events = [e for j in live for e in j.result.events]
+    if events:
+        for hook in list(_event_hooks):
+            await hook(session, events)
+    return [j.refused if j.refused is not None else j.result for j in jobs]
+
+
+async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> repository.BatchWrite:
+    """Evaluate one batch against what the read returned; fills its result, returns its write."""
+    view, fixes, subject, result = job.view, job.fixes, job.request.subject, job.result
+    assert view is not None
+    org = subject.organisation_id
     last = view.last
     engine.mark_late_and_jumps(fixes, last, params)
     segments = engine.segments(fixes, last, params)
@@ -342,12 +444,10 @@ async def ingest_ping_batch(
         )
         for tr in outcome.transitions
     ]
-    await _ensure_partitions(session, sorted({f.recorded_at.date() for f in fixes}))
-    await repository.write_batch(
-        session,
-        subject.id,
-        kind,
-        org,
+    result.events = [r for r in rows if r["suppressed_reason"] is None]
+    result.suppressed = [r for r in rows if r["suppressed_reason"] is not None]
+    return repository.BatchWrite(
+        job.key,
         repository.PingRows(
             client_id=[f.client_id for f in fixes],
             recorded_at=[f.recorded_at for f in fixes],
@@ -364,12 +464,6 @@ async def ingest_ping_batch(
         last=outcome.last_fix if outcome.last_fix != last else None,
         events=rows,
     )
-    result.events = [r for r in rows if r["suppressed_reason"] is None]
-    result.suppressed = [r for r in rows if r["suppressed_reason"] is not None]
-    if result.events:
-        for hook in list(_event_hooks):
-            await hook(session, result.events)
-    return result
 
 
 async def ensure_subject_may_ping(session: AsyncSession, subject: Subject) -> None:

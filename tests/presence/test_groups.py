@@ -1,0 +1,178 @@
+"""Group commit of ping requests (app/presence/groups.py) against the real database.
+
+Requests that arrive while a group is running wait and are then evaluated together, in one
+transaction and the same two statements, each exactly as if it were alone: its own events,
+its own refusal, its own failure. The first group is held open by an event hook that waits on
+a gate, so the followers' arrival is deterministic (no timing in these tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.core.config import Settings
+from app.presence import service
+from app.presence.errors import BackgroundLocationOff
+from app.presence.groups import PingGroups
+from app.presence.models import SubjectKind
+from tests.factories import create_organisation, create_resident
+from tests.presence.helpers import at, create_circle
+
+
+@dataclass
+class Town:
+    org_id: uuid.UUID
+    place: uuid.UUID
+    devices: list[uuid.UUID]  # background location on
+    off: uuid.UUID  # background location off
+
+
+@pytest.fixture
+async def town(engine: AsyncEngine) -> AsyncIterator[Town]:
+    async with AsyncSession(engine, expire_on_commit=False) as s, s.begin():
+        org = await create_organisation(s)
+        place = await create_circle(s, org.id, 0, 0, 40, trigger_distance_m=0)
+        devices = [(await create_resident(s, org)).id for _ in range(6)]
+        for d in devices:
+            await service.set_background_location(s, d, True)
+        off = (await create_resident(s, org)).id
+    yield Town(org.id, place, devices, off)
+    async with AsyncSession(engine) as s, s.begin():
+        for d in [*devices, off]:
+            await service.erase_subject(s, d)
+        await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org.id})
+
+
+def walk_in(
+    device: uuid.UUID, org_id: uuid.UUID, tag: str, east_m: float, ago_s: float = 5.0
+) -> service.BatchRequest:
+    """One fix at `east_m` metres from the place's centre (inside when < 40), `ago_s` ago."""
+    lon, lat = at(east_m, 0)
+    now = datetime.now(UTC)
+    fix = service.PingInput(f"{tag}-{device}", lon, lat, now - timedelta(seconds=ago_s), 5.0)
+    subject = service.Subject(SubjectKind.device, device, org_id)
+    return service.BatchRequest(subject, [fix], check_background_location=True)
+
+
+class Gate:
+    """An event hook that records each call's subjects and holds the first call until opened."""
+
+    def __init__(self) -> None:
+        self.calls: list[set[uuid.UUID]] = []
+        self.opened = asyncio.Event()
+
+    async def __call__(self, session: AsyncSession, events: list[dict[str, Any]]) -> None:
+        self.calls.append({e["device_id"] for e in events})
+        if len(self.calls) == 1:
+            await self.opened.wait()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    g = Gate()
+    service.register_event_hook(g)
+    yield g
+    service.unregister_event_hook(g)
+
+
+async def run(
+    engine: AsyncEngine, groups: PingGroups, request: service.BatchRequest
+) -> service.BatchResult:
+    async with AsyncSession(engine, expire_on_commit=False) as s:
+        return await groups.ingest(s, request)
+
+
+async def until(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+async def test_waiting_requests_run_as_one_group_each_with_its_own_answer(
+    engine: AsyncEngine, settings: Settings, town: Town, gate: Gate
+) -> None:
+    groups = PingGroups(settings.model_copy(update={"ping_group_slots": 1}))
+    first = asyncio.create_task(
+        run(engine, groups, walk_in(town.devices[0], town.org_id, "a", 0, ago_s=200))
+    )
+    await until(lambda: len(gate.calls) == 1)  # group 1 (device 0 alone) is held open
+    later = [
+        asyncio.create_task(run(engine, groups, walk_in(d, town.org_id, "b", 10)))
+        for d in town.devices[1:]
+    ]
+    # device 0 again (it walks out: after its first batch, never beside it) and the opted-out one
+    again = asyncio.create_task(
+        run(engine, groups, walk_in(town.devices[0], town.org_id, "c", 500))
+    )
+    refused = asyncio.create_task(run(engine, groups, walk_in(town.off, town.org_id, "d", 0)))
+    await until(lambda: len(groups._waiting) == 7)
+    gate.opened.set()
+    a = await first
+    results = await asyncio.gather(*later)
+    with pytest.raises(BackgroundLocationOff):
+        await refused
+    c = await again
+
+    assert [e["type"] for e in a.events] == ["enter"]
+    # the six waiting requests ran as ONE group: one hook call with the five enters and the exit
+    assert gate.calls[1] == {*town.devices}
+    assert len(gate.calls) == 2
+    for d, r in zip(town.devices[1:], results, strict=True):
+        assert r.accepted == 1
+        assert [(e["type"], e["device_id"], e["ping_id"]) for e in r.events] == [
+            ("enter", d, f"b-{d}")
+        ]
+    assert [(e["type"], e["ping_id"]) for e in c.events] == [("exit", f"c-{town.devices[0]}")]
+    async with AsyncSession(engine) as s:
+        stored = await s.scalar(
+            text("SELECT count(*) FROM pings WHERE organisation_id = :o"), {"o": town.org_id}
+        )
+        assert stored == 7  # everyone's but the refused device's
+        touched = await s.scalar(
+            text(
+                "SELECT (SELECT count(*) FROM presence_subjects WHERE subject_id = :d)"
+                " + (SELECT count(*) FROM presence_events WHERE device_id = :d)"
+            ),
+            {"d": town.off},
+        )
+        assert touched == 0
+
+
+async def test_a_failing_batch_fails_alone(
+    engine: AsyncEngine, settings: Settings, town: Town, gate: Gate
+) -> None:
+    groups = PingGroups(settings.model_copy(update={"ping_group_slots": 1}))
+    first = asyncio.create_task(run(engine, groups, walk_in(town.devices[0], town.org_id, "a", 0)))
+    await until(lambda: len(gate.calls) == 1)
+    good = [
+        asyncio.create_task(run(engine, groups, walk_in(d, town.org_id, "b", 0)))
+        for d in town.devices[1:4]
+    ]
+    # a client id longer than the column (the API refuses it; here it reaches the database and
+    # makes the whole group's write fail)
+    bad_request = walk_in(town.devices[4], town.org_id, "x" * 80, 0)
+    bad = asyncio.create_task(run(engine, groups, bad_request))
+    await until(lambda: len(groups._waiting) == 4)
+    gate.opened.set()
+    await first
+    results = await asyncio.gather(*good)
+    with pytest.raises(Exception, match="too long"):
+        await bad
+    assert [[e["type"] for e in r.events] for r in results] == [["enter"]] * 3
+    async with AsyncSession(engine) as s:
+        stored = await s.scalar(
+            text("SELECT count(DISTINCT subject_id) FROM pings WHERE organisation_id = :o"),
+            {"o": town.org_id},
+        )
+        assert stored == 4  # device 0 and the three good ones; nothing of the bad batch
