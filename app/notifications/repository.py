@@ -344,6 +344,42 @@ async def subscription_targets_many(
     return out
 
 
+SUBSCRIPTION_TARGETS_SQL = """
+SELECT s.device_id AS owner, s.id, s.origin
+FROM unnest(CAST(:device_org AS uuid[]), CAST(:device AS uuid[])) AS k(org, id)
+JOIN push_subscriptions s ON s.organisation_id = k.org AND s.device_id = k.id
+UNION ALL
+SELECT s.staff_user_id, s.id, s.origin
+FROM unnest(CAST(:staff_org AS uuid[]), CAST(:staff AS uuid[])) AS k(org, id)
+JOIN push_subscriptions s ON s.organisation_id = k.org AND s.staff_user_id = k.id
+ORDER BY 1, 2
+"""
+
+
+async def subscription_targets_of(
+    session: AsyncSession, recipients: Sequence[Recipient]
+) -> dict[uuid.UUID, list[SubscriptionTarget]]:
+    """Subscriptions of many people of any organisations in one statement, by owner id (each
+    looked up in its own organisation)."""
+    devices = sorted({(r.organisation_id, r.id) for r in recipients if r.kind == "device"})
+    staff = sorted({(r.organisation_id, r.id) for r in recipients if r.kind == "staff"})
+    if not devices and not staff:
+        return {}
+    result = await session.execute(
+        text(SUBSCRIPTION_TARGETS_SQL),
+        {
+            "device_org": [o for o, _ in devices],
+            "device": [i for _, i in devices],
+            "staff_org": [o for o, _ in staff],
+            "staff": [i for _, i in staff],
+        },
+    )
+    out: dict[uuid.UUID, list[SubscriptionTarget]] = {}
+    for who, sid, origin in result:
+        out.setdefault(who, []).append(SubscriptionTarget(sid, origin))
+    return out
+
+
 async def insert_notifications(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(cast(Table, Notification.__table__)), rows)
