@@ -321,29 +321,6 @@ async def count_pending(session: AsyncSession) -> int:
     return int(result.scalar_one())
 
 
-async def subscription_targets_many(
-    session: AsyncSession,
-    organisation_id: uuid.UUID,
-    device_ids: list[uuid.UUID],
-    staff_ids: list[uuid.UUID],
-) -> dict[uuid.UUID, list[SubscriptionTarget]]:
-    """Subscriptions of many people in one statement, by owner id (device or staff user)."""
-    if not device_ids and not staff_ids:
-        return {}
-    owner = func.coalesce(PushSubscription.device_id, PushSubscription.staff_user_id)
-    result = await session.execute(
-        select(owner, PushSubscription.id, PushSubscription.origin).where(
-            PushSubscription.organisation_id == organisation_id,
-            PushSubscription.device_id.in_(device_ids)
-            | PushSubscription.staff_user_id.in_(staff_ids),
-        )
-    )
-    out: dict[uuid.UUID, list[SubscriptionTarget]] = {}
-    for who, sid, origin in result:
-        out.setdefault(who, []).append(SubscriptionTarget(sid, origin))
-    return out
-
-
 SUBSCRIPTION_TARGETS_SQL = """
 SELECT s.device_id AS owner, s.id, s.origin
 FROM unnest(CAST(:device_org AS uuid[]), CAST(:device AS uuid[])) AS k(org, id)
