@@ -29,9 +29,13 @@ CLOSED_TASK_STATUSES = ["done", "cancelled"]
 # on it), so a call costs the same statements for 1 person as for 50. Raw asyncpg on the
 # transaction's own connection (app.core.db.driver_connection): these are on the ping hot path.
 
-PEOPLE_SQL = """
-SELECT k.subject, s.role, p.time_zone, p.quiet_start, p.quiet_end, p.opted_out_categories,
-       p.max_per_day, p.shift_start, p.shift_end, p.shift_days, p.found
+# The people (their role if staff, and stored preferences) and the places of a call's events, in
+# one statement: rows of kind 'p' (person) and 'g' (place).
+CONTEXT_SQL = """
+SELECT 'p' AS k, k.subject AS id, s.role, p.time_zone, p.quiet_start, p.quiet_end,
+       p.opted_out_categories, p.max_per_day, p.shift_start, p.shift_end, p.shift_days,
+       p.found, NULL::uuid AS organisation_id, NULL::text AS name, NULL::text AS category,
+       NULL::jsonb AS opening_hours
 FROM unnest($1::uuid[], $2::uuid[], $3::bool[]) AS k(subject, org, staff)
 LEFT JOIN staff_users s ON k.staff AND s.id = k.subject AND s.organisation_id = k.org
 LEFT JOIN LATERAL (
@@ -45,6 +49,11 @@ LEFT JOIN LATERAL (
     FROM notification_preferences
     WHERE k.staff AND staff_user_id = k.subject AND organisation_id = k.org
 ) p ON true
+UNION ALL
+SELECT 'g', g.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       g.organisation_id, g.name, g.category, g.opening_hours
+FROM unnest($4::uuid[], $5::uuid[]) AS k(org, id)
+JOIN geofences g ON g.organisation_id = k.org AND g.id = k.id
 """
 
 
@@ -68,18 +77,50 @@ class PersonRow:
     prefs: StoredPrefs | None  # None = the defaults
 
 
-async def people(
-    session: AsyncSession, keys: list[tuple[uuid.UUID, uuid.UUID, bool]]
-) -> dict[uuid.UUID, PersonRow]:
-    """Role (staff) and stored preferences of each (subject_id, organisation_id, is_staff)."""
-    if not keys:
-        return {}
+@dataclass(frozen=True)
+class Place:
+    id: uuid.UUID
+    name: str
+    category: str | None
+    opening_hours: dict[str, Any] | None
+
+
+@dataclass
+class Context:
+    people: dict[uuid.UUID, PersonRow]
+    places: dict[tuple[uuid.UUID, uuid.UUID], Place]  # by (organisation_id, geofence_id)
+
+
+def _json(value: Any) -> Any:
+    # SQLAlchemy's asyncpg set-up leaves json/jsonb as text for its own types to parse
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def context(
+    session: AsyncSession,
+    people: list[tuple[uuid.UUID, uuid.UUID, bool]],
+    places: list[tuple[uuid.UUID, uuid.UUID]],
+) -> Context:
+    """Role (staff) and stored preferences of each (subject_id, organisation_id, is_staff), and
+    the places (deleted ones too) of each (organisation_id, geofence_id), in one statement."""
+    out = Context({}, {})
+    if not people and not places:
+        return out
     conn = await driver_connection(session)
     rows = await conn.fetch(
-        PEOPLE_SQL, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+        CONTEXT_SQL,
+        [k[0] for k in people],
+        [k[1] for k in people],
+        [k[2] for k in people],
+        [k[0] for k in places],
+        [k[1] for k in places],
     )
-    out: dict[uuid.UUID, PersonRow] = {}
     for r in rows:
+        if r["k"] == "g":
+            out.places[(r["organisation_id"], r["id"])] = Place(
+                r["id"], r["name"], r["category"], _json(r["opening_hours"])
+            )
+            continue
         prefs = None
         if r["found"]:
             prefs = StoredPrefs(
@@ -92,44 +133,8 @@ async def people(
                 r["shift_end"],
                 r["shift_days"],
             )
-        out[r["subject"]] = PersonRow(r["role"], prefs)
+        out.people[r["id"]] = PersonRow(r["role"], prefs)
     return out
-
-
-PLACES_SQL = """
-SELECT g.organisation_id, g.id, g.name, g.category, g.opening_hours
-FROM unnest($1::uuid[], $2::uuid[]) AS k(org, id)
-JOIN geofences g ON g.organisation_id = k.org AND g.id = k.id
-"""
-
-
-@dataclass(frozen=True)
-class Place:
-    id: uuid.UUID
-    name: str
-    category: str | None
-    opening_hours: dict[str, Any] | None
-
-
-def _json(value: Any) -> Any:
-    # SQLAlchemy's asyncpg set-up leaves json/jsonb as text for its own types to parse
-    return json.loads(value) if isinstance(value, str) else value
-
-
-async def places(
-    session: AsyncSession, keys: list[tuple[uuid.UUID, uuid.UUID]]
-) -> dict[tuple[uuid.UUID, uuid.UUID], Place]:
-    """The places of these (organisation_id, geofence_id) pairs (deleted ones too)."""
-    if not keys:
-        return {}
-    conn = await driver_connection(session)
-    rows = await conn.fetch(PLACES_SQL, [k[0] for k in keys], [k[1] for k in keys])
-    return {
-        (r["organisation_id"], r["id"]): Place(
-            r["id"], r["name"], r["category"], _json(r["opening_hours"])
-        )
-        for r in rows
-    }
 
 
 OFFER_CANDIDATES_SQL = """

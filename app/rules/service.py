@@ -218,21 +218,19 @@ async def on_events(
         person.events.append(e)
     if not people:
         return outcome
-    known = await repository.people(
-        session, [(p.subject_id, p.organisation_id, p.kind == "staff") for p in people.values()]
-    )
-    places = await repository.places(
+    ctx = await repository.context(
         session,
+        [(p.subject_id, p.organisation_id, p.kind == "staff") for p in people.values()],
         sorted(
             {(e["organisation_id"], e["geofence_id"]) for p in people.values() for e in p.events}
         ),
     )
     for p in people.values():
-        row = known.get(p.subject_id)
+        row = ctx.people.get(p.subject_id)
         p.role = row.role if row is not None else None
         p.prefs = effective_prefs(settings, p.kind, row.prefs if row is not None else None)
         for e in p.events:
-            place = places.get((e["organisation_id"], e["geofence_id"]))
+            place = ctx.places.get((e["organisation_id"], e["geofence_id"]))
             if place is not None:
                 p.places[e["geofence_id"]] = place
     await _offer_candidates(session, list(people.values()))
