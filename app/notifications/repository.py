@@ -321,22 +321,35 @@ async def count_pending(session: AsyncSession) -> int:
     return int(result.scalar_one())
 
 
-async def subscription_targets_many(
-    session: AsyncSession,
-    organisation_id: uuid.UUID,
-    device_ids: list[uuid.UUID],
-    staff_ids: list[uuid.UUID],
+SUBSCRIPTION_TARGETS_SQL = """
+SELECT s.device_id AS owner, s.id, s.origin
+FROM unnest(CAST(:device_org AS uuid[]), CAST(:device AS uuid[])) AS k(org, id)
+JOIN push_subscriptions s ON s.organisation_id = k.org AND s.device_id = k.id
+UNION ALL
+SELECT s.staff_user_id, s.id, s.origin
+FROM unnest(CAST(:staff_org AS uuid[]), CAST(:staff AS uuid[])) AS k(org, id)
+JOIN push_subscriptions s ON s.organisation_id = k.org AND s.staff_user_id = k.id
+ORDER BY 1, 2
+"""
+
+
+async def subscription_targets_of(
+    session: AsyncSession, recipients: Sequence[Recipient]
 ) -> dict[uuid.UUID, list[SubscriptionTarget]]:
-    """Subscriptions of many people in one statement, by owner id (device or staff user)."""
-    if not device_ids and not staff_ids:
+    """Subscriptions of many people of any organisations in one statement, by owner id (each
+    looked up in its own organisation)."""
+    devices = sorted({(r.organisation_id, r.id) for r in recipients if r.kind == "device"})
+    staff = sorted({(r.organisation_id, r.id) for r in recipients if r.kind == "staff"})
+    if not devices and not staff:
         return {}
-    owner = func.coalesce(PushSubscription.device_id, PushSubscription.staff_user_id)
     result = await session.execute(
-        select(owner, PushSubscription.id, PushSubscription.origin).where(
-            PushSubscription.organisation_id == organisation_id,
-            PushSubscription.device_id.in_(device_ids)
-            | PushSubscription.staff_user_id.in_(staff_ids),
-        )
+        text(SUBSCRIPTION_TARGETS_SQL),
+        {
+            "device_org": [o for o, _ in devices],
+            "device": [i for _, i in devices],
+            "staff_org": [o for o, _ in staff],
+            "staff": [i for _, i in staff],
+        },
     )
     out: dict[uuid.UUID, list[SubscriptionTarget]] = {}
     for who, sid, origin in result:

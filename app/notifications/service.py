@@ -292,19 +292,11 @@ async def enqueue_many(
         (item, row) for item, row in zip(items, rows, strict=True) if item.decision == "send"
     ]
     if sending:
-        by_org: dict[uuid.UUID, list[Recipient]] = {}
-        for item, _ in sending:
-            by_org.setdefault(item.recipient.organisation_id, []).append(item.recipient)
-        targets: dict[uuid.UUID, list[repo.SubscriptionTarget]] = {}
-        for org, people in by_org.items():
-            targets.update(
-                await repo.subscription_targets_many(
-                    session,
-                    org,
-                    [p.id for p in people if p.kind == "device"],
-                    [p.id for p in people if p.kind == "staff"],
-                )
-            )
+        # one statement whatever the number of people and organisations (the ping path enqueues
+        # for many devices' batches at once)
+        targets = await repo.subscription_targets_of(
+            session, [item.recipient for item, _ in sending]
+        )
         outbox = []
         for item, row in sending:
             start = max(item.not_before or now, now)

@@ -6,44 +6,150 @@ read-only and set-based: one statement per batch of events, whatever its size.
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, time
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import driver_connection
 from app.rules.models import NotificationDecision, NotificationPreference
 
 CLOSED_TASK_STATUSES = ["done", "cancelled"]
 
 
-async def places(
-    session: AsyncSession, organisation_id: uuid.UUID, ids: list[uuid.UUID]
-) -> dict[uuid.UUID, Row[Any]]:
-    rows = await session.execute(
-        text(
-            "SELECT id, name, category, opening_hours FROM geofences "
-            "WHERE organisation_id = :org AND id = ANY(CAST(:ids AS uuid[]))"
-        ),
-        {"org": organisation_id, "ids": ids},
+# --- the decision path: one statement per kind of look-up for all the people of a call ------
+#
+# `on_events` decides for every person whose events a transaction recorded (the ping path
+# evaluates the batches of many devices together, across organisations): each look-up below takes
+# the keys of all of them as column arrays, each key carrying its organisation (every join filters
+# on it), so a call costs the same statements for 1 person as for 50. Raw asyncpg on the
+# transaction's own connection (app.core.db.driver_connection): these are on the ping hot path.
+
+# The people (their role if staff, and stored preferences) and the places of a call's events, in
+# one statement: rows of kind 'p' (person) and 'g' (place).
+CONTEXT_SQL = """
+SELECT 'p' AS k, k.subject AS id, s.role, p.time_zone, p.quiet_start, p.quiet_end,
+       p.opted_out_categories, p.max_per_day, p.shift_start, p.shift_end, p.shift_days,
+       p.found, NULL::uuid AS organisation_id, NULL::text AS name, NULL::text AS category,
+       NULL::jsonb AS opening_hours
+FROM unnest($1::uuid[], $2::uuid[], $3::bool[]) AS k(subject, org, staff)
+LEFT JOIN staff_users s ON k.staff AND s.id = k.subject AND s.organisation_id = k.org
+LEFT JOIN LATERAL (
+    SELECT time_zone, quiet_start, quiet_end, opted_out_categories, max_per_day, shift_start,
+           shift_end, shift_days, true AS found
+    FROM notification_preferences
+    WHERE NOT k.staff AND device_id = k.subject AND organisation_id = k.org
+    UNION ALL
+    SELECT time_zone, quiet_start, quiet_end, opted_out_categories, max_per_day, shift_start,
+           shift_end, shift_days, true
+    FROM notification_preferences
+    WHERE k.staff AND staff_user_id = k.subject AND organisation_id = k.org
+) p ON true
+UNION ALL
+SELECT 'g', g.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       g.organisation_id, g.name, g.category, g.opening_hours
+FROM unnest($4::uuid[], $5::uuid[]) AS k(org, id)
+JOIN geofences g ON g.organisation_id = k.org AND g.id = k.id
+"""
+
+
+@dataclass(frozen=True)
+class StoredPrefs:
+    """A person's `notification_preferences` row (the fields the rules read)."""
+
+    time_zone: str
+    quiet_start: time | None
+    quiet_end: time | None
+    opted_out_categories: list[str] | None
+    max_per_day: int | None
+    shift_start: time | None
+    shift_end: time | None
+    shift_days: list[int] | None
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    role: str | None  # staff: their role in the organisation; residents: None
+    prefs: StoredPrefs | None  # None = the defaults
+
+
+@dataclass(frozen=True)
+class Place:
+    id: uuid.UUID
+    name: str
+    category: str | None
+    opening_hours: dict[str, Any] | None
+
+
+@dataclass
+class Context:
+    people: dict[uuid.UUID, PersonRow]
+    places: dict[tuple[uuid.UUID, uuid.UUID], Place]  # by (organisation_id, geofence_id)
+
+
+def _json(value: Any) -> Any:
+    # SQLAlchemy's asyncpg set-up leaves json/jsonb as text for its own types to parse
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def context(
+    session: AsyncSession,
+    people: list[tuple[uuid.UUID, uuid.UUID, bool]],
+    places: list[tuple[uuid.UUID, uuid.UUID]],
+) -> Context:
+    """Role (staff) and stored preferences of each (subject_id, organisation_id, is_staff), and
+    the places (deleted ones too) of each (organisation_id, geofence_id), in one statement."""
+    out = Context({}, {})
+    if not people and not places:
+        return out
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        CONTEXT_SQL,
+        [k[0] for k in people],
+        [k[1] for k in people],
+        [k[2] for k in people],
+        [k[0] for k in places],
+        [k[1] for k in places],
     )
-    return {r.id: r for r in rows}
+    for r in rows:
+        if r["k"] == "g":
+            out.places[(r["organisation_id"], r["id"])] = Place(
+                r["id"], r["name"], r["category"], _json(r["opening_hours"])
+            )
+            continue
+        prefs = None
+        if r["found"]:
+            prefs = StoredPrefs(
+                r["time_zone"],
+                r["quiet_start"],
+                r["quiet_end"],
+                r["opted_out_categories"],
+                r["max_per_day"],
+                r["shift_start"],
+                r["shift_end"],
+                r["shift_days"],
+            )
+        out.people[r["id"]] = PersonRow(r["role"], prefs)
+    return out
 
 
-OFFER_CANDIDATES = """
+OFFER_CANDIDATES_SQL = """
 SELECT e.idx, o.id, o.title, o.body, o.url, o.category, o.valid_until,
        o.outside_opening_hours_ok, o.cooldown_s, o.max_per_person, o.max_total,
        o.quiet_hours_policy,
        (SELECT count(*) FROM offer_redemptions r WHERE r.offer_id = o.id) AS redeemed_total,
        (SELECT count(*) FROM offer_redemptions r
-         WHERE r.offer_id = o.id AND r.device_id = :subject) AS redeemed_mine
-FROM unnest(CAST(:idx AS int[]), CAST(:gid AS uuid[]), CAST(:cat AS varchar[]),
-            CAST(:trig AS varchar[]), CAST(:at AS timestamptz[]))
-     AS e(idx, geofence_id, category, trigger, at)
+         WHERE r.offer_id = o.id AND r.device_id = e.subject) AS redeemed_mine
+FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::varchar[], $5::uuid[], $6::varchar[],
+            $7::varchar[], $8::timestamptz[])
+     AS e(idx, org, subject, audience, geofence_id, category, trigger, at)
 JOIN offers o
-  ON o.organisation_id = :org AND o.deleted_at IS NULL AND o.status = 'active'
- AND o.audience = ANY(CAST(:aud AS varchar[]))
+  ON o.organisation_id = e.org AND o.deleted_at IS NULL AND o.status = 'active'
+ AND (o.audience = e.audience OR o.audience = 'all')
  AND e.trigger = ANY(o.triggers)
  AND (o.category = e.category
       OR EXISTS (SELECT 1 FROM offer_geofences og
@@ -61,107 +167,176 @@ ORDER BY e.idx, o.created_at, o.id
 """
 
 
-async def offer_candidates(
-    session: AsyncSession,
-    organisation_id: uuid.UUID,
-    subject_id: uuid.UUID,
-    audiences: list[str],
-    keys: list[tuple[int, uuid.UUID, str, str, datetime]],
-) -> list[Row[Any]]:
-    """Live offers for each (idx, geofence_id, category, trigger, at), in one statement.
+@dataclass(frozen=True)
+class OfferKey:
+    """One (event, trigger) to match offers for; `idx` names the event in the caller's list."""
+
+    idx: int
+    organisation_id: uuid.UUID
+    subject_id: uuid.UUID
+    audience: str  # "residents" or "staff" (offers for "all" match both)
+    geofence_id: uuid.UUID
+    category: str | None
+    trigger: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OfferRow:
+    idx: int
+    id: uuid.UUID
+    title: str
+    body: str
+    url: str | None
+    category: str | None
+    valid_until: datetime | None
+    outside_opening_hours_ok: bool
+    cooldown_s: int
+    max_per_person: int
+    max_total: int | None
+    quiet_hours_policy: str
+    redeemed_total: int
+    redeemed_mine: int
+
+
+async def offer_candidates(session: AsyncSession, keys: list[OfferKey]) -> list[OfferRow]:
+    """Live offers for every key, in one statement, ordered by key then oldest offer first.
 
     Offers that ended within the last day are included (the caller records them as `expired`).
     """
     if not keys:
         return []
-    rows = await session.execute(
-        text(OFFER_CANDIDATES),
-        {
-            "org": organisation_id,
-            "subject": subject_id,
-            "aud": audiences,
-            "idx": [k[0] for k in keys],
-            "gid": [k[1] for k in keys],
-            "cat": [k[2] for k in keys],
-            "trig": [k[3] for k in keys],
-            "at": [k[4] for k in keys],
-        },
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        OFFER_CANDIDATES_SQL,
+        [k.idx for k in keys],
+        [k.organisation_id for k in keys],
+        [k.subject_id for k in keys],
+        [k.audience for k in keys],
+        [k.geofence_id for k in keys],
+        [k.category for k in keys],
+        [k.trigger for k in keys],
+        [k.at for k in keys],
     )
-    return list(rows)
+    return [OfferRow(*r) for r in rows]
+
+
+TASK_CANDIDATES_SQL = """
+SELECT k.worker, t.id, t.geofence_id, t.title, t.description, t.priority, t.status, m.mine
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bool[]) AS k(worker, org, geofence_id, pool)
+JOIN tasks t
+  ON t.organisation_id = k.org AND t.geofence_id = k.geofence_id
+ AND t.status <> ALL($5::varchar[])
+CROSS JOIN LATERAL (
+    SELECT EXISTS (SELECT 1 FROM task_assignees a
+                   WHERE a.task_id = t.id AND a.staff_user_id = k.worker) AS mine
+) m
+WHERE m.mine
+   OR (k.pool AND t.status = 'open'
+       AND NOT EXISTS (SELECT 1 FROM task_assignees a WHERE a.task_id = t.id))
+ORDER BY k.worker, t.geofence_id, t.id
+"""
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    worker: uuid.UUID
+    id: uuid.UUID
+    geofence_id: uuid.UUID
+    title: str
+    description: str | None
+    priority: str
+    status: str
+    mine: bool
 
 
 async def task_candidates(
-    session: AsyncSession,
-    organisation_id: uuid.UUID,
-    worker_id: uuid.UUID,
-    geofence_ids: list[uuid.UUID],
-    pool_geofence_ids: list[uuid.UUID],
-) -> list[Row[Any]]:
-    """The worker's open tasks at these places, and the unassigned pool tasks at `pool_...`."""
-    if not geofence_ids:
+    session: AsyncSession, keys: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, bool]]
+) -> list[TaskRow]:
+    """For each (worker_id, organisation_id, geofence_id, pool): the worker's open tasks at the
+    place, and (when `pool`) the unassigned open tasks there. One statement for all workers."""
+    if not keys:
         return []
-    rows = await session.execute(
-        text(
-            """
-            SELECT t.id, t.geofence_id, t.title, t.description, t.priority, t.status,
-                   EXISTS (SELECT 1 FROM task_assignees a
-                           WHERE a.task_id = t.id AND a.staff_user_id = :w) AS mine
-            FROM tasks t
-            WHERE t.organisation_id = :org
-              AND t.status <> ALL(CAST(:closed AS varchar[]))
-              AND (
-                (t.geofence_id = ANY(CAST(:g AS uuid[]))
-                 AND EXISTS (SELECT 1 FROM task_assignees a
-                             WHERE a.task_id = t.id AND a.staff_user_id = :w))
-                OR
-                (t.geofence_id = ANY(CAST(:pool AS uuid[])) AND t.status = 'open'
-                 AND NOT EXISTS (SELECT 1 FROM task_assignees a WHERE a.task_id = t.id))
-              )
-            ORDER BY t.geofence_id, t.id
-            """
-        ),
-        {
-            "org": organisation_id,
-            "w": worker_id,
-            "g": geofence_ids,
-            "pool": pool_geofence_ids,
-            "closed": CLOSED_TASK_STATUSES,
-        },
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        TASK_CANDIDATES_SQL,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [k[3] for k in keys],
+        CLOSED_TASK_STATUSES,
     )
-    return list(rows)
+    return [TaskRow(*r) for r in rows]
 
 
-async def queued_history(
-    session: AsyncSession,
-    subject_id: uuid.UUID,
-    offer_ids: list[uuid.UUID],
-    task_ids: list[uuid.UUID],
-    since: datetime,
-) -> list[Row[Any]]:
-    """This person's queued decisions about these offers/tasks, or since `since`."""
-    rows = await session.execute(
-        text(
-            """
-            SELECT kind, offer_id, task_id, geofence_id, created_at
-            FROM notification_decisions
-            WHERE subject_id = :s AND decision = 'queued'
-              AND (offer_id = ANY(CAST(:o AS uuid[])) OR task_id = ANY(CAST(:t AS uuid[]))
-                   OR created_at >= :since)
-            """
-        ),
-        {"s": subject_id, "o": offer_ids, "t": task_ids, "since": since},
+# Each person's queued decisions since their own `since`, plus older ones about the offers and
+# tasks they are now candidates for (the branches are disjoint: no row is returned twice).
+QUEUED_HISTORY_SQL = """
+SELECT d.subject_id, d.kind, d.offer_id, d.task_id, d.geofence_id, d.created_at
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS k(subject, org, since)
+JOIN notification_decisions d
+  ON d.subject_id = k.subject AND d.organisation_id = k.org AND d.decision = 'queued'
+ AND d.created_at >= k.since
+UNION ALL
+SELECT d.subject_id, d.kind, d.offer_id, d.task_id, d.geofence_id, d.created_at
+FROM unnest($4::uuid[], $5::uuid[], $6::timestamptz[], $7::uuid[])
+     AS k(subject, org, since, offer_id)
+JOIN notification_decisions d
+  ON d.subject_id = k.subject AND d.organisation_id = k.org AND d.decision = 'queued'
+ AND d.offer_id = k.offer_id AND d.created_at < k.since
+UNION ALL
+SELECT d.subject_id, d.kind, d.offer_id, d.task_id, d.geofence_id, d.created_at
+FROM unnest($8::uuid[], $9::uuid[], $10::timestamptz[], $11::uuid[])
+     AS k(subject, org, since, task_id)
+JOIN notification_decisions d
+  ON d.subject_id = k.subject AND d.organisation_id = k.org AND d.decision = 'queued'
+ AND d.task_id = k.task_id AND d.created_at < k.since
+"""
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    subject_id: uuid.UUID
+    kind: str
+    offer_id: uuid.UUID | None
+    task_id: uuid.UUID | None
+    geofence_id: uuid.UUID | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryKey:
+    """One person's window: every queued decision since `since`, and any about these ids."""
+
+    subject_id: uuid.UUID
+    organisation_id: uuid.UUID
+    since: datetime
+    offer_ids: list[uuid.UUID]
+    task_ids: list[uuid.UUID]
+
+
+async def queued_history(session: AsyncSession, keys: list[HistoryKey]) -> list[HistoryRow]:
+    """The queued decisions of each key's person (one statement for all of them)."""
+    if not keys:
+        return []
+    offers = [(k, o) for k in keys for o in k.offer_ids]
+    tasks = [(k, t) for k in keys for t in k.task_ids]
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        QUEUED_HISTORY_SQL,
+        [k.subject_id for k in keys],
+        [k.organisation_id for k in keys],
+        [k.since for k in keys],
+        [k.subject_id for k, _ in offers],
+        [k.organisation_id for k, _ in offers],
+        [k.since for k, _ in offers],
+        [o for _, o in offers],
+        [k.subject_id for k, _ in tasks],
+        [k.organisation_id for k, _ in tasks],
+        [k.since for k, _ in tasks],
+        [t for _, t in tasks],
     )
-    return list(rows)
-
-
-async def staff_roles(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    if not ids:
-        return {}
-    rows = await session.execute(
-        text("SELECT id, role FROM staff_users WHERE id = ANY(CAST(:ids AS uuid[]))"),
-        {"ids": ids},
-    )
-    return {r.id: r.role for r in rows}
+    return [HistoryRow(*r) for r in rows]
 
 
 async def preferences_of(

@@ -1,9 +1,11 @@
 """Notification rules: from a presence event to the right push, once, at the right time.
 
 `on_events` runs inside the transaction that recorded the events (ping batches through the
-presence hook, check-ins directly). For each event it finds the candidates in a constant number of
-statements per person — live offers at the place for the trigger, and for field workers their
-assigned tasks there (plus, on check-in, the unassigned pool) — then decides each one in order:
+presence hook, check-ins directly), for the events of any number of people of any organisations
+(the ping path evaluates many devices' batches together). It finds every event's candidates in a
+constant number of statements, whatever the number of people, events or candidates — live offers
+at the place for the trigger, and for field workers their assigned tasks there (plus, on
+check-in, the unassigned pool) — then decides each person's candidates in order:
 
     implausible_jump → stale → expired → closed → opted_out → max_reached → cooldown
     → not_on_shift (tasks) → quiet_hours (drop, or defer to the end) → budget → queued
@@ -82,7 +84,11 @@ class Prefs:
         return ZoneInfo(self.time_zone)
 
 
-def effective_prefs(settings: Settings, kind: str, row: NotificationPreference | None) -> Prefs:
+def effective_prefs(
+    settings: Settings,
+    kind: str,
+    row: NotificationPreference | repository.StoredPrefs | None,
+) -> Prefs:
     """The stored preferences, or the defaults (residents: quiet 21-08 and 3 a day; staff:
     no quiet hours, no budget — field workers follow their shift)."""
     if row is None:
@@ -173,6 +179,20 @@ class Outcome:
         return [c for c in self.candidates if c.reason is None]
 
 
+@dataclass
+class _Person:
+    """One person of an `on_events` call: their events (in the order given) and candidates."""
+
+    subject_id: uuid.UUID
+    kind: str  # "device" or "staff"
+    organisation_id: uuid.UUID
+    events: list[dict[str, Any]]
+    role: str | None = None
+    prefs: Prefs | None = None
+    places: dict[uuid.UUID, repository.Place] = field(default_factory=dict)
+    candidates: list[Candidate] = field(default_factory=list)
+
+
 async def on_events(
     session: AsyncSession,
     events: list[dict[str, Any]],
@@ -181,68 +201,100 @@ async def on_events(
     implausible: bool = False,
     now: datetime | None = None,
 ) -> Outcome:
-    """Match and decide notifications for freshly recorded events (grouped per person)."""
+    """Match and decide notifications for freshly recorded events, of any number of people
+    (of any organisations), in a constant number of statements; decided per person."""
     settings = settings or _current_settings()
     now = now or datetime.now(UTC)
     outcome = Outcome()
-    groups: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    people: dict[uuid.UUID, _Person] = {}
     for e in events:
-        if e.get("suppressed_reason") is None:
-            groups.setdefault(e["device_id"] or e["staff_user_id"], []).append(e)
-    if not groups:
+        if e.get("suppressed_reason") is not None:
+            continue
+        subject_id = e["device_id"] or e["staff_user_id"]
+        person = people.get(subject_id)
+        if person is None:
+            kind = "device" if e["device_id"] is not None else "staff"
+            person = people[subject_id] = _Person(subject_id, kind, e["organisation_id"], [])
+        person.events.append(e)
+    if not people:
         return outcome
-    staff_ids = [s for s, evs in groups.items() if evs[0]["staff_user_id"] is not None]
-    roles = await repository.staff_roles(session, staff_ids)
-    prefs_rows = await repository.preferences_of(session, list(groups))
-    for subject_id, evs in groups.items():
-        kind = "device" if evs[0]["device_id"] is not None else "staff"
-        prefs = effective_prefs(settings, kind, prefs_rows.get(subject_id))
-        role = roles.get(subject_id)
-        decided = await _decide_for(
-            session, settings, subject_id, kind, role, prefs, evs, implausible, now
-        )
-        outcome.candidates.extend(decided)
+    ctx = await repository.context(
+        session,
+        [(p.subject_id, p.organisation_id, p.kind == "staff") for p in people.values()],
+        sorted(
+            {(e["organisation_id"], e["geofence_id"]) for p in people.values() for e in p.events}
+        ),
+    )
+    for p in people.values():
+        row = ctx.people.get(p.subject_id)
+        p.role = row.role if row is not None else None
+        p.prefs = effective_prefs(settings, p.kind, row.prefs if row is not None else None)
+        for e in p.events:
+            place = ctx.places.get((e["organisation_id"], e["geofence_id"]))
+            if place is not None:
+                p.places[e["geofence_id"]] = place
+    await _offer_candidates(session, list(people.values()))
+    await _task_candidates(session, list(people.values()))
+    await _decide_all(session, settings, list(people.values()), implausible, now)
+    for p in people.values():
+        outcome.candidates.extend(p.candidates)
     await _record(session, settings, outcome.candidates, now)
     return outcome
 
 
-async def _decide_for(
-    session: AsyncSession,
-    settings: Settings,
-    subject_id: uuid.UUID,
-    kind: str,
-    role: str | None,
-    prefs: Prefs,
-    events: list[dict[str, Any]],
-    implausible: bool,
-    now: datetime,
-) -> list[Candidate]:
-    org = events[0]["organisation_id"]
-    places = await repository.places(session, org, sorted({e["geofence_id"] for e in events}))
-    keys: list[tuple[int, uuid.UUID, str, str, datetime]] = []
-    for i, e in enumerate(events):
-        place = places.get(e["geofence_id"])
-        if place is None:
-            continue
-        for trig in TRIGGERS.get(e["type"], ()):
-            keys.append((i, e["geofence_id"], place.category, trig, e["occurred_at"]))
-    audiences = ["residents", "all"] if kind == "device" else ["staff", "all"]
-    offer_rows = await repository.offer_candidates(session, org, subject_id, audiences, keys)
-    cands: list[Candidate] = []
+async def _offer_candidates(session: AsyncSession, people: list[_Person]) -> None:
+    """Live offers for every event's triggers, for everyone, in one statement."""
+    flat: list[tuple[_Person, dict[str, Any]]] = []
+    keys: list[repository.OfferKey] = []
+    for p in people:
+        audience = "residents" if p.kind == "device" else "staff"
+        for e in p.events:
+            idx = len(flat)
+            flat.append((p, e))
+            place = p.places.get(e["geofence_id"])
+            if place is None:
+                continue
+            for trig in TRIGGERS.get(e["type"], ()):
+                keys.append(
+                    repository.OfferKey(
+                        idx,
+                        e["organisation_id"],
+                        p.subject_id,
+                        audience,
+                        e["geofence_id"],
+                        place.category,
+                        trig,
+                        e["occurred_at"],
+                    )
+                )
     seen: set[tuple[int, uuid.UUID]] = set()
-    for row in offer_rows:
+    for row in await repository.offer_candidates(session, keys):
         if (row.idx, row.id) in seen:  # passed_through matches both nearby and enter
             continue
         seen.add((row.idx, row.id))
-        e = events[row.idx]
-        cands.append(
+        p, e = flat[row.idx]
+        p.candidates.append(
             Candidate(e, DecisionKind.offer, e["geofence_id"], row.title, row.body, row.url, row)
         )
-    if kind == "staff" and role == Role.field_worker.value:
-        gids = sorted({e["geofence_id"] for e in events if e["type"] in TASK_EVENTS})
-        pool = sorted({e["geofence_id"] for e in events if e["type"] == "checkin"})
-        task_rows = await repository.task_candidates(session, org, subject_id, gids, pool)
-        for e in events:
+
+
+async def _task_candidates(session: AsyncSession, people: list[_Person]) -> None:
+    """Field workers' tasks at the places of their events (plus, on check-in, the unassigned
+    pool there), for all of them in one statement."""
+    workers = [p for p in people if p.kind == "staff" and p.role == Role.field_worker.value]
+    keys: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, bool]] = []
+    for p in workers:
+        pool = {e["geofence_id"] for e in p.events if e["type"] == "checkin"}
+        places = {
+            (e["organisation_id"], e["geofence_id"]) for e in p.events if e["type"] in TASK_EVENTS
+        }
+        keys += [(p.subject_id, org, g, g in pool) for org, g in sorted(places)]
+    rows: dict[uuid.UUID, list[repository.TaskRow]] = {}
+    for t in await repository.task_candidates(session, keys):
+        rows.setdefault(t.worker, []).append(t)
+    for p in workers:
+        task_rows = rows.get(p.subject_id, [])
+        for e in p.events:
             if e["type"] not in TASK_EVENTS:
                 continue
             for t in task_rows:
@@ -250,22 +302,55 @@ async def _decide_for(
                     continue
                 if not t.mine and e["type"] != "checkin":
                     continue
-                place_name = places[e["geofence_id"]].name if e["geofence_id"] in places else ""
+                place = p.places.get(e["geofence_id"])
+                place_name = place.name if place is not None else ""
                 body = (t.description or "")[:200] or f"At {place_name}"
-                cands.append(
+                p.candidates.append(
                     Candidate(e, DecisionKind.task, e["geofence_id"], t.title, body, None, task=t)
                 )
-    if not cands:
-        return []
+
+
+async def _decide_all(
+    session: AsyncSession,
+    settings: Settings,
+    people: list[_Person],
+    implausible: bool,
+    now: datetime,
+) -> None:
+    """Read everyone's queued history in one statement, then decide each person's candidates."""
+    deciding = [p for p in people if p.candidates]
+    keys = []
+    for p in deciding:
+        assert p.prefs is not None
+        since = min(
+            day_start(p.prefs, now), now - timedelta(seconds=settings.rules_place_cooldown_s)
+        )
+        keys.append(
+            repository.HistoryKey(
+                p.subject_id,
+                p.organisation_id,
+                since,
+                sorted({c.offer.id for c in p.candidates if c.offer is not None}),
+                sorted({c.task.id for c in p.candidates if c.task is not None}),
+            )
+        )
+    history: dict[uuid.UUID, list[repository.HistoryRow]] = {}
+    for h in await repository.queued_history(session, keys):
+        history.setdefault(h.subject_id, []).append(h)
+    for p in deciding:
+        _decide_for(settings, p, history.get(p.subject_id, []), implausible, now)
+
+
+def _decide_for(
+    settings: Settings,
+    person: _Person,
+    history: list[repository.HistoryRow],
+    implausible: bool,
+    now: datetime,
+) -> None:
+    prefs = person.prefs
+    assert prefs is not None
     day0 = day_start(prefs, now)
-    since = min(day0, now - timedelta(seconds=settings.rules_place_cooldown_s))
-    history = await repository.queued_history(
-        session,
-        subject_id,
-        sorted({c.offer.id for c in cands if c.offer is not None}),
-        sorted({c.task.id for c in cands if c.task is not None}),
-        since,
-    )
     offer_sent: dict[uuid.UUID, list[datetime]] = {}
     task_sent: dict[uuid.UUID, list[datetime]] = {}
     place_sent: dict[uuid.UUID, datetime] = {}
@@ -281,15 +366,15 @@ async def _decide_for(
             )
         if h.created_at >= day0 and h.kind != DecisionKind.task.value:
             today += 1
-    quiet_end = quiet_until(prefs, now) if kind == "device" else None
+    quiet_end = quiet_until(prefs, now) if person.kind == "device" else None
     shift_ok = on_shift(prefs, now)
-    for c in cands:
+    for c in person.candidates:
         c.reason, c.deliver_after = _decide(
             settings,
             c,
             now,
             implausible,
-            places,
+            person.places,
             prefs,
             offer_sent,
             task_sent,
@@ -305,7 +390,6 @@ async def _decide_for(
                 today += 1
             else:
                 task_sent.setdefault(c.task.id, []).append(now)
-    return cands
 
 
 def _decide(
@@ -313,7 +397,7 @@ def _decide(
     c: Candidate,
     now: datetime,
     implausible: bool,
-    places: dict[uuid.UUID, Any],
+    places: dict[uuid.UUID, repository.Place],
     prefs: Prefs,
     offer_sent: dict[uuid.UUID, list[datetime]],
     task_sent: dict[uuid.UUID, list[datetime]],
