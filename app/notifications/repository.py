@@ -160,14 +160,19 @@ async def erase_person(session: AsyncSession, who: Recipient) -> None:
 
 # --- worker ----------------------------------------------------------------------------------
 
+# Every scan in the claim and the settle statement is bounded by the batch (an index condition
+# on a primary key, `id = ANY(<the batch's ids>)`), never by a join condition alone. A join
+# condition lets the planner, when it believes a table is empty, run a nested loop whose inner
+# side is a whole-table scan filtered row by row (`Join Filter: (o.id = due.id)`): that is
+# batch x table rows per statement, quadratic over a drain. It believes so after autovacuum or
+# ANALYZE ran while a big enqueue was still uncommitted (in-progress inserts count as no rows:
+# `reltuples = 0`, so every estimate says 1 row until the next autovacuum). Measured in the push
+# fan-out bench: 0.3-1.5 s per claim, 1,019,830 rows removed by the join filter for 170 rows.
 CLAIM_SQL = text(
     """
-    WITH due AS (
-        SELECT o.id, o.notification_id, o.subscription_id, o.organisation_id, o.origin,
-               o.expires_at, n.payload, n.topic, n.urgency, s.endpoint, s.p256dh, s.auth
+    WITH due AS MATERIALIZED (
+        SELECT o.id, o.notification_id, o.subscription_id
         FROM push_outbox o
-        JOIN notifications n ON n.id = o.notification_id
-        LEFT JOIN push_subscriptions s ON s.id = o.subscription_id
         WHERE o.status = 'pending'
           AND o.next_attempt_at <= now()
           AND (o.lease_expires_at IS NULL OR o.lease_expires_at < now())
@@ -175,22 +180,39 @@ CLAIM_SQL = text(
         ORDER BY o.next_attempt_at
         LIMIT :limit
         FOR UPDATE OF o SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE push_outbox AS o
+        SET lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision)),
+            lease_token = CAST(:token AS uuid),
+            attempts = o.attempts + 1
+        WHERE o.id = ANY(ARRAY(SELECT id FROM due))
+        RETURNING o.id, o.attempts, o.lease_token, o.notification_id, o.subscription_id,
+                  o.organisation_id, o.origin, o.expires_at
+    ),
+    n AS MATERIALIZED (
+        SELECT n.id, n.payload, n.topic, n.urgency
+        FROM notifications n
+        WHERE n.id = ANY(ARRAY(SELECT notification_id FROM due))
+    ),
+    s AS MATERIALIZED (
+        SELECT s.id, s.endpoint, s.p256dh, s.auth
+        FROM push_subscriptions s
+        WHERE s.id = ANY(ARRAY(SELECT subscription_id FROM due WHERE subscription_id IS NOT NULL))
     )
-    UPDATE push_outbox AS o
-    SET lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision)),
-        lease_token = CAST(:token AS uuid),
-        attempts = o.attempts + 1
-    FROM due
-    WHERE o.id = due.id
-    RETURNING o.id, o.attempts, o.lease_token, due.notification_id, due.subscription_id,
-              due.organisation_id, due.origin, due.expires_at, due.payload, due.topic,
-              due.urgency, due.endpoint, due.p256dh, due.auth,
-              GREATEST(1, CEIL(EXTRACT(EPOCH FROM due.expires_at - now())))::int AS ttl_left_s,
-              (due.expires_at <= now()) AS expired
+    SELECT c.id, c.attempts, c.lease_token, c.notification_id, c.subscription_id,
+           c.organisation_id, c.origin, c.expires_at, n.payload, n.topic, n.urgency,
+           s.endpoint, s.p256dh, s.auth,
+           GREATEST(1, CEIL(EXTRACT(EPOCH FROM c.expires_at - now())))::int AS ttl_left_s,
+           (c.expires_at <= now()) AS expired
+    FROM claimed c
+    JOIN n ON n.id = c.notification_id
+    LEFT JOIN s ON s.id = c.subscription_id
     """
 )
 
 # One statement per batch of settled rows (not one per row): the columns travel as arrays.
+# `o.id = ANY(:ids)` bounds the scan of push_outbox to the batch whatever the estimates (above).
 FINISH_SQL = text(
     """
     UPDATE push_outbox AS o
@@ -204,7 +226,7 @@ FINISH_SQL = text(
         CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:statuses AS varchar[]),
         CAST(:delays AS double precision[]), CAST(:errors AS varchar[])
     ) AS f(id, token, status, delay_s, error)
-    WHERE o.id = f.id AND o.lease_token = f.token
+    WHERE o.id = ANY(CAST(:ids AS uuid[])) AND o.id = f.id AND o.lease_token = f.token
     """
 )
 
