@@ -160,14 +160,19 @@ async def erase_person(session: AsyncSession, who: Recipient) -> None:
 
 # --- worker ----------------------------------------------------------------------------------
 
-# Every scan in the claim and the settle statement is bounded by the batch (an index condition
-# on a primary key, `id = ANY(<the batch's ids>)`), never by a join condition alone. A join
-# condition lets the planner, when it believes a table is empty, run a nested loop whose inner
-# side is a whole-table scan filtered row by row (`Join Filter: (o.id = due.id)`): that is
-# batch x table rows per statement, quadratic over a drain. It believes so after autovacuum or
-# ANALYZE ran while a big enqueue was still uncommitted (in-progress inserts count as no rows:
-# `reltuples = 0`, so every estimate says 1 row until the next autovacuum). Measured in the push
-# fan-out bench: 0.3-1.5 s per claim, 1,019,830 rows removed by the join filter for 170 rows.
+# The claim and the settle statement must stay cheap whatever the planner believes about the
+# outbox, because what it believes is often wrong here: autovacuum or ANALYZE running while a big
+# enqueue is still uncommitted records the in-progress rows as none (`reltuples = 0`), and a plan
+# cached while the outbox was empty (asyncpg prepares every statement; after five executions
+# PostgreSQL keeps a generic plan until the table's statistics change) stays in use after it
+# fills. Two rules, measured in the push fan-out bench (bench/push_fanout.py):
+# 1. Every scan is bounded by the batch through a primary-key condition, `id = ANY(<the batch's
+#    ids>)`, never by a join condition alone: with "1 row" estimates the planner ran the join as
+#    a nested loop over a whole-table scan filtered row by row (`Rows Removed by Join Filter:
+#    1,199,800` for a 200-row claim, 0.3-1.5 s per claim, quadratic over a drain).
+# 2. Both run with custom plans (`force_custom_plan`, planned at the table's actual size, ~1 ms):
+#    a generic plan made on the empty table scans it sequentially with the `= ANY` as a filter
+#    (`Rows Removed by Filter: 5800`, ~12 ms per claim of 200 on 6,000 rows).
 CLAIM_SQL = text(
     """
     WITH due AS MATERIALIZED (
@@ -268,9 +273,18 @@ class ClaimedJob:
     expired: bool
 
 
+async def _custom_plans(session: AsyncSession, on: bool = True) -> None:
+    """Plan the following statements at the tables' current size (see CLAIM_SQL), or go back
+    to PostgreSQL's default. Not left on for the delivery-log insert: its foreign-key checks
+    are cached plans too, and re-planning each of them per row tripled the insert's time."""
+    mode = "force_custom_plan" if on else "DEFAULT"
+    await session.execute(text(f"SET LOCAL plan_cache_mode = {mode}"))
+
+
 async def claim(
     session: AsyncSession, limit: int, lease_s: float, busy_origins: list[str]
 ) -> list[ClaimedJob]:
+    await _custom_plans(session)
     result = await session.execute(
         CLAIM_SQL,
         {"limit": limit, "lease_s": lease_s, "token": str(uuid.uuid4()), "busy": busy_origins},
@@ -282,6 +296,7 @@ async def finish(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Settle claimed rows (`status`, `delay_s`, `error`, `id`, `token` per row) in one
     statement; a row whose lease token changed meanwhile is left alone."""
     if rows:
+        await _custom_plans(session)
         await session.execute(
             FINISH_SQL,
             {
@@ -292,6 +307,7 @@ async def finish(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
                 "errors": [r["error"] for r in rows],
             },
         )
+        await _custom_plans(session, on=False)
 
 
 async def release(session: AsyncSession, jobs: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
