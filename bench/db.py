@@ -176,3 +176,18 @@ def provision(config: CityConfig, cluster: EmbeddedCluster | None = None) -> Dat
         seconds = asyncio.run(load(dsn, City(config)))
         logger.info("loaded in %.1f s", seconds)
     return Dataset(config=config, url=url, dsn=dsn, load_seconds=seconds, database=database)
+
+
+def fresh_city(quick: bool) -> tuple[Dataset, City]:
+    """The default city (or the quick one), provisioned, with last run's activity cleared.
+
+    For the single-scenario tools (profile, soak, replicas); `bench.run` sizes its own.
+    """
+    config = (
+        CityConfig(seed=42, geofences=5_000, devices=2_000)
+        if quick
+        else CityConfig(seed=42, geofences=100_000, devices=100_000)
+    )
+    dataset = provision(config)
+    asyncio.run(reset_activity(dataset.dsn))
+    return dataset, City(config)

@@ -11,7 +11,6 @@ to bench/results/profiles/<scenario>-<time>.*. Needs py-spy (dev dependency) and
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import json
 import logging
@@ -24,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
-from bench.city import City, CityConfig
-from bench.db import bench_cluster, provision, reset_activity
+from bench.city import City
+from bench.db import bench_cluster, fresh_city
 from bench.load import Req, run_wrk, write_requests
 from bench.servers import _children, free_port, product_server
 
@@ -102,14 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-spy", action="store_true", help="only wrk + server CPU/request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    config = (
-        CityConfig(seed=42, geofences=5_000, devices=2_000)
-        if args.quick
-        else CityConfig(seed=42, geofences=100_000, devices=100_000)
-    )
-    dataset = provision(config)
-    asyncio.run(reset_activity(dataset.dsn))
-    city = City(config)
+    dataset, city = fresh_city(args.quick)
     tokens = [city.device_token(i) for i in range(args.devices)]
     reqs = requests_for(args.scenario, city, tokens)
     OUT.mkdir(parents=True, exist_ok=True)

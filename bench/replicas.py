@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
-from bench.city import City, CityConfig
-from bench.db import bench_cluster, provision, reset_activity
+from bench.db import bench_cluster, fresh_city
 from bench.load import run_wrk, write_requests
 from bench.servers import Server, free_port, product_server
 
@@ -72,19 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5k geofences, 2k devices")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    config = (
-        CityConfig(seed=42, geofences=5_000, devices=2_000)
-        if args.quick
-        else CityConfig(seed=42, geofences=100_000, devices=100_000)
-    )
-    dataset = provision(config)
-    import asyncio
-
-    asyncio.run(reset_activity(dataset.dsn))
+    dataset, city = fresh_city(args.quick)
+    config = dataset.config
     cluster = bench_cluster()
     cluster.ensure_database(PUSH_DB)
     push_url = cluster.url(PUSH_DB)
-    city = City(config)
     work = Path(__file__).parent.parent / ".data" / "bench-work"
     files = []
     for part in range(2):  # A and B ping with different devices

@@ -31,8 +31,7 @@ from typing import Any
 import asyncpg
 
 from bench import scenarios
-from bench.city import City, CityConfig
-from bench.db import bench_cluster, provision, reset_activity
+from bench.db import bench_cluster, fresh_city
 from bench.load import open_loop
 from bench.servers import free_port, product_server
 
@@ -61,14 +60,8 @@ async def db_sample(dsn: str) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    config = (
-        CityConfig(seed=42, geofences=5_000, devices=2_000)
-        if args.quick
-        else CityConfig(seed=42, geofences=100_000, devices=100_000)
-    )
-    dataset = provision(config)
-    asyncio.run(reset_activity(dataset.dsn))
-    city = City(config)
+    dataset, city = fresh_city(args.quick)
+    config = dataset.config
     devices = min(args.devices, config.devices)
     tokens = [city.device_token(i) for i in range(devices)]
     reqs = scenarios.single_ping_requests(city, devices, 40, tokens)
