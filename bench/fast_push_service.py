@@ -28,14 +28,14 @@ import asyncio
 import base64
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import http_ece
 import httptools
-import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.notifications.fake_push import verify_vapid_jwt
 
 VAPID_RE = re.compile(
     rb"^vapid t=([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+),\s*k=([A-Za-z0-9_-]+)$"
@@ -151,20 +151,9 @@ class FastPushService:
         return 201
 
     def _full_check(self, token: str, sub_token: str, body: bytes) -> str | None:
-        try:
-            claims = jwt.decode(
-                token,
-                self.public_key,
-                algorithms=["ES256"],
-                audience=self.origin,
-                options={"require": ["aud", "exp", "sub"]},
-            )
-        except jwt.PyJWTError as exc:
-            return f"VAPID JWT rejected: {exc}"
-        if claims["exp"] > time.time() + 24 * 3600:
-            return "VAPID exp more than 24 h ahead"
-        if not str(claims["sub"]).startswith(("mailto:", "https://")):
-            return "VAPID sub is not mailto:/https:"
+        claims = verify_vapid_jwt(token, self.public_key, self.origin)
+        if isinstance(claims, str):
+            return claims
         self.stats.verified_jwt += 1
         known = self.keys.get(sub_token)
         if known is not None:

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench import scenarios
 from bench.city import City
 from bench.db import bench_cluster, fresh_city
@@ -46,8 +48,6 @@ def requests_for(name: str, city: City, tokens: list[str]) -> list[Req]:
 
 def ping_group_sizes(url: str) -> dict[str, float]:
     """Requests per ping group, from one worker's /metrics (count, sum, mean)."""
-    import httpx
-
     text = httpx.get(f"{url}/metrics", timeout=10).text
     out: dict[str, float] = {}
     for line in text.splitlines():

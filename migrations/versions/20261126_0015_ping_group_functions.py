@@ -17,12 +17,10 @@ Revises: 0012
 Create Date: 2026-11-26 01:00:00+00:00
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from alembic import op
+from alembic import context, op
 
 revision: str = "0015"
 down_revision: str | None = "0012"
@@ -229,15 +227,11 @@ $fn$
 """
 
 
-def _load_0012() -> Any:
-    """Migration 0012's module (its one-subject functions are what downgrade restores)."""
-    path = Path(__file__).with_name("20261125_0012_ping_batch_functions.py")
-    spec = importlib.util.spec_from_file_location("hereabouts_migration_0012", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _previous(revision: str) -> Any:
+    """Another migration's module, as Alembic loaded it (downgrade restores its functions)."""
+    script = context.script.get_revision(revision)
+    assert script is not None
+    return script.module
 
 
 def upgrade() -> None:
@@ -250,6 +244,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS hereabouts_ping_write")
     op.execute("DROP FUNCTION IF EXISTS hereabouts_ping_read")
-    previous = _load_0012()
+    previous = _previous("0012")
     op.execute(previous.READ_FUNCTION)
     op.execute(previous.WRITE_FUNCTION)

@@ -13,12 +13,10 @@ Revises: 0015
 Create Date: 2026-11-26 02:00:00+00:00
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from alembic import op
+from alembic import context, op
 
 revision: str = "0016"
 down_revision: str | None = "0015"
@@ -171,15 +169,11 @@ $fn$
 """
 
 
-def _load_0015() -> Any:
-    """Migration 0015's module (its read function is what downgrade restores)."""
-    path = Path(__file__).with_name("20261126_0015_ping_group_functions.py")
-    spec = importlib.util.spec_from_file_location("hereabouts_migration_0015", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _previous(revision: str) -> Any:
+    """Another migration's module, as Alembic loaded it (downgrade restores its functions)."""
+    script = context.script.get_revision(revision)
+    assert script is not None
+    return script.module
 
 
 def upgrade() -> None:
@@ -187,4 +181,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(_load_0015().READ_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
+    op.execute(
+        _previous("0015").READ_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+    )

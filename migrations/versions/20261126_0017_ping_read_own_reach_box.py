@@ -11,12 +11,10 @@ Revises: 0016
 Create Date: 2026-11-26 02:25:00+00:00
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from alembic import op
+from alembic import context, op
 
 revision: str = "0017"
 down_revision: str | None = "0016"
@@ -173,15 +171,11 @@ $fn$
 """
 
 
-def _load_0016() -> Any:
-    """Migration 0016's module (its read function is what downgrade restores)."""
-    path = Path(__file__).with_name("20261126_0016_ping_read_place_order.py")
-    spec = importlib.util.spec_from_file_location("hereabouts_migration_0016", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _previous(revision: str) -> Any:
+    """Another migration's module, as Alembic loaded it (downgrade restores its functions)."""
+    script = context.script.get_revision(revision)
+    assert script is not None
+    return script.module
 
 
 def upgrade() -> None:
@@ -189,4 +183,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(_load_0016().READ_FUNCTION)
+    op.execute(_previous("0016").READ_FUNCTION)

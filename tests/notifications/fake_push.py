@@ -39,6 +39,28 @@ def b64url_decode(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
+def verify_vapid_jwt(
+    token: str, public_key: ec.EllipticCurvePublicKey, origin: str
+) -> dict[str, Any] | str:
+    """RFC 8292 checks of a VAPID JWT: ES256 signature, `aud` = the push service's origin,
+    `exp` at most 24 h ahead, `sub` a mailto: or https: contact. The claims, or what is wrong."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            public_key,
+            algorithms=["ES256"],
+            audience=origin,
+            options={"require": ["aud", "exp", "sub"]},
+        )
+    except jwt.PyJWTError as exc:
+        return f"VAPID JWT rejected: {exc}"
+    if claims["exp"] > time.time() + 24 * 3600:
+        return "VAPID exp more than 24 h ahead"
+    if not str(claims["sub"]).startswith(("mailto:", "https://")):
+        return "VAPID sub is not mailto:/https:"
+    return claims
+
+
 @dataclass
 class FakeSubscription:
     token: str
@@ -145,22 +167,7 @@ class FakePushService:
         public = ec.EllipticCurvePublicKey.from_encoded_point(
             ec.SECP256R1(), b64url_decode(self.vapid_public_key)
         )
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                public,
-                algorithms=["ES256"],
-                audience=self.origin,
-                options={"require": ["aud", "exp", "sub"]},
-            )
-        except jwt.PyJWTError as exc:
-            return f"VAPID JWT rejected: {exc}"
-        if claims["exp"] > time.time() + 24 * 3600:
-            return "VAPID exp more than 24 h ahead"
-        sub = str(claims["sub"])
-        if not (sub.startswith("mailto:") or sub.startswith("https://")):
-            return "VAPID sub is not mailto:/https:"
-        return claims
+        return verify_vapid_jwt(token, public, self.origin)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
