@@ -11,7 +11,7 @@ import math
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.presence.models import EventType, PingQuality, PresenceState
 
@@ -58,16 +58,16 @@ class Fix:
         return max(params.exit_margin_m, self.accuracy_m or 0.0)
 
 
-@dataclass(frozen=True)
-class LastFix:
+# Immutable values made per fix or per (fix, place) pair: named tuples, which cost a fraction
+# of a frozen dataclass to create (that sets each field through object.__setattr__).
+class LastFix(NamedTuple):
     recorded_at: datetime
     lon: float
     lat: float
     accuracy_m: float
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A place within reach of a fix. `signed_m` < 0: inside by that depth; > 0: outside."""
 
     geofence_id: uuid.UUID
@@ -77,8 +77,7 @@ class Candidate:
     active: bool
 
 
-@dataclass(frozen=True)
-class Crossing:
+class Crossing(NamedTuple):
     """The straight segment from the previous fix to fix `to_idx` intersects a place."""
 
     to_idx: int
@@ -210,14 +209,25 @@ def _explain(
     return data
 
 
+def _explain_if(
+    explain: bool, fix: Fix, c: Candidate | None, margin: float, reason: str, **extra: Any
+) -> dict[str, Any]:
+    return _explain(fix, c, margin, reason, **extra) if explain else {}
+
+
 def _step(
     fix: Fix,
     gid: uuid.UUID,
     c: Candidate | None,
     st: State | None,
     params: Params,
+    *,
+    explain: bool = True,
 ) -> tuple[list[Transition], State | None]:
-    """One fix against one place: the transitions and the new state (None = outside)."""
+    """One fix against one place: the transitions and the new state (None = outside).
+
+    `explain=False` leaves the transitions' explanations empty (only their types are needed).
+    """
     margin = fix.margin(params)
     acc = fix.accuracy_m or 0.0
     s = c.signed_m if c is not None else math.inf
@@ -236,7 +246,8 @@ def _step(
                 EventType.enter,
                 gid,
                 fix,
-                _explain(
+                _explain_if(
+                    explain,
                     fix,
                     c,
                     margin,
@@ -258,7 +269,8 @@ def _step(
                     EventType.dwell,
                     gid,
                     fix,
-                    _explain(
+                    _explain_if(
+                        explain,
                         fix,
                         c,
                         margin,
@@ -278,7 +290,8 @@ def _step(
                     EventType.exit,
                     gid,
                     fix,
-                    _explain(
+                    _explain_if(
+                        explain,
                         fix,
                         c,
                         margin,
@@ -313,7 +326,9 @@ def _step(
             if inside
             else "fix within the place's trigger distance"
         )
-        out.append(Transition(EventType.nearby, gid, fix, _explain(fix, c, margin, why)))
+        out.append(
+            Transition(EventType.nearby, gid, fix, _explain_if(explain, fix, c, margin, why))
+        )
         return out, State(gid, PresenceState.nearby, t, t, False, trigger, dwell_s)
     return out, None
 
@@ -348,7 +363,13 @@ def evaluate(
         if not fix.triggers:
             reason = _suppression(fix)
             for gid in gids:
-                trans, _ = _step(fix, gid, cands.get(gid), outcome.states.get(gid), params)
+                c, st = cands.get(gid), outcome.states.get(gid)
+                # types first: a replayed buffer repeats the same would-be transitions fix
+                # after fix, and each is reported once, so most need no explanation
+                trans, _ = _step(fix, gid, c, st, params, explain=False)
+                if all((gid, tr.type, reason) in seen_suppressed for tr in trans):
+                    continue
+                trans, _ = _step(fix, gid, c, st, params)
                 for tr in trans:
                     key = (gid, tr.type, reason)
                     if key in seen_suppressed:

@@ -236,38 +236,31 @@ async def read_batches(
         max_gap_s,
     )
     views = [BatchView() for _ in batches]
-    for r in rows:
-        k = r["k"]
-        view = views[r["s"] - 1]
+    # by position (the function's columns: k, s, idx, geofence_id, a, b, trigger_distance_m,
+    # dwell_s, flag, state, since, last_fix_at, client_id): a 100-fix batch returns a few
+    # hundred rows, and a record's lookup by name costs more than the rest of the loop
+    for k, s, idx, gid, a, b, trigger, dwell_s, flag, state, since, last_at, cid in rows:
+        view = views[s - 1]
         if k == "can":
-            view.candidates.setdefault(r["idx"], []).append(
-                Candidate(
-                    r["geofence_id"], r["a"], r["trigger_distance_m"], r["dwell_s"], r["flag"]
-                )
-            )
+            cands = view.candidates.get(idx)
+            if cands is None:
+                cands = view.candidates[idx] = []
+            cands.append(Candidate(gid, a, trigger, dwell_s, flag))
         elif k == "crs":
-            view.crossings.setdefault(r["idx"], []).append(
-                Crossing(r["idx"], r["geofence_id"], r["a"], r["b"], r["flag"])
-            )
+            view.crossings.setdefault(idx, []).append(Crossing(idx, gid, a, b, flag))
         elif k == "pre":
-            if r["state"] is None:
-                view.deleted.add(r["geofence_id"])
+            if state is None:
+                view.deleted.add(gid)
             else:
-                view.states[r["geofence_id"]] = State(
-                    r["geofence_id"],
-                    PresenceState(r["state"]),
-                    r["since"],
-                    r["last_fix_at"],
-                    r["flag"],
-                    r["trigger_distance_m"],
-                    r["dwell_s"],
+                view.states[gid] = State(
+                    gid, PresenceState(state), since, last_at, flag, trigger, dwell_s
                 )
         elif k == "dup":
-            view.duplicates.add(r["client_id"])
+            view.duplicates.add(cid)
         else:  # "sub"
-            view.background_location = bool(r["flag"])
-            if r["last_fix_at"] is not None:
-                view.last = LastFix(r["last_fix_at"], r["a"], r["b"], r["trigger_distance_m"])
+            view.background_location = bool(flag)
+            if last_at is not None:
+                view.last = LastFix(last_at, a, b, trigger)
     return views
 
 
