@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.router import router as accounts_router
+from app.accounts.tokens import DeviceTokenCache
 from app.audit.router import router as audit_router
 from app.checkins.router import router as checkins_router
 from app.core import database_url
@@ -23,7 +26,7 @@ from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.geofences.router import router as geofences_router
 from app.notifications.router import router as notifications_router
-from app.notifications.worker import InProcessWorker
+from app.notifications.worker import InProcessWorker, listen_dsn
 from app.offers.router import router as offers_router
 from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
@@ -50,9 +53,18 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         push_worker = (
             InProcessWorker(settings, db_engine) if settings.run_worker_in_process else None
         )
+        tokens_task = None
+        if settings.device_token_cache_entries > 0:
+            app.state.device_tokens = DeviceTokenCache(settings.device_token_cache_entries)
+            tokens_task = asyncio.create_task(app.state.device_tokens.run(listen_dsn(db_engine)))
         try:
             yield
         finally:
+            if tokens_task is not None:
+                tokens_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await tokens_task
+                del app.state.device_tokens
             if push_worker is not None:
                 await push_worker.stop()
             if owns_engine:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 
 from app.accounts import service
@@ -50,6 +50,7 @@ class Principal:
 
 
 async def get_principal(
+    request: Request,
     session: Session,
     settings: AppSettings,
     oauth_token: Annotated[str | None, Depends(oauth2_scheme)],
@@ -61,7 +62,9 @@ async def get_principal(
     if token.startswith(DEVICE_TOKEN_PREFIX):
         # id + organisation only (no ORM entity): nothing reads `Principal.device` on the hot
         # paths, and the lighter lookup is measurable on single pings (docs/benchmarks.md)
-        identity = await service.device_identity_for_token(session, token)
+        identity = await service.device_identity_for_token(
+            session, token, getattr(request.app.state, "device_tokens", None)
+        )
         if identity is None:
             raise Unauthorized("The device token is not valid.")
         return Principal("device", identity[0], identity[1], None)
@@ -76,6 +79,13 @@ async def get_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def forget_device_token(request: Request, device_id: uuid.UUID) -> None:
+    """A device is being erased: stop answering its token from this process's cache now."""
+    cache = getattr(request.app.state, "device_tokens", None)
+    if cache is not None:
+        cache.invalidate_device(device_id)
 
 
 async def get_staff(principal: CurrentPrincipal) -> Principal:

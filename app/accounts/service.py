@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts import repository
 from app.accounts.errors import EmailTaken, InvalidCredentials, UnknownOrganisation, UserNotFound
 from app.accounts.models import Device, Organisation, Role, StaffUser
+from app.accounts.tokens import DeviceTokenCache
 from app.core.config import Settings
 from app.core.pagination import PageParams, encode_cursor
 from app.core.security import (
@@ -123,10 +124,22 @@ async def device_for_token(session: AsyncSession, token: str) -> Device | None:
 
 
 async def device_identity_for_token(
-    session: AsyncSession, token: str
+    session: AsyncSession, token: str, cache: DeviceTokenCache | None = None
 ) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """(device id, organisation id) of a valid device token: the per-request auth lookup."""
-    return await repository.device_identity_by_token_hash(session, hash_token(token))
+    """(device id, organisation id) of a valid device token: the per-request auth lookup.
+
+    From `cache` when it can answer (app.accounts.tokens), else from the database.
+    """
+    token_hash = hash_token(token)
+    if cache is None:
+        return await repository.device_identity_by_token_hash(session, token_hash)
+    identity = cache.get(token_hash)
+    if identity is None:
+        generation = cache.generation
+        identity = await repository.device_identity_by_token_hash(session, token_hash)
+        if identity is not None:
+            cache.put(token_hash, identity, generation)
+    return identity
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> StaffUser | None:

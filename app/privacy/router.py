@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
-from app.accounts.dependencies import AdminUser, CurrentDevice
+from app.accounts.dependencies import AdminUser, CurrentDevice, forget_device_token
 from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.deps import AppSettings
@@ -28,8 +28,9 @@ async def export_me(
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
-async def erase_me(session: Session, device: CurrentDevice) -> Response:
+async def erase_me(request: Request, session: Session, device: CurrentDevice) -> Response:
     """Erase the calling device and everything about it; its token stops working."""
+    forget_device_token(request, device.id)
     await service.erase_device(session, device.organisation_id, device.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -44,8 +45,11 @@ async def export_device(
 
 
 @router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def erase_device(session: Session, admin: AdminUser, device: ManagedDevice) -> Response:
+async def erase_device(
+    request: Request, session: Session, admin: AdminUser, device: ManagedDevice
+) -> Response:
     """Admin, on a resident's request: erase one device everywhere (audited)."""
+    forget_device_token(request, device["id"])
     await service.erase_device(session, admin.organisation_id, device["id"])
     await audit_service.record(session, admin, "device.erase", "device", device["id"])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

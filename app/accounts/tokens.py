@@ -1,0 +1,125 @@
+"""Device tokens resolved in memory, each replica told of a revoked one through LISTEN/NOTIFY.
+
+Every request from a resident's device presents its token, and resolving it was a database
+round trip of its own (plus the session's checkout, BEGIN and COMMIT) before the request could
+do anything: for a single-ping request that joins a group, most of its database work. Tokens
+never change in place; a device's token stops being valid only when the device row goes
+(erasure, an organisation removed, retention). A trigger on `devices` (migration 0020) sends the
+old token's hash on `hereabouts_device_tokens` when a row is deleted or its token or
+organisation changes, at commit, to every process listening.
+
+The cache answers only while this process is listening and its listening connection answered
+a heartbeat within the last `2 × heartbeat_s` (1 s by default): otherwise every lookup goes to
+the database, as before. A revoked token is therefore refused everywhere once its
+notification arrives (milliseconds after the commit), and never later than the heartbeat
+limit even if that connection dies silently. A lookup racing a revocation cannot put the old
+answer back: every notification bumps a generation, and a database answer is only kept when
+no notification arrived while it was being looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+
+import asyncpg
+
+logger = logging.getLogger("hereabouts.tokens")
+
+CHANNEL = "hereabouts_device_tokens"
+
+Identity = tuple[uuid.UUID, uuid.UUID]  # (device id, organisation id)
+
+
+class DeviceTokenCache:
+    """Token hash -> (device id, organisation id), for as long as the listener is healthy."""
+
+    def __init__(self, max_entries: int = 200_000, heartbeat_s: float = 1.0) -> None:
+        self.max_entries = max_entries
+        self.heartbeat_s = heartbeat_s
+        self._entries: OrderedDict[str, Identity] = OrderedDict()
+        self._by_device: dict[uuid.UUID, str] = {}
+        self._generation = 0
+        self._beat = -1e9  # monotonic time of the last heartbeat answered while listening
+        self._listening = False
+
+    @property
+    def live(self) -> bool:
+        return self._listening and time.monotonic() - self._beat < 2 * self.heartbeat_s
+
+    def get(self, token_hash: str) -> Identity | None:
+        """The cached identity, or None: ask the database (then `put` what it answered)."""
+        if not self.live:
+            return None
+        return self._entries.get(token_hash)
+
+    @property
+    def generation(self) -> int:
+        """Read before a database lookup and hand to `put` with its answer."""
+        return self._generation
+
+    def put(self, token_hash: str, identity: Identity, generation: int) -> None:
+        if not self.live or generation != self._generation:
+            return  # a revocation may have arrived while the database was asked
+        self._entries[token_hash] = identity
+        self._by_device[identity[0]] = token_hash
+        if len(self._entries) > self.max_entries:
+            _, (device_id, _org) = self._entries.popitem(last=False)  # the oldest entry
+            self._by_device.pop(device_id, None)
+
+    def invalidate(self, token_hash: str | None = None) -> None:
+        """Forget one token (None or '': all of them)."""
+        self._generation += 1
+        if token_hash:
+            identity = self._entries.pop(token_hash, None)
+            if identity is not None:
+                self._by_device.pop(identity[0], None)
+        else:
+            self._entries.clear()
+            self._by_device.clear()
+
+    def invalidate_device(self, device_id: uuid.UUID) -> None:
+        """Forget a device's token now, in this process (the erasure's request; the others are
+        told by the notification its commit sends)."""
+        self.invalidate(self._by_device.get(device_id) or "-")
+
+    def _stop_listening(self) -> None:
+        self._listening = False
+        self.invalidate()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.invalidate(payload)
+
+    async def run(self, dsn: str) -> None:
+        """Listen (reconnecting with backoff) until cancelled. The cache answers meanwhile."""
+        delay = 0.5
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self.invalidate()  # whatever was revoked while not listening
+                self._listening = True
+                delay = 0.5
+                while not lost.is_set():
+                    await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self.heartbeat_s)
+                    self._beat = time.monotonic()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=self.heartbeat_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: stop answering, reconnect
+                logger.warning("device token LISTEN connection lost (%s); using the database", exc)
+            finally:
+                self._stop_listening()
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)

@@ -1,0 +1,168 @@
+"""Device tokens answered from memory, and revoked in every API process (app/accounts/tokens.py).
+
+Two apps on one database stand for two replicas: each runs its lifespan, so each listens on
+`hereabouts_device_tokens`. Requests commit for real (a fresh database of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.tokens import DeviceTokenCache
+from app.core.cluster import EmbeddedCluster
+from app.core.config import Environment, Settings
+from app.core.db import create_engine
+from app.core.security import hash_token
+from app.main import create_app
+from tests.conftest import migrated_database
+from tests.factories import create_organisation
+
+
+@pytest.fixture(scope="module")
+def url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
+    with migrated_database(pg_cluster, "hereabouts_tokens") as u:
+        yield u
+
+
+def _settings(url: str) -> Settings:
+    return Settings(
+        environment=Environment.test,
+        database_url=url,
+        log_json=False,
+        log_level="WARNING",
+        jwt_secret="test-secret-" + "x" * 32,
+        run_worker_in_process=False,
+        rate_limit_enabled=False,
+    )
+
+
+async def _until(check: object, seconds: float) -> float:
+    """Poll `check()` until true; the seconds it took (fails after `seconds`)."""
+    start = time.monotonic()
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() - start < seconds, "not within the time allowed"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+async def replicas(url: str) -> AsyncIterator[list[tuple[FastAPI, httpx.AsyncClient]]]:
+    engine = create_engine(_settings(url))
+    async with AsyncSession(engine) as s:
+        await create_organisation(s, "token-town")
+        await s.commit()
+    await engine.dispose()
+    async with AsyncExitStack() as stack:
+        out = []
+        for _ in range(2):
+            app = create_app(_settings(url))
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
+            await stack.enter_async_context(client)
+            out.append((app, client))
+        for app, _ in out:
+            await _until(lambda app=app: app.state.device_tokens.live, 5)
+        yield out
+    engine = create_engine(_settings(url))
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM organisations WHERE slug = 'token-town'"))
+    await engine.dispose()
+
+
+async def _device(client: httpx.AsyncClient) -> str:
+    r = await client.post("/v1/devices", json={"organisation": "token-town"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
+async def test_a_token_is_answered_from_memory_once_seen(
+    replicas: list[tuple[FastAPI, httpx.AsyncClient]],
+) -> None:
+    (app, client), _ = replicas
+    cache: DeviceTokenCache = app.state.device_tokens
+    token = await _device(client)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert cache.get(hash_token(token)) is None
+    assert (await client.get("/v1/me/background-location", headers=auth)).status_code == 200
+    assert cache.get(hash_token(token)) is not None
+    # answered without the database: the table is gone from under it, the request still passes
+    # its authentication (and fails later, where it reads the table)
+    engine = create_engine(app.state.settings)
+    async with engine.connect() as conn:
+        await conn.execute(text("BEGIN"))
+        await conn.execute(text("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE"))
+        r = await asyncio.wait_for(
+            client.get("/v1/me/background-location", headers=auth), timeout=10
+        )
+        await conn.execute(text("ROLLBACK"))
+    await engine.dispose()
+    assert r.status_code == 200, r.text
+
+
+async def test_an_erased_device_is_refused_by_every_replica_within_a_second(
+    replicas: list[tuple[FastAPI, httpx.AsyncClient]],
+) -> None:
+    (app_a, a), (app_b, b) = replicas
+    token = await _device(a)
+    auth = {"Authorization": f"Bearer {token}"}
+    for client in (a, b):  # both replicas now answer this token from memory
+        assert (await client.get("/v1/me/background-location", headers=auth)).status_code == 200
+    assert app_b.state.device_tokens.get(hash_token(token)) is not None
+
+    assert (await a.delete("/v1/me", headers=auth)).status_code == 204
+    # the replica that erased it refuses it at once; the other as soon as the notice arrives
+    assert (await a.get("/v1/me/background-location", headers=auth)).status_code == 401
+    took = await _until(lambda: app_b.state.device_tokens.get(hash_token(token)) is None, 1.0)
+    assert took < 1.0
+    assert (await b.get("/v1/me/background-location", headers=auth)).status_code == 401
+
+
+async def test_an_organisation_removed_revokes_its_devices_tokens(
+    replicas: list[tuple[FastAPI, httpx.AsyncClient]],
+) -> None:
+    (app_a, a), _ = replicas
+    token = await _device(a)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await a.get("/v1/me/background-location", headers=auth)).status_code == 200
+    engine = create_engine(app_a.state.settings)
+    async with engine.begin() as conn:  # straight in SQL: ON DELETE CASCADE removes the device
+        await conn.execute(text("DELETE FROM organisations WHERE slug = 'token-town'"))
+    await engine.dispose()
+    await _until(lambda: app_a.state.device_tokens.get(hash_token(token)) is None, 1.0)
+    assert (await a.get("/v1/me/background-location", headers=auth)).status_code == 401
+
+
+async def test_a_lookup_racing_a_revocation_does_not_put_the_old_answer_back() -> None:
+    cache = DeviceTokenCache()
+    cache._listening = True  # as if listening, with a fresh heartbeat
+    cache._beat = time.monotonic()
+    generation = cache.generation  # a request starts asking the database ...
+    cache._on_notify(None, 0, "hereabouts_device_tokens", "h")  # ... the token is revoked ...
+    cache.put("h", (uuid.uuid4(), uuid.uuid4()), generation)  # ... the old answer comes back
+    assert cache.get("h") is None
+
+
+async def test_without_a_healthy_listener_every_lookup_goes_to_the_database() -> None:
+    cache = DeviceTokenCache(heartbeat_s=0.05)
+    ident = (uuid.uuid4(), uuid.uuid4())
+    cache.put("h", ident, cache.generation)
+    assert cache.get("h") is None  # never listened: nothing kept, nothing answered
+    cache._listening = True
+    cache._beat = time.monotonic()
+    cache.put("h", ident, cache.generation)
+    assert cache.get("h") == ident
+    await asyncio.sleep(0.12)  # no heartbeat answered for 2 x heartbeat_s
+    assert cache.get("h") is None
+    cache._stop_listening()  # the connection lost: everything forgotten
+    cache._beat = time.monotonic()
+    assert cache.get("h") is None
