@@ -101,7 +101,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            if session.in_transaction():  # else nothing was asked (e.g. a token from memory)
+                await session.commit()
 
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -75,7 +75,8 @@ class PingGroups:
             self._running += 1
             return await self._lead(session, _Waiting(request))
         me = _Waiting(request)
-        await session.commit()  # give the connection back while waiting (auth used it)
+        if session.in_transaction():  # give the connection back while waiting (auth used it)
+            await session.commit()
         self._waiting.append(me)
         try:
             turn = await me.future
