@@ -104,8 +104,9 @@ class Settings(BaseSettings):
     ping_retention_h: int = Field(default=24, ge=1, le=168)
     ping_max_batch: int = 1000
     # group commit of ping requests arriving together (app/presence/groups.py): groups running
-    # at once per process, and the most requests / pings one group takes
-    ping_group_slots: int = Field(default=2, ge=1, le=16)
+    # at once per process, and the most requests / pings one group takes. One slot: the groups
+    # are twice as large as with two, and cheaper per ping (docs/benchmarks.md)
+    ping_group_slots: int = Field(default=1, ge=1, le=16)
     ping_group_max_requests: int = Field(default=64, ge=1, le=1000)
     ping_group_max_pings: int = Field(default=2000, ge=1, le=100_000)
     # device tokens resolved in memory while LISTEN/NOTIFY tells this process of revocations
