@@ -38,7 +38,7 @@ Identity = tuple[uuid.UUID, uuid.UUID]  # (device id, organisation id)
 class DeviceTokenCache:
     """Token hash -> (device id, organisation id), for as long as the listener is healthy."""
 
-    def __init__(self, max_entries: int = 200_000, heartbeat_s: float = 1.0) -> None:
+    def __init__(self, max_entries: int = 50_000, heartbeat_s: float = 1.0) -> None:
         self.max_entries = max_entries
         self.heartbeat_s = heartbeat_s
         self._entries: OrderedDict[str, Identity] = OrderedDict()

@@ -110,8 +110,8 @@ class Settings(BaseSettings):
     ping_group_max_requests: int = Field(default=64, ge=1, le=1000)
     ping_group_max_pings: int = Field(default=2000, ge=1, le=100_000)
     # device tokens resolved in memory while LISTEN/NOTIFY tells this process of revocations
-    # (app/accounts/tokens.py); 0 entries: every request asks the database
-    device_token_cache_entries: int = Field(default=200_000, ge=0, le=10_000_000)
+    # (app/accounts/tokens.py; ~0.5 KiB each); 0 entries: every request asks the database
+    device_token_cache_entries: int = Field(default=50_000, ge=0, le=10_000_000)
     presence_exit_margin_m: float = 25.0
     presence_enter_max_accuracy_m: float = 100.0
     presence_pass_through_max_gap_s: float = 120.0
