@@ -8,13 +8,16 @@ never change in place; a device's token stops being valid only when the device r
 old token's hash on `hereabouts_device_tokens` when a row is deleted or its token or
 organisation changes, at commit, to every process listening.
 
-The cache answers only while this process is listening and its listening connection answered
-a heartbeat within the last `2 × heartbeat_s` (1 s by default): otherwise every lookup goes to
-the database, as before. A revoked token is therefore refused everywhere once its
-notification arrives (milliseconds after the commit), and never later than the heartbeat
-limit even if that connection dies silently. A lookup racing a revocation cannot put the old
-answer back: every notification bumps a generation, and a database answer is only kept when
-no notification arrived while it was being looked up.
+The cache answers only while this process is listening and its own heartbeat came back within
+the last `2 × heartbeat_s` (1 s by default): otherwise every lookup goes to the database, as
+before. The heartbeat is a notification the listener sends itself on the same channel, so it
+proves the whole path works — not only that the connection is up. Through a pooler that does
+not keep LISTEN (PgBouncer in transaction mode), or any other way notifications stop arriving,
+it does not come back and the cache stops answering. A revoked token is therefore refused
+everywhere once its notification arrives (milliseconds after the commit), and never later
+than the heartbeat limit even if notifications stop arriving silently. A lookup racing a
+revocation cannot put the old answer back: every notification bumps a generation, and a
+database answer is only kept when no notification arrived while it was being looked up.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import asyncpg
 logger = logging.getLogger("hereabouts.tokens")
 
 CHANNEL = "hereabouts_device_tokens"
+BEAT_PREFIX = "beat:"  # token hashes are hex, never this
 
 Identity = tuple[uuid.UUID, uuid.UUID]  # (device id, organisation id)
 
@@ -44,8 +48,9 @@ class DeviceTokenCache:
         self._entries: OrderedDict[str, Identity] = OrderedDict()
         self._by_device: dict[uuid.UUID, str] = {}
         self._generation = 0
-        self._beat = -1e9  # monotonic time of the last heartbeat answered while listening
+        self._beat = -1e9  # monotonic time our last heartbeat notification came back
         self._listening = False
+        self._expected_beat = ""  # the payload of the heartbeat in flight
 
     @property
     def live(self) -> bool:
@@ -92,6 +97,10 @@ class DeviceTokenCache:
         self.invalidate()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith(BEAT_PREFIX):  # a heartbeat: ours, or another process's
+            if payload == self._expected_beat:
+                self._beat = time.monotonic()
+            return
         self.invalidate(payload)
 
     async def run(self, dsn: str) -> None:
@@ -107,9 +116,15 @@ class DeviceTokenCache:
                 self.invalidate()  # whatever was revoked while not listening
                 self._listening = True
                 delay = 0.5
+                me = f"{BEAT_PREFIX}{uuid.uuid4().hex}:"
+                n = 0
                 while not lost.is_set():
-                    await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self.heartbeat_s)
-                    self._beat = time.monotonic()
+                    n += 1
+                    self._expected_beat = f"{me}{n}"
+                    await asyncio.wait_for(
+                        conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._expected_beat),
+                        timeout=self.heartbeat_s,
+                    )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), timeout=self.heartbeat_s)
             except asyncio.CancelledError:

@@ -24,6 +24,7 @@ from app.core.config import Environment, Settings
 from app.core.db import create_engine
 from app.core.security import hash_token
 from app.main import create_app
+from app.notifications.worker import listen_dsn
 from tests.conftest import migrated_database
 from tests.factories import create_organisation
 
@@ -166,3 +167,25 @@ async def test_without_a_healthy_listener_every_lookup_goes_to_the_database() ->
     cache._stop_listening()  # the connection lost: everything forgotten
     cache._beat = time.monotonic()
     assert cache.get("h") is None
+
+
+async def test_a_listener_whose_notifications_do_not_arrive_never_answers(url: str) -> None:
+    """As through a pooler that drops LISTEN: connected and answering queries, but deaf."""
+    engine = create_engine(_settings(url))
+    dsn = listen_dsn(engine)
+    await engine.dispose()
+    working, deaf = DeviceTokenCache(heartbeat_s=0.2), DeviceTokenCache(heartbeat_s=0.2)
+    deaf._on_notify = lambda *_args: None  # type: ignore[method-assign]
+    tasks = [asyncio.create_task(c.run(dsn)) for c in (working, deaf)]
+    try:
+        await _until(lambda: working.live, 5)
+        await asyncio.sleep(1.0)  # five heartbeats
+        assert working.live
+        assert deaf._listening  # its connection is up ...
+        assert not deaf.live  # ... but it never heard its own heartbeat
+        deaf.put("h", (uuid.uuid4(), uuid.uuid4()), deaf.generation)
+        assert deaf.get("h") is None
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
