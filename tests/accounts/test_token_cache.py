@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.tokens import DeviceTokenCache
 from app.core.cluster import EmbeddedCluster
-from app.core.config import Environment, Settings
+from app.core.config import Settings
 from app.core.db import create_engine
 from app.core.security import hash_token
 from app.main import create_app
@@ -35,16 +35,10 @@ def url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
         yield u
 
 
-def _settings(url: str) -> Settings:
-    return Settings(
-        environment=Environment.test,
-        database_url=url,
-        log_json=False,
-        log_level="WARNING",
-        jwt_secret="test-secret-" + "x" * 32,
-        run_worker_in_process=False,
-        rate_limit_enabled=False,
-    )
+@pytest.fixture
+def replica_settings(settings: Settings, url: str) -> Settings:
+    """The suite's settings, on this module's database."""
+    return settings.model_copy(update={"database_url": url, "rate_limit_enabled": False})
 
 
 async def _until(check: object, seconds: float) -> float:
@@ -57,8 +51,10 @@ async def _until(check: object, seconds: float) -> float:
 
 
 @pytest.fixture
-async def replicas(url: str) -> AsyncIterator[list[tuple[FastAPI, httpx.AsyncClient]]]:
-    engine = create_engine(_settings(url))
+async def replicas(
+    replica_settings: Settings,
+) -> AsyncIterator[list[tuple[FastAPI, httpx.AsyncClient]]]:
+    engine = create_engine(replica_settings)
     async with AsyncSession(engine) as s:
         await create_organisation(s, "token-town")
         await s.commit()
@@ -66,7 +62,7 @@ async def replicas(url: str) -> AsyncIterator[list[tuple[FastAPI, httpx.AsyncCli
     async with AsyncExitStack() as stack:
         out = []
         for _ in range(2):
-            app = create_app(_settings(url))
+            app = create_app(replica_settings)
             await stack.enter_async_context(app.router.lifespan_context(app))
             client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
             await stack.enter_async_context(client)
@@ -74,7 +70,7 @@ async def replicas(url: str) -> AsyncIterator[list[tuple[FastAPI, httpx.AsyncCli
         for app, _ in out:
             await _until(lambda app=app: app.state.device_tokens.live, 5)
         yield out
-    engine = create_engine(_settings(url))
+    engine = create_engine(replica_settings)
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM organisations WHERE slug = 'token-town'"))
     await engine.dispose()
@@ -169,20 +165,23 @@ async def test_without_a_healthy_listener_every_lookup_goes_to_the_database() ->
     assert cache.get("h") is None
 
 
-async def test_a_listener_whose_notifications_do_not_arrive_never_answers(url: str) -> None:
+async def test_a_listener_whose_notifications_do_not_arrive_never_answers(
+    replica_settings: Settings,
+) -> None:
     """As through a pooler that drops LISTEN: connected and answering queries, but deaf."""
-    engine = create_engine(_settings(url))
+    engine = create_engine(replica_settings)
     dsn = listen_dsn(engine)
     await engine.dispose()
-    working, deaf = DeviceTokenCache(heartbeat_s=0.2), DeviceTokenCache(heartbeat_s=0.2)
+    working, deaf = DeviceTokenCache(heartbeat_s=0.3), DeviceTokenCache(heartbeat_s=0.3)
     deaf._on_notify = lambda *_args: None  # type: ignore[method-assign]
     tasks = [asyncio.create_task(c.run(dsn)) for c in (working, deaf)]
     try:
         await _until(lambda: working.live, 5)
-        await asyncio.sleep(1.0)  # five heartbeats
-        assert working.live
-        assert deaf._listening  # its connection is up ...
-        assert not deaf.live  # ... but it never heard its own heartbeat
+        await _until(lambda: deaf._listening, 5)  # its connection is up ...
+        for _ in range(30):  # ... but over five heartbeats it never hears its own
+            assert not deaf.live
+            await asyncio.sleep(0.05)
+        await _until(lambda: working.live, 5)  # while the working one kept hearing its own
         deaf.put("h", (uuid.uuid4(), uuid.uuid4()), deaf.generation)
         assert deaf.get("h") is None
     finally:
