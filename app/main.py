@@ -19,6 +19,7 @@ from app.core import database_url
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
+from app.core.listen import listen_dsn
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.core.openapi import install_openapi
@@ -26,7 +27,7 @@ from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.geofences.router import router as geofences_router
 from app.notifications.router import router as notifications_router
-from app.notifications.worker import InProcessWorker, listen_dsn
+from app.notifications.worker import InProcessWorker
 from app.offers.router import router as offers_router
 from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router

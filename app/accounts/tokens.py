@@ -23,15 +23,13 @@ database answer is only kept when no notification arrived while it was being loo
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
 import uuid
 from collections import OrderedDict
 
 import asyncpg
 
-logger = logging.getLogger("hereabouts.tokens")
+from app.core.listen import listen_forever
 
 CHANNEL = "hereabouts_device_tokens"
 BEAT_PREFIX = "beat:"  # token hashes are hex, never this
@@ -90,7 +88,11 @@ class DeviceTokenCache:
     def invalidate_device(self, device_id: uuid.UUID) -> None:
         """Forget a device's token now, in this process (the erasure's request; the others are
         told by the notification its commit sends)."""
-        self.invalidate(self._by_device.get(device_id) or "-")
+        token_hash = self._by_device.get(device_id)
+        if token_hash is None:
+            self._generation += 1  # not cached: still, a lookup in flight must not keep it
+        else:
+            self.invalidate(token_hash)
 
     def _stop_listening(self) -> None:
         self._listening = False
@@ -105,36 +107,25 @@ class DeviceTokenCache:
 
     async def run(self, dsn: str) -> None:
         """Listen (reconnecting with backoff) until cancelled. The cache answers meanwhile."""
-        delay = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(dsn, timeout=5)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(CHANNEL, self._on_notify)
-                self.invalidate()  # whatever was revoked while not listening
-                self._listening = True
-                delay = 0.5
-                me = f"{BEAT_PREFIX}{uuid.uuid4().hex}:"
-                n = 0
-                while not lost.is_set():
-                    n += 1
-                    self._expected_beat = f"{me}{n}"
-                    await asyncio.wait_for(
-                        conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._expected_beat),
-                        timeout=self.heartbeat_s,
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), timeout=self.heartbeat_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure: stop answering, reconnect
-                logger.warning("device token LISTEN connection lost (%s); using the database", exc)
-            finally:
-                self._stop_listening()
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=2)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        await listen_forever(
+            lambda: dsn,
+            CHANNEL,
+            self._on_notify,
+            heartbeat=self._heartbeat,
+            every_s=self.heartbeat_s,
+            on_up=self._start_listening,
+            on_down=self._stop_listening,
+            name="device tokens",
+        )
+
+    def _start_listening(self, _conn: object) -> None:
+        self.invalidate()  # whatever was revoked while not listening
+        self._listening = True
+
+    async def _heartbeat(self, conn: asyncpg.Connection) -> None:
+        """Send ourselves the next heartbeat; `_on_notify` marks it heard when it comes back."""
+        self._expected_beat = f"{BEAT_PREFIX}{uuid.uuid4().hex}"
+        await asyncio.wait_for(
+            conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._expected_beat),
+            timeout=self.heartbeat_s,
+        )

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.db import create_sessionmaker
+from app.core.listen import listen_dsn, listen_forever
 from app.notifications import repository as repo
 from app.notifications.metrics import PUSH_IN_FLIGHT, PUSH_LATENCY, PUSH_OUTCOMES, PUSH_QUEUED
 from app.notifications.models import DeliveryStatus, OutboxStatus
@@ -55,11 +56,6 @@ class WorkerStats:
     sent: int = 0
     recorded: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
-
-
-def listen_dsn(engine: AsyncEngine) -> str:
-    """A plain asyncpg DSN for the LISTEN connection (outside the SQLAlchemy pool)."""
-    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class DeliveryWorker:
@@ -125,33 +121,28 @@ class DeliveryWorker:
     # --- LISTEN/NOTIFY ---------------------------------------------------------------------
 
     async def _listener(self) -> None:
-        delay = 0.5
-        while not self._stopping.is_set():
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self.listen_dsn, timeout=5)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(repo.NOTIFY_CHANNEL, self._on_notify)
-                self._listen_conn = conn
-                self._wake.set()  # catch up on anything committed while not listening
-                delay = 0.5
-                while not lost.is_set() and not conn.is_closed():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), timeout=10)
-                    if not lost.is_set():
-                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reconnect on any failure; polling covers
-                logger.warning("%s: LISTEN connection lost (%s); polling", self.name, exc)
-            finally:
-                self._listen_conn = None
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=2)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        # polling covers whatever is committed while this is down
+        await listen_forever(
+            lambda: self.listen_dsn,
+            repo.NOTIFY_CHANNEL,
+            self._on_notify,
+            heartbeat=self._heartbeat,
+            every_s=10.0,
+            on_up=self._listening,
+            on_down=self._not_listening,
+            name=self.name,
+        )
+
+    def _listening(self, conn: asyncpg.Connection) -> None:
+        self._listen_conn = conn
+        self._wake.set()  # catch up on anything committed while not listening
+
+    def _not_listening(self) -> None:
+        self._listen_conn = None
+
+    @staticmethod
+    async def _heartbeat(conn: asyncpg.Connection) -> None:
+        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)
 
     def _on_notify(self, *_args: object) -> None:
         self._maybe_more = True

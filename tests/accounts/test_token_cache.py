@@ -22,9 +22,9 @@ from app.accounts.tokens import DeviceTokenCache
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.core.db import create_engine
+from app.core.listen import listen_dsn
 from app.core.security import hash_token
 from app.main import create_app
-from app.notifications.worker import listen_dsn
 from tests.conftest import migrated_database
 from tests.factories import create_organisation
 
@@ -137,6 +137,23 @@ async def test_an_organisation_removed_revokes_its_devices_tokens(
     await engine.dispose()
     await _until(lambda: app_a.state.device_tokens.get(hash_token(token)) is None, 1.0)
     assert (await a.get("/v1/me/background-location", headers=auth)).status_code == 401
+
+
+async def test_truncating_devices_forgets_every_token(
+    replicas: list[tuple[FastAPI, httpx.AsyncClient]],
+) -> None:
+    (app_a, a), _ = replicas
+    cache: DeviceTokenCache = app_a.state.device_tokens
+    tokens = [await _device(a) for _ in range(3)]
+    for token in tokens:
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await a.get("/v1/me/background-location", headers=headers)).status_code == 200
+    assert all(cache.get(hash_token(t)) is not None for t in tokens)
+    engine = create_engine(app_a.state.settings)
+    async with engine.begin() as conn:  # statement-level: no row trigger fires
+        await conn.execute(text("TRUNCATE devices CASCADE"))
+    await engine.dispose()
+    await _until(lambda: all(cache.get(hash_token(t)) is None for t in tokens), 1.0)
 
 
 async def test_a_lookup_racing_a_revocation_does_not_put_the_old_answer_back() -> None:
