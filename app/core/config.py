@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     presence_exit_margin_m: float = 25.0
     presence_enter_max_accuracy_m: float = 100.0
     presence_pass_through_max_gap_s: float = 120.0
+    # a crossing between two fixes faster than this is a glitch, not a pass-through
+    presence_pass_through_max_speed_mps: float = Field(default=35.0, gt=0)
+    # how much evidence (a log-likelihood ratio, docs/presence.md) an enter needs: higher is
+    # surer and later, lower is sooner with more enters from people passing by
+    presence_enter_evidence: float = Field(default=4.0, ge=2.5, le=20.0)
     events_stream_poll_s: float = 1.0
 
     # web push

@@ -1,8 +1,22 @@
 """The transition engine: pure functions, no SQL, no I/O (docs/presence.md explains every rule).
 
-`classify` checks one batch's values and decides each fix's quality (including implausible jumps);
-`evaluate` walks a subject's fixes in `recorded_at` order against its presence and the places
-each fix was resolved to (by the set-based SQL in repository.py) and returns the transitions.
+`mark_late_and_jumps` decides each fix's quality (late fixes, implausible jumps); `evaluate`
+walks a subject's fixes in `recorded_at` order against its presence and the places each fix was
+resolved to (by the set-based SQL in repository.py) and returns the transitions.
+
+Confidence rules (measured against ground truth by `bench/quality`, docs/presence.md):
+- enter: each fix gives evidence, the log-likelihood ratio of "inside by 5 m" against "outside
+  by 5 m" for its signed distance and accuracy (linear in its depth, capped per fix); the
+  evidence adds up over consecutive fixes (a CUSUM that never goes below 0) and the place is
+  entered when it reaches `enter_evidence` from at least `enter_min_fixes` fixes. One fix never
+  enters; fixes only a little inside, or inaccurate ones, need more of them, and so does a
+  small place (its fixes read shallow).
+- exit: two fixes in a row out of the place: both beyond the exit margin, max(exit margin,
+  accuracy), or the first beyond 3/4 of it and the second beyond 1.5 margins.
+- passed_through: only at a speed plausible for the crossing, only when the straight line
+  between the fixes runs at least `pass_through_min_depth_m` deep inside the place, and (when
+  the phone reports its speed) only when the line is about as fast as the phone went: after a
+  turn between the fixes the line is a shortcut the person never took.
 """
 
 from __future__ import annotations
@@ -32,6 +46,24 @@ class Params:
     exit_margin_m: float = 25.0
     enter_max_accuracy_m: float = 100.0
     pass_through_max_gap_s: float = 120.0
+    pass_through_max_speed_mps: float = 35.0
+    # the middle of the straight line's part inside must lie this deep (not a corner cut)
+    pass_through_min_depth_m: float = 10.0
+    # the line is the path only if its speed agrees with the speed the phone reported at the
+    # second fix, within this share either way (a turn between the fixes makes it slower; a
+    # phone that had stopped did not cross anything at speed)
+    pass_through_min_speed_share: float = 0.8
+    enter_evidence: float = 4.0  # log-likelihood ratio that must add up before an enter
+    evidence_cap: float = 2.5  # most one fix may add (or take away)
+    enter_min_fixes: int = 2
+    min_accuracy_m: float = 5.0  # below this, accuracy figures are not believed
+    evidence_delta_m: float = 5.0  # the inside and outside positions the evidence weighs
+    stay_radius_m: float = 25.0  # a fix within max(this, 2 x accuracy) of a stay's mean joins it
+    stay_min_s: float = 120.0  # a stay this long may enter on its mean position
+    stay_first_anchor: int = 10  # fixes in a stay when its mean is first measured
+    stay_drift_m: float = 2.5  # errors fixes share (multipath), over stay_drift_tau_s
+    stay_drift_tau_s: float = 60.0
+    stay_floor_m: float = 1.5  # what a stay's mean never gets below (a biased signal)
 
 
 @dataclass
@@ -58,6 +90,13 @@ class Fix:
         return max(params.exit_margin_m, self.accuracy_m or 0.0)
 
 
+def window_m(fix: Fix, params: Params) -> float:
+    """How far beyond a place's trigger distance a fix is measured against it: twice its exit
+    margin. Every rule decides the same way for a place farther than that (no candidate) as
+    for one measured there, so a batch is judged as if its fixes came one by one."""
+    return 2.0 * fix.margin(params)
+
+
 # Immutable values made per fix or per (fix, place) pair: named tuples, which cost a fraction
 # of a frozen dataclass to create (that sets each field through object.__setattr__).
 class LastFix(NamedTuple):
@@ -65,6 +104,136 @@ class LastFix(NamedTuple):
     lon: float
     lat: float
     accuracy_m: float
+
+
+class Stay(NamedTuple):
+    """Where the subject has stayed put since `since`: the weighted mean of its fixes.
+
+    Positions are metres east/north of the stay's first fix (lon0, lat0). The mean is measured
+    against the places (the anchor) when the stay reaches 10, 20, 40, ... fixes, so where it is
+    measured does not depend on how the fixes were batched; `out` counts fixes in a row away
+    from it (two end the stay; one is an outlier, left out).
+    """
+
+    since: datetime
+    lon0: float
+    lat0: float
+    n: int
+    sum_w: float  # sum of the fixes' weights, 1 / sigma^2
+    sum_x: float  # weighted sums of their positions and squared distances from the first fix
+    sum_y: float
+    sum_r2: float
+    out: int = 0
+    # the sums at the last milestone: each mean measured is of the fixes since the one before
+    # (the first few of a stay are often still the walk in)
+    base: tuple[int, float, float, float, float] = (0, 0.0, 0.0, 0.0, 0.0)
+    anchor_lon: float | None = None
+    anchor_lat: float | None = None
+    anchor_n: int = 0
+    anchor_sigma_m: float = 0.0
+
+    def xy(self, lon: float, lat: float) -> tuple[float, float]:
+        kx = M_PER_DEG * math.cos(math.radians(self.lat0))
+        return ((lon - self.lon0) * kx, (lat - self.lat0) * M_PER_DEG)
+
+    @property
+    def mean_xy(self) -> tuple[float, float]:
+        return (self.sum_x / self.sum_w, self.sum_y / self.sum_w)
+
+    def window(self) -> tuple[int, float, float, float, float]:
+        """(n, sum_w, sum_x, sum_y, sum_r2) of the fixes since the last milestone."""
+        n, w, x, y, r2 = self.base
+        return (self.n - n, self.sum_w - w, self.sum_x - x, self.sum_y - y, self.sum_r2 - r2)
+
+    def lonlat(self, mx: float, my: float) -> tuple[float, float]:
+        kx = M_PER_DEG * math.cos(math.radians(self.lat0))
+        return (round(self.lon0 + mx / kx, 6), round(self.lat0 + my / M_PER_DEG, 6))
+
+    @property
+    def anchor(self) -> tuple[float, float] | None:
+        if self.anchor_lon is None or self.anchor_lat is None:
+            return None
+        return (self.anchor_lon, self.anchor_lat)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._asdict(), "since": self.since.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Stay:
+        return cls(
+            **{**data, "since": datetime.fromisoformat(data["since"]), "base": tuple(data["base"])}
+        )
+
+
+M_PER_DEG = math.radians(EARTH_RADIUS_M)
+
+
+def _sigma(accuracy_m: float, params: Params) -> float:
+    return max(accuracy_m, params.min_accuracy_m) * SIGMA_PER_ACCURACY
+
+
+def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
+    """The stay after a triggering fix: joined, an outlier left out, or a new stay begun."""
+    assert fix.accuracy_m is not None
+    w = 1.0 / _sigma(fix.accuracy_m, params) ** 2
+    fresh = Stay(fix.recorded_at, fix.lon, fix.lat, 1, w, 0.0, 0.0, 0.0)
+    if stay is None:
+        return fresh
+    x, y = stay.xy(fix.lon, fix.lat)
+    mx, my = stay.mean_xy
+    radius = max(params.stay_radius_m, 2.0 * fix.accuracy_m)
+    if math.hypot(x - mx, y - my) > radius:
+        # away from the stay: once is an outlier, twice in a row a move
+        return fresh if stay.out >= 1 else stay._replace(out=stay.out + 1)
+    joined = stay._replace(
+        n=stay.n + 1,
+        sum_w=stay.sum_w + w,
+        sum_x=stay.sum_x + w * x,
+        sum_y=stay.sum_y + w * y,
+        sum_r2=stay.sum_r2 + w * (x * x + y * y),
+        out=0,
+    )
+    if joined.n >= params.stay_first_anchor and joined.n >= 2 * stay.anchor_n:
+        # a milestone (10, 20, 40, ... fixes): measure the mean of the fixes since the last one
+        # from here on, if they are spread as a phone's that stays put (about sqrt(2) sigma
+        # around it); a wider spread is someone moving slowly: start again from this fix
+        n, sw, sx, sy, sr2 = joined.window()
+        mx, my = sx / sw, sy / sw
+        spread = math.sqrt(max(0.0, sr2 / sw - mx * mx - my * my))
+        expected = math.sqrt(2.0 * n / sw)
+        if spread > 1.5 * expected + params.stay_drift_m:
+            return fresh
+        lon, lat = joined.lonlat(mx, my)
+        # the mean's uncertainty: the fixes' own (from their accuracy or, if wider, from how
+        # they spread), the drift they share (it averages out over its correlation time only),
+        # and what never averages out (a bias of the place's signal)
+        own = max(spread, expected) / math.sqrt(2.0 * n)
+        seconds = max(1.0, (fix.recorded_at - joined.since).total_seconds())
+        drift = params.stay_drift_m * math.sqrt(min(1.0, params.stay_drift_tau_s / seconds))
+        sigma = math.sqrt(own * own + drift * drift + params.stay_floor_m**2)
+        joined = joined._replace(
+            anchor_lon=lon,
+            anchor_lat=lat,
+            anchor_n=joined.n,
+            anchor_sigma_m=sigma,
+            base=(joined.n, joined.sum_w, joined.sum_x, joined.sum_y, joined.sum_r2),
+        )
+    return joined
+
+
+def stay_anchors(
+    fixes: list[Fix], stay: Stay | None, last: LastFix | None, params: Params
+) -> list[tuple[float, float]]:
+    """The stay means this batch will measure that the stored stay does not already have."""
+    out: list[tuple[float, float]] = []
+    known = stay.anchor if stay is not None else None
+    for fix in sorted(fixes, key=sort_key):
+        if not fix.triggers or (last is not None and fix.recorded_at < last.recorded_at):
+            continue
+        stay = next_stay(stay, fix, params)
+        if stay.anchor is not None and stay.anchor != known and stay.anchor not in out:
+            out.append(stay.anchor)
+    return out
 
 
 class Candidate(NamedTuple):
@@ -85,10 +254,20 @@ class Crossing(NamedTuple):
     from_distance_m: float
     to_distance_m: float
     active: bool
+    depth_m: float = math.inf  # how deep the middle of the part inside lies
 
 
 @dataclass
 class State:
+    """A subject's presence at one place, with what is pending (kept between batches).
+
+    `state` outside: a row only while enter evidence is pending. `evidence` is the enter
+    evidence when not inside, and while inside the last fix's distance out in its own exit
+    margins (while an exit is pending); `pending_fixes` the fixes behind the pending enter
+    (not inside) or the consecutive fixes beyond the exit margin (inside), the first of them at
+    `pending_since`.
+    """
+
     geofence_id: uuid.UUID
     state: PresenceState
     since: datetime
@@ -96,6 +275,9 @@ class State:
     dwell_emitted: bool
     trigger_distance_m: float
     dwell_s: int
+    evidence: float = 0.0
+    pending_fixes: int = 0
+    pending_since: datetime | None = None
 
 
 @dataclass
@@ -114,6 +296,7 @@ class Outcome:
     changed: set[uuid.UUID] = field(default_factory=set)  # upsert these
     removed: set[uuid.UUID] = field(default_factory=set)  # delete these (now outside)
     last_fix: LastFix | None = None
+    stay: Stay | None = None
 
 
 def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -215,6 +398,31 @@ def _explain_if(
     return _explain(fix, c, margin, reason, **extra) if explain else {}
 
 
+SIGMA_PER_ACCURACY = 1 / 1.51  # a 2-D Gaussian's 68 % radius (phones' accuracy) is 1.51 sigma
+
+
+def inside_probability(signed_m: float, accuracy_m: float, params: Params) -> float:
+    """P(truly inside) for a fix `signed_m` from the boundary: the accuracy circle as a 2-D
+    Gaussian, the boundary near the fix as a straight line."""
+    sigma = _sigma(accuracy_m, params)
+    return 0.5 * math.erfc(signed_m / (sigma * math.sqrt(2.0)))
+
+
+def stay_gain(signed_m: float, sigma_m: float, params: Params) -> float:
+    """`evidence_gain` for a stay's mean position, of uncertainty `sigma_m` (not capped)."""
+    return 2.0 * params.evidence_delta_m * -signed_m / (sigma_m * sigma_m)
+
+
+def evidence_gain(signed_m: float, accuracy_m: float, params: Params) -> float:
+    """Log-likelihood ratio of one fix for "inside by `evidence_delta_m`" against "outside by as
+    much", the fix's error a Gaussian of the accuracy's sigma: linear in the fix's depth, so
+    the sum over fixes weighs their mean position; capped so one fix (an outlier) never decides.
+    """
+    sigma = _sigma(accuracy_m, params)
+    gain = 2.0 * params.evidence_delta_m * -signed_m / (sigma * sigma)
+    return max(-params.evidence_cap, min(params.evidence_cap, gain))
+
+
 def _step(
     fix: Fix,
     gid: uuid.UUID,
@@ -223,8 +431,16 @@ def _step(
     params: Params,
     *,
     explain: bool = True,
+    stay: Stay | None = None,
+    anchor: Candidate | None = None,
+    suspect: bool = False,
 ) -> tuple[list[Transition], State | None]:
-    """One fix against one place: the transitions and the new state (None = outside).
+    """One fix against one place: the transitions and the new state (None = no row).
+
+    `stay` and `anchor`: the subject's stay, long enough to count, and its mean's distance to
+    this place (an enter on the mean of a stay's fixes). `suspect`: the fix is farther from
+    the previous one than anyone crosses a town in the time (a hop): it neither adds to nor
+    takes from the evidence for an enter.
 
     `explain=False` leaves the transitions' explanations empty (only their types are needed).
     """
@@ -237,28 +453,6 @@ def _step(
     trigger = c.trigger_distance_m if c is not None else (st.trigger_distance_m if st else 0.0)
     dwell_s = c.dwell_s if c is not None else (st.dwell_s if st else 0)
     active = c.active if c is not None else False
-    inside = s <= 0
-    confident = inside and acc <= params.enter_max_accuracy_m
-
-    def enter() -> State:
-        out.append(
-            Transition(
-                EventType.enter,
-                gid,
-                fix,
-                _explain_if(
-                    explain,
-                    fix,
-                    c,
-                    margin,
-                    "fix inside the place with enough accuracy",
-                    enter_max_accuracy_m=params.enter_max_accuracy_m,
-                ),
-            )
-        )
-        new = State(gid, PresenceState.inside, t, t, False, trigger, dwell_s)
-        dwell(new)
-        return new
 
     def dwell(state: State) -> None:
         stayed = (t - state.since).total_seconds()
@@ -275,6 +469,7 @@ def _step(
                         c,
                         margin,
                         "stayed inside for the place's dwell time",
+                        rule="dwell_time",
                         inside_since=state.since.isoformat(),
                         stayed_s=stayed,
                         dwell_s=state.dwell_s,
@@ -284,10 +479,124 @@ def _step(
 
     if cur is PresenceState.inside:
         assert st is not None
-        if s >= margin:
+        if s >= margin / 2:
+            # out by half the margin or more: an exit needs this fix and the one before it out
+            # (one outlier never exits): both beyond the margin, or the earlier one beyond
+            # three quarters of it and this one beyond one and a half margins (walking away)
+            # the fix before, out by this many of its own exit margins
+            prev_out = st.evidence if st.pending_fixes else None
+            first = st.pending_since or t
+            if (
+                prev_out is not None
+                and s >= margin
+                and (prev_out >= 1.0 or (s >= 1.5 * margin and prev_out >= 0.75))
+            ):
+                out.append(
+                    Transition(
+                        EventType.exit,
+                        gid,
+                        fix,
+                        _explain_if(
+                            explain,
+                            fix,
+                            c,
+                            margin,
+                            "two fixes in a row out of the place beyond the exit margin",
+                            rule="exit_confirmed",
+                            previous_fix_out_margins=round(prev_out, 2),
+                            first_out_at=first.isoformat(),
+                            inside_since=st.since.isoformat(),
+                            beyond_m=trigger + 2 * margin,
+                        ),
+                    )
+                )
+                if s <= trigger + margin:
+                    return out, State(gid, PresenceState.nearby, t, t, False, trigger, dwell_s)
+                return out, None
+            # maybe an outlier: the next fix decides (no dwell on the way out)
+            return out, replace(
+                st,
+                last_fix_at=t,
+                trigger_distance_m=trigger,
+                dwell_s=dwell_s,
+                evidence=min(s / margin, 2.0),  # farther is all the same to the rules
+                pending_fixes=1,
+                pending_since=first,
+            )
+        new = replace(
+            st,
+            last_fix_at=t,
+            trigger_distance_m=trigger,
+            dwell_s=dwell_s,
+            evidence=0.0,
+            pending_fixes=0,
+            pending_since=None,
+        )
+        if active:
+            dwell(new)
+        return out, new
+
+    # outside or nearby: gather the evidence for an enter
+    evidence = st.evidence if st is not None else 0.0
+    count = st.pending_fixes if st is not None else 0
+    first_at = st.pending_since if st is not None else None
+    if active or (anchor is not None and anchor.active):
+        if c is None or s > trigger + 2 * margin:
+            gain = -params.evidence_cap  # beyond the window (`window_m`): not there
+        else:
+            gain = evidence_gain(s, acc, params)
+        if acc > params.enter_max_accuracy_m or not active:
+            gain = min(gain, 0.0)  # too inaccurate to count towards an enter
+        if suspect:
+            gain = 0.0
+        if gain > 0:
+            if evidence <= 0:
+                count, first_at = 0, t
+            evidence += gain
+            count += 1
+        else:
+            evidence = max(0.0, evidence + gain)
+            if evidence == 0.0:
+                count, first_at = 0, None
+        why: str | None = None
+        detail: dict[str, Any] = {}
+        since = first_at
+        if active and evidence >= params.enter_evidence and count >= params.enter_min_fixes:
+            why = f"inside with confidence: evidence from {count} fixes reached the threshold"
+            detail = {
+                "rule": "enter_confirmed",
+                "p_inside": round(inside_probability(s, acc, params), 3),
+                "evidence": round(evidence, 2),
+                "fixes": count,
+                "first_fix_at": first_at.isoformat() if first_at else None,
+            }
+        elif (
+            stay is not None
+            and anchor is not None
+            and anchor.active
+            and anchor.signed_m < 0
+            and s < margin / 2  # not a fix on its way out
+        ):
+            gain_stay = stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
+            if gain_stay >= params.enter_evidence:
+                why = (
+                    f"stayed {round((t - stay.since).total_seconds())} s; the mean of"
+                    f" {stay.anchor_n} fixes is inside"
+                )
+                since = stay.since
+                detail = {
+                    "rule": "stayed_inside",
+                    "stay_since": stay.since.isoformat(),
+                    "stay_fixes": stay.anchor_n,
+                    "stay_depth_m": round(-anchor.signed_m, 1),
+                    "stay_sigma_m": round(stay.anchor_sigma_m, 1),
+                    "evidence": round(gain_stay, 2),
+                }
+        if why is not None:
+            assert since is not None
             out.append(
                 Transition(
-                    EventType.exit,
+                    EventType.enter,
                     gid,
                     fix,
                     _explain_if(
@@ -295,41 +604,77 @@ def _step(
                         fix,
                         c,
                         margin,
-                        "fix beyond the boundary by more than the exit margin",
-                        inside_since=st.since.isoformat(),
-                        beyond_m=trigger + margin,
+                        why,
+                        **detail,
+                        enter_evidence=params.enter_evidence,
+                        enter_max_accuracy_m=params.enter_max_accuracy_m,
                     ),
                 )
             )
-            if s <= trigger + margin:
-                return out, State(gid, PresenceState.nearby, t, t, False, trigger, dwell_s)
-            return out, None
-        new = replace(st, last_fix_at=t, trigger_distance_m=trigger, dwell_s=dwell_s)
-        if active:
+            # the visit started with the first fix that pointed inside (or the stay's first)
+            new = State(gid, PresenceState.inside, since, t, False, trigger, dwell_s)
             dwell(new)
-        return out, new
+            return out, new
+    else:
+        evidence, count, first_at = 0.0, 0, None
     if cur is PresenceState.nearby:
         assert st is not None
-        if confident and active:
-            return out, enter()
         if s > trigger + margin:
+            if evidence > 0:
+                return out, State(
+                    gid,
+                    PresenceState.outside,
+                    t,
+                    t,
+                    False,
+                    trigger,
+                    dwell_s,
+                    evidence,
+                    count,
+                    first_at,
+                )
             return out, None
-        return out, replace(st, last_fix_at=t, trigger_distance_m=trigger, dwell_s=dwell_s)
+        return out, replace(
+            st,
+            last_fix_at=t,
+            trigger_distance_m=trigger,
+            dwell_s=dwell_s,
+            evidence=evidence,
+            pending_fixes=count,
+            pending_since=first_at,
+        )
     # outside
-    if not active:
-        return out, None
-    if confident:
-        return out, enter()
-    if s <= trigger:
+    if active and s <= trigger:
         why = (
-            "fix inside the place but too inaccurate to enter; within the trigger distance"
-            if inside
+            "fix inside the place, not yet confident; within the trigger distance"
+            if s <= 0
             else "fix within the place's trigger distance"
         )
         out.append(
-            Transition(EventType.nearby, gid, fix, _explain_if(explain, fix, c, margin, why))
+            Transition(
+                EventType.nearby,
+                gid,
+                fix,
+                _explain_if(explain, fix, c, margin, why, rule="within_trigger_distance"),
+            )
         )
-        return out, State(gid, PresenceState.nearby, t, t, False, trigger, dwell_s)
+        return out, State(
+            gid, PresenceState.nearby, t, t, False, trigger, dwell_s, evidence, count, first_at
+        )
+    if evidence > 0:
+        since = st.since if st is not None else t
+        return out, State(
+            gid,
+            PresenceState.outside,
+            since,
+            t,
+            False,
+            trigger,
+            dwell_s,
+            evidence,
+            count,
+            first_at,
+        )
     return out, None
 
 
@@ -346,14 +691,20 @@ def evaluate(
     states: dict[uuid.UUID, State],
     last: LastFix | None,
     params: Params,
+    stay: Stay | None = None,
+    anchors: dict[tuple[float, float], list[Candidate]] | None = None,
 ) -> Outcome:
     """Walk the fixes in fix-time order; only triggering fixes change presence.
+
+    `stay`: the subject's stay before the batch; `anchors`: the places near each stay mean
+    (`stay_anchors`), the stored stay's included.
 
     A non-triggering fix (late, implausible jump) that *would* have caused a transition
     against the current presence is reported as a suppressed candidate, at most once per
     (place, type, reason) per batch.
     """
-    outcome = Outcome(states=dict(states), last_fix=last)
+    outcome = Outcome(states=dict(states), last_fix=last, stay=stay)
+    anchors = anchors or {}
     seen_suppressed: set[tuple[uuid.UUID, EventType, str]] = set()
     for fix in sorted(fixes, key=sort_key):
         if fix.quality in (PingQuality.unusable_accuracy, PingQuality.low_accuracy):
@@ -386,11 +737,23 @@ def evaluate(
             prev = outcome.last_fix
             assert prev is not None
             assert fix.accuracy_m is not None
+            seconds = (fix.recorded_at - prev.recorded_at).total_seconds()
+            speed = haversine_m(prev.lon, prev.lat, fix.lon, fix.lat) / seconds
             if (
                 cr.active
                 and (st is None or st.state is not PresenceState.inside)
                 and cr.from_distance_m > prev.accuracy_m
                 and cr.to_distance_m > fix.accuracy_m
+                # a 600 m hop in 10 s is a glitch, not someone crossing the park
+                and speed <= params.pass_through_max_speed_mps
+                # a turn between the fixes makes the line cut a corner: a shallow crossing
+                and cr.depth_m >= params.pass_through_min_depth_m
+                and (
+                    fix.speed_mps is None
+                    or params.pass_through_min_speed_share * fix.speed_mps
+                    <= speed
+                    <= fix.speed_mps / params.pass_through_min_speed_share + 2.0
+                )
             ):
                 outcome.transitions.append(
                     Transition(
@@ -404,17 +767,50 @@ def evaluate(
                             "from_accuracy_m": prev.accuracy_m,
                             "to_distance_m": round(cr.to_distance_m, 1),
                             "accuracy_m": fix.accuracy_m,
-                            "seconds_between": (fix.recorded_at - prev.recorded_at).total_seconds(),
+                            "seconds_between": seconds,
                             "max_gap_s": params.pass_through_max_gap_s,
+                            "speed_mps": round(speed, 1),
+                            "depth_m": round(cr.depth_m, 1),
+                            "reported_speed_mps": fix.speed_mps,
+                            "min_depth_m": params.pass_through_min_depth_m,
+                            "max_speed_mps": params.pass_through_max_speed_mps,
+                            "rule": "crossing_at_plausible_speed",
                             "fix_id": fix.client_id,
                             "recorded_at": fix.recorded_at.isoformat(),
                         },
                     )
                 )
+        prev_fix = outcome.last_fix
+        suspect = False
+        if prev_fix is not None:
+            # the jump check's implied speed (after both accuracies), against the crossing limit
+            slack = haversine_m(prev_fix.lon, prev_fix.lat, fix.lon, fix.lat)
+            slack -= prev_fix.accuracy_m + (fix.accuracy_m or 0.0)
+            seconds = (fix.recorded_at - prev_fix.recorded_at).total_seconds()
+            suspect = slack > 0 and (
+                seconds <= 0 or slack / seconds > params.pass_through_max_speed_mps
+            )
+        outcome.stay = cur_stay = next_stay(outcome.stay, fix, params)
+        near_anchor: dict[uuid.UUID, Candidate] = {}
+        if (
+            cur_stay.anchor is not None
+            and (fix.recorded_at - cur_stay.since).total_seconds() >= params.stay_min_s
+        ):
+            near_anchor = {a.geofence_id: a for a in anchors.get(cur_stay.anchor, [])}
+            gids = sorted(set(gids) | set(near_anchor), key=str)
         produced: list[Transition] = []
         for gid in gids:
             before = outcome.states.get(gid)
-            trans, after = _step(fix, gid, cands.get(gid), before, params)
+            trans, after = _step(
+                fix,
+                gid,
+                cands.get(gid),
+                before,
+                params,
+                stay=cur_stay,
+                anchor=near_anchor.get(gid),
+                suspect=suspect,
+            )
             produced.extend(trans)
             if after is None:
                 if before is not None:

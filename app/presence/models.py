@@ -11,7 +11,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, String, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -157,11 +166,17 @@ class PresenceSubject(Base):
     last_lon: Mapped[float | None] = mapped_column(Float, default=None)
     last_lat: Mapped[float | None] = mapped_column(Float, default=None)
     last_accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
+    # where the subject has stayed put lately (app/presence/engine.py, `Stay`)
+    stay: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None)
     updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
 
 
 class Presence(Base):
-    """Where a subject is relative to one place. No row means `outside`."""
+    """Where a subject is relative to one place, and what is pending there.
+
+    No row means `outside`; a row with state `outside` means outside with an enter pending
+    (evidence gathered from fixes so far, never shown as presence). See app/presence/engine.py.
+    """
 
     __tablename__ = "presence"
     __table_args__ = (
@@ -181,6 +196,12 @@ class Presence(Base):
     since: Mapped[datetime]
     last_fix_at: Mapped[datetime]
     dwell_emitted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # not inside: the enter evidence so far; inside, while an exit is pending: the last fix's
+    # distance out, in its own exit margins
+    evidence: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    # the fixes behind the pending enter, or 1 while an exit waits for its second fix
+    pending_fixes: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    pending_since: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
 
 

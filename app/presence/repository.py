@@ -18,7 +18,7 @@ from sqlalchemy import Row, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import driver_connection
-from app.presence.engine import Candidate, Crossing, LastFix, State
+from app.presence.engine import Candidate, Crossing, LastFix, State, Stay
 from app.presence.models import PresenceEvent, PresenceState
 
 PARTITION_NAME = re.compile(r"^pings_p(\d{8})$")
@@ -127,7 +127,35 @@ class PingRows:
 # (1-based), so one statement serves any number of subjects.
 
 READ_SQL = "SELECT * FROM hereabouts_ping_read(" + ", ".join(f"${i}" for i in range(1, 14)) + ")"
-WRITE_SQL = "SELECT hereabouts_ping_write(" + ", ".join(f"${i}" for i in range(1, 38)) + ")"
+WRITE_SQL = "SELECT hereabouts_ping_write(" + ", ".join(f"${i}" for i in range(1, 42)) + ")"
+
+# Only when a batch reaches a new stay milestone (app/presence/engine.py, `stay_anchors`): the
+# places within their trigger distance of the stays' means (the ping read measures the stored
+# one). Geography distances, signed like the read's candidates.
+POINTS_SQL = """
+WITH u AS (
+    SELECT u.k, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326)::geography AS pt
+    FROM unnest($2::int[], $3::float8[], $4::float8[]) AS u(k, lon, lat)
+), reach AS (
+    SELECT COALESCE((
+        SELECT g.trigger_distance_m FROM geofences g
+        WHERE g.organisation_id = $1 AND g.deleted_at IS NULL
+        ORDER BY g.trigger_distance_m DESC LIMIT 1), 0) AS max_trigger
+), near AS (
+    SELECT u.k, u.pt, g.id, g.geom, g.trigger_distance_m, g.dwell_s,
+           (g.active_from IS NULL OR g.active_from <= $5)
+             AND (g.active_until IS NULL OR g.active_until > $5) AS active,
+           ST_Distance(g.geog, u.pt, false) AS d
+    FROM u CROSS JOIN reach
+    JOIN geofences g ON g.organisation_id = $1 AND g.deleted_at IS NULL
+     AND ST_DWithin(g.geog, u.pt, reach.max_trigger, false)
+)
+SELECT n.k, n.id AS geofence_id,
+       CASE WHEN n.d > 0 THEN n.d
+            ELSE -ST_Distance(ST_Boundary(n.geom)::geography, n.pt, false) END AS signed_m,
+       n.trigger_distance_m, n.dwell_s, n.active
+FROM near n WHERE n.d <= n.trigger_distance_m
+"""
 
 # Only when a batch's segments are not the ones the read function assumed (a fix flagged as
 # an implausible jump sits between two good ones): the places crossed by the given segments.
@@ -142,6 +170,9 @@ WITH s AS (
 SELECT s.idx, g.id AS geofence_id,
        ST_Distance(g.geog, s.a::geography, false) AS from_m,
        ST_Distance(g.geog, s.b::geography, false) AS to_m,
+       ST_Distance(ST_Boundary(g.geom)::geography,
+                   ST_Centroid(ST_Intersection(g.geom, ST_MakeLine(s.a, s.b)))::geography,
+                   false) AS depth_m,
        (g.active_from IS NULL OR g.active_from <= s.at)
          AND (g.active_until IS NULL OR g.active_until > s.at) AS active
 FROM s JOIN geofences g
@@ -191,6 +222,8 @@ class BatchView:
     deleted: set[uuid.UUID] = field(default_factory=set)  # presence at places since deleted
     candidates: dict[int, list[Candidate]] = field(default_factory=dict)
     crossings: dict[int, list[Crossing]] = field(default_factory=dict)
+    stay: Stay | None = None  # where the subject has stayed put
+    anchor_candidates: list[Candidate] = field(default_factory=list)  # places near its mean
 
 
 def _subject_arrays(subjects: list[SubjectKey]) -> tuple[list[Any], list[str], list[Any]]:
@@ -237,23 +270,35 @@ async def read_batches(
     )
     views = [BatchView() for _ in batches]
     # by position (the function's columns: k, s, idx, geofence_id, a, b, trigger_distance_m,
-    # dwell_s, flag, state, since, last_fix_at, client_id): a 100-fix batch returns a few
-    # hundred rows, and a record's lookup by name costs more than the rest of the loop
-    for k, s, idx, gid, a, b, trigger, dwell_s, flag, state, since, last_at, cid in rows:
+    # dwell_s, flag, state, since, last_fix_at, client_id, pending_since, stay): a 100-fix
+    # batch returns a few hundred rows, and a record's lookup by name costs more than the rest
+    # of the loop
+    for k, s, idx, gid, a, b, trigger, dwell_s, flag, state, since, last_at, cid, pend, sty in rows:
         view = views[s - 1]
-        if k == "can":
+        if k == "can" and idx < 0:  # the stay's mean
+            view.anchor_candidates.append(Candidate(gid, a, trigger, dwell_s, flag))
+        elif k == "can":
             cands = view.candidates.get(idx)
             if cands is None:
                 cands = view.candidates[idx] = []
             cands.append(Candidate(gid, a, trigger, dwell_s, flag))
         elif k == "crs":
-            view.crossings.setdefault(idx, []).append(Crossing(idx, gid, a, b, flag))
+            view.crossings.setdefault(idx, []).append(Crossing(idx, gid, a, b, flag, trigger))
         elif k == "pre":
             if state is None:
                 view.deleted.add(gid)
             else:
                 view.states[gid] = State(
-                    gid, PresenceState(state), since, last_at, flag, trigger, dwell_s
+                    gid,
+                    PresenceState(state),
+                    since,
+                    last_at,
+                    flag,
+                    trigger,
+                    dwell_s,
+                    a,
+                    int(b),
+                    pend,
                 )
         elif k == "dup":
             view.duplicates.add(cid)
@@ -261,6 +306,8 @@ async def read_batches(
             view.background_location = bool(flag)
             if last_at is not None:
                 view.last = LastFix(last_at, a, b, trigger)
+            if sty is not None:
+                view.stay = Stay.from_json(json.loads(sty) if isinstance(sty, str) else sty)
     return views
 
 
@@ -277,7 +324,35 @@ async def resolve_crossings(
     conn = await driver_connection(session)
     for r in await conn.fetch(CROSSINGS_SQL, organisation_id, *cols):
         out.setdefault(r["idx"], []).append(
-            Crossing(r["idx"], r["geofence_id"], r["from_m"], r["to_m"], r["active"])
+            Crossing(r["idx"], r["geofence_id"], r["from_m"], r["to_m"], r["active"], r["depth_m"])
+        )
+    return out
+
+
+async def resolve_points(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    points: list[tuple[float, float]],
+    at: datetime,
+) -> dict[tuple[float, float], list[Candidate]]:
+    """Places within their trigger distance of each point (lon, lat), active at `at`."""
+    out: dict[tuple[float, float], list[Candidate]] = {p: [] for p in points}
+    if not points:
+        return out
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        POINTS_SQL,
+        organisation_id,
+        list(range(len(points))),
+        [p[0] for p in points],
+        [p[1] for p in points],
+        at,
+    )
+    for r in rows:
+        out[points[r["k"]]].append(
+            Candidate(
+                r["geofence_id"], r["signed_m"], r["trigger_distance_m"], r["dwell_s"], r["active"]
+            )
         )
     return out
 
@@ -292,6 +367,7 @@ class BatchWrite:
     upsert: list[State]
     last: LastFix | None  # the new last evaluated fix, when it changed
     events: list[dict[str, Any]]
+    stay: Stay | None = None  # the subject's stay after the batch (written with `last`)
 
 
 async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> None:
@@ -340,11 +416,19 @@ async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> Non
         [st.since for st in states],
         [st.last_fix_at for st in states],
         [st.dwell_emitted for st in states],
+        [st.evidence for st in states],
+        [st.pending_fixes for st in states],
+        [st.pending_since for st in states],
         last_s,
         [f.recorded_at for f in lasts],
         [f.lon for f in lasts],
         [f.lat for f in lasts],
         [f.accuracy_m for f in lasts],
+        [
+            json.dumps(b.stay.to_json()) if b.stay is not None else None
+            for b in batches
+            if b.last is not None
+        ],
         ev_s,
         [e["id"] for e in events],
         [e["geofence_id"] for e in events],
@@ -368,7 +452,7 @@ async def presence_of(session: AsyncSession, subject_id: uuid.UUID) -> list[Row[
             "SELECT p.geofence_id, g.name, g.category, p.state, p.since, p.last_fix_at,"
             " p.dwell_emitted "
             "FROM presence p JOIN geofences g ON g.id = p.geofence_id "
-            "WHERE p.subject_id = :s AND g.deleted_at IS NULL "
+            "WHERE p.subject_id = :s AND g.deleted_at IS NULL AND p.state <> 'outside' "
             "ORDER BY p.since DESC, p.geofence_id"
         ),
         {"s": subject_id},

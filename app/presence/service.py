@@ -146,6 +146,8 @@ def params_from(settings: Settings) -> Params:
         exit_margin_m=settings.presence_exit_margin_m,
         enter_max_accuracy_m=settings.presence_enter_max_accuracy_m,
         pass_through_max_gap_s=settings.presence_pass_through_max_gap_s,
+        pass_through_max_speed_mps=settings.presence_pass_through_max_speed_mps,
+        enter_evidence=settings.presence_enter_evidence,
     )
 
 
@@ -226,7 +228,7 @@ def _resolvable(fixes: list[Fix], params: Params) -> repository.FixColumns:
         idx=[f.idx for f in ok],
         lon=[f.lon for f in ok],
         lat=[f.lat for f in ok],
-        margin=[f.margin(params) for f in ok],
+        margin=[engine.window_m(f, params) for f in ok],
         at=[f.recorded_at for f in ok],
     )
 
@@ -433,7 +435,19 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
         for f in fixes
         if not f.triggers
     ]
-    outcome = engine.evaluate(fixes, view.candidates, view.crossings, view.states, last, params)
+    # the stay's means: the stored one (the read measured it) and any milestone this batch
+    # reaches (once per milestone of a stay: 10, 20, 40, ... fixes)
+    anchors: dict[tuple[float, float], list[engine.Candidate]] = {}
+    if view.stay is not None and view.stay.anchor is not None:
+        anchors[view.stay.anchor] = view.anchor_candidates
+    new_points = engine.stay_anchors(fixes, view.stay, last, params)
+    if new_points:
+        anchors.update(
+            await repository.resolve_points(session, org, new_points, fixes[-1].recorded_at)
+        )
+    outcome = engine.evaluate(
+        fixes, view.candidates, view.crossings, view.states, last, params, view.stay, anchors
+    )
 
     rows = [
         event_row(
@@ -472,6 +486,7 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
         upsert=[outcome.states[g] for g in sorted(outcome.changed, key=str)],
         last=outcome.last_fix if outcome.last_fix != last else None,
         events=rows,
+        stay=outcome.stay,
     )
 
 

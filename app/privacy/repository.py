@@ -35,7 +35,8 @@ EXPORT_QUERIES: dict[str, str] = {
     "checkins": "SELECT id, geofence_id, lon, lat, accuracy_m, recorded_at, distance_m, inside, "
     "place_open, implausible_jump, explanation, created_at FROM checkins "
     "WHERE device_id = :d ORDER BY recorded_at",
-    "presence": "SELECT geofence_id, state, since, last_fix_at FROM presence "
+    "presence": "SELECT geofence_id, state, since, last_fix_at, evidence, pending_fixes, "
+    "pending_since FROM presence "
     "WHERE subject_id = :d ORDER BY since",
     "events": "SELECT id, geofence_id, type, source, occurred_at, ping_id, checkin_id, lon, lat, "
     "accuracy_m, explanation, suppressed_reason, created_at FROM presence_events "

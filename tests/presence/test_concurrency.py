@@ -38,7 +38,12 @@ async def test_concurrent_identical_batches_store_once_and_fire_once(
         first, second = await asyncio.gather(attempt(), attempt())
         assert sorted([first.accepted, second.accepted]) == [0, 50]
         assert sorted([first.duplicates, second.duplicates]) == [0, 50]
-        assert [e["type"] for e in first.events + second.events] == ["enter", "dwell", "exit"]
+        assert [e["type"] for e in first.events + second.events] == [
+            "nearby",
+            "enter",
+            "dwell",
+            "exit",
+        ]
         async with AsyncSession(engine) as s:
             n = await s.scalar(
                 text("SELECT count(*) FROM pings WHERE subject_id = :s"), {"s": device_id}

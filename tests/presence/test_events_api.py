@@ -32,7 +32,8 @@ async def _visit(
     )
     park = await create_circle(db, org.id, 1000, 0, 40, trigger_distance_m=30, name="Park")
     fixes = [P(f"l{i}", 0, 0, _t(30 * i)) for i in range(4)]
-    fixes += [P("gone", 500, 0, _t(200)), P("park", 1000, 0, _t(400))]
+    fixes += [P("gone", 500, 0, _t(200)), P("gone2", 510, 0, _t(210))]
+    fixes += [P("park", 1000, 0, _t(400)), P("park2", 1000, 0, _t(410))]
     await send(client, who.headers, [f.ping() for f in fixes])
     return {"library": str(lib), "park": str(park)}
 
@@ -49,16 +50,18 @@ async def test_staff_list_their_organisations_events_with_filters_and_cursor(
     assert r.status_code == 200
     items = r.json()["items"]
     assert [(e["type"], e["ping_id"]) for e in items] == [
-        ("enter", "park"),
-        ("exit", "gone"),
+        ("enter", "park2"),
+        ("nearby", "park"),
+        ("exit", "gone2"),
         ("dwell", "l2"),
-        ("enter", "l0"),
+        ("enter", "l1"),
+        ("nearby", "l0"),
     ]
     assert all(e["device_id"] == str(resident.id) for e in items)
     by_place = await client.get(
         "/v1/events", params={"geofence_id": places["library"]}, headers=editor.headers
     )
-    assert [e["type"] for e in by_place.json()["items"]] == ["exit", "dwell", "enter"]
+    assert [e["type"] for e in by_place.json()["items"]] == ["exit", "dwell", "enter", "nearby"]
     by_type = await client.get(
         "/v1/events", params=[("type", "enter"), ("type", "dwell")], headers=editor.headers
     )
@@ -133,8 +136,9 @@ async def test_suppressed_candidates_are_listed_only_on_request(
         "/v1/events", params={"include_suppressed": "true"}, headers=editor.headers
     )
     items = r.json()["items"]
+    # what the late fix would have done: one fix inside is a nearby (an enter needs two)
     assert [(e["type"], e["suppressed_reason"], e["ping_id"]) for e in items] == [
-        ("enter", "late_fix", "earlier")
+        ("nearby", "late_fix", "earlier")
     ]
     assert items[0]["explanation"]["suppressed"] == "late_fix"
 
@@ -177,7 +181,7 @@ async def test_event_stream_replays_the_organisations_events_as_sse(
     assert r.headers["content-type"].startswith("text/event-stream")
     blocks = [b for b in r.text.split("\n\n") if b.startswith("id: ")]
     kinds = [b.split("\n")[1].removeprefix("event: ") for b in blocks]
-    assert sorted(kinds) == ["dwell", "enter", "enter", "exit"]
+    assert sorted(kinds) == ["dwell", "enter", "enter", "exit", "nearby", "nearby"]
     # resuming after the last message sends nothing again
     last_id = blocks[-1].split("\n")[0].removeprefix("id: ")
     r = await client.get(

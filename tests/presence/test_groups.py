@@ -55,12 +55,18 @@ async def town(engine: AsyncEngine) -> AsyncIterator[Town]:
 def walk_in(
     device: uuid.UUID, org_id: uuid.UUID, tag: str, east_m: float, ago_s: float = 5.0
 ) -> service.BatchRequest:
-    """One fix at `east_m` metres from the place's centre (inside when < 40), `ago_s` ago."""
+    """Two fixes 2 s apart at `east_m` metres from the place's centre (inside when < 40), the
+    first `ago_s` ago: enough to enter, or to leave."""
     lon, lat = at(east_m, 0)
     now = datetime.now(UTC)
-    fix = service.PingInput(f"{tag}-{device}", lon, lat, now - timedelta(seconds=ago_s), 5.0)
+    fixes = [
+        service.PingInput(
+            f"{tag}{k}-{device}", lon, lat, now - timedelta(seconds=ago_s - 2 * k), 5.0
+        )
+        for k in range(2)
+    ]
     subject = service.Subject(SubjectKind.device, device, org_id)
-    return service.BatchRequest(subject, [fix], check_background_location=True)
+    return service.BatchRequest(subject, fixes, check_background_location=True)
 
 
 class Gate:
@@ -124,21 +130,22 @@ async def test_waiting_requests_run_as_one_group_each_with_its_own_answer(
         await refused
     c = await again
 
-    assert [e["type"] for e in a.events] == ["enter"]
+    assert [e["type"] for e in a.events] == ["nearby", "enter"]
     # the six waiting requests ran as ONE group: one hook call with the five enters and the exit
     assert gate.calls[1] == {*town.devices}
     assert len(gate.calls) == 2
     for d, r in zip(town.devices[1:], results, strict=True):
-        assert r.accepted == 1
+        assert r.accepted == 2
         assert [(e["type"], e["device_id"], e["ping_id"]) for e in r.events] == [
-            ("enter", d, f"b-{d}")
+            ("nearby", d, f"b0-{d}"),
+            ("enter", d, f"b1-{d}"),
         ]
-    assert [(e["type"], e["ping_id"]) for e in c.events] == [("exit", f"c-{town.devices[0]}")]
+    assert [(e["type"], e["ping_id"]) for e in c.events] == [("exit", f"c1-{town.devices[0]}")]
     async with AsyncSession(engine) as s:
         stored = await s.scalar(
             text("SELECT count(*) FROM pings WHERE organisation_id = :o"), {"o": town.org_id}
         )
-        assert stored == 7  # everyone's but the refused device's
+        assert stored == 14  # everyone's but the refused device's
         touched = await s.scalar(
             text(
                 "SELECT (SELECT count(*) FROM presence_subjects WHERE subject_id = :d)"
@@ -169,7 +176,7 @@ async def test_a_failing_batch_fails_alone(
     results = await asyncio.gather(*good)
     with pytest.raises(Exception, match="too long"):
         await bad
-    assert [[e["type"] for e in r.events] for r in results] == [["enter"]] * 3
+    assert [[e["type"] for e in r.events] for r in results] == [["nearby", "enter"]] * 3
     async with AsyncSession(engine) as s:
         stored = await s.scalar(
             text("SELECT count(DISTINCT subject_id) FROM pings WHERE organisation_id = :o"),

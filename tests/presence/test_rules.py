@@ -24,27 +24,106 @@ def _t(s: float) -> datetime:
     return T0 + timedelta(seconds=s)
 
 
-async def test_exit_requires_margin_beyond_boundary(
+async def test_one_fix_inside_is_not_an_enter_two_are(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
 ) -> None:
     await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
     first = await send(client, resident.headers, [P("in", 0, 0, _t(0), 10).ping()])
+    assert [e["type"] for e in first["events"]] == ["nearby"]
+    assert "not yet confident" in first["events"][0]["explanation"]["reason"]
+    second = await send(client, resident.headers, [P("in2", 0, 0, _t(10), 10).ping()])
+    assert [(e["type"], e["ping_id"]) for e in second["events"]] == [("enter", "in2")]
+    exp = second["events"][0]["explanation"]
+    assert exp["rule"] == "enter_confirmed"
+    assert exp["fixes"] == 2
+    assert exp["evidence"] >= exp["enter_evidence"]
+    assert exp["first_fix_at"] == _t(0).isoformat()
+    # the visit began with the first fix that pointed inside
+    me = (await client.get("/v1/me/presence", headers=resident.headers)).json()
+    assert [(p["state"], p["since"][:19]) for p in me] == [("inside", _t(0).isoformat()[:19])]
+
+
+async def test_shallow_fixes_need_more_evidence_than_deep_ones(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    # 4 m inside at 10 m accuracy: each fix adds 2 x 5 x 4 / 6.6^2 = 0.9 of the 4.0 needed
+    body = await send(
+        client, resident.headers, [P(f"s{i}", 46, 0, _t(10 * i), 10).ping() for i in range(6)]
+    )
+    assert [(e["type"], e["ping_id"]) for e in body["events"]] == [
+        ("nearby", "s0"),
+        ("enter", "s4"),
+    ]
+    assert body["events"][1]["explanation"]["fixes"] == 5
+
+
+async def test_one_outlier_inside_never_enters(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    # someone on the pavement 5 m outside; one fix lands 30 m inside
+    fixes = [P(f"p{i}", 55, 0, _t(10 * i), 10).ping() for i in range(8)]
+    fixes[3] = P("outlier", 20, 0, _t(30), 10).ping()
+    body = await send(client, resident.headers, fixes)
+    assert [e["type"] for e in body["events"]] == ["nearby"]  # the outlier's, never an enter
+
+
+async def test_exit_requires_two_fixes_beyond_the_margin(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    first = await send(
+        client,
+        resident.headers,
+        [P("in", 0, 0, _t(0), 10).ping(), P("in1", 0, 0, _t(5), 10).ping()],
+    )
     body = await send(
         client,
         resident.headers,
         [
             P("edge+20", 70, 0, _t(10), 10).ping(),  # 20 m out: within the 25 m margin
-            P("in2", 0, 0, _t(20), 10).ping(),
-            P("edge+30", 80, 0, _t(30), 10).ping(),  # 30 m out: beyond it
+            P("out+30", 80, 0, _t(20), 10).ping(),  # beyond it, once: maybe an outlier
+            P("in2", 0, 0, _t(30), 10).ping(),  # back: it was
+            P("edge+30", 80, 0, _t(40), 10).ping(),
+            P("edge+35", 85, 0, _t(50), 10).ping(),  # twice in a row: gone
         ],
     )
     assert [(e["type"], e["ping_id"]) for e in first["events"] + body["events"]] == [
-        ("enter", "in"),
-        ("exit", "edge+30"),
+        ("nearby", "in"),
+        ("enter", "in1"),
+        ("exit", "edge+35"),
     ]
     exp = body["events"][0]["explanation"]
     assert exp["margin_m"] == 25
-    assert 29 < exp["distance_m"] < 31
+    assert exp["rule"] == "exit_confirmed"
+    assert 34 < exp["distance_m"] < 36
+    assert 1.1 < exp["previous_fix_out_margins"] < 1.3  # 30 m, the margin 25 m
+    assert exp["first_out_at"] == _t(40).isoformat()
+
+
+async def test_a_fast_departure_exits_on_its_second_fix(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    await send(
+        client, resident.headers, [P(f"in{i}", 0, 0, _t(10 * i), 10).ping() for i in range(2)]
+    )
+    # 15 m out, then 40 m out: not yet (the first was not 3/4 of the 25 m margin out)
+    slow = await send(
+        client,
+        resident.headers,
+        [P("out15", 65, 0, _t(20), 10).ping(), P("out40", 90, 0, _t(30), 10).ping()],
+    )
+    assert slow["events"] == []
+    await send(client, resident.headers, [P("back", 0, 0, _t(40), 10).ping()])
+    # 20 m out (3/4 of the margin or more), then 40 m out (1.5 margins): an exit
+    body = await send(
+        client,
+        resident.headers,
+        [P("out20", 70, 0, _t(50), 10).ping(), P("out40b", 90, 0, _t(60), 10).ping()],
+    )
+    assert [(e["type"], e["ping_id"]) for e in body["events"]] == [("exit", "out40b")]
 
 
 async def test_exit_margin_grows_with_accuracy(
@@ -56,13 +135,18 @@ async def test_exit_margin_grows_with_accuracy(
         resident.headers,
         [
             P("in", 0, 0, _t(0), 10).ping(),
-            P("vague+40", 90, 0, _t(10), 60).ping(),  # 40 m out but ±60 m: not an exit
+            P("in2", 0, 0, _t(5), 10).ping(),
+            P("vague+40", 90, 0, _t(10), 60).ping(),  # 40 m out but ±60 m: not beyond
             P("sharp+40", 90, 0, _t(20), 10).ping(),
+            P("vague+40b", 90, 0, _t(30), 60).ping(),  # breaks the run of fixes beyond
+            P("sharp+42", 92, 0, _t(40), 10).ping(),
+            P("sharp+44", 94, 0, _t(50), 10).ping(),
         ],
     )
     assert [(e["type"], e["ping_id"]) for e in body["events"]] == [
-        ("enter", "in"),
-        ("exit", "sharp+40"),
+        ("nearby", "in"),
+        ("enter", "in2"),
+        ("exit", "sharp+44"),
     ]
 
 
@@ -73,13 +157,19 @@ async def test_enter_needs_accuracy_good_enough_to_be_confident(
     body = await send(
         client,
         resident.headers,
-        [P("vague", 0, 0, _t(0), 150).ping(), P("sharp", 0, 0, _t(10), 10).ping()],
+        [
+            P("vague", 0, 0, _t(0), 150).ping(),  # inside, but ±150 m: counts for nothing
+            P("vague2", 0, 0, _t(5), 150).ping(),
+            P("sharp", 0, 0, _t(10), 10).ping(),
+            P("sharp2", 0, 0, _t(20), 10).ping(),
+        ],
     )
     assert [(e["type"], e["ping_id"]) for e in body["events"]] == [
         ("nearby", "vague"),
-        ("enter", "sharp"),
+        ("enter", "sharp2"),
     ]
-    assert "too inaccurate" in body["events"][0]["explanation"]["reason"]
+    assert "not yet confident" in body["events"][0]["explanation"]["reason"]
+    assert body["events"][1]["explanation"]["fixes"] == 2
 
 
 async def test_dwell_fires_once_per_visit(
@@ -88,8 +178,9 @@ async def test_dwell_fires_once_per_visit(
     await create_circle(db, org.id, 0, 0, 50, dwell_s=60, trigger_distance_m=0)
     inside = [P(f"a{i}", 0, 0, _t(20 * i), 10).ping() for i in range(10)]
     body = await send(client, resident.headers, inside)
-    assert [e["type"] for e in body["events"]] == ["enter", "dwell"]
-    assert body["events"][1]["ping_id"] == "a3"
+    assert [e["type"] for e in body["events"]] == ["nearby", "enter", "dwell"]
+    # the visit began at a0: dwell_s (60 s) later is a3
+    assert body["events"][2]["ping_id"] == "a3"
     more = await send(
         client, resident.headers, [P(f"b{i}", 0, 0, _t(300 + 20 * i), 10).ping() for i in range(5)]
     )
@@ -98,10 +189,10 @@ async def test_dwell_fires_once_per_visit(
     again = await send(
         client,
         resident.headers,
-        [P("out", 500, 0, _t(600), 10).ping()]
+        [P("out", 500, 0, _t(600), 10).ping(), P("out2", 510, 0, _t(610), 10).ping()]
         + [P(f"c{i}", 0, 0, _t(700 + 30 * i), 10).ping() for i in range(4)],
     )
-    assert [e["type"] for e in again["events"]] == ["exit", "enter", "dwell"]
+    assert [e["type"] for e in again["events"]] == ["exit", "nearby", "enter", "dwell"]
 
 
 async def test_implausible_jump_is_flagged_and_only_a_suppressed_candidate(
@@ -127,7 +218,8 @@ async def test_implausible_jump_is_flagged_and_only_a_suppressed_candidate(
         {"d": resident.id, "g": far},
     )
     rows = r.all()
-    assert [(x.type, x.suppressed_reason) for x in rows] == [("enter", "implausible_jump")]
+    # one fix inside would only have been a nearby (an enter needs two)
+    assert [(x.type, x.suppressed_reason) for x in rows] == [("nearby", "implausible_jump")]
     assert rows[0].explanation["jump"]["implied_speed_mps"] > 70
 
 
@@ -147,7 +239,12 @@ async def test_deleted_place_drops_presence_without_an_exit(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
 ) -> None:
     lib = await create_circle(db, org.id, 0, 0, 50)
-    await send(client, resident.headers, [P("in", 0, 0, _t(0), 10).ping()])
+    entered = await send(
+        client,
+        resident.headers,
+        [P("in", 0, 0, _t(0), 10).ping(), P("in2", 0, 0, _t(10), 10).ping()],
+    )
+    assert [e["type"] for e in entered["events"]] == ["nearby", "enter"]
     await db.execute(text("UPDATE geofences SET deleted_at = now() WHERE id = :g"), {"g": lib})
     body = await send(client, resident.headers, [P("away", 1000, 0, _t(60), 10).ping()])
     assert body["events"] == []
@@ -183,7 +280,8 @@ async def test_equal_fix_times_are_ordered_by_id_whatever_the_request_order(
     # same instant, 15 m apart (within both accuracies): "a" is inside, "b" 5 m outside
     a, b = P("a", 0, 0, _t(0), 10).ping(), P("b", 15, 0, _t(0), 10).ping()
     body = await send(client, resident.headers, [b, a])
-    assert [(e["type"], e["ping_id"]) for e in body["events"]] == [("enter", "a")]
+    # "a" is evaluated first: its nearby (one fix never enters), "b" then changes nothing
+    assert [(e["type"], e["ping_id"]) for e in body["events"]] == [("nearby", "a")]
 
 
 @asynccontextmanager
@@ -227,15 +325,17 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(
 
     counts = []
     # the first batch on the connection also checks the day partition and lets asyncpg learn
-    # the types of the statements' parameters: once per process / connection, not counted
-    for n in (10, 10, 800):
+    # the types of the statements' parameters: once per process / connection, not counted.
+    # Both sizes stay inside long enough for the mean of a stay to be measured (once per
+    # batch that reaches a milestone: 10, 20, 40, ... fixes of a stay)
+    for n in (30, 30, 800):
         res = await create_resident(db, org)
         subject = service.Subject(SubjectKind.device, res.id, org.id)
         async with count_statements(engine, db) as seen:
             result = await service.ingest_ping_batch(
                 db, settings, subject, visit(n, f"n{n}-"), now=datetime.now(UTC)
             )
-        assert [e["type"] for e in result.events] == ["enter", "dwell", "exit"]
+        assert [e["type"] for e in result.events] == ["nearby", "enter", "dwell", "exit"]
         counts.append(len(seen))
     counts = counts[1:]
     assert counts[0] == counts[1]
@@ -258,8 +358,14 @@ async def test_event_hooks_run_in_the_batch_transaction_with_the_new_events(
     try:
         await send(client, resident.headers, [P("far", 900, 0, _t(0), 10).ping()])
         assert seen == []  # no events, no call
-        body = await send(client, resident.headers, [P("in", 0, 0, _t(120), 10).ping()])
+        body = await send(
+            client,
+            resident.headers,
+            [P("in", 0, 0, _t(120), 10).ping(), P("in2", 0, 0, _t(130), 10).ping()],
+        )
     finally:
         service.unregister_event_hook(hook)
-    assert [[(e["type"], e["ping_id"]) for e in batch] for batch in seen] == [[("enter", "in")]]
-    assert [e["id"] for e in body["events"]] == [str(seen[0][0]["id"])]
+    assert [[(e["type"], e["ping_id"]) for e in batch] for batch in seen] == [
+        [("nearby", "in"), ("enter", "in2")]
+    ]
+    assert [e["id"] for e in body["events"]] == [str(e["id"]) for e in seen[0]]
