@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +13,22 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-only-insecure-secret"}
+# Secrets that appear in docs, examples and earlier defaults: refused in every environment.
+PLACEHOLDER_SECRETS = {
+    "",
+    "changethis",
+    "change-me",
+    "changeme",
+    "change_me",
+    "secret",
+    "jwt-secret",
+    "jwt_secret",
+    "your-secret-key",
+    "supersecret",
+    "dev-only-insecure-secret",
+}
+JWT_SECRET_FILE = "jwt_secret"
+MIN_JWT_SECRET_CHARS = 32
 DEFAULT_PUSH_HOSTS = [
     "fcm.googleapis.com",
     "updates.push.services.mozilla.com",
@@ -48,7 +65,8 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = 15_000
     db_pool_pre_ping: bool = False
 
-    jwt_secret: str = "dev-only-insecure-secret"
+    # unset: outside production, a random key generated once into <data_dir>/jwt_secret (0600)
+    jwt_secret: str = ""
     jwt_previous_secrets: list[str] = Field(default_factory=list)
     jwt_algorithm: str = "HS256"
     access_token_ttl_s: int = 1800
@@ -160,9 +178,18 @@ class Settings(BaseSettings):
     tile_attribution: str = "© OpenStreetMap contributors"
 
     @model_validator(mode="after")
-    def _refuse_placeholders_outside_development(self) -> Self:
+    def _secrets_and_production_rules(self) -> Self:
+        if not self.jwt_secret and self.environment is not Environment.production:
+            self.jwt_secret = load_or_create_jwt_secret(self.data_dir)
+        for value in (self.jwt_secret, *self.jwt_previous_secrets):
+            if is_placeholder_secret(value):
+                raise ValueError(
+                    "HEREABOUTS_JWT_SECRET (or a previous secret) is a known placeholder or empty: "
+                    "set a random value of at least 32 characters, e.g. `openssl rand -base64 48`"
+                    + ("" if self.environment is Environment.production else ", or unset it")
+                )
         if self.environment is Environment.production:
-            if self.jwt_secret in PLACEHOLDER_SECRETS or len(self.jwt_secret) < 32:
+            if len(self.jwt_secret) < MIN_JWT_SECRET_CHARS:
                 raise ValueError(
                     "HEREABOUTS_JWT_SECRET must be set to a random value of at least 32 characters "
                     "in production, e.g. the output of `openssl rand -base64 48`"
@@ -174,6 +201,37 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.database_url is None
+
+
+def is_placeholder_secret(value: str) -> bool:
+    return value.strip().lower() in PLACEHOLDER_SECRETS
+
+
+def load_or_create_jwt_secret(data_dir: Path) -> str:
+    """The key in `<data_dir>/jwt_secret`, created (random, mode 0600) on first use.
+
+    Written atomically and never over an existing file, so processes starting at once all end up
+    with the same key (the same pattern as the generated VAPID key).
+    """
+    path = data_dir / JWT_SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        finally:
+            tmp.unlink(missing_ok=True)
+    value = path.read_text().strip()
+    if len(value) < MIN_JWT_SECRET_CHARS:
+        raise ValueError(f"{path} holds no usable JWT secret (delete it to generate a new one)")
+    return value
 
 
 @lru_cache
