@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.accounts.router import router as accounts_router
 from app.accounts.tokens import DeviceTokenCache
@@ -116,8 +117,13 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
-    # Last added runs first: observability, body limit, NUL check, then the app.
+    # Last added runs first: observability, proxy headers, body limit, NUL check, then the app.
     app.add_middleware(NulByteMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.trusted_proxies:
+        # The client address behind a trusted proxy: the rightmost X-Forwarded-For entry that is
+        # not itself a trusted proxy (uvicorn's own implementation, the same list `serve` hands
+        # uvicorn). Everything that reads `request.client` (the per-IP rate limits) sees it.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(ObservabilityMiddleware)
     return app

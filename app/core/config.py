@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from enum import StrEnum
@@ -94,6 +95,8 @@ class Settings(BaseSettings):
         }
     )
     login_failures_per_account_per_hour: int = 10
+    # proxies whose X-Forwarded-For is believed (IPs or CIDRs); none by default
+    trusted_proxies: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     log_json: bool = True
@@ -196,6 +199,13 @@ class Settings(BaseSettings):
                 )
             if self.push_allow_loopback:
                 raise ValueError("HEREABOUTS_PUSH_ALLOW_LOOPBACK must not be enabled in production")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"HEREABOUTS_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network"
+                ) from exc
         return self
 
     @property

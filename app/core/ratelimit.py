@@ -69,6 +69,9 @@ class RateLimiter:
 
 
 def client_ip(request: Request) -> str:
+    """The peer address, or — only when the peer is one of `HEREABOUTS_TRUSTED_PROXIES` — the
+    rightmost X-Forwarded-For entry that is not a trusted proxy (resolved into `request.client`
+    by the ProxyHeadersMiddleware `create_app` installs; uvicorn gets the same list)."""
     return request.client.host if request.client else "unknown"
 
 
