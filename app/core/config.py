@@ -94,7 +94,10 @@ class Settings(BaseSettings):
             "imports": 60.0,
         }
     )
-    login_failures_per_account_per_hour: int = 10
+    # failed logins: per (account, client IP) pair, and a slower limit per account that spares
+    # IPs which logged in to that account successfully before (docs/security.md)
+    login_failures_per_account_ip_per_hour: int = Field(default=10, ge=1)
+    login_failures_per_account_per_hour: int = Field(default=100, ge=1)
     # proxies whose X-Forwarded-For is believed (IPs or CIDRs); none by default
     trusted_proxies: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
