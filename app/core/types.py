@@ -4,8 +4,9 @@
   `9999-12-31T23:59:59-14:00` to UTC overflows Python's `datetime` (and `0001-01-01T00:00+14:00`
   underflows it); such values, and anything outside [1900, 3000) UTC, are a 422 here instead of a
   500 somewhere later (a query, an SSE stream that has already sent its headers).
-- `JsonObject` / `GeoJsonObject`: free-form JSON (metadata, GeoJSON geometry): bounded depth and
-  size, finite numbers, no U+0000 (PostgreSQL's JSONB refuses it).
+- `BoundedEpochMillis`: the same bound for a datetime sent as epoch milliseconds.
+- `JsonObject` / `GeoJsonObject` / `FeatureCollectionObject`: free-form JSON (metadata, GeoJSON
+  geometry, an import): bounded depth and size, finite numbers, no U+0000 (JSONB refuses it).
 - `SafeUrl`: a URL that is stored and later shown or pushed: `https://` only (`http://` to a
   loopback host outside production), no credentials, no whitespace or control characters, so
   `javascript:`, `data:` and friends never reach a browser.
@@ -34,6 +35,8 @@ JSON_MAX_DEPTH = 16
 JSON_MAX_BYTES = 32_768
 GEOJSON_MAX_DEPTH = 8
 GEOJSON_MAX_BYTES = 4 * 1_048_576
+# a FeatureCollection to import: collection → features → feature → properties → metadata (16)
+FEATURE_COLLECTION_MAX_DEPTH = 4 + JSON_MAX_DEPTH
 URL_MAX_LENGTH = 2048
 
 # Set by `install(settings)` from `create_app`; strict until then.
@@ -62,6 +65,9 @@ def check_datetime(value: datetime) -> datetime:
 
 BoundedDatetime = Annotated[datetime, AfterValidator(check_datetime)]
 BoundedAwareDatetime = Annotated[AwareDatetime, AfterValidator(check_datetime)]
+# a datetime as epoch milliseconds (the browser's PushSubscription.expirationTime)
+MAX_EPOCH_MS = int(MAX_DATETIME.timestamp() * 1000)
+BoundedEpochMillis = Annotated[int, Field(ge=0, lt=MAX_EPOCH_MS)]
 
 
 # --------------------------------------------------------------------------- free-form JSON
@@ -124,8 +130,19 @@ def _geojson_object(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _feature_collection(value: dict[str, Any]) -> dict[str, Any]:
+    check_json(
+        value,
+        max_depth=FEATURE_COLLECTION_MAX_DEPTH,
+        max_bytes=GEOJSON_MAX_BYTES,
+        check_numbers=False,
+    )
+    return value
+
+
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 GeoJsonObject = Annotated[dict[str, Any], AfterValidator(_geojson_object)]
+FeatureCollectionObject = Annotated[dict[str, Any], AfterValidator(_feature_collection)]
 
 
 # --------------------------------------------------------------------------- URLs

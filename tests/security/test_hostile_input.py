@@ -247,6 +247,19 @@ async def test_a_forged_cursor_with_an_overflowing_date_is_422(
     assert stream.status_code == 200
 
 
+@pytest.mark.parametrize("millis", [10**20, 2**63, 253_402_300_800_000, 32_503_680_000_000])
+async def test_an_overflowing_push_expiration_time_is_422(
+    client: httpx.AsyncClient, db: AsyncSession, world: World, millis: int
+) -> None:
+    from tests.notifications.test_api import subscription_json
+
+    body = {**subscription_json(), "expirationTime": millis}
+    before = await rows(db, "push_subscriptions")
+    res = await client.post("/v1/push/subscriptions", json=body, headers=world.resident.headers)
+    assert_422(res)
+    assert await rows(db, "push_subscriptions") == before
+
+
 async def test_ordinary_datetimes_still_work(client: httpx.AsyncClient, world: World) -> None:
     since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     res = await client.get("/v1/events", params={"since": since}, headers=world.editor.headers)
@@ -280,6 +293,8 @@ async def test_metadata_nested_900_deep_or_too_large_is_422(
     assert_422(await client.patch(f"/v1/geofences/{world.place}", json=patch, headers=e))
     deep_geometry = {"type": "Feature", "geometry": nested(900), "properties": {"name": "x"}}
     assert_422(await client.patch(f"/v1/geofences/{world.place}", json=deep_geometry, headers=e))
+    collection = {"type": "FeatureCollection", "features": [], "extra": nested(900)}
+    assert_422(await client.post("/v1/geofences/import", json=collection, headers=e))
     ok = await client.post("/v1/geofences", json=feature(metadata=nested(16)), headers=e)
     assert ok.status_code == 201, ok.text
 
