@@ -95,6 +95,7 @@ def serve(
             access_log=False,
             log_config=None,
             proxy_headers=True,
+            forwarded_allow_ips=settings.trusted_proxies,
         )
     finally:
         if embedded:

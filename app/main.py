@@ -10,18 +10,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.accounts.router import router as accounts_router
 from app.accounts.tokens import DeviceTokenCache
 from app.audit.router import router as audit_router
 from app.checkins.router import router as checkins_router
 from app.core import database_url
+from app.core import types as core_types
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.listen import listen_dsn
 from app.core.logging import configure_logging
-from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.core.middleware import BodyLimitMiddleware, NulByteMiddleware, ObservabilityMiddleware
 from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.rate_limiter = RateLimiter()
     app.state.ping_groups = PingGroups(settings)
     rules_service.install(settings)
+    core_types.install(settings)
     rules_service.register()
     if engine is not None:
         app.state.engine = engine
@@ -114,6 +117,13 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
+    # Last added runs first: observability, proxy headers, body limit, NUL check, then the app.
+    app.add_middleware(NulByteMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.trusted_proxies:
+        # The client address behind a trusted proxy: the rightmost X-Forwarded-For entry that is
+        # not itself a trusted proxy (uvicorn's own implementation, the same list `serve` hands
+        # uvicorn). Everything that reads `request.client` (the per-IP rate limits) sees it.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(ObservabilityMiddleware)
     return app

@@ -7,8 +7,17 @@ class InvalidCredentials(Unauthorized):
     code, title = "invalid-credentials", "Invalid credentials"
 
 
-class EmailTaken(Conflict):
-    code, title = "email-taken", "Email already in use"
+class EmailUnavailable(Conflict):
+    """One answer whatever the reason (used in this organisation or in another one), naming
+    neither the address nor where it is used: staff must not learn about other organisations."""
+
+    code, title = "email-unavailable", "Email address unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This email address cannot be used for a new staff account; choose another one.",
+            extra={"field": "email"},
+        )
 
 
 class UserNotFound(NotFound):

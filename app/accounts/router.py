@@ -25,9 +25,12 @@ from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import Forbidden, TooManyRequests
 from app.core.pagination import Page, Pagination
-from app.core.ratelimit import RateLimiter, Rule, login_throttle_key, rate_limited
+from app.core.ratelimit import RateLimiter, Rule, client_ip, login_throttle_key, rate_limited
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
+# an IP that logged in to an account successfully within this time is exempt from that
+# account's global failed-login limit (not from the per-IP one)
+KNOWN_LOGIN_IP_S = 30 * 24 * 3600
 
 
 @router.post(
@@ -44,13 +47,24 @@ async def login(
 ) -> Token:
     """Staff login (OAuth2 password flow): email as `username`, returns a short-lived bearer JWT."""
     limiter: RateLimiter = request.app.state.rate_limiter
-    # Login throttling per account: after N failures in an hour, even the right password waits.
-    rule = Rule(
+    # Failed logins are throttled per (account, client IP) pair, so whoever fails from one place
+    # cannot lock the owner out from theirs; and, more slowly, per account, against guessing from
+    # many IPs, except from IPs that logged in to this account successfully before.
+    pair_rule = Rule(
+        settings.login_failures_per_account_ip_per_hour / 60,
+        settings.login_failures_per_account_ip_per_hour,
+    )
+    account_rule = Rule(
         settings.login_failures_per_account_per_hour / 60,
         settings.login_failures_per_account_per_hour,
     )
     account = login_throttle_key(form.username)
-    wait = limiter.peek("login-failures", account, rule)
+    pair = f"{account}:{client_ip(request)}"
+    known = limiter.marked_within("login-known", pair, KNOWN_LOGIN_IP_S)
+    waits = [limiter.peek("login-failures-pair", pair, pair_rule)]
+    if not known:
+        waits.append(limiter.peek("login-failures-account", account, account_rule))
+    wait = max(waits)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         raise TooManyRequests(
@@ -61,8 +75,10 @@ async def login(
     try:
         token, _user = await service.authenticate(session, settings, form.username, form.password)
     except InvalidCredentials:
-        limiter.hit("login-failures", account, rule)
+        limiter.hit("login-failures-pair", pair, pair_rule)
+        limiter.hit("login-failures-account", account, account_rule)
         raise
+    limiter.mark("login-known", pair)
     return Token(access_token=token, expires_in=settings.access_token_ttl_s)
 
 

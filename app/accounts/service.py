@@ -8,7 +8,12 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
-from app.accounts.errors import EmailTaken, InvalidCredentials, UnknownOrganisation, UserNotFound
+from app.accounts.errors import (
+    EmailUnavailable,
+    InvalidCredentials,
+    UnknownOrganisation,
+    UserNotFound,
+)
 from app.accounts.models import Device, Organisation, Role, StaffUser
 from app.accounts.tokens import DeviceTokenCache
 from app.core.config import Settings
@@ -50,8 +55,10 @@ async def create_user(
     password: str,
     role: Role,
 ) -> StaffUser:
+    # Emails are login names, unique across the deployment. Whether the address is used here or
+    # in another organisation, the answer is the same and says neither (docs/security.md).
     if await repository.get_user_by_email(session, email) is not None:
-        raise EmailTaken(f"A staff account with the email {email!r} already exists.")
+        raise EmailUnavailable()
     user = StaffUser(
         organisation_id=organisation_id,
         email=email.lower(),

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -11,6 +10,7 @@ from app.audit import service
 from app.audit.schemas import AuditEntryRead
 from app.core.db import Session
 from app.core.pagination import Page, Pagination
+from app.core.types import BoundedDatetime
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -23,7 +23,7 @@ async def list_audit(
     entity_type: Annotated[str | None, Query(max_length=32)] = None,
     entity_id: Annotated[uuid.UUID | None, Query()] = None,
     actor_id: Annotated[uuid.UUID | None, Query()] = None,
-    since: Annotated[datetime | None, Query()] = None,
+    since: Annotated[BoundedDatetime | None, Query()] = None,
 ) -> Page[AuditEntryRead]:
     """Admin: who changed what in this organisation, newest first."""
     rows, next_cursor = await service.list_entries(

@@ -25,6 +25,7 @@ from app.core.deps import AppSettings
 from app.core.errors import Unprocessable
 from app.core.pagination import Page, Pagination
 from app.core.ratelimit import rate_limited
+from app.core.types import BoundedDatetime
 from app.geofences import service as geofence_service
 from app.offers.schemas import offer_public
 from app.tasks.schemas import task_read
@@ -111,8 +112,8 @@ async def checkin_stats(
     staff: EditorUser,
     geofence_id: uuid.UUID,
     bucket: Annotated[Literal["hour", "day"], Query()] = "hour",
-    since: Annotated[datetime | None, Query(description="Default: 7 days ago")] = None,
-    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+    since: Annotated[BoundedDatetime | None, Query(description="Default: 7 days ago")] = None,
+    until: Annotated[BoundedDatetime | None, Query(description="Default: now")] = None,
     tz: Annotated[str, Query(max_length=64)] = "Europe/London",
 ) -> CheckInStats:
     """Staff: check-ins per hour or day; resident cells with fewer than 10 people suppressed."""

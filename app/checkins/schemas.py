@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.core.types import BoundedAwareDatetime
 from app.offers.schemas import OfferPublic
 from app.tasks.schemas import TaskRead
 
@@ -21,7 +22,7 @@ class CheckInCreate(BaseModel):
     geofence_id: uuid.UUID | None = Field(
         default=None, description="The place the person says they are at (verified)."
     )
-    recorded_at: AwareDatetime | None = Field(
+    recorded_at: BoundedAwareDatetime | None = Field(
         default=None, description="When the fix was taken (RFC 3339 with offset); default now."
     )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +14,22 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-only-insecure-secret"}
+# Secrets that appear in docs, examples and earlier defaults: refused in every environment.
+PLACEHOLDER_SECRETS = {
+    "",
+    "changethis",
+    "change-me",
+    "changeme",
+    "change_me",
+    "secret",
+    "jwt-secret",
+    "jwt_secret",
+    "your-secret-key",
+    "supersecret",
+    "dev-only-insecure-secret",
+}
+JWT_SECRET_FILE = "jwt_secret"
+MIN_JWT_SECRET_CHARS = 32
 DEFAULT_PUSH_HOSTS = [
     "fcm.googleapis.com",
     "updates.push.services.mozilla.com",
@@ -48,7 +66,8 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = 15_000
     db_pool_pre_ping: bool = False
 
-    jwt_secret: str = "dev-only-insecure-secret"
+    # unset: outside production, a random key generated once into <data_dir>/jwt_secret (0600)
+    jwt_secret: str = ""
     jwt_previous_secrets: list[str] = Field(default_factory=list)
     jwt_algorithm: str = "HS256"
     access_token_ttl_s: int = 1800
@@ -75,7 +94,12 @@ class Settings(BaseSettings):
             "imports": 60.0,
         }
     )
-    login_failures_per_account_per_hour: int = 10
+    # failed logins: per (account, client IP) pair, and a slower limit per account that spares
+    # IPs which logged in to that account successfully before (docs/security.md)
+    login_failures_per_account_ip_per_hour: int = Field(default=10, ge=1)
+    login_failures_per_account_per_hour: int = Field(default=100, ge=1)
+    # proxies whose X-Forwarded-For is believed (IPs or CIDRs); none by default
+    trusted_proxies: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     log_json: bool = True
@@ -165,20 +189,67 @@ class Settings(BaseSettings):
     tile_attribution: str = "© OpenStreetMap contributors"
 
     @model_validator(mode="after")
-    def _refuse_placeholders_outside_development(self) -> Self:
+    def _secrets_and_production_rules(self) -> Self:
+        if not self.jwt_secret and self.environment is not Environment.production:
+            self.jwt_secret = load_or_create_jwt_secret(self.data_dir)
+        for value in (self.jwt_secret, *self.jwt_previous_secrets):
+            if is_placeholder_secret(value):
+                raise ValueError(
+                    "HEREABOUTS_JWT_SECRET (or a previous secret) is a known placeholder or empty: "
+                    "set a random value of at least 32 characters, e.g. `openssl rand -base64 48`"
+                    + ("" if self.environment is Environment.production else ", or unset it")
+                )
         if self.environment is Environment.production:
-            if self.jwt_secret in PLACEHOLDER_SECRETS or len(self.jwt_secret) < 32:
+            if len(self.jwt_secret) < MIN_JWT_SECRET_CHARS:
                 raise ValueError(
                     "HEREABOUTS_JWT_SECRET must be set to a random value of at least 32 characters "
                     "in production, e.g. the output of `openssl rand -base64 48`"
                 )
             if self.push_allow_loopback:
                 raise ValueError("HEREABOUTS_PUSH_ALLOW_LOOPBACK must not be enabled in production")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"HEREABOUTS_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network"
+                ) from exc
         return self
 
     @property
     def uses_embedded_database(self) -> bool:
         return self.database_url is None
+
+
+def is_placeholder_secret(value: str) -> bool:
+    return value.strip().lower() in PLACEHOLDER_SECRETS
+
+
+def load_or_create_jwt_secret(data_dir: Path) -> str:
+    """The key in `<data_dir>/jwt_secret`, created (random, mode 0600) on first use.
+
+    Written atomically and never over an existing file, so processes starting at once all end up
+    with the same key (the same pattern as the generated VAPID key).
+    """
+    path = data_dir / JWT_SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        finally:
+            tmp.unlink(missing_ok=True)
+    value = path.read_text().strip()
+    if len(value) < MIN_JWT_SECRET_CHARS:
+        raise ValueError(f"{path} holds no usable JWT secret (delete it to generate a new one)")
+    return value
 
 
 @lru_cache

@@ -185,9 +185,11 @@ def parse_geometry(
             )
         radius = check_radius(radius_m)
         lon, lat = _position(coords, "geometry.coordinates")
-        circle = ParsedGeometry(
-            circle_polygon(lon, lat, radius), "circle", Point(lon, lat), radius, 1
-        )
+        _check_circle_placement(lon, lat, radius)
+        polygon = circle_polygon(lon, lat, radius)
+        _check_sphere_consistent(polygon)
+        _check_valid(polygon)
+        circle = ParsedGeometry(polygon, "circle", Point(lon, lat), radius, 1)
         _check_area(circle, max_area_km2)
         return circle
 
@@ -215,12 +217,63 @@ def parse_geometry(
             "too-many-vertices",
             f"the shape has {vertices} vertices; the limit is {max_vertices}",
         )
-    reason = shapely.is_valid_reason(shape)
-    if reason != "Valid Geometry":
-        raise GeoError(_reason_code(reason), f"invalid geometry: {reason}")
+    _check_sphere_consistent(shape)
+    _check_valid(shape)
     result = ParsedGeometry(shape, "polygon", None, None, vertices)
     _check_area(result, max_area_km2)
     return result
+
+
+def _check_valid(shape: Polygon | MultiPolygon) -> None:
+    """OGC validity (Shapely/GEOS), and a real area: nothing invalid or empty is ever stored."""
+    reason = shapely.is_valid_reason(shape)
+    if reason != "Valid Geometry":
+        raise GeoError(_reason_code(reason), f"invalid geometry: {reason}")
+    if geodesic_area_m2(shape) <= 0.0 or shape.area <= 0.0:
+        raise GeoError("zero-area", "the shape encloses no area")
+
+
+def _check_sphere_consistent(shape: Polygon | MultiPolygon) -> None:
+    """Refuse shapes whose flat lon/lat reading (Shapely, `geometry` columns) and spherical
+    reading (PostGIS `geography`, distances) differ: a pole on the boundary or inside, or an edge
+    that spans 180° of longitude or more (it crosses the antimeridian one way on the plane and
+    the other way on the sphere). RFC 7946 §3.1.9: such shapes are to be cut at ±180°."""
+    polygons = list(shape.geoms) if isinstance(shape, MultiPolygon) else [shape]
+    rings = [list(ring.coords) for p in polygons for ring in (p.exterior, *p.interiors)]
+    if any(abs(y) >= 90.0 for ring in rings for _, y in ring):
+        raise GeoError(
+            "touches-pole", "the shape reaches a pole; shapes must stay clear of ±90° latitude"
+        )
+    for points in rings:
+        for (x1, _), (x2, _) in zip(points, points[1:], strict=False):
+            if abs(x2 - x1) >= 180.0:
+                raise GeoError(
+                    "crosses-antimeridian",
+                    "an edge spans 180° of longitude or more (it crosses the antimeridian); "
+                    "split the shape at ±180° into a MultiPolygon",
+                )
+
+
+def _check_circle_placement(lon: float, lat: float, radius_m: float) -> None:
+    """A circle is stored with a polygon around it; that polygon cannot contain a pole or wrap
+    around ±180° longitude, so such circles are refused rather than stored wrong."""
+    reach = radius_m / math.cos(math.pi / CIRCLE_SEGMENTS) + 1.0  # the polygon's vertex distance
+    for pole in (90.0, -90.0):
+        if haversine_m(lon, lat, lon, pole) <= reach:
+            raise GeoError(
+                "circle-covers-pole",
+                "a circle this close to a pole cannot be stored; use a Polygon that stays clear "
+                "of ±90° latitude",
+                "geometry.coordinates",
+            )
+    lons = [destination(lon, lat, bearing, reach)[0] for bearing in range(0, 360, 5)]
+    if max(lons) - min(lons) >= 180.0:  # some points wrapped to the other side of ±180°
+        raise GeoError(
+            "crosses-antimeridian",
+            "the circle crosses the antimeridian (±180° longitude); move its centre or use a "
+            "MultiPolygon split at ±180°",
+            "geometry.coordinates",
+        )
 
 
 def _reason_code(reason: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,15 +18,18 @@ from app.core.metrics import REQUEST_COUNT, REQUEST_LATENCY
 logger = logging.getLogger("hereabouts.access")
 
 
-def _problem_bytes(status: int, title: str, detail: str) -> bytes:
+def _problem_bytes(
+    status: int, title: str, detail: str, code: str = "payload-too-large", **extra: Any
+) -> bytes:
     import orjson
 
     return orjson.dumps(
         {
-            "type": PROBLEM_BASE + "payload-too-large",
+            "type": PROBLEM_BASE + code,
             "title": title,
             "status": status,
             "detail": detail,
+            **extra,
         }
     )
 
@@ -108,6 +112,102 @@ class BodyLimitMiddleware:
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+_JSON_NUL = b"\\u0000"
+
+
+def _json_has_nul_escape(body: bytes) -> bool:
+    """A `\\u0000` escape that is not itself an escaped backslash followed by "u0000"."""
+    start = body.find(_JSON_NUL)
+    while start != -1:
+        backslashes = 0
+        i = start - 1
+        while i >= 0 and body[i] == 0x5C:  # "\\"
+            backslashes += 1
+            i -= 1
+        if backslashes % 2 == 0:
+            return True
+        start = body.find(_JSON_NUL, start + 1)
+    return False
+
+
+def body_has_nul(body: bytes, content_type: bytes) -> bool:
+    """NUL in a request body: a raw byte, `%00` in a form, or a `\\u0000` escape in JSON text."""
+    if b"\x00" in body:
+        return True
+    if content_type.startswith(b"application/x-www-form-urlencoded"):
+        return b"\x00" in unquote_to_bytes(body.replace(b"+", b" "))
+    # JSON bodies, and JSON files inside multipart uploads (the geofence import)
+    return _json_has_nul_escape(body)
+
+
+class NulByteMiddleware:
+    """Refuse U+0000 in any string input — path, query string, JSON or form body — with one 422.
+
+    PostgreSQL text and JSONB cannot hold NUL, so without this each text field needed its own
+    check and a forgotten one was a 500. Here is the one place: nothing with a NUL reaches routing.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path: bytes = scope.get("raw_path") or b""
+        if (
+            "\x00" in scope.get("path", "")
+            or b"\x00" in unquote_to_bytes(raw_path)
+            or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))
+        ):
+            await self._reject(send, "the URL")
+            return
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        # Read the body (BodyLimitMiddleware, outside this one, has capped its size), check it
+        # and hand it on in one message.
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        content_type = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"content-type":
+                content_type = value.lower()
+                break
+        if body and body_has_nul(body, content_type):
+            await self._reject(send, "the request body")
+            return
+        await self.app(scope, _replay_body(body, receive), send)
+
+    async def _reject(self, send: Send, where: str) -> None:
+        body = _problem_bytes(
+            422,
+            "Validation failed",
+            f"NUL characters (U+0000) are not allowed in {where}.",
+            code="validation",
+            errors=[{"loc": [where], "field": "", "msg": "contains NUL", "type": "nul_character"}],
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 422,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
                 ],
             }
         )

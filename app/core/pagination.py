@@ -12,13 +12,14 @@ from fastapi import Depends, Query
 from pydantic import BaseModel
 
 from app.core.errors import Unprocessable
+from app.core.types import BoundedDatetime
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 
 
 class Cursor(BaseModel):
-    created_at: datetime
+    created_at: BoundedDatetime
     id: uuid.UUID
 
 

@@ -18,6 +18,8 @@ from fastapi import Request
 
 from app.core.errors import TooManyRequests
 
+MAX_MARKS = 100_000
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -31,6 +33,7 @@ class RateLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._marks: dict[tuple[str, str], float] = {}
         self._last_sweep = clock()
 
     def hit(self, scope: str, key: str, rule: Rule, cost: float = 1.0) -> float:
@@ -64,11 +67,28 @@ class RateLimiter:
         for k in stale:
             del self._buckets[k]
 
+    def mark(self, scope: str, key: str) -> None:
+        """Remember that `key` happened now (e.g. a successful login from an IP)."""
+        now = self._clock()
+        if len(self._marks) >= MAX_MARKS:
+            oldest = sorted(self._marks.items(), key=lambda kv: kv[1])[: MAX_MARKS // 10]
+            for k, _ in oldest:
+                del self._marks[k]
+        self._marks[(scope, key)] = now
+
+    def marked_within(self, scope: str, key: str, seconds: float) -> bool:
+        stamp = self._marks.get((scope, key))
+        return stamp is not None and self._clock() - stamp <= seconds
+
     def reset(self) -> None:
         self._buckets.clear()
+        self._marks.clear()
 
 
 def client_ip(request: Request) -> str:
+    """The peer address, or — only when the peer is one of `HEREABOUTS_TRUSTED_PROXIES` — the
+    rightmost X-Forwarded-For entry that is not a trusted proxy (resolved into `request.client`
+    by the ProxyHeadersMiddleware `create_app` installs; uvicorn gets the same list)."""
     return request.client.host if request.client else "unknown"
 
 

@@ -17,6 +17,7 @@ from app.core.geo import GeoError, check_lon_lat, check_position
 from app.core.near import parse_near
 from app.core.pagination import Pagination
 from app.core.ratelimit import rate_limited
+from app.core.types import FeatureCollectionObject
 from app.geofences import repository, service
 from app.geofences.dependencies import VisibleGeofence
 from app.geofences.errors import InvalidGeofence
@@ -195,7 +196,7 @@ async def import_geofences(
     session: Session,
     settings: AppSettings,
     editor: EditorUser,
-    body: Annotated[dict[str, Any], Body(description="A GeoJSON FeatureCollection.")],
+    body: Annotated[FeatureCollectionObject, Body(description="A GeoJSON FeatureCollection.")],
     dry_run: Annotated[bool, Query(description="Validate and count; store nothing.")] = False,
 ) -> ImportResult:
     """Editor: upsert a FeatureCollection by external_id; bad features are reported by index."""

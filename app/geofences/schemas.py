@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from datetime import date, datetime
@@ -10,8 +9,9 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.core.types import BoundedAwareDatetime, GeoJsonObject, JsonObject
 from app.geofences.opening_hours import DAYS, parse_hhmm
 
 TAG_PATTERN = r"^[\w][\w .:/-]{0,63}$"
@@ -83,9 +83,9 @@ class GeofenceProperties(BaseModel):
     )
     dwell_s: int = Field(default=300, ge=0, le=86_400)
     opening_hours: OpeningHours | None = None
-    active_from: AwareDatetime | None = None
-    active_until: AwareDatetime | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    active_from: BoundedAwareDatetime | None = None
+    active_until: BoundedAwareDatetime | None = None
+    metadata: JsonObject = Field(default_factory=dict)
 
     @field_validator("tags")
     @classmethod
@@ -96,11 +96,6 @@ class GeofenceProperties(BaseModel):
     @classmethod
     def _text(cls, value: str | None) -> str | None:
         return _no_nul(value)
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_json(value)
 
     @model_validator(mode="after")
     def _window(self) -> GeofenceProperties:
@@ -115,7 +110,7 @@ class GeofenceCreate(BaseModel):
 
     type: Literal["Feature"]
     id: str | int | None = Field(default=None, description="Ignored; ids are assigned.")
-    geometry: dict[str, Any]
+    geometry: GeoJsonObject
     properties: GeofenceProperties
 
 
@@ -132,9 +127,9 @@ class GeofencePropertiesUpdate(BaseModel):
     trigger_distance_m: float | None = Field(default=None, ge=0, le=5000)
     dwell_s: int | None = Field(default=None, ge=0, le=86_400)
     opening_hours: OpeningHours | None = None
-    active_from: AwareDatetime | None = None
-    active_until: AwareDatetime | None = None
-    metadata: dict[str, Any] | None = None
+    active_from: BoundedAwareDatetime | None = None
+    active_until: BoundedAwareDatetime | None = None
+    metadata: JsonObject | None = None
 
     @field_validator("tags")
     @classmethod
@@ -145,11 +140,6 @@ class GeofencePropertiesUpdate(BaseModel):
     @classmethod
     def _text(cls, value: str | None) -> str | None:
         return _no_nul(value)
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else _check_json(value)
 
     @model_validator(mode="after")
     def _not_null(self) -> GeofencePropertiesUpdate:
@@ -165,7 +155,7 @@ class GeofenceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["Feature"] | None = None
-    geometry: dict[str, Any] | None = None
+    geometry: GeoJsonObject | None = None
     properties: GeofencePropertiesUpdate = Field(default_factory=GeofencePropertiesUpdate)
 
 
@@ -191,7 +181,7 @@ class GeofenceRead(BaseModel):
 
     type: Literal["Feature"] = "Feature"
     id: uuid.UUID
-    geometry: dict[str, Any]
+    geometry: GeoJsonObject
     properties: GeofencePropertiesRead
 
 
@@ -262,27 +252,6 @@ def _check_tags(value: list[str]) -> list[str]:
         if tag not in seen:
             seen.append(tag)
     return seen
-
-
-def _check_json(value: dict[str, Any]) -> dict[str, Any]:
-    """JSONB refuses NaN/Infinity (which Python's JSON parser lets through) and U+0000."""
-
-    def walk(node: Any) -> None:
-        if isinstance(node, float) and not math.isfinite(node):
-            raise ValueError("metadata must not contain NaN or Infinity")
-        if isinstance(node, str) and "\x00" in node:
-            raise ValueError("metadata must not contain NUL characters")
-        if isinstance(node, dict):
-            for key, item in node.items():
-                if "\x00" in key:
-                    raise ValueError("metadata must not contain NUL characters")
-                walk(item)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(value)
-    return value
 
 
 def _check_window(start: datetime | None, end: datetime | None) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.core.types import BoundedEpochMillis
 from app.notifications.endpoints import validate_auth, validate_p256dh
 
 
@@ -37,8 +38,8 @@ class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(min_length=1, max_length=2048)
-    expirationTime: int | None = Field(  # noqa: N815 - the browser's spelling
-        default=None, ge=0, description="epoch milliseconds, as browsers send it"
+    expirationTime: BoundedEpochMillis | None = Field(  # noqa: N815 - the browser's spelling
+        default=None, description="epoch milliseconds, as browsers send it"
     )
     keys: SubscriptionKeys
 

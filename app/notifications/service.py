@@ -36,6 +36,17 @@ from app.notifications.sender import MAX_PLAINTEXT_BYTES, TOPIC_RE
 MAX_TTL_S = 28 * 24 * 3600
 
 
+class SubscriptionTaken(Conflict):
+    code, title = "subscription-taken", "Push endpoint already registered"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This push endpoint is registered to someone else. Unsubscribe in the browser and "
+            "subscribe again to get a new endpoint.",
+            extra={"field": "endpoint"},
+        )
+
+
 def recipient_of(principal: Principal) -> Recipient:
     return Recipient(principal.kind, principal.id, principal.organisation_id)
 
@@ -72,8 +83,12 @@ async def subscribe(
         "staff_user_id": who.id if who.kind == "staff" else None,
     }
     existing = await repo.subscription_by_endpoint(session, endpoint)
-    same_owner = existing is not None and all(getattr(existing, k) == v for k, v in owner.items())
-    if not same_owner:
+    if existing is not None and not all(getattr(existing, k) == v for k, v in owner.items()):
+        # An endpoint belongs to whoever registered it first until they delete it (or their
+        # device / account goes): re-owning it would silently cut the owner off their pushes,
+        # across organisations too. The answer says nothing about who holds it.
+        raise SubscriptionTaken()
+    if existing is None:
         limit = settings.push_max_subscriptions_per_person
         if await repo.count_subscriptions(session, who) >= limit:
             raise Conflict(
@@ -88,8 +103,7 @@ async def subscribe(
         "user_agent": (user_agent or "")[:300] or None,
     }
     if existing is not None:
-        # The browser holding the endpoint and its keys is the source of truth: the latest
-        # registration (keys rotated, or another account signed in on it) wins.
+        # The same owner registering again (keys rotated): refresh the row.
         for key, value in values.items():
             setattr(existing, key, value)
         existing.updated_at = datetime.now(UTC)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, time
 from typing import Annotated, Self
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     model_validator,
 )
 
+from app.core.types import BoundedAwareDatetime, Flag, SafeUrl
 from app.offers.models import (
     BODY_MAX,
     TITLE_MAX,
@@ -27,15 +26,6 @@ from app.offers.models import (
     QuietHoursPolicy,
     Trigger,
 )
-
-
-def _https_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ValueError("must be an absolute https:// URL")
-    if any(c.isspace() for c in value) or parts.username or parts.password:
-        raise ValueError("must not contain whitespace or credentials")
-    return value
 
 
 def _time_zone(value: str) -> str:
@@ -58,7 +48,7 @@ def _unique_ids(value: list[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(value))
 
 
-HttpsUrl = Annotated[str, Field(max_length=URL_MAX), AfterValidator(_https_url)]
+HttpsUrl = Annotated[SafeUrl, Field(max_length=URL_MAX)]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_time_zone)]
 Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
 Body = Annotated[str, Field(min_length=1, max_length=BODY_MAX)]
@@ -99,10 +89,10 @@ class OfferCreate(StrictModel):
         default=None, description="Applies at every place of this category, e.g. `library`."
     )
     triggers: Triggers
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: BoundedAwareDatetime | None = None
+    valid_until: BoundedAwareDatetime | None = None
     time_window: TimeWindow | None = None
-    outside_opening_hours_ok: bool = False
+    outside_opening_hours_ok: Flag = False
     cooldown_s: int = Field(default=86_400, ge=0, le=31_536_000)
     max_per_person: int = Field(default=1, ge=1, le=1000)
     max_total: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -129,10 +119,10 @@ class OfferUpdate(StrictModel):
     geofence_ids: GeofenceIds | None = None
     category: CategoryName | None = None
     triggers: Triggers | None = None
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: BoundedAwareDatetime | None = None
+    valid_until: BoundedAwareDatetime | None = None
     time_window: TimeWindow | None = None
-    outside_opening_hours_ok: bool | None = None
+    outside_opening_hours_ok: Flag | None = None
     cooldown_s: int | None = Field(default=None, ge=0, le=31_536_000)
     max_per_person: int | None = Field(default=None, ge=1, le=1000)
     max_total: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -159,9 +149,19 @@ class OfferUpdate(StrictModel):
         return self
 
 
+LOCAL_TIME = Field(
+    pattern=r"^[0-2][0-9]:[0-5][0-9]:[0-5][0-9]$",
+    examples=["17:00:00"],
+    description="Local wall-clock time (HH:MM:SS, no offset: see time_zone).",
+)
+
+
 class TimeWindowRead(BaseModel):
-    start: time
-    end: time
+    """`start`/`end` are local times without an offset, so they are not `format: time` (RFC 3339
+    times carry one): a pattern describes them instead."""
+
+    start: str = LOCAL_TIME
+    end: str = LOCAL_TIME
     time_zone: str
 
 
@@ -240,7 +240,11 @@ class OfferStats(BaseModel):
 def _window(offer: Offer) -> TimeWindowRead | None:
     if offer.window_start is None or offer.window_end is None or offer.time_zone is None:
         return None
-    return TimeWindowRead(start=offer.window_start, end=offer.window_end, time_zone=offer.time_zone)
+    return TimeWindowRead(
+        start=offer.window_start.isoformat(timespec="seconds"),
+        end=offer.window_end.isoformat(timespec="seconds"),
+        time_zone=offer.time_zone,
+    )
 
 
 def offer_read(offer: Offer) -> OfferRead:

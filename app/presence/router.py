@@ -16,6 +16,7 @@ from app.core.deps import AppSettings
 from app.core.errors import Forbidden, Unprocessable
 from app.core.pagination import Page, Pagination, encode_cursor
 from app.core.ratelimit import rate_limited
+from app.core.types import BoundedDatetime
 from app.presence import service, stream
 from app.presence.errors import TooManyPings
 from app.presence.groups import PingGroups
@@ -115,8 +116,8 @@ async def list_events(
     page: Pagination,
     geofence_id: Annotated[uuid.UUID | None, Query(description="Only this place.")] = None,
     type: Annotated[list[EventType] | None, Query(description="Event types.")] = None,  # noqa: A002
-    since: Annotated[datetime | None, Query(description="occurred_at ≥ since")] = None,
-    until: Annotated[datetime | None, Query(description="occurred_at < until")] = None,
+    since: Annotated[BoundedDatetime | None, Query(description="occurred_at ≥ since")] = None,
+    until: Annotated[BoundedDatetime | None, Query(description="occurred_at < until")] = None,
     include_suppressed: bool = False,
 ) -> Page[EventRead]:
     """Staff: the organisation's geofence events with their explanation, newest first."""
@@ -154,7 +155,9 @@ async def event_stream(
     settings: AppSettings,
     staff: CurrentStaff,
     factory: Annotated[stream.SessionFactory, Depends(stream.session_factory)],
-    since: Annotated[datetime | None, Query(description="Replay events created since.")] = None,
+    since: Annotated[
+        BoundedDatetime | None, Query(description="Replay events created since.")
+    ] = None,
     follow: Annotated[bool, Query(description="Keep the stream open for new events.")] = True,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:

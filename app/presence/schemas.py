@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.types import BoundedDatetime, Flag
 from app.presence.models import EventType, PresenceState
 
 
@@ -25,7 +26,9 @@ class PingCreate(StrictModel):
         default=None,
         description="Horizontal accuracy, metres. Missing, ≤ 0 or NaN: stored, never triggers.",
     )
-    recorded_at: datetime = Field(description="When the fix was taken (RFC 3339 with offset).")
+    recorded_at: BoundedDatetime = Field(
+        description="When the fix was taken (RFC 3339 with offset)."
+    )
     speed_mps: float | None = Field(default=None, description="Negative/NaN means unknown.")
     heading: float | None = Field(default=None, description="Degrees 0..360; else unknown.")
 
@@ -97,4 +100,4 @@ class PresenceRead(BaseModel):
 
 
 class BackgroundLocation(StrictModel):
-    enabled: bool
+    enabled: Flag

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.core.types import Flag, SafeUrl
+
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -73,7 +75,7 @@ class PreferencesUpdate(StrictModel):
     quiet_hours: QuietHours | None = None
     categories_opted_out: list[str] | None = Field(default=None, max_length=100)
     max_per_day: int | None = Field(default=None, ge=1, le=100)
-    background_location: bool | None = None
+    background_location: Flag | None = None
     on_shift: ShiftWindow | None = None
 
     @field_validator("time_zone")
@@ -119,8 +121,8 @@ class PreferencesRead(BaseModel):
 class BroadcastCreate(StrictModel):
     title: str = Field(min_length=1, max_length=120)
     body: str = Field(default="", max_length=240)
-    url: str | None = Field(default=None, max_length=2048)
-    safety_critical: bool = Field(
+    url: SafeUrl | None = None
+    safety_critical: Flag = Field(
         default=False,
         description="Bypasses quiet hours, opt-outs and the budget; must be set explicitly.",
     )

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.core.types import BoundedAwareDatetime, Flag
 from app.tasks.models import Priority, Task, TaskStatus, TaskTransition
 
 MAX_ASSIGNEES = 20
@@ -38,8 +39,8 @@ class TaskCreate(StrictModel):
         description="Field workers of your organisation; empty leaves it in the team pool.",
     )
     priority: Priority = Priority.normal
-    due_at: AwareDatetime | None = None
-    requires_visit: bool = Field(
+    due_at: BoundedAwareDatetime | None = None
+    requires_visit: Flag = Field(
         default=False, description="Done only with a check-in at the place as proof of visit."
     )
     note: Note | None = None
@@ -59,8 +60,8 @@ class TaskUpdate(StrictModel):
     geofence_id: uuid.UUID | None = None
     assignee_ids: AssigneeIds | None = None
     priority: Priority | None = None
-    due_at: AwareDatetime | None = None
-    requires_visit: bool | None = None
+    due_at: BoundedAwareDatetime | None = None
+    requires_visit: Flag | None = None
     status: TaskStatus | None = None
     note: Note | None = Field(default=None, description="Recorded with the status transition.")
 

@@ -220,12 +220,12 @@ async def test_user_list_paginates_with_a_stable_cursor_and_clamps_limit(
     assert bad.status_code == 422
 
 
-async def test_login_is_throttled_per_account_after_repeated_failures(
+async def test_login_is_throttled_per_account_and_ip_after_repeated_failures(
     client: httpx.AsyncClient, db: AsyncSession, settings: Settings
 ) -> None:
     org = await factories.create_organisation(db)
     await factories.create_staff(db, settings, org, Role.editor, email="target@example.org")
-    limit = settings.login_failures_per_account_per_hour
+    limit = settings.login_failures_per_account_ip_per_hour  # all from the test client's IP
     for _ in range(limit):
         bad = await client.post(
             "/v1/auth/token", data={"username": "target@example.org", "password": "guess-guess"}

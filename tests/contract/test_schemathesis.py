@@ -104,3 +104,71 @@ def test_resident_operations_conform_to_the_schema(
         tmp_path=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+# --- cases the Schemathesis runs of issue 18 found (finding 11), pinned down -----------------
+
+
+def _response_schema(schema: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    content = schema["paths"][path][method]["responses"]["200"]["content"]
+    return {**content["application/json"]["schema"], "components": schema["components"]}
+
+
+def test_time_window_times_conform_to_their_declared_format(live_server: dict[str, Any]) -> None:
+    """`TimeWindowRead` declared `format: time` (RFC 3339: with an offset) but returned local
+    times without one. Validated here as Schemathesis does (jsonschema-rs, formats checked)."""
+    import jsonschema_rs
+
+    base, headers = live_server["base"], {"Authorization": f"Bearer {live_server['admin']}"}
+    place = httpx.post(
+        base + "/v1/geofences",
+        headers=headers,
+        json={
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [-1.25, 51.75]},
+            "properties": {"name": "Contract library", "category": "library", "radius_m": 40},
+        },
+    )
+    assert place.status_code == 201, place.text
+    offer = httpx.post(
+        base + "/v1/offers",
+        headers=headers,
+        json={
+            "title": "Evening opening",
+            "body": "Open late",
+            "geofence_ids": [place.json()["id"]],
+            "triggers": ["checkin"],
+            "time_window": {"start": "17:00", "end": "20:30", "time_zone": "Europe/London"},
+        },
+    )
+    assert offer.status_code == 201, offer.text
+    schema = httpx.get(base + "/openapi.json").json()
+    read = httpx.get(base + f"/v1/offers/{offer.json()['id']}", headers=headers)
+    assert read.status_code == 200
+    validator = jsonschema_rs.validator_for(
+        _response_schema(schema, "/v1/offers/{offer_id}", "get"), validate_formats=True
+    )
+    errors = [e.message for e in validator.iter_errors(read.json())]
+    assert errors == []
+    assert read.json()["time_window"]["start"] == "17:00:00"
+    window = schema["components"]["schemas"]["TimeWindowRead"]["properties"]
+    assert "format" not in window["start"]
+    assert "format" not in window["end"]
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", "false"])
+def test_booleans_in_request_bodies_are_strict(live_server: dict[str, Any], value: Any) -> None:
+    """`{"enabled": 0}` was accepted as `false`: only JSON true / false are booleans."""
+    res = httpx.put(
+        live_server["base"] + "/v1/me/background-location",
+        headers={"Authorization": f"Bearer {live_server['device']}"},
+        json={"enabled": value},
+    )
+    assert res.status_code == 422, res.text
+    assert res.headers["content-type"] == "application/problem+json"
+    ok = httpx.put(
+        live_server["base"] + "/v1/me/background-location",
+        headers={"Authorization": f"Bearer {live_server['device']}"},
+        json={"enabled": False},
+    )
+    assert ok.status_code == 200

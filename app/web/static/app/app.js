@@ -247,8 +247,19 @@ async function subscribePush(tell) {
         sub = null;
       }
     }
-    sub = sub || (await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlToBytes(key) }));
-    await api.post("/v1/push/subscriptions", sub.toJSON());
+    const fresh = () => reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlToBytes(key) });
+    sub = sub || (await fresh());
+    try {
+      await api.post("/v1/push/subscriptions", sub.toJSON());
+    } catch (err) {
+      // This browser's endpoint is still registered to someone else (an earlier device
+      // registration or another account): the server keeps it with its first owner, so get a
+      // new endpoint from the browser and register that one.
+      if (!(err instanceof ApiError && err.status === 409 && String(err.problem.type || "").endsWith("/subscription-taken"))) throw err;
+      await sub.unsubscribe();
+      sub = await fresh();
+      await api.post("/v1/push/subscriptions", sub.toJSON());
+    }
     info.textContent = "Notifications are on for this device.";
     if (tell) announce(status, "Notifications are on.", "ok");
   } catch (err) {
