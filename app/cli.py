@@ -343,17 +343,47 @@ def db_backup(
     typer.echo(f"backup written to {file} ({file.stat().st_size} bytes)")
 
 
+def _restore(file: Path, env: dict[str, str]) -> str | None:
+    """Replace the public schema with the dump's, in one transaction; the error, if any.
+
+    `pg_restore --clean` cannot drop the primary keys of the ping partitions (inherited
+    constraints), so the schema is dropped whole and recreated instead. The dump is first turned
+    into SQL in a private temporary file: a dump that is truncated or corrupt fails there, before
+    anything is changed, and the SQL then runs in one transaction (`psql --single-transaction`).
+    """
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hereabouts-restore-") as tmp:
+        script = Path(tmp) / "restore.sql"
+        result = subprocess.run(
+            [_pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--file", str(script),
+             str(file)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if result.returncode != 0:
+            return f"pg_restore: {result.stderr.strip()}"
+        result = subprocess.run(
+            [_pg_tool("psql"), "--no-psqlrc", "--quiet", "--single-transaction",
+             "--set", "ON_ERROR_STOP=1",
+             "--command", "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public",
+             "--file", str(script)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if result.returncode != 0:
+            return f"psql: {result.stderr.strip()}"
+    return None
+
+
 @db_app.command("restore")
 def db_restore(
     file: Annotated[Path, typer.Argument(help="A dump written by `hereabouts db backup`.")],
 ) -> None:
-    """Replace the database's contents with a backup (pg_restore --clean, one transaction).
+    """Replace the database's contents with a backup (in one transaction: all or nothing).
 
     With the embedded database this is refused while `serve` runs; with a configured database,
     stop the service (every replica and worker) yourself first.
     """
-    import subprocess
-
     from app.core.datadir import DataDirInUse, DataDirLock
 
     if not file.is_file():
@@ -368,31 +398,13 @@ def db_restore(
             raise _refuse_in_use(exc, "; stop it first (`hereabouts db stop --force`)") from None
     try:
         env = _libpq_env(_database_url())
-        result = subprocess.run(
-            [
-                _pg_tool("pg_restore"),
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--no-privileges",
-                "--single-transaction",
-                "--exit-on-error",
-                "--dbname",
-                env.get("PGDATABASE", ""),
-                str(file),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        error = _restore(file, env)
     finally:
         if lock is not None:
             lock.release()
-    if result.returncode != 0:
+    if error:
         typer.secho(
-            f"error: pg_restore failed (nothing was changed): {result.stderr.strip()}",
-            fg=typer.colors.RED,
-            err=True,
+            f"error: restore failed, nothing was changed: {error}", fg=typer.colors.RED, err=True
         )
         raise typer.Exit(1)
     typer.echo(f"restored {file}")
