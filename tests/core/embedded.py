@@ -38,9 +38,11 @@ def base_env(data_dir: Path, pg_port: int) -> dict[str, str]:
 
 
 def build_template(path: Path) -> Path:
-    """A data directory with an initialised, migrated and stopped embedded cluster."""
+    """A data directory with an initialised, migrated and stopped cluster, with the demo town."""
     env = base_env(path, free_port())
-    subprocess.run([*CLI, "db", "upgrade"], cwd=PROJECT_ROOT, env=env, check=True)
+    subprocess.run(
+        [*CLI, "demo", "load"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True
+    )
     subprocess.run([*CLI, "db", "stop"], cwd=PROJECT_ROOT, env=env, check=True)
     return path
 

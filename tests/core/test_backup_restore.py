@@ -45,7 +45,7 @@ def snapshot(url: str) -> dict[str, tuple[int, str]]:
     """Every table of the public schema (partitions included): row count and a digest of rows."""
     with _connect(url) as conn:
         tables = [
-            r[0]
+            str(r[0])
             for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
             )
