@@ -102,6 +102,9 @@ def _run_uvicorn(host: str, port: int, workers: int) -> bool:
         proxy_headers=True,
     )
     if config.workers > 1:
+        from app.core.datadir import SERVE_PID_ENV
+
+        os.environ[SERVE_PID_ENV] = str(os.getpid())  # the workers die with this process
         Supervisor(config, sockets=[config.bind_socket()]).run()
         return True
     server = uvicorn.Server(config)

@@ -176,3 +176,30 @@ def stop_owner(
     if not lock.wait_acquire(command, timeout_s):
         raise DataDirInUse(lock.path, read_owner(data_dir))
     return lock
+
+
+SERVE_PID_ENV = "HEREABOUTS_SERVE_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent() -> None:
+    """In a uvicorn worker process of `serve`: get SIGTERM when `serve` itself dies.
+
+    uvicorn's worker processes outlive a supervisor killed with `kill -9`: they kept answering
+    on the port, the next `serve` could not bind it, and the orphans had no database once that
+    `serve` stopped the cluster it adopted. The kernel's parent-death signal (Linux `prctl`)
+    makes them shut down gracefully with their parent. `serve` exports its pid in
+    HEREABOUTS_SERVE_PID; nothing happens in the process that has that pid, or without it.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    parent = os.environ.get(SERVE_PID_ENV)
+    if not parent or not parent.isdigit() or int(parent) == os.getpid():
+        return
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(parent):  # it died before the prctl call
+        os.kill(os.getpid(), signal.SIGTERM)
