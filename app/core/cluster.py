@@ -231,9 +231,16 @@ class EmbeddedCluster:
         tmp.replace(path)
 
     # -- configuration ---------------------------------------------------------------------
-    def _hba_is_managed(self) -> bool:
+    def _hba_trusts(self) -> bool:
+        """Whether pg_hba.conf lets anyone in without a password (a cluster from before)."""
         hba = self.pgdata / "pg_hba.conf"
-        return hba.exists() and hba.read_text() == MANAGED_HBA
+        if not hba.exists():
+            return False
+        for line in hba.read_text().splitlines():
+            fields = line.split("#", 1)[0].split()
+            if len(fields) >= 4 and "trust" in fields[3:]:
+                return True
+        return False
 
     def _configure(self) -> None:
         """Write the managed settings and make postgresql.conf include them, last."""
@@ -294,6 +301,14 @@ class EmbeddedCluster:
         """
         bindir = ensure_server_installed()
         self._ensure_dirs()
+        initialised = (self.pgdata / "PG_VERSION").exists()
+        if initialised and not self.password_file.exists() and not self._hba_trusts():
+            raise ClusterError(
+                f"{self.password_file} is missing, and the cluster in {self.pgdata} needs it. "
+                "Put the file back, or have a new password set: add the line "
+                "`host all all 127.0.0.1/32 trust` at the top of pg_hba.conf there and start "
+                "again (Hereabouts then sets a new password and rewrites pg_hba.conf)."
+            )
         password = self.password()
         if not (self.pgdata / "PG_VERSION").exists():
             logger.info("initialising embedded PostgreSQL cluster in %s", self.pgdata)
@@ -353,7 +368,7 @@ class EmbeddedCluster:
                 raise ClusterError(f"pg_ctl start failed: {result.stderr.strip()}\n{tail}")
             self.started_here = True
         self._wait_ready()
-        if not self._hba_is_managed():
+        if self._hba_trusts():
             self._secure_legacy_cluster()
         return self.url()
 

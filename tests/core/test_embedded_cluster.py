@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app.core.cluster import LEGACY_BLOCK_START, MANAGED_HBA, EmbeddedCluster, find_pg_bindir
+from app.core.cluster import (
+    LEGACY_BLOCK_START,
+    MANAGED_HBA,
+    ClusterError,
+    EmbeddedCluster,
+    find_pg_bindir,
+)
 from app.core.config import Settings
 from app.core.db import create_engine
 from tests.live import free_port
@@ -95,9 +101,20 @@ def test_a_trust_cluster_with_asynchronous_commit_is_migrated_on_start(tmp_path:
         assert LEGACY_BLOCK_START not in conf
         assert "synchronous_commit = off" not in conf
         cluster.stop()
+        # an administrator's own pg_hba.conf line (no trust) is kept across starts
+        with (cluster.pgdata / "pg_hba.conf").open("a") as fh:
+            fh.write("host    all  all  10.1.2.3/32  scram-sha-256\n")
         cluster.ensure_running()  # and after a restart, from the files alone
         assert cluster.started_here
         assert cluster.psql("SHOW synchronous_commit") == "on"
         assert _psql_without_password(cluster, "SELECT 1").returncode != 0
+        assert "10.1.2.3/32" in (cluster.pgdata / "pg_hba.conf").read_text()
+
+        # a lost password file is named, not replaced by one the cluster does not know
+        cluster.stop()
+        cluster.password_file.unlink()
+        with pytest.raises(ClusterError, match="password is missing"):
+            cluster.ensure_running()
+        assert not cluster.password_file.exists()
     finally:
         cluster.stop(mode="immediate")
