@@ -60,6 +60,63 @@ def _with_session(fn: Callable[..., Awaitable[T]], url: str) -> T:
     return asyncio.run(run())
 
 
+class _StopRequested(Exception):
+    """SIGTERM or SIGHUP reached `serve` outside uvicorn's own handling of it."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _StopRequested(signum)
+
+
+def _refuse_in_use(exc: Exception, hint: str = "") -> typer.Exit:
+    from app.core.datadir import EXIT_DATA_DIR_IN_USE
+
+    typer.secho(f"error: {exc}{hint}", fg=typer.colors.RED, err=True)
+    return typer.Exit(EXIT_DATA_DIR_IN_USE)
+
+
+def _run_uvicorn(host: str, port: int, workers: int, trusted_proxies: list[str]) -> bool:
+    """uvicorn.run(), except that SIGHUP shuts down gracefully (as SIGTERM) instead of reloading.
+
+    Returns False if the server could not start (e.g. the port is taken).
+    """
+    import signal
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:  # a closed terminal: stop, never restart the workers
+            self.handle_term()
+
+    config = uvicorn.Config(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+        # X-Forwarded-For only from these (default none: docs/security.md)
+        forwarded_allow_ips=trusted_proxies,
+    )
+    if config.workers > 1:
+        from app.core.datadir import SERVE_PID_ENV
+
+        os.environ[SERVE_PID_ENV] = str(os.getpid())  # the workers die with this process
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+        return True
+    server = uvicorn.Server(config)
+    # uvicorn's single process handles SIGINT/SIGTERM gracefully (in-flight requests and ping
+    # groups finish, the lifespan shuts down) but not SIGHUP: turn SIGHUP into SIGTERM
+    signal.signal(signal.SIGHUP, lambda signum, frame: server.handle_exit(signal.SIGTERM, frame))
+    server.run()
+    return server.started
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
@@ -68,41 +125,101 @@ def serve(
     demo: Annotated[bool, typer.Option(help="Load the demo town first.")] = False,
     migrate: Annotated[bool, typer.Option(help="Apply migrations first.")] = True,
 ) -> None:
-    """Run the API (and, by default, a delivery worker) — embedded PostGIS unless configured."""
-    import uvicorn
+    """Run the API (and, by default, a delivery worker) — embedded PostGIS unless configured.
+
+    With the embedded database, the data directory has one owner: a second `serve` on it is
+    refused (exit status 3) before it touches anything. The embedded cluster is stopped on exit
+    (SIGINT, SIGTERM, SIGHUP) if this process started it, and restarted with backoff if it stops.
+    """
+    import logging
+    import signal
+
+    from app.core.cluster import ClusterError, ClusterSupervisor, EmbeddedCluster
+    from app.core.datadir import EXIT_ERROR, DataDirInUse, DataDirLock, pid_alive
 
     settings = get_settings()
     embedded = settings.uses_embedded_database
-    url = _database_url()
-    if migrate:
-        _upgrade(url)
-    if demo:
-        from app.demo import load_demo
-
-        for line in _with_session(load_demo, url):
-            typer.echo(f"  {line}")
     bind_host, bind_port = host or settings.host, port or settings.port
-    typer.echo(f"Hereabouts on http://{bind_host}:{bind_port}  (API docs: /docs)")
+    log = logging.getLogger("hereabouts.serve")
+    lock: DataDirLock | None = None
+    if embedded:
+        lock = DataDirLock(settings.data_dir)
+        try:
+            lock.acquire("serve", f"http://{bind_host}:{bind_port}")
+        except DataDirInUse as exc:
+            raise _refuse_in_use(exc) from None
+    handled = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in handled}
+    cluster: EmbeddedCluster | None = None
+    supervisor: ClusterSupervisor | None = None
+    exit_code = 0
     try:
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=bind_host,
-            port=bind_port,
-            workers=workers or settings.workers,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_config=None,
-            proxy_headers=True,
-            forwarded_allow_ips=settings.trusted_proxies,
-        )
-    finally:
-        if embedded:
+        if lock is not None:
             from app.core.cluster import default_cluster
 
-            default_cluster().stop()
-            typer.echo("embedded PostgreSQL stopped")
+            cluster = default_cluster()
+            before = lock.previous
+            orphan = (
+                cluster.postmaster_pid() is not None
+                and bool(before.get("owns_cluster"))
+                and isinstance(before.get("pid"), int)
+                and not pid_alive(before["pid"])
+            )
+            try:
+                url = cluster.ensure_running()
+                cluster.ensure_database("hereabouts")
+            except ClusterError as exc:
+                typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(EXIT_ERROR) from exc
+            if orphan:
+                log.warning(
+                    "embedded PostgreSQL was left running by a serve that ended without "
+                    "stopping it (pid %s): adopted, it stops when this serve exits",
+                    before.get("pid"),
+                )
+            lock.update(owns_cluster=cluster.started_here or orphan)
+            os.environ["HEREABOUTS_DATABASE_URL"] = url
+            settings.database_url = url
+            get_settings.cache_clear()
+            held = lock
+            supervisor = ClusterSupervisor(
+                cluster, on_restart=lambda: held.update(owns_cluster=True)
+            )
+            supervisor.start()
+        url = _database_url()
+        if migrate:
+            _upgrade(url)
+        if demo:
+            from app.demo import load_demo
+
+            for line in _with_session(load_demo, url):
+                typer.echo(f"  {line}")
+        typer.echo(f"Hereabouts on http://{bind_host}:{bind_port}  (API docs: /docs)")
+        if not _run_uvicorn(
+            bind_host, bind_port, workers or settings.workers, settings.trusted_proxies
+        ):
+            exit_code = EXIT_ERROR
+    except (_StopRequested, KeyboardInterrupt):
+        pass
+    finally:
+        # a second signal must not cut the clean-up short
+        for sig in (signal.SIGINT, *handled):
+            signal.signal(sig, signal.SIG_IGN)
+        if supervisor is not None:
+            supervisor.stop()
+        if cluster is not None and lock is not None:
+            if lock.info.get("owns_cluster"):
+                cluster.stop()
+                typer.echo("embedded PostgreSQL stopped")
+            else:
+                typer.echo("embedded PostgreSQL left running (this serve did not start it)")
+        if lock is not None:
+            lock.release()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 @db_app.command("upgrade")
@@ -137,11 +254,167 @@ def db_check() -> None:
 
 
 @db_app.command("stop")
-def db_stop() -> None:
-    """Stop the embedded PostgreSQL cluster (data is kept)."""
+def db_stop(
+    force: Annotated[
+        bool,
+        typer.Option(help="If a `serve` holds the data directory, stop it first (SIGTERM, wait)."),
+    ] = False,
+) -> None:
+    """Stop the embedded PostgreSQL cluster (data is kept); refused while `serve` runs."""
     from app.core.cluster import default_cluster
+    from app.core.datadir import DataDirInUse, DataDirLock, stop_owner
 
-    default_cluster().stop()
+    data_dir = get_settings().data_dir
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire("db stop")
+    except DataDirInUse as exc:
+        if not force:
+            raise _refuse_in_use(exc, "; stop it first, or use `db stop --force`") from None
+        typer.echo(f"stopping the service first (SIGTERM to pid {exc.owner.get('pid')})")
+        try:
+            lock = stop_owner(data_dir, exc.owner, "db stop")
+        except DataDirInUse as still:
+            raise _refuse_in_use(still, " (it did not stop within 60 s)") from None
+    try:
+        default_cluster().stop()
+        typer.echo("embedded PostgreSQL stopped")
+    finally:
+        lock.release()
+
+
+def _pg_tool(name: str) -> str:
+    import shutil
+
+    from app.core.cluster import find_pg_bindir
+
+    bindir = find_pg_bindir()
+    if bindir is not None and (bindir / name).exists():
+        return str(bindir / name)
+    found = shutil.which(name)
+    if found is None:
+        typer.secho(
+            f"error: {name} not found: install the PostgreSQL client (e.g. postgresql-client)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
+    return found
+
+
+def _libpq_env(url: str) -> dict[str, str]:
+    """libpq environment (PGHOST, PGPASSWORD, ...) for the database at a SQLAlchemy URL."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    values = {
+        "PGHOST": parsed.host,
+        "PGPORT": str(parsed.port) if parsed.port else None,
+        "PGUSER": parsed.username,
+        "PGPASSWORD": parsed.password,
+        "PGDATABASE": parsed.database,
+    }
+    ssl = parsed.query.get("sslmode") or parsed.query.get("ssl")
+    if isinstance(ssl, str):
+        values["PGSSLMODE"] = {"true": "require", "false": "disable"}.get(ssl, ssl)
+    env.update({k: str(v) for k, v in values.items() if v})
+    return env
+
+
+@db_app.command("backup")
+def db_backup(
+    file: Annotated[Path, typer.Argument(help="Where to write the dump (pg_dump custom format).")],
+) -> None:
+    """Back the database up with pg_dump (custom format), embedded or configured alike."""
+    import subprocess
+
+    env = _libpq_env(_database_url())
+    file = file.resolve()
+    partial = file.with_name(file.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    result = subprocess.run(
+        [_pg_tool("pg_dump"), "--format=custom", "--file", str(partial)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        typer.secho(
+            f"error: pg_dump failed: {result.stderr.strip()}", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(1)
+    partial.replace(file)  # a backup file is either complete or absent
+    typer.echo(f"backup written to {file} ({file.stat().st_size} bytes)")
+
+
+def _restore(file: Path, env: dict[str, str]) -> str | None:
+    """Replace the public schema with the dump's, in one transaction; the error, if any.
+
+    `pg_restore --clean` cannot drop the primary keys of the ping partitions (inherited
+    constraints), so the schema is dropped whole and recreated instead. The dump is first turned
+    into SQL in a private temporary file: a dump that is truncated or corrupt fails there, before
+    anything is changed, and the SQL then runs in one transaction (`psql --single-transaction`).
+    """
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hereabouts-restore-") as tmp:
+        script = Path(tmp) / "restore.sql"
+        result = subprocess.run(
+            [_pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--file", str(script),
+             str(file)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if result.returncode != 0:
+            return f"pg_restore: {result.stderr.strip()}"
+        result = subprocess.run(
+            [_pg_tool("psql"), "--no-psqlrc", "--quiet", "--single-transaction",
+             "--set", "ON_ERROR_STOP=1",
+             "--command", "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public",
+             "--file", str(script)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if result.returncode != 0:
+            return f"psql: {result.stderr.strip()}"
+    return None
+
+
+@db_app.command("restore")
+def db_restore(
+    file: Annotated[Path, typer.Argument(help="A dump written by `hereabouts db backup`.")],
+) -> None:
+    """Replace the database's contents with a backup (in one transaction: all or nothing).
+
+    With the embedded database this is refused while `serve` runs; with a configured database,
+    stop the service (every replica and worker) yourself first.
+    """
+    from app.core.datadir import DataDirInUse, DataDirLock
+
+    if not file.is_file():
+        typer.secho(f"error: {file} is not a file", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    lock: DataDirLock | None = None
+    if get_settings().uses_embedded_database:
+        lock = DataDirLock(get_settings().data_dir)
+        try:
+            lock.acquire("db restore")
+        except DataDirInUse as exc:
+            raise _refuse_in_use(exc, "; stop it first (`hereabouts db stop --force`)") from None
+    try:
+        env = _libpq_env(_database_url())
+        error = _restore(file, env)
+    finally:
+        if lock is not None:
+            lock.release()
+    if error:
+        typer.secho(
+            f"error: restore failed, nothing was changed: {error}", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(f"restored {file}")
 
 
 @demo_app.command("load")

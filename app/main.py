@@ -19,6 +19,7 @@ from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core import types as core_types
 from app.core.config import Settings, get_settings
+from app.core.datadir import exit_with_parent
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.listen import listen_dsn
@@ -43,6 +44,7 @@ from app.web.router import install_web
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
+    exit_with_parent()  # a uvicorn worker process of `serve` must not outlive it
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
 

@@ -202,20 +202,46 @@ async def _handle_integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def is_database_outage(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, ConnectionError | OSError | TimeoutError):
-        return True
-    name = type(exc).__name__
-    return name in {
+OUTAGE_ERROR_NAMES = frozenset(
+    {
         "ConnectionDoesNotExistError",
         "CannotConnectNowError",
         "ConnectionFailureError",
         "InterfaceError",
+        "AdminShutdownError",
+        "CrashShutdownError",
     }
+)
+# SQLSTATE classes of a server that is gone or not there yet: 08 connection exception,
+# 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting up, recovering)
+OUTAGE_SQLSTATE_PREFIXES = ("08", "57P")
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it wraps, means the database is unreachable for now.
+
+    SQLAlchemy wraps the driver's error (`orig` / `__cause__`) in its own, sometimes twice: a
+    connection refused while PostgreSQL recovers from a crash arrives as a plain `DBAPIError`
+    around asyncpg's `CannotConnectNowError`, so the whole chain is looked at.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OperationalError | InterfaceError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, ConnectionError | OSError | TimeoutError):
+            return True
+        if type(current).__name__ in OUTAGE_ERROR_NAMES:
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(OUTAGE_SQLSTATE_PREFIXES):
+            return True
+        orig = getattr(current, "orig", None)
+        current = current.__cause__ or (orig if isinstance(orig, BaseException) else None)
+    return False
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
