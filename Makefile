@@ -39,6 +39,7 @@ test: lint typecheck pytest
 
 bench: deps system-deps
 	$(UV) run python -m bench.run
+	$(UV) run python -m bench.quality
 
 # refuses (exit status 3) while `serve` runs on .data, rather than deleting data under it
 clean-data:

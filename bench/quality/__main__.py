@@ -1,0 +1,157 @@
+"""`python -m bench.quality`: presence events against ground truth, three engines side by side.
+
+    uv run python -m bench.quality            # the full set (about a minute a engine)
+    uv run python -m bench.quality --fast     # the subset tests/presence/test_quality.py uses
+    uv run python -m bench.quality --seed 2   # other towns and tracks
+
+Writes bench/results/<date>-<time>-quality.json and .md: the summary table of docs/presence.md
+(point-in-polygon, the previous rules, the current engine) and the current engine per mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.quality import harness
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+ROWS = [
+    ("enter precision, walking, accuracy <= 20 m", "walk", "enter_precision_acc20_pct", "%"),
+    ("enter precision, every moving mode", "moving", "enter_precision_pct", "%"),
+    ("recall, deep visits (>= 2 fixes >= 10 m inside)", "all", "deep_recall_pct", "%"),
+    ("recall, >= 2 min in buildings >= 10 m wide (walks)", "walk", "long_recall_pct", "%"),
+    ("false exits + enters, phone at a window/door (10 h each)", "edge", "flaps", ""),
+    ("false exits + enters per hour, all stationary modes", "stationary", "flaps_per_hour", ""),
+    ("visits with exactly one dwell", "all", "dwell_exactly_one_pct", "%"),
+    ("exits within 2 fixes of being 30 m out", "all", "exit_within_2_fixes_pct", "%"),
+    ("pass-throughs (right / all)", "all", "pass_through_ratio", ""),
+    ("pass-throughs faster than 35 m/s", "all", "pass_through_too_fast", ""),
+    ("nearby within trigger distance + 3 m", "all", "nearby_right_pct", "%"),
+]
+
+MOVING = ("walk", "cycle", "bus", "car through a park", "cycle with far hops")
+STATIONARY = (
+    "desk inside",
+    "window or doorway",
+    "waiting on the pavement",
+    "indoors, poor accuracy",
+)
+
+
+def _group(per_mode: dict[str, harness.Tally], modes: tuple[str, ...] | None) -> harness.Tally:
+    out = harness.Tally(stationary=modes == STATIONARY)
+    for mode, tally in per_mode.items():
+        if modes is None or mode in modes:
+            out.add(tally)
+    return out
+
+
+def summary(per_mode: dict[str, harness.Tally]) -> dict[str, Any]:
+    groups = {
+        "walk": _group(per_mode, ("walk",)),
+        "moving": _group(per_mode, MOVING),
+        "all": _group(per_mode, None),
+        "edge": _group(per_mode, ("window or doorway",)),
+        "stationary": _group(per_mode, STATIONARY),
+    }
+    out: dict[str, Any] = {}
+    for label, group, key, _unit in ROWS:
+        tally = groups[group]
+        m = harness.metrics(tally)
+        if key == "flaps":
+            out[label] = tally.false_exits + tally.false_enters
+        elif key == "pass_through_ratio":
+            out[label] = f"{tally.pass_through_right} / {tally.pass_through}"
+        else:
+            out[label] = m[key]
+    out["hours of tracks"] = round(groups["all"].hours, 1)
+    out["fixes"] = groups["all"].fixes
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    engines = list(result["summary"])
+    lines = [
+        f"# Presence quality, {result['date']} (seed {result['seed']}, {result['plan']} set)",
+        "",
+        "Every event judged against the noiseless track (bench/quality). Each track is sent as "
+        f"single fixes and in batches ({', '.join(str(b) for b in result['batches'])}): the "
+        "counts cover both.",
+        "",
+        "| | " + " | ".join(engines) + " |",
+        "|---|" + "---|" * len(engines),
+    ]
+    for label, *_ in ROWS:
+        cells = []
+        for e in engines:
+            v = result["summary"][e][label]
+            cells.append("–" if v is None else str(v))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "## The current engine, per movement mode", ""]
+    keys = [
+        "hours",
+        "enters",
+        "enter_precision_pct",
+        "deep_recall_pct",
+        "long_recall_pct",
+        "false_exits",
+        "false_enters",
+        "dwell_exactly_one_pct",
+        "exit_within_2_fixes_pct",
+        "exit_lag_s_median",
+        "pass_through",
+        "nearby_right_pct",
+    ]
+    lines.append("| mode | " + " | ".join(keys) + " |")
+    lines.append("|---|" + "---|" * len(keys))
+    for mode, m in result["per_mode"]["new engine"].items():
+        cells = ["–" if m[k] is None else str(m[k]) for k in keys]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    lines += ["", f"Took {result['seconds']} s on {result['machine']}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fast", action="store_true", help="the subset make test uses")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    plan = harness.FAST if args.fast else harness.FULL
+    started = time.perf_counter()
+    runners = [harness.NaiveRunner(), harness.legacy_runner(), harness.current_runner()]
+    results = harness.evaluate_plan(plan, args.seed, runners)
+    result: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "seed": args.seed,
+        "plan": "fast" if args.fast else "full",
+        "batches": list(plan.batches),
+        "tracks": plan.tracks,
+        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "summary": {name: summary(per_mode) for name, per_mode in results.items()},
+        "per_mode": {
+            name: {mode: harness.metrics(t) for mode, t in per_mode.items()}
+            for name, per_mode in results.items()
+        },
+    }
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = datetime.now(UTC).strftime("%Y-%m-%d-%H%M") + (
+        "-quality-fast" if args.fast else "-quality"
+    )
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {args.out / stem}.md / .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
