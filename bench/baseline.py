@@ -1,4 +1,4 @@
-"""The baseline every figure is compared with (QUALITY.md, "Speed").
+"""The baseline every figure is compared with (docs/quality.md, "Speed").
 
 The least a point lookup can do over HTTP: a pydantic body, an asyncpg pool and one
 `ST_Intersects` on the GiST-indexed `geofences.geom`, returning the ids. Served by uvicorn with

@@ -2,7 +2,7 @@
 
 These isolate the index from the web stack: the single-lookup latency shows how the GiST lookup
 grows with the number of geofences, the batched figure is the ceiling any API can approach when
-it looks many points up in one statement (QUALITY.md: roughly 40k points/s on 2 cores).
+it looks many points up in one statement (docs/quality.md: roughly 40k points/s on 2 cores).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class Organisation(UUIDPrimaryKey, Timestamps, Base):
 
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    # Upper bound for one geofence's area, in km² (QUALITY.md: "larger than the configured area").
+    # Upper bound for one geofence's area, in km² (docs/quality.md, "Bad input").
     max_geofence_area_km2: Mapped[float | None] = mapped_column(default=None)
 
 

@@ -1,11 +1,11 @@
 """GeoJSON and coordinate validation shared by every domain that accepts a location.
 
-Everything here is strict on purpose (QUALITY.md): a bad shape or position is rejected with a
+Everything here is strict on purpose (docs/quality.md): a bad shape or position is rejected with a
 machine-readable reason, never repaired. Repairs change meaning, and a wrong polygon means a wrong
 notification to a real person.
 
 - `check_position(lon, lat)` — one resident/staff position (check-ins, pings): finite, in range,
-  not (0, 0), rounded to 6 decimals (about 0.1 m; QUALITY.md: store at most 6 decimals).
+  not (0, 0), rounded to 6 decimals (about 0.1 m; docs/quality.md: store at most 6 decimals).
 - `parse_geometry(obj, ...)` — a GeoJSON geometry object → a valid Shapely geometry (or a circle).
 - `geometry_to_geojson(shape)` — output with RFC 7946 ring orientation (exterior counter-clockwise).
 """

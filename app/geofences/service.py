@@ -1,6 +1,6 @@
 """Rules for places: validation, defaults, CRUD, resolve and bulk import. Flushes, never commits.
 
-Other domains use this module (STYLE.md): `get_geofence`, `resolve`, `is_active`, and
+Other domains use this module (CONTRIBUTING.md): `get_geofence`, `resolve`, `is_active`, and
 `opening_hours.is_open`.
 """
 

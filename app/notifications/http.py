@@ -7,7 +7,7 @@ always the same shape — POST, a handful of headers, a body under 4 KiB, an ans
 only read for an error message — so this client writes it in one `transport.write` and parses the
 answer with httptools (llhttp, the parser uvicorn uses), at a fraction of that cost.
 
-What it keeps from the aiohttp set-up, and the SSRF rules (../shared/design/QUALITY.md):
+What it keeps from the aiohttp set-up, and the SSRF rules (docs/quality.md):
 
 * it dials only addresses it resolved itself through `AddressGuard.resolve`, which refuses a host
   if ANY of its addresses is non-global (so there is no gap between checking and connecting);

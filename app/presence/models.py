@@ -82,7 +82,7 @@ class PresenceEvent(UUIDPrimaryKey, Base):
 
 
 class PingQuality(StrEnum):
-    """Why a stored fix may or may not trigger anything (QUALITY.md, "Pings and check-ins")."""
+    """Why a stored fix may or may not trigger anything (docs/quality.md, "Pings and check-ins")."""
 
     ok = "ok"
     unusable_accuracy = "unusable_accuracy"  # accuracy missing, zero, negative, NaN or infinite
@@ -109,7 +109,7 @@ class DeviceSetting(Base):
     device_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
     )
-    # Privacy default: off until the resident opts in (QUALITY.md, "Privacy defaults").
+    # Privacy default: off until the resident opts in (docs/quality.md, "Privacy defaults").
     background_location: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false")
     )

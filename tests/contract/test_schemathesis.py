@@ -47,7 +47,7 @@ def _run_schemathesis(
             base + "/openapi.json",
             "--checks",
             "all",
-            # a cursor or filter the server clamps instead of rejecting is by design (QUALITY.md)
+            # a cursor or filter the server clamps instead of rejecting is by design
             "--exclude-checks",
             "negative_data_rejection,positive_data_acceptance",
             "--max-examples",

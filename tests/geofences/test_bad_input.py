@@ -1,4 +1,4 @@
-"""Every bad shape is a 422 problem+json naming the reason, and nothing is stored (QUALITY.md)."""
+"""Every bad shape is a 422 problem+json naming the reason, and nothing is stored."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /v1/pings: who may send, and every bad-input case of QUALITY.md that applies to pings."""
+"""POST /v1/pings: who may send, and every bad-input case (docs/quality.md) for pings."""
 
 from __future__ import annotations
 
