@@ -275,6 +275,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     started = time.monotonic()
     dataset = provision(config)
     asyncio.run(reset_activity(dataset.dsn))
+    asyncio.run(set_commit(dataset.dsn, args.commit))
     city = City(config)
     WORK.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
@@ -291,6 +292,9 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             "cached": dataset.load_seconds is None,
         },
         "profile": asdict(profile),
+        # durable: every 2xx is on disk (production's setting); async: synchronous_commit = off
+        # for the bench database, to show what durability costs on this machine's disk
+        "commit": args.commit,
         "scenarios": {},
     }
     sc: dict[str, Any] = result["scenarios"]
@@ -464,7 +468,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Hereabouts bench — {result['date']} ({result['mode']})",
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, load average at start "
-        f"{m['load_average_at_start']}. Workers: {result['workers']} per server.",
+        f"{m['load_average_at_start']}. Workers: {result['workers']} per server. Commit: "
+        f"{result.get('commit', 'durable')}.",
         f"Dataset: seed {d['seed']}, {d['geofences']:,} geofences in {d['towns']} towns, "
         f"{d['devices']:,} devices, {d['staff']:,} staff"
         + (" (cached load)" if d["cached"] else f" (loaded in {d['load_seconds']:.1f} s)")
@@ -527,6 +532,21 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def set_commit(dsn: str, commit: str) -> None:
+    """The commit mode of the bench database for this run (new connections pick it up)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        db = await conn.fetchval("SELECT current_database()")
+        if commit == "async":
+            await conn.execute(f'ALTER DATABASE "{db}" SET synchronous_commit = off')
+        else:
+            await conn.execute(f'ALTER DATABASE "{db}" RESET synchronous_commit')
+    finally:
+        await conn.close()
+
+
 def write_results(result: dict[str, Any], stem: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     json_path = RESULTS / f"{stem}.json"
@@ -564,6 +584,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-db", action="store_true", help="leave the bench PostGIS running at the end"
     )
+    parser.add_argument(
+        "--commit",
+        choices=["durable", "async"],
+        default="durable",
+        help="durable (production's setting) or async (synchronous_commit = off, to compare)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)
@@ -583,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = run_all(args, profile)
             stem = datetime.now(UTC).strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
+            stem += "-async-commit" if args.commit == "async" else ""
             path = write_results(result, stem)
             print(markdown(result))
         print(f"results: {path}")

@@ -91,10 +91,11 @@ class Fix:
 
 
 def window_m(fix: Fix, params: Params) -> float:
-    """How far beyond a place's trigger distance a fix is measured against it: twice its exit
-    margin. Every rule decides the same way for a place farther than that (no candidate) as
-    for one measured there, so a batch is judged as if its fixes came one by one."""
-    return 2.0 * fix.margin(params)
+    """How far beyond a place's trigger distance a fix is measured against it: 1.5 times its
+    exit margin, the farthest distance a rule compares with. Every rule decides the same way
+    for a place farther than that (no candidate) as for one measured there, so a batch is
+    judged as if its fixes came one by one."""
+    return 1.5 * fix.margin(params)
 
 
 # Immutable values made per fix or per (fix, place) pair: named tuples, which cost a fraction
@@ -173,8 +174,13 @@ def _sigma(accuracy_m: float, params: Params) -> float:
 
 
 def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
-    """The stay after a triggering fix: joined, an outlier left out, or a new stay begun."""
+    """The stay after a triggering fix: joined, an outlier left out, or a new stay begun.
+
+    A fix less accurate than twice the stay radius says nothing about where someone stays.
+    """
     assert fix.accuracy_m is not None
+    if stay is not None and fix.accuracy_m > 2 * params.stay_radius_m:
+        return stay
     w = 1.0 / _sigma(fix.accuracy_m, params) ** 2
     fresh = Stay(fix.recorded_at, fix.lon, fix.lat, 1, w, 0.0, 0.0, 0.0)
     if stay is None:
@@ -506,7 +512,7 @@ def _step(
                             previous_fix_out_margins=round(prev_out, 2),
                             first_out_at=first.isoformat(),
                             inside_since=st.since.isoformat(),
-                            beyond_m=trigger + 2 * margin,
+                            beyond_m=trigger + 1.5 * margin,
                         ),
                     )
                 )
@@ -519,7 +525,7 @@ def _step(
                 last_fix_at=t,
                 trigger_distance_m=trigger,
                 dwell_s=dwell_s,
-                evidence=min(s / margin, 2.0),  # farther is all the same to the rules
+                evidence=min(s / margin, 1.5),  # farther is all the same to the rules
                 pending_fixes=1,
                 pending_since=first,
             )
@@ -541,7 +547,7 @@ def _step(
     count = st.pending_fixes if st is not None else 0
     first_at = st.pending_since if st is not None else None
     if active or (anchor is not None and anchor.active):
-        if c is None or s > trigger + 2 * margin:
+        if c is None or s > trigger + 1.5 * margin:
             gain = -params.evidence_cap  # beyond the window (`window_m`): not there
         else:
             gain = evidence_gain(s, acc, params)
@@ -710,10 +716,11 @@ def evaluate(
         if fix.quality in (PingQuality.unusable_accuracy, PingQuality.low_accuracy):
             continue  # never resolved: nothing to evaluate or explain beyond its quality
         cands = {c.geofence_id: c for c in candidates.get(fix.idx, [])}
-        gids = sorted(set(cands) | set(outcome.states), key=str)
+        # every place measured or present; their events are put in order below
+        gids = cands.keys() | outcome.states.keys()
         if not fix.triggers:
             reason = _suppression(fix)
-            for gid in gids:
+            for gid in sorted(gids, key=str):  # suppressed candidates in place order
                 c, st = cands.get(gid), outcome.states.get(gid)
                 # types first: a replayed buffer repeats the same would-be transitions fix
                 # after fix, and each is reported once, so most need no explanation
@@ -797,7 +804,7 @@ def evaluate(
             and (fix.recorded_at - cur_stay.since).total_seconds() >= params.stay_min_s
         ):
             near_anchor = {a.geofence_id: a for a in anchors.get(cur_stay.anchor, [])}
-            gids = sorted(set(gids) | set(near_anchor), key=str)
+            gids = gids | near_anchor.keys()
         produced: list[Transition] = []
         for gid in gids:
             before = outcome.states.get(gid)

@@ -106,12 +106,12 @@ class EngineRunner:
                 if f.quality.value not in ("ok", "implausible_jump"):
                     continue
                 x, y = where[f.idx]
-                margin = f.margin(params)  # the read's window is twice it (engine.window_m)
+                margin = f.margin(params)  # the read's window is 1.5 times it (engine.window_m)
                 found: list[Any] = []
                 seen: set[uuid.UUID] = set()
-                for place in scene.near(Point(x, y), max_trigger + 2 * margin):
+                for place in scene.near(Point(x, y), max_trigger + 1.5 * margin):
                     s = place.signed(x, y)
-                    if s <= place.trigger_distance_m + 2 * margin or place.id in states:
+                    if s <= place.trigger_distance_m + 1.5 * margin or place.id in states:
                         found.append(_candidate(m, place, s))
                         seen.add(place.id)
                 for gid in states:
