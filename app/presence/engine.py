@@ -450,6 +450,10 @@ def _step(
 
     `explain=False` leaves the transitions' explanations empty (only their types are needed).
     """
+    if st is None and anchor is None and (c is None or c.signed_m > c.trigger_distance_m):
+        # most places a fix is measured against: nothing there, and outside the trigger zone
+        # (the evidence would only go down from 0): nothing changes
+        return [], None
     margin = fix.margin(params)
     acc = fix.accuracy_m or 0.0
     s = c.signed_m if c is not None else math.inf
