@@ -12,7 +12,10 @@ Confidence rules (measured against ground truth by `bench/quality`, docs/presenc
   enters; fixes only a little inside, or inaccurate ones, need more of them, and so does a
   small place (its fixes read shallow).
 - exit: two fixes in a row out of the place: both beyond the exit margin, max(exit margin,
-  accuracy), or the first beyond 3/4 of it and the second beyond 1.5 margins.
+  accuracy), or the first beyond 3/4 of it and the second beyond 1.5 margins; a fix that joined
+  a stay whose mean is inside the place does not count as out.
+- stay: where the subject has stayed put; its mean, measured at 10, 20, 40, ... fixes, enters
+  a place a long stay is in even when single fixes read shallow.
 - passed_through: only at a speed plausible for the crossing, only when the straight line
   between the fixes runs at least `pass_through_min_depth_m` deep inside the place, and (when
   the phone reports its speed) only when the line is about as fast as the phone went: after a
@@ -64,6 +67,9 @@ class Params:
     stay_drift_m: float = 2.5  # errors fixes share (multipath), over stay_drift_tau_s
     stay_drift_tau_s: float = 60.0
     stay_floor_m: float = 1.5  # what a stay's mean never gets below (a biased signal)
+    # what a stay's mean must give to enter: less than fixes need, as it already sums 10 fixes
+    # or more over 2 minutes, and its uncertainty keeps the drift and a bias floor
+    stay_enter_evidence: float = 2.5
 
 
 @dataclass
@@ -489,7 +495,16 @@ def _step(
 
     if cur is PresenceState.inside:
         assert st is not None
-        if s >= margin / 2:
+        # a fix that joined a stay whose mean is inside this place is someone still there,
+        # however far it reads (a poor fix indoors): leaving means leaving the stay
+        staying = (
+            stay is not None
+            and stay.out == 0
+            and stay.n > 1
+            and anchor is not None
+            and anchor.signed_m < 0
+        )
+        if s >= margin / 2 and not staying:
             # out by half the margin or more: an exit needs this fix and the one before it out
             # (one outlier never exits): both beyond the margin, or the earlier one beyond
             # three quarters of it and this one beyond one and a half margins (walking away)
@@ -588,7 +603,7 @@ def _step(
             and s < margin / 2  # not a fix on its way out
         ):
             gain_stay = stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
-            if gain_stay >= params.enter_evidence:
+            if gain_stay >= params.stay_enter_evidence:
                 why = (
                     f"stayed {round((t - stay.since).total_seconds())} s; the mean of"
                     f" {stay.anchor_n} fixes is inside"
