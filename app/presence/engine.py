@@ -594,6 +594,7 @@ def _step(
                 "evidence": round(evidence, 2),
                 "fixes": count,
                 "first_fix_at": first_at.isoformat() if first_at else None,
+                "enter_evidence": params.enter_evidence,
             }
         elif (
             stay is not None
@@ -616,6 +617,7 @@ def _step(
                     "stay_depth_m": round(-anchor.signed_m, 1),
                     "stay_sigma_m": round(stay.anchor_sigma_m, 1),
                     "evidence": round(gain_stay, 2),
+                    "enter_evidence": params.stay_enter_evidence,
                 }
         if why is not None:
             assert since is not None
@@ -631,7 +633,6 @@ def _step(
                         margin,
                         why,
                         **detail,
-                        enter_evidence=params.enter_evidence,
                         enter_max_accuracy_m=params.enter_max_accuracy_m,
                     ),
                 )
