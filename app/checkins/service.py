@@ -12,7 +12,6 @@ Resolution (see docs/checkins.md):
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,7 @@ from app.checkins.models import CheckIn
 from app.checkins.repository import Candidate, CheckInRow, Context, Place
 from app.checkins.schemas import CheckInCreate
 from app.core.config import Settings
-from app.core.geo import haversine_m
+from app.core.motion import implausible_jump
 from app.core.pagination import PageParams, encode_cursor
 from app.geofences.models import Geofence
 from app.geofences.opening_hours import is_open
@@ -170,22 +169,19 @@ def jump_check(
     accuracy_m: float,
     at: datetime,
 ) -> dict[str, Any] | None:
-    """Implied speed from the previous fix, after giving both fixes their accuracy."""
+    """The implausible-jump figures from the previous fix (`app.core.motion`), or None."""
     if prev is None:
         return None
-    dt = (at - prev.recorded_at).total_seconds()
-    dist = haversine_m(prev.lon, prev.lat, lon, lat)
-    effective = max(0.0, dist - prev.accuracy_m - accuracy_m)
-    speed = effective / dt if dt > 0 else (math.inf if effective > 0 else 0.0)
-    if speed <= settings.implausible_speed_mps:
+    jump = implausible_jump(prev, lon, lat, accuracy_m, at, settings.implausible_speed_mps)
+    if jump is None:
         return None
     return {
         "previous": prev.source,
         "previous_ref": prev.ref,
         "previous_recorded_at": prev.recorded_at.isoformat(),
-        "distance_m": round(dist, 1),
-        "seconds": round(dt, 1),
-        "implied_speed_mps": round(speed, 1) if math.isfinite(speed) else None,
+        "distance_m": round(jump.distance_m, 1),
+        "seconds": round(jump.seconds, 1),
+        "implied_speed_mps": jump.reported_speed_mps,
         "max_speed_mps": settings.implausible_speed_mps,
     }
 

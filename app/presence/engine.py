@@ -30,9 +30,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from app.core.geo import EARTH_RADIUS_M, haversine_m
+from app.core.motion import implausible_jump
 from app.presence.models import EventType, PingQuality, PresenceState
 
-EARTH_RADIUS_M = 6_371_008.8
 TYPE_ORDER = {
     EventType.passed_through: 0,
     EventType.exit: 1,
@@ -311,13 +312,6 @@ class Outcome:
     stay: Stay | None = None
 
 
-def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 def base_quality(accuracy_m: float | None, params: Params) -> PingQuality:
     if accuracy_m is None or not math.isfinite(accuracy_m) or accuracy_m <= 0:
         return PingQuality.unusable_accuracy
@@ -347,16 +341,15 @@ def mark_late_and_jumps(fixes: list[Fix], last: LastFix | None, params: Params) 
             continue
         if prev is not None:
             assert fix.accuracy_m is not None
-            dist = haversine_m(prev.lon, prev.lat, fix.lon, fix.lat)
-            slack = max(0.0, dist - prev.accuracy_m - fix.accuracy_m)
-            dt = (fix.recorded_at - prev.recorded_at).total_seconds()
-            speed = math.inf if dt <= 0 else slack / dt
-            if slack > 0 and speed > params.max_speed_mps:
+            jump = implausible_jump(
+                prev, fix.lon, fix.lat, fix.accuracy_m, fix.recorded_at, params.max_speed_mps
+            )
+            if jump is not None:
                 fix.quality = PingQuality.implausible_jump
                 fix.jump = {
-                    "distance_m": round(dist, 1),
-                    "seconds": dt,
-                    "implied_speed_mps": round(speed, 1) if math.isfinite(speed) else None,
+                    "distance_m": round(jump.distance_m, 1),
+                    "seconds": jump.seconds,
+                    "implied_speed_mps": jump.reported_speed_mps,
                     "max_speed_mps": params.max_speed_mps,
                     "previous_fix_at": prev.recorded_at.isoformat(),
                 }
@@ -811,11 +804,16 @@ def evaluate(
         suspect = False
         if prev_fix is not None:
             # the jump check's implied speed (after both accuracies), against the crossing limit
-            slack = haversine_m(prev_fix.lon, prev_fix.lat, fix.lon, fix.lat)
-            slack -= prev_fix.accuracy_m + (fix.accuracy_m or 0.0)
-            seconds = (fix.recorded_at - prev_fix.recorded_at).total_seconds()
-            suspect = slack > 0 and (
-                seconds <= 0 or slack / seconds > params.pass_through_max_speed_mps
+            suspect = (
+                implausible_jump(
+                    prev_fix,
+                    fix.lon,
+                    fix.lat,
+                    fix.accuracy_m or 0.0,
+                    fix.recorded_at,
+                    params.pass_through_max_speed_mps,
+                )
+                is not None
             )
         outcome.stay = cur_stay = next_stay(outcome.stay, fix, params)
         near_anchor: dict[uuid.UUID, Candidate] = {}
