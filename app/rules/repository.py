@@ -17,9 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import driver_connection
 from app.rules.models import NotificationDecision, NotificationPreference
-
-CLOSED_TASK_STATUSES = ["done", "cancelled"]
-
+from app.tasks.models import CLOSED_TASK_STATUSES
 
 # --- the decision path: one statement per kind of look-up for all the people of a call ------
 #
@@ -264,7 +262,7 @@ async def task_candidates(
         [k[1] for k in keys],
         [k[2] for k in keys],
         [k[3] for k in keys],
-        CLOSED_TASK_STATUSES,
+        list(CLOSED_TASK_STATUSES),
     )
     return [TaskRow(*r) for r in rows]
 

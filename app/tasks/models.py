@@ -27,7 +27,8 @@ class Priority(StrEnum):
     urgent = "urgent"
 
 
-CLOSED_STATUSES = (TaskStatus.done.value, TaskStatus.cancelled.value)
+# a task in one of these is finished: no longer offered, listed as open, or near anyone
+CLOSED_TASK_STATUSES = (TaskStatus.done.value, TaskStatus.cancelled.value)
 
 
 class TaskAssignee(Base):

@@ -31,7 +31,7 @@ from app.core.near import NearPoint
 from app.core.pagination import PageParams
 from app.geofences.models import Geofence
 from app.tasks.models import (
-    CLOSED_STATUSES,
+    CLOSED_TASK_STATUSES,
     Priority,
     Task,
     TaskAssignee,
@@ -202,7 +202,7 @@ async def tasks_for_worker(
     limit: int,
 ) -> list[tuple[Task, float | None]]:
     """The worker's tasks (and optionally the pool): open work first, then nearest first."""
-    closed = Task.status.in_(CLOSED_STATUSES)
+    closed = Task.status.in_(CLOSED_TASK_STATUSES)
     # Pick the worker's (and pool) task ids first, materialised, so distances are computed only
     # for those rows and never for the whole organisation's tasks.
     picked = select(Task.id.label("id")).where(
@@ -244,7 +244,7 @@ async def tasks_at_place_for_worker(
     stmt = select(Task).where(
         Task.organisation_id == organisation_id,
         Task.geofence_id == geofence_id,
-        Task.status.not_in(CLOSED_STATUSES),
+        Task.status.not_in(CLOSED_TASK_STATUSES),
         visible_to_worker(worker_id),
     )
     stmt = _with_assignees(
@@ -268,7 +268,7 @@ async def set_visit_proof(
             Task.organisation_id == organisation_id,
             Task.geofence_id == geofence_id,
             Task.requires_visit.is_(True),
-            Task.status.not_in(CLOSED_STATUSES),
+            Task.status.not_in(CLOSED_TASK_STATUSES),
             assigned_to(worker_id),
         )
         .values(proof_checkin_id=checkin_id, proof_recorded_at=at, updated_at=func.now())
