@@ -17,7 +17,7 @@ from app.accounts.errors import (
 from app.accounts.models import Device, Organisation, Role, StaffUser
 from app.accounts.tokens import DeviceTokenCache
 from app.core.config import Settings
-from app.core.pagination import PageParams, encode_cursor
+from app.core.pagination import PageParams, trim_page
 from app.core.security import (
     StaffClaims,
     hash_password,
@@ -97,11 +97,7 @@ async def list_users(
     session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, role: Role | None = None
 ) -> tuple[list[StaffUser], str | None]:
     rows = await repository.list_users(session, organisation_id, page, role)
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return rows, next_cursor
+    return trim_page(rows, page)
 
 
 async def register_device(

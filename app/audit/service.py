@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.dependencies import Principal
 from app.audit import repository
 from app.audit.models import AuditEntry
-from app.core.pagination import PageParams, encode_cursor
+from app.core.pagination import PageParams, trim_page
 
 
 async def record(
@@ -42,8 +42,4 @@ async def list_entries(
     session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, **filters: Any
 ) -> tuple[list[AuditEntry], str | None]:
     rows = await repository.list_entries(session, organisation_id, page, **filters)
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        next_cursor = encode_cursor(rows[-1].at, rows[-1].id)
-    return rows, next_cursor
+    return trim_page(rows, page, "at")

@@ -36,7 +36,7 @@ from app.checkins.repository import Candidate, CheckInRow, Context, Place
 from app.checkins.schemas import CheckInCreate
 from app.core.config import Settings
 from app.core.motion import implausible_jump
-from app.core.pagination import PageParams, encode_cursor
+from app.core.pagination import PageParams, trim_page
 from app.geofences.models import Geofence
 from app.geofences.opening_hours import is_open
 from app.offers import service as offers_service
@@ -375,11 +375,7 @@ async def list_own(
         staff_user_id=principal.id if principal.kind == "staff" else None,
         page=page,
     )
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return rows, next_cursor
+    return trim_page(rows, page)
 
 
 @dataclass

@@ -1,11 +1,16 @@
-"""Keyset (cursor) pagination: stable under inserts, O(limit) per page, `limit` clamped to 500."""
+"""Keyset (cursor) pagination: stable under inserts, O(limit) per page, `limit` clamped to 500.
+
+A list query fetches `page.limit + 1` rows after the cursor; `trim_page` keeps the page and makes
+the cursor of the next one from its last row (none when the extra row was not there).
+"""
 
 from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import orjson
 from fastapi import Depends, Query
@@ -55,6 +60,30 @@ def page_params(
 
 
 Pagination = Annotated[PageParams, Depends(page_params)]
+
+
+class _Keyed(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+def trim_page(
+    rows: Sequence[K], page: PageParams, time_attr: str = "created_at"
+) -> tuple[list[K], str | None]:
+    """The page (the first `page.limit` of `rows`, fetched one longer) and the next cursor.
+
+    The cursor is the last row's (`time_attr`, id), the keyset its query orders by; None when
+    `rows` held no extra row, that is, when this is the last page.
+    """
+    items = list(rows[: page.limit])
+    if len(rows) <= page.limit:
+        return items, None
+    last = items[-1]
+    stamp: datetime = getattr(last, time_attr)
+    return items, encode_cursor(stamp, last.id)
 
 
 T = TypeVar("T")

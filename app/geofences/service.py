@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts import service as accounts_service
 from app.core.config import Settings
 from app.core.geo import GeoError, ParsedGeometry, geometry_to_geojson, parse_geometry, reject_crs
-from app.core.pagination import PageParams, encode_cursor
+from app.core.pagination import PageParams, trim_page
 from app.geofences import repository
 from app.geofences.errors import GeofenceNotFound, InvalidGeofence, TooManyGeofences
 from app.geofences.models import Category, Geofence, ShapeKind
@@ -302,12 +302,7 @@ async def list_geofences(
     filters: repository.ListFilters,
 ) -> tuple[list[Geofence], str | None]:
     rows = await repository.list_geofences(session, organisation_id, page, filters)
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(last.created_at, last.id)
-    return rows, next_cursor
+    return trim_page(rows, page)
 
 
 async def resolve(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from app.accounts.dependencies import CurrentPrincipal, EditorUser
 from app.core.db import Session
 from app.core.deps import AppSettings
-from app.core.pagination import Page, PageParams, Pagination, encode_cursor
+from app.core.pagination import Page, Pagination, trim_page
 from app.core.ratelimit import rate_limited
 from app.notifications import service
 from app.notifications.models import DeliveryStatus
@@ -26,14 +24,6 @@ from app.notifications.schemas import (
 from app.notifications.vapid import VapidSigner
 
 router = APIRouter(prefix="/v1", tags=["notifications"])
-
-
-def _next_cursor(rows: Sequence[Any], page: PageParams, time_attr: str) -> str | None:
-    if len(rows) <= page.limit:
-        return None
-    last = rows[page.limit - 1]
-    stamp: datetime = getattr(last, time_attr)
-    return encode_cursor(stamp, last.id)
 
 
 @router.get("/push/vapid-public-key", response_model=VapidPublicKey)
@@ -94,10 +84,8 @@ async def my_notifications(
 ) -> Page[NotificationRead]:
     """The caller's inbox, newest first: everything sent (or suppressed) for them."""
     rows = await service.inbox(session, service.recipient_of(principal), page)
-    return Page(
-        items=[NotificationRead.model_validate(r) for r in rows[: page.limit]],
-        next_cursor=_next_cursor(rows, page, "created_at"),
-    )
+    rows, next_cursor = trim_page(rows, page)
+    return Page(items=[NotificationRead.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.post("/me/notifications/{notification_id}/opened", response_model=NotificationRead)
@@ -125,7 +113,5 @@ async def deliveries(
         status_.value if status_ else None,
         notification_id,
     )
-    return Page(
-        items=[DeliveryRead.model_validate(r) for r in rows[: page.limit]],
-        next_cursor=_next_cursor(rows, page, "attempted_at"),
-    )
+    rows, next_cursor = trim_page(rows, page, "attempted_at")
+    return Page(items=[DeliveryRead.model_validate(r) for r in rows], next_cursor=next_cursor)

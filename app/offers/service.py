@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.near import NearPoint
-from app.core.pagination import PageParams, encode_cursor
+from app.core.pagination import PageParams, trim_page
 from app.geofences.models import Geofence
 from app.notifications import service as notifications_service
 from app.offers import repository
@@ -235,11 +235,7 @@ async def list_offers(
         geofence=geofence,
         audience=audience,
     )
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return rows, next_cursor
+    return trim_page(rows, page)
 
 
 async def public_offers(

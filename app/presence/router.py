@@ -14,7 +14,7 @@ from app.accounts.models import Role
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import Forbidden, Unprocessable
-from app.core.pagination import Page, Pagination, encode_cursor
+from app.core.pagination import Page, Pagination, trim_page
 from app.core.ratelimit import rate_limited
 from app.core.types import BoundedDatetime
 from app.presence import service, stream
@@ -132,16 +132,13 @@ async def list_events(
         after=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
         limit=page.limit + 1,
     )
-    items = [EventRead.from_row(r) for r in rows[: page.limit]]
+    rows, next_cursor = trim_page(rows, page, "occurred_at")
+    items = [EventRead.from_row(r) for r in rows]
     decisions = await rules_service.decisions_for_events(
         session, staff.organisation_id, [e.id for e in items]
     )
     for item in items:
         item.decisions = decisions.get(item.id, [])
-    next_cursor = None
-    if len(rows) > page.limit:
-        last = items[-1]
-        next_cursor = encode_cursor(last.occurred_at, last.id)
     return Page[EventRead](items=items, next_cursor=next_cursor)
 
 

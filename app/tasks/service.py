@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.dependencies import Principal
 from app.accounts.models import Role
 from app.core.near import NearPoint
-from app.core.pagination import PageParams, encode_cursor
+from app.core.pagination import PageParams, trim_page
 from app.tasks import repository
 from app.tasks.errors import (
     IllegalTransition,
@@ -270,11 +270,7 @@ async def list_tasks(
     rows = await repository.list_tasks(
         session, principal.organisation_id, page, worker_id=_worker_scope(principal), **filters
     )
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return rows, next_cursor
+    return trim_page(rows, page)
 
 
 async def tasks_near_for_worker(
