@@ -9,12 +9,16 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import and_, func, literal_column, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checkins.models import CheckIn
-from app.core.db import driver_connection, integrity_error
+from app.core.db import driver_connection, integrity_error, render_sql
 from app.core.pagination import PageParams
+from app.geofences.models import Geofence
+from app.geofences.predicates import active_at
+from app.offers import predicates as offer_predicates
+from app.offers.models import Offer, Trigger
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,7 @@ WITH places AS MATERIALIZED (
            ST_Area(g.geog) AS area_m2
     FROM geofences g
     WHERE g.organisation_id = $3::uuid AND g.deleted_at IS NULL
-      AND (g.active_from IS NULL OR g.active_from <= $4::timestamptz)
-      AND (g.active_until IS NULL OR g.active_until > $4::timestamptz)
+      AND {active}
       AND {place_filter}
     ORDER BY distance_m, area_m2
     LIMIT 10
@@ -133,11 +136,7 @@ SELECT p.id, p.name, p.category, p.trigger_distance_m, p.opening_hours, p.inside
        p.distance_m, p.area_m2,
        EXISTS (
            SELECT 1 FROM offers o
-           WHERE o.organisation_id = $3::uuid AND o.deleted_at IS NULL AND o.status = 'active'
-             AND 'checkin' = ANY(o.triggers)
-             AND (o.category = p.category
-                  OR o.id IN (SELECT og.offer_id FROM offer_geofences og
-                              WHERE og.geofence_id = p.id))
+           WHERE o.organisation_id = $3::uuid AND {has_offer}
        ) AS has_offers,
        r.id AS r_id, r.device_id AS r_device_id, r.staff_user_id AS r_staff_user_id,
        r.lon AS r_lon, r.lat AS r_lat, r.accuracy_m AS r_accuracy_m,
@@ -153,9 +152,29 @@ LEFT JOIN prev ON true
 LEFT JOIN fix ON true
 ORDER BY p.distance_m, p.area_m2
 """
+# the place is active at the check-in's time, by the rule every place query shares
+_G = Geofence.__table__.alias("g")
+_ACTIVE = render_sql(
+    active_at(_G.c.active_from, _G.c.active_until, literal_column("$4::timestamptz"))
+)
+# the reduced "live here" of the offers (app.offers.predicates) without the time conditions: a
+# superset of what both the offers query (valid now) and the rules (ended within a day) match
+_O = Offer.__table__.alias("o")
+_HAS_OFFER = render_sql(
+    and_(
+        offer_predicates.standing(_O),
+        offer_predicates.has_trigger(_O, Trigger.checkin.value),
+        offer_predicates.applies_at_place(_O, literal_column("p.id"), literal_column("p.category")),
+    ),
+    _O,
+)
 CONTEXT_SQL = {
     (resolution, kind): _CONTEXT.format(
-        point=_POINT, place_filter=_PLACE_FILTER[resolution], subject=_SUBJECT[kind]
+        point=_POINT,
+        place_filter=_PLACE_FILTER[resolution],
+        subject=_SUBJECT[kind],
+        active=_ACTIVE,
+        has_offer=_HAS_OFFER,
     )
     for resolution in _PLACE_FILTER
     for kind in _SUBJECT

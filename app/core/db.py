@@ -8,8 +8,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, event, func
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    FromClause,
+    MetaData,
+    event,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,9 +27,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import Uuid
 
 from app.core.config import Settings
+
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -134,6 +147,29 @@ async def driver_connection(session: AsyncSession, *, transaction: bool = True) 
         # same way now (one round trip; a `SELECT 1` through SQLAlchemy would cost two)
         await adapted._start_transaction()
     return driver
+
+
+def render_sql(expr: ColumnElement[Any], *outer: FromClause) -> str:
+    """A SQLAlchemy condition as PostgreSQL text, for the raw asyncpg statements of hot paths.
+
+    Shared rules are written once as expressions (e.g. `app.geofences.predicates.active_at`);
+    a raw statement renders one at import time over its own aliases and `$n` placeholders
+    (passed as `literal_column`s), so it states the same rule as the ORM queries. `outer` are
+    the aliases the statement itself selects from: subqueries in `expr` correlate to them
+    instead of listing them again in their own FROM. Constants are inlined; never pass values
+    from a request here.
+    """
+    if not outer:
+        return _compile(expr)
+    text = _compile(select(literal_column("1")).select_from(*outer).where(expr))
+    head, sep, where = text.partition(" \nWHERE ")
+    if not sep or not head.startswith("SELECT 1 \nFROM "):  # pragma: no cover - SQLAlchemy's form
+        raise RuntimeError(f"unexpected rendering: {text!r}")
+    return where
+
+
+def _compile(clause: ClauseElement) -> str:
+    return str(clause.compile(dialect=_PG_DIALECT, compile_kwargs={"literal_binds": True}))
 
 
 def integrity_error(exc: Exception, statement: str) -> sa_exc.IntegrityError:

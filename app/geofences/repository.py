@@ -14,14 +14,15 @@ from sqlalchemy import (
     and_,
     cast,
     func,
+    literal_column,
     not_,
-    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import driver_connection
+from app.core.db import driver_connection, render_sql
 from app.core.pagination import PageParams
+from app.geofences import predicates
 from app.geofences.models import Geofence
 
 
@@ -41,10 +42,7 @@ def _live(organisation_id: uuid.UUID) -> ColumnElement[bool]:
 
 
 def active_at(at: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
-    return and_(
-        or_(Geofence.active_from.is_(None), Geofence.active_from <= at),
-        or_(Geofence.active_until.is_(None), Geofence.active_until > at),
-    )
+    return predicates.active_at(Geofence.active_from, Geofence.active_until, at)
 
 
 def _point(lon: float, lat: float) -> ColumnElement[bytes]:
@@ -162,10 +160,15 @@ FROM (
 WHERE c.inside OR c.distance_m <= c.trigger_distance_m + $4::float8
 ORDER BY c.distance_m, c.id
 """
+_G = Geofence.__table__.alias("g")
 RESOLVE_SQL = {
     True: _RESOLVE_SQL.format(
-        window="AND (g.active_from IS NULL OR g.active_from <= $5::timestamptz) "
-        "AND (g.active_until IS NULL OR g.active_until > $5::timestamptz)"
+        window="AND "
+        + render_sql(
+            predicates.active_at(
+                _G.c.active_from, _G.c.active_until, literal_column("$5::timestamptz")
+            )
+        )
     ),
     False: _RESOLVE_SQL.format(window=""),
 }

@@ -80,6 +80,7 @@ def default_trigger_distance(category: str) -> float:
 
 
 def is_active(geofence: Geofence, at: datetime | None = None) -> bool:
+    """`predicates.active_at` for a loaded row (tests/geofences/test_active_window.py)."""
     at = at or now()
     if geofence.active_from is not None and geofence.active_from > at:
         return False

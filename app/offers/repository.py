@@ -12,10 +12,8 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Select,
-    Time,
     and_,
     cast,
-    exists,
     func,
     null,
     or_,
@@ -30,7 +28,11 @@ from sqlalchemy.orm import selectinload
 from app.core.near import NearPoint
 from app.core.pagination import PageParams
 from app.geofences.models import Geofence
-from app.offers.models import Offer, OfferGeofence, OfferRedemption, OfferStatus
+from app.geofences.predicates import active_at
+from app.offers import predicates
+from app.offers.models import Offer, OfferGeofence, OfferRedemption
+
+_OFFERS = Offer.__table__
 
 _Sel = TypeVar("_Sel", bound=Select[*tuple[Any, ...]])
 
@@ -92,13 +94,6 @@ async def get_geofence(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-def _applies_at_place(geofence_id: Any, category: Any) -> ColumnElement[bool]:
-    linked = exists().where(
-        OfferGeofence.offer_id == Offer.id, OfferGeofence.geofence_id == geofence_id
-    )
-    return or_(Offer.category == category, linked)
-
-
 def _offer_ids_at_place(
     organisation_id: uuid.UUID, geofence_id: uuid.UUID, category: str
 ) -> ColumnElement[bool]:
@@ -110,30 +105,6 @@ def _offer_ids_at_place(
         ),
     )
     return Offer.id.in_(ids)
-
-
-def _valid_at(at: datetime) -> ColumnElement[bool]:
-    return and_(
-        or_(Offer.valid_from.is_(None), Offer.valid_from <= at),
-        or_(Offer.valid_until.is_(None), Offer.valid_until > at),
-    )
-
-
-def _in_time_window(at: datetime) -> ColumnElement[bool]:
-    # PostgreSQL converts with its own IANA database, so DST changes are handled per date.
-    local = cast(func.timezone(Offer.time_zone, at), Time)
-    return or_(
-        Offer.window_start.is_(None),
-        and_(
-            Offer.window_start < Offer.window_end,
-            local >= Offer.window_start,
-            local < Offer.window_end,
-        ),
-        and_(
-            Offer.window_start > Offer.window_end,
-            or_(local >= Offer.window_start, local < Offer.window_end),
-        ),
-    )
 
 
 def _not_exhausted() -> ColumnElement[bool]:
@@ -149,8 +120,7 @@ def _not_exhausted() -> ColumnElement[bool]:
 def _live(organisation_id: uuid.UUID, audiences: Sequence[str]) -> list[ColumnElement[bool]]:
     return [
         Offer.organisation_id == organisation_id,
-        Offer.deleted_at.is_(None),
-        Offer.status == OfferStatus.active.value,
+        predicates.standing(_OFFERS),
         Offer.audience.in_(list(audiences)),
         _not_exhausted(),
     ]
@@ -171,8 +141,8 @@ async def matching_offers(
         *_live(organisation_id, audiences),
         _offer_ids_at_place(organisation_id, geofence_id, category),
         Offer.triggers.contains([trigger]),
-        _valid_at(at),
-        _in_time_window(at),
+        predicates.valid_at(_OFFERS, at),
+        predicates.in_daily_window(_OFFERS, at),
     )
     if not place_open:
         stmt = stmt.where(Offer.outside_opening_hours_ok.is_(True))
@@ -195,8 +165,7 @@ async def public_offers_near(
     place_filter: list[ColumnElement[bool]] = [
         Geofence.organisation_id == organisation_id,
         Geofence.deleted_at.is_(None),
-        or_(Geofence.active_from.is_(None), Geofence.active_from <= at),
-        or_(Geofence.active_until.is_(None), Geofence.active_until > at),
+        active_at(Geofence.active_from, Geofence.active_until, at),
     ]
     if geofence_id is not None:
         place_filter.append(Geofence.id == geofence_id)
@@ -236,7 +205,7 @@ async def public_offers_near(
     stmt = _with_links(
         select(Offer, nearest)
         .join(candidates, candidates.c.offer_id == Offer.id)
-        .where(*_live(organisation_id, audiences), _valid_at(at))
+        .where(*_live(organisation_id, audiences), predicates.valid_at(_OFFERS, at))
         .group_by(Offer.id)
         .order_by(nearest.asc().nulls_last(), Offer.created_at, Offer.id)
         .limit(limit)
@@ -263,7 +232,7 @@ async def list_offers(
     if audience is not None:
         stmt = stmt.where(Offer.audience == audience)
     if geofence is not None:
-        stmt = stmt.where(_applies_at_place(geofence.id, geofence.category))
+        stmt = stmt.where(predicates.applies_at_place(_OFFERS, geofence.id, geofence.category))
     if page.cursor is not None:
         stmt = stmt.where(
             tuple_(Offer.created_at, Offer.id) > (page.cursor.created_at, page.cursor.id)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select, text
+from sqlalchemy import ColumnElement, Row, Table, and_, insert, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import driver_connection
+from app.core.db import driver_connection, render_sql
+from app.offers import predicates as offer_predicates
+from app.offers.models import Offer
 from app.rules.models import NotificationDecision, NotificationPreference
 from app.tasks.models import CLOSED_TASK_STATUSES
 
@@ -135,7 +137,23 @@ async def context(
     return out
 
 
-OFFER_CANDIDATES_SQL = """
+# "this offer is live here" (app.offers.predicates), looking one day further back so that an offer
+# that has just ended is recorded as `expired` rather than silently missing
+_O = Offer.__table__.alias("o")
+_E_AT: ColumnElement[Any] = literal_column("e.at")
+_OFFER_LIVE_HERE = render_sql(
+    and_(
+        offer_predicates.standing(_O),
+        offer_predicates.has_trigger(_O, literal_column("e.trigger")),
+        offer_predicates.applies_at_place(
+            _O, literal_column("e.geofence_id"), literal_column("e.category")
+        ),
+        offer_predicates.valid_at(_O, _E_AT, ended_within_days=1),
+        offer_predicates.in_daily_window(_O, _E_AT),
+    ),
+    _O,
+)
+OFFER_CANDIDATES_SQL = f"""
 SELECT e.idx, o.id, o.title, o.body, o.url, o.category, o.valid_until,
        o.outside_opening_hours_ok, o.cooldown_s, o.max_per_person, o.max_total,
        o.quiet_hours_policy,
@@ -146,21 +164,8 @@ FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::varchar[], $5::uuid[], $6::va
             $7::varchar[], $8::timestamptz[])
      AS e(idx, org, subject, audience, geofence_id, category, trigger, at)
 JOIN offers o
-  ON o.organisation_id = e.org AND o.deleted_at IS NULL AND o.status = 'active'
- AND (o.audience = e.audience OR o.audience = 'all')
- AND e.trigger = ANY(o.triggers)
- AND (o.category = e.category
-      OR EXISTS (SELECT 1 FROM offer_geofences og
-                 WHERE og.offer_id = o.id AND og.geofence_id = e.geofence_id))
- AND (o.valid_from IS NULL OR o.valid_from <= e.at)
- AND (o.valid_until IS NULL OR o.valid_until > e.at - interval '1 day')
- AND (o.window_start IS NULL
-      OR (o.window_start < o.window_end
-          AND CAST(timezone(o.time_zone, e.at) AS time) >= o.window_start
-          AND CAST(timezone(o.time_zone, e.at) AS time) < o.window_end)
-      OR (o.window_start > o.window_end
-          AND (CAST(timezone(o.time_zone, e.at) AS time) >= o.window_start
-               OR CAST(timezone(o.time_zone, e.at) AS time) < o.window_end)))
+  ON o.organisation_id = e.org AND (o.audience = e.audience OR o.audience = 'all')
+ AND {_OFFER_LIVE_HERE}
 ORDER BY e.idx, o.created_at, o.id
 """
 
