@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 
 from app.accounts import service
-from app.accounts.models import Device, Role, StaffUser
+from app.accounts.models import Role
+from app.accounts.principal import (
+    Principal as Principal,  # re-exported for callers of the dependencies
+)
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import Forbidden, Unauthorized
@@ -33,20 +35,6 @@ bearer_scheme = HTTPBearer(
     scheme_name="DeviceToken",
     description="Residents: the token returned by POST /v1/devices.",
 )
-
-
-@dataclass(frozen=True)
-class Principal:
-    kind: Literal["staff", "device"]
-    id: uuid.UUID
-    organisation_id: uuid.UUID
-    role: Role | None
-    staff: StaffUser | None = None
-    device: Device | None = None  # not loaded by get_principal (id + organisation suffice)
-
-    @property
-    def is_staff(self) -> bool:
-        return self.kind == "staff"
 
 
 async def get_principal(

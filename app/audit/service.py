@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import Principal
+from app.accounts.principal import Principal
 from app.audit import repository
 from app.audit.models import AuditEntry
 from app.core.pagination import PageParams, trim_page

@@ -11,14 +11,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey
+from app.core.subject import OWNER_CHECK
 
 
 class CheckIn(UUIDPrimaryKey, Base):
     __tablename__ = "checkins"
     __table_args__ = (
-        CheckConstraint(
-            "(device_id IS NULL) <> (staff_user_id IS NULL)", name="exactly_one_subject"
-        ),
+        CheckConstraint(OWNER_CHECK, name="exactly_one_subject"),
         Index("ix_checkins_device_recorded", "device_id", "recorded_at"),
         Index("ix_checkins_staff_recorded", "staff_user_id", "recorded_at"),
         Index("ix_checkins_geofence_recorded", "geofence_id", "recorded_at"),

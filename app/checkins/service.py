@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import Principal
 from app.accounts.models import Role
+from app.accounts.principal import Principal
 from app.checkins import repository
 from app.checkins.errors import (
     AccuracyTooPoor,
@@ -234,8 +234,7 @@ async def check_in(
         cooldown_since=at - timedelta(seconds=settings.checkin_cooldown_s),
     )
     place = _resolve(settings, body, ctx.places)
-    device_id = principal.id if principal.kind == "device" else None
-    staff_id = principal.id if principal.kind == "staff" else None
+    device_id, staff_id = principal.device_id, principal.staff_user_id
     place_open = is_open(place.geofence.opening_hours, at)
 
     recent = ctx.recent.get(place.geofence.id)
@@ -371,8 +370,8 @@ async def list_own(
 ) -> tuple[list[CheckIn], str | None]:
     rows = await repository.list_for_subject(
         session,
-        device_id=principal.id if principal.kind == "device" else None,
-        staff_user_id=principal.id if principal.kind == "staff" else None,
+        device_id=principal.device_id,
+        staff_user_id=principal.staff_user_id,
         page=page,
     )
     return trim_page(rows, page)

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
-from app.accounts.dependencies import CurrentPrincipal, EditorUser, Principal
+from app.accounts.dependencies import CurrentPrincipal, EditorUser
+from app.accounts.principal import Principal
 from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.deps import AppSettings

@@ -12,8 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, Timestamps, UUIDPrimaryKey
-
-OWNER_CHECK = "(device_id IS NULL) <> (staff_user_id IS NULL)"
+from app.core.subject import OWNER_CHECK
 
 
 class Urgency(StrEnum):

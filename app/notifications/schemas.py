@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.core.subject import SubjectRef
 from app.core.types import BoundedEpochMillis
 from app.notifications.endpoints import validate_auth, validate_p256dh
 
@@ -89,13 +90,8 @@ class DeliveryRead(BaseModel):
     error: str | None
 
 
-@dataclass(frozen=True)
-class Recipient:
-    """Who a notification is for: a resident device or a staff user, in an organisation."""
-
-    kind: Literal["device", "staff"]
-    id: uuid.UUID
-    organisation_id: uuid.UUID
+# Who a notification is for: a resident device or a staff user, in an organisation.
+Recipient = SubjectRef
 
 
 @dataclass(frozen=True)

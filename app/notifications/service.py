@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import Principal
+from app.accounts.principal import Principal
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageParams
@@ -48,6 +48,7 @@ class SubscriptionTaken(Conflict):
 
 
 def recipient_of(principal: Principal) -> Recipient:
+    """The caller as a plain `SubjectRef` (without the role and loaded rows of a Principal)."""
     return Recipient(principal.kind, principal.id, principal.organisation_id)
 
 
@@ -79,8 +80,7 @@ async def subscribe(
         )
     owner = {
         "organisation_id": who.organisation_id,
-        "device_id": who.id if who.kind == "device" else None,
-        "staff_user_id": who.id if who.kind == "staff" else None,
+        **who.owner_columns(),
     }
     existing = await repo.subscription_by_endpoint(session, endpoint)
     if existing is not None and not all(getattr(existing, k) == v for k, v in owner.items()):
@@ -190,8 +190,8 @@ async def enqueue(
     row = Notification(
         id=notification_id,
         organisation_id=recipient.organisation_id,
-        device_id=recipient.id if recipient.kind == "device" else None,
-        staff_user_id=recipient.id if recipient.kind == "staff" else None,
+        device_id=recipient.device_id,
+        staff_user_id=recipient.staff_user_id,
         kind=payload.kind,
         title=payload.title,
         body=payload.body,
@@ -283,8 +283,7 @@ async def enqueue_many(
             {
                 "id": notification_id,
                 "organisation_id": who.organisation_id,
-                "device_id": who.id if who.kind == "device" else None,
-                "staff_user_id": who.id if who.kind == "staff" else None,
+                **who.owner_columns(),
                 "kind": payload.kind,
                 "title": payload.title,
                 "body": payload.body,

@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import service as accounts_service
-from app.accounts.dependencies import Principal
 from app.accounts.models import Role
+from app.accounts.principal import Principal
 from app.checkins import service as checkins_service
 from app.checkins.schemas import CheckInCreate
 from app.core.config import Settings

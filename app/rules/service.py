@@ -24,10 +24,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import Principal
 from app.accounts.models import Role
+from app.accounts.principal import Principal
 from app.core.config import Settings, get_settings
 from app.core.errors import Forbidden, NotFound
+from app.core.subject import SubjectRef
 from app.geofences.opening_hours import is_open
 from app.notifications import service as notifications_service
 from app.notifications.models import Urgency
@@ -589,27 +590,16 @@ async def decisions_for_events(
 # --- preferences API --------------------------------------------------------------------------
 
 
-def _key(principal: Principal) -> dict[str, Any]:
-    if principal.kind == "device":
-        return {"device_id": principal.id, "staff_user_id": None}
-    return {"device_id": None, "staff_user_id": principal.id}
-
-
 async def _row_for(
-    session: AsyncSession,
-    settings: Settings,
-    kind: str,
-    subject_id: uuid.UUID,
-    organisation_id: uuid.UUID,
-    create: bool,
+    session: AsyncSession, settings: Settings, who: SubjectRef, create: bool
 ) -> NotificationPreference | None:
-    row = (await repository.preferences_of(session, [subject_id])).get(subject_id)
+    row = (await repository.preferences_of(session, [who.id])).get(who.id)
     if row is None and create:
-        d = effective_prefs(settings, kind, None)
+        d = effective_prefs(settings, who.kind, None)
         row = NotificationPreference(
-            organisation_id=organisation_id,
-            device_id=subject_id if kind == "device" else None,
-            staff_user_id=subject_id if kind == "staff" else None,
+            organisation_id=who.organisation_id,
+            device_id=who.device_id,
+            staff_user_id=who.staff_user_id,
             time_zone=d.time_zone,
             quiet_start=d.quiet_start,
             quiet_end=d.quiet_end,
@@ -623,9 +613,7 @@ async def _row_for(
 async def read_preferences(
     session: AsyncSession, settings: Settings, principal: Principal, now: datetime | None = None
 ) -> dict[str, Any]:
-    row = await _row_for(
-        session, settings, principal.kind, principal.id, principal.organisation_id, False
-    )
+    row = await _row_for(session, settings, principal, False)
     p = effective_prefs(settings, principal.kind, row)
     background = (
         await presence_service.background_location_enabled(session, principal.id)
@@ -676,9 +664,7 @@ async def update_preferences(
         raise Forbidden("Only field workers have a shift.")
     if "background_location" in fields and principal.kind != "device":
         raise Forbidden("Background location is a resident device setting.")
-    row = await _row_for(
-        session, settings, principal.kind, principal.id, principal.organisation_id, True
-    )
+    row = await _row_for(session, settings, principal, True)
     assert row is not None
     if "time_zone" in fields and body.time_zone is not None:
         row.time_zone = body.time_zone
@@ -716,7 +702,8 @@ async def set_shift(
         raise Forbidden("Field workers set only their own shift.")
     if target.role != Role.field_worker.value:
         raise NotFound("No such field worker.")
-    row = await _row_for(session, settings, "staff", staff_id, principal.organisation_id, True)
+    staff = SubjectRef("staff", staff_id, principal.organisation_id)
+    row = await _row_for(session, settings, staff, True)
     assert row is not None
     _apply_shift(row, shift)
     row.updated_at = datetime.now(UTC)
@@ -756,8 +743,9 @@ async def broadcast(
     prefs_rows = await repository.preferences_of(session, [p[1] for p in people])
     broadcast_id = uuid.uuid4()
     items = []
-    decisions: list[tuple[str, uuid.UUID, Reason | None]] = []
+    decisions: list[tuple[SubjectRef, Reason | None]] = []
     for kind, pid in people:
+        who = SubjectRef.of(kind, pid, org)
         prefs = effective_prefs(settings, kind, prefs_rows.get(pid))
         reason: Reason | None = None
         if not body.safety_critical:
@@ -765,10 +753,10 @@ async def broadcast(
                 reason = Reason.opted_out
             elif kind == "device" and quiet_until(prefs, now) is not None:
                 reason = Reason.quiet_hours
-        decisions.append((kind, pid, reason))
+        decisions.append((who, reason))
         items.append(
             notifications_service.Outgoing(
-                recipient=Recipient("device" if kind == "device" else "staff", pid, org),
+                recipient=who,
                 payload=NotificationPayload(
                     title=body.title,
                     body=body.body,
@@ -797,8 +785,7 @@ async def broadcast(
             {
                 "id": uuid.uuid4(),
                 "organisation_id": org,
-                "device_id": pid if kind == "device" else None,
-                "staff_user_id": pid if kind == "staff" else None,
+                **who.owner_columns(),
                 "presence_event_id": None,
                 "notification_id": nid,
                 "geofence_id": geofence_id,
@@ -810,18 +797,18 @@ async def broadcast(
                 "deliver_after": None,
                 "created_at": now,
             }
-            for (kind, pid, reason), nid in zip(decisions, ids, strict=True)
+            for (who, reason), nid in zip(decisions, ids, strict=True)
         ],
     )
     suppressed: dict[str, int] = {}
-    for _, _, reason in decisions:
+    for _, reason in decisions:
         if reason is not None:
             suppressed[reason.value] = suppressed.get(reason.value, 0) + 1
     return {
         "geofence_id": geofence_id,
         "safety_critical": body.safety_critical,
         "recipients": len(people),
-        "queued": sum(1 for d in decisions if d[2] is None),
+        "queued": sum(1 for d in decisions if d[1] is None),
         "suppressed": suppressed,
         "sent_at": now,
     }

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import Principal
 from app.accounts.models import Organisation, Role
+from app.accounts.principal import Principal
 from app.geofences import service as geofence_service
 from app.tasks import repository, service
 from app.tasks.schemas import TaskCreate

@@ -22,8 +22,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import Principal
 from app.accounts.models import Role
+from app.accounts.principal import Principal
 from app.core.near import NearPoint
 from app.core.pagination import PageParams, trim_page
 from app.tasks import repository

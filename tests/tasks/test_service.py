@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import Principal
 from app.accounts.models import Role
+from app.accounts.principal import Principal
 from app.tasks import service
 from app.tasks.schemas import TaskCreate, TaskUpdate
 from tests.offers.helpers import Town
