@@ -144,7 +144,15 @@ async def driver_connection(session: AsyncSession, *, transaction: bool = True) 
     driver = adapted.driver_connection
     if transaction and not driver.is_in_transaction():
         # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: begin the
-        # same way now (one round trip; a `SELECT 1` through SQLAlchemy would cost two)
+        # same way now (one round trip; a `SELECT 1` through SQLAlchemy would cost two).
+        # Private on purpose, for want of a public equivalent that behaves the same:
+        # `AsyncSession.begin()` / `AsyncConnection.begin()` only open SQLAlchemy's transaction
+        # (the adapter still waits for a statement), and asyncpg's own
+        # `driver.transaction().start()` or `execute("BEGIN")` would start one the adapter does
+        # not track: its commit and rollback would skip it, and its next statement would fail
+        # to begin inside it. `_start_transaction` is the call the adapter makes itself (same
+        # isolation level, read-only and deferrable settings, same error translation); every
+        # hot-path test goes through here, so a change in SQLAlchemy shows at once.
         await adapted._start_transaction()
     return driver
 
