@@ -149,8 +149,9 @@ async def driver_connection(session: AsyncSession, *, transaction: bool = True) 
         # `AsyncSession.begin()` / `AsyncConnection.begin()` only open SQLAlchemy's transaction
         # (the adapter still waits for a statement), and asyncpg's own
         # `driver.transaction().start()` or `execute("BEGIN")` would start one the adapter does
-        # not track: its commit and rollback would skip it, and its next statement would fail
-        # to begin inside it. `_start_transaction` is the call the adapter makes itself (same
+        # not track: the session's commit would not commit it (the adapter's own BEGIN would
+        # become a savepoint inside it, or fail after a bare BEGIN). `_start_transaction` is
+        # the call the adapter makes itself before its first statement (same
         # isolation level, read-only and deferrable settings, same error translation); every
         # hot-path test goes through here, so a change in SQLAlchemy shows at once.
         await adapted._start_transaction()
