@@ -58,17 +58,17 @@ async def test_every_matcher_agrees_whether_an_offer_is_live_here(
 ) -> None:
     org = await create_organisation(db)
     gid = await create_circle(db, org.id, 0.0, 0.0, 30.0)
-    offer = Offer(
-        organisation_id=org.id,
-        title="Edge",
-        body="b",
-        triggers=["checkin"],
-        status="active",
-        cooldown_s=0,
-        max_per_person=10,
-        geofence_links=[OfferGeofence(geofence_id=gid)],
-        **fields,
-    )
+    columns: dict[str, Any] = {
+        "organisation_id": org.id,
+        "title": "Edge",
+        "body": "b",
+        "triggers": ["checkin"],
+        "status": "active",
+        "cooldown_s": 0,
+        "max_per_person": 10,
+        "geofence_links": [OfferGeofence(geofence_id=gid)],
+    }
+    offer = Offer(**{**columns, **fields})
     db.add(offer)
     await db.flush()
     lon, lat = position(0.0, 0.0)
