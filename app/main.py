@@ -29,6 +29,7 @@ from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.geofences.router import router as geofences_router
+from app.ingest.router import router as ingest_router
 from app.notifications.router import router as notifications_router
 from app.notifications.worker import InProcessWorker
 from app.offers.router import router as offers_router
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(notifications_router)
     app.include_router(rules_router)
     app.include_router(privacy_router)
+    app.include_router(ingest_router)
     install_web(app, settings)
     if settings.cors_origins:
         app.add_middleware(

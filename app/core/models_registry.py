@@ -5,6 +5,7 @@ from app.audit import models as _audit  # noqa: F401
 from app.checkins import models as _checkins  # noqa: F401
 from app.core.db import Base
 from app.geofences import models as _geofences  # noqa: F401
+from app.ingest import models as _ingest  # noqa: F401
 from app.notifications import models as _notifications  # noqa: F401
 from app.offers import models as _offers  # noqa: F401
 from app.presence import models as _presence  # noqa: F401

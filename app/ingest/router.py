@@ -1,0 +1,229 @@
+"""HTTP for the GPS apps people already have: Overland, OwnTracks and Traccar Client.
+
+Each endpoint reads its app's documented format, maps it to pings (`service`) and hands them to
+the ping groups exactly as `POST /v1/pings` does: same validation, presence, rules and push, the
+same body and rate limits, the same background-location refusal. Setup: docs/ingest.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from app.accounts.dependencies import CurrentPrincipal
+from app.accounts.models import Role
+from app.core.db import Session
+from app.core.deps import AppSettings
+from app.core.errors import Forbidden, HereaboutsError, TooManyRequests
+from app.core.ratelimit import RateLimiter, Rule, rate_limited
+from app.ingest import service
+from app.ingest.dependencies import credential_from_header, subject_for
+from app.ingest.errors import BadIngestPayload, InvalidIngestCredentials
+from app.ingest.schemas import (
+    IngestKeyCreate,
+    IngestKeyCreated,
+    IngestSummary,
+    OverlandResult,
+)
+from app.presence import service as presence_service
+from app.presence.errors import TooManyPings
+from app.presence.groups import PingGroups
+from app.presence.models import SubjectKind
+from app.presence.schemas import PingIssue
+
+router = APIRouter(prefix="/v1", tags=["ingest (GPS apps)"])
+
+_JSON_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+class MalformedJson(HereaboutsError):
+    status, code, title = 400, "malformed-json", "Malformed JSON"
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJson("The request body is not valid JSON.") from exc
+
+
+async def _store(
+    request: Request,
+    session: Session,
+    settings: AppSettings,
+    subject: presence_service.Subject,
+    parsed: service.Parsed,
+) -> IngestSummary:
+    """The pings through the ping groups, as `POST /v1/pings`; committed when it returns."""
+    if len(parsed.pings) > settings.ping_max_batch:
+        raise TooManyPings(f"At most {settings.ping_max_batch} pings per request.")
+    groups: PingGroups = request.app.state.ping_groups
+    batch = presence_service.BatchRequest(subject, parsed.pings, check_background_location=True)
+    result = await groups.ingest(session, batch)
+    return IngestSummary(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=[PingIssue(**r) for r in [*parsed.rejected, *result.rejected]],
+        flagged=[PingIssue(**r) for r in result.flagged],
+    )
+
+
+@router.post(
+    "/ingest/overland",
+    response_model=OverlandResult,
+    dependencies=[Depends(rate_limited("ingest"))],
+    openapi_extra=_JSON_BODY,
+    responses={
+        409: {"description": "Background location is off (Overland keeps the batch)"},
+        413: {"description": "More locations than PING_MAX_BATCH"},
+    },
+)
+async def overland(request: Request, session: Session, settings: AppSettings) -> OverlandResult:
+    """Overland (iOS): a batch of GeoJSON points; `{"result": "ok"}` once it is stored."""
+    subject = await subject_for(request, session, settings, credential_from_header(request))
+    parsed, size = service.parse_overland(await _json(request), settings.ping_max_batch)
+    if size > settings.ping_max_batch:
+        raise TooManyPings(f"At most {settings.ping_max_batch} locations per batch.")
+    summary = await _store(request, session, settings, subject, parsed)
+    return OverlandResult(**summary.model_dump())
+
+
+@router.post(
+    "/ingest/owntracks",
+    dependencies=[Depends(rate_limited("ingest"))],
+    openapi_extra=_JSON_BODY,
+    responses={
+        200: {
+            "description": "A JSON array of OwnTracks messages for the app (setWaypoints)",
+            "content": {"application/json": {"schema": {"type": "array", "items": {}}}},
+        },
+        409: {"description": "Background location is off"},
+    },
+)
+async def owntracks(request: Request, session: Session, settings: AppSettings) -> JSONResponse:
+    """OwnTracks (HTTP mode, Basic auth with the token as password): locations and
+    transitions become pings; the answer carries the nearest places as waypoints."""
+    subject = await subject_for(
+        request, session, settings, credential_from_header(request), basic=True
+    )
+    body = await _json(request)
+    messages: list[Any] = body if isinstance(body, list) else [] if body is None else [body]
+    if any(not isinstance(m, dict) for m in messages):
+        raise BadIngestPayload("Each OwnTracks message must be a JSON object with `_type`.")
+    parsed = service.parse_owntracks(messages)
+    answer: list[dict[str, Any]] = []
+    if not parsed.pings and not parsed.rejected:
+        return JSONResponse(answer)  # lwt, waypoint(s), card, …: acknowledged, nothing stored
+    summary = await _store(request, session, settings, subject, parsed)
+    refused = {r.id for r in summary.rejected}
+    kept = [p for p in parsed.pings if p.id not in refused]
+    if kept:
+        newest = max(kept, key=lambda p: p.recorded_at)
+        cmd = await service.waypoints_for(
+            session, subject, newest.lon, newest.lat, service.utcnow()
+        )
+        if cmd is not None:
+            answer.append(cmd)
+    return JSONResponse(answer)
+
+
+def _limit_key(request: Request, key: str) -> None:
+    """Traccar sends no Authorization header: its key gets the per-caller `ingest` limit."""
+    settings = request.app.state.settings
+    if not settings.rate_limit_enabled:
+        return
+    limiter: RateLimiter = request.app.state.rate_limiter
+    rate = settings.rate_limit_per_caller_per_minute.get("ingest", 600.0)
+    digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+    wait = limiter.hit("ingest:caller", digest, Rule(rate, max(1, math.ceil(rate))))
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"Too many requests; retry in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+            extra={"retry_after_s": seconds},
+        )
+
+
+@router.api_route(
+    "/ingest/traccar",
+    methods=["GET", "POST"],
+    response_model=IngestSummary,
+    dependencies=[Depends(rate_limited("ingest"))],
+    responses={
+        401: {"description": "Unknown or revoked ingest key (Traccar Client retries)"},
+        409: {"description": "Background location is off"},
+    },
+)
+async def traccar(request: Request, session: Session, settings: AppSettings) -> IngestSummary:
+    """Traccar Client (OsmAnd protocol): `id` (an ingest key), `lat`, `lon`, `timestamp`, … in
+    the query string, a form or the JSON body of Traccar Client 9+."""
+    now = service.utcnow()
+    content_type = request.headers.get("content-type", "").lower()
+    if request.method == "POST" and content_type.startswith("application/json"):
+        message = service.parse_traccar_json(await _json(request), now)
+    else:
+        fields: dict[str, Any] = dict(request.query_params)
+        if request.method == "POST" and content_type.startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            form = await request.form()
+            fields.update({k: v for k, v in form.items() if isinstance(v, str)})
+        message = service.parse_traccar_fields(fields, now)
+    if not message.key:
+        raise InvalidIngestCredentials("An ingest key (`id`) is required.")
+    _limit_key(request, message.key)
+    subject = await service.subject_for_key(session, message.key)
+    if subject is None:
+        raise InvalidIngestCredentials("The ingest key is not valid.")
+    return await _store(request, session, settings, subject, message.parsed)
+
+
+@router.post(
+    "/me/ingest-keys",
+    response_model=IngestKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(rate_limited("devices"))],
+)
+async def create_ingest_key(
+    session: Session, principal: CurrentPrincipal, body: IngestKeyCreate | None = None
+) -> IngestKeyCreated:
+    """A new ingest key for this device or field worker (Traccar Client's device identifier);
+    the key is in this answer only."""
+    subject = _own_subject(principal.kind, principal.role, principal.id, principal.organisation_id)
+    row, key = await service.create_key(session, subject, (body or IngestKeyCreate()).label)
+    return IngestKeyCreated(id=row.id, label=row.label, created_at=row.created_at, key=key)
+
+
+@router.delete("/me/ingest-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_ingest_key(
+    session: Session, principal: CurrentPrincipal, key_id: uuid.UUID
+) -> Response:
+    """Revoke one of the caller's ingest keys at once (another's is not found)."""
+    subject = _own_subject(principal.kind, principal.role, principal.id, principal.organisation_id)
+    await service.revoke_key(session, subject, key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _own_subject(
+    kind: str, role: Role | None, subject_id: uuid.UUID, organisation_id: uuid.UUID
+) -> presence_service.Subject:
+    if kind == "staff" and role is not Role.field_worker:
+        raise Forbidden("Ingest keys are for field workers and resident devices.")
+    return presence_service.Subject(
+        SubjectKind.staff if kind == "staff" else SubjectKind.device, subject_id, organisation_id
+    )
