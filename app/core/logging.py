@@ -17,6 +17,7 @@ _REDACT = [
     (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"), "[jwt]"),
     (re.compile(r"-?\d{1,3}\.\d{3,}\s*,\s*-?\d{1,3}\.\d{3,}"), "[coords]"),
     (re.compile(r"(?i)(lon|lat|latitude|longitude)=[-0-9.]+"), r"\1=[redacted]"),
+    (re.compile(r"hik_[A-Za-z0-9_-]+"), "hik_[redacted]"),  # ingest keys (app/ingest)
 ]
 
 

@@ -159,16 +159,18 @@ def _limit_key(request: Request, key: str) -> None:
         )
 
 
-@router.api_route(
-    "/ingest/traccar",
-    methods=["GET", "POST"],
-    response_model=IngestSummary,
-    dependencies=[Depends(rate_limited("ingest"))],
-    responses={
+_TRACCAR: dict[str, Any] = {
+    "response_model": IngestSummary,
+    "dependencies": [Depends(rate_limited("ingest"))],
+    "responses": {
         401: {"description": "Unknown or revoked ingest key (Traccar Client retries)"},
         409: {"description": "Background location is off"},
     },
-)
+}
+
+
+@router.get("/ingest/traccar", operation_id="traccar_get", **_TRACCAR)
+@router.post("/ingest/traccar", operation_id="traccar_post", **_TRACCAR)
 async def traccar(request: Request, session: Session, settings: AppSettings) -> IngestSummary:
     """Traccar Client (OsmAnd protocol): `id` (an ingest key), `lat`, `lon`, `timestamp`, … in
     the query string, a form or the JSON body of Traccar Client 9+."""

@@ -103,6 +103,13 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("DELETE", "/v1/me"):                         (401, 204, 204, 403, 403, 403, 403, 403, 204),
     ("GET", "/v1/devices/{device_id}/export"):    (401, 403, 403, 403, 403, 200, 404, 403, 403),
     ("DELETE", "/v1/devices/{device_id}"):        (401, 403, 403, 403, 403, 204, 404, 403, 403),
+    ("POST", "/v1/ingest/overland"):              (401, 200, 200, 200, 403, 403, 403, 403, 200),
+    ("POST", "/v1/ingest/owntracks"):             (401, 200, 200, 200, 403, 403, 403, 403, 200),
+    # Traccar authenticates with its `id` (an ingest key), never a header: none given → 401
+    ("GET", "/v1/ingest/traccar"):                (401, 401, 401, 401, 401, 401, 401, 401, 401),
+    ("POST", "/v1/ingest/traccar"):               (401, 401, 401, 401, 401, 401, 401, 401, 401),
+    ("POST", "/v1/me/ingest-keys"):               (401, 201, 201, 201, 403, 403, 403, 403, 201),
+    ("DELETE", "/v1/me/ingest-keys/{key_id}"):    (401, 204, 404, 404, 403, 403, 403, 403, 404),
 }
 # fmt: on
 
@@ -201,6 +208,29 @@ def body_for(method: str, path: str, w: World) -> dict[str, Any]:
             }
         },
         ("PUT", "/v1/me/background-location"): {"json": {"enabled": True}},
+        ("POST", "/v1/ingest/overland"): {
+            "json": {
+                "locations": [
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                        "properties": {
+                            "timestamp": (now - timedelta(seconds=5)).isoformat(),
+                            "horizontal_accuracy": 10,
+                        },
+                    }
+                ]
+            }
+        },
+        ("POST", "/v1/ingest/owntracks"): {
+            "json": {
+                "_type": "location",
+                "lat": lat,
+                "lon": lon,
+                "acc": 10,
+                "tst": int((now - timedelta(seconds=5)).timestamp()),
+            }
+        },
         ("PUT", "/v1/me/preferences"): {"json": {"max_per_day": 5}},
         ("PUT", "/v1/staff/{staff_id}/shift"): {"json": {"start": "08:00", "end": "16:00"}},
         ("POST", "/v1/geofences/{geofence_id}/broadcast"): {"json": {"title": "Closing early"}},
@@ -322,7 +352,11 @@ async def build_world(
             headers=res_a.headers,
         )
     )
+    ingest_key = await ok(
+        await client.post("/v1/me/ingest-keys", json={"label": "A"}, headers=res_a.headers)
+    )
     ids = {
+        "key_id": ingest_key["id"],
         "geofence_id": str(place_id),
         "offer_id": offer["id"],
         "task_id": task["id"],
@@ -345,7 +379,13 @@ async def build_world(
         "x_res": x_res.headers,
     }
     org1_ids = {str(place_id), offer["id"], task["id"], str(editor.id), str(park_id)}
-    res_a_ids = {checkin["checkin"]["id"], sub["id"], str(note_id), str(res_a.id)}
+    res_a_ids = {
+        checkin["checkin"]["id"],
+        sub["id"],
+        str(note_id),
+        str(res_a.id),
+        ingest_key["id"],
+    }
     return World(
         callers=callers,
         ids=ids,
