@@ -120,6 +120,14 @@ async def purge(
         "SELECT count(*) FROM d",
         now - timedelta(hours=settings.ping_retention_h),
     )
+    # where an OwnTracks phone was last sent waypoints (app/ingest): a position, kept no longer
+    # than the pings; without it the next message simply gets the waypoints again
+    removed["waypoint_anchors"] = await repository.delete_older(
+        session,
+        "WITH d AS (DELETE FROM ingest_waypoint_anchors WHERE sent_at < :cutoff RETURNING 1) "
+        "SELECT count(*) FROM d",
+        now - timedelta(hours=settings.ping_retention_h),
+    )
     removed["checkins_aggregated"] = await repository.aggregate_checkins(
         session,
         "(device_id IS NOT NULL AND recorded_at < :resident_cutoff) "

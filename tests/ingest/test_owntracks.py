@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Organisation
+from app.core.config import Settings
+from app.privacy import service as privacy_service
 from tests.factories import Resident
 from tests.ingest.helpers import basic, events, owntracks_location, send_pings, stored, walk
 from tests.presence.helpers import at, create_circle
@@ -181,3 +184,24 @@ async def test_waypoints_are_the_nearest_places_and_follow_the_person(
     assert {w["desc"] for w in moved} == {f"E{i}" for i in range(20)}
     again = await post_at(0.0, 90)
     assert {w["tst"] for w in again} == {w["tst"] for w in first}, "a place keeps its tst"
+
+
+async def test_the_waypoint_anchor_is_purged_with_the_pings_and_then_sent_again(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    settings: Settings,
+    org: Organisation,
+    resident: Resident,
+) -> None:
+    await create_circle(db, org.id, 0.0, 0.0, 60.0)
+    f = walk(1)[0]
+    r = await client.post(
+        "/v1/ingest/owntracks", json=owntracks_location(f), headers=basic(resident.token)
+    )
+    assert waypoints_of(r.json())
+    later = datetime.now(UTC) + timedelta(hours=settings.ping_retention_h, minutes=1)
+    removed = await privacy_service.purge(db, settings, later)
+    assert removed["waypoint_anchors"] == 1
+    msg = owntracks_location(f, tst=int(f.t.timestamp()) + 10)
+    r = await client.post("/v1/ingest/owntracks", json=msg, headers=basic(resident.token))
+    assert waypoints_of(r.json()), "no anchor left: the phone gets its waypoints again"
