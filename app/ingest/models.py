@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint, Float, ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey
+from app.core.subject import OWNER_CHECK
 
 
 class IngestKey(UUIDPrimaryKey, Base):
@@ -19,9 +20,7 @@ class IngestKey(UUIDPrimaryKey, Base):
     """
 
     __tablename__ = "ingest_keys"
-    __table_args__ = (
-        CheckConstraint("(device_id IS NULL) <> (staff_user_id IS NULL)", name="one_subject"),
-    )
+    __table_args__ = (CheckConstraint(OWNER_CHECK, name="one_subject"),)
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True

@@ -1,8 +1,8 @@
 """All SQL of the ingest domain: ingest keys, waypoint anchors, and the places near a fix.
 
-`nearest_places` reads the geofences table (read only, scoped by organisation, live and active
-places only) because the OwnTracks answer needs each place as a circle, which no geofence query
-returns.
+`nearest_places` reads the geofences table (read only, scoped by organisation, live places active
+now by `app.geofences.predicates.active_at`) because the OwnTracks answer needs each place as a
+circle, which no geofence query returns.
 """
 
 from __future__ import annotations
@@ -11,10 +11,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import render_sql
+from app.core.subject import SubjectRef
+from app.geofences import predicates
+from app.geofences.models import Geofence
 from app.ingest.models import IngestKey, WaypointAnchor
 
 
@@ -44,22 +48,10 @@ async def anchor_of(session: AsyncSession, subject_id: uuid.UUID) -> WaypointAnc
 
 
 async def set_anchor(
-    session: AsyncSession,
-    subject_id: uuid.UUID,
-    *,
-    device_id: uuid.UUID | None,
-    staff_user_id: uuid.UUID | None,
-    lon: float,
-    lat: float,
-    at: datetime,
+    session: AsyncSession, subject: SubjectRef, *, lon: float, lat: float, at: datetime
 ) -> None:
     stmt = insert(WaypointAnchor).values(
-        subject_id=subject_id,
-        device_id=device_id,
-        staff_user_id=staff_user_id,
-        lon=lon,
-        lat=lat,
-        sent_at=at,
+        subject_id=subject.id, **subject.owner_columns(), lon=lon, lat=lat, sent_at=at
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[WaypointAnchor.subject_id],
@@ -78,6 +70,7 @@ class PlaceCircle:
     distance_m: float
 
 
+_G = Geofence.__table__.alias("g")
 _NEAREST_SQL = text(
     """
 WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS pt)
@@ -93,13 +86,16 @@ FROM (
            ST_Distance(g.geog, (SELECT pt FROM p)::geography) AS distance_m
     FROM geofences g
     WHERE g.organisation_id = :org AND g.deleted_at IS NULL
-      AND (g.active_from IS NULL OR g.active_from <= :at)
-      AND (g.active_until IS NULL OR g.active_until > :at)
+      AND {active}
     ORDER BY g.geog <-> (SELECT pt FROM p)::geography, g.id
     LIMIT :limit
 ) n
 ORDER BY n.distance_m, n.id
-"""
+""".format(
+        active=render_sql(
+            predicates.active_at(_G.c.active_from, _G.c.active_until, literal_column(":at")), _G
+        )
+    )
 )
 
 

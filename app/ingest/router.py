@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from app.accounts.dependencies import CurrentPrincipal
 from app.accounts.models import Role
+from app.accounts.principal import Principal
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.errors import Forbidden, HereaboutsError, TooManyRequests
@@ -206,7 +207,7 @@ async def create_ingest_key(
 ) -> IngestKeyCreated:
     """A new ingest key for this device or field worker (Traccar Client's device identifier);
     the key is in this answer only."""
-    subject = _own_subject(principal.kind, principal.role, principal.id, principal.organisation_id)
+    subject = _own_subject(principal)
     row, key = await service.create_key(session, subject, (body or IngestKeyCreate()).label)
     return IngestKeyCreated(id=row.id, label=row.label, created_at=row.created_at, key=key)
 
@@ -216,16 +217,13 @@ async def revoke_ingest_key(
     session: Session, principal: CurrentPrincipal, key_id: uuid.UUID
 ) -> Response:
     """Revoke one of the caller's ingest keys at once (another's is not found)."""
-    subject = _own_subject(principal.kind, principal.role, principal.id, principal.organisation_id)
+    subject = _own_subject(principal)
     await service.revoke_key(session, subject, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _own_subject(
-    kind: str, role: Role | None, subject_id: uuid.UUID, organisation_id: uuid.UUID
-) -> presence_service.Subject:
-    if kind == "staff" and role is not Role.field_worker:
+def _own_subject(principal: Principal) -> presence_service.Subject:
+    if principal.is_staff and principal.role is not Role.field_worker:
         raise Forbidden("Ingest keys are for field workers and resident devices.")
-    return presence_service.Subject(
-        SubjectKind.staff if kind == "staff" else SubjectKind.device, subject_id, organisation_id
-    )
+    kind = SubjectKind.staff if principal.is_staff else SubjectKind.device
+    return presence_service.Subject(kind, principal.id, principal.organisation_id)

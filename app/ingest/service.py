@@ -28,7 +28,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.geo import haversine_m
 from app.core.security import hash_token
+from app.core.subject import SubjectRef
 from app.ingest import repository
 from app.ingest.errors import BadIngestPayload, IngestKeyNotFound
 from app.ingest.models import IngestKey
@@ -51,6 +53,11 @@ _INT32_MAX = 2**31 - 1
 # --- ingest keys ------------------------------------------------------------------------------
 
 
+def owner(subject: Subject) -> SubjectRef:
+    """The pings' subject as the owner of a row (`device_id` / `staff_user_id`)."""
+    return SubjectRef.of(subject.kind.value, subject.id, subject.organisation_id)
+
+
 def new_ingest_key() -> str:
     return INGEST_KEY_PREFIX + secrets.token_urlsafe(32)
 
@@ -62,8 +69,7 @@ async def create_key(
     key = new_ingest_key()
     row = IngestKey(
         organisation_id=subject.organisation_id,
-        device_id=subject.id if subject.kind is SubjectKind.device else None,
-        staff_user_id=subject.id if subject.kind is SubjectKind.staff else None,
+        **owner(subject).owner_columns(),
         key_hash=hash_token(key),
         label=label,
     )
@@ -268,14 +274,6 @@ def waypoints_due(
     return anchor is None or haversine_m(anchor[0], anchor[1], lon, lat) > refresh_m
 
 
-def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    r = 6_371_008.8
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * r * math.asin(min(1.0, math.sqrt(a)))
-
-
 def waypoint_tst(place_id: uuid.UUID) -> int:
     """A stable OwnTracks waypoint identifier for a place.
 
@@ -300,15 +298,7 @@ async def waypoints_for(
     places = await repository.nearest_places(
         session, subject.organisation_id, lon, lat, now, WAYPOINT_LIMIT
     )
-    await repository.set_anchor(
-        session,
-        subject.id,
-        device_id=subject.id if subject.kind is SubjectKind.device else None,
-        staff_user_id=subject.id if subject.kind is SubjectKind.staff else None,
-        lon=lon,
-        lat=lat,
-        at=now,
-    )
+    await repository.set_anchor(session, owner(subject), lon=lon, lat=lat, at=now)
     return {
         "_type": "cmd",
         "action": "setWaypoints",
