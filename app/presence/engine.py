@@ -524,7 +524,7 @@ def _step(
                             previous_fix_out_margins=round(prev_out, 2),
                             first_out_at=first.isoformat(),
                             inside_since=st.since.isoformat(),
-                            beyond_m=trigger + 1.5 * margin,
+                            beyond_m=trigger + window_m(fix, params),
                         ),
                     )
                 )
@@ -559,7 +559,7 @@ def _step(
     count = st.pending_fixes if st is not None else 0
     first_at = st.pending_since if st is not None else None
     if active or (anchor is not None and anchor.active):
-        if c is None or s > trigger + 1.5 * margin:
+        if c is None or s > trigger + window_m(fix, params):
             gain = -params.evidence_cap  # beyond the window (`window_m`): not there
         else:
             gain = evidence_gain(s, acc, params)

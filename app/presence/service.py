@@ -228,6 +228,7 @@ def _resolvable(fixes: list[Fix], params: Params) -> repository.FixColumns:
         idx=[f.idx for f in ok],
         lon=[f.lon for f in ok],
         lat=[f.lat for f in ok],
+        # the read keeps places within trigger distance + this of a fix (its window)
         margin=[engine.window_m(f, params) for f in ok],
         at=[f.recorded_at for f in ok],
     )

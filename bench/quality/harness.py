@@ -1,7 +1,7 @@
 """Run presence engines on generated tracks and judge every event against ground truth.
 
 The resolver here is the ping read's (migration 0019 onwards) in Python, on the scene's metric
-plane: for each fix the places within their trigger distance + the fix's margin, plus every
+plane: for each fix the places within their trigger distance + its window, plus every
 place the subject has a presence row for (at any distance), with signed distances; for each
 segment between consecutive evaluated fixes the places it crosses. The engine is then called
 exactly as `app.presence.service` calls it, batch after batch, carrying its states and last fix
@@ -106,12 +106,14 @@ class EngineRunner:
                 if f.quality.value not in ("ok", "implausible_jump"):
                     continue
                 x, y = where[f.idx]
-                margin = f.margin(params)  # the read's window is 1.5 times it (engine.window_m)
+                # the read's window beyond a place's trigger distance (engine.window_m; the
+                # previous rules' read used the margin itself)
+                window = m.window_m(f, params) if hasattr(m, "window_m") else f.margin(params)
                 found: list[Any] = []
                 seen: set[uuid.UUID] = set()
-                for place in scene.near(Point(x, y), max_trigger + 1.5 * margin):
+                for place in scene.near(Point(x, y), max_trigger + window):
                     s = place.signed(x, y)
-                    if s <= place.trigger_distance_m + 1.5 * margin or place.id in states:
+                    if s <= place.trigger_distance_m + window or place.id in states:
                         found.append(_candidate(m, place, s))
                         seen.add(place.id)
                 for gid in states:
