@@ -10,12 +10,17 @@ Confidence rules (measured against ground truth by `bench/quality`, docs/presenc
   evidence adds up over consecutive fixes (a CUSUM that never goes below 0) and the place is
   entered when it reaches `enter_evidence` from at least `enter_min_fixes` fixes. One fix never
   enters; fixes only a little inside, or inaccurate ones, need more of them, and so does a
-  small place (its fixes read shallow).
+  small place (its fixes read shallow). Each fix's error counts the accuracy figure plus the
+  error fixes in a row share (`evidence_shared_m`), and each gives up `evidence_drag`, so a long
+  run of fixes each a little inside (a walk along a park's railings) does not add up.
 - exit: two fixes in a row out of the place: both beyond the exit margin, max(exit margin,
-  accuracy), or the first beyond 3/4 of it and the second beyond 1.5 margins; a fix that joined
-  a stay whose mean is inside the place does not count as out.
-- stay: where the subject has stayed put; its mean, measured at 10, 20, 40, ... fixes, enters
-  a place a long stay is in even when single fixes read shallow.
+  accuracy), or the first beyond 3/4 of it and the second beyond 1.5 margins; while a stay
+  whose mean is inside the place lasts, its fixes do not count as out, and neither do fixes
+  away from it until two in a row agree (close together, or the second farther out the same
+  way): two outliers on different sides never end a visit.
+- stay: where the subject has stayed put; its mean, measured at 6, 9, 14, 21, 32, ... fixes
+  (each of the fixes since the milestone before the last), enters a place the stay is in even
+  when single fixes read shallow, on a fix of a phone that reports it is not moving.
 - passed_through: only at a speed plausible for the crossing, only when the straight line
   between the fixes runs at least `pass_through_min_depth_m` deep inside the place, and (when
   the phone reports its speed) only when the line is about as fast as the phone went: after a
@@ -58,19 +63,31 @@ class Params:
     # phone that had stopped did not cross anything at speed)
     pass_through_min_speed_share: float = 0.8
     enter_evidence: float = 4.0  # log-likelihood ratio that must add up before an enter
-    evidence_cap: float = 2.5  # most one fix may add (or take away)
+    evidence_cap: float = 3.5  # most one fix may add (or take away)
     enter_min_fixes: int = 2
     min_accuracy_m: float = 5.0  # below this, accuracy figures are not believed
+    # errors an accuracy figure leaves out, which fixes in a row share (a street's multipath
+    # bias, slow drift): added to each fix's own
+    evidence_shared_m: float = 3.0
+    evidence_drag: float = 0.15  # taken from every fix's gain: a long run of fixes that each
+    # point a little inside (someone walking along a park's railings) does not add up
     evidence_delta_m: float = 5.0  # the inside and outside positions the evidence weighs
     stay_radius_m: float = 25.0  # a fix within max(this, 2 x accuracy) of a stay's mean joins it
-    stay_min_s: float = 120.0  # a stay this long may enter on its mean position
-    stay_first_anchor: int = 10  # fixes in a stay when its mean is first measured
+    stay_min_s: float = 60.0  # a stay this long may enter on its mean position
+    stay_first_anchor: int = 6  # fixes in a stay when its mean is first measured
+    stay_anchor_growth: float = 1.5  # each later measure when the stay has this many times more
+    stay_window_back: int = 2  # each measure is of the fixes since this many milestones ago
+    stay_spread_floor: float = 0.7  # the mean's own error assumes at least this share of the
+    # spread the fixes' accuracy figures predict (phones over-report their accuracy)
     stay_drift_m: float = 2.5  # errors fixes share (multipath), over stay_drift_tau_s
     stay_drift_tau_s: float = 60.0
     stay_floor_m: float = 1.5  # what a stay's mean never gets below (a biased signal)
-    # what a stay's mean must give to enter: less than fixes need, as it already sums 10 fixes
-    # or more over 2 minutes, and its uncertainty keeps the drift and a bias floor
-    stay_enter_evidence: float = 2.5
+    # what a stay's mean must give to enter: less than fixes need, as it already sums 6 fixes
+    # or more over a minute, and its uncertainty keeps the drift and a bias floor
+    stay_enter_evidence: float = 3.0
+    stay_max_speed_mps: float = 1.0
+    stay_enter_max_out: float = 0.25  # the fix a stay enters on is out by at most this share
+    # of the exit margin (not someone already leaving)
 
 
 @dataclass
@@ -118,9 +135,10 @@ class Stay(NamedTuple):
     """Where the subject has stayed put since `since`: the weighted mean of its fixes.
 
     Positions are metres east/north of the stay's first fix (lon0, lat0). The mean is measured
-    against the places (the anchor) when the stay reaches 10, 20, 40, ... fixes, so where it is
-    measured does not depend on how the fixes were batched; `out` counts fixes in a row away
-    from it (two end the stay; one is an outlier, left out).
+    against the places (the anchor) when the stay reaches 6, 9, 14, 21, ... fixes (each time
+    1.5 times more), so where it is measured does not depend on how the fixes were batched;
+    `out` is 1 after a fix away from it (left out, as an outlier; `out_x`/`out_y` say where):
+    a second one away that agrees with it ends the stay.
     """
 
     since: datetime
@@ -132,9 +150,12 @@ class Stay(NamedTuple):
     sum_y: float
     sum_r2: float
     out: int = 0
+    out_x: float = 0.0  # where the fix away from it was (metres, as the sums)
+    out_y: float = 0.0
     # the sums at the last milestone: each mean measured is of the fixes since the one before
     # (the first few of a stay are often still the walk in)
     base: tuple[int, float, float, float, float] = (0, 0.0, 0.0, 0.0, 0.0)
+    prior: tuple[int, float, float, float, float] = (0, 0.0, 0.0, 0.0, 0.0)  # the one before
     anchor_lon: float | None = None
     anchor_lat: float | None = None
     anchor_n: int = 0
@@ -148,9 +169,10 @@ class Stay(NamedTuple):
     def mean_xy(self) -> tuple[float, float]:
         return (self.sum_x / self.sum_w, self.sum_y / self.sum_w)
 
-    def window(self) -> tuple[int, float, float, float, float]:
-        """(n, sum_w, sum_x, sum_y, sum_r2) of the fixes since the last milestone."""
-        n, w, x, y, r2 = self.base
+    def window(self, back: int = 1) -> tuple[int, float, float, float, float]:
+        """(n, sum_w, sum_x, sum_y, sum_r2) of the fixes since the last milestone (`back` = 2:
+        the one before it)."""
+        n, w, x, y, r2 = self.base if back == 1 else self.prior
         return (self.n - n, self.sum_w - w, self.sum_x - x, self.sum_y - y, self.sum_r2 - r2)
 
     def lonlat(self, mx: float, my: float) -> tuple[float, float]:
@@ -169,7 +191,12 @@ class Stay(NamedTuple):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Stay:
         return cls(
-            **{**data, "since": datetime.fromisoformat(data["since"]), "base": tuple(data["base"])}
+            **{
+                **data,
+                "since": datetime.fromisoformat(data["since"]),
+                "base": tuple(data["base"]),
+                "prior": tuple(data.get("prior", (0, 0.0, 0.0, 0.0, 0.0))),
+            }
         )
 
 
@@ -196,8 +223,11 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
     mx, my = stay.mean_xy
     radius = max(params.stay_radius_m, 2.0 * fix.accuracy_m)
     if math.hypot(x - mx, y - my) > radius:
-        # away from the stay: once is an outlier, twice in a row a move
-        return fresh if stay.out >= 1 else stay._replace(out=stay.out + 1)
+        # away from the stay: once is an outlier; twice in a row a move, if the two agree (close
+        # together, or the second farther out the same way); two that disagree are outliers
+        if stay.out >= 1 and _same_move(stay, mx, my, x, y, radius):
+            return fresh
+        return stay._replace(out=1, out_x=x, out_y=y)
     joined = stay._replace(
         n=stay.n + 1,
         sum_w=stay.sum_w + w,
@@ -206,11 +236,14 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         sum_r2=stay.sum_r2 + w * (x * x + y * y),
         out=0,
     )
-    if joined.n >= params.stay_first_anchor and joined.n >= 2 * stay.anchor_n:
-        # a milestone (10, 20, 40, ... fixes): measure the mean of the fixes since the last one
+    if joined.n >= params.stay_first_anchor and joined.n >= math.ceil(
+        params.stay_anchor_growth * stay.anchor_n
+    ):
+        # a milestone (6, 9, 14, 21, ... fixes): measure the mean of the fixes since the one
+        # before the last (the first few of a stay are often still the walk in) and use it
         # from here on, if they are spread as a phone's that stays put (about sqrt(2) sigma
         # around it); a wider spread is someone moving slowly: start again from this fix
-        n, sw, sx, sy, sr2 = joined.window()
+        n, sw, sx, sy, sr2 = joined.window(params.stay_window_back)
         mx, my = sx / sw, sy / sw
         spread = math.sqrt(max(0.0, sr2 / sw - mx * mx - my * my))
         expected = math.sqrt(2.0 * n / sw)
@@ -220,7 +253,7 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         # the mean's uncertainty: the fixes' own (from their accuracy or, if wider, from how
         # they spread), the drift they share (it averages out over its correlation time only),
         # and what never averages out (a bias of the place's signal)
-        own = max(spread, expected) / math.sqrt(2.0 * n)
+        own = max(spread, params.stay_spread_floor * expected) / math.sqrt(2.0 * n)
         seconds = max(1.0, (fix.recorded_at - joined.since).total_seconds())
         drift = params.stay_drift_m * math.sqrt(min(1.0, params.stay_drift_tau_s / seconds))
         sigma = math.sqrt(own * own + drift * drift + params.stay_floor_m**2)
@@ -230,8 +263,18 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
             anchor_n=joined.n,
             anchor_sigma_m=sigma,
             base=(joined.n, joined.sum_w, joined.sum_x, joined.sum_y, joined.sum_r2),
+            prior=joined.base,
         )
     return joined
+
+
+def _same_move(stay: Stay, mx: float, my: float, x: float, y: float, radius: float) -> bool:
+    ox, oy = stay.out_x, stay.out_y
+    if math.hypot(x - ox, y - oy) <= radius:
+        return True
+    ax, ay, bx, by = ox - mx, oy - my, x - ox, y - oy  # stay -> first away, first -> second
+    ra, rb = math.hypot(ax, ay), math.hypot(bx, by)
+    return (ax * bx + ay * by) >= 0.5 * ra * rb and math.hypot(x - mx, y - my) > ra
 
 
 def stay_anchors(
@@ -423,8 +466,8 @@ def evidence_gain(signed_m: float, accuracy_m: float, params: Params) -> float:
     much", the fix's error a Gaussian of the accuracy's sigma: linear in the fix's depth, so
     the sum over fixes weighs their mean position; capped so one fix (an outlier) never decides.
     """
-    sigma = _sigma(accuracy_m, params)
-    gain = 2.0 * params.evidence_delta_m * -signed_m / (sigma * sigma)
+    var = _sigma(accuracy_m, params) ** 2 + params.evidence_shared_m**2
+    gain = 2.0 * params.evidence_delta_m * -signed_m / var
     return max(-params.evidence_cap, min(params.evidence_cap, gain))
 
 
@@ -489,15 +532,11 @@ def _step(
     if cur is PresenceState.inside:
         assert st is not None
         # a fix that joined a stay whose mean is inside this place is someone still there,
-        # however far it reads (a poor fix indoors): leaving means leaving the stay
-        staying = (
-            stay is not None
-            and stay.out == 0
-            and stay.n > 1
-            and anchor is not None
-            and anchor.signed_m < 0
-        )
-        if s >= margin / 2 and not staying:
+        # however far it reads (a poor fix indoors): leaving means leaving the stay, and a fix
+        # away from it while it lasts (an outlier, or the first step of a move) never exits
+        staying = stay is not None and stay.n > 1 and anchor is not None and anchor.signed_m < 0
+        joined = staying and stay is not None and stay.out == 0
+        if s >= margin / 2 and not joined:
             # out by half the margin or more: an exit needs this fix and the one before it out
             # (one outlier never exits): both beyond the margin, or the earlier one beyond
             # three quarters of it and this one beyond one and a half margins (walking away)
@@ -505,7 +544,8 @@ def _step(
             prev_out = st.evidence if st.pending_fixes else None
             first = st.pending_since or t
             if (
-                prev_out is not None
+                not staying
+                and prev_out is not None
                 and s >= margin
                 and (prev_out >= 1.0 or (s >= 1.5 * margin and prev_out >= 0.75))
             ):
@@ -562,7 +602,7 @@ def _step(
         if c is None or s > trigger + window_m(fix, params):
             gain = -params.evidence_cap  # beyond the window (`window_m`): not there
         else:
-            gain = evidence_gain(s, acc, params)
+            gain = evidence_gain(s, acc, params) - params.evidence_drag
         if acc > params.enter_max_accuracy_m or not active:
             gain = min(gain, 0.0)  # too inaccurate to count towards an enter
         if suspect:
@@ -594,7 +634,9 @@ def _step(
             and anchor is not None
             and anchor.active
             and anchor.signed_m < 0
-            and s < margin / 2  # not a fix on its way out
+            and s < params.stay_enter_max_out * margin  # not a fix on its way out
+            # nor of someone walking (out of the door): a phone that stays put reports ~0 m/s
+            and (fix.speed_mps is None or fix.speed_mps < params.stay_max_speed_mps)
         ):
             gain_stay = stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
             if gain_stay >= params.stay_enter_evidence:

@@ -437,7 +437,7 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
         if not f.triggers
     ]
     # the stay's means: the stored one (the read measured it) and any milestone this batch
-    # reaches (once per milestone of a stay: 10, 20, 40, ... fixes)
+    # reaches (once per milestone of a stay: 6, 9, 14, 21, ... fixes)
     anchors: dict[tuple[float, float], list[engine.Candidate]] = {}
     if view.stay is not None and view.stay.anchor is not None:
         anchors[view.stay.anchor] = view.anchor_candidates

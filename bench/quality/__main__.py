@@ -3,6 +3,11 @@
     uv run python -m bench.quality            # the full set (about a minute a engine)
     uv run python -m bench.quality --fast     # the subset tests/presence/test_quality.py uses
     uv run python -m bench.quality --seed 2   # other towns and tracks
+    uv run python -m bench.quality --seeds 2,3,4   # the engine alone on these as well
+
+By default the current engine is also run alone on seeds 2 and 3 (other towns and tracks), so
+the report shows how much the figures move from one town to the next, not only on the seed the
+rules were tuned on.
 
 Writes bench/results/<date>-<time>-quality.json and .md: the summary table of docs/presence.md
 (point-in-polygon, the previous rules, the current engine) and the current engine per mode.
@@ -114,6 +119,14 @@ def markdown(result: dict[str, Any]) -> str:
     for mode, m in result["per_mode"]["new engine"].items():
         cells = ["–" if m[k] is None else str(m[k]) for k in keys]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    if result.get("other_seeds"):
+        lines += ["", "## The current engine on other towns (seeds), full set", ""]
+        labels = [label for label, *_ in ROWS]
+        lines.append("| seed | " + " | ".join(labels) + " |")
+        lines.append("|---|" + "---|" * len(labels))
+        for seed, row in result["other_seeds"].items():
+            cells = ["–" if row[label] is None else str(row[label]) for label in labels]
+            lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     lines += ["", f"Took {result['seconds']} s on {result['machine']}.", ""]
     return "\n".join(lines)
 
@@ -122,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="the subset make test uses")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--seeds", default="2,3", help="seeds the current engine alone also runs on ('' for none)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     plan = harness.FAST if args.fast else harness.FULL
@@ -140,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             name: {mode: harness.metrics(t) for mode, t in per_mode.items()}
             for name, per_mode in results.items()
         },
+    }
+    others = [int(x) for x in args.seeds.split(",") if x.strip() and int(x) != args.seed]
+    result["other_seeds"] = {
+        str(seed): summary(
+            harness.evaluate_plan(plan, seed, [harness.current_runner()])["new engine"]
+        )
+        for seed in others
     }
     result["seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)

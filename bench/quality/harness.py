@@ -418,7 +418,9 @@ class Visit:
     t0: float
     t1: float
     fixes: list[int] = field(default_factory=list)  # fixes reported during it
-    deep_fixes: int = 0  # of those, truly >= 10 m inside
+    # of those, truly >= 10 m inside and reported near there (an outlier, 3-6 sigma or a
+    # 400-700 m hop away, is not a fix of this visit: it says the person was elsewhere)
+    deep_fixes: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -451,7 +453,7 @@ def true_visits(scene: Scene, track: Track) -> list[Visit]:
         for i, f in enumerate(track.fixes):
             if v.t0 <= f.t <= v.t1:
                 v.fixes.append(i)
-                if -v.place.signed(f.true_x, f.true_y) >= 10.0:
+                if -v.place.signed(f.true_x, f.true_y) >= 10.0 and not f.outlier:
                     v.deep_fixes += 1
     return visits
 

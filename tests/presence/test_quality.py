@@ -63,14 +63,13 @@ def test_deep_visits_are_found_and_most_long_ones(
     assert walk["deep_recall_pct"] == 100.0
     total = harness.metrics(harness.totals(results["new engine"]))
     assert total["deep_visits"] >= 40
-    # a cyclist's two fixes in a park at 15-20 m accuracy can be missed, and a far hop between
-    # them resets nothing but adds nothing either (docs/presence.md, "What is not met yet")
-    assert total["deep_recall_pct"] >= 95.0
-    # 2-minute visits to buildings 10 m wide and more: the target is 90 %. Found: all but the
-    # shallow ones (a few metres inside a 10-20 m building at indoor accuracy ~16 m), which
-    # read like someone on the pavement until many fixes average out; see docs/presence.md
+    assert total["deep_recall_pct"] == 100.0
+    # 2-minute visits to buildings 10 m wide and more: the target is 90 %, met on some towns
+    # (seeds) and not others (82-92 % on the full sets). Missed: visits a few metres inside
+    # at indoor accuracy ~16 m whose fixes average out on the pavement, and visits with a gap
+    # of fixes; see docs/presence.md, "What is not met yet"
     assert walk["long_visits"] >= 20
-    assert walk["long_recall_pct"] >= 60.0
+    assert walk["long_recall_pct"] >= 80.0
 
 
 def test_a_phone_at_the_edge_for_ten_hours_never_flaps(

@@ -47,15 +47,17 @@ async def test_shallow_fixes_need_more_evidence_than_deep_ones(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
 ) -> None:
     await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
-    # 4 m inside at 10 m accuracy: each fix adds 2 x 5 x 4 / 6.6^2 = 0.9 of the 4.0 needed
+    # 4 m inside at 10 m accuracy: each fix adds 2 x 5 x 4 / (6.6^2 + 3^2) - 0.15 = 0.61 of
+    # the 4.0 needed (a fix 30 m deep adds the most, 3.5)
     body = await send(
-        client, resident.headers, [P(f"s{i}", 46, 0, _t(10 * i), 10).ping() for i in range(6)]
+        client, resident.headers, [P(f"s{i}", 46, 0, _t(10 * i), 10).ping() for i in range(8)]
     )
     assert [(e["type"], e["ping_id"]) for e in body["events"]] == [
         ("nearby", "s0"),
-        ("enter", "s4"),
+        ("enter", "s6"),
     ]
-    assert body["events"][1]["explanation"]["fixes"] == 5
+    assert body["events"][1]["explanation"]["fixes"] == 7
+    assert body["events"][1]["explanation"]["rule"] == "enter_confirmed"
 
 
 async def test_one_outlier_inside_never_enters(
@@ -100,6 +102,62 @@ async def test_exit_requires_two_fixes_beyond_the_margin(
     assert 34 < exp["distance_m"] < 36
     assert 1.1 < exp["previous_fix_out_margins"] < 1.3  # 30 m, the margin 25 m
     assert exp["first_out_at"] == _t(40).isoformat()
+
+
+async def test_two_outliers_in_a_row_that_disagree_never_end_a_stay_inside(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+    staying = [P(f"in{i}", 0, 0, _t(10 * i), 15).ping() for i in range(12)]
+    first = await send(client, resident.headers, staying)
+    assert [e["type"] for e in first["events"]][-1] == "enter"
+    # two fixes far out in a row, on opposite sides: two outliers, not someone leaving
+    glitches = await send(
+        client,
+        resident.headers,
+        [P("east", 130, 0, _t(120), 15).ping(), P("west", -130, 0, _t(130), 15).ping()],
+    )
+    assert glitches["events"] == []
+    back = await send(client, resident.headers, [P("back", 0, 0, _t(140), 15).ping()])
+    assert [e["type"] for e in back["events"]] in ([], ["dwell"])
+    # two that agree (walking away east) end the stay, and the second exits
+    away = await send(
+        client,
+        resident.headers,
+        [P("a1", 90, 0, _t(150), 15).ping(), P("a2", 105, 0, _t(160), 15).ping()],
+    )
+    assert [(e["type"], e["ping_id"]) for e in away["events"]] == [("exit", "a2")]
+
+
+async def test_a_stay_enters_on_its_mean_only_while_the_phone_stays_put(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+
+    # 10 m inside at 20 m accuracy: each fix adds little (0.39), the mean of a stay a lot
+    def fixes(prefix: str, start: float, speed: float) -> list[dict[str, Any]]:
+        out = []
+        for i in range(12):
+            ping = P(f"{prefix}{i}", 40, 0, _t(start + 10 * i), 20).ping()
+            ping["speed_mps"] = speed
+            out.append(ping)
+        return out
+
+    still = await send(client, resident.headers, fixes("still", 0, 0.0))
+    enter = next(e for e in still["events"] if e["type"] == "enter")
+    assert enter["ping_id"] == "still6"  # a minute of fixes, the 7th after its first mean
+    assert enter["explanation"]["rule"] == "stayed_inside"
+    assert enter["explanation"]["stay_fixes"] == 6
+    # another resident, the same fixes reporting walking speed (someone pacing through a
+    # doorway): the stay's mean is not used; the fixes' own evidence enters later
+    other = await create_resident(db, org)
+    on = {"enabled": True}
+    r = await client.put("/v1/me/background-location", json=on, headers=other.headers)
+    assert r.status_code == 200, r.text
+    moving = await send(client, other.headers, fixes("walk", 0, 1.5))
+    enter = next(e for e in moving["events"] if e["type"] == "enter")
+    assert enter["explanation"]["rule"] == "enter_confirmed"
+    assert int(enter["ping_id"].removeprefix("walk")) > 6
 
 
 async def test_a_fast_departure_exits_on_its_second_fix(
