@@ -179,18 +179,24 @@ async def create_service(
     return service.service_read(row)
 
 
-@router.get("/services/{code}", response_model=ServiceRead)
-async def get_service(session: Session, editor: EditorUser, code: str) -> ServiceRead:
+@router.get("/services/{service_code}", response_model=ServiceRead)
+async def get_service(session: Session, editor: EditorUser, service_code: str) -> ServiceRead:
     """Admins, editors: one service."""
-    return service.service_read(await service.get_service(session, editor.organisation_id, code))
+    row = await service.get_service(session, editor.organisation_id, service_code)
+    return service.service_read(row)
 
 
-@router.patch("/services/{code}", response_model=ServiceRead)
+@router.patch("/services/{service_code}", response_model=ServiceRead)
 async def update_service(
-    session: Session, settings: AppSettings, admin: AdminUser, code: str, body: ServiceUpdate
+    session: Session,
+    settings: AppSettings,
+    admin: AdminUser,
+    service_code: str,
+    body: ServiceUpdate,
 ) -> ServiceRead:
     """Admin: change a service (`active: false` retires it; its reports stay)."""
-    row = await service.update_service(session, settings, admin.organisation_id, code, body)
+    org = admin.organisation_id
+    row = await service.update_service(session, settings, org, service_code, body)
     await audit_service.record(
         session,
         admin,
@@ -223,11 +229,11 @@ async def create_key(
     return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
 
 
-@router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_key(session: Session, admin: AdminUser, key_id: uuid.UUID) -> Response:
+@router.delete("/keys/{api_key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_key(session: Session, admin: AdminUser, api_key_id: uuid.UUID) -> Response:
     """Admin: revoke an api key at once."""
-    await service.revoke_key(session, admin.organisation_id, key_id)
-    await audit_service.record(session, admin, "open311.key.revoke", "open311_api_key", key_id)
+    await service.revoke_key(session, admin.organisation_id, api_key_id)
+    await audit_service.record(session, admin, "open311.key.revoke", "open311_api_key", api_key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings, get_settings
+from app.core.errors import NotFound
 from app.core.geo import GeoError, check_position
 from app.geofences import service as geofence_service
 from app.geofences.schemas import GeofenceCreate, GeofenceProperties
@@ -273,7 +274,7 @@ async def list_keys(session: AsyncSession, org: uuid.UUID) -> Sequence[Open311Ap
 async def revoke_key(session: AsyncSession, org: uuid.UUID, key_id: uuid.UUID) -> None:
     row = await repository.get_key(session, org, key_id)
     if row is None:
-        raise RequestNotFound("No such api key.")
+        raise NotFound("No such api key.")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         await session.flush()
