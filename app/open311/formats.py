@@ -2,8 +2,8 @@
 
 The JSON shapes are the spec's; the XML is the same data under the spec's element names
 (`<services><service>`, `<service_requests><request>`, `<errors><error>`, …) with a UTF-8 XML
-declaration. `None` is an empty element; booleans are `true`/`false`; a list of scalars inside an
-item (a service's `keywords`) is comma-separated, as the spec writes it.
+declaration. `None` is an empty element; booleans are `true`/`false`; a list whose element name
+has no item name in `LIST_ITEMS` is written comma-separated.
 """
 
 from __future__ import annotations

@@ -305,7 +305,7 @@ def service_doc(s: Open311Service) -> dict[str, Any]:
         "description": s.description,
         "metadata": bool(s.attributes),
         "type": "realtime",
-        "keywords": list(s.keywords),
+        "keywords": ", ".join(s.keywords),  # the spec's comma-separated string
         "group": s.group,
     }
 
