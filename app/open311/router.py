@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -53,8 +53,53 @@ class GeoReportRoute(APIRoute):
         return route
 
 
-georeport = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=GeoReportRoute)
-FMT = {"description": "`json` or `xml`"}
+_ERROR_LIST = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["code", "description"],
+        "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+    },
+}
+_ERROR = {
+    "content": {
+        "application/json": {"schema": _ERROR_LIST},
+        "text/xml": {"schema": {"type": "string"}},
+    }
+}
+_DOCUMENT = {"application/json": {"schema": {}}, "text/xml": {"schema": {"type": "string"}}}
+# The GeoReport answers (JSON or XML by extension) and its error list: never problem+json.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The GeoReport document", "content": _DOCUMENT},
+    400: {"description": "A missing or unacceptable parameter", **_ERROR},
+    403: {"description": "No, an unknown or a revoked api_key", **_ERROR},
+    404: {"description": "No such service, request or token; not .json/.xml", **_ERROR},
+    429: {"description": "The key's (or address's) rate is used up", **_ERROR},
+}
+_FORM_FIELDS = (
+    "api_key jurisdiction_id service_code lat long address_string address_id description "
+    "media_url email first_name last_name phone account_id device_id"
+).split()
+POST_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {f: {"type": "string"} for f in _FORM_FIELDS},
+                    "additionalProperties": {"type": "string"},
+                    "description": "Attributes as attribute[code]=value (docs/open311.md).",
+                }
+            }
+        },
+    }
+}
+
+georeport = APIRouter(
+    prefix="/open311/v2", tags=["open311"], route_class=GeoReportRoute, responses=RESPONSES
+)
+Fmt = Literal["json", "xml"]
 
 
 def _params(request: Request) -> dict[str, str]:
@@ -87,7 +132,7 @@ async def _caller(request: Request, session: Any, params: dict[str, str]) -> ser
 
 
 @georeport.get("/discovery.{fmt}")
-async def discovery(request: Request, session: Session, fmt: str) -> Response:
+async def discovery(request: Request, session: Session, fmt: Fmt) -> Response:
     """GeoReport discovery: where the endpoint is and which formats it speaks."""
     who = await _caller(request, session, _params(request))
     doc = await service.discovery_doc(session, who.organisation_id, str(request.base_url))
@@ -95,7 +140,7 @@ async def discovery(request: Request, session: Session, fmt: str) -> Response:
 
 
 @georeport.get("/services.{fmt}")
-async def services(request: Request, session: Session, fmt: str) -> Response:
+async def services(request: Request, session: Session, fmt: Fmt) -> Response:
     """GeoReport service list: what residents may report here."""
     who = await _caller(request, session, _params(request))
     rows = await service.list_services(session, who.organisation_id, active_only=True)
@@ -104,7 +149,7 @@ async def services(request: Request, session: Session, fmt: str) -> Response:
 
 @georeport.get("/services/{service_code}.{fmt}")
 async def service_definition(
-    request: Request, session: Session, service_code: str, fmt: str
+    request: Request, session: Session, service_code: str, fmt: Fmt
 ) -> Response:
     """GeoReport service definition: the attributes to ask the reporter."""
     who = await _caller(request, session, _params(request))
@@ -114,9 +159,9 @@ async def service_definition(
     return formats.render(fmt, "service_definition", service.definition_doc(row))
 
 
-@georeport.post("/requests.{fmt}")
+@georeport.post("/requests.{fmt}", openapi_extra=POST_BODY)
 async def post_request(
-    request: Request, session: Session, settings: AppSettings, fmt: str
+    request: Request, session: Session, settings: AppSettings, fmt: Fmt
 ) -> Response:
     """GeoReport: file a service request (form-encoded; an api_key is required)."""
     form = [(k, v) for k, v in request.query_params.multi_items()]
@@ -129,7 +174,7 @@ async def post_request(
 
 
 @georeport.get("/requests.{fmt}")
-async def get_requests(request: Request, session: Session, fmt: str) -> Response:
+async def get_requests(request: Request, session: Session, fmt: Fmt) -> Response:
     """GeoReport: service requests by id, service, status and date (newest first)."""
     params = _params(request)
     who = await _caller(request, session, params)
@@ -139,7 +184,7 @@ async def get_requests(request: Request, session: Session, fmt: str) -> Response
 
 @georeport.get("/requests/{service_request_id}.{fmt}")
 async def get_request(
-    request: Request, session: Session, service_request_id: str, fmt: str
+    request: Request, session: Session, service_request_id: str, fmt: Fmt
 ) -> Response:
     """GeoReport: one service request, as a list of one."""
     who = await _caller(request, session, _params(request))
@@ -148,7 +193,7 @@ async def get_request(
 
 
 @georeport.get("/tokens/{token}.{fmt}")
-async def get_token(request: Request, session: Session, token: str, fmt: str) -> Response:
+async def get_token(request: Request, session: Session, token: str, fmt: Fmt) -> Response:
     """GeoReport: the service request id behind a token."""
     who = await _caller(request, session, _params(request))
     doc = await service.request_for_token(session, who, token)

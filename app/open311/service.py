@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -74,6 +75,8 @@ FIELD_LIMITS = {
     "media_url": 2000,
 }
 ATTRIBUTE_TEXT_MAX = 2000
+# characters XML 1.0 cannot carry (NUL is refused before any route): never stored
+_CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def utcnow() -> datetime:
@@ -595,6 +598,9 @@ async def parse_report(
     """Every check a report must pass, before anything is written."""
     if who.key is None:
         raise InvalidApiKey("An api_key is required to post service requests.")
+    for param, text in form:
+        if _CONTROL.search(text):
+            raise BadRequest(f"{param[:100]} contains control characters.")
     code = _one(form, "service_code")
     if code is None:
         raise BadRequest("service_code is required.")

@@ -63,6 +63,7 @@ BAD_POSTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("email", {"email": "not-an-address"}, 400, "email"),
     ("oversized phone", {"phone": "1" * 51}, 400, "phone"),
     ("lat twice", {"lat": ["53.8", "53.9"]}, 400, "more than once"),
+    ("control character", {"description": "bell \x07 here"}, 400, "control characters"),
 ]
 
 
