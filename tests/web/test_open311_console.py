@@ -8,11 +8,13 @@ import secrets
 
 import httpx
 import pytest
+import xmltodict
+from georeport import GeoReport
 from playwright.async_api import Browser, expect
 
 from tests.live import LiveServer
 from tests.web.conftest import new_context, open_page, screenshot, unlabelled_controls
-from tests.web.test_flows import sign_in_console
+from tests.web.test_flows import create_staff, resident_context, sign_in_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -81,3 +83,62 @@ async def test_admin_sets_up_a_report_type_and_a_key_and_sees_the_report(
     await screenshot(page, "console-reports")
     assert problems.errors == []
     await context.close()
+
+
+async def test_a_field_worker_closes_the_report_in_the_app_and_the_client_sees_it(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    """A reporting app posts; the named team's field worker starts and completes the task in
+    the resident / field-worker app; the `georeport` client then reads the report as closed."""
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    worker_id, email, password = create_staff(web_server, admin, "field_worker")
+    code = f"graffiti-{secrets.token_hex(2)}"
+    web_server.request(
+        "POST",
+        "/v1/open311/services",
+        admin,
+        json={
+            "code": code,
+            "name": "Graffiti",
+            "task": {"title": f"Remove graffiti {code}", "assignee_ids": [worker_id]},
+        },
+    )
+    key = web_server.request("POST", "/v1/open311/keys", admin, json={"label": "App"})["key"]
+    root = f"{web_server.base}/open311/v2"
+    at = (-0.09, 51.47)
+    posted = await asyncio.to_thread(
+        httpx.post,
+        f"{root}/requests.xml",
+        data={
+            "jurisdiction_id": web_server.organisation,
+            "api_key": key,
+            "service_code": code,
+            "lat": at[1],
+            "long": at[0],
+            "description": "Tags on the bus shelter",
+        },
+    )
+    assert posted.status_code == 200, posted.text
+    rid = xmltodict.parse(posted.content)["service_requests"]["request"]["service_request_id"]
+
+    context = await resident_context(browser, web_server, at)
+    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
+    await page.get_by_text("Council field worker? Sign in").click()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    item = page.locator("#task-list li", has_text=f"Remove graffiti {code}")
+    await expect(item).to_be_visible()
+    await item.get_by_role("button", name="Start").click()
+    await expect(item).to_contain_text("in progress")
+    await item.get_by_role("button", name="Complete").click()
+    await expect(item).to_contain_text("done")
+    assert problems.errors == []
+    await context.close()
+
+    web_server.request("PUT", "/v1/open311/settings", admin, json={"public_read": True})
+    for fmt in ("json", "xml"):
+        client = GeoReport(root, jurisdiction=web_server.organisation, output_format=fmt)
+        seen = await asyncio.to_thread(client.get_service_request, rid)
+        assert seen["status"] == "closed", fmt
+        assert seen["description"] == "Tags on the bus shelter"
