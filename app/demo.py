@@ -44,6 +44,10 @@ from app.tasks.demo import load_demo_tasks  # noqa: E402
 
 EXTRA_LOADERS.append(load_demo_offers)
 EXTRA_LOADERS.append(load_demo_tasks)
+# Open311 report types (app/open311): reports become tasks at the demo parks.
+from app.open311.demo import load_demo_open311  # noqa: E402
+
+EXTRA_LOADERS.append(load_demo_open311)
 
 
 async def load_demo(session: AsyncSession) -> list[str]:

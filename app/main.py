@@ -33,6 +33,9 @@ from app.ingest.router import router as ingest_router
 from app.notifications.router import router as notifications_router
 from app.notifications.worker import InProcessWorker
 from app.offers.router import router as offers_router
+from app.open311 import service as open311_service
+from app.open311.router import georeport as open311_georeport_router
+from app.open311.router import router as open311_router
 from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     rules_service.install(settings)
     core_types.install(settings)
     rules_service.register()
+    open311_service.register(settings)
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -112,6 +116,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(rules_router)
     app.include_router(privacy_router)
     app.include_router(ingest_router)
+    app.include_router(open311_router)
+    app.include_router(open311_georeport_router)
     install_web(app, settings)
     if settings.cors_origins:
         app.add_middleware(

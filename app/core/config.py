@@ -184,6 +184,17 @@ class Settings(BaseSettings):
     purge_interval_s: float = 3600.0
     geofence_max_per_organisation: int = 200_000
 
+    # Open311 GeoReport v2 (app/open311, docs/open311.md)
+    open311_description_max_chars: int = Field(default=4000, ge=1, le=100_000)
+    open311_duplicate_radius_m: float = Field(default=25.0, ge=0, le=1000)
+    open311_duplicate_window_h: float = Field(default=24.0, ge=0, le=24 * 30)
+    open311_adhoc_radius_m: float = Field(default=25.0, ge=1, le=1000)
+    open311_notify_workers_within_m: float = Field(default=500.0, ge=0, le=50_000)
+    open311_notify_fix_max_age_s: int = Field(default=900, ge=1)
+    open311_closed_exact_days: int = Field(default=90, ge=1, le=3650)
+    open311_default_key_rate_per_minute: int = Field(default=60, ge=1, le=100_000)
+    open311_anonymous_rate_per_minute: int = Field(default=120, ge=1, le=100_000)
+
     # web console and PWA
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tile_attribution: str = "© OpenStreetMap contributors"

@@ -8,6 +8,7 @@ from app.geofences import models as _geofences  # noqa: F401
 from app.ingest import models as _ingest  # noqa: F401
 from app.notifications import models as _notifications  # noqa: F401
 from app.offers import models as _offers  # noqa: F401
+from app.open311 import models as _open311  # noqa: F401
 from app.presence import models as _presence  # noqa: F401
 from app.privacy import models as _privacy  # noqa: F401
 from app.rules import models as _rules  # noqa: F401

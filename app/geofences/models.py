@@ -41,6 +41,7 @@ class Category(StrEnum):
     depot = "depot"
     school = "school"
     other = "other"
+    report = "report"  # a small ad-hoc place made for an Open311 report (app/open311)
 
 
 class ShapeKind(StrEnum):

@@ -24,4 +24,8 @@ class SubjectExport(BaseModel):
     deliveries: list[dict[str, Any]] = Field(description="Push attempts for those notifications.")
     subscriptions: list[dict[str, Any]]
     redemptions: list[dict[str, Any]]
+    reports: FeatureCollection = Field(
+        default_factory=lambda: FeatureCollection(features=[]),
+        description="Open311 reports filed with this device as device_id, contact fields included.",
+    )
     retention: dict[str, str] = Field(description="How long each kind of data is kept.")

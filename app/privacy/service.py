@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.notifications import service as notifications_service
 from app.notifications.schemas import Recipient
+from app.open311 import service as open311_service
 from app.presence import service as presence_service
 from app.privacy import repository
 from app.privacy.schemas import FeatureCollection, SubjectExport
@@ -44,6 +45,8 @@ def retention_summary(settings: Settings) -> dict[str, str]:
         "events": f"{settings.presence_event_retention_days} days",
         "notifications": f"{settings.notification_retention_days} days",
         "deliveries": f"{settings.delivery_log_retention_days} days",
+        "reports": f"exact location and contact fields until {settings.open311_closed_exact_days}"
+        " days after closing, then rounded to about 100 m",
     }
 
 
@@ -64,6 +67,7 @@ async def export_device(
         deliveries=data["deliveries"],
         subscriptions=data["subscriptions"],
         redemptions=data["redemptions"],
+        reports=_collection(await open311_service.export_device(session, device["id"])),
         retention=retention_summary(settings),
     )
 
@@ -76,6 +80,7 @@ async def erase_device(
     Deleting the device row revokes its token (only the token's hash was stored).
     """
     await repository.aggregate_checkins(session, "device_id = :d", d=device_id)
+    await open311_service.erase_device(session, device_id)
     await presence_service.erase_subject(session, device_id)
     await notifications_service.erase_person(
         session, Recipient("device", device_id, organisation_id)
@@ -144,6 +149,7 @@ async def purge(
     }
     for kind, sql in PURGES.items():
         removed[kind] = await repository.delete_older(session, sql, now - cutoffs[kind] * days)
+    removed["reports_rounded"] = await open311_service.purge(session, settings, now)
     return removed
 
 

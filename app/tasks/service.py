@@ -17,6 +17,7 @@ task reaches done only once the check-ins domain has recorded a visit (`record_v
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,6 +91,18 @@ async def _check_assignees(
         )
 
 
+# Called in the same transaction after every status transition (task, from, to, note): other
+# domains follow tasks without the tasks domain knowing them (Open311 reports, app/open311).
+TransitionHook = Callable[[AsyncSession, Task, str | None, str, str | None], Awaitable[None]]
+_transition_hooks: list[TransitionHook] = []
+
+
+def register_transition_hook(hook: TransitionHook) -> None:
+    """Run `hook` after every task status transition (idempotent)."""
+    if hook not in _transition_hooks:
+        _transition_hooks.append(hook)
+
+
 async def _record(
     session: AsyncSession,
     task: Task,
@@ -111,10 +124,19 @@ async def _record(
             at=datetime.now(UTC),
         ),
     )
+    for hook in _transition_hooks:
+        await hook(session, task, from_status, to_status, note)
 
 
 async def create_task(session: AsyncSession, principal: Principal, data: TaskCreate) -> Task:
-    org = principal.organisation_id
+    return await create_task_for(session, principal.organisation_id, principal.id, data)
+
+
+async def create_task_for(
+    session: AsyncSession, org: uuid.UUID, actor_id: uuid.UUID | None, data: TaskCreate
+) -> Task:
+    """`create_task` on behalf of an organisation; `actor_id` None = no staff member (a report
+    filed through Open311 becomes a task by itself)."""
     await _check_geofence(session, org, data.geofence_id)
     await _check_assignees(session, org, data.assignee_ids)
     status = S.assigned if data.assignee_ids else S.open
@@ -127,12 +149,12 @@ async def create_task(session: AsyncSession, principal: Principal, data: TaskCre
         due_at=data.due_at,
         status=status.value,
         requires_visit=data.requires_visit,
-        created_by=principal.id,
+        created_by=actor_id,
         created_at=datetime.now(UTC),
         assignee_links=[TaskAssignee(staff_user_id=w) for w in data.assignee_ids],
     )
     await repository.add(session, task)
-    await _record(session, task, principal.id, None, status.value, data.note)
+    await _record(session, task, actor_id, None, status.value, data.note)
     return await repository.reload(session, task)
 
 

@@ -110,6 +110,30 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/ingest/traccar"):               (401, 401, 401, 401, 401, 401, 401, 401, 401),
     ("POST", "/v1/me/ingest-keys"):               (401, 201, 201, 201, 403, 403, 403, 403, 201),
     ("DELETE", "/v1/me/ingest-keys/{key_id}"):    (401, 204, 404, 404, 403, 403, 403, 403, 404),
+    # Open311: the staff side (admins configure, editors read reports with contact fields) ...
+    ("GET", "/v1/open311/services"):              (401, 403, 403, 403, 200, 200, 200, 200, 403),
+    ("POST", "/v1/open311/services"):             (401, 403, 403, 403, 403, 201, 201, 403, 403),
+    ("GET", "/v1/open311/services/{service_code}"):
+                                                  (401, 403, 403, 403, 200, 200, 404, 404, 403),
+    ("PATCH", "/v1/open311/services/{service_code}"):
+                                                  (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("GET", "/v1/open311/keys"):                  (401, 403, 403, 403, 403, 200, 200, 403, 403),
+    ("POST", "/v1/open311/keys"):                 (401, 403, 403, 403, 403, 201, 201, 403, 403),
+    ("DELETE", "/v1/open311/keys/{api_key_id}"):  (401, 403, 403, 403, 403, 204, 404, 403, 403),
+    ("GET", "/v1/open311/settings"):              (401, 403, 403, 403, 403, 200, 200, 403, 403),
+    ("PUT", "/v1/open311/settings"):              (401, 403, 403, 403, 403, 200, 200, 403, 403),
+    ("GET", "/v1/open311/reports"):               (401, 403, 403, 403, 200, 200, 200, 200, 403),
+    ("GET", "/v1/open311/reports/{report_id}"):   (401, 403, 403, 403, 200, 200, 404, 404, 403),
+    # ... and GeoReport v2, which knows no bearer: its api_key and jurisdiction_id decide
+    ("GET", "/open311/v2/discovery.{fmt}"):       (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/open311/v2/services.{fmt}"):        (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/open311/v2/services/{service_code}.{fmt}"):
+                                                  (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    ("POST", "/open311/v2/requests.{fmt}"):       (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/open311/v2/requests.{fmt}"):        (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"):
+                                                  (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    ("GET", "/open311/v2/tokens/{token}.{fmt}"):  (200, 200, 200, 200, 200, 200, 200, 200, 200),
 }
 # fmt: on
 
@@ -236,7 +260,24 @@ def body_for(method: str, path: str, w: World) -> dict[str, Any]:
         ("POST", "/v1/geofences/{geofence_id}/broadcast"): {"json": {"title": "Closing early"}},
         ("GET", "/v1/events/stream"): {"params": {"follow": "false"}},
         ("POST", "/v1/push/subscriptions"): {"json": subscription_json()},
+        ("POST", "/v1/open311/services"): {
+            "json": {"code": "pothole", "name": "Pothole", "task": {"title": "Fill it"}}
+        },
+        ("PATCH", "/v1/open311/services/{service_code}"): {"json": {"name": "Renamed"}},
+        ("POST", "/v1/open311/keys"): {"json": {"label": "Another app"}},
+        ("PUT", "/v1/open311/settings"): {"json": {"public_read": True}},
+        ("POST", "/open311/v2/requests.{fmt}"): {
+            "data": {
+                "jurisdiction_id": w.org_slug,
+                "api_key": w.ids["open311_key"],
+                "service_code": w.ids["service_code"],
+                "lat": lat + 0.01,
+                "long": lon,
+            }
+        },
     }
+    if path.startswith("/open311/v2/") and method == "GET":
+        return {"params": {"jurisdiction_id": w.org_slug, "api_key": w.ids["open311_key"]}}
     return bodies.get(key, {})
 
 
@@ -355,8 +396,37 @@ async def build_world(
     ingest_key = await ok(
         await client.post("/v1/me/ingest-keys", json={"label": "A"}, headers=res_a.headers)
     )
+    service311 = await ok(
+        await client.post(
+            "/v1/open311/services",
+            json={"code": "fly-tipping", "name": "Fly-tipping", "task": {"title": "Clear it"}},
+            headers=admin.headers,
+        )
+    )
+    key311 = await ok(
+        await client.post("/v1/open311/keys", json={"label": "App"}, headers=admin.headers)
+    )
+    report = await client.post(
+        "/open311/v2/requests.json",
+        data={
+            "jurisdiction_id": org_slug,
+            "api_key": key311["key"],
+            "service_code": "fly-tipping",
+            "lat": lat,
+            "long": lon + 0.001,
+        },
+    )
+    assert report.status_code == 200, report.text
+    report_id, report_token = report.json()[0]["service_request_id"], report.json()[0]["token"]
     ids = {
         "key_id": ingest_key["id"],
+        "service_code": "fly-tipping",
+        "api_key_id": key311["id"],
+        "open311_key": key311["key"],
+        "report_id": report_id,
+        "service_request_id": report_id,
+        "token": report_token,
+        "fmt": "json",
         "geofence_id": str(place_id),
         "offer_id": offer["id"],
         "task_id": task["id"],
@@ -379,6 +449,7 @@ async def build_world(
         "x_res": x_res.headers,
     }
     org1_ids = {str(place_id), offer["id"], task["id"], str(editor.id), str(park_id)}
+    org1_ids |= {service311["id"], key311["id"]}
     res_a_ids = {
         checkin["checkin"]["id"],
         sub["id"],
