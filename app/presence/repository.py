@@ -120,13 +120,34 @@ class PingRows:
 # devices arriving together) costs two statements whatever its size: `hereabouts_ping_read`
 # (lock the subjects, then duplicates + presence + candidate places + crossed places) and
 # `hereabouts_ping_write` (pings + presence + last fixes + events). Both are SQL functions
-# (migrations 0012 and 0015: the SQL and why it is a function) sent as raw asyncpg statements on
+# (their text: app/presence/sql/ping_read.sql and ping_write.sql; why functions: migrations 0012
+# and 0015) sent as raw asyncpg statements on
 # the caller's connection and transaction (app.core.db.driver_connection): SQLAlchemy's
 # per-statement work was over half of a single ping's Python time. asyncpg prepares each
 # statement text once per connection. Every array carries the subject's ordinal in the group
 # (1-based), so one statement serves any number of subjects.
 
 READ_SQL = "SELECT * FROM hereabouts_ping_read(" + ", ".join(f"${i}" for i in range(1, 14)) + ")"
+# The read's columns, in its order: rows are unpacked by position (a 100-fix batch returns a
+# few hundred rows, and a record's lookup by name costs more than the rest of the loop), so
+# tests/core/test_sql_files.py checks these names against the function's own.
+READ_COLUMNS = (
+    "k",
+    "s",
+    "idx",
+    "geofence_id",
+    "a",
+    "b",
+    "trigger_distance_m",
+    "dwell_s",
+    "flag",
+    "state",
+    "since",
+    "last_fix_at",
+    "client_id",
+    "pending_since",
+    "stay",
+)
 WRITE_SQL = "SELECT hereabouts_ping_write(" + ", ".join(f"${i}" for i in range(1, 42)) + ")"
 
 # Only when a batch reaches a new stay milestone (app/presence/engine.py, `stay_anchors`): the
@@ -269,10 +290,7 @@ async def read_batches(
         max_gap_s,
     )
     views = [BatchView() for _ in batches]
-    # by position (the function's columns: k, s, idx, geofence_id, a, b, trigger_distance_m,
-    # dwell_s, flag, state, since, last_fix_at, client_id, pending_since, stay): a 100-fix
-    # batch returns a few hundred rows, and a record's lookup by name costs more than the rest
-    # of the loop
+    # by position, in READ_COLUMNS' order
     for k, s, idx, gid, a, b, trigger, dwell_s, flag, state, since, last_at, cid, pend, sty in rows:
         view = views[s - 1]
         if k == "can" and idx < 0:  # the stay's mean
