@@ -236,8 +236,12 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         sum_r2=stay.sum_r2 + w * (x * x + y * y),
         out=0,
     )
-    if joined.n >= params.stay_first_anchor and joined.n >= math.ceil(
-        params.stay_anchor_growth * stay.anchor_n
+    if (
+        joined.n >= params.stay_first_anchor
+        and joined.n >= math.ceil(params.stay_anchor_growth * stay.anchor_n)
+        # a phone that reports it is moving is not staying: its mean could not enter anyway
+        # (and measuring it costs a statement); measured at the first fix that is still
+        and (fix.speed_mps is None or fix.speed_mps < params.stay_max_speed_mps)
     ):
         # a milestone (6, 9, 14, 21, ... fixes): measure the mean of the fixes since the one
         # before the last (the first few of a stay are often still the walk in) and use it
