@@ -461,6 +461,134 @@ async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> Non
     )
 
 
+# --- the asynchronous ingest: queue, claim, release --------------------------------------------
+#
+# A 202 answer means the fixes are in `ping_queue` (migration 0028), committed. The evaluator
+# (app/presence/evaluator.py) claims whole subjects with `FOR UPDATE SKIP LOCKED` on their
+# `presence_subjects` row (the same row lock the synchronous path takes first), evaluates their
+# queued fixes through the batch path above and deletes exactly the rows it read, in the same
+# transaction as the pings, presence, last fix (the subject's watermark) and events it writes.
+
+ENQUEUE_SQL = """
+WITH allowed AS (
+    SELECT NOT $11::bool OR $2::text = 'staff'
+        OR COALESCE((SELECT d.background_location FROM device_settings d
+                     WHERE d.device_id = $1), false) AS ok
+), ins AS (
+    INSERT INTO ping_queue (subject_id, subject_kind, organisation_id, client_id, recorded_at,
+                            lon, lat, accuracy_m, speed_mps, heading)
+    SELECT $1, $2, $3, u.cid, u.rat, u.lon, u.lat, u.acc, u.spd, u.hdg
+    FROM unnest($4::text[], $5::timestamptz[], $6::float8[], $7::float8[], $8::float8[],
+                $9::float8[], $10::float8[]) AS u(cid, rat, lon, lat, acc, spd, hdg)
+    CROSS JOIN allowed
+    WHERE allowed.ok
+      AND NOT EXISTS (SELECT 1 FROM pings p WHERE p.subject_id = $1 AND p.client_id = u.cid)
+    ON CONFLICT (subject_id, client_id) DO NOTHING
+    RETURNING client_id
+)
+SELECT (SELECT ok FROM allowed) AS allowed, ARRAY(SELECT client_id FROM ins) AS stored
+"""
+
+# A subject with queued fixes and no presence_subjects row yet gets one, so it can be claimed.
+ENSURE_QUEUED_SUBJECTS_SQL = """
+INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id)
+SELECT DISTINCT q.subject_id, q.subject_kind, q.organisation_id FROM ping_queue q
+WHERE NOT EXISTS (SELECT 1 FROM presence_subjects s WHERE s.subject_id = q.subject_id)
+ON CONFLICT (subject_id) DO NOTHING
+"""
+
+# The subjects waiting longest first; a subject another evaluator holds (or a synchronous batch
+# is evaluating) is skipped, never waited for.
+CLAIM_SQL = """
+WITH heads AS (
+    SELECT subject_id, min(seq) AS first_seq FROM ping_queue GROUP BY subject_id
+), claimed AS (
+    SELECT s.subject_id FROM presence_subjects s JOIN heads h ON h.subject_id = s.subject_id
+    ORDER BY h.first_seq LIMIT $1
+    FOR UPDATE OF s SKIP LOCKED
+)
+SELECT q.seq, q.subject_id, q.subject_kind, q.organisation_id, q.client_id, q.recorded_at,
+       q.lon, q.lat, q.accuracy_m, q.speed_mps, q.heading, q.received_at
+FROM ping_queue q JOIN claimed c ON c.subject_id = q.subject_id
+ORDER BY q.subject_id, q.recorded_at, q.client_id
+"""
+
+
+@dataclass(frozen=True)
+class QueuedRow:
+    seq: int
+    subject: SubjectKey
+    client_id: str
+    recorded_at: datetime
+    lon: float
+    lat: float
+    accuracy_m: float | None
+    speed_mps: float | None
+    heading: float | None
+    received_at: datetime
+
+
+async def enqueue_pings(
+    session: AsyncSession, subject: SubjectKey, pings: PingRows, check_background_location: bool
+) -> tuple[bool, list[str]]:
+    """Queue a subject's fixes (one statement): (background location allows it, ids stored).
+
+    Ids already queued or already stored in `pings` are left out (duplicates). A device whose
+    background location is off stores nothing (`allowed` is False).
+    """
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(
+        ENQUEUE_SQL,
+        subject.id,
+        subject.kind,
+        subject.organisation_id,
+        pings.client_id,
+        pings.recorded_at,
+        pings.lon,
+        pings.lat,
+        pings.accuracy_m,
+        pings.speed_mps,
+        pings.heading,
+        check_background_location,
+    )
+    assert row is not None
+    return bool(row["allowed"]), list(row["stored"])
+
+
+async def claim_queued(session: AsyncSession, max_subjects: int) -> list[QueuedRow]:
+    """Lock up to `max_subjects` subjects with queued fixes (SKIP LOCKED); their queued rows."""
+    conn = await driver_connection(session)
+    await conn.execute(ENSURE_QUEUED_SUBJECTS_SQL)
+    rows = await conn.fetch(CLAIM_SQL, max_subjects)
+    return [
+        QueuedRow(
+            r["seq"],
+            SubjectKey(r["subject_id"], r["subject_kind"], r["organisation_id"]),
+            r["client_id"],
+            r["recorded_at"],
+            r["lon"],
+            r["lat"],
+            r["accuracy_m"],
+            r["speed_mps"],
+            r["heading"],
+            r["received_at"],
+        )
+        for r in rows
+    ]
+
+
+async def delete_queued(session: AsyncSession, seqs: list[int]) -> None:
+    """Release evaluated fixes: exactly the rows claimed (in the evaluating transaction)."""
+    if seqs:
+        conn = await driver_connection(session)
+        await conn.execute("DELETE FROM ping_queue WHERE seq = ANY($1::bigint[])", seqs)
+
+
+async def queued_count(session: AsyncSession) -> int:
+    value = await session.scalar(text("SELECT count(*) FROM ping_queue"))
+    return int(value or 0)
+
+
 # --- reads ------------------------------------------------------------------------------------
 
 
@@ -553,6 +681,7 @@ async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> None:
     """Every ping, presence row and event about one device or staff user (right to erasure)."""
     for sql in (
         "DELETE FROM pings WHERE subject_id = :s",
+        "DELETE FROM ping_queue WHERE subject_id = :s",
         "DELETE FROM presence WHERE subject_id = :s",
         "DELETE FROM presence_subjects WHERE subject_id = :s",
         "DELETE FROM presence_events WHERE device_id = :s OR staff_user_id = :s",

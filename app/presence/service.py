@@ -491,6 +491,148 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
     )
 
 
+# --- the asynchronous ingest (202: stored now, evaluated in sets moments later) ----------------
+
+
+@dataclass
+class AckResult:
+    """What a 202 answer says: the fixes stored (queued), the repeats, the refused and flagged.
+
+    `flagged` holds what is known without evaluating (accuracy); `late_fix` and
+    `implausible_jump` are decided by the evaluation (stored in `pings`, suppressed candidates in
+    the event log), as the evaluation's events are.
+    """
+
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    flagged: list[dict[str, str]] = field(default_factory=list)
+
+
+async def enqueue_ping_batch(
+    session: AsyncSession,
+    settings: Settings,
+    subject: Subject,
+    pings: list[PingInput],
+    now: datetime | None = None,
+    *,
+    check_background_location: bool = True,
+) -> AckResult:
+    """Validate one batch and queue its fixes for the evaluator (one statement). Never commits.
+
+    The same per-ping rejections as `ingest_ping_batches` (nothing of a rejected ping is
+    stored); a repeated id (in the request, already queued or already stored) is a duplicate. A
+    device whose background location is off gets `BackgroundLocationOff` and nothing is stored.
+    """
+    now = now or datetime.now(UTC)
+    params = params_from(settings)
+    latest = now + timedelta(seconds=settings.max_future_skew_s)
+    oldest = now - timedelta(hours=settings.ping_retention_h)
+    ack = AckResult()
+    valid: dict[str, PingInput] = {}
+    for p in pings:
+        reason = _rejection(p, latest, oldest)
+        if reason is not None:
+            ack.rejected.append({"id": p.id, "reason": reason})
+        elif p.id in valid:
+            ack.duplicates.append(p.id)
+        else:
+            valid[p.id] = p
+    checks = check_background_location and subject.kind is SubjectKind.device
+    if not valid:
+        if checks:
+            await ensure_subject_may_ping(session, subject)
+        return ack
+    rows = list(valid.values())
+    allowed, stored = await repository.enqueue_pings(
+        session,
+        repository.SubjectKey(subject.id, subject.kind.value, subject.organisation_id),
+        repository.PingRows(
+            client_id=[p.id for p in rows],
+            recorded_at=[p.recorded_at for p in rows],
+            lon=[p.lon for p in rows],
+            lat=[p.lat for p in rows],
+            accuracy_m=[p.accuracy_m for p in rows],
+            speed_mps=[p.speed_mps for p in rows],
+            heading=[p.heading for p in rows],
+            quality=[],
+            late=[],
+        ),
+        checks,
+    )
+    if not allowed:
+        raise BackgroundLocationOff()
+    fresh = set(stored)
+    for p in rows:
+        if p.id not in fresh:
+            ack.duplicates.append(p.id)
+            continue
+        ack.accepted.append(p.id)
+        acc = p.accuracy_m
+        quality = engine.base_quality(
+            acc if acc is not None and math.isfinite(acc) and acc > 0 else None, params
+        )
+        if quality is not PingQuality.ok:
+            ack.flagged.append({"id": p.id, "reason": quality.value})
+    return ack
+
+
+@dataclass
+class EvaluationResult:
+    """One set evaluated from the queue."""
+
+    subjects: int = 0
+    fixes: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # when the oldest fix of the set was acknowledged (None: nothing was queued)
+    oldest_received_at: datetime | None = None
+
+
+async def evaluate_queued(
+    session: AsyncSession,
+    settings: Settings,
+    max_subjects: int,
+    now: datetime | None = None,
+) -> EvaluationResult:
+    """Claim up to `max_subjects` subjects' queued fixes and evaluate them as one group.
+
+    Subjects held by another evaluator (or by a synchronous batch) are skipped. Each subject's
+    fixes are one batch of `ingest_ping_batches` (sorted by `recorded_at`, late and duplicate
+    fixes as for any batch; hooks run as for any batch: rules, outbox), and the rows read are
+    deleted in the same transaction. Never commits: the caller's commit makes the events, the
+    pings, the subjects' last fixes (their watermark) and the release one step, so a crash
+    before it leaves the queue as it was and one after it leaves nothing to evaluate again.
+    """
+    out = EvaluationResult()
+    rows = await repository.claim_queued(session, max_subjects)
+    if not rows:
+        return out
+    by_subject: dict[uuid.UUID, list[repository.QueuedRow]] = {}
+    for r in rows:
+        by_subject.setdefault(r.subject.id, []).append(r)
+    requests = [
+        BatchRequest(
+            Subject(SubjectKind(rs[0].subject.kind), sid, rs[0].subject.organisation_id),
+            [
+                PingInput(
+                    r.client_id, r.lon, r.lat, r.recorded_at, r.accuracy_m, r.speed_mps, r.heading
+                )
+                for r in rs
+            ],
+        )
+        for sid, rs in by_subject.items()
+    ]
+    outcomes = await ingest_ping_batches(session, settings, requests, now)
+    await repository.delete_queued(session, [r.seq for r in rows])
+    out.subjects = len(requests)
+    out.fixes = len(rows)
+    out.oldest_received_at = min(r.received_at for r in rows)
+    for outcome in outcomes:
+        if isinstance(outcome, BatchResult):
+            out.events.extend(outcome.events)
+    return out
+
+
 async def ensure_subject_may_ping(session: AsyncSession, subject: Subject) -> None:
     """Residents only with background location switched on (409 otherwise, nothing stored)."""
     if subject.kind is SubjectKind.device and not await repository.background_location_enabled(
