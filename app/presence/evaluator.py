@@ -59,6 +59,9 @@ async def run_evaluator(settings: Settings, engine: AsyncEngine, stop: asyncio.E
             try:
                 while True:
                     async with sessions() as session:
+                        await service.prepare_queued(session)
+                        await session.commit()
+                    async with sessions() as session:
                         result = await service.evaluate_queued(
                             session, settings, settings.ping_evaluator_max_subjects
                         )

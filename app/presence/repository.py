@@ -555,10 +555,15 @@ async def enqueue_pings(
     return bool(row["allowed"]), list(row["stored"])
 
 
+async def ensure_queued_subjects(session: AsyncSession) -> None:
+    """Give every subject with queued fixes a `presence_subjects` row (to claim it by)."""
+    conn = await driver_connection(session)
+    await conn.execute(ENSURE_QUEUED_SUBJECTS_SQL)
+
+
 async def claim_queued(session: AsyncSession, max_subjects: int) -> list[QueuedRow]:
     """Lock up to `max_subjects` subjects with queued fixes (SKIP LOCKED); their queued rows."""
     conn = await driver_connection(session)
-    await conn.execute(ENSURE_QUEUED_SUBJECTS_SQL)
     rows = await conn.fetch(CLAIM_SQL, max_subjects)
     return [
         QueuedRow(

@@ -588,6 +588,15 @@ class EvaluationResult:
     oldest_received_at: datetime | None = None
 
 
+async def prepare_queued(session: AsyncSession) -> None:
+    """Create the subject rows `evaluate_queued` claims by, for subjects new to presence.
+
+    In a transaction of its own, committed before the set's: a new subject's row inserted by an
+    uncommitted set would make every other evaluator wait for that set instead of skipping it.
+    """
+    await repository.ensure_queued_subjects(session)
+
+
 async def evaluate_queued(
     session: AsyncSession,
     settings: Settings,
@@ -596,7 +605,8 @@ async def evaluate_queued(
 ) -> EvaluationResult:
     """Claim up to `max_subjects` subjects' queued fixes and evaluate them as one group.
 
-    Subjects held by another evaluator (or by a synchronous batch) are skipped. Each subject's
+    Subjects held by another evaluator (or by a synchronous batch) are skipped, and so are
+    subjects without a `presence_subjects` row yet (`prepare_queued` first). Each subject's
     fixes are one batch of `ingest_ping_batches` (sorted by `recorded_at`, late and duplicate
     fixes as for any batch; hooks run as for any batch: rules, outbox), and the rows read are
     deleted in the same transaction. Never commits: the caller's commit makes the events, the

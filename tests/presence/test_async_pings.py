@@ -50,6 +50,7 @@ async def _events_of(db: AsyncSession, subject_id: uuid.UUID) -> list[tuple[Any,
 
 async def _drain(db: AsyncSession, settings: Settings, max_subjects: int = 500) -> int:
     fixes = 0
+    await service.prepare_queued(db)
     while True:
         r = await service.evaluate_queued(db, settings, max_subjects)
         if not r.subjects:
@@ -303,9 +304,11 @@ async def test_async_single_fixes_give_the_sync_events_over_shuffles_and_replays
                 accepted[d.id] += len(ack.accepted)
             sent[d.id] += piece
         if rnd.random() < 0.6:
+            await service.prepare_queued(db)
             while (r := await service.evaluate_queued(db, settings, max_subjects, now=now)).fixes:
                 for e in r.events:
                     got[e["device_id"]].append(_key(e, names))
+    await service.prepare_queued(db)
     while (r := await service.evaluate_queued(db, settings, max_subjects, now=now)).fixes:
         for e in r.events:
             got[e["device_id"]].append(_key(e, names))

@@ -58,7 +58,9 @@ async def _walk(client: httpx.AsyncClient, token: str, n: int) -> list[dict[str,
             "recorded_at": (start + timedelta(seconds=50 * k)).isoformat(),
         }
         r = await client.post(
-            "/v1/pings", json={"pings": [ping]}, headers={"Authorization": f"Bearer {token}"}
+            "/v1/pings?mode=sync",
+            json={"pings": [ping]},
+            headers={"Authorization": f"Bearer {token}"},
         )
         assert r.status_code == 200, r.text
         answers.append(r.json())
@@ -92,7 +94,7 @@ def test_forty_devices_at_once_each_get_their_own_events(server: LiveServer) -> 
             "accuracy_m": 8,
             "recorded_at": (datetime.now(UTC) - timedelta(minutes=2)).isoformat(),
         }
-        again = server.request("POST", "/v1/pings", token=token, json={"pings": [last]})
+        again = server.request("POST", "/v1/pings?mode=sync", token=token, json={"pings": [last]})
         assert (again["accepted"], again["duplicates"], again["events"]) == (0, 1, [])
     metrics = httpx.get(server.base + "/metrics").text
     assert "hereabouts_ping_group_requests_count" in metrics
