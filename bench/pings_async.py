@@ -45,7 +45,7 @@ logger = logging.getLogger("bench.pings_async")
 
 # the dense map: towns at this share of their radius (measured: ~2.6 places per track point at
 # the default sizes; reported per run as `places_per_point`)
-DENSE_TOWN_SCALE = 0.12
+DENSE_TOWN_SCALE = 0.36
 PROBES = 60  # probe devices (the city's last ones; the load uses the first)
 PROBE_POLL_S = 0.01
 

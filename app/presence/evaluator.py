@@ -6,7 +6,9 @@ A loop per process (in every API process by default, `run_ping_evaluator_in_proc
 gathers, then evaluate sets of up to `ping_evaluator_max_subjects` subjects, one transaction each
 (`service.evaluate_queued`), until the queue has nothing this evaluator may claim. Any number
 of evaluators may run: a subject is claimed with SKIP LOCKED, so two never evaluate the same
-subject at once, and a set is committed with its events or not at all.
+subject at once, and a set is committed with its events or not at all. A set that fails is
+retried one subject at a time, so one subject's faulty fixes hold up no one else (that subject
+is left for `HOLD_FAILED_S` and tried again).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +30,7 @@ from app.presence import service
 logger = logging.getLogger(__name__)
 
 _wake: asyncio.Event | None = None
+HOLD_FAILED_S = 300  # a subject whose fixes cannot be evaluated is left this long, then retried
 
 
 def nudge() -> None:
@@ -40,6 +45,8 @@ async def run_evaluator(settings: Settings, engine: AsyncEngine, stop: asyncio.E
     wake = _wake = asyncio.Event()
     sessions = create_sessionmaker(engine)
     delay = settings.ping_evaluator_delay_ms / 1000
+    isolate = 0  # after a failed set: this many sets of one subject, to find the faulty one
+    held: dict[uuid.UUID, float] = {}  # a subject whose set of one failed: left until then
     try:
         while not stop.is_set():
             stopping = asyncio.ensure_future(stop.wait())
@@ -58,20 +65,38 @@ async def run_evaluator(settings: Settings, engine: AsyncEngine, stop: asyncio.E
             wake.clear()
             try:
                 while True:
+                    limit = 1 if isolate else settings.ping_evaluator_max_subjects
+                    now = time.monotonic()
+                    for sid in [s for s, until in held.items() if until <= now]:
+                        del held[sid]
                     async with sessions() as session:
                         await service.prepare_queued(session)
                         await session.commit()
                     async with sessions() as session:
                         result = await service.evaluate_queued(
-                            session, settings, settings.ping_evaluator_max_subjects
+                            session, settings, limit, exclude=list(held)
                         )
                         await session.commit()
                     if result.fixes:
                         _observe(result)
-                    if result.subjects < settings.ping_evaluator_max_subjects or stop.is_set():
+                    if isolate:
+                        isolate -= 1
+                    done = not result.subjects or (result.subjects < limit and not isolate)
+                    if done or stop.is_set():
                         break
+            except service.EvaluationFailed as exc:
+                if len(exc.subjects) == 1:
+                    held[exc.subjects[0]] = time.monotonic() + HOLD_FAILED_S
+                    logger.exception(
+                        "evaluating a subject's queued pings failed; they stay queued, retried "
+                        "in %d s",
+                        HOLD_FAILED_S,
+                    )
+                else:  # find the faulty subject: the next sets are of one subject each
+                    isolate = len(exc.subjects)
+                    logger.warning("a set of %d subjects failed; retrying one by one", isolate)
             except Exception:
-                logger.exception("a set of queued pings failed; it stays queued and is retried")
+                logger.exception("the ping evaluator failed; the queue is kept, retrying")
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), settings.ping_evaluator_poll_s)
     finally:

@@ -504,6 +504,7 @@ WITH heads AS (
     SELECT subject_id, min(seq) AS first_seq FROM ping_queue GROUP BY subject_id
 ), claimed AS (
     SELECT s.subject_id FROM presence_subjects s JOIN heads h ON h.subject_id = s.subject_id
+    WHERE s.subject_id <> ALL($2::uuid[])
     ORDER BY h.first_seq LIMIT $1
     FOR UPDATE OF s SKIP LOCKED
 )
@@ -561,10 +562,13 @@ async def ensure_queued_subjects(session: AsyncSession) -> None:
     await conn.execute(ENSURE_QUEUED_SUBJECTS_SQL)
 
 
-async def claim_queued(session: AsyncSession, max_subjects: int) -> list[QueuedRow]:
-    """Lock up to `max_subjects` subjects with queued fixes (SKIP LOCKED); their queued rows."""
+async def claim_queued(
+    session: AsyncSession, max_subjects: int, exclude: list[uuid.UUID] | None = None
+) -> list[QueuedRow]:
+    """Lock up to `max_subjects` subjects with queued fixes (SKIP LOCKED, none of `exclude`);
+    their queued rows."""
     conn = await driver_connection(session)
-    rows = await conn.fetch(CLAIM_SQL, max_subjects)
+    rows = await conn.fetch(CLAIM_SQL, max_subjects, exclude or [])
     return [
         QueuedRow(
             r["seq"],

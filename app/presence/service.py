@@ -597,16 +597,27 @@ async def prepare_queued(session: AsyncSession) -> None:
     await repository.ensure_queued_subjects(session)
 
 
+class EvaluationFailed(Exception):
+    """A set failed (nothing of it is stored); `subjects` were in it."""
+
+    def __init__(self, subjects: list[uuid.UUID]) -> None:
+        super().__init__(f"evaluating {len(subjects)} subject(s) failed")
+        self.subjects = subjects
+
+
 async def evaluate_queued(
     session: AsyncSession,
     settings: Settings,
     max_subjects: int,
     now: datetime | None = None,
+    *,
+    exclude: list[uuid.UUID] | None = None,
 ) -> EvaluationResult:
     """Claim up to `max_subjects` subjects' queued fixes and evaluate them as one group.
 
     Subjects held by another evaluator (or by a synchronous batch) are skipped, and so are
-    subjects without a `presence_subjects` row yet (`prepare_queued` first). Each subject's
+    subjects without a `presence_subjects` row yet (`prepare_queued` first) and `exclude`d
+    ones. A failure is `EvaluationFailed` naming the set's subjects. Each subject's
     fixes are one batch of `ingest_ping_batches` (sorted by `recorded_at`, late and duplicate
     fixes as for any batch; hooks run as for any batch: rules, outbox), and the rows read are
     deleted in the same transaction. Never commits: the caller's commit makes the events, the
@@ -614,7 +625,7 @@ async def evaluate_queued(
     before it leaves the queue as it was and one after it leaves nothing to evaluate again.
     """
     out = EvaluationResult()
-    rows = await repository.claim_queued(session, max_subjects)
+    rows = await repository.claim_queued(session, max_subjects, exclude)
     if not rows:
         return out
     by_subject: dict[uuid.UUID, list[repository.QueuedRow]] = {}
@@ -632,7 +643,10 @@ async def evaluate_queued(
         )
         for sid, rs in by_subject.items()
     ]
-    outcomes = await ingest_ping_batches(session, settings, requests, now)
+    try:
+        outcomes = await ingest_ping_batches(session, settings, requests, now)
+    except Exception as exc:
+        raise EvaluationFailed(list(by_subject)) from exc
     await repository.delete_queued(session, [r.seq for r in rows])
     out.subjects = len(requests)
     out.fixes = len(rows)

@@ -198,3 +198,59 @@ async def test_kill_9_mid_set_loses_nothing_and_doubles_nothing(
             crash_engine, "SELECT count(*) FROM pings WHERE subject_id = :s", s=queued
         )
         assert n == len(WALK_M)
+
+
+async def test_a_subject_whose_set_fails_holds_up_no_one_else(
+    crash_engine: AsyncEngine, settings: Settings
+) -> None:
+    """The evaluator loop: a set that fails is retried one subject at a time; the faulty
+    subject's fixes stay queued, everyone else's are evaluated."""
+    from app.presence import evaluator
+
+    sessions = create_sessionmaker(crash_engine)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    async with sessions() as s, s.begin():
+        org = await create_organisation(s)
+        await create_circle(s, org.id, 0, 0, 40, trigger_distance_m=30, dwell_s=60)
+        devices = [await create_resident(s, org) for _ in range(4)]
+        for d in devices:
+            await service.set_background_location(s, d.id, True)
+        org_id = org.id
+    ids = [d.id for d in devices]
+    faulty = ids[2]
+    walk = [
+        service.PingInput(f"q{i}", *at(e, 0), start + timedelta(seconds=10 * i), 8.0)
+        for i, e in enumerate(WALK_M)
+    ]
+    for device in ids:
+        async with sessions() as s, s.begin():
+            subject = service.Subject(SubjectKind.device, device, org_id)
+            await service.enqueue_ping_batch(s, settings, subject, walk)
+
+    async def broken(_session: Any, events: list[dict[str, Any]]) -> None:
+        if any(e["device_id"] == faulty for e in events):
+            raise RuntimeError("a hook that fails for one device")
+
+    service.register_event_hook(broken)
+    stop = asyncio.Event()
+    quick = settings.model_copy(
+        update={"ping_evaluator_poll_s": 0.1, "ping_evaluator_max_subjects": 10}
+    )
+    task = asyncio.create_task(evaluator.run_evaluator(quick, crash_engine, stop))
+    try:
+        left = "SELECT count(DISTINCT subject_id) FROM ping_queue WHERE subject_id = ANY(:ids)"
+        await _until(lambda: _scalar(crash_engine, f"SELECT ({left}) = 1", ids=ids))
+        await asyncio.sleep(0.5)  # and it stays so
+        assert await _scalar(crash_engine, left, ids=ids) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        service.unregister_event_hook(broken)
+    queued = await _scalar(
+        crash_engine, "SELECT count(*) FROM ping_queue WHERE subject_id = :s", s=faulty
+    )
+    assert queued == len(WALK_M)
+    assert await _events(crash_engine, faulty) == []
+    for device in ids:
+        if device != faulty:
+            assert {e[0] for e in await _events(crash_engine, device)} >= {"enter", "exit"}
