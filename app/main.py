@@ -36,6 +36,7 @@ from app.offers.router import router as offers_router
 from app.open311 import service as open311_service
 from app.open311.router import georeport as open311_georeport_router
 from app.open311.router import router as open311_router
+from app.presence.acks import AckGroups
 from app.presence.evaluator import InProcessEvaluator
 from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter()
     app.state.ping_groups = PingGroups(settings)
+    app.state.ack_groups = AckGroups(settings)
     rules_service.install(settings)
     core_types.install(settings)
     rules_service.register()

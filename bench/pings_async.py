@@ -45,7 +45,7 @@ logger = logging.getLogger("bench.pings_async")
 
 # the dense map: towns at this share of their radius (measured: ~2.6 places per track point at
 # the default sizes; reported per run as `places_per_point`)
-DENSE_TOWN_SCALE = 0.36
+DENSE_TOWN_SCALE = 0.4
 PROBES = 60  # probe devices (the city's last ones; the load uses the first)
 PROBE_POLL_S = 0.01
 
@@ -54,11 +54,13 @@ def dense(config: CityConfig) -> CityConfig:
     return replace(config, town_scale=DENSE_TOWN_SCALE)
 
 
-async def places_per_point(dsn: str, city: City, n: int = 2000) -> dict[str, float]:
+async def places_per_point(dsn: str, city: City, n: int = 1000) -> dict[str, float]:
     """How many places the load's track points lie inside (and within trigger distance of)."""
     points = [f for d in range(min(200, city.config.devices)) for f in city.track(d, 10)][:n]
     conn = await asyncpg.connect(dsn)
     try:
+        # the largest trigger distance bounds the index search (a column distance cannot)
+        max_trigger = float(await conn.fetchval("SELECT max(trigger_distance_m) FROM geofences"))
         row = await conn.fetchrow(
             """
             SELECT avg(inside)::float8 AS inside, avg(near)::float8 AS near FROM (
@@ -66,6 +68,7 @@ async def places_per_point(dsn: str, city: City, n: int = 2000) -> dict[str, flo
                       WHERE g.deleted_at IS NULL AND ST_Intersects(g.geom, u.pt)) AS inside,
                      (SELECT count(*) FROM geofences g
                       WHERE g.deleted_at IS NULL
+                        AND ST_DWithin(g.geog, u.pt::geography, $3, false)
                         AND ST_DWithin(g.geog, u.pt::geography, g.trigger_distance_m, false))
                        AS near
               FROM (SELECT ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS pt
@@ -73,6 +76,7 @@ async def places_per_point(dsn: str, city: City, n: int = 2000) -> dict[str, flo
             """,
             [p.lon for p in points],
             [p.lat for p in points],
+            max_trigger,
         )
     finally:
         await conn.close()

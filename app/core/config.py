@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     # often it looks for fixes other processes queued
     run_ping_evaluator_in_process: bool = True
     ping_evaluator_max_subjects: int = Field(default=500, ge=1, le=10_000)
-    ping_evaluator_delay_ms: int = Field(default=50, ge=0, le=5000)
+    ping_evaluator_delay_ms: int = Field(default=100, ge=0, le=5000)
     ping_evaluator_poll_s: float = Field(default=0.5, gt=0, le=60)
     # device tokens resolved in memory while LISTEN/NOTIFY tells this process of revocations
     # (app/accounts/tokens.py; ~0.5 KiB each); 0 entries: every request asks the database

@@ -30,6 +30,7 @@ from app.presence import service
 logger = logging.getLogger(__name__)
 
 _wake: asyncio.Event | None = None
+PREPARE_EVERY_S = 5.0
 HOLD_FAILED_S = 300  # a subject whose fixes cannot be evaluated is left this long, then retried
 
 
@@ -47,6 +48,7 @@ async def run_evaluator(settings: Settings, engine: AsyncEngine, stop: asyncio.E
     delay = settings.ping_evaluator_delay_ms / 1000
     isolate = 0  # after a failed set: this many sets of one subject, to find the faulty one
     held: dict[uuid.UUID, float] = {}  # a subject whose set of one failed: left until then
+    prepared_at = -PREPARE_EVERY_S
     try:
         while not stop.is_set():
             stopping = asyncio.ensure_future(stop.wait())
@@ -69,9 +71,12 @@ async def run_evaluator(settings: Settings, engine: AsyncEngine, stop: asyncio.E
                     now = time.monotonic()
                     for sid in [s for s, until in held.items() if until <= now]:
                         del held[sid]
-                    async with sessions() as session:
-                        await service.prepare_queued(session)
-                        await session.commit()
+                    if now >= prepared_at + PREPARE_EVERY_S:
+                        # the 202 path creates new subjects' rows; this catches any it missed
+                        async with sessions() as session:
+                            await service.prepare_queued(session)
+                            await session.commit()
+                        prepared_at = now
                     async with sessions() as session:
                         result = await service.evaluate_queued(
                             session, settings, limit, exclude=list(held)

@@ -469,24 +469,40 @@ async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> Non
 # queued fixes through the batch path above and deletes exactly the rows it read, in the same
 # transaction as the pings, presence, last fix (the subject's watermark) and events it writes.
 
+# Many subjects' fixes in one statement (each array element carries its subject's ordinal): the
+# requests acknowledged together share it and one commit (app/presence/acks.py). A subject new
+# to presence gets its `presence_subjects` row here (nothing is locked: an existing row is left
+# alone), so the evaluator can claim it.
 ENQUEUE_SQL = """
-WITH allowed AS (
-    SELECT NOT $11::bool OR $2::text = 'staff'
-        OR COALESCE((SELECT d.background_location FROM device_settings d
-                     WHERE d.device_id = $1), false) AS ok
+WITH subj AS (
+    SELECT s.id, s.kind, s.org, s.checks, s.k
+    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bool[])
+         WITH ORDINALITY AS s(id, kind, org, checks, k)
+), allowed AS (
+    SELECT s.*, (NOT s.checks OR s.kind = 'staff' OR COALESCE(d.background_location, false))
+             AS ok
+    FROM subj s LEFT JOIN device_settings d ON d.device_id = s.id
+), subjects AS (
+    INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id)
+    SELECT a.id, a.kind, a.org FROM allowed a
+    WHERE a.ok AND NOT EXISTS (SELECT 1 FROM presence_subjects p WHERE p.subject_id = a.id)
+    ON CONFLICT (subject_id) DO NOTHING
 ), ins AS (
     INSERT INTO ping_queue (subject_id, subject_kind, organisation_id, client_id, recorded_at,
                             lon, lat, accuracy_m, speed_mps, heading)
-    SELECT $1, $2, $3, u.cid, u.rat, u.lon, u.lat, u.acc, u.spd, u.hdg
-    FROM unnest($4::text[], $5::timestamptz[], $6::float8[], $7::float8[], $8::float8[],
-                $9::float8[], $10::float8[]) AS u(cid, rat, lon, lat, acc, spd, hdg)
-    CROSS JOIN allowed
-    WHERE allowed.ok
-      AND NOT EXISTS (SELECT 1 FROM pings p WHERE p.subject_id = $1 AND p.client_id = u.cid)
+    SELECT a.id, a.kind, a.org, u.cid, u.rat, u.lon, u.lat, u.acc, u.spd, u.hdg
+    FROM unnest($5::int[], $6::text[], $7::timestamptz[], $8::float8[], $9::float8[],
+                $10::float8[], $11::float8[], $12::float8[])
+         AS u(k, cid, rat, lon, lat, acc, spd, hdg)
+    JOIN allowed a ON a.k = u.k
+    WHERE a.ok
+      AND NOT EXISTS (SELECT 1 FROM pings p WHERE p.subject_id = a.id AND p.client_id = u.cid)
     ON CONFLICT (subject_id, client_id) DO NOTHING
-    RETURNING client_id
+    RETURNING subject_id, client_id
 )
-SELECT (SELECT ok FROM allowed) AS allowed, ARRAY(SELECT client_id FROM ins) AS stored
+SELECT a.k::int AS k, a.ok, NULL::text AS client_id FROM allowed a
+UNION ALL
+SELECT a.k::int, true, i.client_id FROM ins i JOIN allowed a ON a.id = i.subject_id
 """
 
 # A subject with queued fixes and no presence_subjects row yet gets one, so it can be claimed.
@@ -529,31 +545,51 @@ class QueuedRow:
     received_at: datetime
 
 
-async def enqueue_pings(
-    session: AsyncSession, subject: SubjectKey, pings: PingRows, check_background_location: bool
-) -> tuple[bool, list[str]]:
-    """Queue a subject's fixes (one statement): (background location allows it, ids stored).
+@dataclass
+class QueueWrite:
+    """One subject's fixes to queue (one request's)."""
 
-    Ids already queued or already stored in `pings` are left out (duplicates). A device whose
-    background location is off stores nothing (`allowed` is False).
+    subject: SubjectKey
+    pings: PingRows
+    check_background_location: bool
+
+
+async def enqueue_pings(
+    session: AsyncSession, batches: list[QueueWrite]
+) -> list[tuple[bool, list[str]]]:
+    """Queue the subjects' fixes (one statement); per batch: (allowed, the ids stored).
+
+    Subjects must be distinct. Ids already queued or already stored in `pings` are left out
+    (duplicates). A device whose background location is off stores nothing (not allowed).
     """
+    ids, kinds, orgs = _subject_arrays([b.subject for b in batches])
+    ks: list[int] = []
+    for k, b in enumerate(batches, start=1):
+        ks += [k] * len(b.pings.client_id)
     conn = await driver_connection(session)
-    row = await conn.fetchrow(
+    rows = await conn.fetch(
         ENQUEUE_SQL,
-        subject.id,
-        subject.kind,
-        subject.organisation_id,
-        pings.client_id,
-        pings.recorded_at,
-        pings.lon,
-        pings.lat,
-        pings.accuracy_m,
-        pings.speed_mps,
-        pings.heading,
-        check_background_location,
+        ids,
+        kinds,
+        orgs,
+        [b.check_background_location for b in batches],
+        ks,
+        [v for b in batches for v in b.pings.client_id],
+        [v for b in batches for v in b.pings.recorded_at],
+        [v for b in batches for v in b.pings.lon],
+        [v for b in batches for v in b.pings.lat],
+        [v for b in batches for v in b.pings.accuracy_m],
+        [v for b in batches for v in b.pings.speed_mps],
+        [v for b in batches for v in b.pings.heading],
     )
-    assert row is not None
-    return bool(row["allowed"]), list(row["stored"])
+    out: list[tuple[bool, list[str]]] = [(False, []) for _ in batches]
+    for k, ok, cid in rows:
+        allowed, stored = out[k - 1]
+        if cid is None:
+            out[k - 1] = (bool(ok), stored)
+        else:
+            stored.append(cid)
+    return out
 
 
 async def ensure_queued_subjects(session: AsyncSession) -> None:

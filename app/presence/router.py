@@ -17,7 +17,8 @@ from app.core.errors import Forbidden, Unprocessable
 from app.core.pagination import Page, Pagination, trim_page
 from app.core.ratelimit import rate_limited
 from app.core.types import BoundedDatetime
-from app.presence import evaluator, service, stream
+from app.presence import service, stream
+from app.presence.acks import AckGroups
 from app.presence.errors import TooManyPings
 from app.presence.groups import PingGroups
 from app.presence.models import EventType, SubjectKind
@@ -101,10 +102,9 @@ async def post_pings(
     if mode is None:
         mode = "async" if len(pings) == 1 or _prefers_async(prefer) else "sync"
     if mode == "async":
-        ack = await service.enqueue_ping_batch(session, settings, subject, pings)
-        await session.commit()  # a 202 means stored: committed before the answer
-        if ack.accepted:
-            evaluator.nudge()
+        acks: AckGroups = request.app.state.ack_groups
+        # committed before the answer: a 202 means stored
+        ack = await acks.enqueue(session, service.BatchRequest(subject, pings, True))
         answer = PingAck(
             accepted=len(ack.accepted),
             accepted_ids=ack.accepted,

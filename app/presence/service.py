@@ -518,63 +518,93 @@ async def enqueue_ping_batch(
     *,
     check_background_location: bool = True,
 ) -> AckResult:
-    """Validate one batch and queue its fixes for the evaluator (one statement). Never commits.
+    """Validate one batch and queue its fixes for the evaluator (the group of one).
 
     The same per-ping rejections as `ingest_ping_batches` (nothing of a rejected ping is
     stored); a repeated id (in the request, already queued or already stored) is a duplicate. A
     device whose background location is off gets `BackgroundLocationOff` and nothing is stored.
+    Never commits.
     """
+    (outcome,) = await enqueue_ping_batches(
+        session, settings, [BatchRequest(subject, pings, check_background_location)], now
+    )
+    if isinstance(outcome, BackgroundLocationOff):
+        raise outcome
+    return outcome
+
+
+async def enqueue_ping_batches(
+    session: AsyncSession,
+    settings: Settings,
+    requests: list[BatchRequest],
+    now: datetime | None = None,
+) -> list[AckResult | BackgroundLocationOff]:
+    """Validate several subjects' batches and queue their fixes in one statement. Never commits.
+
+    Subjects must be distinct. Returns each batch's `AckResult`, or `BackgroundLocationOff` for
+    a refused one (nothing of it stored).
+    """
+    if len({r.subject.id for r in requests}) != len(requests):
+        raise ValueError("one batch per subject in a group")
     now = now or datetime.now(UTC)
     params = params_from(settings)
     latest = now + timedelta(seconds=settings.max_future_skew_s)
     oldest = now - timedelta(hours=settings.ping_retention_h)
-    ack = AckResult()
-    valid: dict[str, PingInput] = {}
-    for p in pings:
-        reason = _rejection(p, latest, oldest)
-        if reason is not None:
-            ack.rejected.append({"id": p.id, "reason": reason})
-        elif p.id in valid:
-            ack.duplicates.append(p.id)
-        else:
-            valid[p.id] = p
-    checks = check_background_location and subject.kind is SubjectKind.device
-    if not valid:
-        if checks:
-            await ensure_subject_may_ping(session, subject)
-        return ack
-    rows = list(valid.values())
-    allowed, stored = await repository.enqueue_pings(
-        session,
-        repository.SubjectKey(subject.id, subject.kind.value, subject.organisation_id),
-        repository.PingRows(
-            client_id=[p.id for p in rows],
-            recorded_at=[p.recorded_at for p in rows],
-            lon=[p.lon for p in rows],
-            lat=[p.lat for p in rows],
-            accuracy_m=[p.accuracy_m for p in rows],
-            speed_mps=[p.speed_mps for p in rows],
-            heading=[p.heading for p in rows],
-            quality=[],
-            late=[],
-        ),
-        checks,
-    )
-    if not allowed:
-        raise BackgroundLocationOff()
-    fresh = set(stored)
-    for p in rows:
-        if p.id not in fresh:
-            ack.duplicates.append(p.id)
-            continue
-        ack.accepted.append(p.id)
-        acc = p.accuracy_m
-        quality = engine.base_quality(
-            acc if acc is not None and math.isfinite(acc) and acc > 0 else None, params
+    acks: list[AckResult] = []
+    valids: list[list[PingInput]] = []
+    for req in requests:
+        ack = AckResult()
+        valid: dict[str, PingInput] = {}
+        for p in req.pings:
+            reason = _rejection(p, latest, oldest)
+            if reason is not None:
+                ack.rejected.append({"id": p.id, "reason": reason})
+            elif p.id in valid:
+                ack.duplicates.append(p.id)
+            else:
+                valid[p.id] = p
+        acks.append(ack)
+        valids.append(list(valid.values()))
+    writes = [
+        repository.QueueWrite(
+            repository.SubjectKey(
+                req.subject.id, req.subject.kind.value, req.subject.organisation_id
+            ),
+            repository.PingRows(
+                client_id=[p.id for p in rows],
+                recorded_at=[p.recorded_at for p in rows],
+                lon=[p.lon for p in rows],
+                lat=[p.lat for p in rows],
+                accuracy_m=[p.accuracy_m for p in rows],
+                speed_mps=[p.speed_mps for p in rows],
+                heading=[p.heading for p in rows],
+                quality=[],
+                late=[],
+            ),
+            req.check_background_location and req.subject.kind is SubjectKind.device,
         )
-        if quality is not PingQuality.ok:
-            ack.flagged.append({"id": p.id, "reason": quality.value})
-    return ack
+        for req, rows in zip(requests, valids, strict=True)
+    ]
+    stored = await repository.enqueue_pings(session, writes)
+    out: list[AckResult | BackgroundLocationOff] = []
+    for ack, rows, (allowed, ids) in zip(acks, valids, stored, strict=True):
+        if not allowed:
+            out.append(BackgroundLocationOff())
+            continue
+        fresh = set(ids)
+        for p in rows:
+            if p.id not in fresh:
+                ack.duplicates.append(p.id)
+                continue
+            ack.accepted.append(p.id)
+            acc = p.accuracy_m
+            quality = engine.base_quality(
+                acc if acc is not None and math.isfinite(acc) and acc > 0 else None, params
+            )
+            if quality is not PingQuality.ok:
+                ack.flagged.append({"id": p.id, "reason": quality.value})
+        out.append(ack)
+    return out
 
 
 @dataclass
