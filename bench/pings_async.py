@@ -233,7 +233,7 @@ async def run_probes(
         end = time.monotonic() + duration_s
         step = 0
         pushed = False
-        async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             while time.monotonic() < end:
                 lon, lat = plan[step % len(plan)]
                 fix_id = f"probe-{uuid.uuid4().hex[:12]}"
@@ -248,9 +248,13 @@ async def run_probes(
                         }
                     ]
                 }
-                r = await http.post(
-                    "/v1/pings", json=body, headers={"Authorization": f"Bearer {token}"}
-                )
+                try:
+                    r = await http.post(
+                        "/v1/pings", json=body, headers={"Authorization": f"Bearer {token}"}
+                    )
+                except httpx.HTTPError:
+                    missing += 1
+                    continue
                 acked = time.perf_counter()
                 step += 1
                 if r.status_code != 202:
