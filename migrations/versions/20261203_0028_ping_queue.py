@@ -7,7 +7,7 @@ same transaction as the pings, presence and events it writes. `(subject_id, clie
 a retry of a queued fix is a duplicate. Rows go with their organisation.
 
 Revision ID: 0028
-Revises: 0026
+Revises: 0029
 Create Date: 2026-12-03 11:00:00+00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0028"
-down_revision: str | None = "0026"
+down_revision: str | None = "0029"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
