@@ -565,17 +565,26 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Concurrent push requests (default: settings).")
     ] = None,
+    push: Annotated[bool, typer.Option(help="Deliver push notifications (the outbox).")] = True,
+    pings: Annotated[
+        bool, typer.Option(help="Evaluate pings acknowledged with 202 (the ping queue).")
+    ] = True,
 ) -> None:
-    """Run a push delivery worker (any number may run; they share the outbox safely)."""
+    """Run a push delivery worker and a ping evaluator (any number may run side by side)."""
     import signal
 
     from app.core.db import create_engine
     from app.notifications.worker import run_worker
+    from app.presence.evaluator import run_evaluator
+    from app.rules import service as rules_service
 
     settings = get_settings()
     if concurrency:
         settings = settings.model_copy(update={"push_worker_concurrency": concurrency})
     url = _database_url()
+    # the evaluated events go through the notification rules, as in the API process
+    rules_service.install(settings)
+    rules_service.register()
 
     async def main_async() -> None:
         engine = create_engine(settings, url)
@@ -583,12 +592,20 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        parts = []
+        if push:
+            parts.append(run_worker(settings, engine, stop))
+        if pings:
+            parts.append(run_evaluator(settings, engine, stop))
         try:
-            await run_worker(settings, engine, stop)
+            await asyncio.gather(*parts)
         finally:
             await engine.dispose()
 
-    typer.echo("push delivery worker running (Ctrl-C stops it after in-flight sends finish)")
+    what = " and ".join(
+        n for n, on in (("push delivery worker", push), ("ping evaluator", pings)) if on
+    )
+    typer.echo(f"{what or 'nothing'} running (Ctrl-C stops after in-flight work finishes)")
     asyncio.run(main_async())
 
 

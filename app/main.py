@@ -36,6 +36,8 @@ from app.offers.router import router as offers_router
 from app.open311 import service as open311_service
 from app.open311.router import georeport as open311_georeport_router
 from app.open311.router import router as open311_router
+from app.presence.acks import AckGroups
+from app.presence.evaluator import InProcessEvaluator
 from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
@@ -62,6 +64,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         push_worker = (
             InProcessWorker(settings, db_engine) if settings.run_worker_in_process else None
         )
+        evaluator = (
+            InProcessEvaluator(settings, db_engine)
+            if settings.run_ping_evaluator_in_process
+            else None
+        )
         tokens_task = None
         if settings.device_token_cache_entries > 0:
             app.state.device_tokens = DeviceTokenCache(settings.device_token_cache_entries)
@@ -74,6 +81,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 with contextlib.suppress(asyncio.CancelledError):
                     await tokens_task
                 del app.state.device_tokens
+            if evaluator is not None:
+                await evaluator.stop()
             if push_worker is not None:
                 await push_worker.stop()
             if owns_engine:
@@ -91,6 +100,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter()
     app.state.ping_groups = PingGroups(settings)
+    app.state.ack_groups = AckGroups(settings)
     rules_service.install(settings)
     core_types.install(settings)
     rules_service.register()

@@ -127,11 +127,15 @@ class CityConfig:
     devices: int = 100_000
     staff_share: float = 0.01
     organisation_slug: str = "bench-city"
+    # towns' radii × this: below 1 the same places crowd into smaller towns and overlap (the
+    # dense map of bench/pings_async.py)
+    town_scale: float = 1.0
 
     @property
     def key(self) -> str:
         """Identifies a loaded dataset (the cache key of the bench database)."""
-        return f"s{self.seed}_g{self.geofences}_d{self.devices}_v{GENERATOR_VERSION}"
+        dense = "" if self.town_scale == 1.0 else f"_t{int(self.town_scale * 1000)}"
+        return f"s{self.seed}_g{self.geofences}_d{self.devices}_v{GENERATOR_VERSION}{dense}"
 
     @property
     def staff(self) -> int:
@@ -161,7 +165,7 @@ class City:
                     name=f"Town {i + 1}",
                     lon=round(rng.uniform(west, east), 6),
                     lat=round(rng.uniform(south, north), 6),
-                    radius_m=1_500 + 700 * weight,
+                    radius_m=(1_500 + 700 * weight) * self.config.town_scale,
                     weight=weight,
                 )
             )

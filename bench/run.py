@@ -265,6 +265,28 @@ def push_fanout(dataset: Dataset, quick: bool) -> dict[str, Any]:
     return {"status": "ok", "result": json.loads(out_file.read_text())}
 
 
+def pings_async_scenario(
+    config: CityConfig, profile: Profile, args: argparse.Namespace
+) -> dict[str, Any]:
+    """bench/pings_async.py: single fixes answered 202 on this city and on a dense one."""
+    from bench import pings_async
+
+    try:
+        return pings_async.run(
+            config,
+            maps=["default", "dense"],
+            seconds=profile.wrk_s,
+            rate=profile.ping_rate,
+            workers=args.workers,
+            connections=profile.connections,
+            track_devices=profile.track_devices,
+            track_fixes=profile.track_fixes,
+        )
+    except Exception as exc:  # noqa: BLE001 - one broken scenario never loses the run
+        logger.exception("pings_async failed")
+        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+
+
 # -- the run -----------------------------------------------------------------------------------
 def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     config = CityConfig(
@@ -337,6 +359,8 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             prod.stop()
         if args.only is None or "push_fanout" in args.only.split(","):
             sc["push_fanout"] = push_fanout(dataset, args.quick)
+        if args.only is None or "pings_async" in args.only.split(","):
+            sc["pings_async"] = pings_async_scenario(config, profile, args)
 
     result["ratios"] = ratios(sc, baseline_rps)
     result["total_seconds"] = round(time.monotonic() - started, 1)
@@ -491,6 +515,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{r.get('reason', '')[:120].replace('|', '/')} |"
             )
             continue
+        if name == "pings_async":
+            continue  # its own table below
         if name == "push_fanout":
             lines.append(
                 f"| push_fanout | bench/push_fanout.py | | see JSON | | | | | | | "
@@ -527,6 +553,17 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"API memory (2 workers + master, RSS): {result['product_rss_mb_idle']} MiB "
             f"idle, {result.get('product_rss_mb_end')} MiB after the run.",
+        ]
+    pa = result["scenarios"].get("pings_async", {})
+    if pa.get("status") == "ok":
+        from bench import pings_async
+
+        lines += [
+            "",
+            "Single fixes answered 202 (bench/pings_async.py; CPU per fix counted until the "
+            "queue is evaluated):",
+            "",
+            pings_async.markdown(pa).rstrip(),
         ]
     lines += ["", f"Total run time: {result['total_seconds']} s."]
     return "\n".join(lines) + "\n"

@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     ping_group_slots: int = Field(default=1, ge=1, le=16)
     ping_group_max_requests: int = Field(default=64, ge=1, le=1000)
     ping_group_max_pings: int = Field(default=2000, ge=1, le=100_000)
+    # the asynchronous ingest (202, app/presence/evaluator.py): run an evaluator in each API
+    # process; subjects per evaluated set; how long a woken evaluator lets a set gather; how
+    # often it looks for fixes other processes queued
+    run_ping_evaluator_in_process: bool = True
+    ping_evaluator_max_subjects: int = Field(default=500, ge=1, le=10_000)
+    ping_evaluator_delay_ms: int = Field(default=100, ge=0, le=5000)
+    ping_evaluator_poll_s: float = Field(default=0.5, gt=0, le=60)
     # device tokens resolved in memory while LISTEN/NOTIFY tells this process of revocations
     # (app/accounts/tokens.py; ~0.5 KiB each); 0 entries: every request asks the database
     device_token_cache_entries: int = Field(default=50_000, ge=0, le=10_000_000)

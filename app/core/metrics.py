@@ -20,3 +20,13 @@ PING_GROUP_SIZE = Histogram(
     "Ping requests evaluated and committed together (app/presence/groups.py)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
+PING_EVAL_SET = Histogram(
+    "hereabouts_ping_eval_set_fixes",
+    "Queued fixes evaluated together in one set (app/presence/evaluator.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+)
+PING_EVAL_DELAY = Histogram(
+    "hereabouts_ping_eval_delay_seconds",
+    "From a fix's 202 acknowledgment (its queue row) to its set's commit",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

@@ -12,13 +12,16 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
+    Identity,
     Index,
     SmallInteger,
     String,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -145,6 +148,35 @@ class Ping(Base):
     quality: Mapped[str] = mapped_column(String(20))
     # older than the subject's last evaluated fix when it arrived: stored, never evaluated
     late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    received_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class QueuedPing(Base):
+    """A fix acknowledged with 202 and not yet evaluated (asynchronous ingest, migration 0028).
+
+    The evaluator (app/presence/evaluator.py) claims a subject's queued fixes, evaluates them like
+    a synchronous batch and deletes them in the same transaction as the pings and events it
+    writes. Values are kept as received (the evaluation normalises them as for a batch).
+    """
+
+    __tablename__ = "ping_queue"
+    __table_args__ = (
+        UniqueConstraint("subject_id", "client_id", name="uq_ping_queue_subject_client"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    subject_id: Mapped[uuid.UUID]
+    subject_kind: Mapped[str] = mapped_column(String(8))
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
+    speed_mps: Mapped[float | None] = mapped_column(Float, default=None)
+    heading: Mapped[float | None] = mapped_column(Float, default=None)
     received_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
 
 

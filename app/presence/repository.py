@@ -461,6 +461,179 @@ async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> Non
     )
 
 
+# --- the asynchronous ingest: queue, claim, release --------------------------------------------
+#
+# A 202 answer means the fixes are in `ping_queue` (migration 0028), committed. The evaluator
+# (app/presence/evaluator.py) claims whole subjects with `FOR UPDATE SKIP LOCKED` on their
+# `presence_subjects` row (the same row lock the synchronous path takes first), evaluates their
+# queued fixes through the batch path above and deletes exactly the rows it read, in the same
+# transaction as the pings, presence, last fix (the subject's watermark) and events it writes.
+
+# Many subjects' fixes in one statement (each array element carries its subject's ordinal): the
+# requests acknowledged together share it and one commit (app/presence/acks.py). A subject new
+# to presence gets its `presence_subjects` row here (nothing is locked: an existing row is left
+# alone), so the evaluator can claim it.
+ENQUEUE_SQL = """
+WITH subj AS (
+    SELECT s.id, s.kind, s.org, s.checks, s.k
+    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bool[])
+         WITH ORDINALITY AS s(id, kind, org, checks, k)
+), allowed AS (
+    SELECT s.*, (NOT s.checks OR s.kind = 'staff' OR COALESCE(d.background_location, false))
+             AS ok
+    FROM subj s LEFT JOIN device_settings d ON d.device_id = s.id
+), subjects AS (
+    INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id)
+    SELECT a.id, a.kind, a.org FROM allowed a
+    WHERE a.ok AND NOT EXISTS (SELECT 1 FROM presence_subjects p WHERE p.subject_id = a.id)
+    ON CONFLICT (subject_id) DO NOTHING
+), ins AS (
+    INSERT INTO ping_queue (subject_id, subject_kind, organisation_id, client_id, recorded_at,
+                            lon, lat, accuracy_m, speed_mps, heading)
+    SELECT a.id, a.kind, a.org, u.cid, u.rat, u.lon, u.lat, u.acc, u.spd, u.hdg
+    FROM unnest($5::int[], $6::text[], $7::timestamptz[], $8::float8[], $9::float8[],
+                $10::float8[], $11::float8[], $12::float8[])
+         AS u(k, cid, rat, lon, lat, acc, spd, hdg)
+    JOIN allowed a ON a.k = u.k
+    WHERE a.ok
+      AND NOT EXISTS (SELECT 1 FROM pings p WHERE p.subject_id = a.id AND p.client_id = u.cid)
+    ON CONFLICT (subject_id, client_id) DO NOTHING
+    RETURNING subject_id, client_id
+)
+SELECT a.k::int AS k, a.ok, NULL::text AS client_id FROM allowed a
+UNION ALL
+SELECT a.k::int, true, i.client_id FROM ins i JOIN allowed a ON a.id = i.subject_id
+"""
+
+# A subject with queued fixes and no presence_subjects row yet gets one, so it can be claimed.
+ENSURE_QUEUED_SUBJECTS_SQL = """
+INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id)
+SELECT DISTINCT q.subject_id, q.subject_kind, q.organisation_id FROM ping_queue q
+WHERE NOT EXISTS (SELECT 1 FROM presence_subjects s WHERE s.subject_id = q.subject_id)
+ON CONFLICT (subject_id) DO NOTHING
+"""
+
+# The subjects waiting longest first; a subject another evaluator holds (or a synchronous batch
+# is evaluating) is skipped, never waited for.
+CLAIM_SQL = """
+WITH heads AS (
+    SELECT subject_id, min(seq) AS first_seq FROM ping_queue GROUP BY subject_id
+), claimed AS (
+    SELECT s.subject_id FROM presence_subjects s JOIN heads h ON h.subject_id = s.subject_id
+    WHERE s.subject_id <> ALL($2::uuid[])
+    ORDER BY h.first_seq LIMIT $1
+    FOR UPDATE OF s SKIP LOCKED
+)
+SELECT q.seq, q.subject_id, q.subject_kind, q.organisation_id, q.client_id, q.recorded_at,
+       q.lon, q.lat, q.accuracy_m, q.speed_mps, q.heading, q.received_at
+FROM ping_queue q JOIN claimed c ON c.subject_id = q.subject_id
+ORDER BY q.subject_id, q.recorded_at, q.client_id
+"""
+
+
+@dataclass(frozen=True)
+class QueuedRow:
+    seq: int
+    subject: SubjectKey
+    client_id: str
+    recorded_at: datetime
+    lon: float
+    lat: float
+    accuracy_m: float | None
+    speed_mps: float | None
+    heading: float | None
+    received_at: datetime
+
+
+@dataclass
+class QueueWrite:
+    """One subject's fixes to queue (one request's)."""
+
+    subject: SubjectKey
+    pings: PingRows
+    check_background_location: bool
+
+
+async def enqueue_pings(
+    session: AsyncSession, batches: list[QueueWrite]
+) -> list[tuple[bool, list[str]]]:
+    """Queue the subjects' fixes (one statement); per batch: (allowed, the ids stored).
+
+    Subjects must be distinct. Ids already queued or already stored in `pings` are left out
+    (duplicates). A device whose background location is off stores nothing (not allowed).
+    """
+    ids, kinds, orgs = _subject_arrays([b.subject for b in batches])
+    ks: list[int] = []
+    for k, b in enumerate(batches, start=1):
+        ks += [k] * len(b.pings.client_id)
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        ENQUEUE_SQL,
+        ids,
+        kinds,
+        orgs,
+        [b.check_background_location for b in batches],
+        ks,
+        [v for b in batches for v in b.pings.client_id],
+        [v for b in batches for v in b.pings.recorded_at],
+        [v for b in batches for v in b.pings.lon],
+        [v for b in batches for v in b.pings.lat],
+        [v for b in batches for v in b.pings.accuracy_m],
+        [v for b in batches for v in b.pings.speed_mps],
+        [v for b in batches for v in b.pings.heading],
+    )
+    out: list[tuple[bool, list[str]]] = [(False, []) for _ in batches]
+    for k, ok, cid in rows:
+        allowed, stored = out[k - 1]
+        if cid is None:
+            out[k - 1] = (bool(ok), stored)
+        else:
+            stored.append(cid)
+    return out
+
+
+async def ensure_queued_subjects(session: AsyncSession) -> None:
+    """Give every subject with queued fixes a `presence_subjects` row (to claim it by)."""
+    conn = await driver_connection(session)
+    await conn.execute(ENSURE_QUEUED_SUBJECTS_SQL)
+
+
+async def claim_queued(
+    session: AsyncSession, max_subjects: int, exclude: list[uuid.UUID] | None = None
+) -> list[QueuedRow]:
+    """Lock up to `max_subjects` subjects with queued fixes (SKIP LOCKED, none of `exclude`);
+    their queued rows."""
+    conn = await driver_connection(session)
+    rows = await conn.fetch(CLAIM_SQL, max_subjects, exclude or [])
+    return [
+        QueuedRow(
+            r["seq"],
+            SubjectKey(r["subject_id"], r["subject_kind"], r["organisation_id"]),
+            r["client_id"],
+            r["recorded_at"],
+            r["lon"],
+            r["lat"],
+            r["accuracy_m"],
+            r["speed_mps"],
+            r["heading"],
+            r["received_at"],
+        )
+        for r in rows
+    ]
+
+
+async def delete_queued(session: AsyncSession, seqs: list[int]) -> None:
+    """Release evaluated fixes: exactly the rows claimed (in the evaluating transaction)."""
+    if seqs:
+        conn = await driver_connection(session)
+        await conn.execute("DELETE FROM ping_queue WHERE seq = ANY($1::bigint[])", seqs)
+
+
+async def queued_count(session: AsyncSession) -> int:
+    value = await session.scalar(text("SELECT count(*) FROM ping_queue"))
+    return int(value or 0)
+
+
 # --- reads ------------------------------------------------------------------------------------
 
 
@@ -553,6 +726,7 @@ async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> None:
     """Every ping, presence row and event about one device or staff user (right to erasure)."""
     for sql in (
         "DELETE FROM pings WHERE subject_id = :s",
+        "DELETE FROM ping_queue WHERE subject_id = :s",
         "DELETE FROM presence WHERE subject_id = :s",
         "DELETE FROM presence_subjects WHERE subject_id = :s",
         "DELETE FROM presence_events WHERE device_id = :s OR staff_user_id = :s",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.accounts.dependencies import CurrentDevice, CurrentPrincipal, CurrentStaff
 from app.accounts.models import Role
@@ -18,12 +18,14 @@ from app.core.pagination import Page, Pagination, trim_page
 from app.core.ratelimit import rate_limited
 from app.core.types import BoundedDatetime
 from app.presence import service, stream
+from app.presence.acks import AckGroups
 from app.presence.errors import TooManyPings
 from app.presence.groups import PingGroups
 from app.presence.models import EventType, SubjectKind
 from app.presence.schemas import (
     BackgroundLocation,
     EventRead,
+    PingAck,
     PingBatchCreate,
     PingBatchRead,
     PingIssue,
@@ -40,10 +42,26 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
     return value
 
 
+def _prefers_async(prefer: str | None) -> bool:
+    """RFC 7240: `Prefer: respond-async` (among other preferences, any case)."""
+    return any(
+        part.split(";")[0].strip().lower() == "respond-async" for part in (prefer or "").split(",")
+    )
+
+
 @router.post(
     "/pings",
     response_model=PingBatchRead,
-    responses={409: {"description": "Background location is off"}, 413: {"description": "> 1,000"}},
+    status_code=200,
+    responses={
+        202: {
+            "model": PingAck,
+            "description": "Stored, to be evaluated moments later (a single fix, or "
+            "`Prefer: respond-async`); events reach people and staff as usual.",
+        },
+        409: {"description": "Background location is off"},
+        413: {"description": "> 1,000"},
+    },
     dependencies=[Depends(rate_limited("ingest"))],
 )
 async def post_pings(
@@ -52,31 +70,54 @@ async def post_pings(
     settings: AppSettings,
     principal: CurrentPrincipal,
     body: PingBatchCreate,
-) -> PingBatchRead:
-    """Store a batch of location fixes (any order, idempotent by id) and return the events."""
+    mode: Annotated[
+        Literal["sync", "async"] | None,
+        Query(
+            description="`sync`: evaluate now and answer 200 with the events; `async`: store, "
+            "answer 202, evaluate moments later. Default: `async` for a single fix or with "
+            "`Prefer: respond-async`, `sync` for a batch."
+        ),
+    ] = None,
+    prefer: Annotated[str | None, Header(description="`respond-async` asks for 202.")] = None,
+) -> PingBatchRead | JSONResponse:
+    """Store location fixes (any order, idempotent by id): 202 queued, or 200 with the events."""
     if principal.is_staff and principal.role is not Role.field_worker:
         raise Forbidden("Only field workers and resident devices send location pings.")
     if len(body.pings) > settings.ping_max_batch:
         raise TooManyPings(f"At most {settings.ping_max_batch} pings per request.")
     kind = SubjectKind.staff if principal.is_staff else SubjectKind.device
     subject = service.Subject(kind, principal.id, principal.organisation_id)
+    pings = [
+        service.PingInput(
+            id=p.id,
+            lon=p.lon,
+            lat=p.lat,
+            recorded_at=p.recorded_at,
+            accuracy_m=p.accuracy_m,
+            speed_mps=p.speed_mps,
+            heading=p.heading,
+        )
+        for p in body.pings
+    ]
+    if mode is None:
+        mode = "async" if len(pings) == 1 or _prefers_async(prefer) else "sync"
+    if mode == "async":
+        acks: AckGroups = request.app.state.ack_groups
+        # committed before the answer: a 202 means stored
+        ack = await acks.enqueue(session, service.BatchRequest(subject, pings, True))
+        answer = PingAck(
+            accepted=len(ack.accepted),
+            accepted_ids=ack.accepted,
+            duplicates=len(ack.duplicates),
+            duplicate_ids=ack.duplicates,
+            rejected=[PingIssue(**r) for r in ack.rejected],
+            flagged=[PingIssue(**r) for r in ack.flagged],
+        )
+        return JSONResponse(
+            answer.model_dump(), status_code=202, headers={"Preference-Applied": "respond-async"}
+        )
     groups: PingGroups = request.app.state.ping_groups
-    batch = service.BatchRequest(
-        subject,
-        [
-            service.PingInput(
-                id=p.id,
-                lon=p.lon,
-                lat=p.lat,
-                recorded_at=p.recorded_at,
-                accuracy_m=p.accuracy_m,
-                speed_mps=p.speed_mps,
-                heading=p.heading,
-            )
-            for p in body.pings
-        ],
-        check_background_location=True,
-    )
+    batch = service.BatchRequest(subject, pings, check_background_location=True)
     result = await groups.ingest(session, batch)
     return PingBatchRead(
         accepted=result.accepted,

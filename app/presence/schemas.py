@@ -89,6 +89,23 @@ class PingBatchRead(BaseModel):
     )
 
 
+class PingAck(BaseModel):
+    """The 202 answer: the fixes are stored (durably); their events come moments later."""
+
+    status: Literal["queued"] = "queued"
+    accepted: int = Field(description="New pings stored by this request, to be evaluated.")
+    accepted_ids: list[str] = Field(description="Their ids.")
+    duplicates: int = Field(
+        description="Pings whose id was already stored or queued, or repeated in the request."
+    )
+    duplicate_ids: list[str] = Field(description="Their ids.")
+    rejected: list[PingIssue] = Field(description="Pings not stored, with the reason.")
+    flagged: list[PingIssue] = Field(
+        description="Stored pings that cannot trigger because of their accuracy (late fixes and "
+        "implausible jumps are decided when evaluated, and kept with the ping)."
+    )
+
+
 class PresenceRead(BaseModel):
     geofence_id: uuid.UUID
     name: str

@@ -491,6 +491,202 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
     )
 
 
+# --- the asynchronous ingest (202: stored now, evaluated in sets moments later) ----------------
+
+
+@dataclass
+class AckResult:
+    """What a 202 answer says: the fixes stored (queued), the repeats, the refused and flagged.
+
+    `flagged` holds what is known without evaluating (accuracy); `late_fix` and
+    `implausible_jump` are decided by the evaluation (stored in `pings`, suppressed candidates in
+    the event log), as the evaluation's events are.
+    """
+
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    flagged: list[dict[str, str]] = field(default_factory=list)
+
+
+async def enqueue_ping_batch(
+    session: AsyncSession,
+    settings: Settings,
+    subject: Subject,
+    pings: list[PingInput],
+    now: datetime | None = None,
+    *,
+    check_background_location: bool = True,
+) -> AckResult:
+    """Validate one batch and queue its fixes for the evaluator (the group of one).
+
+    The same per-ping rejections as `ingest_ping_batches` (nothing of a rejected ping is
+    stored); a repeated id (in the request, already queued or already stored) is a duplicate. A
+    device whose background location is off gets `BackgroundLocationOff` and nothing is stored.
+    Never commits.
+    """
+    (outcome,) = await enqueue_ping_batches(
+        session, settings, [BatchRequest(subject, pings, check_background_location)], now
+    )
+    if isinstance(outcome, BackgroundLocationOff):
+        raise outcome
+    return outcome
+
+
+async def enqueue_ping_batches(
+    session: AsyncSession,
+    settings: Settings,
+    requests: list[BatchRequest],
+    now: datetime | None = None,
+) -> list[AckResult | BackgroundLocationOff]:
+    """Validate several subjects' batches and queue their fixes in one statement. Never commits.
+
+    Subjects must be distinct. Returns each batch's `AckResult`, or `BackgroundLocationOff` for
+    a refused one (nothing of it stored).
+    """
+    if len({r.subject.id for r in requests}) != len(requests):
+        raise ValueError("one batch per subject in a group")
+    now = now or datetime.now(UTC)
+    params = params_from(settings)
+    latest = now + timedelta(seconds=settings.max_future_skew_s)
+    oldest = now - timedelta(hours=settings.ping_retention_h)
+    acks: list[AckResult] = []
+    valids: list[list[PingInput]] = []
+    for req in requests:
+        ack = AckResult()
+        valid: dict[str, PingInput] = {}
+        for p in req.pings:
+            reason = _rejection(p, latest, oldest)
+            if reason is not None:
+                ack.rejected.append({"id": p.id, "reason": reason})
+            elif p.id in valid:
+                ack.duplicates.append(p.id)
+            else:
+                valid[p.id] = p
+        acks.append(ack)
+        valids.append(list(valid.values()))
+    writes = [
+        repository.QueueWrite(
+            repository.SubjectKey(
+                req.subject.id, req.subject.kind.value, req.subject.organisation_id
+            ),
+            repository.PingRows(
+                client_id=[p.id for p in rows],
+                recorded_at=[p.recorded_at for p in rows],
+                lon=[p.lon for p in rows],
+                lat=[p.lat for p in rows],
+                accuracy_m=[p.accuracy_m for p in rows],
+                speed_mps=[p.speed_mps for p in rows],
+                heading=[p.heading for p in rows],
+                quality=[],
+                late=[],
+            ),
+            req.check_background_location and req.subject.kind is SubjectKind.device,
+        )
+        for req, rows in zip(requests, valids, strict=True)
+    ]
+    stored = await repository.enqueue_pings(session, writes)
+    out: list[AckResult | BackgroundLocationOff] = []
+    for ack, rows, (allowed, ids) in zip(acks, valids, stored, strict=True):
+        if not allowed:
+            out.append(BackgroundLocationOff())
+            continue
+        fresh = set(ids)
+        for p in rows:
+            if p.id not in fresh:
+                ack.duplicates.append(p.id)
+                continue
+            ack.accepted.append(p.id)
+            acc = p.accuracy_m
+            quality = engine.base_quality(
+                acc if acc is not None and math.isfinite(acc) and acc > 0 else None, params
+            )
+            if quality is not PingQuality.ok:
+                ack.flagged.append({"id": p.id, "reason": quality.value})
+        out.append(ack)
+    return out
+
+
+@dataclass
+class EvaluationResult:
+    """One set evaluated from the queue."""
+
+    subjects: int = 0
+    fixes: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # when the oldest fix of the set was acknowledged (None: nothing was queued)
+    oldest_received_at: datetime | None = None
+
+
+async def prepare_queued(session: AsyncSession) -> None:
+    """Create the subject rows `evaluate_queued` claims by, for subjects new to presence.
+
+    In a transaction of its own, committed before the set's: a new subject's row inserted by an
+    uncommitted set would make every other evaluator wait for that set instead of skipping it.
+    """
+    await repository.ensure_queued_subjects(session)
+
+
+class EvaluationFailed(Exception):
+    """A set failed (nothing of it is stored); `subjects` were in it."""
+
+    def __init__(self, subjects: list[uuid.UUID]) -> None:
+        super().__init__(f"evaluating {len(subjects)} subject(s) failed")
+        self.subjects = subjects
+
+
+async def evaluate_queued(
+    session: AsyncSession,
+    settings: Settings,
+    max_subjects: int,
+    now: datetime | None = None,
+    *,
+    exclude: list[uuid.UUID] | None = None,
+) -> EvaluationResult:
+    """Claim up to `max_subjects` subjects' queued fixes and evaluate them as one group.
+
+    Subjects held by another evaluator (or by a synchronous batch) are skipped, and so are
+    subjects without a `presence_subjects` row yet (`prepare_queued` first) and `exclude`d
+    ones. A failure is `EvaluationFailed` naming the set's subjects. Each subject's
+    fixes are one batch of `ingest_ping_batches` (sorted by `recorded_at`, late and duplicate
+    fixes as for any batch; hooks run as for any batch: rules, outbox), and the rows read are
+    deleted in the same transaction. Never commits: the caller's commit makes the events, the
+    pings, the subjects' last fixes (their watermark) and the release one step, so a crash
+    before it leaves the queue as it was and one after it leaves nothing to evaluate again.
+    """
+    out = EvaluationResult()
+    rows = await repository.claim_queued(session, max_subjects, exclude)
+    if not rows:
+        return out
+    by_subject: dict[uuid.UUID, list[repository.QueuedRow]] = {}
+    for r in rows:
+        by_subject.setdefault(r.subject.id, []).append(r)
+    requests = [
+        BatchRequest(
+            Subject(SubjectKind(rs[0].subject.kind), sid, rs[0].subject.organisation_id),
+            [
+                PingInput(
+                    r.client_id, r.lon, r.lat, r.recorded_at, r.accuracy_m, r.speed_mps, r.heading
+                )
+                for r in rs
+            ],
+        )
+        for sid, rs in by_subject.items()
+    ]
+    try:
+        outcomes = await ingest_ping_batches(session, settings, requests, now)
+    except Exception as exc:
+        raise EvaluationFailed(list(by_subject)) from exc
+    await repository.delete_queued(session, [r.seq for r in rows])
+    out.subjects = len(requests)
+    out.fixes = len(rows)
+    out.oldest_received_at = min(r.received_at for r in rows)
+    for outcome in outcomes:
+        if isinstance(outcome, BatchResult):
+            out.events.extend(outcome.events)
+    return out
+
+
 async def ensure_subject_may_ping(session: AsyncSession, subject: Subject) -> None:
     """Residents only with background location switched on (409 otherwise, nothing stored)."""
     if subject.kind is SubjectKind.device and not await repository.background_location_enabled(

@@ -31,6 +31,25 @@ def test_another_seed_gives_another_city() -> None:
     )
 
 
+def test_the_dense_map_crowds_the_same_places_into_smaller_towns() -> None:
+    """bench/pings_async.py's dense map: towns shrunk, places overlap more; its own cache key,
+    and the default city's key is unchanged (its cached load stays valid)."""
+    dense = CityConfig(seed=7, geofences=300, devices=40, town_scale=0.4)
+    assert dense.key != TINY.key
+    assert "_t" not in TINY.key
+    a, b = City(TINY), City(dense)
+
+    def spread(city: City) -> float:
+        out = 0.0
+        for p in city.places():
+            lon, lat = p.anchor
+            out += min(abs(lon - t.lon) + abs(lat - t.lat) for t in city.towns)
+        return out / 300
+
+    assert [t.radius_m * 0.4 for t in a.towns] == pytest.approx([t.radius_m for t in b.towns])
+    assert spread(b) < 0.6 * spread(a)
+
+
 def test_places_can_be_recomputed_one_by_one() -> None:
     city = City(TINY)
     streamed = list(city.places())

@@ -146,5 +146,5 @@ async def events(db: AsyncSession, subject_id: uuid.UUID) -> list[tuple[Any, ...
 
 
 async def send_pings(client: httpx.AsyncClient, headers: dict[str, str], fixes: list[Fix]) -> None:
-    r = await client.post("/v1/pings", json=pings_body(fixes), headers=headers)
+    r = await client.post("/v1/pings?mode=sync", json=pings_body(fixes), headers=headers)
     assert r.status_code == 200, r.text

@@ -119,7 +119,7 @@ class P:
 async def send(
     client: httpx.AsyncClient, headers: dict[str, str], pings: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    r = await client.post("/v1/pings", json={"pings": pings}, headers=headers)
+    r = await client.post("/v1/pings?mode=sync", json={"pings": pings}, headers=headers)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body

@@ -120,7 +120,7 @@ class Town:
                     "accuracy_m": 8.0,
                 }
             )
-        r = await self.api.post("/v1/pings", json={"pings": pings}, headers=headers)
+        r = await self.api.post("/v1/pings?mode=sync", json={"pings": pings}, headers=headers)
         assert r.status_code == 200, r.text
         out: dict[str, Any] = r.json()
         return out

@@ -1,0 +1,146 @@
+"""Group commit for 202 answers: single fixes arriving together are queued together.
+
+A single-fix request answered 202 costs little besides its transaction: BEGIN, one INSERT,
+COMMIT and the commit's WAL flush. Requests that arrive while this process is storing others
+wait (their connection goes back to the pool), and the next one to run stores all of them with
+one statement and one commit (`service.enqueue_ping_batches`), one request per subject per group.
+The leader commits before anyone is answered, so a 202 still means stored; a group that fails
+is not its followers' failure (each then runs alone). The same leader-based shape as
+`groups.py`, with one slot per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.presence import evaluator, service
+from app.presence.errors import BackgroundLocationOff
+from app.presence.service import AckResult, BatchRequest
+
+
+class _Turn(enum.Enum):
+    LEAD = "lead"
+    ALONE = "alone"
+
+
+@dataclass
+class _Waiting:
+    request: BatchRequest
+    future: asyncio.Future[AckResult | BackgroundLocationOff | _Turn] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class AckGroups:
+    """Per process: one group of 202 requests is stored at a time; the others wait to join."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.max_requests = settings.ping_group_max_requests
+        self._busy = False
+        self._waiting: deque[_Waiting] = deque()
+
+    async def enqueue(self, session: AsyncSession, request: BatchRequest) -> AckResult:
+        """Store one request's fixes in the queue, committed, possibly with others'."""
+        if not self._busy:
+            self._busy = True
+            return await self._lead(session, _Waiting(request))
+        me = _Waiting(request)
+        if session.in_transaction():  # give the connection back while waiting
+            await session.commit()
+        self._waiting.append(me)
+        try:
+            turn = await me.future
+        except asyncio.CancelledError:
+            if me.future.done() and not me.future.cancelled() and me.future.result() is _Turn.LEAD:
+                self._busy = False
+                self._promote()
+            raise
+        if turn is _Turn.LEAD:
+            return await self._lead(session, me)
+        if turn is _Turn.ALONE:
+            return await self._alone(session, request)
+        if isinstance(turn, BackgroundLocationOff):
+            raise turn
+        return turn
+
+    def _take(self, leader: _Waiting) -> list[_Waiting]:
+        group = [leader]
+        seen = {leader.request.subject.id}
+        kept: deque[_Waiting] = deque()
+        while self._waiting:
+            w = self._waiting.popleft()
+            if w.future.done():
+                continue
+            sid = w.request.subject.id
+            if sid in seen or len(group) >= self.max_requests:
+                kept.append(w)  # a subject's later request stays behind its earlier one
+                seen.add(sid)
+                continue
+            group.append(w)
+            seen.add(sid)
+        self._waiting = kept
+        return group
+
+    async def _lead(self, session: AsyncSession, me: _Waiting) -> AckResult:
+        group = self._take(me)
+        followers = group[1:]
+        try:
+            try:
+                outcomes = await service.enqueue_ping_batches(
+                    session, self.settings, [w.request for w in group]
+                )
+                await session.commit()
+            except Exception:
+                await session.rollback()
+                if not followers:
+                    raise
+                for w in followers:
+                    _answer(w, _Turn.ALONE)
+                return await self._alone(session, me.request)
+            if any(isinstance(o, AckResult) and o.accepted for o in outcomes):
+                evaluator.nudge()
+            for w, outcome in zip(followers, outcomes[1:], strict=True):
+                _answer(w, outcome)
+            mine = outcomes[0]
+            if isinstance(mine, BackgroundLocationOff):
+                raise mine
+            return mine
+        finally:
+            for w in followers:
+                _answer(w, _Turn.ALONE)
+            self._busy = False
+            self._promote()
+
+    def _promote(self) -> None:
+        while self._waiting and not self._busy:
+            w = self._waiting.popleft()
+            if w.future.done():
+                continue
+            self._busy = True
+            w.future.set_result(_Turn.LEAD)
+
+    async def _alone(self, session: AsyncSession, request: BatchRequest) -> AckResult:
+        r = request
+        ack = await service.enqueue_ping_batch(
+            session,
+            self.settings,
+            r.subject,
+            r.pings,
+            check_background_location=r.check_background_location,
+        )
+        await session.commit()
+        if ack.accepted:
+            evaluator.nudge()
+        return ack
+
+
+def _answer(w: _Waiting, outcome: AckResult | BackgroundLocationOff | _Turn) -> None:
+    if not w.future.done():
+        w.future.set_result(outcome)

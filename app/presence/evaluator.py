@@ -1,0 +1,137 @@
+"""The evaluator: fixes acknowledged with 202 (`ping_queue`) evaluated in sets, moments later.
+
+A loop per process (in every API process by default, `run_ping_evaluator_in_process`, and in
+`hereabouts worker`): wake up when this process has queued fixes (`nudge`) or every
+`ping_evaluator_poll_s` (fixes another process queued), wait `ping_evaluator_delay_ms` so a set
+gathers, then evaluate sets of up to `ping_evaluator_max_subjects` subjects, one transaction each
+(`service.evaluate_queued`), until the queue has nothing this evaluator may claim. Any number
+of evaluators may run: a subject is claimed with SKIP LOCKED, so two never evaluate the same
+subject at once, and a set is committed with its events or not at all. A set that fails is
+retried one subject at a time, so one subject's faulty fixes hold up no one else (that subject
+is left for `HOLD_FAILED_S` and tried again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.config import Settings
+from app.core.db import create_sessionmaker
+from app.core.metrics import PING_EVAL_DELAY, PING_EVAL_SET
+from app.presence import service
+
+logger = logging.getLogger(__name__)
+
+_wake: asyncio.Event | None = None
+PREPARE_EVERY_S = 5.0
+HOLD_FAILED_S = 300  # a subject whose fixes cannot be evaluated is left this long, then retried
+
+
+def nudge() -> None:
+    """Tell this process's evaluator that fixes were queued (committed)."""
+    if _wake is not None:
+        _wake.set()
+
+
+async def run_evaluator(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
+    """Evaluate queued fixes until `stop` is set (the CLI worker and the API lifespan use this)."""
+    global _wake
+    wake = _wake = asyncio.Event()
+    sessions = create_sessionmaker(engine)
+    delay = settings.ping_evaluator_delay_ms / 1000
+    isolate = 0  # after a failed set: this many sets of one subject, to find the faulty one
+    held: dict[uuid.UUID, float] = {}  # a subject whose set of one failed: left until then
+    prepared_at = -PREPARE_EVERY_S
+    try:
+        while not stop.is_set():
+            stopping = asyncio.ensure_future(stop.wait())
+            woken = asyncio.ensure_future(wake.wait())
+            await asyncio.wait(
+                {stopping, woken},
+                timeout=settings.ping_evaluator_poll_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for f in (stopping, woken):
+                f.cancel()
+            if stop.is_set():
+                break
+            if wake.is_set() and delay > 0:
+                await asyncio.sleep(delay)  # let a set gather
+            wake.clear()
+            try:
+                while True:
+                    limit = 1 if isolate else settings.ping_evaluator_max_subjects
+                    now = time.monotonic()
+                    for sid in [s for s, until in held.items() if until <= now]:
+                        del held[sid]
+                    if now >= prepared_at + PREPARE_EVERY_S:
+                        # the 202 path creates new subjects' rows; this catches any it missed
+                        async with sessions() as session:
+                            await service.prepare_queued(session)
+                            await session.commit()
+                        prepared_at = now
+                    async with sessions() as session:
+                        result = await service.evaluate_queued(
+                            session, settings, limit, exclude=list(held)
+                        )
+                        await session.commit()
+                    if result.fixes:
+                        _observe(result)
+                    if isolate:
+                        isolate -= 1
+                    done = not result.subjects or (result.subjects < limit and not isolate)
+                    if done or stop.is_set():
+                        break
+            except service.EvaluationFailed as exc:
+                if len(exc.subjects) == 1:
+                    held[exc.subjects[0]] = time.monotonic() + HOLD_FAILED_S
+                    logger.exception(
+                        "evaluating a subject's queued pings failed; they stay queued, retried "
+                        "in %d s",
+                        HOLD_FAILED_S,
+                    )
+                else:  # find the faulty subject: the next sets are of one subject each
+                    isolate = len(exc.subjects)
+                    logger.warning("a set of %d subjects failed; retrying one by one", isolate)
+            except Exception:
+                logger.exception("the ping evaluator failed; the queue is kept, retrying")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), settings.ping_evaluator_poll_s)
+    finally:
+        if _wake is wake:
+            _wake = None
+
+
+def _observe(result: service.EvaluationResult) -> None:
+    PING_EVAL_SET.observe(result.fixes)
+    if result.oldest_received_at is not None:
+        PING_EVAL_DELAY.observe((datetime.now(UTC) - result.oldest_received_at).total_seconds())
+
+
+class InProcessEvaluator:
+    """The evaluator an API process runs next to itself (`run_ping_evaluator_in_process`)."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(settings, engine), name="ping-evaluator")
+
+    async def _run(self, settings: Settings, engine: AsyncEngine) -> None:
+        try:
+            await run_evaluator(settings, engine, self._stop)
+        except Exception:
+            logger.exception("the in-process ping evaluator stopped")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the set being evaluated (it commits or rolls back), then stop."""
+        self._stop.set()
+        try:
+            await asyncio.wait_for(self._task, timeout)
+        except TimeoutError:
+            self._task.cancel()

@@ -1,0 +1,508 @@
+"""Single-fix pings answered 202 (stored now, evaluated in sets): issue 25's measurements.
+
+    uv run python -m bench.pings_async [--quick] [--maps default,dense] [--seconds N]
+
+Part of `make bench` (bench/run.py runs it after the product scenarios, as `pings_async`); on
+its own it provisions the same cities. For each map — the default city and a dense one whose
+towns are shrunk (`town_scale`) so each track point lies inside ~2.6 places — in one run:
+
+- the baseline (bench/baseline.py) closed loop, for the ratio;
+- single-fix requests answered 202 (`POST /v1/pings`, the default for one fix) under wrk, with
+  API and PostgreSQL CPU per fix counted until the queue has been evaluated (the evaluator runs
+  inside the API processes, so its CPU is in the API figure);
+- the same requests with `?mode=sync` (evaluated in the request, the previous contract);
+- an open-loop run at the target rate (1,000 req/s) for the acknowledgment latency, while probe
+  devices send single fixes that cause events and poll the database for them: the delay from
+  the 202 to the event being visible (committed) and to its push being enqueued (an outbox row,
+  for the probes' first event at their place, which an offer there turns into a push).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench import scenarios
+from bench.city import City, CityConfig, Place, offset
+from bench.db import Dataset, bench_cluster, provision, reset_activity
+from bench.load import Req, open_loop, percentiles_ms, read_requests, run_wrk, write_requests
+from bench.servers import Server, baseline_server, free_port, product_server
+
+logger = logging.getLogger("bench.pings_async")
+
+# the dense map: towns at this share of their radius (measured: ~2.6 places per track point at
+# the default sizes; reported per run as `places_per_point`)
+DENSE_TOWN_SCALE = 0.4
+PROBES = 60  # probe devices (the city's last ones; the load uses the first)
+PROBE_POLL_S = 0.01
+
+
+def dense(config: CityConfig) -> CityConfig:
+    return replace(config, town_scale=DENSE_TOWN_SCALE)
+
+
+async def places_per_point(dsn: str, city: City, n: int = 1000) -> dict[str, float]:
+    """How many places the load's track points lie inside (and within trigger distance of)."""
+    points = [f for d in range(min(200, city.config.devices)) for f in city.track(d, 10)][:n]
+    conn = await asyncpg.connect(dsn)
+    try:
+        # the largest trigger distance bounds the index search (a column distance cannot)
+        max_trigger = float(await conn.fetchval("SELECT max(trigger_distance_m) FROM geofences"))
+        row = await conn.fetchrow(
+            """
+            SELECT avg(inside)::float8 AS inside, avg(near)::float8 AS near FROM (
+              SELECT (SELECT count(*) FROM geofences g
+                      WHERE g.deleted_at IS NULL AND ST_Intersects(g.geom, u.pt)) AS inside,
+                     (SELECT count(*) FROM geofences g
+                      WHERE g.deleted_at IS NULL
+                        AND ST_DWithin(g.geog, u.pt::geography, $3, false)
+                        AND ST_DWithin(g.geog, u.pt::geography, g.trigger_distance_m, false))
+                       AS near
+              FROM (SELECT ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS pt
+                    FROM unnest($1::float8[], $2::float8[]) AS t(lon, lat)) u) x
+            """,
+            [p.lon for p in points],
+            [p.lat for p in points],
+            max_trigger,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return {"inside": round(row["inside"], 2), "within_trigger": round(row["near"], 2)}
+
+
+async def _queued(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM ping_queue"))
+    finally:
+        await conn.close()
+
+
+async def _drain(dsn: str, timeout_s: float = 120.0) -> float:
+    """Wait until the evaluators have emptied the queue; returns the seconds waited."""
+    started = time.monotonic()
+    while await _queued(dsn) and time.monotonic() - started < timeout_s:
+        await asyncio.sleep(0.05)
+    return round(time.monotonic() - started, 2)
+
+
+def _cpu(server: Server) -> tuple[float, float]:
+    from bench.run import postgres_cpu_s
+
+    return server.cpu_s(), postgres_cpu_s()
+
+
+def closed_loop(
+    server: Server, dsn: str, name: str, reqs: list[Req], seconds: int, connections: int
+) -> dict[str, Any]:
+    """wrk; CPU per request counted until every fix it sent has been evaluated."""
+    path = write_requests(_work() / f"{name}.tsv", reqs)
+    tag = f"{name}-{int(time.time())}"
+    run_wrk(server.url, path, duration_s=2, connections=16, run_tag=tag + "w")
+    asyncio.run(_drain(dsn))
+    cpu0, db0 = _cpu(server)
+    out = run_wrk(server.url, path, duration_s=seconds, connections=connections, run_tag=tag)
+    out["drain_s"] = asyncio.run(_drain(dsn))
+    cpu1, db1 = _cpu(server)
+    done = out.get("requests", 0)
+    if done:
+        out["server_cpu_ms_per_req"] = round((cpu1 - cpu0) / done * 1000, 3)
+        out["db_cpu_ms_per_req"] = round((db1 - db0) / done * 1000, 3)
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    logger.info(
+        "%s: %s",
+        name,
+        {
+            k: out.get(k)
+            for k in ("rps", "p99_ms", "server_cpu_ms_per_req", "db_cpu_ms_per_req", "drain_s")
+        },
+    )
+    return out
+
+
+def _work() -> Any:
+    from bench.run import WORK
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    return WORK
+
+
+# -- probes: ack → event visible, ack → push enqueued ------------------------------------------
+
+
+def _probe_places(city: City) -> list[Place]:
+    """Small buildings (trigger ≤ 75 m): a fix at the anchor is inside, 170 m away is out."""
+    out: list[Place] = []
+    i = 0
+    while len(out) < PROBES:
+        p = city.place((i * 7919) % city.config.geofences)
+        i += 1
+        rectangle = len(p.ring) <= 5  # an L-shape's anchor is its inner corner, on the edge
+        if p.shape_kind == "polygon" and p.category != "park" and rectangle:
+            out.append(p)
+    return out
+
+
+def setup_probes(server: Server, city: City) -> list[tuple[str, uuid.UUID, Any]]:
+    """The probe devices (token, id, place): no quiet hours, a push subscription each, and one
+    offer at their places, so a probe's first event there enqueues a push."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from bench.run import staff_token
+
+    places = _probe_places(city)
+    first = city.config.devices - PROBES
+    probes = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        admin = staff_token(server, city)
+        r = http.post(
+            "/v1/offers",
+            headers={"Authorization": f"Bearer {admin}"},
+            json={
+                "title": "Bench offer",
+                "body": "Measured from the ping's acknowledgment to the outbox.",
+                "geofence_ids": [str(p.id) for p in places],
+                "triggers": ["nearby", "enter"],
+                "status": "active",
+                "cooldown_s": 0,
+                "max_per_person": 1000,
+                "outside_opening_hours_ok": True,
+            },
+        )
+        r.raise_for_status()
+        for k, place in enumerate(places):
+            token = city.device_token(first + k)
+            h = {"Authorization": f"Bearer {token}"}
+            r = http.put("/v1/me/preferences", headers=h, json={"quiet_hours": None})
+            r.raise_for_status()
+            key = ec.generate_private_key(ec.SECP256R1()).public_key()
+            raw = key.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            b64 = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+            sub = {
+                "endpoint": f"http://127.0.0.1:9/push/probe{k}",
+                "keys": {
+                    "p256dh": b64,
+                    "auth": base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode(),
+                },
+            }
+            r = http.post("/v1/push/subscriptions", headers=h, json=sub)
+            r.raise_for_status()
+            probes.append((token, city.device_id(first + k), place))
+    return probes
+
+
+async def run_probes(
+    base_url: str, dsn: str, probes: list[tuple[str, uuid.UUID, Any]], duration_s: float
+) -> dict[str, Any]:
+    """Each probe walks: at its place (nearby, then enter), away twice (exit), and again; every
+    fix one request, 3 s apart. After each 202 it polls for the fix's events (and, for its first
+    event, its outbox row) until they are committed."""
+    event_delays: list[float] = []
+    push_delays: list[float] = []
+    missing = 0
+    conn = await asyncpg.connect(dsn)
+    lock = asyncio.Lock()
+
+    async def fetch(sql: str, *args: Any) -> Any:
+        async with lock:
+            return await conn.fetchval(sql, *args)
+
+    async def probe(k: int, token: str, device: uuid.UUID, place: Any) -> None:
+        nonlocal missing
+        await asyncio.sleep(k * 3.0 / len(probes))  # spread the probes over the period
+        inside = place.anchor
+        away = offset(place.anchor[0], place.anchor[1], 0, 170)
+        plan = [inside, inside, away, away]
+        end = time.monotonic() + duration_s
+        step = 0
+        pushed = False
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            while time.monotonic() < end:
+                lon, lat = plan[step % len(plan)]
+                fix_id = f"probe-{uuid.uuid4().hex[:12]}"
+                body = {
+                    "pings": [
+                        {
+                            "id": fix_id,
+                            "lon": lon,
+                            "lat": lat,
+                            "accuracy_m": 5.0,
+                            "recorded_at": datetime.now(UTC).isoformat(),
+                        }
+                    ]
+                }
+                try:
+                    r = await http.post(
+                        "/v1/pings", json=body, headers={"Authorization": f"Bearer {token}"}
+                    )
+                except httpx.HTTPError:
+                    missing += 1
+                    continue
+                acked = time.perf_counter()
+                step += 1
+                if r.status_code != 202:
+                    missing += 1
+                    continue
+                want_event = step % len(plan) in (1, 2, 0)  # nearby, enter, exit
+                if want_event:
+                    deadline = acked + 10
+                    while time.perf_counter() < deadline:
+                        n = await fetch(
+                            "SELECT count(*) FROM presence_events "
+                            "WHERE device_id = $1 AND ping_id = $2",
+                            device,
+                            fix_id,
+                        )
+                        if n:
+                            event_delays.append(time.perf_counter() - acked)
+                            break
+                        await asyncio.sleep(PROBE_POLL_S)
+                    else:
+                        missing += 1
+                if not pushed and want_event:
+                    pushed = True
+                    deadline = acked + 10
+                    while time.perf_counter() < deadline:
+                        n = await fetch(
+                            "SELECT count(*) FROM push_outbox o "
+                            "JOIN push_subscriptions s ON s.id = o.subscription_id "
+                            "WHERE s.device_id = $1",
+                            device,
+                        )
+                        if n:
+                            push_delays.append(time.perf_counter() - acked)
+                            break
+                        await asyncio.sleep(PROBE_POLL_S)
+                await asyncio.sleep(max(0.0, 3.0 - (time.perf_counter() - acked)))
+
+    try:
+        await asyncio.gather(*(probe(k, *p) for k, p in enumerate(probes)))
+    finally:
+        await conn.close()
+    return {
+        "probes": len(probes),
+        "event_delay": {"samples": len(event_delays), **percentiles_ms(event_delays)},
+        "push_enqueued_delay": {"samples": len(push_delays), **percentiles_ms(push_delays)},
+        "missing": missing,
+    }
+
+
+async def _open_loop_with_probes(
+    server: Server, dsn: str, path: Any, rate: int, seconds: int, probes: list[Any]
+) -> dict[str, Any]:
+    load, delays = await asyncio.gather(
+        open_loop(
+            server.url,
+            read_requests(path),
+            rate=rate,
+            duration_s=seconds,
+            run_tag=f"ao{int(time.time())}",
+        ),
+        run_probes(server.url, dsn, probes, seconds),
+    )
+    return {"open_loop": load, **delays, "drain_s": await _drain(dsn)}
+
+
+# -- one map -----------------------------------------------------------------------------------
+
+
+def measure_map(
+    dataset: Dataset,
+    city: City,
+    *,
+    seconds: int,
+    rate: int,
+    workers: int,
+    connections: int,
+    track_devices: int,
+    track_fixes: int,
+) -> dict[str, Any]:
+    from bench.run import device_tokens, measure
+
+    asyncio.run(reset_activity(dataset.dsn))
+    out: dict[str, Any] = {
+        "dataset": dataset.config.key,
+        "places_per_point": asyncio.run(places_per_point(dataset.dsn, city)),
+    }
+    work = _work()
+    base = baseline_server(dataset.dsn, free_port(), workers, work / "baseline-async.log")
+    base.start()
+    try:
+        from bench.run import Profile
+
+        profile = Profile(0, 0, seconds, seconds, 2, connections, rate, 0, 0, 0, 0)
+        out["baseline"] = measure(
+            base, "baseline_async", scenarios.baseline_requests(city, 20_000), profile
+        )["wrk"]
+    finally:
+        base.stop()
+    baseline_rps = float(out["baseline"]["rps"])
+
+    prod = product_server(dataset.url, free_port(offset=1), workers, work / "product-async.log")
+    prod.start(timeout_s=120)
+    try:
+        tokens, _ = device_tokens(prod, city, track_devices)
+        probes = setup_probes(prod, city)
+        single = scenarios.single_ping_requests(city, track_devices, track_fixes, tokens)
+        out["async"] = closed_loop(prod, dataset.dsn, "pings_async", single, seconds, connections)
+        sync = [replace(r, path="/v1/pings?mode=sync") for r in single]
+        out["sync"] = closed_loop(prod, dataset.dsn, "pings_sync", sync, seconds, connections)
+        path = write_requests(work / "pings_async_ol.tsv", single)
+        out.update(
+            asyncio.run(_open_loop_with_probes(prod, dataset.dsn, path, rate, seconds, probes))
+        )
+        out["evaluator_sets"] = _eval_metrics(prod)
+    finally:
+        prod.stop()
+    ol = out["open_loop"]
+    out["ratios"] = {
+        "async_rps_ratio": round(float(out["async"]["rps"]) / baseline_rps, 3),
+        "sync_rps_ratio": round(float(out["sync"]["rps"]) / baseline_rps, 3),
+    }
+    out["targets"] = {
+        "rps_ge_0_8x_baseline": out["ratios"]["async_rps_ratio"] >= 0.8,
+        "p99_le_25ms_at_rate": ol.get("errors", 1) == 0
+        and ol["p99_ms"] <= 25
+        and ol["target_rps"] >= 1000,
+        "event_delay_p99_le_1s": out["event_delay"]["samples"] > 0
+        and out["event_delay"]["p99_ms"] <= 1000,
+    }
+    return out
+
+
+def _eval_metrics(server: Server) -> dict[str, Any]:
+    """One API process's evaluator sets (from its /metrics: count, mean fixes per set)."""
+    try:
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    vals: dict[str, float] = {}
+    for line in text.splitlines():
+        for k in ("hereabouts_ping_eval_set_fixes_count", "hereabouts_ping_eval_set_fixes_sum"):
+            if line.startswith(k + " "):
+                vals[k] = float(line.split()[1])
+    n = vals.get("hereabouts_ping_eval_set_fixes_count", 0)
+    s = vals.get("hereabouts_ping_eval_set_fixes_sum", 0)
+    return {"sets": int(n), "mean_fixes_per_set": round(s / n, 1) if n else None}
+
+
+def run(
+    config: CityConfig,
+    *,
+    maps: list[str],
+    seconds: int,
+    rate: int,
+    workers: int,
+    connections: int,
+    track_devices: int,
+    track_fixes: int,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": "ok", "machine_load_at_start": list(os.getloadavg())}
+    for name in maps:
+        cfg = config if name == "default" else dense(config)
+        dataset = provision(cfg)
+        logger.info("pings_async on the %s map (%s)", name, cfg.key)
+        out[name] = measure_map(
+            dataset,
+            City(cfg),
+            seconds=seconds,
+            rate=rate,
+            workers=workers,
+            connections=connections,
+            track_devices=track_devices,
+            track_fixes=track_fixes,
+        )
+    return out
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "| map | places per point (inside / within trigger) | baseline req/s "
+        "| 202 req/s (× baseline) | API + PG CPU ms per fix | sync req/s (×) | sync CPU ms "
+        "| ack p50 / p99 ms at rate "
+        "| event delay p50 / p99 ms | push enqueued p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("default", "dense"):
+        m = r.get(name)
+        if not m:
+            continue
+        a, s, ol = m["async"], m["sync"], m["open_loop"]
+        ev, pu = m["event_delay"], m["push_enqueued_delay"]
+        lines.append(
+            f"| {name} | {m['places_per_point']['inside']} / "
+            f"{m['places_per_point']['within_trigger']} | {m['baseline']['rps']:,.0f} | "
+            f"{a['rps']:,.0f} ({m['ratios']['async_rps_ratio']:.2f}×) | "
+            f"{a.get('server_cpu_ms_per_req')} + {a.get('db_cpu_ms_per_req')} | "
+            f"{s['rps']:,.0f} ({m['ratios']['sync_rps_ratio']:.2f}×) | "
+            f"{s.get('server_cpu_ms_per_req')} + {s.get('db_cpu_ms_per_req')} | "
+            f"{ol['p50_ms']:.1f} / {ol['p99_ms']:.1f} at {ol['achieved_rps']:.0f}/s "
+            f"({ol['errors']} errors) | {ev.get('p50_ms', '–')} / {ev.get('p99_ms', '–')} "
+            f"(n={ev['samples']}) | {pu.get('p50_ms', '–')} / {pu.get('p99_ms', '–')} "
+            f"(n={pu['samples']}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.run import DEFAULT, QUICK, RESULTS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pings_async",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--maps", default="default,dense")
+    parser.add_argument("--seconds", type=int, default=None)
+    parser.add_argument("--rate", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep-db", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("bench").setLevel(logging.INFO)
+    p = QUICK if args.quick else DEFAULT
+    config = CityConfig(seed=42, geofences=p.geofences, devices=p.devices)
+    try:
+        result = run(
+            config,
+            maps=args.maps.split(","),
+            seconds=args.seconds or p.wrk_s,
+            rate=args.rate or p.ping_rate,
+            workers=args.workers,
+            connections=p.connections,
+            track_devices=p.track_devices,
+            track_fixes=p.track_fixes,
+        )
+    finally:
+        if not args.keep_db:
+            bench_cluster().stop()
+    stem = datetime.now(UTC).strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{stem}-pings-async.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (RESULTS / f"{stem}-pings-async.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""kill -9 of a `hereabouts worker` evaluating a set: nothing lost, nothing evaluated twice.
+
+Its own database (the worker commits for real). Six devices' walks are queued as single-fix
+202 pings; six twins send the same fixes synchronously, which is the ground truth. The test
+holds a row lock on the place, so the worker's set stops half-way: the subjects claimed, the
+fixes read and evaluated, the write waiting on the place's row (its events refer to it). Then
+the worker is killed with SIGKILL, and a second worker evaluates the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app.core.cluster import EmbeddedCluster
+from app.core.config import PROJECT_ROOT, Settings
+from app.core.db import create_sessionmaker
+from app.presence import repository, service
+from app.presence.models import SubjectKind
+from tests.conftest import migrated_database
+from tests.factories import create_organisation, create_resident
+from tests.presence.helpers import at, create_circle
+
+DEVICES = 6
+WALK_M = [200, 120, 60, 10, 0, -5, 5, 20, 150, 250, 300]
+
+
+@pytest.fixture(scope="module")
+def crash_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
+    with migrated_database(pg_cluster, "hereabouts_evalcrash") as url:
+        yield url
+
+
+@pytest.fixture
+async def crash_engine(crash_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(crash_url, poolclass=NullPool)
+    yield engine
+    await engine.dispose()
+
+
+def _worker(url: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEREABOUTS_")} | {
+        "HEREABOUTS_DATABASE_URL": url,
+        "HEREABOUTS_ENVIRONMENT": "test",
+        "HEREABOUTS_LOG_LEVEL": "ERROR",
+        "HEREABOUTS_JWT_SECRET": "crash-test-secret-" + "z" * 32,
+        "HEREABOUTS_PING_EVALUATOR_MAX_SUBJECTS": "100",
+        "HEREABOUTS_PING_EVALUATOR_POLL_S": "0.2",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--no-push"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).scalar()
+
+
+async def _events(engine: AsyncEngine, device_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT type, ping_id, occurred_at, explanation FROM presence_events "
+                "WHERE device_id = :d ORDER BY occurred_at, type"
+            ),
+            {"d": device_id},
+        )
+        return [(t, p, o, json.dumps(x, sort_keys=True)) for t, p, o, x in rows]
+
+
+async def _until(check: Any, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.1)
+
+
+async def test_kill_9_mid_set_loses_nothing_and_doubles_nothing(
+    crash_url: str, crash_engine: AsyncEngine, settings: Settings
+) -> None:
+    sessions = create_sessionmaker(crash_engine)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    async with sessions() as s, s.begin():
+        org = await create_organisation(s)
+        place = await create_circle(s, org.id, 0, 0, 40, trigger_distance_m=30, dwell_s=60)
+        pairs = []
+        for _ in range(DEVICES):
+            a, b = await create_resident(s, org), await create_resident(s, org)
+            await service.set_background_location(s, a.id, True)
+            await service.set_background_location(s, b.id, True)
+            pairs.append((a.id, b.id))
+        org_id = org.id
+    walk = [
+        service.PingInput(f"p{i}", *at(e, 0), start + timedelta(seconds=10 * i), 8.0)
+        for i, e in enumerate(WALK_M)
+    ]
+    for queued, twin in pairs:
+        async with sessions() as s, s.begin():  # the ground truth: evaluated synchronously
+            twin_s = service.Subject(SubjectKind.device, twin, org_id)
+            assert (await service.ingest_ping_batch(s, settings, twin_s, walk)).events
+        subject = service.Subject(SubjectKind.device, queued, org_id)
+        for p in walk:
+            async with sessions() as s, s.begin():
+                ack = await service.enqueue_ping_batch(s, settings, subject, [p])
+                assert ack.accepted == [p.id]
+    total = DEVICES * len(WALK_M)
+
+    blocker = await crash_engine.connect()
+    await blocker.begin()
+    await blocker.execute(text("SELECT 1 FROM geofences WHERE id = :g FOR UPDATE"), {"g": place})
+    first = _worker(crash_url)
+    try:
+        waiting_pid = await _until(
+            lambda: _scalar(
+                crash_engine,
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+            )
+        )
+        # mid-set: it holds every subject, so another evaluator gets none of them (SKIP LOCKED)
+        async with sessions() as s:
+            assert await repository.claim_queued(s, 100) == []
+            await s.rollback()
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        await blocker.rollback()
+        await blocker.close()
+    await _until(
+        lambda: _scalar(
+            crash_engine,
+            "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :p",
+            p=waiting_pid,
+        )
+    )
+
+    # nothing of the set stayed: every fix still queued, no ping, no event, no watermark moved
+    assert await _scalar(crash_engine, "SELECT count(*) FROM ping_queue") == total
+    queued_ids = [q for q, _ in pairs]
+    for table, column in (("pings", "subject_id"), ("presence_events", "device_id")):
+        n = await _scalar(
+            crash_engine,
+            f"SELECT count(*) FROM {table} WHERE {column} = ANY(:ids)",
+            ids=queued_ids,
+        )
+        assert n == 0, table
+    moved = await _scalar(
+        crash_engine,
+        "SELECT count(*) FROM presence_subjects WHERE subject_id = ANY(:ids) "
+        "AND last_fix_at IS NOT NULL",
+        ids=queued_ids,
+    )
+    assert moved == 0
+
+    second = _worker(crash_url)
+    try:
+        await _until(
+            lambda: _scalar(crash_engine, "SELECT count(*) = 0 FROM ping_queue"), timeout_s=90
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            second.kill()
+    assert second.returncode == 0
+
+    for queued, twin in pairs:
+        got, want = await _events(crash_engine, queued), await _events(crash_engine, twin)
+        assert want
+        assert got == want  # the same events, each once
+        n = await _scalar(
+            crash_engine, "SELECT count(*) FROM pings WHERE subject_id = :s", s=queued
+        )
+        assert n == len(WALK_M)
+
+
+async def test_a_subject_whose_set_fails_holds_up_no_one_else(
+    crash_engine: AsyncEngine, settings: Settings
+) -> None:
+    """The evaluator loop: a set that fails is retried one subject at a time; the faulty
+    subject's fixes stay queued, everyone else's are evaluated."""
+    from app.presence import evaluator
+
+    sessions = create_sessionmaker(crash_engine)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    async with sessions() as s, s.begin():
+        org = await create_organisation(s)
+        await create_circle(s, org.id, 0, 0, 40, trigger_distance_m=30, dwell_s=60)
+        devices = [await create_resident(s, org) for _ in range(4)]
+        for d in devices:
+            await service.set_background_location(s, d.id, True)
+        org_id = org.id
+    ids = [d.id for d in devices]
+    faulty = ids[2]
+    walk = [
+        service.PingInput(f"q{i}", *at(e, 0), start + timedelta(seconds=10 * i), 8.0)
+        for i, e in enumerate(WALK_M)
+    ]
+    for device in ids:
+        async with sessions() as s, s.begin():
+            subject = service.Subject(SubjectKind.device, device, org_id)
+            await service.enqueue_ping_batch(s, settings, subject, walk)
+
+    async def broken(_session: Any, events: list[dict[str, Any]]) -> None:
+        if any(e["device_id"] == faulty for e in events):
+            raise RuntimeError("a hook that fails for one device")
+
+    service.register_event_hook(broken)
+    stop = asyncio.Event()
+    quick = settings.model_copy(
+        update={"ping_evaluator_poll_s": 0.1, "ping_evaluator_max_subjects": 10}
+    )
+    task = asyncio.create_task(evaluator.run_evaluator(quick, crash_engine, stop))
+    try:
+        left = "SELECT count(DISTINCT subject_id) FROM ping_queue WHERE subject_id = ANY(:ids)"
+        await _until(lambda: _scalar(crash_engine, f"SELECT ({left}) = 1", ids=ids))
+        await asyncio.sleep(0.5)  # and it stays so
+        assert await _scalar(crash_engine, left, ids=ids) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        service.unregister_event_hook(broken)
+    queued = await _scalar(
+        crash_engine, "SELECT count(*) FROM ping_queue WHERE subject_id = :s", s=faulty
+    )
+    assert queued == len(WALK_M)
+    assert await _events(crash_engine, faulty) == []
+    for device in ids:
+        if device != faulty:
+            assert {e[0] for e in await _events(crash_engine, device)} >= {"enter", "exit"}
