@@ -431,7 +431,7 @@ def demo_load() -> None:
 @demo_app.command("walk")
 def demo_walk() -> None:
     """Replay a resident's walk and a field worker's round; print what was queued and why."""
-    from app.rules.demo import demo_walk as walk
+    from app.demo_walk import demo_walk as walk
 
     url = _database_url()
     _upgrade(url)
@@ -566,11 +566,13 @@ def worker(
         int | None, typer.Option(help="Concurrent push requests (default: settings).")
     ] = None,
 ) -> None:
-    """Run a push delivery worker (any number may run; they share the outbox safely)."""
+    """Run a push delivery worker and the scheduled jobs (any number may run; they share the
+    outbox safely, and each job runs in one process at a time)."""
     import signal
 
     from app.core.db import create_engine
     from app.notifications.worker import run_worker
+    from app.scheduled import run_scheduled_jobs
 
     settings = get_settings()
     if concurrency:
@@ -584,7 +586,9 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await run_worker(settings, engine, stop)
+            await asyncio.gather(
+                run_worker(settings, engine, stop), run_scheduled_jobs(settings, engine, stop)
+            )
         finally:
             await engine.dispose()
 

@@ -14,7 +14,6 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.accounts.router import router as accounts_router
 from app.accounts.tokens import DeviceTokenCache
-from app.audit.router import router as audit_router
 from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core import types as core_types
@@ -42,6 +41,7 @@ from app.presence.startup import maintain_on_startup
 from app.privacy.router import router as privacy_router
 from app.rules import service as rules_service
 from app.rules.router import router as rules_router
+from app.scheduled import InProcess, run_scheduled_jobs
 from app.tasks.router import me_router as my_tasks_router
 from app.tasks.router import router as tasks_router
 from app.web.router import install_web
@@ -59,9 +59,12 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = db_engine
         app.state.sessionmaker = create_sessionmaker(db_engine)
         await maintain_on_startup(app.state.sessionmaker, settings)
-        push_worker = (
-            InProcessWorker(settings, db_engine) if settings.run_worker_in_process else None
-        )
+        push_worker = jobs = None
+        if settings.run_worker_in_process:
+            push_worker = InProcessWorker(settings, db_engine)
+            jobs = InProcess(
+                "scheduled jobs", lambda stop: run_scheduled_jobs(settings, db_engine, stop)
+            )
         tokens_task = None
         if settings.device_token_cache_entries > 0:
             app.state.device_tokens = DeviceTokenCache(settings.device_token_cache_entries)
@@ -76,6 +79,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 del app.state.device_tokens
             if push_worker is not None:
                 await push_worker.stop()
+            if jobs is not None:
+                await jobs.stop()
             if owns_engine:
                 await db_engine.dispose()
 
@@ -90,10 +95,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter()
-    app.state.ping_groups = PingGroups(settings)
-    rules_service.install(settings)
+    # the rules decide on every ping batch's events, in its transaction (presence never
+    # imports rules: the hook is handed over here)
+    app.state.ping_groups = PingGroups(settings, on_events=rules_service.event_hook(settings))
     core_types.install(settings)
-    rules_service.register()
     open311_service.register(settings)
     if engine is not None:
         app.state.engine = engine
@@ -107,7 +112,6 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(checkins_router)
     app.include_router(ops_router)
     app.include_router(accounts_router)
-    app.include_router(audit_router)
     app.include_router(geofences_router)
     app.include_router(offers_router)
     app.include_router(tasks_router)

@@ -365,15 +365,11 @@ class DeliveryWorker:
 
 async def run_worker(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
     """Run one worker until `stop` is set (the CLI and the API lifespan use this)."""
-    from app.privacy.worker import purge_loop
-
     worker = DeliveryWorker(settings, engine)
     task = asyncio.create_task(worker.run())
-    purge_task = asyncio.create_task(purge_loop(settings, engine, stop), name="retention-purge")
     await stop.wait()
     worker.stop()
     await task
-    await purge_task
 
 
 class InProcessWorker:

@@ -67,23 +67,10 @@ async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
 
 # --- hooks ------------------------------------------------------------------------------------
 
+# `hook(session, events)` runs after a ping batch that created (unsuppressed) events, inside the
+# batch's transaction, so whatever it writes (e.g. outbox rows) commits with the events or not
+# at all. The app factory hands the rules' hook to its `PingGroups`; presence never imports rules.
 EventHook = Callable[[AsyncSession, list[dict[str, Any]]], Awaitable[None]]
-_event_hooks: list[EventHook] = []
-
-
-def register_event_hook(hook: EventHook) -> None:
-    """Call `hook(session, events)` after every ping batch that created (unsuppressed) events.
-
-    It runs inside the batch's transaction, so whatever it writes (e.g. outbox rows) commits
-    with the events or not at all.
-    """
-    if hook not in _event_hooks:
-        _event_hooks.append(hook)
-
-
-def unregister_event_hook(hook: EventHook) -> None:
-    if hook in _event_hooks:
-        _event_hooks.remove(hook)
 
 
 # --- background location ----------------------------------------------------------------------
@@ -299,6 +286,7 @@ async def ingest_ping_batch(
     now: datetime | None = None,
     *,
     check_background_location: bool = False,
+    on_events: EventHook | None = None,
 ) -> BatchResult:
     """Validate, store and evaluate one batch; returns what happened, events included.
 
@@ -307,7 +295,11 @@ async def ingest_ping_batch(
     nothing is stored.
     """
     (outcome,) = await ingest_ping_batches(
-        session, settings, [BatchRequest(subject, pings, check_background_location)], now
+        session,
+        settings,
+        [BatchRequest(subject, pings, check_background_location)],
+        now,
+        on_events=on_events,
     )
     if isinstance(outcome, BackgroundLocationOff):
         raise outcome
@@ -319,6 +311,8 @@ async def ingest_ping_batches(
     settings: Settings,
     requests: list[BatchRequest],
     now: datetime | None = None,
+    *,
+    on_events: EventHook | None = None,
 ) -> list[BatchResult | BackgroundLocationOff]:
     """Validate, store and evaluate the batches of several subjects together, in one transaction.
 
@@ -326,8 +320,8 @@ async def ingest_ping_batches(
     their last fixes, background-location switches, duplicates, presence, candidate places and
     crossed places) and write (pings, presence, last fixes, events). A third only when a client
     repeats stored ids (those batches are read again without them) and one per batch whose fix
-    is an implausible jump (crossings are asked for the evaluation's own segments). Event hooks
-    run once after, in the same transaction, with every batch's events. Never commits.
+    is an implausible jump (crossings are asked for the evaluation's own segments). `on_events`
+    runs once after, in the same transaction, with every batch's events. Never commits.
 
     Subjects must be distinct. Each batch is evaluated exactly as if it were alone: returns its
     result, or `BackgroundLocationOff` for a refused one (nothing of it is stored).
@@ -411,9 +405,8 @@ async def ingest_ping_batches(
         await repository.write_batches(session, writes)
 
     events = [e for j in live for e in j.result.events]
-    if events:
-        for hook in list(_event_hooks):
-            await hook(session, events)
+    if events and on_events is not None:
+        await on_events(session, events)
     return [j.refused if j.refused is not None else j.result for j in jobs]
 
 

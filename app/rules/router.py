@@ -1,14 +1,21 @@
-"""HTTP for notification preferences, field workers' shifts and place broadcasts."""
+"""HTTP for notification preferences, field workers' shifts, place broadcasts and the event log
+with its decisions."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from app.accounts.dependencies import CurrentPrincipal, CurrentStaff, EditorUser
 from app.core.db import Session
 from app.core.deps import AppSettings
+from app.core.pagination import Page, Pagination, trim_page
+from app.core.types import BoundedDatetime, require_offset
+from app.presence import service as presence_service
+from app.presence.models import EventType
+from app.presence.schemas import EventRead
 from app.rules import service
 from app.rules.schemas import (
     BroadcastCreate,
@@ -78,3 +85,39 @@ async def post_broadcast(
     return BroadcastRead.model_validate(
         await service.broadcast(session, settings, editor, geofence_id, body)
     )
+
+
+# The event log is presence's; its explanations (the decisions) are the rules', so the rules
+# serve the page that joins them and presence never imports rules.
+@router.get("/events", response_model=Page[EventRead], tags=["pings and events"])
+async def list_events(
+    *,
+    session: Session,
+    staff: CurrentStaff,
+    page: Pagination,
+    geofence_id: Annotated[uuid.UUID | None, Query(description="Only this place.")] = None,
+    type: Annotated[list[EventType] | None, Query(description="Event types.")] = None,  # noqa: A002
+    since: Annotated[BoundedDatetime | None, Query(description="occurred_at ≥ since")] = None,
+    until: Annotated[BoundedDatetime | None, Query(description="occurred_at < until")] = None,
+    include_suppressed: bool = False,
+) -> Page[EventRead]:
+    """Staff: the organisation's geofence events with their explanation, newest first."""
+    rows = await presence_service.list_events(
+        session,
+        staff.organisation_id,
+        geofence_id=geofence_id,
+        types=[t.value for t in type] if type else None,
+        since=require_offset("since", since),
+        until=require_offset("until", until),
+        include_suppressed=include_suppressed,
+        after=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
+        limit=page.limit + 1,
+    )
+    rows, next_cursor = trim_page(rows, page, "occurred_at")
+    items = [EventRead.from_row(r) for r in rows]
+    decisions = await service.decisions_for_events(
+        session, staff.organisation_id, [e.id for e in items]
+    )
+    for item in items:
+        item.decisions = decisions.get(item.id, [])
+    return Page[EventRead](items=items, next_cursor=next_cursor)

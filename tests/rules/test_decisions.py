@@ -54,7 +54,9 @@ async def walk(
         for k in range(steps)
     ]
     subject = presence_service.Subject(SubjectKind.device, who, org.id)
-    await presence_service.ingest_ping_batch(db, settings, subject, fixes)
+    await presence_service.ingest_ping_batch(
+        db, settings, subject, fixes, on_events=rules_service.event_hook(settings)
+    )
 
 
 async def decisions(db: AsyncSession, who: uuid.UUID) -> list[tuple[Any, ...]]:
@@ -87,7 +89,6 @@ def offer(org: Organisation, title: str, places: list[uuid.UUID], **kw: Any) -> 
 async def test_same_offer_at_two_places_in_one_walk_is_queued_once(
     db: AsyncSession, settings: Settings
 ) -> None:
-    rules_service.register()
     org = await create_organisation(db)
     a = await create_circle(db, org.id, 0.0, 0.0, 20.0, name="A")
     b = await create_circle(db, org.id, 300.0, 0.0, 20.0, name="B")
@@ -104,7 +105,6 @@ async def test_same_offer_at_two_places_in_one_walk_is_queued_once(
 async def test_max_per_person_expired_and_closed_are_explained(
     db: AsyncSession, settings: Settings
 ) -> None:
-    rules_service.register()
     org = await create_organisation(db)
     lib = await create_circle(db, org.id, 0.0, 0.0, 20.0, name="Lib")
     shut = await create_circle(db, org.id, 300.0, 0.0, 20.0, name="Shut")

@@ -23,8 +23,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from app import models as models_registry
 from app.accounts.models import Role
-from app.core import models_registry
 from app.core.config import Settings
 from app.main import create_app
 from app.notifications import service as notifications_service
