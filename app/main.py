@@ -17,6 +17,7 @@ from app.accounts.tokens import DeviceTokenCache
 from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core import types as core_types
+from app.core.background import InProcess
 from app.core.config import Settings, get_settings
 from app.core.datadir import exit_with_parent
 from app.core.db import create_engine, create_sessionmaker
@@ -30,7 +31,7 @@ from app.core.ratelimit import RateLimiter
 from app.geofences.router import router as geofences_router
 from app.ingest.router import router as ingest_router
 from app.notifications.router import router as notifications_router
-from app.notifications.worker import InProcessWorker
+from app.notifications.worker import run_worker
 from app.offers.router import router as offers_router
 from app.open311 import service as open311_service
 from app.open311.router import georeport as open311_georeport_router
@@ -41,7 +42,7 @@ from app.presence.startup import maintain_on_startup
 from app.privacy.router import router as privacy_router
 from app.rules import service as rules_service
 from app.rules.router import router as rules_router
-from app.scheduled import InProcess, run_scheduled_jobs
+from app.scheduled import run_scheduled_jobs
 from app.tasks.router import me_router as my_tasks_router
 from app.tasks.router import router as tasks_router
 from app.web.router import install_web
@@ -59,12 +60,14 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = db_engine
         app.state.sessionmaker = create_sessionmaker(db_engine)
         await maintain_on_startup(app.state.sessionmaker, settings)
-        push_worker = jobs = None
+        background: list[InProcess] = []
         if settings.run_worker_in_process:
-            push_worker = InProcessWorker(settings, db_engine)
-            jobs = InProcess(
-                "scheduled jobs", lambda stop: run_scheduled_jobs(settings, db_engine, stop)
-            )
+            background = [
+                InProcess("push worker", lambda stop: run_worker(settings, db_engine, stop)),
+                InProcess(
+                    "scheduled jobs", lambda stop: run_scheduled_jobs(settings, db_engine, stop)
+                ),
+            ]
         tokens_task = None
         if settings.device_token_cache_entries > 0:
             app.state.device_tokens = DeviceTokenCache(settings.device_token_cache_entries)
@@ -77,10 +80,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 with contextlib.suppress(asyncio.CancelledError):
                     await tokens_task
                 del app.state.device_tokens
-            if push_worker is not None:
-                await push_worker.stop()
-            if jobs is not None:
-                await jobs.stop()
+            for loop in background:
+                await loop.stop()
             if owns_engine:
                 await db_engine.dispose()
 

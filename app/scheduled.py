@@ -9,8 +9,6 @@ a time. A new periodic job is a `Job` in `JOBS`; no domain imports this module.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.privacy.worker import purge_loop
 
-logger = logging.getLogger(__name__)
-
 JobLoop = Callable[[Settings, AsyncEngine, asyncio.Event], Coroutine[Any, Any, None]]
-Run = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -39,27 +34,3 @@ async def run_scheduled_jobs(settings: Settings, engine: AsyncEngine, stop: asyn
     """Run every job until `stop` is set."""
     tasks = [asyncio.create_task(j.loop(settings, engine, stop), name=j.name) for j in JOBS]
     await asyncio.gather(*tasks)
-
-
-class InProcess:
-    """A long-running loop the API process runs next to itself, stopped by the lifespan."""
-
-    def __init__(self, name: str, run: Run) -> None:
-        self._stop = asyncio.Event()
-        self._name = name
-        self._task = asyncio.create_task(self._guarded(run), name=name)
-
-    async def _guarded(self, run: Run) -> None:
-        try:
-            await run(self._stop)
-        except Exception:
-            logger.exception("the in-process %s stopped", self._name)
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        try:
-            await asyncio.wait_for(self._task, timeout)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

@@ -370,24 +370,3 @@ async def run_worker(settings: Settings, engine: AsyncEngine, stop: asyncio.Even
     await stop.wait()
     worker.stop()
     await task
-
-
-class InProcessWorker:
-    """The worker the API process runs next to itself (`run_worker_in_process`)."""
-
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self._run(settings, engine), name="push-worker")
-
-    async def _run(self, settings: Settings, engine: AsyncEngine) -> None:
-        try:
-            await run_worker(settings, engine, self._stop)
-        except Exception:
-            logger.exception("the in-process delivery worker stopped")
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        try:
-            await asyncio.wait_for(self._task, timeout)
-        except TimeoutError:
-            self._task.cancel()

@@ -46,6 +46,7 @@ async def create_offer(session: Session, editor: EditorUser, body: OfferCreate) 
 
 @router.get("", response_model=Page[OfferRead] | Page[OfferPublic])
 async def list_offers(
+    *,
     session: Session,
     principal: CurrentPrincipal,
     page: Pagination,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -247,20 +247,27 @@ def _window(offer: Offer) -> TimeWindowRead | None:
     )
 
 
+def _public_fields(offer: Offer) -> dict[str, Any]:
+    """What residents see of an offer; staff see these and more (`offer_read`)."""
+    return {
+        "id": offer.id,
+        "title": offer.title,
+        "body": offer.body,
+        "url": offer.url,
+        "image_url": offer.image_url,
+        "geofence_ids": offer.geofence_ids,
+        "category": offer.category,
+        "valid_from": offer.valid_from,
+        "valid_until": offer.valid_until,
+        "time_window": _window(offer),
+    }
+
+
 def offer_read(offer: Offer) -> OfferRead:
     return OfferRead(
-        id=offer.id,
+        **_public_fields(offer),
         organisation_id=offer.organisation_id,
-        title=offer.title,
-        body=offer.body,
-        url=offer.url,
-        image_url=offer.image_url,
-        geofence_ids=offer.geofence_ids,
-        category=offer.category,
         triggers=[Trigger(t) for t in offer.triggers],
-        valid_from=offer.valid_from,
-        valid_until=offer.valid_until,
-        time_window=_window(offer),
         outside_opening_hours_ok=offer.outside_opening_hours_ok,
         cooldown_s=offer.cooldown_s,
         max_per_person=offer.max_per_person,
@@ -276,15 +283,6 @@ def offer_read(offer: Offer) -> OfferRead:
 
 def offer_public(offer: Offer, distance_m: float | None = None) -> OfferPublic:
     return OfferPublic(
-        id=offer.id,
-        title=offer.title,
-        body=offer.body,
-        url=offer.url,
-        image_url=offer.image_url,
-        geofence_ids=offer.geofence_ids,
-        category=offer.category,
-        valid_from=offer.valid_from,
-        valid_until=offer.valid_until,
-        time_window=_window(offer),
+        **_public_fields(offer),
         distance_m=None if distance_m is None else round(distance_m, 1),
     )

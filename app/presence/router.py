@@ -105,6 +105,7 @@ async def put_background_location(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def event_stream(
+    *,
     request: Request,
     settings: AppSettings,
     staff: CurrentStaff,

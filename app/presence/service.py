@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.subject import SubjectRef
 from app.presence import engine, repository
 from app.presence.engine import Fix, LastFix, Params
 from app.presence.errors import BackgroundLocationOff
@@ -96,6 +97,10 @@ class Subject:
     kind: SubjectKind
     id: uuid.UUID
     organisation_id: uuid.UUID
+
+    @property
+    def ref(self) -> SubjectRef:
+        return SubjectRef.of(self.kind.value, self.id, self.organisation_id)
 
 
 class PingInput(NamedTuple):
@@ -450,8 +455,7 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
             type=tr.type,
             source=EventSource.ping,
             occurred_at=tr.fix.recorded_at,
-            device_id=subject.id if subject.kind is SubjectKind.device else None,
-            staff_user_id=subject.id if subject.kind is SubjectKind.staff else None,
+            **subject.ref.owner_columns(),
             ping_id=tr.fix.client_id,
             lon=tr.fix.lon,
             lat=tr.fix.lat,

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.subject import SubjectRef
 from app.geofences.opening_hours import is_open
 from app.notifications import service as notifications_service
 from app.notifications.models import Urgency
@@ -350,6 +351,7 @@ async def decisions_for_events(
 ) -> dict[uuid.UUID, list[dict[str, Any]]]:
     out: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for r in await repository.decisions_for_events(session, organisation_id, event_ids):
+        who = SubjectRef.owning(r.device_id, r.staff_user_id, organisation_id)
         out.setdefault(r.presence_event_id, []).append(
             {
                 "id": r.id,
@@ -360,10 +362,7 @@ async def decisions_for_events(
                 "decision": r.decision,
                 "reason": r.reason,
                 "deliver_after": r.deliver_after,
-                "recipient": {
-                    "kind": "device" if r.device_id is not None else "staff",
-                    "id": r.device_id or r.staff_user_id,
-                },
+                "recipient": {"kind": who.kind, "id": who.id},
             }
         )
     return out

@@ -59,9 +59,7 @@ class Person:
 
 def event_subject(e: dict[str, Any]) -> SubjectRef:
     """Who an event (a `presence_events` row as a dict) is about."""
-    if e["device_id"] is not None:
-        return SubjectRef("device", e["device_id"], e["organisation_id"])
-    return SubjectRef("staff", e["staff_user_id"], e["organisation_id"])
+    return SubjectRef.owning(e["device_id"], e["staff_user_id"], e["organisation_id"])
 
 
 async def offer_candidates(session: AsyncSession, people: list[Person]) -> None:

@@ -353,9 +353,7 @@ async def preferences_of(
     )
     out: dict[uuid.UUID, NotificationPreference] = {}
     for p in (await session.execute(stmt)).scalars():
-        key = p.device_id or p.staff_user_id
-        assert key is not None
-        out[key] = p
+        out[p.owner_id] = p
     return out
 
 

@@ -39,6 +39,7 @@ async def walk(
     who: uuid.UUID,
     east_to: float,
     tag: str,
+    *,
     ago_s: float = 0.0,
 ) -> None:
     end = datetime.now(UTC) - timedelta(seconds=ago_s)
