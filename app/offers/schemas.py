@@ -19,6 +19,7 @@ from app.core.types import BoundedAwareDatetime, Flag, SafeUrl
 from app.offers.models import (
     BODY_MAX,
     TITLE_MAX,
+    TOLD_COOLDOWN_DEFAULT_S,
     URL_MAX,
     Audience,
     Offer,
@@ -93,9 +94,25 @@ class OfferCreate(StrictModel):
     valid_until: BoundedAwareDatetime | None = None
     time_window: TimeWindow | None = None
     outside_opening_hours_ok: Flag = False
-    cooldown_s: int = Field(default=86_400, ge=0, le=31_536_000)
-    max_per_person: int = Field(default=1, ge=1, le=1000)
+    cooldown_s: int = Field(
+        default=TOLD_COOLDOWN_DEFAULT_S,
+        ge=0,
+        le=31_536_000,
+        description="Told: at least this long between two pushes of it to one person.",
+    )
+    told_max: int | None = Field(
+        default=None, ge=1, le=1000, description="Told: at most this many pushes per person."
+    )
+    max_per_person: int = Field(
+        default=1, ge=1, le=1000, description="Redeem: at most this many redemptions per device."
+    )
     max_total: int | None = Field(default=None, ge=1, le=10_000_000)
+    priority: int = Field(
+        default=0,
+        ge=-100,
+        le=100,
+        description="Among equally specific offers at a place, the higher wins the push.",
+    )
     audience: Audience = Audience.residents
     status: OfferStatus = OfferStatus.draft
     quiet_hours_policy: QuietHoursPolicy = QuietHoursPolicy.drop
@@ -124,8 +141,10 @@ class OfferUpdate(StrictModel):
     time_window: TimeWindow | None = None
     outside_opening_hours_ok: Flag | None = None
     cooldown_s: int | None = Field(default=None, ge=0, le=31_536_000)
+    told_max: int | None = Field(default=None, ge=1, le=1000)
     max_per_person: int | None = Field(default=None, ge=1, le=1000)
     max_total: int | None = Field(default=None, ge=1, le=10_000_000)
+    priority: int | None = Field(default=None, ge=-100, le=100)
     audience: Audience | None = None
     status: OfferStatus | None = None
     quiet_hours_policy: QuietHoursPolicy | None = None
@@ -140,6 +159,7 @@ class OfferUpdate(StrictModel):
             "outside_opening_hours_ok",
             "cooldown_s",
             "max_per_person",
+            "priority",
             "audience",
             "status",
             "quiet_hours_policy",
@@ -198,8 +218,10 @@ class OfferRead(BaseModel):
     time_window: TimeWindowRead | None
     outside_opening_hours_ok: bool
     cooldown_s: int
+    told_max: int | None
     max_per_person: int
     max_total: int | None
+    priority: int
     audience: Audience
     status: OfferStatus
     quiet_hours_policy: QuietHoursPolicy
@@ -270,8 +292,10 @@ def offer_read(offer: Offer) -> OfferRead:
         triggers=[Trigger(t) for t in offer.triggers],
         outside_opening_hours_ok=offer.outside_opening_hours_ok,
         cooldown_s=offer.cooldown_s,
+        told_max=offer.told_max,
         max_per_person=offer.max_per_person,
         max_total=offer.max_total,
+        priority=offer.priority,
         audience=Audience(offer.audience),
         status=OfferStatus(offer.status),
         quiet_hours_policy=QuietHoursPolicy(offer.quiet_hours_policy),

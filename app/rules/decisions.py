@@ -6,8 +6,13 @@ people of any organisations (the ping path evaluates many devices' batches toget
 every event's candidates in a constant number of statements, whatever the number of people,
 events or candidates (`app.rules.matching`), then decides each person's candidates in order:
 
-    implausible_jump → stale → expired → closed → opted_out → max_reached → cooldown
-    → not_on_shift (tasks) → quiet_hours (drop, or defer to the end) → budget → queued
+    implausible_jump → stale → expired → closed → opted_out → redeemed → max_reached
+    → cooldown (this offer) → outranked (an earlier, more specific offer of the event queued)
+    → cooldown (the place) → not_on_shift (tasks) → quiet_hours (drop, or defer) → budget
+    → queued
+
+An event's offer candidates come most specific first (the place's own, its category's), then
+by priority, then newest (`repository.offer_candidates`), so the first queued is the winner.
 
 Every candidate becomes a `notification_decisions` row linked to its event, and an inbox entry
 (`decision="send"` when queued, else `"suppressed:<reason>"`). See docs/rules.md.
@@ -29,7 +34,7 @@ from app.geofences.opening_hours import is_open
 from app.notifications import service as notifications_service
 from app.notifications.models import Urgency
 from app.notifications.schemas import NotificationPayload
-from app.rules import repository
+from app.rules import reasons, repository
 from app.rules.matching import (
     Candidate,
     Person,
@@ -136,7 +141,7 @@ async def _decide_all(
         history.setdefault(h.subject_id, []).append(h)
     for p in deciding:
         assert p.prefs is not None
-        moment = _Moment(
+        moment = Moment(
             settings=settings,
             now=now,
             implausible=implausible,
@@ -145,15 +150,15 @@ async def _decide_all(
             quiet_end=quiet_until(p.prefs, now) if p.who.kind == "device" else None,
             shift_ok=on_shift(p.prefs, now),
         )
-        ledger = _Ledger.of(history.get(p.who.id, []), day_start(p.prefs, now))
+        ledger = Ledger.of(history.get(p.who.id, []), day_start(p.prefs, now))
         for c in p.candidates:
-            c.reason, c.deliver_after = _decide(c, moment, ledger)
+            c.reason, c.deliver_after = decide(c, moment, ledger)
             if c.reason is None:
                 ledger.queue(c, now)
 
 
 @dataclass(frozen=True)
-class _Moment:
+class Moment:
     """What a person's decisions are taken against: the time, their preferences and places."""
 
     settings: Settings
@@ -166,16 +171,17 @@ class _Moment:
 
 
 @dataclass
-class _Ledger:
+class Ledger:
     """What a person was already sent: the stored history, then this call's queued candidates."""
 
     offers: dict[uuid.UUID, list[datetime]] = field(default_factory=dict)
     tasks: dict[uuid.UUID, list[datetime]] = field(default_factory=dict)
     places: dict[uuid.UUID, datetime] = field(default_factory=dict)  # last offer at each place
+    won: dict[Any, Candidate] = field(default_factory=dict)  # the offer queued for each event
     today: int = 0  # offers and broadcasts queued since the local midnight
 
     @classmethod
-    def of(cls, history: list[repository.HistoryRow], day0: datetime) -> _Ledger:
+    def of(cls, history: list[repository.HistoryRow], day0: datetime) -> Ledger:
         ledger = cls()
         for h in history:
             if h.offer_id is not None:
@@ -194,6 +200,7 @@ class _Ledger:
         if c.offer is not None:
             self.offers.setdefault(c.offer.id, []).append(now)
             self.places[c.geofence_id] = now
+            self.won.setdefault(c.event["id"], c)
             self.today += 1
         else:
             self.tasks.setdefault(c.task.id, []).append(now)
@@ -202,17 +209,17 @@ class _Ledger:
 Decision = tuple[Reason | None, datetime | None]  # (why not, or None = queued; deliver after)
 
 
-def _decide(c: Candidate, m: _Moment, ledger: _Ledger) -> Decision:
+def decide(c: Candidate, m: Moment, ledger: Ledger) -> Decision:
     if m.implausible:
         return Reason.implausible_jump, None
     if (m.now - c.event["occurred_at"]).total_seconds() > m.settings.rules_max_event_age_s:
         return Reason.stale, None
     if c.task is not None:
-        return _decide_task(c, m, ledger)
-    return _decide_offer(c, m, ledger)
+        return decide_task(c, m, ledger)
+    return decide_offer(c, m, ledger)
 
 
-def _decide_task(c: Candidate, m: _Moment, ledger: _Ledger) -> Decision:
+def decide_task(c: Candidate, m: Moment, ledger: Ledger) -> Decision:
     sent = ledger.tasks.get(c.task.id, [])
     if any((m.now - t).total_seconds() < m.settings.rules_task_cooldown_s for t in sent):
         return Reason.cooldown, None
@@ -221,7 +228,7 @@ def _decide_task(c: Candidate, m: _Moment, ledger: _Ledger) -> Decision:
     return None, None
 
 
-def _decide_offer(c: Candidate, m: _Moment, ledger: _Ledger) -> Decision:
+def decide_offer(c: Candidate, m: Moment, ledger: Ledger) -> Decision:
     o, occurred_at = c.offer, c.event["occurred_at"]
     place = m.places.get(c.geofence_id)
     if o.valid_until is not None and o.valid_until <= occurred_at:
@@ -232,13 +239,17 @@ def _decide_offer(c: Candidate, m: _Moment, ledger: _Ledger) -> Decision:
     categories = {place.category if place is not None else None, o.category}
     if m.prefs.opted_out & {x for x in categories if x}:
         return Reason.opted_out, None
+    if o.redeemed_mine >= o.max_per_person:
+        return Reason.redeemed, None
     sent = ledger.offers.get(o.id, [])
-    if len(sent) >= o.max_per_person or o.redeemed_mine >= o.max_per_person:
+    if o.told_max is not None and len(sent) >= o.told_max:
         return Reason.max_reached, None
     if o.max_total is not None and o.redeemed_total >= o.max_total:
         return Reason.max_reached, None
     if any((m.now - t).total_seconds() < o.cooldown_s for t in sent):
         return Reason.cooldown, None
+    if c.event["id"] in ledger.won:  # an event's offers come most specific first (repository)
+        return Reason.outranked, None
     last_here = ledger.places.get(c.geofence_id)
     if (
         last_here is not None
@@ -273,6 +284,8 @@ def _payload(c: Candidate) -> tuple[NotificationPayload, dict[str, Any]]:
         kind = "task"
     if c.reason is None and c.deliver_after is not None:
         related["deliver_after"] = c.deliver_after.isoformat()
+    if c.reason is not None:
+        related["reason_text"] = reasons.for_resident(c.reason)
     return (
         NotificationPayload(
             title=c.title[:200], body=c.body, url=url, tag=tag, kind=kind, data=data
@@ -363,6 +376,11 @@ async def decisions_for_events(
                 "reason": r.reason,
                 "deliver_after": r.deliver_after,
                 "recipient": {"kind": who.kind, "id": who.id},
+                "explanation": (
+                    reasons.for_staff(Reason(r.reason))
+                    if r.reason is not None
+                    else reasons.for_staff_queued(r.deliver_after)
+                ),
             }
         )
     return out

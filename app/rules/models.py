@@ -39,6 +39,8 @@ class Reason(StrEnum):
     not_on_shift = "not_on_shift"
     expired = "expired"
     max_reached = "max_reached"
+    outranked = "outranked"  # a more specific (or higher-priority, or newer) offer here won
+    redeemed = "redeemed"  # the person has already redeemed it as often as it allows
     stale = "stale"
     no_subscription = "no_subscription"
 

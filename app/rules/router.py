@@ -4,6 +4,7 @@ with its decisions."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -13,15 +14,19 @@ from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.pagination import Page, Pagination, trim_page
 from app.core.types import BoundedDatetime, require_offset
+from app.geofences import service as geofence_service
+from app.offers import service as offers_service
 from app.presence import service as presence_service
 from app.presence.models import EventType
 from app.presence.schemas import EventRead
-from app.rules import service
+from app.rules import funnel, service
 from app.rules.schemas import (
     BroadcastCreate,
     BroadcastRead,
+    OfferFunnelRead,
     PreferencesRead,
     PreferencesUpdate,
+    PreviewItem,
     ShiftRead,
     ShiftWindow,
 )
@@ -121,3 +126,28 @@ async def list_events(
     for item in items:
         item.decisions = decisions.get(item.id, [])
     return Page[EventRead](items=items, next_cursor=next_cursor)
+
+
+@router.get("/offers/{offer_id}/funnel", response_model=OfferFunnelRead, tags=["offers"])
+async def get_offer_funnel(
+    session: Session, editor: EditorUser, offer_id: uuid.UUID
+) -> OfferFunnelRead:
+    """Editors: every time the offer was a candidate, queued or held back with each reason
+    counted, and what became of the queued pushes."""
+    await offers_service.get_offer(session, editor.organisation_id, offer_id)  # 404 if not ours
+    return OfferFunnelRead.model_validate(
+        await funnel.offer_funnel(session, editor.organisation_id, offer_id, datetime.now(UTC))
+    )
+
+
+@router.get("/geofences/{geofence_id}/preview", response_model=list[PreviewItem], tags=["offers"])
+async def get_checkin_preview(
+    session: Session, settings: AppSettings, editor: EditorUser, geofence_id: uuid.UUID
+) -> list[PreviewItem]:
+    """Editors: if a resident with default settings checked in here now, what each live offer
+    would do and why. A dry run: nothing is stored or sent."""
+    await geofence_service.get_geofence(session, editor.organisation_id, geofence_id)
+    items = await funnel.preview_checkin(
+        session, settings, organisation_id=editor.organisation_id, geofence_id=geofence_id
+    )
+    return [PreviewItem.model_validate(i) for i in items]

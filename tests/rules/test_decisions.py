@@ -1,5 +1,5 @@
 """Decisions straight from ping batches (rolled-back database, no push): dedup across places,
-max_reached, expired and closed, each recorded with its reason."""
+told_max (max_reached), expired and closed, each recorded with its reason."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ async def test_same_offer_at_two_places_in_one_walk_is_queued_once(
     ]
 
 
-async def test_max_per_person_expired_and_closed_are_explained(
+async def test_told_max_expired_and_closed_are_explained(
     db: AsyncSession, settings: Settings
 ) -> None:
     org = await create_organisation(db)
@@ -114,7 +114,7 @@ async def test_max_per_person_expired_and_closed_are_explained(
         {"oh": '{"time_zone": "Europe/London", "weekly": {}}', "g": shut},
     )
     now = datetime.now(UTC)
-    db.add(offer(org, "Once", [lib], cooldown_s=0, max_per_person=1))
+    db.add(offer(org, "Once", [lib], cooldown_s=0, told_max=1))
     db.add(offer(org, "Gone", [lib], valid_until=now - timedelta(hours=1), cooldown_s=0))
     db.add(offer(org, "Shut", [shut], cooldown_s=0))
     await db.flush()

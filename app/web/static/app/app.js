@@ -411,6 +411,14 @@ async function savePreferences(event) {
 }
 
 // ---------------------------------------------------------------- inbox
+
+// Why an inbox entry was not pushed, in the words the rules wrote for residents (issue 21).
+function heldBackNote(n) {
+  if (!n.decision || !n.decision.startsWith("suppressed")) return null;
+  const text = (n.related && n.related.reason_text) || "We kept this one in your inbox.";
+  return h("p", { class: "muted small held-back" }, text);
+}
+
 async function loadInbox() {
   const list = $("inbox");
   try {
@@ -423,7 +431,8 @@ async function loadInbox() {
           { class: `inbox-item ${n.opened_at ? "" : "unread"}`, dataset: { id: n.id } },
           h("h3", {}, n.title),
           n.body ? h("p", {}, n.body) : null,
-          h("span", { class: "muted small" }, fmtTime(n.created_at), n.decision && n.decision.startsWith("suppressed") ? ` · held back (${n.decision.replace(/^suppressed:?/, "").replace(/_/g, " ") || "rules"})` : ""),
+          h("span", { class: "muted small" }, fmtTime(n.created_at)),
+          heldBackNote(n),
           " ",
           h("button", { type: "button", class: "small secondary", onclick: () => openNotification(n) }, n.url ? "Open" : "Mark read"),
         ),
