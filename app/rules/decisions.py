@@ -273,13 +273,13 @@ def _payload(c: Candidate) -> tuple[NotificationPayload, dict[str, Any]]:
     if c.offer is not None:
         related["offer_id"] = c.offer.id
         data = {"offer_id": str(c.offer.id), "geofence_id": str(c.geofence_id)}
-        url = c.url or f"/offers/{c.offer.id}"
+        url = c.url or f"/app/#offer/{c.offer.id}"  # the app's offer page
         tag = f"offer-{c.offer.id}"
         kind = "offer"
     else:
         related["task_id"] = c.task.id
         data = {"task_id": str(c.task.id), "geofence_id": str(c.geofence_id)}
-        url = f"/tasks/{c.task.id}"
+        url = f"/app/#task/{c.task.id}"
         tag = f"task-{c.task.id}"
         kind = "task"
     if c.reason is None and c.deliver_after is not None:

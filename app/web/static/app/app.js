@@ -1,6 +1,7 @@
 // Resident / field-worker PWA: device registration or staff sign-in, check-in, push, background
 // location (only while opted in and open), preferences, inbox and a field worker's tasks.
 import { Api, ApiError, announce, fmtDistance, fmtTime, h } from "/static/common/api.js";
+import { detailRoute, openTarget, showDetail } from "/static/app/detail.js";
 import { kv } from "/static/app/kv.js";
 
 const api = new Api(window.localStorage, "hereabouts.app.token");
@@ -61,7 +62,12 @@ async function enter() {
   $("checkin-help").textContent = isWorker()
     ? "Check in at a site to see its tasks; it counts as proof of visit."
     : "Uses your location once to find the place you are at.";
-  await Promise.allSettled([loadInbox(), loadPreferences(), isWorker() ? loadTasks() : null]);
+  await Promise.allSettled([
+    loadInbox(),
+    loadPreferences(),
+    isWorker() ? loadTasks() : null,
+    showDetail(api, $("detail"), window.location.hash),
+  ]);
   restoreBackground();
   if ("Notification" in window && Notification.permission === "granted") subscribePush(false);
 }
@@ -450,7 +456,7 @@ async function openNotification(n) {
   } catch {
     // counting the open is best effort
   }
-  if (n.url) window.open(n.url, "_blank", "noopener");
+  openTarget(n.url);
   loadInbox();
 }
 
@@ -564,6 +570,9 @@ $("bg-toggle").addEventListener("change", toggleBackground);
 $("prefs-form").addEventListener("submit", savePreferences);
 $("inbox-refresh").addEventListener("click", loadInbox);
 $("tasks-refresh").addEventListener("click", sortTasksHere);
+window.addEventListener("hashchange", () => {
+  if (state.me || !detailRoute(window.location.hash)) showDetail(api, $("detail"), window.location.hash);
+});
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden") flushPings();
 });
