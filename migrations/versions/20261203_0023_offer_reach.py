@@ -10,7 +10,7 @@
   leaves cooldowns as they are.
 
 Revision ID: 0023
-Revises: 0022
+Revises: 0026
 Create Date: 2026-12-03 11:30:00+00:00
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023"
-down_revision: str | None = "0022"
+down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
