@@ -133,7 +133,10 @@ class Offer(UUIDPrimaryKey, Timestamps, Base):
 
 class OfferRedemption(UUIDPrimaryKey, Base):
     __tablename__ = "offer_redemptions"
-    __table_args__ = (Index("ix_offer_redemptions_offer_device", "offer_id", "device_id"),)
+    __table_args__ = (
+        Index("ix_offer_redemptions_offer_device", "offer_id", "device_id"),
+        Index("ux_offer_redemptions_org_code", "organisation_id", "code", unique=True),
+    )
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE")
@@ -144,3 +147,9 @@ class OfferRedemption(UUIDPrimaryKey, Base):
         ForeignKey("geofences.id", ondelete="SET NULL"), default=None
     )
     redeemed_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    # the short single-use code the resident shows at the desk (None: redeemed before codes)
+    code: Mapped[str | None] = mapped_column(String(8), default=None)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)  # the desk accepted it
+    used_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )

@@ -236,6 +236,18 @@ class RedemptionRead(BaseModel):
     redeemed_at: datetime
     redemptions_by_you: int
     remaining_for_you: int
+    code: str = Field(description="Show this at the desk: it works once, while the offer is valid.")
+
+
+class CodeCheck(BaseModel):
+    """What the desk sees for a redemption code."""
+
+    code: str
+    offer_id: uuid.UUID
+    offer_title: str
+    redeemed_at: datetime
+    used_at: datetime | None
+    valid_now: bool = Field(description="Not used yet and the offer still valid: accept it.")
 
 
 class RedeemRequest(StrictModel):

@@ -15,7 +15,7 @@ from app.core.subject import SubjectRef
 from app.notifications import service as notifications_service
 from app.notifications.models import Urgency
 from app.notifications.schemas import NotificationPayload
-from app.rules import repository
+from app.rules import reasons, repository
 from app.rules.models import DecisionKind, Reason
 from app.rules.schemas import BroadcastCreate
 from app.rules.windows import effective_prefs, quiet_until
@@ -45,6 +45,7 @@ async def broadcast(
     broadcast_id = uuid.uuid4()
     items = []
     decisions: list[tuple[SubjectRef, Reason | None]] = []
+    quiet_end: datetime | None = None
     for kind, pid in people:
         who = SubjectRef.of(kind, pid, org)
         prefs = effective_prefs(settings, kind, prefs_rows.get(pid))
@@ -52,8 +53,9 @@ async def broadcast(
         if not body.safety_critical:
             if place.category in prefs.opted_out:
                 reason = Reason.opted_out
-            elif kind == "device" and quiet_until(prefs, now) is not None:
+            elif kind == "device" and (until := quiet_until(prefs, now)) is not None:
                 reason = Reason.quiet_hours
+                quiet_end = max(quiet_end or until, until)
         decisions.append((who, reason))
         items.append(
             notifications_service.Outgoing(
@@ -111,5 +113,7 @@ async def broadcast(
         "recipients": len(people),
         "queued": sum(1 for d in decisions if d[1] is None),
         "suppressed": suppressed,
+        "explanations": {k: reasons.for_staff(Reason(k)) for k in suppressed},
+        "quiet_hours_end": quiet_end,
         "sent_at": now,
     }

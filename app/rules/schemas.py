@@ -142,6 +142,11 @@ class BroadcastRead(BaseModel):
     recipients: int
     queued: int
     suppressed: dict[str, int]
+    explanations: dict[str, str] = Field(description="Each `suppressed` reason in words for staff.")
+    quiet_hours_end: datetime | None = Field(
+        description="Held back for quiet hours: when the last of those people's quiet hours end "
+        "(they are not told later: a broadcast is for now)."
+    )
     sent_at: datetime
 
 

@@ -118,3 +118,66 @@ async def test_the_place_offer_wins_and_every_tap_lands_on_a_page(
     await staff.close()
     for offer in (coffee, printing):  # the shared live server's other libraries: not theirs
         web_server.request("PATCH", f"/v1/offers/{offer['id']}", admin, json={"status": "paused"})
+
+
+async def test_a_redemption_code_is_shown_once_confirmed_and_checked_at_the_desk(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    _, worker_email, worker_password = create_staff(web_server, admin, "editor")
+    at = (-0.35 - secrets.randbelow(1000) / 100_000, 51.44)
+    place = f"Northgate Leisure {secrets.token_hex(2)}"
+    place_id = create_place(web_server, admin, place, "leisure_centre", at)
+    offer = web_server.request(
+        "POST",
+        "/v1/offers",
+        admin,
+        json={
+            "title": "Free swim",
+            "body": "One free swim this week.",
+            "geofence_ids": [place_id],
+            "triggers": ["checkin"],
+            "status": "active",
+            "outside_opening_hours_ok": True,
+        },
+    )
+    context = await resident_context(browser, web_server, at)
+    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
+    await page.get_by_role("button", name="Get started").click()
+    await page.get_by_role("button", name="Check in here").click()
+    card = page.locator(f'#checkin-result article[data-id="{offer["id"]}"]')
+    await card.get_by_role("button", name="Use this offer").click()
+    await expect(card).to_contain_text("Use this offer now?")  # asks first
+    await card.get_by_role("button", name="Not yet").click()
+    await card.get_by_role("button", name="Use this offer").click()
+    await card.get_by_role("button", name="Yes, use it").click()
+    code = (await card.locator(".code").inner_text()).strip()
+    assert len(code) == 6
+    await expect(card).to_contain_text("Used on")
+    await screenshot(page, "app-redemption-code")
+    # the next check-in here shows when it was used, not the button again
+    await page.get_by_role("button", name="Check in here").click()
+    await expect(card.locator(".code")).to_have_text(code)
+    await expect(card.get_by_role("button", name="Use this offer")).to_have_count(0)
+    assert problems.errors == []
+    await context.close()
+
+    staff = await new_context(browser, web_server)
+    console, console_problems = await open_page(staff, "/console/")
+    await sign_in_console(console, worker_email, worker_password)
+    await console.get_by_role("tab", name="Offers").click()
+    await console.get_by_label("Code the resident shows").fill(code.lower())
+    await console.get_by_role("button", name="Check code").click()
+    result = console.locator("#code-result")
+    await expect(result).to_contain_text("Free swim")
+    await result.get_by_role("button", name=f"Accept {code}").click()
+    await expect(result).to_contain_text("Accepted: Free swim")
+    await console.get_by_role("button", name="Check code").click()
+    await expect(result).to_contain_text("Already used on")
+    await expect(result.get_by_role("button")).to_have_count(0)
+    await screenshot(console, "console-redemption-code")
+    assert console_problems.errors == []
+    await staff.close()
+    # a desk tablet asks by GET: used
+    worker = web_server.token(worker_email, worker_password)
+    assert web_server.request("GET", f"/v1/offers/codes/{code}", worker)["valid_now"] is False

@@ -1,7 +1,7 @@
 // Resident / field-worker PWA: device registration or staff sign-in, check-in, push, background
 // location (only while opted in and open), preferences, inbox and a field worker's tasks.
 import { Api, ApiError, announce, fmtDistance, fmtTime, h } from "/static/common/api.js";
-import { detailRoute, openTarget, showDetail } from "/static/app/detail.js";
+import { detailRoute, openTarget, redeemControl, showDetail } from "/static/app/detail.js";
 import { kv } from "/static/app/kv.js";
 
 const api = new Api(window.localStorage, "hereabouts.app.token");
@@ -190,7 +190,7 @@ function renderCheckin(result) {
         h("p", {}, o.body),
         o.url ? h("a", { href: o.url, rel: "noopener", target: "_blank" }, "More") : null,
         " ",
-        h("button", { type: "button", class: "small", onclick: (e) => redeem(o, place, e.currentTarget) }, "Use this offer"),
+        redeemControl(api, o, place),
       ),
     );
   }
@@ -205,15 +205,6 @@ function renderCheckin(result) {
   if (place && !offers.length && !tasks.length) nodes.push(h("p", { class: "muted" }, "Nothing on here for you right now."));
   if ((result.notifications_queued || []).length) nodes.push(h("p", { class: "muted small" }, "We've also sent this to your notifications."));
   out.replaceChildren(...nodes);
-}
-
-async function redeem(offer, place, button) {
-  try {
-    const r = await api.post(`/v1/offers/${offer.id}/redeem`, place ? { geofence_id: place.id } : {});
-    button.replaceWith(h("span", { class: "badge ok" }, r.remaining_for_you > 0 ? `Used · ${r.remaining_for_you} left` : "Used"));
-  } catch (err) {
-    announce(status, err.message, "error");
-  }
 }
 
 // ---------------------------------------------------------------- notifications

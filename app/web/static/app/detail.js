@@ -69,3 +69,55 @@ export async function showDetail(api, box, hash) {
   }
   box.scrollIntoView({ block: "start" });
 }
+
+// ---------------------------------------------------------------- redemption (issue 21)
+// "Use this offer" asks first, in place; the answer is a short code with the time, shown by the
+// button's place, to show at the desk (it works once). The app remembers it on this device, so a
+// later check-in shows "Used on <date>" instead of the button.
+const USED = "hereabouts.app.used.";
+
+export function usedOn(offerId) {
+  try {
+    return JSON.parse(localStorage.getItem(USED + offerId) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function codeCard(used) {
+  return h(
+    "div",
+    { class: "redeemed", role: "status" },
+    h("p", {}, `Used on ${fmtTime(used.at)}. Show this code at the desk:`),
+    h("p", { class: "code" }, used.code),
+  );
+}
+
+export function redeemControl(api, offer, place) {
+  const used = usedOn(offer.id);
+  if (used) return codeCard(used);
+  const box = h("div", { class: "redeem" });
+  const error = h("p", { class: "error", role: "alert" });
+  const ask = () => {
+    box.replaceChildren(
+      h("p", {}, "Use this offer now? Staff will check the code once."),
+      h("button", { type: "button", class: "small", onclick: confirm }, "Yes, use it"),
+      " ",
+      h("button", { type: "button", class: "small secondary", onclick: reset }, "Not yet"),
+      error,
+    );
+  };
+  const reset = () => box.replaceChildren(h("button", { type: "button", class: "small", onclick: ask }, "Use this offer"));
+  async function confirm() {
+    try {
+      const r = await api.post(`/v1/offers/${offer.id}/redeem`, place ? { geofence_id: place.id } : {});
+      const record = { code: r.code, at: r.redeemed_at };
+      localStorage.setItem(USED + offer.id, JSON.stringify(record));
+      box.replaceChildren(codeCard(record));
+    } catch (err) {
+      error.textContent = err.message; // beside the button, not at the top of the page
+    }
+  }
+  reset();
+  return box;
+}
