@@ -12,7 +12,7 @@
   `used_at` and `used_by` (the staff member who accepted it).
 
 Revision ID: 0023
-Revises: 0026
+Revises: 0029
 Create Date: 2026-12-03 11:30:00+00:00
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023"
-down_revision: str | None = "0026"
+down_revision: str | None = "0029"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
