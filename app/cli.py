@@ -431,7 +431,7 @@ def demo_load() -> None:
 @demo_app.command("walk")
 def demo_walk() -> None:
     """Replay a resident's walk and a field worker's round; print what was queued and why."""
-    from app.rules.demo import demo_walk as walk
+    from app.demo_walk import demo_walk as walk
 
     url = _database_url()
     _upgrade(url)
@@ -570,21 +570,20 @@ def worker(
         bool, typer.Option(help="Evaluate pings acknowledged with 202 (the ping queue).")
     ] = True,
 ) -> None:
-    """Run a push delivery worker and a ping evaluator (any number may run side by side)."""
+    """Run a push delivery worker, the scheduled jobs and a ping evaluator (any number may run;
+    they share the outbox and the ping queue safely, and each job runs in one process at a time)."""
     import signal
 
     from app.core.db import create_engine
     from app.notifications.worker import run_worker
     from app.presence.evaluator import run_evaluator
     from app.rules import service as rules_service
+    from app.scheduled import run_scheduled_jobs
 
     settings = get_settings()
     if concurrency:
         settings = settings.model_copy(update={"push_worker_concurrency": concurrency})
     url = _database_url()
-    # the evaluated events go through the notification rules, as in the API process
-    rules_service.install(settings)
-    rules_service.register()
 
     async def main_async() -> None:
         engine = create_engine(settings, url)
@@ -596,9 +595,11 @@ def worker(
         if push:
             parts.append(run_worker(settings, engine, stop))
         if pings:
-            parts.append(run_evaluator(settings, engine, stop))
+            # the evaluated events go through the notification rules, as in the API process
+            hook = rules_service.event_hook(settings)
+            parts.append(run_evaluator(settings, engine, stop, on_events=hook))
         try:
-            await asyncio.gather(*parts)
+            await asyncio.gather(*parts, run_scheduled_jobs(settings, engine, stop))
         finally:
             await engine.dispose()
 

@@ -14,10 +14,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.accounts.router import router as accounts_router
 from app.accounts.tokens import DeviceTokenCache
-from app.audit.router import router as audit_router
 from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core import types as core_types
+from app.core.background import InProcess
 from app.core.config import Settings, get_settings
 from app.core.datadir import exit_with_parent
 from app.core.db import create_engine, create_sessionmaker
@@ -31,19 +31,20 @@ from app.core.ratelimit import RateLimiter
 from app.geofences.router import router as geofences_router
 from app.ingest.router import router as ingest_router
 from app.notifications.router import router as notifications_router
-from app.notifications.worker import InProcessWorker
+from app.notifications.worker import run_worker
 from app.offers.router import router as offers_router
 from app.open311 import service as open311_service
 from app.open311.router import georeport as open311_georeport_router
 from app.open311.router import router as open311_router
 from app.presence.acks import AckGroups
-from app.presence.evaluator import InProcessEvaluator
+from app.presence.evaluator import run_evaluator
 from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
 from app.privacy.router import router as privacy_router
 from app.rules import service as rules_service
 from app.rules.router import router as rules_router
+from app.scheduled import run_scheduled_jobs
 from app.tasks.router import me_router as my_tasks_router
 from app.tasks.router import router as tasks_router
 from app.web.router import install_web
@@ -61,14 +62,23 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         app.state.engine = db_engine
         app.state.sessionmaker = create_sessionmaker(db_engine)
         await maintain_on_startup(app.state.sessionmaker, settings)
-        push_worker = (
-            InProcessWorker(settings, db_engine) if settings.run_worker_in_process else None
-        )
-        evaluator = (
-            InProcessEvaluator(settings, db_engine)
-            if settings.run_ping_evaluator_in_process
-            else None
-        )
+        background: list[InProcess] = []
+        if settings.run_worker_in_process:
+            background = [
+                InProcess("push worker", lambda stop: run_worker(settings, db_engine, stop)),
+                InProcess(
+                    "scheduled jobs", lambda stop: run_scheduled_jobs(settings, db_engine, stop)
+                ),
+            ]
+        if settings.run_ping_evaluator_in_process:
+            background.append(
+                InProcess(
+                    "ping evaluator",
+                    lambda stop: run_evaluator(
+                        settings, db_engine, stop, on_events=rules_service.event_hook(settings)
+                    ),
+                )
+            )
         tokens_task = None
         if settings.device_token_cache_entries > 0:
             app.state.device_tokens = DeviceTokenCache(settings.device_token_cache_entries)
@@ -81,10 +91,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 with contextlib.suppress(asyncio.CancelledError):
                     await tokens_task
                 del app.state.device_tokens
-            if evaluator is not None:
-                await evaluator.stop()
-            if push_worker is not None:
-                await push_worker.stop()
+            for loop in background:
+                await loop.stop()
             if owns_engine:
                 await db_engine.dispose()
 
@@ -99,11 +107,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter()
-    app.state.ping_groups = PingGroups(settings)
+    # the rules decide on every ping batch's events, in its transaction (presence never
+    # imports rules: the hook is handed over here)
+    app.state.ping_groups = PingGroups(settings, on_events=rules_service.event_hook(settings))
     app.state.ack_groups = AckGroups(settings)
-    rules_service.install(settings)
     core_types.install(settings)
-    rules_service.register()
     open311_service.register(settings)
     if engine is not None:
         app.state.engine = engine
@@ -117,7 +125,6 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(checkins_router)
     app.include_router(ops_router)
     app.include_router(accounts_router)
-    app.include_router(audit_router)
     app.include_router(geofences_router)
     app.include_router(offers_router)
     app.include_router(tasks_router)

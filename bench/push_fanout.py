@@ -131,6 +131,7 @@ async def _prepare(
     settings: Settings,
     url: str,
     port: int,
+    *,
     people: int,
     subs: int,
     per_person: int,
@@ -420,7 +421,15 @@ def main() -> None:
             procs.extend(_worker_processes(args.processes, settings, url, pem))
             time.sleep(6)
         sub_infos, enqueue_s = asyncio.run(
-            _prepare(settings, url, fake_port, args.people, args.subs, args.per_person, keys)
+            _prepare(
+                settings,
+                url,
+                fake_port,
+                people=args.people,
+                subs=args.subs,
+                per_person=args.per_person,
+                keys=keys,
+            )
         )
         fake0 = _fake_stats(fake_port)
         c0 = cpu()

@@ -20,3 +20,8 @@ class Principal(SubjectRef):
     @property
     def is_staff(self) -> bool:
         return self.kind == "staff"
+
+    @property
+    def email(self) -> str | None:
+        """A staff caller's email (residents have none)."""
+        return self.staff.email if self.staff else None

@@ -1,22 +1,36 @@
-"""`record(...)` is called by every service that changes organisation data on a staff request."""
+"""`record(...)` is called by every router that changes organisation data on a staff request.
+
+The audit log sits below the other domains: it imports none of them. Its reader, the admin's
+`GET /v1/audit`, is served by `app.accounts.router` with the other admin endpoints.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.principal import Principal
 from app.audit import repository
 from app.audit.models import AuditEntry
 from app.core.pagination import PageParams, trim_page
 
 
+class Actor(Protocol):
+    """Who made a change (`app.accounts.principal.Principal` is one)."""
+
+    @property
+    def organisation_id(self) -> uuid.UUID: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def email(self) -> str | None: ...
+
+
 async def record(
     session: AsyncSession,
-    principal: Principal,
+    principal: Actor,
     action: str,
     entity_type: str,
     entity_id: uuid.UUID | None,
@@ -28,7 +42,7 @@ async def record(
         AuditEntry(
             organisation_id=principal.organisation_id,
             actor_id=principal.id,
-            actor_email=principal.staff.email if principal.staff else None,
+            actor_email=principal.email,
             action=action,
             entity_type=entity_type,
             entity_id=entity_id,

@@ -6,18 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey
-from app.core.subject import OWNER_CHECK
+from app.core.subject import PersonOwned, owner_check
 
 
-class CheckIn(UUIDPrimaryKey, Base):
+class CheckIn(UUIDPrimaryKey, PersonOwned, Base):
     __tablename__ = "checkins"
     __table_args__ = (
-        CheckConstraint(OWNER_CHECK, name="exactly_one_subject"),
+        owner_check("exactly_one_subject"),
         Index("ix_checkins_device_recorded", "device_id", "recorded_at"),
         Index("ix_checkins_staff_recorded", "staff_user_id", "recorded_at"),
         Index("ix_checkins_geofence_recorded", "geofence_id", "recorded_at"),
@@ -26,12 +26,6 @@ class CheckIn(UUIDPrimaryKey, Base):
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE")
-    )
-    device_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), default=None
-    )
-    staff_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), default=None
     )
     geofence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("geofences.id", ondelete="CASCADE"))
     lon: Mapped[float] = mapped_column(Float)

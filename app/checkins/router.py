@@ -107,6 +107,7 @@ def _zone(tz: str) -> str:
 
 @router.get("/geofences/{geofence_id}/checkins/stats", response_model=CheckInStats)
 async def checkin_stats(
+    *,
     session: Session,
     settings: AppSettings,
     staff: EditorUser,

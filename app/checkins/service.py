@@ -357,8 +357,7 @@ async def get_checkin(
     checkin = await repository.get(session, principal.organisation_id, checkin_id)
     if checkin is None:
         raise CheckInNotFound()
-    owner = checkin.device_id if principal.kind == "device" else checkin.staff_user_id
-    if principal.kind == "device" and owner != principal.id:
+    if principal.kind == "device" and not checkin.owned_by(principal):
         raise CheckInNotFound()
     if principal.role is Role.field_worker and checkin.staff_user_id != principal.id:
         raise CheckInNotFound()

@@ -104,18 +104,7 @@ class BodyLimitMiddleware:
         body = _problem_bytes(
             413, "Payload too large", f"The request body exceeds {self.max_bytes} bytes."
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_problem(send, 413, body, close=True)
 
 
 _JSON_NUL = b"\\u0000"
@@ -201,17 +190,19 @@ class NulByteMiddleware:
             code="validation",
             errors=[{"loc": [where], "field": "", "msg": "contains NUL", "type": "nul_character"}],
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 422,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_problem(send, 422, body)
+
+
+async def _send_problem(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    """A problem+json answer straight from the middleware (the app never sees the request)."""
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _route_template(scope: Scope) -> str:

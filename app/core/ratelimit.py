@@ -116,16 +116,20 @@ def rate_limited(scope: str) -> Callable[[Request], Awaitable[None]]:
         key = caller_key(request)
         if key is not None:
             waits.append(limiter.hit(f"{scope}:caller", key, per_caller))
-        wait = max(waits)
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise TooManyRequests(
-                f"Too many requests; retry in {seconds} s.",
-                headers={"Retry-After": str(seconds)},
-                extra={"retry_after_s": seconds},
-            )
+        refuse_if_waiting(max(waits))
 
     return check
+
+
+def refuse_if_waiting(wait: float) -> None:
+    """429 with `Retry-After` (whole seconds, at least 1) when a bucket says to wait."""
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"Too many requests; retry in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+            extra={"retry_after_s": seconds},
+        )
 
 
 def login_throttle_key(username: str) -> str:

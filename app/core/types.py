@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, AwareDatetime, Field, StrictBool
 
 from app.core.config import Environment, Settings
+from app.core.errors import Unprocessable
 
 MIN_DATETIME = datetime(1900, 1, 1, tzinfo=UTC)
 MAX_DATETIME = datetime(3000, 1, 1, tzinfo=UTC)
@@ -50,6 +51,13 @@ def install(settings: Settings) -> None:
 
 
 # --------------------------------------------------------------------------- datetimes
+
+
+def require_offset(name: str, value: datetime | None) -> datetime | None:
+    """A query parameter's datetime, refused (422) without a time zone offset."""
+    if value is not None and value.utcoffset() is None:
+        raise Unprocessable(f"`{name}` needs a time zone offset.", extra={"field": name})
+    return value
 
 
 def check_datetime(value: datetime) -> datetime:

@@ -102,6 +102,7 @@ async def create_geofence(
 
 @router.get("", response_model=GeofencePage, responses=GeoJSONResponses)
 async def list_geofences(
+    *,
     request: Request,
     session: Session,
     principal: CurrentPrincipal,

@@ -329,19 +329,26 @@ async def resolve(
 # --------------------------------------------------------------------------- output
 
 
+def _public_properties(geofence: Geofence) -> dict[str, Any]:
+    """What anyone may see of a place; staff see these and more (`to_read`)."""
+    return {
+        "name": geofence.name,
+        "category": geofence.category,
+        "tags": list(geofence.tags),
+        "radius_m": geofence.radius_m,
+        "trigger_distance_m": geofence.trigger_distance_m,
+        "dwell_s": geofence.dwell_s,
+        "opening_hours": geofence.opening_hours,
+    }
+
+
 def to_read(geofence: Geofence, at: datetime | None = None) -> GeofenceRead:
     return GeofenceRead(
         id=geofence.id,
         geometry=_output_geometry(geofence),
         properties=GeofencePropertiesRead(
-            name=geofence.name,
-            category=geofence.category,
+            **_public_properties(geofence),
             external_id=geofence.external_id,
-            tags=list(geofence.tags),
-            radius_m=geofence.radius_m,
-            trigger_distance_m=geofence.trigger_distance_m,
-            dwell_s=geofence.dwell_s,
-            opening_hours=geofence.opening_hours,
             active_from=geofence.active_from,
             active_until=geofence.active_until,
             active=is_active(geofence, at),
@@ -356,15 +363,7 @@ def to_public_read(geofence: Geofence) -> GeofencePublicRead:
     return GeofencePublicRead(
         id=geofence.id,
         geometry=_output_geometry(geofence),
-        properties=GeofencePublicProperties(
-            name=geofence.name,
-            category=geofence.category,
-            tags=list(geofence.tags),
-            radius_m=geofence.radius_m,
-            trigger_distance_m=geofence.trigger_distance_m,
-            dwell_s=geofence.dwell_s,
-            opening_hours=geofence.opening_hours,
-        ),
+        properties=GeofencePublicProperties(**_public_properties(geofence)),
     )
 
 
@@ -385,21 +384,13 @@ class _Candidate:
 
 
 def _feature_error(index: int, external_id: str | None, exc: Exception) -> ImportError_:
-    if isinstance(exc, InvalidGeofence):
+    if isinstance(exc, InvalidGeofence | GeoError):
         return ImportError_(
             index=index,
             external_id=external_id,
             reason=exc.reason,
             field=exc.field,
-            detail=exc.detail,
-        )
-    if isinstance(exc, GeoError):
-        return ImportError_(
-            index=index,
-            external_id=external_id,
-            reason=exc.reason,
-            field=exc.field,
-            detail=exc.message,
+            detail=exc.detail if isinstance(exc, InvalidGeofence) else exc.message,
         )
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]

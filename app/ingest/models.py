@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, String, func
+from sqlalchemy import Float, ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey
-from app.core.subject import OWNER_CHECK
+from app.core.subject import PersonOwned, owner_check
 
 
-class IngestKey(UUIDPrimaryKey, Base):
+class IngestKey(UUIDPrimaryKey, PersonOwned, Base):
     """A per-device key for apps that can only put a credential in the URL (Traccar Client).
 
     Only its SHA-256 is stored; it belongs to exactly one resident device or field worker and
@@ -20,17 +20,12 @@ class IngestKey(UUIDPrimaryKey, Base):
     """
 
     __tablename__ = "ingest_keys"
-    __table_args__ = (CheckConstraint(OWNER_CHECK, name="one_subject"),)
+    __table_args__ = (owner_check("one_subject"),)
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
-    device_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), index=True, default=None
-    )
-    staff_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True, default=None
-    )
+    owner_indexed = True  # device_id, staff_user_id (PersonOwned), each indexed
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -38,18 +33,13 @@ class IngestKey(UUIDPrimaryKey, Base):
     __mapper_args__ = {"eager_defaults": True}  # created_at comes back with the INSERT
 
 
-class WaypointAnchor(Base):
+class WaypointAnchor(PersonOwned, Base):
     """Where the last `setWaypoints` was sent to a subject's OwnTracks app (one row each)."""
 
     __tablename__ = "ingest_waypoint_anchors"
 
     subject_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    device_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), index=True, default=None
-    )
-    staff_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True, default=None
-    )
+    owner_indexed = True  # device_id, staff_user_id (PersonOwned), each indexed
     lon: Mapped[float] = mapped_column(Float)
     lat: Mapped[float] = mapped_column(Float)
     sent_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -21,8 +21,8 @@ from app.accounts.models import Role
 from app.accounts.principal import Principal
 from app.core.db import Session
 from app.core.deps import AppSettings
-from app.core.errors import Forbidden, HereaboutsError, TooManyRequests
-from app.core.ratelimit import RateLimiter, Rule, rate_limited
+from app.core.errors import Forbidden, HereaboutsError
+from app.core.ratelimit import RateLimiter, Rule, rate_limited, refuse_if_waiting
 from app.ingest import service
 from app.ingest.dependencies import credential_from_header, subject_for
 from app.ingest.errors import BadIngestPayload, InvalidIngestCredentials
@@ -150,14 +150,7 @@ def _limit_key(request: Request, key: str) -> None:
     limiter: RateLimiter = request.app.state.rate_limiter
     rate = settings.rate_limit_per_caller_per_minute.get("ingest", 600.0)
     digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
-    wait = limiter.hit("ingest:caller", digest, Rule(rate, max(1, math.ceil(rate))))
-    if wait > 0:
-        seconds = max(1, math.ceil(wait))
-        raise TooManyRequests(
-            f"Too many requests; retry in {seconds} s.",
-            headers={"Retry-After": str(seconds)},
-            extra={"retry_after_s": seconds},
-        )
+    refuse_if_waiting(limiter.hit("ingest:caller", digest, Rule(rate, max(1, math.ceil(rate)))))
 
 
 _TRACCAR: dict[str, Any] = {

@@ -53,11 +53,6 @@ _INT32_MAX = 2**31 - 1
 # --- ingest keys ------------------------------------------------------------------------------
 
 
-def owner(subject: Subject) -> SubjectRef:
-    """The pings' subject as the owner of a row (`device_id` / `staff_user_id`)."""
-    return SubjectRef.of(subject.kind.value, subject.id, subject.organisation_id)
-
-
 def new_ingest_key() -> str:
     return INGEST_KEY_PREFIX + secrets.token_urlsafe(32)
 
@@ -69,7 +64,7 @@ async def create_key(
     key = new_ingest_key()
     row = IngestKey(
         organisation_id=subject.organisation_id,
-        **owner(subject).owner_columns(),
+        **subject.ref.owner_columns(),
         key_hash=hash_token(key),
         label=label,
     )
@@ -90,10 +85,8 @@ async def subject_for_key(session: AsyncSession, key: str) -> Subject | None:
     row = await repository.key_by_hash(session, hash_token(key))
     if row is None:
         return None
-    if row.device_id is not None:
-        return Subject(SubjectKind.device, row.device_id, row.organisation_id)
-    assert row.staff_user_id is not None
-    return Subject(SubjectKind.staff, row.staff_user_id, row.organisation_id)
+    who = SubjectRef.owning(row.device_id, row.staff_user_id, row.organisation_id)
+    return Subject(SubjectKind(who.kind), who.id, who.organisation_id)
 
 
 # --- shared mapping ---------------------------------------------------------------------------
@@ -105,6 +98,34 @@ class Parsed:
 
     pings: list[PingInput] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
+
+    def add_fix(
+        self,
+        where: str,
+        prefix: str,
+        *,
+        lon: float | None,
+        lat: float | None,
+        at: datetime | None,
+        accuracy: Any,
+        speed_mps: float | None,
+        heading: Any,
+        valid: bool = True,
+    ) -> None:
+        """One position as a ping, or why it was refused (checked in this order, the same for
+        every app): coordinates, then time, then the app's own validity flag."""
+        if lon is None or lat is None:
+            reason = "coordinates_not_numbers"
+        elif at is None:
+            reason = "bad_timestamp"
+        elif not valid:
+            reason = "invalid_fix"
+        else:
+            self.pings.append(
+                _ping(prefix, at, lon, lat, accuracy=accuracy, speed_mps=speed_mps, heading=heading)
+            )
+            return
+        self.rejected.append({"id": where, "reason": reason})
 
 
 def ping_id(prefix: str, recorded_at: datetime, lon: float, lat: float) -> str:
@@ -186,25 +207,16 @@ def parse_overland(body: Any, max_batch: int) -> tuple[Parsed, int]:
         ):
             out.rejected.append({"id": where, "reason": "not_a_point_feature"})
             continue
-        lon, lat = _number(coords[0]), _number(coords[1])
-        if lon is None or lat is None:
-            out.rejected.append({"id": where, "reason": "coordinates_not_numbers"})
-            continue
         props = props if isinstance(props, dict) else {}
-        at = _iso(props.get("timestamp"))
-        if at is None:
-            out.rejected.append({"id": where, "reason": "bad_timestamp"})
-            continue
-        out.pings.append(
-            _ping(
-                "ov",
-                at,
-                lon,
-                lat,
-                props.get("horizontal_accuracy"),
-                _number(props.get("speed")),
-                props.get("course"),
-            )
+        out.add_fix(
+            where,
+            "ov",
+            lon=_number(coords[0]),
+            lat=_number(coords[1]),
+            at=_iso(props.get("timestamp")),
+            accuracy=props.get("horizontal_accuracy"),
+            speed_mps=_number(props.get("speed")),
+            heading=props.get("course"),
         )
     return out, len(features)
 
@@ -214,6 +226,7 @@ def _ping(
     at: datetime,
     lon: float,
     lat: float,
+    *,
     accuracy: Any,
     speed_mps: float | None,
     heading: Any,
@@ -244,26 +257,16 @@ def parse_owntracks(messages: list[Any]) -> Parsed:
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or msg.get("_type") not in POSITION_TYPES:
             continue
-        where = f"{i}:{msg['_type']}"
-        lon, lat = _number(msg.get("lon")), _number(msg.get("lat"))
-        if lon is None or lat is None:
-            out.rejected.append({"id": where, "reason": "coordinates_not_numbers"})
-            continue
         tst = _finite(msg.get("tst"))
-        at = _epoch(tst) if tst is not None else None
-        if at is None:
-            out.rejected.append({"id": where, "reason": "bad_timestamp"})
-            continue
-        out.pings.append(
-            _ping(
-                "ot",
-                at,
-                lon,
-                lat,
-                msg.get("acc"),
-                _scaled(_number(msg.get("vel")), KMH_TO_MPS),
-                msg.get("cog"),
-            )
+        out.add_fix(
+            f"{i}:{msg['_type']}",
+            "ot",
+            lon=_number(msg.get("lon")),
+            lat=_number(msg.get("lat")),
+            at=_epoch(tst) if tst is not None else None,
+            accuracy=msg.get("acc"),
+            speed_mps=_scaled(_number(msg.get("vel")), KMH_TO_MPS),
+            heading=msg.get("cog"),
         )
     return out
 
@@ -298,7 +301,7 @@ async def waypoints_for(
     places = await repository.nearest_places(
         session, subject.organisation_id, lon, lat, now, WAYPOINT_LIMIT
     )
-    await repository.set_anchor(session, owner(subject), lon=lon, lat=lat, at=now)
+    await repository.set_anchor(session, subject.ref, lon=lon, lat=lat, at=now)
     return {
         "_type": "cmd",
         "action": "setWaypoints",
@@ -342,26 +345,17 @@ def parse_traccar_fields(fields: Mapping[str, Any], now: datetime) -> TraccarMes
     raw_key = fields.get("id") or fields.get("deviceid")
     key = raw_key if isinstance(raw_key, str) else None
     out = Parsed()
-    lon, lat = _number(fields.get("lon")), _number(fields.get("lat"))
-    at = _traccar_time(fields.get("timestamp"), now)
-    if lon is None or lat is None:
-        out.rejected.append({"id": "location", "reason": "coordinates_not_numbers"})
-    elif at is None:
-        out.rejected.append({"id": "location", "reason": "bad_timestamp"})
-    elif str(fields.get("valid", "true")).lower() in ("false", "0"):
-        out.rejected.append({"id": "location", "reason": "invalid_fix"})
-    else:
-        out.pings.append(
-            _ping(
-                "tc",
-                at,
-                lon,
-                lat,
-                fields.get("accuracy"),
-                _scaled(_number(fields.get("speed")), KNOTS_TO_MPS),
-                fields.get("bearing", fields.get("heading")),
-            )
-        )
+    out.add_fix(
+        "location",
+        "tc",
+        lon=_number(fields.get("lon")),
+        lat=_number(fields.get("lat")),
+        at=_traccar_time(fields.get("timestamp"), now),
+        accuracy=fields.get("accuracy"),
+        speed_mps=_scaled(_number(fields.get("speed")), KNOTS_TO_MPS),
+        heading=fields.get("bearing", fields.get("heading")),
+        valid=str(fields.get("valid", "true")).lower() not in ("false", "0"),
+    )
     return TraccarMessage(key, out)
 
 
@@ -377,24 +371,16 @@ def parse_traccar_json(body: Any, now: datetime) -> TraccarMessage:
     if not isinstance(location, dict) or not isinstance(coords, dict):
         out.rejected.append({"id": "location", "reason": "coordinates_not_numbers"})
         return TraccarMessage(key, out)
-    lon, lat = _number(coords.get("longitude")), _number(coords.get("latitude"))
-    at = _iso(location.get("timestamp"), naive_is_utc=True)
-    if lon is None or lat is None:
-        out.rejected.append({"id": "location", "reason": "coordinates_not_numbers"})
-    elif at is None:
-        out.rejected.append({"id": "location", "reason": "bad_timestamp"})
-    else:
-        out.pings.append(
-            _ping(
-                "tc",
-                at,
-                lon,
-                lat,
-                coords.get("accuracy"),
-                _number(coords.get("speed")),
-                coords.get("heading"),
-            )
-        )
+    out.add_fix(
+        "location",
+        "tc",
+        lon=_number(coords.get("longitude")),
+        lat=_number(coords.get("latitude")),
+        at=_iso(location.get("timestamp"), naive_is_utc=True),
+        accuracy=coords.get("accuracy"),
+        speed_mps=_number(coords.get("speed")),
+        heading=coords.get("heading"),
+    )
     return TraccarMessage(key, out)
 
 

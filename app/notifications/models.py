@@ -7,12 +7,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, Timestamps, UUIDPrimaryKey
-from app.core.subject import OWNER_CHECK
+from app.core.subject import PersonOwned, owner_check
 
 
 class Urgency(StrEnum):
@@ -38,24 +38,18 @@ class DeliveryStatus(StrEnum):
     dead = "dead"
 
 
-class PushSubscription(UUIDPrimaryKey, Timestamps, Base):
+class PushSubscription(UUIDPrimaryKey, Timestamps, PersonOwned, Base):
     """A browser's PushSubscription, owned by exactly one device or staff user."""
 
     __tablename__ = "push_subscriptions"
     __table_args__ = (
-        CheckConstraint(OWNER_CHECK, name="one_owner"),
+        owner_check("one_owner"),
         Index("ix_push_subscriptions_device", "device_id"),
         Index("ix_push_subscriptions_staff_user", "staff_user_id"),
     )
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
-    device_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), default=None
-    )
-    staff_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), default=None
     )
     endpoint: Mapped[str] = mapped_column(Text, unique=True)
     origin: Mapped[str] = mapped_column(String(300))
@@ -65,24 +59,18 @@ class PushSubscription(UUIDPrimaryKey, Timestamps, Base):
     user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
 
 
-class Notification(UUIDPrimaryKey, Base):
+class Notification(UUIDPrimaryKey, PersonOwned, Base):
     """One message for one person: the inbox entry, whether or not a push was sent."""
 
     __tablename__ = "notifications"
     __table_args__ = (
-        CheckConstraint(OWNER_CHECK, name="one_owner"),
+        owner_check("one_owner"),
         Index("ix_notifications_device_created", "device_id", "created_at"),
         Index("ix_notifications_staff_user_created", "staff_user_id", "created_at"),
     )
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
-    device_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), default=None
-    )
-    staff_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), default=None
     )
     kind: Mapped[str] = mapped_column(String(40))
     title: Mapped[str] = mapped_column(String(200))

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Select, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,8 +19,20 @@ NOTIFY_CHANNEL = "hereabouts_outbox"
 
 
 def _owner_filter(model: type[PushSubscription] | type[Notification], who: Recipient) -> Any:
-    column = model.device_id if who.kind == "device" else model.staff_user_id
-    return (column == who.id) & (model.organisation_id == who.organisation_id)
+    return (model.owner_column(who.kind) == who.id) & (model.organisation_id == who.organisation_id)
+
+
+_Owned = TypeVar("_Owned", PushSubscription, Notification)
+
+
+async def _own(
+    session: AsyncSession, model: type[_Owned], who: Recipient, row_id: uuid.UUID
+) -> _Owned | None:
+    """The person's own row of this id, or None (someone else's is not found)."""
+    result = await session.execute(
+        select(model).where(_owner_filter(model, who), model.id == row_id)
+    )
+    return result.scalar_one_or_none()
 
 
 # --- subscriptions ---------------------------------------------------------------------------
@@ -54,12 +66,7 @@ async def list_subscriptions(session: AsyncSession, who: Recipient) -> Sequence[
 async def own_subscription(
     session: AsyncSession, who: Recipient, subscription_id: uuid.UUID
 ) -> PushSubscription | None:
-    result = await session.execute(
-        select(PushSubscription).where(
-            _owner_filter(PushSubscription, who), PushSubscription.id == subscription_id
-        )
-    )
-    return result.scalar_one_or_none()
+    return await _own(session, PushSubscription, who, subscription_id)
 
 
 async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> None:
@@ -119,12 +126,7 @@ async def list_notifications(
 async def own_notification(
     session: AsyncSession, who: Recipient, notification_id: uuid.UUID
 ) -> Notification | None:
-    result = await session.execute(
-        select(Notification).where(
-            _owner_filter(Notification, who), Notification.id == notification_id
-        )
-    )
-    return result.scalar_one_or_none()
+    return await _own(session, Notification, who, notification_id)
 
 
 async def mark_opened(session: AsyncSession, notification_id: uuid.UUID) -> None:

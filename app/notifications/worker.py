@@ -365,33 +365,8 @@ class DeliveryWorker:
 
 async def run_worker(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
     """Run one worker until `stop` is set (the CLI and the API lifespan use this)."""
-    from app.privacy.worker import purge_loop
-
     worker = DeliveryWorker(settings, engine)
     task = asyncio.create_task(worker.run())
-    purge_task = asyncio.create_task(purge_loop(settings, engine, stop), name="retention-purge")
     await stop.wait()
     worker.stop()
     await task
-    await purge_task
-
-
-class InProcessWorker:
-    """The worker the API process runs next to itself (`run_worker_in_process`)."""
-
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self._run(settings, engine), name="push-worker")
-
-    async def _run(self, settings: Settings, engine: AsyncEngine) -> None:
-        try:
-            await run_worker(settings, engine, self._stop)
-        except Exception:
-            logger.exception("the in-process delivery worker stopped")
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        try:
-            await asyncio.wait_for(self._task, timeout)
-        except TimeoutError:
-            self._task.cancel()

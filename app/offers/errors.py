@@ -29,3 +29,11 @@ class RedemptionLimitReached(Conflict):
 
 class OfferExhausted(Conflict):
     code, title = "offer-exhausted", "Offer exhausted"
+
+
+class CodeNotFound(NotFound):
+    code, title = "code-not-found", "No such redemption code"
+
+
+class CodeUsed(Conflict):
+    code, title = "code-used", "Redemption code already used"

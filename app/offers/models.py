@@ -30,6 +30,7 @@ TITLE_MAX = 80
 # before that; 240 characters shows in full on Android, iOS and desktop notification centres.
 BODY_MAX = 240
 URL_MAX = 2048
+TOLD_COOLDOWN_DEFAULT_S = 604_800  # a person is told about the same offer at most once a week
 
 
 class Trigger(StrEnum):
@@ -82,6 +83,7 @@ class Offer(UUIDPrimaryKey, Timestamps, Base):
             name="time_window",
         ),
         CheckConstraint("max_per_person >= 1", name="max_per_person"),
+        CheckConstraint("told_max IS NULL OR told_max >= 1", name="told_max"),
         CheckConstraint("max_total IS NULL OR max_total >= 1", name="max_total"),
         CheckConstraint("cooldown_s >= 0", name="cooldown"),
     )
@@ -104,8 +106,13 @@ class Offer(UUIDPrimaryKey, Timestamps, Base):
     outside_opening_hours_ok: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false")
     )
-    cooldown_s: Mapped[int] = mapped_column(Integer, default=86_400)
+    # told: at most `told_max` pushes per person (None = no count cap), `cooldown_s` apart
+    cooldown_s: Mapped[int] = mapped_column(Integer, default=TOLD_COOLDOWN_DEFAULT_S)
+    told_max: Mapped[int | None] = mapped_column(Integer, default=None)
+    # redeem: at most `max_per_person` redemptions per device
     max_per_person: Mapped[int] = mapped_column(Integer, default=1)
+    # among equally specific offers at a place, the higher priority wins the push (then newest)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     max_total: Mapped[int | None] = mapped_column(Integer, default=None)
     audience: Mapped[str] = mapped_column(String(16), default=Audience.residents.value)
     status: Mapped[str] = mapped_column(String(16), default=OfferStatus.draft.value)
@@ -126,7 +133,10 @@ class Offer(UUIDPrimaryKey, Timestamps, Base):
 
 class OfferRedemption(UUIDPrimaryKey, Base):
     __tablename__ = "offer_redemptions"
-    __table_args__ = (Index("ix_offer_redemptions_offer_device", "offer_id", "device_id"),)
+    __table_args__ = (
+        Index("ix_offer_redemptions_offer_device", "offer_id", "device_id"),
+        Index("ux_offer_redemptions_org_code", "organisation_id", "code", unique=True),
+    )
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE")
@@ -137,3 +147,9 @@ class OfferRedemption(UUIDPrimaryKey, Base):
         ForeignKey("geofences.id", ondelete="SET NULL"), default=None
     )
     redeemed_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    # the short single-use code the resident shows at the desk (None: redeemed before codes)
+    code: Mapped[str | None] = mapped_column(String(8), default=None)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)  # the desk accepted it
+    used_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )

@@ -241,6 +241,17 @@ async def list_offers(
     return list((await session.execute(stmt)).scalars())
 
 
+async def redemption_by_code(
+    session: AsyncSession, organisation_id: uuid.UUID, code: str, *, lock: bool = False
+) -> OfferRedemption | None:
+    stmt = select(OfferRedemption).where(
+        OfferRedemption.organisation_id == organisation_id, OfferRedemption.code == code
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def count_redemptions(
     session: AsyncSession, offer_id: uuid.UUID, device_id: uuid.UUID | None = None
 ) -> int:

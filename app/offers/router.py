@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
-from app.accounts.dependencies import CurrentDevice, CurrentPrincipal, EditorUser
+from app.accounts.dependencies import CurrentDevice, CurrentPrincipal, CurrentStaff, EditorUser
 from app.accounts.models import Role
 from app.audit import service as audit_service
 from app.core.db import Session
@@ -18,8 +18,9 @@ from app.core.pagination import Page, Pagination
 from app.offers import service
 from app.offers.dependencies import ManagedOffer
 from app.offers.errors import OfferNotFound
-from app.offers.models import Audience, OfferStatus
+from app.offers.models import Audience, Offer, OfferRedemption, OfferStatus
 from app.offers.schemas import (
+    CodeCheck,
     OfferCreate,
     OfferPublic,
     OfferRead,
@@ -46,6 +47,7 @@ async def create_offer(session: Session, editor: EditorUser, body: OfferCreate) 
 
 @router.get("", response_model=Page[OfferRead] | Page[OfferPublic])
 async def list_offers(
+    *,
     session: Session,
     principal: CurrentPrincipal,
     page: Pagination,
@@ -148,6 +150,39 @@ async def redeem_offer(
         redeemed_at=redemption.redeemed_at,
         redemptions_by_you=mine,
         remaining_for_you=remaining,
+        code=redemption.code or "",
+    )
+
+
+CodePath = Annotated[str, Path(min_length=4, max_length=12, pattern=r"^[A-Za-z0-9 ]+$")]
+
+
+@router.get("/codes/{code}", response_model=CodeCheck)
+async def check_code(session: Session, staff: CurrentStaff, code: CodePath) -> CodeCheck:
+    """Staff (a desk tablet): is this redemption code valid now? Changes nothing."""
+    redemption, offer, ok = await service.check_code(session, staff.organisation_id, code)
+    return _code_check(redemption, offer, ok)
+
+
+@router.post("/codes/{code}/use", response_model=CodeCheck)
+async def use_code(session: Session, staff: CurrentStaff, code: CodePath) -> CodeCheck:
+    """Staff: accept the code at the desk. It works once (409 `code-used` after), only in its
+    organisation (404 elsewhere), and only while the offer is valid (409)."""
+    redemption, offer = await service.use_code(session, staff.organisation_id, code, staff.id)
+    await audit_service.record(
+        session, staff, "offer.code_used", "offer", offer.id, {"code": redemption.code}
+    )
+    return _code_check(redemption, offer, False)
+
+
+def _code_check(redemption: OfferRedemption, offer: Offer, ok: bool) -> CodeCheck:
+    return CodeCheck(
+        code=redemption.code or "",
+        offer_id=offer.id,
+        offer_title=offer.title,
+        redeemed_at=redemption.redeemed_at,
+        used_at=redemption.used_at,
+        valid_now=ok,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -19,6 +19,7 @@ from app.core.types import BoundedAwareDatetime, Flag, SafeUrl
 from app.offers.models import (
     BODY_MAX,
     TITLE_MAX,
+    TOLD_COOLDOWN_DEFAULT_S,
     URL_MAX,
     Audience,
     Offer,
@@ -93,9 +94,25 @@ class OfferCreate(StrictModel):
     valid_until: BoundedAwareDatetime | None = None
     time_window: TimeWindow | None = None
     outside_opening_hours_ok: Flag = False
-    cooldown_s: int = Field(default=86_400, ge=0, le=31_536_000)
-    max_per_person: int = Field(default=1, ge=1, le=1000)
+    cooldown_s: int = Field(
+        default=TOLD_COOLDOWN_DEFAULT_S,
+        ge=0,
+        le=31_536_000,
+        description="Told: at least this long between two pushes of it to one person.",
+    )
+    told_max: int | None = Field(
+        default=None, ge=1, le=1000, description="Told: at most this many pushes per person."
+    )
+    max_per_person: int = Field(
+        default=1, ge=1, le=1000, description="Redeem: at most this many redemptions per device."
+    )
     max_total: int | None = Field(default=None, ge=1, le=10_000_000)
+    priority: int = Field(
+        default=0,
+        ge=-100,
+        le=100,
+        description="Among equally specific offers at a place, the higher wins the push.",
+    )
     audience: Audience = Audience.residents
     status: OfferStatus = OfferStatus.draft
     quiet_hours_policy: QuietHoursPolicy = QuietHoursPolicy.drop
@@ -124,8 +141,10 @@ class OfferUpdate(StrictModel):
     time_window: TimeWindow | None = None
     outside_opening_hours_ok: Flag | None = None
     cooldown_s: int | None = Field(default=None, ge=0, le=31_536_000)
+    told_max: int | None = Field(default=None, ge=1, le=1000)
     max_per_person: int | None = Field(default=None, ge=1, le=1000)
     max_total: int | None = Field(default=None, ge=1, le=10_000_000)
+    priority: int | None = Field(default=None, ge=-100, le=100)
     audience: Audience | None = None
     status: OfferStatus | None = None
     quiet_hours_policy: QuietHoursPolicy | None = None
@@ -140,6 +159,7 @@ class OfferUpdate(StrictModel):
             "outside_opening_hours_ok",
             "cooldown_s",
             "max_per_person",
+            "priority",
             "audience",
             "status",
             "quiet_hours_policy",
@@ -198,8 +218,10 @@ class OfferRead(BaseModel):
     time_window: TimeWindowRead | None
     outside_opening_hours_ok: bool
     cooldown_s: int
+    told_max: int | None
     max_per_person: int
     max_total: int | None
+    priority: int
     audience: Audience
     status: OfferStatus
     quiet_hours_policy: QuietHoursPolicy
@@ -214,6 +236,18 @@ class RedemptionRead(BaseModel):
     redeemed_at: datetime
     redemptions_by_you: int
     remaining_for_you: int
+    code: str = Field(description="Show this at the desk: it works once, while the offer is valid.")
+
+
+class CodeCheck(BaseModel):
+    """What the desk sees for a redemption code."""
+
+    code: str
+    offer_id: uuid.UUID
+    offer_title: str
+    redeemed_at: datetime
+    used_at: datetime | None
+    valid_now: bool = Field(description="Not used yet and the offer still valid: accept it.")
 
 
 class RedeemRequest(StrictModel):
@@ -247,24 +281,33 @@ def _window(offer: Offer) -> TimeWindowRead | None:
     )
 
 
+def _public_fields(offer: Offer) -> dict[str, Any]:
+    """What residents see of an offer; staff see these and more (`offer_read`)."""
+    return {
+        "id": offer.id,
+        "title": offer.title,
+        "body": offer.body,
+        "url": offer.url,
+        "image_url": offer.image_url,
+        "geofence_ids": offer.geofence_ids,
+        "category": offer.category,
+        "valid_from": offer.valid_from,
+        "valid_until": offer.valid_until,
+        "time_window": _window(offer),
+    }
+
+
 def offer_read(offer: Offer) -> OfferRead:
     return OfferRead(
-        id=offer.id,
+        **_public_fields(offer),
         organisation_id=offer.organisation_id,
-        title=offer.title,
-        body=offer.body,
-        url=offer.url,
-        image_url=offer.image_url,
-        geofence_ids=offer.geofence_ids,
-        category=offer.category,
         triggers=[Trigger(t) for t in offer.triggers],
-        valid_from=offer.valid_from,
-        valid_until=offer.valid_until,
-        time_window=_window(offer),
         outside_opening_hours_ok=offer.outside_opening_hours_ok,
         cooldown_s=offer.cooldown_s,
+        told_max=offer.told_max,
         max_per_person=offer.max_per_person,
         max_total=offer.max_total,
+        priority=offer.priority,
         audience=Audience(offer.audience),
         status=OfferStatus(offer.status),
         quiet_hours_policy=QuietHoursPolicy(offer.quiet_hours_policy),
@@ -276,15 +319,6 @@ def offer_read(offer: Offer) -> OfferRead:
 
 def offer_public(offer: Offer, distance_m: float | None = None) -> OfferPublic:
     return OfferPublic(
-        id=offer.id,
-        title=offer.title,
-        body=offer.body,
-        url=offer.url,
-        image_url=offer.image_url,
-        geofence_ids=offer.geofence_ids,
-        category=offer.category,
-        valid_from=offer.valid_from,
-        valid_until=offer.valid_until,
-        time_window=_window(offer),
+        **_public_fields(offer),
         distance_m=None if distance_m is None else round(distance_m, 1),
     )

@@ -6,6 +6,7 @@ Services flush, never commit. The notification rules (enter/dwell/nearby) and ch
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,8 @@ from app.geofences.models import Geofence
 from app.notifications import service as notifications_service
 from app.offers import repository
 from app.offers.errors import (
+    CodeNotFound,
+    CodeUsed,
     InvalidOffer,
     OfferEnded,
     OfferExhausted,
@@ -130,7 +133,9 @@ async def create_offer(
         valid_until=data.valid_until,
         outside_opening_hours_ok=data.outside_opening_hours_ok,
         cooldown_s=data.cooldown_s,
+        told_max=data.told_max,
         max_per_person=data.max_per_person,
+        priority=data.priority,
         max_total=data.max_total,
         audience=data.audience.value,
         status=data.status.value,
@@ -309,9 +314,70 @@ async def redeem(
         device_id=device_id,
         geofence_id=geofence_id,
         redeemed_at=now,
+        code=new_code(),
     )
     await repository.add(session, redemption)
     return redemption, mine + 1, offer.max_per_person - mine - 1
+
+
+# Desk codes: no 0/O, 1/I/L, 2/Z, 5/S or 8/B, so a code read aloud or off a screen is unambiguous.
+CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
+CODE_LENGTH = 6  # 25^6 ≈ 244 million per organisation
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(code: str) -> str:
+    return "".join(code.split()).upper()
+
+
+async def check_code(
+    session: AsyncSession, organisation_id: uuid.UUID, code: str, at: datetime | None = None
+) -> tuple[OfferRedemption, Offer, bool]:
+    """What the desk sees for a code: its redemption, its offer, and whether it may be accepted
+    now (not used yet, and the offer still valid). Changes nothing. Another organisation's code
+    is not found."""
+    now = at or datetime.now(UTC)
+    redemption = await repository.redemption_by_code(session, organisation_id, normalise_code(code))
+    if redemption is None:
+        raise CodeNotFound()
+    offer = await repository.get_offer(session, organisation_id, redemption.offer_id)
+    if offer is None:
+        raise CodeNotFound()
+    ok = redemption.used_at is None and is_visible_to(offer, Audience.residents.value, now)
+    return redemption, offer, ok
+
+
+async def use_code(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    code: str,
+    staff_id: uuid.UUID,
+    at: datetime | None = None,
+) -> tuple[OfferRedemption, Offer]:
+    """The desk accepts a code: once, in its organisation, while the offer is valid."""
+    now = at or datetime.now(UTC)
+    redemption = await repository.redemption_by_code(
+        session, organisation_id, normalise_code(code), lock=True
+    )
+    if redemption is None:
+        raise CodeNotFound()
+    offer = await repository.get_offer(session, organisation_id, redemption.offer_id)
+    if offer is None:
+        raise CodeNotFound()
+    if redemption.used_at is not None:
+        raise CodeUsed(
+            f"This code was already used on {redemption.used_at:%Y-%m-%d at %H:%M} UTC.",
+            extra={"used_at": redemption.used_at.isoformat()},
+        )
+    if not is_visible_to(offer, Audience.residents.value, now):
+        raise OfferNotAvailable("The offer of this code is no longer valid.")
+    redemption.used_at = now
+    redemption.used_by = staff_id
+    await session.flush()
+    return redemption, offer
 
 
 async def stats(

@@ -155,6 +155,7 @@ async def find_original(
     service_id: uuid.UUID,
     lon: float,
     lat: float,
+    *,
     within_m: float,
     since: datetime,
 ) -> Open311Request | None:
@@ -185,6 +186,7 @@ async def nearest_place(
     categories: list[str],
     lon: float,
     lat: float,
+    *,
     within_m: float,
     at: datetime,
 ) -> tuple[uuid.UUID, str, float] | None:

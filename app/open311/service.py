@@ -653,7 +653,13 @@ async def _place_for(
     session: AsyncSession, settings: Settings, org: uuid.UUID, p: ParsedReport, now: datetime
 ) -> uuid.UUID:
     place = await repository.nearest_place(
-        session, org, list(p.service.place_categories), p.lon, p.lat, p.service.match_within_m, now
+        session,
+        org,
+        list(p.service.place_categories),
+        p.lon,
+        p.lat,
+        within_m=p.service.match_within_m,
+        at=now,
     )
     if place is not None:
         return place[0]
@@ -716,8 +722,8 @@ async def create_report(
         p.service.id,
         p.lon,
         p.lat,
-        settings.open311_duplicate_radius_m,
-        now - timedelta(hours=settings.open311_duplicate_window_h),
+        within_m=settings.open311_duplicate_radius_m,
+        since=now - timedelta(hours=settings.open311_duplicate_window_h),
     )
     report = Open311Request(
         id=uuid.uuid4(),

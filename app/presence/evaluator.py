@@ -40,8 +40,17 @@ def nudge() -> None:
         _wake.set()
 
 
-async def run_evaluator(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
-    """Evaluate queued fixes until `stop` is set (the CLI worker and the API lifespan use this)."""
+async def run_evaluator(
+    settings: Settings,
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+    *,
+    on_events: service.EventHook | None = None,
+) -> None:
+    """Evaluate queued fixes until `stop` is set (the CLI worker and the API lifespan use this).
+
+    `on_events`: what runs on each set's events in its transaction (the app hands the rules in,
+    as to `PingGroups`)."""
     global _wake
     wake = _wake = asyncio.Event()
     sessions = create_sessionmaker(engine)
@@ -79,7 +88,7 @@ async def run_evaluator(settings: Settings, engine: AsyncEngine, stop: asyncio.E
                         prepared_at = now
                     async with sessions() as session:
                         result = await service.evaluate_queued(
-                            session, settings, limit, exclude=list(held)
+                            session, settings, limit, exclude=list(held), on_events=on_events
                         )
                         await session.commit()
                     if result.fixes:
@@ -113,25 +122,3 @@ def _observe(result: service.EvaluationResult) -> None:
     PING_EVAL_SET.observe(result.fixes)
     if result.oldest_received_at is not None:
         PING_EVAL_DELAY.observe((datetime.now(UTC) - result.oldest_received_at).total_seconds())
-
-
-class InProcessEvaluator:
-    """The evaluator an API process runs next to itself (`run_ping_evaluator_in_process`)."""
-
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self._run(settings, engine), name="ping-evaluator")
-
-    async def _run(self, settings: Settings, engine: AsyncEngine) -> None:
-        try:
-            await run_evaluator(settings, engine, self._stop)
-        except Exception:
-            logger.exception("the in-process ping evaluator stopped")
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Finish the set being evaluated (it commits or rolls back), then stop."""
-        self._stop.set()
-        try:
-            await asyncio.wait_for(self._task, timeout)
-        except TimeoutError:
-            self._task.cancel()

@@ -51,8 +51,9 @@ class _Waiting:
 class PingGroups:
     """Per process: at most `slots` groups run at once; the others' requests wait to join one."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_events: service.EventHook | None = None) -> None:
         self.settings = settings
+        self.on_events = on_events  # the rules (app factory); runs in each group's transaction
         self.slots = settings.ping_group_slots
         self.max_requests = settings.ping_group_max_requests
         self.max_pings = settings.ping_group_max_pings
@@ -127,7 +128,7 @@ class PingGroups:
         try:
             try:
                 outcomes = await service.ingest_ping_batches(
-                    session, self.settings, [w.request for w in group]
+                    session, self.settings, [w.request for w in group], on_events=self.on_events
                 )
                 await session.commit()
             except Exception:
@@ -173,6 +174,7 @@ class PingGroups:
             r.subject,
             r.pings,
             check_background_location=r.check_background_location,
+            on_events=self.on_events,
         )
         await session.commit()
         return result

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey
+from app.core.subject import PersonOwned
 from app.geofences.models import Geofence
 
 
@@ -45,7 +46,7 @@ class EventSource(StrEnum):
     checkin = "checkin"
 
 
-class PresenceEvent(UUIDPrimaryKey, Base):
+class PresenceEvent(UUIDPrimaryKey, PersonOwned, Base):
     __tablename__ = "presence_events"
     __table_args__ = (
         Index("ix_presence_events_org_occurred", "organisation_id", "occurred_at"),
@@ -59,12 +60,6 @@ class PresenceEvent(UUIDPrimaryKey, Base):
         ForeignKey("organisations.id", ondelete="CASCADE")
     )
     # exactly one of device_id / staff_user_id is set: who the event is about
-    device_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), default=None
-    )
-    staff_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), default=None
-    )
     geofence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("geofences.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(20))
     source: Mapped[str] = mapped_column(String(10))

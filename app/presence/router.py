@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -13,15 +11,14 @@ from app.accounts.dependencies import CurrentDevice, CurrentPrincipal, CurrentSt
 from app.accounts.models import Role
 from app.core.db import Session
 from app.core.deps import AppSettings
-from app.core.errors import Forbidden, Unprocessable
-from app.core.pagination import Page, Pagination, trim_page
+from app.core.errors import Forbidden
 from app.core.ratelimit import rate_limited
-from app.core.types import BoundedDatetime
+from app.core.types import BoundedDatetime, require_offset
 from app.presence import service, stream
 from app.presence.acks import AckGroups
 from app.presence.errors import TooManyPings
 from app.presence.groups import PingGroups
-from app.presence.models import EventType, SubjectKind
+from app.presence.models import SubjectKind
 from app.presence.schemas import (
     BackgroundLocation,
     EventRead,
@@ -31,15 +28,8 @@ from app.presence.schemas import (
     PingIssue,
     PresenceRead,
 )
-from app.rules import service as rules_service
 
 router = APIRouter(prefix="/v1", tags=["pings and events"])
-
-
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.utcoffset() is None:
-        raise Unprocessable(f"`{name}` needs a time zone offset.", extra={"field": name})
-    return value
 
 
 def _prefers_async(prefer: str | None) -> bool:
@@ -65,6 +55,7 @@ def _prefers_async(prefer: str | None) -> bool:
     dependencies=[Depends(rate_limited("ingest"))],
 )
 async def post_pings(
+    *,
     request: Request,
     session: Session,
     settings: AppSettings,
@@ -150,45 +141,13 @@ async def put_background_location(
     return body
 
 
-@router.get("/events", response_model=Page[EventRead])
-async def list_events(
-    session: Session,
-    staff: CurrentStaff,
-    page: Pagination,
-    geofence_id: Annotated[uuid.UUID | None, Query(description="Only this place.")] = None,
-    type: Annotated[list[EventType] | None, Query(description="Event types.")] = None,  # noqa: A002
-    since: Annotated[BoundedDatetime | None, Query(description="occurred_at ≥ since")] = None,
-    until: Annotated[BoundedDatetime | None, Query(description="occurred_at < until")] = None,
-    include_suppressed: bool = False,
-) -> Page[EventRead]:
-    """Staff: the organisation's geofence events with their explanation, newest first."""
-    rows = await service.list_events(
-        session,
-        staff.organisation_id,
-        geofence_id=geofence_id,
-        types=[t.value for t in type] if type else None,
-        since=_aware("since", since),
-        until=_aware("until", until),
-        include_suppressed=include_suppressed,
-        after=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
-        limit=page.limit + 1,
-    )
-    rows, next_cursor = trim_page(rows, page, "occurred_at")
-    items = [EventRead.from_row(r) for r in rows]
-    decisions = await rules_service.decisions_for_events(
-        session, staff.organisation_id, [e.id for e in items]
-    )
-    for item in items:
-        item.decisions = decisions.get(item.id, [])
-    return Page[EventRead](items=items, next_cursor=next_cursor)
-
-
 @router.get(
     "/events/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def event_stream(
+    *,
     request: Request,
     settings: AppSettings,
     staff: CurrentStaff,
@@ -200,7 +159,7 @@ async def event_stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Staff console: server-sent events for new geofence events in the organisation."""
-    start = stream.start_from(_aware("since", since), last_event_id)
+    start = stream.start_from(require_offset("since", since), last_event_id)
     return StreamingResponse(
         stream.event_stream(
             factory,

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.subject import SubjectRef
 from app.presence import engine, repository
 from app.presence.engine import Fix, LastFix, Params
 from app.presence.errors import BackgroundLocationOff
@@ -67,23 +68,10 @@ async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
 
 # --- hooks ------------------------------------------------------------------------------------
 
+# `hook(session, events)` runs after a ping batch that created (unsuppressed) events, inside the
+# batch's transaction, so whatever it writes (e.g. outbox rows) commits with the events or not
+# at all. The app factory hands the rules' hook to its `PingGroups`; presence never imports rules.
 EventHook = Callable[[AsyncSession, list[dict[str, Any]]], Awaitable[None]]
-_event_hooks: list[EventHook] = []
-
-
-def register_event_hook(hook: EventHook) -> None:
-    """Call `hook(session, events)` after every ping batch that created (unsuppressed) events.
-
-    It runs inside the batch's transaction, so whatever it writes (e.g. outbox rows) commits
-    with the events or not at all.
-    """
-    if hook not in _event_hooks:
-        _event_hooks.append(hook)
-
-
-def unregister_event_hook(hook: EventHook) -> None:
-    if hook in _event_hooks:
-        _event_hooks.remove(hook)
 
 
 # --- background location ----------------------------------------------------------------------
@@ -109,6 +97,10 @@ class Subject:
     kind: SubjectKind
     id: uuid.UUID
     organisation_id: uuid.UUID
+
+    @property
+    def ref(self) -> SubjectRef:
+        return SubjectRef.of(self.kind.value, self.id, self.organisation_id)
 
 
 class PingInput(NamedTuple):
@@ -299,6 +291,7 @@ async def ingest_ping_batch(
     now: datetime | None = None,
     *,
     check_background_location: bool = False,
+    on_events: EventHook | None = None,
 ) -> BatchResult:
     """Validate, store and evaluate one batch; returns what happened, events included.
 
@@ -307,7 +300,11 @@ async def ingest_ping_batch(
     nothing is stored.
     """
     (outcome,) = await ingest_ping_batches(
-        session, settings, [BatchRequest(subject, pings, check_background_location)], now
+        session,
+        settings,
+        [BatchRequest(subject, pings, check_background_location)],
+        now,
+        on_events=on_events,
     )
     if isinstance(outcome, BackgroundLocationOff):
         raise outcome
@@ -319,6 +316,8 @@ async def ingest_ping_batches(
     settings: Settings,
     requests: list[BatchRequest],
     now: datetime | None = None,
+    *,
+    on_events: EventHook | None = None,
 ) -> list[BatchResult | BackgroundLocationOff]:
     """Validate, store and evaluate the batches of several subjects together, in one transaction.
 
@@ -326,8 +325,8 @@ async def ingest_ping_batches(
     their last fixes, background-location switches, duplicates, presence, candidate places and
     crossed places) and write (pings, presence, last fixes, events). A third only when a client
     repeats stored ids (those batches are read again without them) and one per batch whose fix
-    is an implausible jump (crossings are asked for the evaluation's own segments). Event hooks
-    run once after, in the same transaction, with every batch's events. Never commits.
+    is an implausible jump (crossings are asked for the evaluation's own segments). `on_events`
+    runs once after, in the same transaction, with every batch's events. Never commits.
 
     Subjects must be distinct. Each batch is evaluated exactly as if it were alone: returns its
     result, or `BackgroundLocationOff` for a refused one (nothing of it is stored).
@@ -411,9 +410,8 @@ async def ingest_ping_batches(
         await repository.write_batches(session, writes)
 
     events = [e for j in live for e in j.result.events]
-    if events:
-        for hook in list(_event_hooks):
-            await hook(session, events)
+    if events and on_events is not None:
+        await on_events(session, events)
     return [j.refused if j.refused is not None else j.result for j in jobs]
 
 
@@ -457,8 +455,7 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
             type=tr.type,
             source=EventSource.ping,
             occurred_at=tr.fix.recorded_at,
-            device_id=subject.id if subject.kind is SubjectKind.device else None,
-            staff_user_id=subject.id if subject.kind is SubjectKind.staff else None,
+            **subject.ref.owner_columns(),
             ping_id=tr.fix.client_id,
             lon=tr.fix.lon,
             lat=tr.fix.lat,
@@ -642,6 +639,7 @@ async def evaluate_queued(
     now: datetime | None = None,
     *,
     exclude: list[uuid.UUID] | None = None,
+    on_events: EventHook | None = None,
 ) -> EvaluationResult:
     """Claim up to `max_subjects` subjects' queued fixes and evaluate them as one group.
 
@@ -674,7 +672,7 @@ async def evaluate_queued(
         for sid, rs in by_subject.items()
     ]
     try:
-        outcomes = await ingest_ping_batches(session, settings, requests, now)
+        outcomes = await ingest_ping_batches(session, settings, requests, now, on_events=on_events)
     except Exception as exc:
         raise EvaluationFailed(list(by_subject)) from exc
     await repository.delete_queued(session, [r.seq for r in rows])

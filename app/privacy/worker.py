@@ -1,4 +1,4 @@
-"""The scheduled purge: run by every delivery worker, done by one at a time (advisory lock)."""
+"""The scheduled purge: a job of `app.scheduled`, done by one process at a time (advisory lock)."""
 
 from __future__ import annotations
 

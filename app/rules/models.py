@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey
-from app.core.subject import OWNER_CHECK
+from app.core.subject import PersonOwned, owner_check
 
 
 class Reason(StrEnum):
@@ -39,6 +39,8 @@ class Reason(StrEnum):
     not_on_shift = "not_on_shift"
     expired = "expired"
     max_reached = "max_reached"
+    outranked = "outranked"  # a more specific (or higher-priority, or newer) offer here won
+    redeemed = "redeemed"  # the person has already redeemed it as often as it allows
     stale = "stale"
     no_subscription = "no_subscription"
 
@@ -49,21 +51,16 @@ class DecisionKind(StrEnum):
     broadcast = "broadcast"
 
 
-class NotificationPreference(UUIDPrimaryKey, Base):
+class NotificationPreference(UUIDPrimaryKey, PersonOwned, Base):
     """One person's notification settings; no row = the defaults (see docs/rules.md)."""
 
     __tablename__ = "notification_preferences"
-    __table_args__ = (CheckConstraint(OWNER_CHECK, name="one_owner"),)
+    __table_args__ = (owner_check("one_owner"),)
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE")
     )
-    device_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), unique=True, default=None
-    )
-    staff_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), unique=True, default=None
-    )
+    owner_unique = True  # device_id, staff_user_id (PersonOwned): one row per person
     time_zone: Mapped[str] = mapped_column(String(64))
     # quiet hours (residents): local wall-clock window, end < start crosses midnight; both null=off
     quiet_start: Mapped[time | None] = mapped_column(Time(), default=None)
@@ -80,12 +77,12 @@ class NotificationPreference(UUIDPrimaryKey, Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
 
 
-class NotificationDecision(UUIDPrimaryKey, Base):
+class NotificationDecision(UUIDPrimaryKey, PersonOwned, Base):
     """One candidate notification and what the rules decided (queued or why not)."""
 
     __tablename__ = "notification_decisions"
     __table_args__ = (
-        CheckConstraint(OWNER_CHECK, name="one_owner"),
+        owner_check("one_owner"),
         CheckConstraint("decision IN ('queued', 'suppressed')", name="decision"),
         Index("ix_notification_decisions_subject_created", "subject_id", "created_at"),
         Index("ix_notification_decisions_subject_offer", "subject_id", "offer_id"),
@@ -96,12 +93,6 @@ class NotificationDecision(UUIDPrimaryKey, Base):
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE")
-    )
-    device_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), default=None
-    )
-    staff_user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), default=None
     )
     subject_id: Mapped[uuid.UUID] = mapped_column(
         Computed("coalesce(device_id, staff_user_id)", persisted=True)

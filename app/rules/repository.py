@@ -155,8 +155,12 @@ _OFFER_LIVE_HERE = render_sql(
 )
 OFFER_CANDIDATES_SQL = f"""
 SELECT e.idx, o.id, o.title, o.body, o.url, o.category, o.valid_until,
-       o.outside_opening_hours_ok, o.cooldown_s, o.max_per_person, o.max_total,
-       o.quiet_hours_policy,
+       o.outside_opening_hours_ok, o.cooldown_s, o.told_max, o.max_per_person, o.max_total,
+       o.quiet_hours_policy, o.priority,
+       CASE WHEN EXISTS (SELECT 1 FROM offer_geofences l
+                         WHERE l.offer_id = o.id AND l.geofence_id = e.geofence_id) THEN 'place'
+            WHEN o.category = e.category THEN 'category'
+            ELSE 'organisation' END AS specificity,
        (SELECT count(*) FROM offer_redemptions r WHERE r.offer_id = o.id) AS redeemed_total,
        (SELECT count(*) FROM offer_redemptions r
          WHERE r.offer_id = o.id AND r.device_id = e.subject) AS redeemed_mine
@@ -166,7 +170,11 @@ FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::varchar[], $5::uuid[], $6::va
 JOIN offers o
   ON o.organisation_id = e.org AND (o.audience = e.audience OR o.audience = 'all')
  AND {_OFFER_LIVE_HERE}
-ORDER BY e.idx, o.created_at, o.id
+ORDER BY e.idx,
+         CASE WHEN EXISTS (SELECT 1 FROM offer_geofences l
+                           WHERE l.offer_id = o.id AND l.geofence_id = e.geofence_id) THEN 2
+              WHEN o.category = e.category THEN 1 ELSE 0 END DESC,
+         o.priority DESC, o.created_at DESC, o.id
 """
 
 
@@ -195,15 +203,20 @@ class OfferRow:
     valid_until: datetime | None
     outside_opening_hours_ok: bool
     cooldown_s: int
+    told_max: int | None
     max_per_person: int
     max_total: int | None
     quiet_hours_policy: str
+    priority: int
+    specificity: str  # "place" (listed for it), "category" (its category's) or "organisation"
     redeemed_total: int
     redeemed_mine: int
 
 
 async def offer_candidates(session: AsyncSession, keys: list[OfferKey]) -> list[OfferRow]:
-    """Live offers for every key, in one statement, ordered by key then oldest offer first.
+    """Live offers for every key, in one statement, ordered by key, then the order in which they
+    compete for the place's one push: most specific first (the place's own offer, then its
+    category's), then the higher `priority`, then the newest.
 
     Offers that ended within the last day are included (the caller records them as `expired`).
     """
@@ -353,9 +366,7 @@ async def preferences_of(
     )
     out: dict[uuid.UUID, NotificationPreference] = {}
     for p in (await session.execute(stmt)).scalars():
-        key = p.device_id or p.staff_user_id
-        assert key is not None
-        out[key] = p
+        out[p.owner_id] = p
     return out
 
 
@@ -436,3 +447,37 @@ async def staff_in_org(
         {"org": organisation_id, "s": staff_id},
     )
     return row.first()
+
+
+# --- the offer funnel: every candidate of an offer, by outcome ------------------------------
+
+OFFER_FUNNEL_SQL = text(
+    """
+    SELECT d.decision, d.reason,
+           CASE WHEN d.decision <> 'queued' THEN NULL
+                WHEN NOT EXISTS (SELECT 1 FROM push_outbox x
+                                 WHERE x.notification_id = d.notification_id)
+                     THEN 'no_subscription'
+                ELSE (SELECT CASE WHEN bool_or(x.status = 'delivered') THEN 'delivered'
+                                  WHEN bool_or(x.status = 'pending') THEN 'pending'
+                                  WHEN bool_or(x.status = 'gone') THEN 'subscription_expired'
+                                  ELSE 'push_failed' END
+                      FROM push_outbox x WHERE x.notification_id = d.notification_id)
+           END AS push,
+           count(*) AS n,
+           max(d.deliver_after) FILTER (WHERE d.deliver_after > :now) AS waits_until
+    FROM notification_decisions d
+    WHERE d.organisation_id = :org AND d.offer_id = :offer
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    """
+)
+
+
+async def offer_funnel(
+    session: AsyncSession, organisation_id: uuid.UUID, offer_id: uuid.UUID, now: datetime
+) -> list[Row[Any]]:
+    rows = await session.execute(
+        OFFER_FUNNEL_SQL, {"org": organisation_id, "offer": offer_id, "now": now}
+    )
+    return list(rows)

@@ -142,6 +142,11 @@ class BroadcastRead(BaseModel):
     recipients: int
     queued: int
     suppressed: dict[str, int]
+    explanations: dict[str, str] = Field(description="Each `suppressed` reason in words for staff.")
+    quiet_hours_end: datetime | None = Field(
+        description="Held back for quiet hours: when the last of those people's quiet hours end "
+        "(they are not told later: a broadcast is for now)."
+    )
     sent_at: datetime
 
 
@@ -150,3 +155,43 @@ class ShiftRead(BaseModel):
     on_shift: ShiftWindowRead | None
     time_zone: str
     on_shift_now: bool
+
+
+class HeldBack(BaseModel):
+    reason: str
+    count: int
+    explanation: str
+
+
+class PushOutcomes(BaseModel):
+    delivered: int
+    pending: int
+    no_subscription: int
+    subscription_expired: int
+    push_failed: int
+
+
+class OfferFunnelRead(BaseModel):
+    """Every time the offer was a candidate for someone, and what became of it."""
+
+    offer_id: uuid.UUID
+    candidates: int
+    queued: int
+    held_back: list[HeldBack]
+    push: PushOutcomes
+    deferred_until: datetime | None = Field(
+        description="Queued pushes waiting for quiet hours to end: the last of those ends."
+    )
+
+
+class PreviewItem(BaseModel):
+    """One live offer at the place, as a new resident with default settings would meet it."""
+
+    offer_id: uuid.UUID
+    title: str
+    specificity: Literal["place", "category", "organisation"]
+    priority: int
+    decision: Literal["queued", "suppressed"]
+    reason: str | None
+    deliver_after: datetime | None
+    explanation: str

@@ -32,6 +32,7 @@ async def create_task(session: Session, editor: EditorUser, body: TaskCreate) ->
 
 @router.get("", response_model=Page[TaskRead])
 async def list_tasks(
+    *,
     session: Session,
     staff: CurrentStaff,
     page: Pagination,
@@ -77,6 +78,7 @@ async def update_task(
 
 @me_router.get("/tasks", response_model=Page[TaskRead])
 async def my_tasks(
+    *,
     session: Session,
     staff: CurrentStaff,
     near: Annotated[

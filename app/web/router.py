@@ -8,6 +8,7 @@ the configured map tile host.
 from __future__ import annotations
 
 import html
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -143,3 +144,15 @@ def install_web(app: FastAPI, settings: Settings) -> None:
         GZipMiddleware(_WithHeaders(static, page_headers(settings)), minimum_size=1024),
         name="static",
     )
+
+
+# Notifications queued before the app had detail pages point at /offers/{id} and /tasks/{id}:
+# they land on the app's page for it, never on an API answer.
+@router.get("/offers/{offer_id}", include_in_schema=False)
+async def offer_page(offer_id: uuid.UUID) -> RedirectResponse:
+    return RedirectResponse(f"/app/#offer/{offer_id}", status_code=302)
+
+
+@router.get("/tasks/{task_id}", include_in_schema=False)
+async def task_page(task_id: uuid.UUID) -> RedirectResponse:
+    return RedirectResponse(f"/app/#task/{task_id}", status_code=302)

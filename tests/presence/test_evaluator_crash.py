@@ -231,12 +231,11 @@ async def test_a_subject_whose_set_fails_holds_up_no_one_else(
         if any(e["device_id"] == faulty for e in events):
             raise RuntimeError("a hook that fails for one device")
 
-    service.register_event_hook(broken)
     stop = asyncio.Event()
     quick = settings.model_copy(
         update={"ping_evaluator_poll_s": 0.1, "ping_evaluator_max_subjects": 10}
     )
-    task = asyncio.create_task(evaluator.run_evaluator(quick, crash_engine, stop))
+    task = asyncio.create_task(evaluator.run_evaluator(quick, crash_engine, stop, on_events=broken))
     try:
         left = "SELECT count(DISTINCT subject_id) FROM ping_queue WHERE subject_id = ANY(:ids)"
         await _until(lambda: _scalar(crash_engine, f"SELECT ({left}) = 1", ids=ids))
@@ -245,7 +244,6 @@ async def test_a_subject_whose_set_fails_holds_up_no_one_else(
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
-        service.unregister_event_hook(broken)
     queued = await _scalar(
         crash_engine, "SELECT count(*) FROM ping_queue WHERE subject_id = :s", s=faulty
     )

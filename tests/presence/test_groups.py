@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,11 +83,8 @@ class Gate:
 
 
 @pytest.fixture
-def gate() -> Iterator[Gate]:
-    g = Gate()
-    service.register_event_hook(g)
-    yield g
-    service.unregister_event_hook(g)
+def gate() -> Gate:
+    return Gate()
 
 
 async def run(
@@ -108,7 +105,7 @@ async def until(condition: Any) -> None:
 async def test_waiting_requests_run_as_one_group_each_with_its_own_answer(
     engine: AsyncEngine, settings: Settings, town: Town, gate: Gate
 ) -> None:
-    groups = PingGroups(settings.model_copy(update={"ping_group_slots": 1}))
+    groups = PingGroups(settings.model_copy(update={"ping_group_slots": 1}), on_events=gate)
     first = asyncio.create_task(
         run(engine, groups, walk_in(town.devices[0], town.org_id, "a", 0, ago_s=200))
     )
@@ -159,7 +156,7 @@ async def test_waiting_requests_run_as_one_group_each_with_its_own_answer(
 async def test_a_failing_batch_fails_alone(
     engine: AsyncEngine, settings: Settings, town: Town, gate: Gate
 ) -> None:
-    groups = PingGroups(settings.model_copy(update={"ping_group_slots": 1}))
+    groups = PingGroups(settings.model_copy(update={"ping_group_slots": 1}), on_events=gate)
     first = asyncio.create_task(run(engine, groups, walk_in(town.devices[0], town.org_id, "a", 0)))
     await until(lambda: len(gate.calls) == 1)
     good = [

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.presence import evaluator
+from app.rules import service as rules_service
 from tests.notifications.fake_push import FakePushService
 from tests.presence.helpers import at
 from tests.rules.helpers import Town, received, wait_for, walk_past
@@ -49,7 +50,8 @@ async def test_a_walk_of_single_fixes_answered_202_delivers_the_offer_once(
 
     stop = asyncio.Event()
     quick = rules_settings.model_copy(update={"ping_evaluator_poll_s": 0.1})
-    task = asyncio.create_task(evaluator.run_evaluator(quick, rules_engine, stop))
+    hook = rules_service.event_hook(quick)
+    task = asyncio.create_task(evaluator.run_evaluator(quick, rules_engine, stop, on_events=hook))
     try:
 
         async def drained() -> bool:

@@ -1,5 +1,5 @@
 """Decisions straight from ping batches (rolled-back database, no push): dedup across places,
-max_reached, expired and closed, each recorded with its reason."""
+told_max (max_reached), expired and closed, each recorded with its reason."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ async def walk(
     who: uuid.UUID,
     east_to: float,
     tag: str,
+    *,
     ago_s: float = 0.0,
 ) -> None:
     end = datetime.now(UTC) - timedelta(seconds=ago_s)
@@ -54,7 +55,9 @@ async def walk(
         for k in range(steps)
     ]
     subject = presence_service.Subject(SubjectKind.device, who, org.id)
-    await presence_service.ingest_ping_batch(db, settings, subject, fixes)
+    await presence_service.ingest_ping_batch(
+        db, settings, subject, fixes, on_events=rules_service.event_hook(settings)
+    )
 
 
 async def decisions(db: AsyncSession, who: uuid.UUID) -> list[tuple[Any, ...]]:
@@ -87,7 +90,6 @@ def offer(org: Organisation, title: str, places: list[uuid.UUID], **kw: Any) -> 
 async def test_same_offer_at_two_places_in_one_walk_is_queued_once(
     db: AsyncSession, settings: Settings
 ) -> None:
-    rules_service.register()
     org = await create_organisation(db)
     a = await create_circle(db, org.id, 0.0, 0.0, 20.0, name="A")
     b = await create_circle(db, org.id, 300.0, 0.0, 20.0, name="B")
@@ -101,10 +103,9 @@ async def test_same_offer_at_two_places_in_one_walk_is_queued_once(
     ]
 
 
-async def test_max_per_person_expired_and_closed_are_explained(
+async def test_told_max_expired_and_closed_are_explained(
     db: AsyncSession, settings: Settings
 ) -> None:
-    rules_service.register()
     org = await create_organisation(db)
     lib = await create_circle(db, org.id, 0.0, 0.0, 20.0, name="Lib")
     shut = await create_circle(db, org.id, 300.0, 0.0, 20.0, name="Shut")
@@ -113,7 +114,7 @@ async def test_max_per_person_expired_and_closed_are_explained(
         {"oh": '{"time_zone": "Europe/London", "weekly": {}}', "g": shut},
     )
     now = datetime.now(UTC)
-    db.add(offer(org, "Once", [lib], cooldown_s=0, max_per_person=1))
+    db.add(offer(org, "Once", [lib], cooldown_s=0, told_max=1))
     db.add(offer(org, "Gone", [lib], valid_until=now - timedelta(hours=1), cooldown_s=0))
     db.add(offer(org, "Shut", [shut], cooldown_s=0))
     await db.flush()

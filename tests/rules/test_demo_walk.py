@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.rules.demo import DEMO_OFFER, demo_walk
+from app.demo_walk import DEMO_OFFER, demo_walk
 
 
 async def test_demo_walk_queues_the_offer_once_and_hands_the_worker_tasks(

@@ -53,7 +53,7 @@ async def _org_world(
     made: list[Offer] = []
 
     def offer(title: str, links: list[uuid.UUID], **kw: Any) -> Offer:
-        # created in this order (the rules consider a place's offers oldest first)
+        # created in this order (equally specific offers at a place compete newest first)
         made.append(
             Offer(
                 organisation_id=org.id,
@@ -79,7 +79,7 @@ async def _org_world(
                   cooldown_s=0, max_per_person=5),
             offer("Last week's fair", [hall], triggers=["enter"],
                   valid_until=NOW - timedelta(hours=1)),
-            offer("Park run", [park], triggers=["nearby"], cooldown_s=0, max_per_person=1),
+            offer("Park run", [park], triggers=["nearby"], cooldown_s=0, told_max=1),
             offer("Market day", [market], triggers=["enter"], cooldown_s=0, max_per_person=5),
             offer("Concert", [hall], triggers=["enter", "checkin"], quiet_hours_policy="defer",
                   cooldown_s=0, max_per_person=5),

@@ -21,8 +21,8 @@ from tests.presence.test_rules import count_statements
 async def test_batch_cost_does_not_grow_with_events_or_candidates(
     db: AsyncSession, engine: AsyncEngine, settings: Settings
 ) -> None:
-    rules_service.register()
     org = await create_organisation(db)
+    hook = rules_service.event_hook(settings)
     counts = []
     decided = []
     events = []
@@ -62,7 +62,9 @@ async def test_batch_cost_does_not_grow_with_events_or_candidates(
                 )
             )
         async with count_statements(engine, db) as seen:
-            result = await presence_service.ingest_ping_batch(db, settings, subject, fixes, now=now)
+            result = await presence_service.ingest_ping_batch(
+                db, settings, subject, fixes, now=now, on_events=hook
+            )
         counts.append(len(seen))
         events.append(len(result.events))
         decided.append(

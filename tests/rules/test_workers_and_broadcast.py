@@ -9,6 +9,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
+from app.rules.models import Reason
+from app.rules.reasons import STAFF
 from tests.notifications.fake_push import FakePushService
 from tests.presence.helpers import at
 from tests.rules.helpers import Town, received, walk_past
@@ -140,6 +142,8 @@ async def test_broadcast_reaches_exactly_the_people_present(
     assert r.status_code == 200, r.text
     assert (r.json()["recipients"], r.json()["queued"]) == (3, 2)
     assert r.json()["suppressed"] == {"opted_out": 1}
+    assert r.json()["explanations"] == {"opted_out": STAFF[Reason.opted_out]}
+    assert r.json()["quiet_hours_end"] is None  # nobody was held back for quiet hours
     await t.deliver()
     assert sorted(g["title"] for g in received(fake_push)) == ["Closing early today"] * 2
     # safety-critical: must be marked, and then reaches the opted-out person too

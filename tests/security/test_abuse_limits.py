@@ -22,6 +22,7 @@ from tests import factories
     ],
 )
 async def test_the_limit_answers_429_with_retry_after(
+    *,
     db: AsyncSession,
     settings: Settings,
     engine: AsyncEngine,

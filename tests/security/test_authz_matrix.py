@@ -23,8 +23,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from app import models as models_registry
 from app.accounts.models import Role
-from app.core import models_registry
 from app.core.config import Settings
 from app.main import create_app
 from app.notifications import service as notifications_service
@@ -73,6 +73,11 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("DELETE", "/v1/offers/{offer_id}"):          (401, 403, 403, 403, 204, 204, 404, 404, 403),
     ("POST", "/v1/offers/{offer_id}/redeem"):     (401, 201, 201, 403, 403, 403, 403, 403, 404),
     ("GET", "/v1/offers/{offer_id}/stats"):       (401, 403, 403, 403, 200, 200, 404, 404, 403),
+    ("GET", "/v1/offers/codes/{code}"):           (401, 403, 403, 200, 200, 200, 404, 404, 403),
+    ("POST", "/v1/offers/codes/{code}/use"):      (401, 403, 403, 200, 200, 200, 404, 404, 403),
+    ("GET", "/v1/offers/{offer_id}/funnel"):      (401, 403, 403, 403, 200, 200, 404, 404, 403),
+    ("GET", "/v1/geofences/{geofence_id}/preview"):
+                                                  (401, 403, 403, 403, 200, 200, 404, 404, 403),
     ("POST", "/v1/tasks"):                        (401, 403, 403, 403, 201, 201, 422, 422, 403),
     ("GET", "/v1/tasks"):                         (401, 403, 403, 200, 200, 200, 200, 200, 403),
     ("GET", "/v1/tasks/{task_id}"):               (401, 403, 403, 200, 200, 200, 404, 404, 403),
@@ -349,6 +354,23 @@ async def build_world(
             headers=editor.headers,
         )
     )
+    # a second offer, redeemed by resident A: its desk code (the first stays unredeemed)
+    coded = await ok(
+        await client.post(
+            "/v1/offers",
+            json={
+                "title": "Free coffee",
+                "body": "At the desk.",
+                "geofence_ids": [str(place_id)],
+                "triggers": ["checkin"],
+                "status": "active",
+            },
+            headers=editor.headers,
+        )
+    )
+    redeemed = await ok(
+        await client.post(f"/v1/offers/{coded['id']}/redeem", json={}, headers=res_a.headers)
+    )
     task = await ok(
         await client.post(
             "/v1/tasks",
@@ -429,6 +451,7 @@ async def build_world(
         "fmt": "json",
         "geofence_id": str(place_id),
         "offer_id": offer["id"],
+        "code": redeemed["code"],
         "task_id": task["id"],
         "checkin_id": checkin["checkin"]["id"],
         "subscription_id": sub["id"],
@@ -448,7 +471,7 @@ async def build_world(
         "x_editor": x_editor.headers,
         "x_res": x_res.headers,
     }
-    org1_ids = {str(place_id), offer["id"], task["id"], str(editor.id), str(park_id)}
+    org1_ids = {str(place_id), offer["id"], task["id"], str(editor.id), str(park_id), coded["id"]}
     org1_ids |= {service311["id"], key311["id"]}
     res_a_ids = {
         checkin["checkin"]["id"],

@@ -256,7 +256,7 @@ async def test_staff_reshape_a_polygon_draw_a_circle_and_delete_a_place(
     for x, y in corners:
         await page.mouse.click(x, y)
     await page.mouse.click(*corners[0])
-    await page.get_by_label("Name", exact=True).fill("Leisure Centre")
+    await page.locator("#place-form").get_by_label("Name", exact=True).fill("Leisure Centre")
     await page.get_by_label("Category", exact=True).fill("leisure_centre")
     await page.get_by_role("button", name="Save place").click()
     await expect(page.locator("#place-list")).to_contain_text("Leisure Centre")
@@ -291,7 +291,7 @@ async def test_staff_reshape_a_polygon_draw_a_circle_and_delete_a_place(
     radius = page.get_by_label("Radius (m, circles)")
     await expect(radius).to_be_enabled()
     assert int(await radius.input_value()) > 0
-    await page.get_by_label("Name", exact=True).fill("Bandstand")
+    await page.locator("#place-form").get_by_label("Name", exact=True).fill("Bandstand")
     await page.get_by_label("Category", exact=True).fill("park")
     await page.get_by_role("button", name="Save place").click()
     await expect(page.locator("#place-list")).to_contain_text("Bandstand")

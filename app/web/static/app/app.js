@@ -1,6 +1,7 @@
 // Resident / field-worker PWA: device registration or staff sign-in, check-in, push, background
 // location (only while opted in and open), preferences, inbox and a field worker's tasks.
 import { Api, ApiError, announce, fmtDistance, fmtTime, h } from "/static/common/api.js";
+import { detailRoute, openTarget, redeemControl, showDetail } from "/static/app/detail.js";
 import { kv } from "/static/app/kv.js";
 
 const api = new Api(window.localStorage, "hereabouts.app.token");
@@ -61,7 +62,12 @@ async function enter() {
   $("checkin-help").textContent = isWorker()
     ? "Check in at a site to see its tasks; it counts as proof of visit."
     : "Uses your location once to find the place you are at.";
-  await Promise.allSettled([loadInbox(), loadPreferences(), isWorker() ? loadTasks() : null]);
+  await Promise.allSettled([
+    loadInbox(),
+    loadPreferences(),
+    isWorker() ? loadTasks() : null,
+    showDetail(api, $("detail"), window.location.hash),
+  ]);
   restoreBackground();
   if ("Notification" in window && Notification.permission === "granted") subscribePush(false);
 }
@@ -184,7 +190,7 @@ function renderCheckin(result) {
         h("p", {}, o.body),
         o.url ? h("a", { href: o.url, rel: "noopener", target: "_blank" }, "More") : null,
         " ",
-        h("button", { type: "button", class: "small", onclick: (e) => redeem(o, place, e.currentTarget) }, "Use this offer"),
+        redeemControl(api, o, place),
       ),
     );
   }
@@ -199,15 +205,6 @@ function renderCheckin(result) {
   if (place && !offers.length && !tasks.length) nodes.push(h("p", { class: "muted" }, "Nothing on here for you right now."));
   if ((result.notifications_queued || []).length) nodes.push(h("p", { class: "muted small" }, "We've also sent this to your notifications."));
   out.replaceChildren(...nodes);
-}
-
-async function redeem(offer, place, button) {
-  try {
-    const r = await api.post(`/v1/offers/${offer.id}/redeem`, place ? { geofence_id: place.id } : {});
-    button.replaceWith(h("span", { class: "badge ok" }, r.remaining_for_you > 0 ? `Used · ${r.remaining_for_you} left` : "Used"));
-  } catch (err) {
-    announce(status, err.message, "error");
-  }
 }
 
 // ---------------------------------------------------------------- notifications
@@ -411,6 +408,14 @@ async function savePreferences(event) {
 }
 
 // ---------------------------------------------------------------- inbox
+
+// Why an inbox entry was not pushed, in the words the rules wrote for residents (issue 21).
+function heldBackNote(n) {
+  if (!n.decision || !n.decision.startsWith("suppressed")) return null;
+  const text = (n.related && n.related.reason_text) || "We kept this one in your inbox.";
+  return h("p", { class: "muted small held-back" }, text);
+}
+
 async function loadInbox() {
   const list = $("inbox");
   try {
@@ -423,7 +428,8 @@ async function loadInbox() {
           { class: `inbox-item ${n.opened_at ? "" : "unread"}`, dataset: { id: n.id } },
           h("h3", {}, n.title),
           n.body ? h("p", {}, n.body) : null,
-          h("span", { class: "muted small" }, fmtTime(n.created_at), n.decision && n.decision.startsWith("suppressed") ? ` · held back (${n.decision.replace(/^suppressed:?/, "").replace(/_/g, " ") || "rules"})` : ""),
+          h("span", { class: "muted small" }, fmtTime(n.created_at)),
+          heldBackNote(n),
           " ",
           h("button", { type: "button", class: "small secondary", onclick: () => openNotification(n) }, n.url ? "Open" : "Mark read"),
         ),
@@ -441,7 +447,7 @@ async function openNotification(n) {
   } catch {
     // counting the open is best effort
   }
-  if (n.url) window.open(n.url, "_blank", "noopener");
+  openTarget(n.url);
   loadInbox();
 }
 
@@ -555,6 +561,9 @@ $("bg-toggle").addEventListener("change", toggleBackground);
 $("prefs-form").addEventListener("submit", savePreferences);
 $("inbox-refresh").addEventListener("click", loadInbox);
 $("tasks-refresh").addEventListener("click", sortTasksHere);
+window.addEventListener("hashchange", () => {
+  if (state.me || !detailRoute(window.location.hash)) showDetail(api, $("detail"), window.location.hash);
+});
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden") flushPings();
 });

@@ -405,7 +405,9 @@ function offerBody(form) {
     valid_until: localToIso(form.valid_until.value),
     time_window: window_,
     cooldown_s: Math.round(Number(form.cooldown_h.value || 0) * 3600),
+    told_max: form.told_max.value ? Number(form.told_max.value) : null,
     max_per_person: Number(form.max_per_person.value || 1),
+    priority: Number(form.priority.value || 0),
     status: form.status.value,
   };
 }
@@ -433,7 +435,9 @@ function editOffer(o) {
   offerForm.window_end.value = o.time_window ? o.time_window.end.slice(0, 5) : "";
   if (o.time_window) offerForm.time_zone.value = o.time_window.time_zone;
   offerForm.cooldown_h.value = Math.round((o.cooldown_s || 0) / 3600);
+  offerForm.told_max.value = o.told_max ?? "";
   offerForm.max_per_person.value = o.max_per_person;
+  offerForm.priority.value = o.priority ?? 0;
   if (![...offerForm.status.options].some((opt) => opt.value === o.status)) offerForm.status.append(h("option", { value: o.status }, o.status));
   offerForm.status.value = o.status;
   offerForm.title.focus();
@@ -793,9 +797,27 @@ async function drawFunnel() {
       ],
       { percentOf: sent },
     );
+    await drawWhyHeldBack(id, request);
   } catch (err) {
     chart.replaceChildren(h("p", { class: "muted" }, err.message));
   }
+}
+
+// Why an offer did or didn't reach people: every held-back reason counted (issue 21).
+async function drawWhyHeldBack(id, request) {
+  const box = $("funnel-why");
+  const f = await api.get(`/v1/offers/${id}/funnel`);
+  if (request !== funnelRequest) return;
+  const push = f.push || {};
+  const lines = [
+    h("li", {}, `Candidate ${f.candidates} times; queued ${f.queued}.`),
+    ...(f.held_back || []).map((r) => h("li", { dataset: { reason: r.reason } }, `${r.count} × ${r.explanation}`)),
+  ];
+  if (push.no_subscription) lines.push(h("li", {}, `${push.no_subscription} × queued, but the person has no push subscription (kept in their inbox).`));
+  if (push.push_failed) lines.push(h("li", {}, `${push.push_failed} × the push failed.`));
+  if (push.subscription_expired) lines.push(h("li", {}, `${push.subscription_expired} × the person's push subscription had expired.`));
+  if (f.deferred_until) lines.push(h("li", {}, `Some are waiting for quiet hours to end (until ${fmtTime(f.deferred_until)}).`));
+  box.replaceChildren(h("h3", {}, "Why it did or didn't reach people"), h("ul", { class: "why-list" }, ...lines));
 }
 
 function drawDeliveries() {

@@ -1,4 +1,8 @@
-"""Import every domain's models so `Base.metadata` is complete (Alembic, tests)."""
+"""Every domain's tables, for whoever needs the whole schema (Alembic, the tests).
+
+The application owns this list, not `app.core`: core is imported by every domain and imports
+none of them (tests/test_import_layers.py holds that).
+"""
 
 from app.accounts import models as _accounts  # noqa: F401
 from app.audit import models as _audit  # noqa: F401

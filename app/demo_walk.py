@@ -99,8 +99,7 @@ async def demo_walk(session: AsyncSession, settings: Settings) -> list[str]:
                 }
             ),
         )
-    service.install(settings)
-    service.register()
+    on_events = service.event_hook(settings)
     now = datetime.now(UTC)
 
     device, _token = await accounts_service.register_device(session, DEMO_ORG_SLUG, "demo-walk")
@@ -130,7 +129,7 @@ async def demo_walk(session: AsyncSession, settings: Settings) -> list[str]:
                 for p, q in zip(track, reversed(track), strict=True)
             ]
         result = await presence_service.ingest_ping_batch(
-            session, settings, subject, track, now=now
+            session, settings, subject, track, now=now, on_events=on_events
         )
         lines.append(f"  {label}: {len(track)} pings")
         lines.extend(await _explain(session, org.id, result.events))
@@ -157,7 +156,9 @@ async def demo_walk(session: AsyncSession, settings: Settings) -> list[str]:
     track = _track(
         library.lon, library.lat, half_m=600, step_m=100, step_s=10, end=now - timedelta(minutes=5)
     )
-    result = await presence_service.ingest_ping_batch(session, settings, wsubject, track, now=now)
+    result = await presence_service.ingest_ping_batch(
+        session, settings, wsubject, track, now=now, on_events=on_events
+    )
     lines.append(f"  drives past {library.name}: {len(track)} pings")
     lines.extend(await _explain(session, org.id, result.events))
     outcome = await checkins_service.check_in(

@@ -1,0 +1,36 @@
+"""Scheduled jobs, with their own runner: today the retention purge (`app.privacy.worker`).
+
+`hereabouts worker` runs them beside its push delivery worker, and each API process does when
+`run_worker_in_process` is on (the default), so a deployment that runs either has them. Each
+job takes a PostgreSQL advisory lock, so however many processes run them, one does the work at
+a time. A new periodic job is a `Job` in `JOBS`; no domain imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.config import Settings
+from app.privacy.worker import purge_loop
+
+JobLoop = Callable[[Settings, AsyncEngine, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    loop: JobLoop  # runs until the event is set; handles its own failures and interval
+
+
+JOBS: tuple[Job, ...] = (Job("retention-purge", purge_loop),)
+
+
+async def run_scheduled_jobs(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
+    """Run every job until `stop` is set."""
+    tasks = [asyncio.create_task(j.loop(settings, engine, stop), name=j.name) for j in JOBS]
+    await asyncio.gather(*tasks)
