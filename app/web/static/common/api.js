@@ -46,9 +46,12 @@ export class Api {
     return h;
   }
 
-  async request(method, path, { body, form, accept, signal } = {}) {
+  async request(method, path, { body, form, blob, accept, signal } = {}) {
     const init = { method, headers: this.headers(accept ? { Accept: accept } : {}), signal };
-    if (form) {
+    if (blob) {
+      init.body = blob;
+      init.headers["Content-Type"] = blob.type || "application/octet-stream";
+    } else if (form) {
       init.body = new URLSearchParams(form);
       init.headers["Content-Type"] = "application/x-www-form-urlencoded";
     } else if (body !== undefined) {
@@ -80,6 +83,10 @@ export class Api {
   }
   delete(path) {
     return this.request("DELETE", path);
+  }
+  // A file as the raw request body (a task's completion photo).
+  upload(path, blob) {
+    return this.request("POST", path, { blob });
   }
 
   async login(email, password) {

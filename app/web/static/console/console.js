@@ -68,6 +68,8 @@ async function start() {
   $("who").hidden = false;
   $("login-view").hidden = true;
   $("workspace").hidden = false;
+  $("workspace-title").textContent = `${me.organisation.name}: workspace`;
+  $("workspace-title").focus(); // reading starts at the workspace, not the page body
   if (me.role === "field_worker") {
     announce(status, "Field workers use the Hereabouts app for their tasks; this console is read-only for you.");
   } else {
@@ -512,8 +514,50 @@ async function loadTasks() {
 }
 
 function proofOf(t) {
+  if (t.proof_source === "presence") return h("span", { class: "badge ok" }, `present ${fmtTime(t.proof_recorded_at)}`);
   if (t.proof_checkin_id) return h("span", { class: "badge ok" }, `checked in ${fmtTime(t.proof_recorded_at)}`);
   return h("span", { class: "muted small" }, t.requires_visit ? "check-in required" : "not needed");
+}
+
+// The notes of a task's transitions and its completion photos, shown under its row.
+async function showTaskRecord(t, button) {
+  const row = button.closest("tr");
+  const next = row.nextElementSibling;
+  if (next && next.classList.contains("task-record")) {
+    next.remove();
+    button.setAttribute("aria-expanded", "false");
+    return;
+  }
+  const cell = h("td", { colspan: 5 }, h("p", { class: "muted small" }, "Loading…"));
+  row.after(h("tr", { class: "task-record" }, cell));
+  button.setAttribute("aria-expanded", "true");
+  try {
+    const [detail, photos] = await Promise.all([api.get(`/v1/tasks/${t.id}`), api.get(`/v1/tasks/${t.id}/photos`)]);
+    const notes = (detail.transitions || []).filter((x) => x.note);
+    const images = await Promise.all(
+      photos.map(async (p, i) => {
+        const res = await fetch(p.url, { headers: api.headers({ Accept: p.content_type }) });
+        const url = URL.createObjectURL(await res.blob());
+        return h("img", { src: url, alt: `Photo ${i + 1} of “${t.title}”`, class: "task-photo", width: p.width, height: p.height });
+      }),
+    );
+    cell.replaceChildren(
+      notes.length
+        ? h("ul", { class: "plain" }, ...notes.map((x) => h("li", {}, h("strong", {}, x.to_status.replace("_", " ")), ` ${fmtTime(x.at)}: ${x.note}`)))
+        : h("p", { class: "muted small" }, "No notes."),
+      images.length ? h("div", { class: "photos" }, ...images) : h("p", { class: "muted small" }, "No photos."),
+    );
+  } catch (err) {
+    cell.replaceChildren(h("p", { class: "error" }, err.message));
+  }
+}
+
+// A due date in the past is allowed (recording late work) but said out loud.
+function dueWarning() {
+  const value = taskForm.due_at.value;
+  const past = value && new Date(value).getTime() < Date.now();
+  $("task-due-warning").textContent = past ? "This due date is in the past: the task will be overdue as soon as it is saved." : "";
+  return Boolean(past);
 }
 
 function renderTasks() {
@@ -523,10 +567,10 @@ function renderTasks() {
       h(
         "tr",
         { dataset: { id: t.id } },
-        h("td", {}, h("strong", {}, t.title), h("div", { class: "muted small" }, `${t.priority} priority${t.due_at ? ` · due ${fmtTime(t.due_at)}` : ""}`), h("div", { class: "muted small" }, t.assignee_ids.length ? t.assignee_ids.map(workerName).join(", ") : "team pool")),
+        h("td", {}, h("strong", {}, t.title), t.overdue ? [" ", h("span", { class: "badge err" }, "overdue")] : null, h("div", { class: "muted small" }, `${t.priority} priority${t.due_at ? ` · due ${fmtTime(t.due_at)}` : ""}`), h("div", { class: "muted small" }, t.assignee_ids.length ? t.assignee_ids.map(workerName).join(", ") : "team pool")),
         h("td", {}, placeName(t.geofence_id)),
         h("td", {}, h("span", { class: `badge ${t.status}` }, t.status.replace("_", " "))),
-        h("td", {}, proofOf(t)),
+        h("td", {}, proofOf(t), " ", h("button", { type: "button", class: "small secondary", "aria-expanded": "false", "aria-label": `Notes and photos of ${t.title}`, onclick: (e) => showTaskRecord(t, e.currentTarget) }, "Notes & photos")),
         h(
           "td",
           {},
@@ -545,6 +589,7 @@ function resetTaskForm() {
   taskForm.id.value = "";
   $("task-form-title").textContent = "New task";
   $("task-error").textContent = "";
+  $("task-due-warning").textContent = "";
 }
 
 function editTask(t) {
@@ -558,6 +603,7 @@ function editTask(t) {
   taskForm.priority.value = t.priority;
   taskForm.due_at.value = isoToLocal(t.due_at);
   taskForm.requires_visit.checked = t.requires_visit;
+  dueWarning();
   taskForm.title.focus();
 }
 
@@ -576,7 +622,7 @@ async function saveTask(event) {
   try {
     const id = taskForm.id.value;
     const saved = id ? await api.patch(`/v1/tasks/${id}`, body) : await api.post("/v1/tasks", body);
-    announce(status, `Task “${saved.title}” saved (${saved.status}).`, "ok");
+    announce(status, `Task “${saved.title}” saved (${saved.status})${saved.overdue ? ": it is already overdue" : ""}.`, saved.overdue ? "warn" : "ok");
     resetTaskForm();
     await loadTasks();
   } catch (err) {
@@ -844,6 +890,8 @@ $("broadcast-form").addEventListener("submit", broadcast);
 offerForm.addEventListener("submit", saveOffer);
 $("offer-reset").addEventListener("click", resetOfferForm);
 taskForm.addEventListener("submit", saveTask);
+taskForm.due_at.addEventListener("change", dueWarning);
+taskForm.due_at.addEventListener("input", dueWarning);
 $("task-reset").addEventListener("click", resetTaskForm);
 $("task-filter").addEventListener("change", loadTasks);
 $("footfall-place").addEventListener("change", drawFootfall);
