@@ -1,5 +1,5 @@
 // Staff console: places on a map, offers, tasks, live activity and charts.
-import { Api, ApiError, announce, fmtTime, h, isoToLocal, localToIso } from "/static/common/api.js";
+import { Api, ApiError, announce, fmtTime, formLabels, h, isoToLocal, localToIso } from "/static/common/api.js";
 import { barChart, columnChart, percentile } from "/static/console/charts.js";
 import { PlacesMap } from "/static/console/map.js";
 
@@ -24,8 +24,8 @@ function placeName(id) {
   return place ? place.properties.name : "unknown place";
 }
 
-function fail(err, region = status) {
-  const text = err instanceof Error ? err.message : String(err);
+function fail(err, region = status, form = null, extraLabels = {}) {
+  const text = err instanceof ApiError && form ? err.describe(formLabels(form, extraLabels)) : err instanceof Error ? err.message : String(err);
   announce(region, text, "error");
   if (!(err instanceof ApiError)) console.error(err);
 }
@@ -117,6 +117,7 @@ const placesMap = new PlacesMap($("map"), {
   attribution: document.querySelector('meta[name="hereabouts-tile-attribution"]').content,
   onTilesUnavailable: () => ($("map-note").hidden = false),
   onDraft: (draft) => openPlaceForm(null, draft),
+  onIntersect: (text) => announce(status, text, "error"),
   onShapeChanged: (id, shape) => saveShape(id, shape),
   onModeChange: (mode) => {
     $("edit-shapes").setAttribute("aria-pressed", String(mode === "edit"));
@@ -189,21 +190,105 @@ function fillPlaceSelects() {
 
 let draft = null; // {shape, layer} of a drawn but unsaved place
 
+// ---------------------------------------------------------------- place properties
+const DAYS = [["mon", "Monday"], ["tue", "Tuesday"], ["wed", "Wednesday"], ["thu", "Thursday"], ["fri", "Friday"], ["sat", "Saturday"], ["sun", "Sunday"]];
+// Sensible starting points per category for a new place (the API's trigger distances, typical
+// opening hours); every value can be changed in the form.
+const WEEKDAYS_9_5 = { mon: "09:00-17:00", tue: "09:00-17:00", wed: "09:00-17:00", thu: "09:00-17:00", fri: "09:00-17:00" };
+const CATEGORY_DEFAULTS = {
+  library: { trigger: 50, dwell_min: 10, hours: { ...WEEKDAYS_9_5, sat: "10:00-16:00" } },
+  leisure_centre: { trigger: 75, dwell_min: 15, hours: Object.fromEntries(DAYS.map(([d]) => [d, "06:30-22:00"])) },
+  park: { trigger: 100, dwell_min: 5, hours: null },
+  museum: { trigger: 50, dwell_min: 20, hours: { tue: "10:00-17:00", wed: "10:00-17:00", thu: "10:00-17:00", fri: "10:00-17:00", sat: "10:00-17:00", sun: "11:00-16:00" } },
+  council_office: { trigger: 50, dwell_min: 5, hours: WEEKDAYS_9_5 },
+  depot: { trigger: 30, dwell_min: 5, hours: { mon: "07:00-16:00", tue: "07:00-16:00", wed: "07:00-16:00", thu: "07:00-16:00", fri: "07:00-16:00" } },
+  school: { trigger: 50, dwell_min: 5, hours: { mon: "08:00-16:00", tue: "08:00-16:00", wed: "08:00-16:00", thu: "08:00-16:00", fri: "08:00-16:00" } },
+};
+const FALLBACK_DEFAULTS = { trigger: 50, dwell_min: 5, hours: null };
+const PLACE_LABELS = { ...Object.fromEntries(DAYS), dwell_s: "Dwell time", opening_hours: "Opening hours", weekly: "Opening hours" };
+
+function dayInputs() {
+  const box = placeForm.querySelector(".days");
+  if (box.children.length) return;
+  box.append(...DAYS.map(([d, name]) => h("div", { class: "day" }, h("label", { for: `place-day-${d}` }, name), h("input", { id: `place-day-${d}`, name: d, placeholder: "closed", "aria-describedby": "place-hours-help" }))));
+}
+
+function setHours(hours) {
+  dayInputs();
+  placeForm.always_open.checked = !hours;
+  const weekly = (hours && hours.weekly) || {};
+  for (const [d] of DAYS) {
+    const v = weekly[d];
+    placeForm[d].value = typeof v === "string" ? v : (v || []).map(([a, b]) => `${a}-${b}`).join(", ");
+  }
+  placeForm.time_zone.value = (hours && hours.time_zone) || placeForm.time_zone.value || "Europe/London";
+  placeForm.closed_dates.value = ((hours && hours.closed_dates) || []).join(", ");
+  $("place-hours-fields").hidden = !hours;
+}
+
+function categoryDefaults(category) {
+  return CATEGORY_DEFAULTS[category] || FALLBACK_DEFAULTS;
+}
+
+// A new place takes its category's defaults; an edited place keeps its own values.
+function applyCategoryDefaults() {
+  const d = categoryDefaults(placeForm.category.value.trim());
+  placeForm.trigger_distance_m.placeholder = `${d.trigger} (default)`;
+  if (placeForm.id.value) return;
+  placeForm.dwell_min.value = d.dwell_min;
+  setHours(d.hours ? { weekly: d.hours, time_zone: placeForm.time_zone.value || "Europe/London" } : null);
+}
+
+// "09:00-12:30, 13:30-17:00" → [["09:00","12:30"], ["13:30","17:00"]], or an Error naming the day.
+function parseRanges(text, dayName) {
+  const out = [];
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const m = part.match(/^(\d{1,2}):(\d{2})\s*[-–]\s*(\d{1,2}):(\d{2})$/);
+    if (!m) throw new Error(`${dayName}: “${part}” is not a time range like 09:00-17:00.`);
+    const pad = (x) => x.padStart(2, "0");
+    out.push([`${pad(m[1])}:${m[2]}`, `${pad(m[3])}:${m[4]}`]);
+  }
+  return out;
+}
+
+function openingHoursOf(form) {
+  if (form.always_open.checked) return null;
+  const weekly = {};
+  for (const [d, name] of DAYS) {
+    const ranges = parseRanges(form[d].value, name);
+    if (ranges.length) weekly[d] = ranges;
+  }
+  const closed = form.closed_dates.value.split(",").map((x) => x.trim()).filter(Boolean);
+  for (const c of closed) {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(c)) throw new Error(`Closed on: “${c}” is not a date like 2026-12-25.`);
+  }
+  return { time_zone: form.time_zone.value.trim(), weekly, closed_dates: closed };
+}
+
 function openPlaceForm(place, newDraft = null) {
   if (draft && newDraft !== draft) placesMap.discard(draft);
   draft = newDraft;
+  dayInputs();
+  placeForm.reset(); // nothing of the last place edited carries over (its category included)
   placeForm.hidden = false;
   $("place-error").textContent = "";
   placeForm.id.value = place ? place.id : "";
   $("place-form-title").textContent = place ? `Edit ${place.properties.name}` : `New place (${newDraft.kind})`;
   const props = place ? place.properties : {};
   placeForm.name.value = props.name || "";
-  placeForm.category.value = props.category || placeForm.category.value || "library";
+  placeForm.category.value = props.category || "library";
   const radius = place ? props.radius_m : newDraft && newDraft.radius_m;
   placeForm.radius_m.value = radius ? Math.round(radius) : "";
   placeForm.radius_m.disabled = !radius;
   placeForm.trigger_distance_m.value = place ? props.trigger_distance_m ?? "" : "";
   placeForm.tags.value = (props.tags || []).join(", ");
+  if (place) {
+    placeForm.dwell_min.value = Math.round((props.dwell_s ?? 300) / 60);
+    setHours(props.opening_hours);
+    placeForm.active_from.value = isoToLocal(props.active_from);
+    placeForm.active_until.value = isoToLocal(props.active_until);
+  }
+  applyCategoryDefaults();
   placeForm.name.focus();
 }
 
@@ -219,6 +304,10 @@ function placeProperties(form, isNew) {
     name: form.name.value.trim(),
     category: form.category.value.trim(),
     tags: form.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+    dwell_s: Math.round(Number(form.dwell_min.value || 0) * 60),
+    opening_hours: openingHoursOf(form),
+    active_from: localToIso(form.active_from.value),
+    active_until: localToIso(form.active_until.value),
   };
   if (form.trigger_distance_m.value !== "") props.trigger_distance_m = Number(form.trigger_distance_m.value);
   else if (!isNew) props.trigger_distance_m = null;
@@ -243,7 +332,7 @@ async function savePlace(event) {
     closePlaceForm();
     await loadPlaces();
   } catch (err) {
-    fail(err, $("place-error"));
+    fail(err, $("place-error"), placeForm, PLACE_LABELS);
   }
 }
 
@@ -456,7 +545,7 @@ async function saveOffer(event) {
     resetOfferForm();
     await loadOffers();
   } catch (err) {
-    fail(err, $("offer-error"));
+    fail(err, $("offer-error"), $("offer-form"), { window: "Daily from / to", geofence_ids: "Places" });
   }
 }
 
@@ -626,7 +715,7 @@ async function saveTask(event) {
     resetTaskForm();
     await loadTasks();
   } catch (err) {
-    fail(err, $("task-error"));
+    fail(err, $("task-error"), taskForm, { assignee_ids: "Assign to field workers" });
   }
 }
 
@@ -890,6 +979,8 @@ $("broadcast-form").addEventListener("submit", broadcast);
 offerForm.addEventListener("submit", saveOffer);
 $("offer-reset").addEventListener("click", resetOfferForm);
 taskForm.addEventListener("submit", saveTask);
+placeForm.category.addEventListener("change", applyCategoryDefaults);
+placeForm.always_open.addEventListener("change", () => ($("place-hours-fields").hidden = placeForm.always_open.checked));
 taskForm.due_at.addEventListener("change", dueWarning);
 taskForm.due_at.addEventListener("input", dueWarning);
 $("task-reset").addEventListener("click", resetTaskForm);
