@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, FilePayload, Page, expect
 
 from tests.live import LiveServer
 from tests.web.conftest import new_context, open_page, screenshot
@@ -116,14 +116,14 @@ async def test_worker_checks_in_takes_a_pool_task_and_completes_it_with_a_note_a
     photos = form.get_by_label("Photos (up to 3")
     # a text file calling itself a JPEG: the server decodes it and says no
     await photos.set_input_files(
-        [{"name": "damage.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}]
+        [FilePayload(name="damage.jpg", mimeType="image/jpeg", buffer=b"not a photo")]
     )
     await form.get_by_role("button", name="Mark done").click()
     await expect(form.get_by_role("alert")).to_contain_text("not a JPEG, PNG or WebP photo")
     await photos.set_input_files(
         [
-            {"name": "swing.jpg", "mimeType": "image/jpeg", "buffer": photo_with_gps("JPEG")},
-            {"name": "gate.png", "mimeType": "image/png", "buffer": photo_with_gps("PNG")},
+            FilePayload(name="swing.jpg", mimeType="image/jpeg", buffer=photo_with_gps("JPEG")),
+            FilePayload(name="gate.png", mimeType="image/png", buffer=photo_with_gps("PNG")),
         ]
     )
     await form.get_by_role("button", name="Mark done").click()
