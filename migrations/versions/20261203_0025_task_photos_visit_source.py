@@ -1,9 +1,11 @@
-"""tasks: completion photos and how a visit was proved
+"""tasks: completion photos and how a visit was proved; staff token versions
 
 `task_photos` holds up to three photos per task, taken when completing it: re-encoded from the
 decoded image (so without EXIF), purged with the task's retention (`TASK_PHOTO_RETENTION_DAYS`
 after the task was closed). `tasks.proof_source` says how the visit was proved: a check-in at the
 place within the visit window, or the worker's presence inside the place.
+`staff_users.token_version` is carried in every staff access token; raising it (deactivation, a
+role change, a password reset) ends all of the user's sessions at once.
 
 Revision ID: 0025
 Revises: 0022
@@ -22,6 +24,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "staff_users",
+        sa.Column("token_version", sa.Integer(), server_default=sa.text("0"), nullable=False),
+    )
     op.add_column("tasks", sa.Column("proof_source", sa.String(length=10), nullable=True))
     op.execute("UPDATE tasks SET proof_source = 'checkin' WHERE proof_checkin_id IS NOT NULL")
     op.create_table(
@@ -52,3 +58,4 @@ def downgrade() -> None:
     op.drop_index("ix_task_photos_task", table_name="task_photos")
     op.drop_table("task_photos")
     op.drop_column("tasks", "proof_source")
+    op.drop_column("staff_users", "token_version")

@@ -53,6 +53,9 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/users"):                        (401, 403, 403, 403, 403, 201, 201, 403, 403),
     ("GET", "/v1/users"):                         (401, 403, 403, 403, 403, 200, 200, 403, 403),
     ("GET", "/v1/users/{user_id}"):               (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("PATCH", "/v1/users/{user_id}"):             (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("POST", "/v1/users/{user_id}/password-reset"):
+                                                  (401, 403, 403, 403, 403, 200, 404, 403, 403),
     ("GET", "/v1/audit"):                         (401, 403, 403, 403, 403, 200, 200, 403, 403),
     ("POST", "/v1/checkins"):                     (401, 201, 201, 201, 201, 201, 201, 201, 201),
     ("GET", "/v1/checkins/{checkin_id}"):         (401, 200, 404, 404, 200, 200, 404, 404, 404),
@@ -232,6 +235,7 @@ def body_for(method: str, path: str, w: World) -> dict[str, Any]:
             "json": {"title": "Sweep the path", "geofence_id": w.ids["geofence_id"]}
         },
         ("PATCH", "/v1/tasks/{task_id}"): {"json": {"status": "in_progress"}},
+        ("PATCH", "/v1/users/{user_id}"): {"json": {"full_name": "Renamed Editor"}},
         ("POST", "/v1/tasks/{task_id}/photos"): {"content": png_photo()},
         ("POST", "/v1/pings"): {
             "json": {
