@@ -148,9 +148,10 @@ async def resident_context(
 
 
 async def sign_in_console(page: Page, email: str, password: str) -> None:
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
+    login = page.locator("#login-form")
+    await login.get_by_label("Email").fill(email)
+    await login.get_by_label("Password").fill(password)
+    await login.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#workspace")).to_be_visible()
 
 

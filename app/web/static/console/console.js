@@ -1,6 +1,7 @@
 // Staff console: places on a map, offers, tasks, live activity and charts.
 import { Api, ApiError, announce, fmtTime, formLabels, h, isoToLocal, localToIso } from "/static/common/api.js";
 import { barChart, columnChart, percentile } from "/static/console/charts.js";
+import { startAdmin } from "/static/console/admin.js";
 import { PlacesMap } from "/static/console/map.js";
 
 const api = new Api(window.sessionStorage, "hereabouts.console.token");
@@ -70,11 +71,17 @@ async function start() {
   $("workspace").hidden = false;
   $("workspace-title").textContent = `${me.organisation.name}: workspace`;
   $("workspace-title").focus(); // reading starts at the workspace, not the page body
+  // Each role sees only the controls it may use: field workers get a read-only console.
+  const editor = ["admin", "editor"].includes(me.role);
+  document.body.classList.toggle("read-only", !editor);
+  for (const el of document.querySelectorAll(".editor-only")) el.hidden = !editor;
+  if (editor) placeForm.hidden = true; // the place form opens when a shape is drawn or edited
   if (me.role === "field_worker") {
     announce(status, "Field workers use the Hereabouts app for their tasks; this console is read-only for you.");
   } else {
     announce(status, `Signed in as ${me.email}.`, "ok");
   }
+  startAdmin(api, me, status);
   placesMap.ready();
   await Promise.allSettled([loadPlaces(), loadWorkers()]);
   await Promise.allSettled([loadOffers(), loadTasks(), loadDeliveries(), loadEvents()]);
@@ -97,12 +104,13 @@ function selectTab(tab, focus = true) {
 for (const tab of tabs) {
   tab.addEventListener("click", () => selectTab(tab));
   tab.addEventListener("keydown", (e) => {
-    const i = tabs.indexOf(tab);
+    const shown = tabs.filter((t) => !t.hidden);
+    const i = shown.indexOf(tab);
     let next = null;
-    if (e.key === "ArrowRight") next = tabs[(i + 1) % tabs.length];
-    if (e.key === "ArrowLeft") next = tabs[(i - 1 + tabs.length) % tabs.length];
-    if (e.key === "Home") next = tabs[0];
-    if (e.key === "End") next = tabs[tabs.length - 1];
+    if (e.key === "ArrowRight") next = shown[(i + 1) % shown.length];
+    if (e.key === "ArrowLeft") next = shown[(i - 1 + shown.length) % shown.length];
+    if (e.key === "Home") next = shown[0];
+    if (e.key === "End") next = shown[shown.length - 1];
     if (next) {
       e.preventDefault();
       selectTab(next);
@@ -124,6 +132,7 @@ const placesMap = new PlacesMap($("map"), {
     $("drag-shapes").setAttribute("aria-pressed", String(mode === "drag"));
   },
   onSelect: (id) => {
+    if (!canEdit()) return; // read-only: clicking a shape does not open a form
     const place = state.places.find((p) => p.id === id);
     if (place) openPlaceForm(place);
   },
@@ -142,6 +151,8 @@ async function loadPlaces() {
   }
 }
 
+const canEdit = () => Boolean(state.me) && ["admin", "editor"].includes(state.me.role);
+
 function kindOf(place) {
   return place.geometry.type === "Point" ? `circle ${Math.round(place.properties.radius_m)} m` : "area";
 }
@@ -159,8 +170,8 @@ function renderPlaces() {
           "div",
           {},
           h("button", { type: "button", class: "small secondary", onclick: () => placesMap.focus(p.id), "aria-label": `Show ${p.properties.name} on the map` }, "Show"),
-          h("button", { type: "button", class: "small secondary", onclick: () => openPlaceForm(p), "aria-label": `Edit ${p.properties.name}` }, "Edit"),
-          h("button", { type: "button", class: "small danger", onclick: () => deletePlace(p), "aria-label": `Delete ${p.properties.name}` }, "Delete"),
+          canEdit() && h("button", { type: "button", class: "small secondary", onclick: () => openPlaceForm(p), "aria-label": `Edit ${p.properties.name}` }, "Edit"),
+          canEdit() && h("button", { type: "button", class: "small danger", onclick: () => deletePlace(p), "aria-label": `Delete ${p.properties.name}` }, "Delete"),
         ),
       ),
     ),
