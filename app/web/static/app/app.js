@@ -105,7 +105,16 @@ async function signInWorker(event) {
   }
 }
 
+// A resident's token is the only key to their data: warn, offer export, then erase.
+function askBeforeSignOut() {
+  clearStatus();
+  if (isWorker()) return signOut();
+  $("signout-card").hidden = false;
+  $("signout-title").focus();
+}
+
 async function signOut() {
+  $("signout-card").hidden = true;
   stopBackground();
   $("bg-toggle").disabled = true;
   api.token = null;
@@ -633,6 +642,7 @@ async function exportData() {
     const link = h("a", { href: URL.createObjectURL(blob), download: "hereabouts-my-data.json" });
     link.click();
     URL.revokeObjectURL(link.href);
+    announce(status, "Your data was downloaded (hereabouts-my-data.json).", "ok");
   } catch (err) {
     announce(status, err.message, "error");
   }
@@ -640,6 +650,7 @@ async function exportData() {
 
 async function eraseData() {
   if (!window.confirm("Delete everything held about this device? This cannot be undone.")) return;
+  $("signout-card").hidden = true;
   try {
     await api.delete("/v1/me");
     const reg = state.registration;
@@ -658,7 +669,14 @@ async function eraseData() {
 // ---------------------------------------------------------------- wiring
 $("start-resident").addEventListener("click", startResident);
 $("worker-form").addEventListener("submit", signInWorker);
-$("signout").addEventListener("click", signOut);
+$("signout").addEventListener("click", askBeforeSignOut);
+$("signout-export").addEventListener("click", exportData);
+$("signout-erase").addEventListener("click", eraseData);
+$("signout-keep").addEventListener("click", signOut);
+$("signout-cancel").addEventListener("click", () => {
+  $("signout-card").hidden = true;
+  $("signout").focus();
+});
 $("export-data").addEventListener("click", exportData);
 $("erase-data").addEventListener("click", eraseData);
 $("checkin").addEventListener("click", checkIn);
@@ -673,6 +691,12 @@ $("inbox-refresh").addEventListener("click", loadInbox);
 $("tasks-refresh").addEventListener("click", sortTasksHere);
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden") flushPings();
+  else if (state.me) loadInbox(); // back to the app: show what arrived meanwhile
 });
+// While the app is open and visible the inbox also refreshes itself (a push may not reach a
+// browser without a push service); the service worker's message refreshes it at once.
+setInterval(() => {
+  if (state.me && document.visibilityState === "visible") loadInbox();
+}, 60000);
 
 boot();
