@@ -17,7 +17,12 @@ from PIL import Image
 from playwright.async_api import Browser, FilePayload, Page, expect
 
 from tests.live import LiveServer
-from tests.web.conftest import new_context, open_page, screenshot
+from tests.web.conftest import (
+    new_context,
+    open_page,
+    screenshot,
+    serious_accessibility_violations,
+)
 from tests.web.test_flows import (
     create_place,
     create_staff,
@@ -113,6 +118,7 @@ async def test_worker_checks_in_takes_a_pool_task_and_completes_it_with_a_note_a
     await pool_item.get_by_role("button", name=f"Complete: {title}").click()
     form = pool_item.get_by_role("form", name=f"Complete {title}")
     await form.get_by_label("Note (optional)").fill("Swing chain worn; photographed.")
+    assert await serious_accessibility_violations(page) == []
     photos = form.get_by_label("Photos (up to 3")
     # a text file calling itself a JPEG: the server decodes it and says no
     await photos.set_input_files(
@@ -167,6 +173,7 @@ async def test_worker_checks_in_takes_a_pool_task_and_completes_it_with_a_note_a
         "(imgs) => imgs.map((i) => i.complete && i.naturalWidth)"
     )
     assert loaded == [120, 120]
+    assert await serious_accessibility_violations(console) == []
     assert console_problems.errors == []
     await staff_context.close()
 

@@ -10,7 +10,12 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.live import LiveServer
-from tests.web.conftest import new_context, open_page, screenshot
+from tests.web.conftest import (
+    new_context,
+    open_page,
+    screenshot,
+    serious_accessibility_violations,
+)
 from tests.web.test_flows import create_place, sign_in_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -62,6 +67,7 @@ async def test_admin_invites_changes_role_deactivates_and_resets_with_an_audit_t
     await expect(worker.get_by_role("tab", name="Audit log")).to_be_hidden()
     await worker.get_by_role("tab", name="Tasks").click()
     await expect(worker.locator("#task-form")).to_be_hidden()
+    assert await serious_accessibility_violations(worker) == []
 
     # Made an editor: the worker's old session ends at its next request.
     await row.get_by_label(f"Role of {name}").select_option("editor")
@@ -96,6 +102,7 @@ async def test_admin_invites_changes_role_deactivates_and_resets_with_an_audit_t
     assert new_password != password
     await sign_in_console(worker, email, new_password)
     await screenshot(console, "console-people")
+    assert await serious_accessibility_violations(console) == []
 
     # The audit log shows all of it, filtered to people, newest first.
     await console.get_by_role("tab", name="Audit log").click()
@@ -122,6 +129,7 @@ async def test_admin_invites_changes_role_deactivates_and_resets_with_an_audit_t
     await filters.get_by_role("button", name="Show").click()
     await expect(console.locator("#audit-list")).to_contain_text("geofence.create")
     await expect(console.locator("#audit-list")).not_to_contain_text("user.")
+    assert await serious_accessibility_violations(console) == []
     assert problems.errors == []
     assert worker_problems.errors == []
     await admin_context.close()

@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.live import LiveServer
-from tests.web.conftest import new_context, open_page
+from tests.web.conftest import new_context, open_page, serious_accessibility_violations
 from tests.web.test_flows import create_place, create_staff, sign_in_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -69,6 +69,7 @@ async def test_place_form_sets_hours_dates_dwell_and_trigger_with_category_defau
     await expect(form.get_by_label("Monday")).to_have_value("09:00-17:00")
     await expect(form.get_by_label("Sunday")).to_have_value("")
     await expect(form.get_by_label("Dwell time (minutes)")).to_have_value("10")
+    assert await serious_accessibility_violations(page) == []
     category = form.get_by_label("Category", exact=True)
     await category.fill("park")
     await category.dispatch_event("change")

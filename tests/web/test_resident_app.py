@@ -14,6 +14,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.live import LiveServer
+from tests.web.conftest import serious_accessibility_violations
 from tests.web.test_flows import (
     LIBRARY,
     _registration_id,
@@ -54,12 +55,14 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
         == "privacy-summary"
     )
     assert await wider_than_screen(page) == []
+    assert await serious_accessibility_violations(page) == []
     if width == 320:
         await page.screenshot(path=str(DOCS / "app-welcome-320.png"))
     await summary.get_by_role("link", name="Read the full privacy notice").click()
     await expect(page.get_by_role("heading", name="Privacy notice")).to_be_visible()
     await expect(page.locator("main")).to_contain_text("Signing out throws away the key")
     assert await wider_than_screen(page) == []
+    assert await serious_accessibility_violations(page) == []
     await page.go_back()
 
     await page.get_by_role("button", name="Get started").click()
@@ -78,6 +81,7 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
         {"origin": web_server.base, "registrationId": registration_id, "data": json.dumps(payload)},
     )
     await expect(page.locator("#inbox")).to_contain_text(payload["title"], timeout=5000)
+    assert await serious_accessibility_violations(page) == []
     if width == 390:
         await page.screenshot(path=str(DOCS / "app-home-390.png"), full_page=False)
 
@@ -86,6 +90,7 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
     card = page.locator("#signout-card")
     await expect(card).to_contain_text("only key to your data")
     assert await page.evaluate("document.activeElement.id") == "signout-title"
+    assert await serious_accessibility_violations(page) == []
     async with page.expect_download() as download_info:
         await card.get_by_role("button", name="Download my data").click()
     download = await download_info.value
@@ -103,4 +108,25 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
     gone = httpx.get(web_server.base + "/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert gone.status_code == 401
     assert errors == []
+    await context.close()
+
+
+async def test_the_accessibility_check_finds_what_it_should(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    """The check can fail: a button without a name and an image without alt text are found."""
+    context = await resident_context(browser, web_server, LIBRARY)
+    page = await context.new_page()
+    await page.goto(f"/app/?org={web_server.organisation}")
+    await expect(page.get_by_role("button", name="Get started")).to_be_visible()
+    assert await serious_accessibility_violations(page) == []
+    await page.evaluate(
+        """() => {
+            const b = document.createElement("button");
+            document.querySelector("#welcome").append(b, document.createElement("img"));
+        }"""
+    )
+    found = await serious_accessibility_violations(page)
+    assert any(v.startswith("button-name (critical)") for v in found), found
+    assert any(v.startswith("image-alt (critical)") for v in found), found
     await context.close()
