@@ -667,6 +667,11 @@ async function eraseData() {
 }
 
 // ---------------------------------------------------------------- wiring
+// A status message belongs to the action that caused it: the next one clears it first.
+document.addEventListener("click", (e) => {
+  if (e.target instanceof Element && e.target.closest("button")) clearStatus();
+}, true);
+document.addEventListener("submit", clearStatus, true);
 $("start-resident").addEventListener("click", startResident);
 $("worker-form").addEventListener("submit", signInWorker);
 $("signout").addEventListener("click", askBeforeSignOut);

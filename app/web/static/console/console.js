@@ -981,6 +981,12 @@ function showFunnel(id) {
 }
 
 // ---------------------------------------------------------------- wiring
+// A status message belongs to the action that caused it: the next action (a button, a form)
+// clears it before that action says its own.
+document.addEventListener("click", (e) => {
+  if (e.target instanceof Element && e.target.closest("button") && state.me) announce(status, "");
+}, true);
+document.addEventListener("submit", () => state.me && announce(status, ""), true);
 $("login-form").addEventListener("submit", signIn);
 $("logout").addEventListener("click", () => signOut());
 placeForm.addEventListener("submit", savePlace);
