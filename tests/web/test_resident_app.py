@@ -83,6 +83,7 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
     await expect(page.locator("#inbox")).to_contain_text(payload["title"], timeout=5000)
     assert await serious_accessibility_violations(page) == []
     if width == 390:
+        await page.evaluate("document.getElementById('inbox-title').scrollIntoView()")
         await page.screenshot(path=str(DOCS / "app-home-390.png"), full_page=False)
 
     # Sign out warns first and offers the download, then the erasure.
