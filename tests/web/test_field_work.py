@@ -133,7 +133,7 @@ async def test_worker_checks_in_takes_a_pool_task_and_completes_it_with_a_note_a
         ]
     )
     await form.get_by_role("button", name="Mark done").click()
-    await expect(pool_item).to_contain_text("done")
+    await expect(pool_item.locator(".badge.done")).to_be_visible()
     await expect(page.locator("#status")).to_contain_text("with 2 photo(s)")
     await expect(pool_item.get_by_role("button")).to_have_count(0)
     await page.set_viewport_size({"width": 390, "height": 844})
