@@ -8,7 +8,7 @@ place within the visit window, or the worker's presence inside the place.
 role change, a password reset) ends all of the user's sessions at once.
 
 Revision ID: 0025
-Revises: 0026
+Revises: 0029
 Create Date: 2026-12-03 11:00:00+00:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0025"
-down_revision: str | None = "0026"
+down_revision: str | None = "0029"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
