@@ -172,3 +172,16 @@ async def serious_accessibility_violations(page: Page) -> list[str]:
         await page.add_script_tag(url="/static/vendor/axe-core/axe.min.js")
     found: list[str] = await page.evaluate(AXE_RUN)
     return found
+
+
+DOCS_SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+
+
+async def docs_screenshot(page: Page, name: str) -> Path:
+    """A screenshot for the README: into docs/screenshots/ with HEREABOUTS_UPDATE_SCREENSHOTS=1,
+    else into test-artifacts/ (so an ordinary test run leaves the checkout clean)."""
+    folder = DOCS_SCREENSHOTS if os.environ.get("HEREABOUTS_UPDATE_SCREENSHOTS") else ARTIFACTS
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=False)
+    return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import secrets
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from playwright.async_api import Browser, FilePayload, Page, expect
 
 from tests.live import LiveServer
 from tests.web.conftest import (
+    docs_screenshot,
     new_context,
     open_page,
     screenshot,
@@ -32,8 +32,6 @@ from tests.web.test_flows import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def photo_with_gps(fmt: str) -> bytes:
@@ -138,7 +136,7 @@ async def test_worker_checks_in_takes_a_pool_task_and_completes_it_with_a_note_a
     await expect(pool_item.get_by_role("button")).to_have_count(0)
     await page.set_viewport_size({"width": 390, "height": 844})
     await pool_item.scroll_into_view_if_needed()
-    await page.screenshot(path=str(DOCS / "app-field-work-390.png"))
+    await docs_screenshot(page, "app-field-work-390")
     await screenshot(page, "app-field-work")
 
     done = web_server.request("GET", f"/v1/tasks/{task['id']}", admin)

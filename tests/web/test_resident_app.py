@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.live import LiveServer
-from tests.web.conftest import serious_accessibility_violations
+from tests.web.conftest import docs_screenshot, serious_accessibility_violations
 from tests.web.test_flows import (
     LIBRARY,
     _registration_id,
@@ -24,7 +24,6 @@ from tests.web.test_flows import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 OVERFLOW = """() => [...document.querySelectorAll('body *')]
     .filter((el) => el.getClientRects().length && el.getBoundingClientRect().right > innerWidth + 1)
     .map((el) => el.tagName + '#' + el.id + '.' + el.className).slice(0, 10)"""
@@ -57,7 +56,7 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
     assert await wider_than_screen(page) == []
     assert await serious_accessibility_violations(page) == []
     if width == 320:
-        await page.screenshot(path=str(DOCS / "app-welcome-320.png"))
+        await docs_screenshot(page, "app-welcome-320")
     await summary.get_by_role("link", name="Read the full privacy notice").click()
     await expect(page.get_by_role("heading", name="Privacy notice")).to_be_visible()
     await expect(page.locator("main")).to_contain_text("Signing out throws away the key")
@@ -84,7 +83,7 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
     assert await serious_accessibility_violations(page) == []
     if width == 390:
         await page.evaluate("document.getElementById('inbox-title').scrollIntoView()")
-        await page.screenshot(path=str(DOCS / "app-home-390.png"), full_page=False)
+        await docs_screenshot(page, "app-home-390")
 
     # Sign out warns first and offers the download, then the erasure.
     await page.get_by_role("button", name="Sign out").click()
