@@ -6,6 +6,8 @@ WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY app ./app
+# the residents' privacy notice is served from it (/app/privacy)
+COPY docs/privacy.md ./docs/privacy.md
 COPY migrations ./migrations
 COPY alembic.ini ./
 RUN uv sync --frozen --no-dev

@@ -45,6 +45,8 @@ from app.privacy.router import router as privacy_router
 from app.rules import service as rules_service
 from app.rules.router import router as rules_router
 from app.scheduled import run_scheduled_jobs
+from app.tasks.photo_router import PHOTO_UPLOAD_PATH
+from app.tasks.photo_router import router as task_photos_router
 from app.tasks.router import me_router as my_tasks_router
 from app.tasks.router import router as tasks_router
 from app.web.router import install_web
@@ -129,6 +131,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(offers_router)
     app.include_router(tasks_router)
     app.include_router(my_tasks_router)
+    app.include_router(task_photos_router)
     app.include_router(notifications_router)
     app.include_router(rules_router)
     app.include_router(privacy_router)
@@ -145,8 +148,13 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     # Last added runs first: observability, proxy headers, body limit, NUL check, then the app.
-    app.add_middleware(NulByteMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NulByteMiddleware, binary=(("POST", PHOTO_UPLOAD_PATH),))
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # a completion photo: the photo's own limit, refused with its own message above that
+        larger=(("POST", PHOTO_UPLOAD_PATH, settings.task_photo_max_bytes + 1_048_576),),
+    )
     if settings.trusted_proxies:
         # The client address behind a trusted proxy: the rightmost X-Forwarded-For entry that is
         # not itself a trusted proxy (uvicorn's own implementation, the same list `serve` hands

@@ -63,6 +63,8 @@ async def get_principal(
     user = await service.get_user(session, claims.user_id)
     if user is None or not user.is_active or user.organisation_id != claims.organisation_id:
         raise Unauthorized("The account is no longer active.")
+    if claims.token_version != user.token_version:
+        raise Unauthorized("This session was ended by an administrator: sign in again.")
     return Principal("staff", user.id, user.organisation_id, user.role, staff=user)
 
 

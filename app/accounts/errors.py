@@ -26,3 +26,7 @@ class UserNotFound(NotFound):
 
 class UnknownOrganisation(Unprocessable):
     code, title = "unknown-organisation", "Unknown organisation"
+
+
+class CannotChangeSelf(Conflict):
+    code, title = "cannot-change-self", "Cannot change your own account this way"

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Index, String, func, text
+from sqlalchemy import Boolean, Enum, ForeignKey, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, Timestamps, UUIDPrimaryKey
@@ -40,6 +40,9 @@ class StaffUser(UUIDPrimaryKey, Timestamps, Base):
     role: Mapped[Role] = mapped_column(Enum(Role, name="staff_role", native_enum=False, length=20))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Every access token carries the version it was issued under; raising it (deactivation, a
+    # role change, a password reset) makes all earlier tokens fail at their next request.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class Device(UUIDPrimaryKey, Timestamps, Base):

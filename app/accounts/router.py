@@ -16,9 +16,13 @@ from app.accounts.schemas import (
     DeviceRegistered,
     Me,
     OrganisationRead,
+    PasswordReset,
     Token,
     UserCreate,
+    UserCreated,
     UserRead,
+    UserUpdate,
+    UserUpdated,
 )
 from app.audit import service as audit_service
 from app.audit.schemas import AuditEntryRead
@@ -114,21 +118,59 @@ async def me(session: Session, principal: CurrentPrincipal) -> Me:
     )
 
 
-@router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED)
-async def create_user(session: Session, admin: AdminUser, body: UserCreate) -> UserRead:
-    """Admin: create a staff account in the admin's organisation."""
+@router.post(
+    "/users",
+    response_model=UserCreated,
+    status_code=status.HTTP_201_CREATED,
+    # no password of any kind in the answer unless one was generated
+    response_model_exclude_none=True,
+)
+async def create_user(session: Session, admin: AdminUser, body: UserCreate) -> UserCreated:
+    """Admin: create (or, without a password, invite) a staff account in the organisation."""
+    temporary = None if body.password else service.temporary_password()
     user = await service.create_user(
         session,
         admin.organisation_id,
         email=str(body.email),
         full_name=body.full_name,
-        password=body.password,
+        password=body.password or temporary or "",
         role=body.role,
     )
     await audit_service.record(
-        session, admin, "user.create", "user", user.id, {"email": user.email, "role": user.role}
+        session,
+        admin,
+        "user.invite" if temporary else "user.create",
+        "user",
+        user.id,
+        {"email": user.email, "role": user.role},
     )
-    return UserRead.model_validate(user)
+    return UserCreated(**UserRead.model_validate(user).model_dump(), temporary_password=temporary)
+
+
+@router.patch("/users/{user_id}", response_model=UserUpdated)
+async def update_user(
+    session: Session, admin: AdminUser, user_id: uuid.UUID, body: UserUpdate
+) -> UserUpdated:
+    """Admin: rename, change role, deactivate or reactivate; role and activity end sessions."""
+    fields = body.model_dump(exclude_unset=True)
+    user, revoked = await service.update_user(session, admin, user_id, **fields)
+    await audit_service.record(
+        session,
+        admin,
+        "user.update",
+        "user",
+        user.id,
+        {**{k: str(v) for k, v in fields.items()}, "sessions_ended": revoked},
+    )
+    return UserUpdated(**UserRead.model_validate(user).model_dump(), sessions_ended=revoked)
+
+
+@router.post("/users/{user_id}/password-reset", response_model=PasswordReset)
+async def reset_password(session: Session, admin: AdminUser, user_id: uuid.UUID) -> PasswordReset:
+    """Admin: a new temporary password for the user (shown once); their sessions end."""
+    password = await service.reset_password(session, admin, user_id)
+    await audit_service.record(session, admin, "user.password_reset", "user", user_id, {})
+    return PasswordReset(temporary_password=password)
 
 
 @router.get("/users", response_model=Page[UserRead])

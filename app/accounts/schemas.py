@@ -44,8 +44,21 @@ class OrganisationRead(BaseModel):
 class UserCreate(StrictModel):
     email: EmailStr
     full_name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=10, max_length=256)
+    password: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=256,
+        description="Omit to invite: a temporary password is generated and returned once.",
+    )
     role: Role
+
+
+class UserUpdate(StrictModel):
+    """Admin: any of these; a role change or deactivation ends the user's sessions at once."""
+
+    full_name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role | None = None
+    is_active: bool | None = None
 
 
 class UserRead(BaseModel):
@@ -57,6 +70,21 @@ class UserRead(BaseModel):
     role: Role
     is_active: bool
     created_at: datetime
+    last_login_at: datetime | None = None
+
+
+class UserCreated(UserRead):
+    temporary_password: str | None = Field(
+        default=None, description="Only when invited without a password: pass it on once."
+    )
+
+
+class UserUpdated(UserRead):
+    sessions_ended: bool = Field(description="The user's tokens were revoked by this change.")
+
+
+class PasswordReset(BaseModel):
+    temporary_password: str = Field(description="Shown once: pass it on to the user.")
 
 
 class Me(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime
 
@@ -9,12 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
 from app.accounts.errors import (
+    CannotChangeSelf,
     EmailUnavailable,
     InvalidCredentials,
     UnknownOrganisation,
     UserNotFound,
 )
 from app.accounts.models import Device, Organisation, Role, StaffUser
+from app.accounts.principal import Principal
 from app.accounts.tokens import DeviceTokenCache
 from app.core.config import Settings
 from app.core.pagination import PageParams, trim_page
@@ -79,7 +82,13 @@ async def authenticate(
         raise InvalidCredentials("Email or password is wrong.")
     await repository.touch_login(session, user.id, datetime.now(UTC))
     token = issue_staff_token(
-        settings, StaffClaims(user_id=user.id, organisation_id=user.organisation_id, role=user.role)
+        settings,
+        StaffClaims(
+            user_id=user.id,
+            organisation_id=user.organisation_id,
+            role=user.role,
+            token_version=user.token_version,
+        ),
     )
     return token, user
 
@@ -151,3 +160,62 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> StaffUser | Non
 
 async def erase_device(session: AsyncSession, device_id: uuid.UUID) -> None:
     await repository.delete_device(session, device_id)
+
+
+def temporary_password() -> str:
+    """A password for an invitation or a reset, shown once to the admin to pass on."""
+    return secrets.token_urlsafe(12)
+
+
+def revoke_tokens(user: StaffUser) -> None:
+    """Every access token issued to the user so far stops working at its next request."""
+    user.token_version = (user.token_version or 0) + 1
+
+
+async def update_user(
+    session: AsyncSession,
+    admin: Principal,
+    user_id: uuid.UUID,
+    *,
+    full_name: str | None = None,
+    role: Role | None = None,
+    is_active: bool | None = None,
+) -> tuple[StaffUser, bool]:
+    """Admin: rename, change the role of, (de)activate a staff account; returns (user, revoked).
+
+    A role change or a deactivation ends the user's sessions at once (their tokens stop working).
+    An admin cannot demote or deactivate themselves, so an organisation keeps an admin.
+    """
+    user = await get_user_in_org(session, admin.organisation_id, user_id)
+    if user.id == admin.id and (
+        (role is not None and role is not Role.admin) or is_active is False
+    ):
+        raise CannotChangeSelf(
+            "You cannot remove your own admin role or deactivate yourself; ask another admin.",
+            extra={"field": "role" if role is not None else "is_active"},
+        )
+    revoke = (role is not None and role != user.role) or (
+        is_active is not None and is_active != user.is_active
+    )
+    if full_name is not None:
+        user.full_name = full_name
+    if role is not None:
+        user.role = role
+    if is_active is not None:
+        user.is_active = is_active
+    if revoke:
+        revoke_tokens(user)
+    user.updated_at = datetime.now(UTC)
+    await session.flush()
+    return user, revoke
+
+
+async def reset_password(session: AsyncSession, admin: Principal, user_id: uuid.UUID) -> str:
+    """Admin: give the user a new temporary password (returned once); their sessions end."""
+    user = await get_user_in_org(session, admin.organisation_id, user_id)
+    password = temporary_password()
+    user.password_hash = hash_password(password)
+    revoke_tokens(user)
+    user.updated_at = datetime.now(UTC)
+    await session.flush()
+    return password

@@ -189,6 +189,11 @@ class Settings(BaseSettings):
     notification_retention_days: int = Field(default=30, ge=1, le=3650)
     delivery_log_retention_days: int = Field(default=30, ge=1, le=3650)
     purge_interval_s: float = 3600.0
+    # tasks (docs/tasks.md): a check-in proves a visit for tasks completed within this window
+    task_visit_window_min: int = Field(default=120, ge=1, le=24 * 60)
+    task_photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=20 * 1024 * 1024)
+    # photos go this long after their task was closed (done or cancelled)
+    task_photo_retention_days: int = Field(default=90, ge=1, le=3650)
     geofence_max_per_organisation: int = 200_000
 
     # Open311 GeoReport v2 (app/open311, docs/open311.md)

@@ -6,6 +6,7 @@ Written against raw ASGI rather than `BaseHTTPMiddleware` because they sit on th
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -55,16 +56,32 @@ def _replay_body(body: bytes, upstream: Receive) -> Receive:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies above `max_bytes` with 413 before the app parses them."""
+    """Refuse bodies above `max_bytes` with 413 before the app parses them.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `larger` lets a few routes take more (a task's completion photo): (method, path regex, bytes).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: tuple[tuple[str, str, int], ...] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = tuple((m, re.compile(p), n) for m, p, n in larger)
+
+    def _limit(self, scope: Scope) -> int:
+        for method, pattern, limit in self.larger:
+            if scope.get("method") == method and pattern.fullmatch(scope.get("path", "")):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         content_length: bytes | None = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -75,8 +92,8 @@ class BodyLimitMiddleware:
                 length = int(content_length or b"0")
             except ValueError:
                 length = -1
-            if length > self.max_bytes or length < 0:
-                await self._reject(send)
+            if length > limit or length < 0:
+                await self._reject(send, limit)
                 return
             # uvicorn/h11 never deliver more than Content-Length bytes
             await self.app(scope, receive, send)
@@ -93,17 +110,15 @@ class BodyLimitMiddleware:
                 return
             body = message.get("body", b"")
             size += len(body)
-            if size > self.max_bytes:
-                await self._reject(send)
+            if size > limit:
+                await self._reject(send, limit)
                 return
             chunks.append(body)
             more = message.get("more_body", False)
         await self.app(scope, _replay_body(b"".join(chunks), receive), send)
 
-    async def _reject(self, send: Send) -> None:
-        body = _problem_bytes(
-            413, "Payload too large", f"The request body exceeds {self.max_bytes} bytes."
-        )
+    async def _reject(self, send: Send, limit: int) -> None:
+        body = _problem_bytes(413, "Payload too large", f"The request body exceeds {limit} bytes.")
         await _send_problem(send, 413, body, close=True)
 
 
@@ -140,10 +155,13 @@ class NulByteMiddleware:
 
     PostgreSQL text and JSONB cannot hold NUL, so without this each text field needed its own
     check and a forgotten one was a 500. Here is the one place: nothing with a NUL reaches routing.
+    `binary` names routes whose body is not text (a photo: (method, path regex)); their URL is
+    still checked.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, binary: tuple[tuple[str, str], ...] = ()) -> None:
         self.app = app
+        self.binary = tuple((m, re.compile(p)) for m, p in binary)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,7 +175,9 @@ class NulByteMiddleware:
         ):
             await self._reject(send, "the URL")
             return
-        if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE") or any(
+            scope.get("method") == m and p.fullmatch(scope.get("path", "")) for m, p in self.binary
+        ):
             await self.app(scope, receive, send)
             return
         # Read the body (BodyLimitMiddleware, outside this one, has capped its size), check it

@@ -46,6 +46,7 @@ class StaffClaims:
     user_id: uuid.UUID
     organisation_id: uuid.UUID
     role: str
+    token_version: int = 0
 
 
 def issue_staff_token(settings: Settings, claims: StaffClaims, now: datetime | None = None) -> str:
@@ -54,6 +55,7 @@ def issue_staff_token(settings: Settings, claims: StaffClaims, now: datetime | N
         "sub": str(claims.user_id),
         "org": str(claims.organisation_id),
         "role": claims.role,
+        "tv": claims.token_version,
         "typ": "staff",
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=settings.access_token_ttl_s)).timestamp()),
@@ -89,6 +91,7 @@ def decode_staff_token(settings: Settings, token: str) -> StaffClaims:
                 user_id=uuid.UUID(payload["sub"]),
                 organisation_id=uuid.UUID(payload["org"]),
                 role=str(payload["role"]),
+                token_version=int(payload.get("tv", 0)),
             )
         except (KeyError, ValueError) as exc:
             raise InvalidToken("malformed claims") from exc

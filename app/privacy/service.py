@@ -16,6 +16,7 @@ from app.open311 import service as open311_service
 from app.presence import service as presence_service
 from app.privacy import repository
 from app.privacy.schemas import FeatureCollection, SubjectExport
+from app.tasks import service as tasks_service
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,10 @@ async def purge(
     for kind, sql in PURGES.items():
         removed[kind] = await repository.delete_older(session, sql, now - cutoffs[kind] * days)
     removed["reports_rounded"] = await open311_service.purge(session, settings, now)
+    # completion photos go with their task's retention: this long after it was closed
+    removed["task_photos"] = await tasks_service.purge_photos(
+        session, settings.task_photo_retention_days * days, now
+    )
     return removed
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.core.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 
 
 class TaskNotFound(NotFound):
@@ -29,3 +29,19 @@ class VisitRequired(Conflict):
 
 class TransitionForbidden(Forbidden):
     code, title = "transition-forbidden", "Not allowed to make this change"
+
+
+class InvalidPhoto(Unprocessable):
+    code, title = "invalid-photo", "Not a usable photo"
+
+
+class PhotoTooLarge(PayloadTooLarge):
+    code, title = "photo-too-large", "Photo too large"
+
+
+class TooManyPhotos(Conflict):
+    code, title = "too-many-photos", "Too many photos"
+
+
+class PhotoNotFound(NotFound):
+    code, title = "photo-not-found", "Photo not found"

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base, Timestamps, UUIDPrimaryKey
@@ -64,6 +64,8 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     # The check-in that proves the visit (set by the check-ins domain via `record_visit`).
     proof_checkin_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     proof_recorded_at: Mapped[datetime | None] = mapped_column(default=None)
+    # How the visit was proved: "checkin" (proof_checkin_id) or "presence" (inside the place).
+    proof_source: Mapped[str | None] = mapped_column(String(10), default=None)
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
     )
@@ -92,3 +94,23 @@ class TaskTransition(UUIDPrimaryKey, Base):
     to_status: Mapped[str] = mapped_column(String(12))
     note: Mapped[str | None] = mapped_column(String(1000), default=None)
     at: Mapped[datetime] = mapped_column(server_default=text("clock_timestamp()"))
+
+
+class TaskPhoto(UUIDPrimaryKey, Base):
+    """A photo taken when completing a task: re-encoded from the decoded image, so no EXIF."""
+
+    __tablename__ = "task_photos"
+    __table_args__ = (Index("ix_task_photos_task", "task_id", "created_at"),)
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    uploaded_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )
+    content_type: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=text("clock_timestamp()"))

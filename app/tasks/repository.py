@@ -14,6 +14,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    delete,
     exists,
     func,
     not_,
@@ -24,17 +25,20 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 
 from app.accounts.models import Role, StaffUser
+from app.checkins.models import CheckIn
 from app.core.near import NearPoint
 from app.core.pagination import PageParams
 from app.geofences.models import Geofence
+from app.presence.models import Presence, PresenceState, SubjectKind
 from app.tasks.models import (
     CLOSED_TASK_STATUSES,
     Priority,
     Task,
     TaskAssignee,
+    TaskPhoto,
     TaskStatus,
     TaskTransition,
 )
@@ -62,7 +66,7 @@ def visible_to_worker(worker_id: uuid.UUID) -> ColumnElement[bool]:
     return or_(assigned_to(worker_id), in_pool())
 
 
-async def add(session: AsyncSession, row: Task | TaskTransition) -> None:
+async def add(session: AsyncSession, row: Task | TaskTransition | TaskPhoto) -> None:
     session.add(row)
     await session.flush()
 
@@ -271,7 +275,12 @@ async def set_visit_proof(
             Task.status.not_in(CLOSED_TASK_STATUSES),
             assigned_to(worker_id),
         )
-        .values(proof_checkin_id=checkin_id, proof_recorded_at=at, updated_at=func.now())
+        .values(
+            proof_checkin_id=checkin_id,
+            proof_recorded_at=at,
+            proof_source="checkin",
+            updated_at=func.now(),
+        )
         .returning(Task.id)
         .execution_options(synchronize_session="fetch")
     )
@@ -290,3 +299,111 @@ async def staff_by_email(
 async def task_titled(session: AsyncSession, organisation_id: uuid.UUID, title: str) -> bool:
     stmt = select(Task.id).where(Task.organisation_id == organisation_id, Task.title == title)
     return (await session.execute(stmt.limit(1))).scalar_one_or_none() is not None
+
+
+async def visit_checkin(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    worker_ids: Sequence[uuid.UUID],
+    geofence_id: uuid.UUID,
+    since: datetime,
+) -> tuple[uuid.UUID, datetime] | None:
+    """The latest plausible check-in of one of these workers at the place since `since`."""
+    if not worker_ids:
+        return None
+    stmt = (
+        select(CheckIn.id, CheckIn.recorded_at)
+        .where(
+            CheckIn.organisation_id == organisation_id,
+            CheckIn.staff_user_id.in_(list(worker_ids)),
+            CheckIn.geofence_id == geofence_id,
+            CheckIn.recorded_at >= since,
+            CheckIn.implausible_jump.is_(False),
+        )
+        .order_by(CheckIn.recorded_at.desc())
+        .limit(1)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def present_inside(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    worker_ids: Sequence[uuid.UUID],
+    geofence_id: uuid.UUID,
+    fix_since: datetime,
+) -> bool:
+    """One of these workers is inside the place, by the presence engine, with a recent fix."""
+    if not worker_ids:
+        return False
+    stmt = select(Presence.subject_id).where(
+        Presence.organisation_id == organisation_id,
+        Presence.subject_kind == SubjectKind.staff.value,
+        Presence.subject_id.in_(list(worker_ids)),
+        Presence.geofence_id == geofence_id,
+        Presence.state == PresenceState.inside.value,
+        Presence.last_fix_at >= fix_since,
+    )
+    return (await session.execute(stmt.limit(1))).first() is not None
+
+
+async def photo_count(session: AsyncSession, task_id: uuid.UUID) -> int:
+    stmt = select(func.count()).select_from(TaskPhoto).where(TaskPhoto.task_id == task_id)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def photos(session: AsyncSession, task_id: uuid.UUID) -> list[TaskPhoto]:
+    """A task's photos without their bytes (deferred), oldest first."""
+    stmt = (
+        select(TaskPhoto)
+        .where(TaskPhoto.task_id == task_id)
+        .options(defer(TaskPhoto.data))
+        .order_by(TaskPhoto.created_at, TaskPhoto.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def photo(session: AsyncSession, task_id: uuid.UUID, photo_id: uuid.UUID) -> TaskPhoto | None:
+    stmt = select(TaskPhoto).where(TaskPhoto.task_id == task_id, TaskPhoto.id == photo_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def photos_by_uploader(session: AsyncSession, staff_user_id: uuid.UUID) -> list[TaskPhoto]:
+    stmt = (
+        select(TaskPhoto)
+        .where(TaskPhoto.uploaded_by == staff_user_id)
+        .order_by(TaskPhoto.created_at, TaskPhoto.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def delete_photos_by_uploader(session: AsyncSession, staff_user_id: uuid.UUID) -> int:
+    stmt = delete(TaskPhoto).where(TaskPhoto.uploaded_by == staff_user_id).returning(TaskPhoto.id)
+    return len(list((await session.execute(stmt)).scalars()))
+
+
+async def delete_photo(session: AsyncSession, task_id: uuid.UUID, photo_id: uuid.UUID) -> bool:
+    stmt = (
+        delete(TaskPhoto)
+        .where(TaskPhoto.task_id == task_id, TaskPhoto.id == photo_id)
+        .returning(TaskPhoto.id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def purge_photos(session: AsyncSession, closed_before: datetime) -> int:
+    """Photos of tasks closed (done or cancelled) before `closed_before`: the task's retention."""
+    closed_at = (
+        select(func.max(TaskTransition.at))
+        .where(TaskTransition.task_id == Task.id)
+        .correlate(Task)
+        .scalar_subquery()
+    )
+    expired = select(Task.id).where(
+        Task.status.in_(CLOSED_TASK_STATUSES), closed_at < closed_before
+    )
+    stmt = delete(TaskPhoto).where(TaskPhoto.task_id.in_(expired)).returning(TaskPhoto.id)
+    return len(list((await session.execute(stmt)).scalars()))

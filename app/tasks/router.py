@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
 from app.audit import service as audit_service
 from app.core.db import Session
+from app.core.deps import AppSettings
 from app.core.near import parse_near
 from app.core.pagination import Page, Pagination
 from app.tasks import service
@@ -65,10 +67,15 @@ async def get_task(session: Session, staff: CurrentStaff, task_id: uuid.UUID) ->
 
 @router.patch("/{task_id}", response_model=TaskRead)
 async def update_task(
-    session: Session, staff: CurrentStaff, task_id: uuid.UUID, body: TaskUpdate
+    session: Session,
+    settings: AppSettings,
+    staff: CurrentStaff,
+    task_id: uuid.UUID,
+    body: TaskUpdate,
 ) -> TaskRead:
     """Change a task; `status` (+ `note`) moves it through the workflow and is recorded."""
-    task = await service.update_task(session, staff, task_id, body)
+    window = timedelta(minutes=settings.task_visit_window_min)
+    task = await service.update_task(session, staff, task_id, body, visit_window=window)
     details: dict[str, Any] = {"fields": sorted(body.model_dump(exclude_unset=True))}
     if body.status is not None:
         details["status"] = task.status

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.core.types import BoundedAwareDatetime, Flag
-from app.tasks.models import Priority, Task, TaskStatus, TaskTransition
+from app.tasks.models import CLOSED_TASK_STATUSES, Priority, Task, TaskStatus, TaskTransition
 
 MAX_ASSIGNEES = 20
 
@@ -104,6 +104,11 @@ class TaskRead(BaseModel):
     requires_visit: bool
     proof_checkin_id: uuid.UUID | None
     proof_recorded_at: datetime | None
+    proof_source: str | None = Field(
+        default=None,
+        description="How the visit was proved: `checkin` (proof_checkin_id) or `presence`.",
+    )
+    overdue: bool = Field(default=False, description="Past its due date and not done or cancelled.")
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -134,6 +139,10 @@ def task_read(
         requires_visit=task.requires_visit,
         proof_checkin_id=task.proof_checkin_id,
         proof_recorded_at=task.proof_recorded_at,
+        proof_source=task.proof_source,
+        overdue=task.due_at is not None
+        and task.due_at < datetime.now(UTC)
+        and task.status not in CLOSED_TASK_STATUSES,
         created_by=task.created_by,
         created_at=task.created_at,
         updated_at=task.updated_at,

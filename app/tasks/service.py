@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,13 +31,23 @@ from app.tasks import repository
 from app.tasks.errors import (
     IllegalTransition,
     InvalidTaskChange,
+    PhotoNotFound,
     TaskNotFound,
+    TooManyPhotos,
     TransitionForbidden,
     UnknownAssignee,
     UnknownGeofence,
     VisitRequired,
 )
-from app.tasks.models import Task, TaskAssignee, TaskStatus, TaskTransition
+from app.tasks.models import (
+    CLOSED_TASK_STATUSES,
+    Task,
+    TaskAssignee,
+    TaskPhoto,
+    TaskStatus,
+    TaskTransition,
+)
+from app.tasks.photos import MAX_PHOTOS_PER_TASK, clean_photo
 from app.tasks.schemas import TaskCreate, TaskUpdate
 
 S = TaskStatus
@@ -58,6 +68,10 @@ WORKER_MOVES: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
     }
 )
 WORKER_FIELDS = frozenset({"status", "note"})
+# A check-in at the place proves a visit for tasks completed within this long of it.
+DEFAULT_VISIT_WINDOW = timedelta(minutes=120)
+# Presence proves a visit while the worker is inside the place with a fix at most this old.
+PRESENCE_FRESH = timedelta(minutes=15)
 
 
 def is_manager(principal: Principal) -> bool:
@@ -178,8 +192,44 @@ def _set_assignees(task: Task, ids: list[uuid.UUID]) -> None:
     ]
 
 
+async def _prove_visit(session: AsyncSession, task: Task, window: timedelta) -> bool:
+    """Record proof of visit from a check-in within `window` or presence inside the place.
+
+    A visit is proof for every task at that place completed within it, whether the task was
+    assigned before the visit or taken from the pool afterwards.
+    """
+    now = datetime.now(UTC)
+    found = await repository.visit_checkin(
+        session,
+        organisation_id=task.organisation_id,
+        worker_ids=task.assignee_ids,
+        geofence_id=task.geofence_id,
+        since=now - window,
+    )
+    if found is not None:
+        task.proof_checkin_id, task.proof_recorded_at = found
+        task.proof_source = "checkin"
+        return True
+    if await repository.present_inside(
+        session,
+        organisation_id=task.organisation_id,
+        worker_ids=task.assignee_ids,
+        geofence_id=task.geofence_id,
+        fix_since=now - PRESENCE_FRESH,
+    ):
+        task.proof_recorded_at = now
+        task.proof_source = "presence"
+        return True
+    return False
+
+
 async def _transition(
-    session: AsyncSession, principal: Principal, task: Task, target: TaskStatus, note: str | None
+    session: AsyncSession,
+    principal: Principal,
+    task: Task,
+    target: TaskStatus,
+    note: str | None,
+    visit_window: timedelta = DEFAULT_VISIT_WINDOW,
 ) -> None:
     current = TaskStatus(task.status)
     if target == current:
@@ -215,10 +265,22 @@ async def _transition(
             "Assign someone first: set assignee_ids in the same request.",
             extra={"from": current.value, "to": target.value},
         )
-    if target == S.done and task.requires_visit and task.proof_checkin_id is None:
+    if (
+        target == S.done
+        and task.requires_visit
+        and task.proof_recorded_at is None
+        and not await _prove_visit(session, task, visit_window)
+    ):
+        minutes = int(visit_window.total_seconds() // 60)
         raise VisitRequired(
-            "This task requires a visit: check in at its place before marking it done.",
-            extra={"from": current.value, "to": target.value, "requires_visit": True},
+            "This task needs a visit: check in at its place (a check-in in the last "
+            f"{minutes} minutes counts) before marking it done.",
+            extra={
+                "from": current.value,
+                "to": target.value,
+                "requires_visit": True,
+                "visit_window_min": minutes,
+            },
         )
     if target == S.open and current == S.assigned:
         _set_assignees(task, [])  # back to the team pool
@@ -226,11 +288,17 @@ async def _transition(
         # A reopened task needs a fresh visit.
         task.proof_checkin_id = None
         task.proof_recorded_at = None
+        task.proof_source = None
     await _record(session, task, principal.id, current.value, target.value, note)
 
 
 async def update_task(
-    session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: TaskUpdate
+    session: AsyncSession,
+    principal: Principal,
+    task_id: uuid.UUID,
+    data: TaskUpdate,
+    *,
+    visit_window: timedelta = DEFAULT_VISIT_WINDOW,
 ) -> Task:
     org = principal.organisation_id
     task = await repository.get_task(
@@ -251,6 +319,7 @@ async def update_task(
         await _check_geofence(session, org, changes["geofence_id"])
         task.proof_checkin_id = None  # a visit elsewhere proves nothing here
         task.proof_recorded_at = None
+        task.proof_source = None
     if "assignee_ids" in changes:
         ids: list[uuid.UUID] = changes.pop("assignee_ids")
         await _check_assignees(session, org, ids)
@@ -271,7 +340,7 @@ async def update_task(
         await _record(session, task, principal.id, task.status, auto_status.value, note)
         note = None
     if data.status is not None and data.status != auto_status:
-        await _transition(session, principal, task, data.status, note or data.note)
+        await _transition(session, principal, task, data.status, note or data.note, visit_window)
         note = None
     if note is not None and "note" in fields:
         raise InvalidTaskChange(
@@ -358,3 +427,90 @@ async def record_visit(
         checkin_id=checkin_id,
         at=at,
     )
+
+
+# --- completion photos ---------------------------------------------------------------------
+
+
+async def _task_for_photos(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, *, lock: bool = False
+) -> Task:
+    """The task if the caller may see its photos: managers, or a field worker assigned to it."""
+    task = await repository.get_task(
+        session, principal.organisation_id, task_id, worker_id=_worker_scope(principal), lock=lock
+    )
+    if task is None or not (is_manager(principal) or principal.id in task.assignee_ids):
+        raise TaskNotFound()
+    return task
+
+
+async def add_photo(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, raw: bytes, max_bytes: int
+) -> TaskPhoto:
+    """Attach a completion photo (up to three per task) to a task that is not closed."""
+    task = await _task_for_photos(session, principal, task_id, lock=True)
+    if task.status in CLOSED_TASK_STATUSES:
+        raise IllegalTransition(
+            f"The task is {task.status}; photos are added before it is completed.",
+            extra={"field": "photo"},
+        )
+    if await repository.photo_count(session, task.id) >= MAX_PHOTOS_PER_TASK:
+        raise TooManyPhotos(
+            f"A task takes at most {MAX_PHOTOS_PER_TASK} photos; remove one first.",
+            extra={"field": "photo", "max_photos": MAX_PHOTOS_PER_TASK},
+        )
+    clean = clean_photo(raw, max_bytes)
+    photo = TaskPhoto(
+        organisation_id=task.organisation_id,
+        task_id=task.id,
+        uploaded_by=principal.id,
+        content_type=clean.content_type,
+        width=clean.width,
+        height=clean.height,
+        data=clean.data,
+        created_at=datetime.now(UTC),
+    )
+    await repository.add(session, photo)
+    return photo
+
+
+async def list_photos(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID
+) -> list[TaskPhoto]:
+    task = await _task_for_photos(session, principal, task_id)
+    return await repository.photos(session, task.id)
+
+
+async def get_photo(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, photo_id: uuid.UUID
+) -> TaskPhoto:
+    task = await _task_for_photos(session, principal, task_id)
+    photo = await repository.photo(session, task.id, photo_id)
+    if photo is None:
+        raise PhotoNotFound()
+    return photo
+
+
+async def delete_photo(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, photo_id: uuid.UUID
+) -> None:
+    """Remove a photo from a task that is not closed (the worker's own, or any for managers)."""
+    task = await _task_for_photos(session, principal, task_id, lock=True)
+    photo = await repository.photo(session, task.id, photo_id)
+    if photo is None:
+        raise PhotoNotFound()
+    if not is_manager(principal) and photo.uploaded_by != principal.id:
+        raise TransitionForbidden("Field workers may only remove their own photos.")
+    if task.status in CLOSED_TASK_STATUSES:
+        raise IllegalTransition(f"The task is {task.status}; its photos are its record.")
+    await repository.delete_photo(session, task.id, photo_id)
+
+
+async def photos_of_staff(session: AsyncSession, staff_user_id: uuid.UUID) -> list[TaskPhoto]:
+    """Every photo a staff member uploaded (for their data export)."""
+    return await repository.photos_by_uploader(session, staff_user_id)
+
+
+async def purge_photos(session: AsyncSession, retention: timedelta, now: datetime) -> int:
+    """Delete the photos of tasks closed longer ago than `retention`; returns how many."""
+    return await repository.purge_photos(session, now - retention)

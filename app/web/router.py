@@ -8,6 +8,7 @@ the configured map tile host.
 from __future__ import annotations
 
 import html
+import re
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -156,3 +157,65 @@ async def offer_page(offer_id: uuid.UUID) -> RedirectResponse:
 @router.get("/tasks/{task_id}", include_in_schema=False)
 async def task_page(task_id: uuid.UUID) -> RedirectResponse:
     return RedirectResponse(f"/app/#task/{task_id}", status_code=302)
+
+
+PRIVACY_DOC = PAGES_DIR.parents[2] / "docs" / "privacy.md"
+NOTICE_HEADING = "## Privacy notice for residents"
+
+
+def privacy_notice_html(markdown: str) -> str:
+    """The residents' notice of docs/privacy.md as simple HTML (headings, lists, paragraphs)."""
+    start = markdown.index(NOTICE_HEADING)
+    end = markdown.find("\n## ", start + len(NOTICE_HEADING))
+    lines = markdown[start : end if end >= 0 else None].splitlines()[1:]
+    blocks: list[str] = []
+    item: list[str] | None = None
+    para: list[str] = []
+
+    def inline(text: str) -> str:
+        out = html.escape(text, quote=False)
+        out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+        out = re.sub(r"\*(.+?)\*", r"<em>\1</em>", out)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+    def flush() -> None:
+        nonlocal item, para
+        if item is not None:
+            blocks.append(f"<li>{inline(' '.join(item))}</li>")
+            item = None
+        if para:
+            blocks.append(f"<p>{inline(' '.join(para))}</p>")
+            para = []
+
+    for line in lines:
+        text = line.strip()
+        if text.startswith("- "):
+            flush()
+            item = [text[2:]]
+        elif not text:
+            flush()
+        elif item is not None:
+            item.append(text)
+        else:
+            para.append(text)
+    flush()
+    body, in_list = [], False
+    for b in blocks:
+        if b.startswith("<li>") and not in_list:
+            body.append("<ul>")
+            in_list = True
+        if not b.startswith("<li>") and in_list:
+            body.append("</ul>")
+            in_list = False
+        body.append(b)
+    if in_list:
+        body.append("</ul>")
+    return "\n".join(body)
+
+
+@router.get("/app/privacy")
+async def privacy_notice(request: Request) -> HTMLResponse:
+    """The residents' privacy notice (from docs/privacy.md), linked before "Get started"."""
+    notice = privacy_notice_html(PRIVACY_DOC.read_text(encoding="utf-8"))
+    page = (PAGES_DIR / "privacy.html").read_text(encoding="utf-8").replace("{{notice}}", notice)
+    return HTMLResponse(page, headers=page_headers(_settings(request)))

@@ -12,6 +12,7 @@ A route missing from `MATRIX` fails the test: add a row when adding an endpoint.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -51,6 +53,9 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/users"):                        (401, 403, 403, 403, 403, 201, 201, 403, 403),
     ("GET", "/v1/users"):                         (401, 403, 403, 403, 403, 200, 200, 403, 403),
     ("GET", "/v1/users/{user_id}"):               (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("PATCH", "/v1/users/{user_id}"):             (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("POST", "/v1/users/{user_id}/password-reset"):
+                                                  (401, 403, 403, 403, 403, 200, 404, 403, 403),
     ("GET", "/v1/audit"):                         (401, 403, 403, 403, 403, 200, 200, 403, 403),
     ("POST", "/v1/checkins"):                     (401, 201, 201, 201, 201, 201, 201, 201, 201),
     ("GET", "/v1/checkins/{checkin_id}"):         (401, 200, 404, 404, 200, 200, 404, 404, 404),
@@ -83,6 +88,12 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/tasks/{task_id}"):               (401, 403, 403, 200, 200, 200, 404, 404, 403),
     ("PATCH", "/v1/tasks/{task_id}"):             (401, 403, 403, 200, 200, 200, 404, 404, 403),
     ("GET", "/v1/me/tasks"):                      (401, 403, 403, 200, 200, 200, 200, 200, 403),
+    ("POST", "/v1/tasks/{task_id}/photos"):       (401, 403, 403, 201, 201, 201, 404, 404, 403),
+    ("GET", "/v1/tasks/{task_id}/photos"):        (401, 403, 403, 200, 200, 200, 404, 404, 403),
+    ("GET", "/v1/tasks/{task_id}/photos/{photo_id}"):
+                                                  (401, 403, 403, 200, 200, 200, 404, 404, 403),
+    ("DELETE", "/v1/tasks/{task_id}/photos/{photo_id}"):
+                                                  (401, 403, 403, 204, 204, 204, 404, 404, 403),
     ("POST", "/v1/pings"):                        (401, 202, 202, 202, 403, 403, 403, 403, 202),
     ("GET", "/v1/me/presence"):                   (401, 200, 200, 200, 200, 200, 200, 200, 200),
     ("GET", "/v1/me/background-location"):        (401, 200, 200, 403, 403, 403, 403, 403, 200),
@@ -160,6 +171,12 @@ class World:
     place_lat: float
 
 
+def png_photo() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 120, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
 def body_for(method: str, path: str, w: World) -> dict[str, Any]:
     """Request keyword arguments (json/data/params) that succeed for an allowed caller."""
     lon, lat = w.place_lon, w.place_lat
@@ -223,6 +240,8 @@ def body_for(method: str, path: str, w: World) -> dict[str, Any]:
             "json": {"title": "Sweep the path", "geofence_id": w.ids["geofence_id"]}
         },
         ("PATCH", "/v1/tasks/{task_id}"): {"json": {"status": "in_progress"}},
+        ("PATCH", "/v1/users/{user_id}"): {"json": {"full_name": "Renamed Editor"}},
+        ("POST", "/v1/tasks/{task_id}/photos"): {"content": png_photo()},
         ("POST", "/v1/pings"): {
             "json": {
                 "pings": [
@@ -440,6 +459,11 @@ async def build_world(
     )
     assert report.status_code == 200, report.text
     report_id, report_token = report.json()[0]["service_request_id"], report.json()[0]["token"]
+    photo = await ok(
+        await client.post(
+            f"/v1/tasks/{task['id']}/photos", content=png_photo(), headers=worker.headers
+        )
+    )
     ids = {
         "key_id": ingest_key["id"],
         "service_code": "fly-tipping",
@@ -453,6 +477,7 @@ async def build_world(
         "offer_id": offer["id"],
         "code": redeemed["code"],
         "task_id": task["id"],
+        "photo_id": photo["id"],
         "checkin_id": checkin["checkin"]["id"],
         "subscription_id": sub["id"],
         "notification_id": str(note_id),
@@ -471,7 +496,15 @@ async def build_world(
         "x_editor": x_editor.headers,
         "x_res": x_res.headers,
     }
-    org1_ids = {str(place_id), offer["id"], task["id"], str(editor.id), str(park_id), coded["id"]}
+    org1_ids = {
+        str(place_id),
+        offer["id"],
+        task["id"],
+        str(editor.id),
+        str(park_id),
+        coded["id"],
+        photo["id"],
+    }
     org1_ids |= {service311["id"], key311["id"]}
     res_a_ids = {
         checkin["checkin"]["id"],

@@ -154,3 +154,34 @@ async def screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=False)
     return path
+
+
+AXE_RUN = """async () => {
+    const result = await axe.run(document, { resultTypes: ["violations"] });
+    return result.violations
+        .filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map((v) => `${v.id} (${v.impact}): ${v.help} at `
+            + v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", "));
+}"""
+
+
+async def serious_accessibility_violations(page: Page) -> list[str]:
+    """axe-core (vendored, app/web/static/vendor/axe-core) run on the page as it is now:
+    its serious and critical violations, each with where it was found."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(url="/static/vendor/axe-core/axe.min.js")
+    found: list[str] = await page.evaluate(AXE_RUN)
+    return found
+
+
+DOCS_SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+
+
+async def docs_screenshot(page: Page, name: str) -> Path:
+    """A screenshot for the README: into docs/screenshots/ with HEREABOUTS_UPDATE_SCREENSHOTS=1,
+    else into test-artifacts/ (so an ordinary test run leaves the checkout clean)."""
+    folder = DOCS_SCREENSHOTS if os.environ.get("HEREABOUTS_UPDATE_SCREENSHOTS") else ARTIFACTS
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=False)
+    return path

@@ -98,7 +98,7 @@ def test_javascript_imports_only_local_modules() -> None:
 
 
 def test_vendored_libraries_ship_with_their_licences() -> None:
-    for lib in ("leaflet", "leaflet-geoman"):
+    for lib in ("leaflet", "leaflet-geoman", "axe-core"):
         assert (STATIC_DIR / "vendor" / lib / "LICENSE").is_file()
     manifest = json.loads((STATIC_DIR / "app" / "manifest.webmanifest").read_text())
     assert manifest["start_url"] == "/app/"

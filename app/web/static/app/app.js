@@ -19,6 +19,13 @@ const state = {
 };
 
 const isWorker = () => state.me && state.me.kind === "staff";
+// The server's default TASK_VISIT_WINDOW_MIN: only for the "checked in here" hint, the server decides.
+const VISIT_WINDOW_MS = 120 * 60 * 1000;
+
+// A status message belongs to the action that caused it: the next action clears it.
+function clearStatus() {
+  announce(status, "");
+}
 
 // ---------------------------------------------------------------- start-up
 async function boot() {
@@ -68,6 +75,7 @@ async function enter() {
     isWorker() ? loadTasks() : null,
     showDetail(api, $("detail"), window.location.hash),
   ]);
+  $("checkin-title").focus(); // after signing in, reading starts at the first heading
   restoreBackground();
   if ("Notification" in window && Notification.permission === "granted") subscribePush(false);
 }
@@ -103,7 +111,16 @@ async function signInWorker(event) {
   }
 }
 
+// A resident's token is the only key to their data: warn, offer export, then erase.
+function askBeforeSignOut() {
+  clearStatus();
+  if (isWorker()) return signOut();
+  $("signout-card").hidden = false;
+  $("signout-title").focus();
+}
+
 async function signOut() {
+  $("signout-card").hidden = true;
   stopBackground();
   $("bg-toggle").disabled = true;
   api.token = null;
@@ -134,6 +151,7 @@ function fixOf(pos) {
 
 // ---------------------------------------------------------------- check-in
 async function checkIn() {
+  clearStatus();
   const button = $("checkin");
   const out = $("checkin-result");
   button.disabled = true;
@@ -151,8 +169,9 @@ async function checkIn() {
 
 async function sendCheckin(fix, geofenceId = null) {
   const out = $("checkin-result");
+  let result;
   try {
-    const result = await api.post("/v1/checkins", geofenceId ? { ...fix, geofence_id: geofenceId } : fix);
+    result = await api.post("/v1/checkins", geofenceId ? { ...fix, geofence_id: geofenceId } : fix);
     renderCheckin(result);
   } catch (err) {
     // Inside (or equally near) several places: the person says which one.
@@ -166,6 +185,7 @@ async function sendCheckin(fix, geofenceId = null) {
   }
   state.checkins += 1;
   localStorage.setItem("hereabouts.app.checkins", String(state.checkins));
+  state.visit = { geofence_id: result.place.id, at: Date.parse(result.checkin.recorded_at) || Date.now() };
   maybeAskForNotifications();
   if (isWorker()) await loadTasks();
 }
@@ -178,7 +198,10 @@ function renderCheckin(result) {
     nodes.push(h("p", {}, "No council place here yet."));
   } else {
     nodes.push(h("p", { class: "place" }, `You're at ${place.name}`));
-    if (result.repeated) nodes.push(h("p", { class: "muted small" }, "You already checked in here a moment ago."));
+    if (result.repeated) {
+      const since = new Date(result.checkin.recorded_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      nodes.push(h("p", { class: "muted small" }, isWorker() ? `Your visit here is recorded (checked in at ${since}): tasks here can be completed.` : `You already checked in here at ${since}.`));
+    }
   }
   const offers = result.offers || [];
   for (const o of offers) {
@@ -213,6 +236,11 @@ function maybeAskForNotifications() {
   if (!("Notification" in window) || !("PushManager" in window)) return;
   if (Notification.permission === "granted") return subscribePush(false);
   if (Notification.permission === "default" && !localStorage.getItem("hereabouts.app.notify-declined")) {
+    // Field workers are not offered anything: they hear about their tasks and messages.
+    $("notify-title").textContent = isWorker() ? "Get told about tasks and messages?" : "Get told about offers nearby?";
+    $("notify-text").textContent = isWorker()
+      ? "We can send a notification when a task near you needs doing or the council sends a message to a place you are at. You can turn this off at any time."
+      : "We can send a notification when there is something for you at a place you visit. You can turn this off at any time.";
     $("notify-card").hidden = false;
   }
 }
@@ -474,11 +502,30 @@ async function placeName(id) {
   return placeNames.get(id);
 }
 
+// Buttons follow the task's state machine (docs/tasks.md): a field worker takes a pool task,
+// starts an assigned one, pauses or completes one in progress.
+function taskActions(t) {
+  const mine = state.me && t.assignee_ids.includes(state.me.id);
+  const button = (label, onclick, cls = "small") => h("button", { type: "button", class: cls, onclick, "aria-label": `${label}: ${t.title}` }, label);
+  if (t.status === "open" && !t.assignee_ids.length) return [button("Take", () => moveTask(t, "assigned"))];
+  if (!mine) return [];
+  if (t.status === "assigned") return [button("Start", () => moveTask(t, "in_progress"))];
+  if (t.status === "in_progress") return [button("Complete", () => openCompletion(t)), button("Pause", () => moveTask(t, "assigned"), "small secondary")];
+  return [];
+}
+
+// A check-in here within the window proves the visit for every task at this place.
+function visitBadge(t) {
+  if (!t.requires_visit) return null;
+  if (t.proof_recorded_at) return h("span", { class: "badge ok" }, "visit recorded");
+  const v = state.visit;
+  if (v && v.geofence_id === t.geofence_id && Date.now() - v.at < VISIT_WINDOW_MS && !["done", "cancelled"].includes(t.status)) {
+    return h("span", { class: "badge ok" }, `checked in here ${new Date(v.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`);
+  }
+  return h("span", { class: "badge warn" }, "check-in needed");
+}
+
 function taskItem(t) {
-  const actions = [];
-  if (t.status === "open") actions.push(h("button", { type: "button", class: "small", onclick: () => moveTask(t, "assigned") }, "Take"));
-  if (t.status === "assigned") actions.push(h("button", { type: "button", class: "small", onclick: () => moveTask(t, "in_progress") }, "Start"));
-  if (t.status === "assigned" || t.status === "in_progress") actions.push(h("button", { type: "button", class: "small", onclick: () => moveTask(t, "done") }, "Complete"));
   return h(
     "li",
     { class: "task", dataset: { id: t.id, status: t.status } },
@@ -490,13 +537,17 @@ function taskItem(t) {
     ),
     t.description ? h("p", {}, t.description) : null,
     h("span", { class: `badge ${t.status}` }, t.status.replace("_", " ")),
-    t.requires_visit ? h("span", { class: `badge ${t.proof_checkin_id ? "ok" : "warn"}` }, t.proof_checkin_id ? "visit recorded" : "check-in needed") : null,
+    t.overdue ? [" ", h("span", { class: "badge err" }, "overdue")] : null,
     " ",
-    ...actions,
+    visitBadge(t),
+    " ",
+    ...taskActions(t),
+    h("div", { class: "completion" }),
   );
 }
 
 async function moveTask(t, to) {
+  clearStatus();
   try {
     await api.patch(`/v1/tasks/${t.id}`, { status: to });
     announce(status, `“${t.title}”: ${to.replace("_", " ")}.`, "ok");
@@ -504,6 +555,80 @@ async function moveTask(t, to) {
     announce(status, err.message, "error");
   }
   await loadTasks();
+}
+
+// ---------------------------------------------------------------- completing a task
+const PHOTO_TYPES = ["image/jpeg", "image/png", "image/webp"];
+const PHOTO_MAX_BYTES = 5 * 1024 * 1024;
+const MAX_PHOTOS = 3;
+
+function openCompletion(t) {
+  const item = document.querySelector(`#task-list li[data-id="${t.id}"]`);
+  const slot = item && item.querySelector(".completion");
+  if (!slot) return;
+  const noteId = `note-${t.id}`;
+  const photosId = `photos-${t.id}`;
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h(
+    "form",
+    { class: "complete-form", "aria-label": `Complete ${t.title}` },
+    h("label", { for: noteId }, "Note (optional)"),
+    h("textarea", { id: noteId, name: "note", rows: 2, maxlength: 1000 }),
+    h("label", { for: photosId }, `Photos (up to ${MAX_PHOTOS}: JPEG, PNG or WebP, 5 MB each)`),
+    h("input", { id: photosId, name: "photos", type: "file", accept: PHOTO_TYPES.join(","), multiple: true }),
+    h("button", { type: "submit" }, "Mark done"),
+    " ",
+    h("button", { type: "button", class: "secondary", onclick: () => slot.replaceChildren() }, "Not yet"),
+    error,
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    completeTask(t, form, error);
+  });
+  slot.replaceChildren(form);
+  form.querySelector("textarea").focus();
+}
+
+function photoProblem(files) {
+  if (files.length > MAX_PHOTOS) return `Choose at most ${MAX_PHOTOS} photos.`;
+  for (const f of files) {
+    if (!PHOTO_TYPES.includes(f.type)) return `“${f.name}” is not a JPEG, PNG or WebP photo.`;
+    if (f.size > PHOTO_MAX_BYTES) return `“${f.name}” is larger than 5 MB.`;
+  }
+  return null;
+}
+
+async function completeTask(t, form, error) {
+  clearStatus();
+  error.textContent = "";
+  const files = [...form.photos.files];
+  const problem = photoProblem(files);
+  if (problem) {
+    error.textContent = problem;
+    return;
+  }
+  const submit = form.querySelector("button[type=submit]");
+  submit.disabled = true;
+  try {
+    for (const [i, file] of files.entries()) {
+      submit.textContent = `Sending photo ${i + 1} of ${files.length}…`;
+      await api.upload(`/v1/tasks/${t.id}/photos`, file);
+    }
+    if (files.length) {
+      form.photos.value = ""; // sent: a retry (e.g. after checking in) does not send them again
+      form.append(h("p", { class: "muted small" }, `${files.length} photo(s) sent.`));
+    }
+    const note = form.note.value.trim();
+    await api.patch(`/v1/tasks/${t.id}`, note ? { status: "done", note } : { status: "done" });
+    announce(status, `“${t.title}” is done${files.length ? ` with ${files.length} photo(s)` : ""}.`, "ok");
+    await loadTasks();
+  } catch (err) {
+    error.textContent = err instanceof ApiError && err.problem.type && err.problem.type.endsWith("/visit-required")
+      ? `Check in at ${t.place_name || "the place"} first: a check-in in the last ${err.problem.visit_window_min || 120} minutes counts as your visit.`
+      : err.message;
+    submit.disabled = false;
+    submit.textContent = "Mark done";
+  }
 }
 
 async function sortTasksHere() {
@@ -523,6 +648,7 @@ async function exportData() {
     const link = h("a", { href: URL.createObjectURL(blob), download: "hereabouts-my-data.json" });
     link.click();
     URL.revokeObjectURL(link.href);
+    announce(status, "Your data was downloaded (hereabouts-my-data.json).", "ok");
   } catch (err) {
     announce(status, err.message, "error");
   }
@@ -530,6 +656,7 @@ async function exportData() {
 
 async function eraseData() {
   if (!window.confirm("Delete everything held about this device? This cannot be undone.")) return;
+  $("signout-card").hidden = true;
   try {
     await api.delete("/v1/me");
     const reg = state.registration;
@@ -546,9 +673,21 @@ async function eraseData() {
 }
 
 // ---------------------------------------------------------------- wiring
+// A status message belongs to the action that caused it: the next one clears it first.
+document.addEventListener("click", (e) => {
+  if (e.target instanceof Element && e.target.closest("button")) clearStatus();
+}, true);
+document.addEventListener("submit", clearStatus, true);
 $("start-resident").addEventListener("click", startResident);
 $("worker-form").addEventListener("submit", signInWorker);
-$("signout").addEventListener("click", signOut);
+$("signout").addEventListener("click", askBeforeSignOut);
+$("signout-export").addEventListener("click", exportData);
+$("signout-erase").addEventListener("click", eraseData);
+$("signout-keep").addEventListener("click", signOut);
+$("signout-cancel").addEventListener("click", () => {
+  $("signout-card").hidden = true;
+  $("signout").focus();
+});
 $("export-data").addEventListener("click", exportData);
 $("erase-data").addEventListener("click", eraseData);
 $("checkin").addEventListener("click", checkIn);
@@ -566,6 +705,12 @@ window.addEventListener("hashchange", () => {
 });
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden") flushPings();
+  else if (state.me) loadInbox(); // back to the app: show what arrived meanwhile
 });
+// While the app is open and visible the inbox also refreshes itself (a push may not reach a
+// browser without a push service); the service worker's message refreshes it at once.
+setInterval(() => {
+  if (state.me && document.visibilityState === "visible") loadInbox();
+}, 60000);
 
 boot();

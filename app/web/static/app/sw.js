@@ -83,14 +83,12 @@ self.addEventListener("push", (event) => {
     badge: "/static/app/icon-192.png",
     data: { id: msg.id || null, url: msg.url || null, kind: msg.kind || "message" },
   };
-  event.waitUntil(
-    self.registration.showNotification(title, options).then(() =>
-      // open pages refresh their inbox
-      self.clients.matchAll({ type: "window" }).then((clients) => {
-        for (const c of clients) c.postMessage({ type: "push", notification: msg });
-      }),
-    ),
-  );
+  // Open pages refresh their inbox whether or not the notification can be shown (permission
+  // withdrawn, or a page not yet controlled by this worker).
+  const tellPages = self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((clients) => {
+    for (const c of clients) c.postMessage({ type: "push", notification: msg });
+  });
+  event.waitUntil(Promise.allSettled([self.registration.showNotification(title, options), tellPages]));
 });
 
 async function reportOpened(id) {

@@ -7,21 +7,54 @@ export class ApiError extends Error {
     this.status = status;
     this.problem = problem || {};
   }
+
+  // The message in the words of a form: API field names become the labels the form shows.
+  describe(labels) {
+    return describeProblem(this.status, this.problem, labels);
+  }
 }
 
-export function describeProblem(status, problem) {
+// A field path from the API ("body.properties.opening_hours.weekly.mon", "geofence_id") named by
+// the form's label for its most specific known part, else left as it is.
+function fieldName(field, labels) {
+  if (!field) return "";
+  if (!labels) return field;
+  const parts = String(field).split(".");
+  for (let i = parts.length - 1; i >= 0; i -= 1) {
+    if (Object.hasOwn(labels, parts[i])) return labels[parts[i]];
+  }
+  return field;
+}
+
+export function describeProblem(status, problem, labels = null) {
   if (!problem || typeof problem !== "object") return `Request failed (${status})`;
   let text = problem.detail || problem.title || `Request failed (${status})`;
   const errors = problem.errors || problem.invalid_params || [];
   if (Array.isArray(errors) && errors.length) {
     const parts = errors.slice(0, 5).map((e) => {
-      const where = e.field || e.name || (Array.isArray(e.loc) ? e.loc.join(".") : "");
+      const raw = e.field || e.name || (Array.isArray(e.loc) ? e.loc.slice(1).join(".") : "");
+      const where = fieldName(raw, labels);
       const why = e.reason || e.msg || e.message || "";
       return where ? `${where}: ${why}` : why;
     });
+    // "Invalid fields: body, title" names the API's fields; the list below names the form's.
+    if (labels && /^Invalid fields:/.test(text)) text = "Please check";
     text += " — " + parts.join("; ");
+  } else if (labels && problem.field && fieldName(problem.field, labels) !== problem.field) {
+    text = `${fieldName(problem.field, labels)}: ${text}`;
   }
   return text;
+}
+
+// Control name → the text of its label (without a trailing "(…)" hint), for `describe`.
+export function formLabels(form, extra = {}) {
+  const labels = {};
+  for (const el of form.elements) {
+    if (!el.name || !el.labels || !el.labels.length) continue;
+    const text = el.labels[0].textContent.replace(/\s*\(.*\)\s*$/, "").trim();
+    if (text && !labels[el.name]) labels[el.name] = text;
+  }
+  return { ...labels, ...extra };
 }
 
 export class Api {
@@ -46,9 +79,12 @@ export class Api {
     return h;
   }
 
-  async request(method, path, { body, form, accept, signal } = {}) {
+  async request(method, path, { body, form, blob, accept, signal } = {}) {
     const init = { method, headers: this.headers(accept ? { Accept: accept } : {}), signal };
-    if (form) {
+    if (blob) {
+      init.body = blob;
+      init.headers["Content-Type"] = blob.type || "application/octet-stream";
+    } else if (form) {
       init.body = new URLSearchParams(form);
       init.headers["Content-Type"] = "application/x-www-form-urlencoded";
     } else if (body !== undefined) {
@@ -80,6 +116,10 @@ export class Api {
   }
   delete(path) {
     return this.request("DELETE", path);
+  }
+  // A file as the raw request body (a task's completion photo).
+  upload(path, blob) {
+    return this.request("POST", path, { blob });
   }
 
   async login(email, password) {

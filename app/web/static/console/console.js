@@ -1,6 +1,7 @@
 // Staff console: places on a map, offers, tasks, live activity and charts.
-import { Api, ApiError, announce, fmtTime, h, isoToLocal, localToIso } from "/static/common/api.js";
+import { Api, ApiError, announce, fmtTime, formLabels, h, isoToLocal, localToIso } from "/static/common/api.js";
 import { barChart, columnChart, percentile } from "/static/console/charts.js";
+import { startAdmin } from "/static/console/admin.js";
 import { PlacesMap } from "/static/console/map.js";
 
 const api = new Api(window.sessionStorage, "hereabouts.console.token");
@@ -24,8 +25,8 @@ function placeName(id) {
   return place ? place.properties.name : "unknown place";
 }
 
-function fail(err, region = status) {
-  const text = err instanceof Error ? err.message : String(err);
+function fail(err, region = status, form = null, extraLabels = {}) {
+  const text = err instanceof ApiError && form ? err.describe(formLabels(form, extraLabels)) : err instanceof Error ? err.message : String(err);
   announce(region, text, "error");
   if (!(err instanceof ApiError)) console.error(err);
 }
@@ -68,11 +69,19 @@ async function start() {
   $("who").hidden = false;
   $("login-view").hidden = true;
   $("workspace").hidden = false;
+  $("workspace-title").textContent = `${me.organisation.name}: workspace`;
+  $("workspace-title").focus(); // reading starts at the workspace, not the page body
+  // Each role sees only the controls it may use: field workers get a read-only console.
+  const editor = ["admin", "editor"].includes(me.role);
+  document.body.classList.toggle("read-only", !editor);
+  for (const el of document.querySelectorAll(".editor-only")) el.hidden = !editor;
+  if (editor) placeForm.hidden = true; // the place form opens when a shape is drawn or edited
   if (me.role === "field_worker") {
     announce(status, "Field workers use the Hereabouts app for their tasks; this console is read-only for you.");
   } else {
     announce(status, `Signed in as ${me.email}.`, "ok");
   }
+  startAdmin(api, me, status);
   placesMap.ready();
   await Promise.allSettled([loadPlaces(), loadWorkers()]);
   await Promise.allSettled([loadOffers(), loadTasks(), loadDeliveries(), loadEvents()]);
@@ -95,12 +104,13 @@ function selectTab(tab, focus = true) {
 for (const tab of tabs) {
   tab.addEventListener("click", () => selectTab(tab));
   tab.addEventListener("keydown", (e) => {
-    const i = tabs.indexOf(tab);
+    const shown = tabs.filter((t) => !t.hidden);
+    const i = shown.indexOf(tab);
     let next = null;
-    if (e.key === "ArrowRight") next = tabs[(i + 1) % tabs.length];
-    if (e.key === "ArrowLeft") next = tabs[(i - 1 + tabs.length) % tabs.length];
-    if (e.key === "Home") next = tabs[0];
-    if (e.key === "End") next = tabs[tabs.length - 1];
+    if (e.key === "ArrowRight") next = shown[(i + 1) % shown.length];
+    if (e.key === "ArrowLeft") next = shown[(i - 1 + shown.length) % shown.length];
+    if (e.key === "Home") next = shown[0];
+    if (e.key === "End") next = shown[shown.length - 1];
     if (next) {
       e.preventDefault();
       selectTab(next);
@@ -115,12 +125,14 @@ const placesMap = new PlacesMap($("map"), {
   attribution: document.querySelector('meta[name="hereabouts-tile-attribution"]').content,
   onTilesUnavailable: () => ($("map-note").hidden = false),
   onDraft: (draft) => openPlaceForm(null, draft),
+  onIntersect: (text) => announce(status, text, "error"),
   onShapeChanged: (id, shape) => saveShape(id, shape),
   onModeChange: (mode) => {
     $("edit-shapes").setAttribute("aria-pressed", String(mode === "edit"));
     $("drag-shapes").setAttribute("aria-pressed", String(mode === "drag"));
   },
   onSelect: (id) => {
+    if (!canEdit()) return; // read-only: clicking a shape does not open a form
     const place = state.places.find((p) => p.id === id);
     if (place) openPlaceForm(place);
   },
@@ -139,6 +151,8 @@ async function loadPlaces() {
   }
 }
 
+const canEdit = () => Boolean(state.me) && ["admin", "editor"].includes(state.me.role);
+
 function kindOf(place) {
   return place.geometry.type === "Point" ? `circle ${Math.round(place.properties.radius_m)} m` : "area";
 }
@@ -156,8 +170,8 @@ function renderPlaces() {
           "div",
           {},
           h("button", { type: "button", class: "small secondary", onclick: () => placesMap.focus(p.id), "aria-label": `Show ${p.properties.name} on the map` }, "Show"),
-          h("button", { type: "button", class: "small secondary", onclick: () => openPlaceForm(p), "aria-label": `Edit ${p.properties.name}` }, "Edit"),
-          h("button", { type: "button", class: "small danger", onclick: () => deletePlace(p), "aria-label": `Delete ${p.properties.name}` }, "Delete"),
+          canEdit() && h("button", { type: "button", class: "small secondary", onclick: () => openPlaceForm(p), "aria-label": `Edit ${p.properties.name}` }, "Edit"),
+          canEdit() && h("button", { type: "button", class: "small danger", onclick: () => deletePlace(p), "aria-label": `Delete ${p.properties.name}` }, "Delete"),
         ),
       ),
     ),
@@ -187,21 +201,105 @@ function fillPlaceSelects() {
 
 let draft = null; // {shape, layer} of a drawn but unsaved place
 
+// ---------------------------------------------------------------- place properties
+const DAYS = [["mon", "Monday"], ["tue", "Tuesday"], ["wed", "Wednesday"], ["thu", "Thursday"], ["fri", "Friday"], ["sat", "Saturday"], ["sun", "Sunday"]];
+// Sensible starting points per category for a new place (the API's trigger distances, typical
+// opening hours); every value can be changed in the form.
+const WEEKDAYS_9_5 = { mon: "09:00-17:00", tue: "09:00-17:00", wed: "09:00-17:00", thu: "09:00-17:00", fri: "09:00-17:00" };
+const CATEGORY_DEFAULTS = {
+  library: { trigger: 50, dwell_min: 10, hours: { ...WEEKDAYS_9_5, sat: "10:00-16:00" } },
+  leisure_centre: { trigger: 75, dwell_min: 15, hours: Object.fromEntries(DAYS.map(([d]) => [d, "06:30-22:00"])) },
+  park: { trigger: 100, dwell_min: 5, hours: null },
+  museum: { trigger: 50, dwell_min: 20, hours: { tue: "10:00-17:00", wed: "10:00-17:00", thu: "10:00-17:00", fri: "10:00-17:00", sat: "10:00-17:00", sun: "11:00-16:00" } },
+  council_office: { trigger: 50, dwell_min: 5, hours: WEEKDAYS_9_5 },
+  depot: { trigger: 30, dwell_min: 5, hours: { mon: "07:00-16:00", tue: "07:00-16:00", wed: "07:00-16:00", thu: "07:00-16:00", fri: "07:00-16:00" } },
+  school: { trigger: 50, dwell_min: 5, hours: { mon: "08:00-16:00", tue: "08:00-16:00", wed: "08:00-16:00", thu: "08:00-16:00", fri: "08:00-16:00" } },
+};
+const FALLBACK_DEFAULTS = { trigger: 50, dwell_min: 5, hours: null };
+const PLACE_LABELS = { ...Object.fromEntries(DAYS), dwell_s: "Dwell time", opening_hours: "Opening hours", weekly: "Opening hours" };
+
+function dayInputs() {
+  const box = placeForm.querySelector(".days");
+  if (box.children.length) return;
+  box.append(...DAYS.map(([d, name]) => h("div", { class: "day" }, h("label", { for: `place-day-${d}` }, name), h("input", { id: `place-day-${d}`, name: d, placeholder: "closed", "aria-describedby": "place-hours-help" }))));
+}
+
+function setHours(hours) {
+  dayInputs();
+  placeForm.always_open.checked = !hours;
+  const weekly = (hours && hours.weekly) || {};
+  for (const [d] of DAYS) {
+    const v = weekly[d];
+    placeForm[d].value = typeof v === "string" ? v : (v || []).map(([a, b]) => `${a}-${b}`).join(", ");
+  }
+  placeForm.time_zone.value = (hours && hours.time_zone) || placeForm.time_zone.value || "Europe/London";
+  placeForm.closed_dates.value = ((hours && hours.closed_dates) || []).join(", ");
+  $("place-hours-fields").hidden = !hours;
+}
+
+function categoryDefaults(category) {
+  return CATEGORY_DEFAULTS[category] || FALLBACK_DEFAULTS;
+}
+
+// A new place takes its category's defaults; an edited place keeps its own values.
+function applyCategoryDefaults() {
+  const d = categoryDefaults(placeForm.category.value.trim());
+  placeForm.trigger_distance_m.placeholder = `${d.trigger} (default)`;
+  if (placeForm.id.value) return;
+  placeForm.dwell_min.value = d.dwell_min;
+  setHours(d.hours ? { weekly: d.hours, time_zone: placeForm.time_zone.value || "Europe/London" } : null);
+}
+
+// "09:00-12:30, 13:30-17:00" → [["09:00","12:30"], ["13:30","17:00"]], or an Error naming the day.
+function parseRanges(text, dayName) {
+  const out = [];
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const m = part.match(/^(\d{1,2}):(\d{2})\s*[-–]\s*(\d{1,2}):(\d{2})$/);
+    if (!m) throw new Error(`${dayName}: “${part}” is not a time range like 09:00-17:00.`);
+    const pad = (x) => x.padStart(2, "0");
+    out.push([`${pad(m[1])}:${m[2]}`, `${pad(m[3])}:${m[4]}`]);
+  }
+  return out;
+}
+
+function openingHoursOf(form) {
+  if (form.always_open.checked) return null;
+  const weekly = {};
+  for (const [d, name] of DAYS) {
+    const ranges = parseRanges(form[d].value, name);
+    if (ranges.length) weekly[d] = ranges;
+  }
+  const closed = form.closed_dates.value.split(",").map((x) => x.trim()).filter(Boolean);
+  for (const c of closed) {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(c)) throw new Error(`Closed on: “${c}” is not a date like 2026-12-25.`);
+  }
+  return { time_zone: form.time_zone.value.trim(), weekly, closed_dates: closed };
+}
+
 function openPlaceForm(place, newDraft = null) {
   if (draft && newDraft !== draft) placesMap.discard(draft);
   draft = newDraft;
+  dayInputs();
+  placeForm.reset(); // nothing of the last place edited carries over (its category included)
   placeForm.hidden = false;
   $("place-error").textContent = "";
   placeForm.id.value = place ? place.id : "";
   $("place-form-title").textContent = place ? `Edit ${place.properties.name}` : `New place (${newDraft.kind})`;
   const props = place ? place.properties : {};
   placeForm.name.value = props.name || "";
-  placeForm.category.value = props.category || placeForm.category.value || "library";
+  placeForm.category.value = props.category || "library";
   const radius = place ? props.radius_m : newDraft && newDraft.radius_m;
   placeForm.radius_m.value = radius ? Math.round(radius) : "";
   placeForm.radius_m.disabled = !radius;
   placeForm.trigger_distance_m.value = place ? props.trigger_distance_m ?? "" : "";
   placeForm.tags.value = (props.tags || []).join(", ");
+  if (place) {
+    placeForm.dwell_min.value = Math.round((props.dwell_s ?? 300) / 60);
+    setHours(props.opening_hours);
+    placeForm.active_from.value = isoToLocal(props.active_from);
+    placeForm.active_until.value = isoToLocal(props.active_until);
+  }
+  applyCategoryDefaults();
   placeForm.name.focus();
 }
 
@@ -217,6 +315,10 @@ function placeProperties(form, isNew) {
     name: form.name.value.trim(),
     category: form.category.value.trim(),
     tags: form.tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+    dwell_s: Math.round(Number(form.dwell_min.value || 0) * 60),
+    opening_hours: openingHoursOf(form),
+    active_from: localToIso(form.active_from.value),
+    active_until: localToIso(form.active_until.value),
   };
   if (form.trigger_distance_m.value !== "") props.trigger_distance_m = Number(form.trigger_distance_m.value);
   else if (!isNew) props.trigger_distance_m = null;
@@ -241,7 +343,7 @@ async function savePlace(event) {
     closePlaceForm();
     await loadPlaces();
   } catch (err) {
-    fail(err, $("place-error"));
+    fail(err, $("place-error"), placeForm, PLACE_LABELS);
   }
 }
 
@@ -458,7 +560,7 @@ async function saveOffer(event) {
     resetOfferForm();
     await loadOffers();
   } catch (err) {
-    fail(err, $("offer-error"));
+    fail(err, $("offer-error"), $("offer-form"), { window: "Daily from / to", geofence_ids: "Places" });
   }
 }
 
@@ -516,8 +618,50 @@ async function loadTasks() {
 }
 
 function proofOf(t) {
+  if (t.proof_source === "presence") return h("span", { class: "badge ok" }, `present ${fmtTime(t.proof_recorded_at)}`);
   if (t.proof_checkin_id) return h("span", { class: "badge ok" }, `checked in ${fmtTime(t.proof_recorded_at)}`);
   return h("span", { class: "muted small" }, t.requires_visit ? "check-in required" : "not needed");
+}
+
+// The notes of a task's transitions and its completion photos, shown under its row.
+async function showTaskRecord(t, button) {
+  const row = button.closest("tr");
+  const next = row.nextElementSibling;
+  if (next && next.classList.contains("task-record")) {
+    next.remove();
+    button.setAttribute("aria-expanded", "false");
+    return;
+  }
+  const cell = h("td", { colspan: 5 }, h("p", { class: "muted small" }, "Loading…"));
+  row.after(h("tr", { class: "task-record" }, cell));
+  button.setAttribute("aria-expanded", "true");
+  try {
+    const [detail, photos] = await Promise.all([api.get(`/v1/tasks/${t.id}`), api.get(`/v1/tasks/${t.id}/photos`)]);
+    const notes = (detail.transitions || []).filter((x) => x.note);
+    const images = await Promise.all(
+      photos.map(async (p, i) => {
+        const res = await fetch(p.url, { headers: api.headers({ Accept: p.content_type }) });
+        const url = URL.createObjectURL(await res.blob());
+        return h("img", { src: url, alt: `Photo ${i + 1} of “${t.title}”`, class: "task-photo", width: p.width, height: p.height });
+      }),
+    );
+    cell.replaceChildren(
+      notes.length
+        ? h("ul", { class: "plain" }, ...notes.map((x) => h("li", {}, h("strong", {}, x.to_status.replace("_", " ")), ` ${fmtTime(x.at)}: ${x.note}`)))
+        : h("p", { class: "muted small" }, "No notes."),
+      images.length ? h("div", { class: "photos" }, ...images) : h("p", { class: "muted small" }, "No photos."),
+    );
+  } catch (err) {
+    cell.replaceChildren(h("p", { class: "error" }, err.message));
+  }
+}
+
+// A due date in the past is allowed (recording late work) but said out loud.
+function dueWarning() {
+  const value = taskForm.due_at.value;
+  const past = value && new Date(value).getTime() < Date.now();
+  $("task-due-warning").textContent = past ? "This due date is in the past: the task will be overdue as soon as it is saved." : "";
+  return Boolean(past);
 }
 
 function renderTasks() {
@@ -527,10 +671,10 @@ function renderTasks() {
       h(
         "tr",
         { dataset: { id: t.id } },
-        h("td", {}, h("strong", {}, t.title), h("div", { class: "muted small" }, `${t.priority} priority${t.due_at ? ` · due ${fmtTime(t.due_at)}` : ""}`), h("div", { class: "muted small" }, t.assignee_ids.length ? t.assignee_ids.map(workerName).join(", ") : "team pool")),
+        h("td", {}, h("strong", {}, t.title), t.overdue ? [" ", h("span", { class: "badge err" }, "overdue")] : null, h("div", { class: "muted small" }, `${t.priority} priority${t.due_at ? ` · due ${fmtTime(t.due_at)}` : ""}`), h("div", { class: "muted small" }, t.assignee_ids.length ? t.assignee_ids.map(workerName).join(", ") : "team pool")),
         h("td", {}, placeName(t.geofence_id)),
         h("td", {}, h("span", { class: `badge ${t.status}` }, t.status.replace("_", " "))),
-        h("td", {}, proofOf(t)),
+        h("td", {}, proofOf(t), " ", h("button", { type: "button", class: "small secondary", "aria-expanded": "false", "aria-label": `Notes and photos of ${t.title}`, onclick: (e) => showTaskRecord(t, e.currentTarget) }, "Notes & photos")),
         h(
           "td",
           {},
@@ -549,6 +693,7 @@ function resetTaskForm() {
   taskForm.id.value = "";
   $("task-form-title").textContent = "New task";
   $("task-error").textContent = "";
+  $("task-due-warning").textContent = "";
 }
 
 function editTask(t) {
@@ -562,6 +707,7 @@ function editTask(t) {
   taskForm.priority.value = t.priority;
   taskForm.due_at.value = isoToLocal(t.due_at);
   taskForm.requires_visit.checked = t.requires_visit;
+  dueWarning();
   taskForm.title.focus();
 }
 
@@ -580,11 +726,11 @@ async function saveTask(event) {
   try {
     const id = taskForm.id.value;
     const saved = id ? await api.patch(`/v1/tasks/${id}`, body) : await api.post("/v1/tasks", body);
-    announce(status, `Task “${saved.title}” saved (${saved.status}).`, "ok");
+    announce(status, `Task “${saved.title}” saved (${saved.status})${saved.overdue ? ": it is already overdue" : ""}.`, saved.overdue ? "warn" : "ok");
     resetTaskForm();
     await loadTasks();
   } catch (err) {
-    fail(err, $("task-error"));
+    fail(err, $("task-error"), taskForm, { assignee_ids: "Assign to field workers" });
   }
 }
 
@@ -857,6 +1003,12 @@ function showFunnel(id) {
 }
 
 // ---------------------------------------------------------------- wiring
+// A status message belongs to the action that caused it: the next action (a button, a form)
+// clears it before that action says its own.
+document.addEventListener("click", (e) => {
+  if (e.target instanceof Element && e.target.closest("button") && state.me) announce(status, "");
+}, true);
+document.addEventListener("submit", () => state.me && announce(status, ""), true);
 $("login-form").addEventListener("submit", signIn);
 $("logout").addEventListener("click", () => signOut());
 placeForm.addEventListener("submit", savePlace);
@@ -866,6 +1018,10 @@ $("broadcast-form").addEventListener("submit", broadcast);
 offerForm.addEventListener("submit", saveOffer);
 $("offer-reset").addEventListener("click", resetOfferForm);
 taskForm.addEventListener("submit", saveTask);
+placeForm.category.addEventListener("change", applyCategoryDefaults);
+placeForm.always_open.addEventListener("change", () => ($("place-hours-fields").hidden = placeForm.always_open.checked));
+taskForm.due_at.addEventListener("change", dueWarning);
+taskForm.due_at.addEventListener("input", dueWarning);
 $("task-reset").addEventListener("click", resetTaskForm);
 $("task-filter").addEventListener("change", loadTasks);
 $("footfall-place").addEventListener("change", drawFootfall);

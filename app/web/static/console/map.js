@@ -43,6 +43,10 @@ export class PlacesMap {
     tiles.addTo(map);
     map.pm.setGlobalOptions({ snappable: true, allowSelfIntersection: false, continueDrawing: false });
     map.pm.setLang("en");
+    // Geoman refuses a corner that would make the outline cross itself; say so where it happened
+    // instead of silently dropping it (and then saving a triangle).
+    map.on("click", (e) => this.checkCorner(e.latlng));
+    map.on("pm:drawend", () => this.clearWarning());
     map.on("pm:create", ({ layer }) => {
       const shape = shapeOf(layer);
       this.options.onDraft({ ...shape, layer });
@@ -54,6 +58,23 @@ export class PlacesMap {
         map.pm.Draw.Polygon._finishShape();
       }
     });
+  }
+
+  checkCorner(latlng) {
+    const draw = this.map.pm.Draw.Polygon;
+    this.clearWarning();
+    if (!draw || !draw._enabled || !draw._doesSelfIntersect) return;
+    const text = "Not added: this corner would make the outline cross itself. Choose another spot.";
+    this.warning = L.tooltip({ permanent: true, direction: "top", className: "intersect-warning", offset: [0, -8] })
+      .setLatLng(latlng)
+      .setContent(text)
+      .addTo(this.map);
+    if (this.options.onIntersect) this.options.onIntersect(text);
+  }
+
+  clearWarning() {
+    if (this.warning) this.warning.remove();
+    this.warning = null;
   }
 
   invalidate() {

@@ -1,0 +1,186 @@
+// Admin-only sections of the console: people (invite, role, deactivate, reset password) and the
+// audit log with filters. Kept apart from console.js; console.js calls `startAdmin` after sign-in.
+import { ApiError, announce, fmtTime, formLabels, h } from "/static/common/api.js";
+
+const $ = (id) => document.getElementById(id);
+const ROLES = [["field_worker", "Field worker"], ["editor", "Editor"], ["admin", "Admin"]];
+const roleName = (r) => (ROLES.find(([v]) => v === r) || [r, r])[1];
+
+let api = null;
+let me = null;
+let status = null;
+let people = [];
+let auditCursor = null;
+
+export function startAdmin(theApi, theMe, statusRegion) {
+  api = theApi;
+  me = theMe;
+  status = statusRegion;
+  const admin = me.role === "admin";
+  $("tab-people").hidden = !admin;
+  $("tab-audit").hidden = !admin;
+  if (!admin) return;
+  loadPeople();
+  loadAudit(true);
+}
+
+function say(text, kind = "ok") {
+  announce(status, text, kind);
+}
+
+function problemText(err, form) {
+  return err instanceof ApiError ? err.describe(form ? formLabels(form) : null) : err.message;
+}
+
+// ---------------------------------------------------------------- people
+async function loadPeople() {
+  try {
+    people = await api.all("/v1/users");
+    renderPeople();
+    fillActors();
+  } catch (err) {
+    say(problemText(err), "error");
+  }
+}
+
+function renderPeople() {
+  $("people-list").replaceChildren(
+    ...people.map((u) => {
+      const self = u.id === me.id;
+      const roleId = `role-${u.id}`;
+      const select = h("select", { id: roleId, disabled: self || !u.is_active }, ...ROLES.map(([v, name]) => h("option", { value: v, selected: v === u.role }, name)));
+      select.addEventListener("change", () => changeRole(u, select));
+      return h(
+        "tr",
+        { dataset: { id: u.id } },
+        h("td", {}, h("strong", {}, u.full_name), h("div", { class: "muted small" }, u.email), self ? h("div", { class: "muted small" }, "you") : null),
+        h("td", {}, h("label", { for: roleId, class: "sr-only" }, `Role of ${u.full_name}`), select),
+        h("td", {}, h("span", { class: `badge ${u.is_active ? "ok" : "err"}` }, u.is_active ? "active" : "deactivated"), u.last_login_at ? h("div", { class: "muted small" }, `last sign-in ${fmtTime(u.last_login_at)}`) : null),
+        h(
+          "td",
+          {},
+          !self && h("button", { type: "button", class: `small ${u.is_active ? "danger" : "secondary"}`, "aria-label": `${u.is_active ? "Deactivate" : "Reactivate"} ${u.full_name}`, onclick: () => setActive(u, !u.is_active) }, u.is_active ? "Deactivate" : "Reactivate"),
+          !self && u.is_active && h("button", { type: "button", class: "small secondary", "aria-label": `Reset the password of ${u.full_name}`, onclick: () => resetPassword(u) }, "Reset password"),
+        ),
+      );
+    }),
+  );
+}
+
+function showSecret(intro, password) {
+  // Shown once, in the page (not in the status line that screen readers repeat).
+  $("people-result").replaceChildren(
+    h("div", { class: "secret card" }, h("p", {}, intro), h("p", {}, h("code", { class: "secret-value" }, password)), h("p", { class: "muted small" }, "It is not shown again. They can sign in with it now.")),
+  );
+}
+
+async function invite(event) {
+  event.preventDefault();
+  const form = event.target;
+  $("invite-error").textContent = "";
+  $("people-result").replaceChildren();
+  announce(status, "");
+  try {
+    const body = { full_name: form.full_name.value.trim(), email: form.email.value.trim(), role: form.role.value };
+    const user = await api.post("/v1/users", body);
+    form.reset();
+    showSecret(`${user.full_name} (${roleName(user.role)}) can sign in as ${user.email} with this temporary password:`, user.temporary_password);
+    say(`Invited ${user.full_name}.`);
+    await loadPeople();
+  } catch (err) {
+    $("invite-error").textContent = problemText(err, form);
+  }
+}
+
+async function changeRole(u, select) {
+  $("people-result").replaceChildren();
+  const role = select.value;
+  if (!window.confirm(`Make ${u.full_name} ${roleName(role).toLowerCase()}? They will be signed out everywhere.`)) {
+    select.value = u.role;
+    return;
+  }
+  try {
+    const saved = await api.patch(`/v1/users/${u.id}`, { role });
+    say(`${saved.full_name} is now ${roleName(saved.role).toLowerCase()}${saved.sessions_ended ? "; their sessions have ended" : ""}.`);
+    await loadPeople();
+  } catch (err) {
+    select.value = u.role;
+    say(problemText(err), "error");
+  }
+}
+
+async function setActive(u, active) {
+  $("people-result").replaceChildren();
+  if (!active && !window.confirm(`Deactivate ${u.full_name}? They are signed out at once and cannot sign in.`)) return;
+  try {
+    const saved = await api.patch(`/v1/users/${u.id}`, { is_active: active });
+    say(active ? `${saved.full_name} can sign in again.` : `${saved.full_name} is deactivated and signed out.`);
+    await loadPeople();
+  } catch (err) {
+    say(problemText(err), "error");
+  }
+}
+
+async function resetPassword(u) {
+  $("people-result").replaceChildren();
+  if (!window.confirm(`Give ${u.full_name} a new password? Their current one stops working and they are signed out.`)) return;
+  try {
+    const { temporary_password: password } = await api.post(`/v1/users/${u.id}/password-reset`, undefined);
+    showSecret(`New temporary password for ${u.full_name} (${u.email}):`, password);
+    say(`${u.full_name}'s password was reset.`);
+  } catch (err) {
+    say(problemText(err), "error");
+  }
+}
+
+// ---------------------------------------------------------------- audit log
+function fillActors() {
+  const sel = $("audit-actor");
+  const current = sel.value;
+  sel.replaceChildren(h("option", { value: "" }, "Anyone"), ...people.map((u) => h("option", { value: u.id }, u.full_name)));
+  sel.value = current;
+}
+
+function describeDetails(details) {
+  return Object.entries(details || {})
+    .map(([k, v]) => `${k.replace(/_/g, " ")}: ${Array.isArray(v) ? v.join(", ") : typeof v === "object" && v !== null ? JSON.stringify(v) : v}`)
+    .join(" · ");
+}
+
+async function loadAudit(fresh) {
+  const form = $("audit-filters");
+  const params = new URLSearchParams({ limit: "50" });
+  if (form.entity_type.value) params.set("entity_type", form.entity_type.value);
+  if (form.actor_id.value) params.set("actor_id", form.actor_id.value);
+  if (form.since.value) params.set("since", new Date(`${form.since.value}T00:00`).toISOString());
+  if (!fresh && auditCursor) params.set("cursor", auditCursor);
+  try {
+    const page = await api.get(`/v1/audit?${params}`);
+    const rows = page.items.map((e) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, fmtTime(e.at)),
+        h("td", {}, e.actor_email || "—"),
+        h("td", {}, h("code", {}, e.action)),
+        h("td", { class: "small" }, describeDetails(e.details)),
+      ),
+    );
+    if (fresh) $("audit-list").replaceChildren(...rows);
+    else $("audit-list").append(...rows);
+    if (fresh && !rows.length) $("audit-list").append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Nothing recorded for these filters.")));
+    auditCursor = page.next_cursor;
+    $("audit-more").hidden = !auditCursor;
+  } catch (err) {
+    say(problemText(err, form), "error");
+  }
+}
+
+$("invite-form").addEventListener("submit", invite);
+$("audit-filters").addEventListener("submit", (e) => {
+  e.preventDefault();
+  announce(status, "");
+  loadAudit(true);
+});
+$("audit-more").addEventListener("click", () => loadAudit(false));
+$("tab-audit").addEventListener("click", () => loadAudit(true));
