@@ -47,6 +47,8 @@ from app.rules.router import router as rules_router
 from app.tasks.router import me_router as my_tasks_router
 from app.tasks.router import router as tasks_router
 from app.web.router import install_web
+from app.webhooks import service as webhooks_service
+from app.webhooks.router import router as webhooks_router
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     core_types.install(settings)
     rules_service.register()
     open311_service.register(settings)
+    webhooks_service.register()
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(my_tasks_router)
     app.include_router(notifications_router)
     app.include_router(rules_router)
+    app.include_router(webhooks_router)
     app.include_router(privacy_router)
     app.include_router(ingest_router)
     app.include_router(open311_router)

@@ -364,16 +364,20 @@ class DeliveryWorker:
 
 
 async def run_worker(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
-    """Run one worker until `stop` is set (the CLI and the API lifespan use this)."""
+    """Run the delivery workers (Web Push, webhooks) until `stop` is set (the CLI and the API
+    lifespan use this)."""
     from app.privacy.worker import purge_loop
+    from app.webhooks.worker import run_webhook_worker
 
     worker = DeliveryWorker(settings, engine)
     task = asyncio.create_task(worker.run())
     purge_task = asyncio.create_task(purge_loop(settings, engine, stop), name="retention-purge")
+    webhooks_task = asyncio.create_task(run_webhook_worker(settings, engine, stop), name="webhooks")
     await stop.wait()
     worker.stop()
     await task
     await purge_task
+    await webhooks_task
 
 
 class InProcessWorker:

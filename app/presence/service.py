@@ -1,4 +1,5 @@
-"""Presence rules. `record_events` is the one way any domain adds to the shared event log.
+"""Presence rules. `record_events` is the one way any domain adds to the shared presence event log
+(the hooks on those events run through `app.events.service.record`, like every other source's).
 
 `ingest_ping_batch` is the theme-6 hot path: validate, store, resolve, evaluate and record one
 batch of pings in a constant number of statements inside the caller's transaction, and return
@@ -17,6 +18,8 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.events import service as events_service
+from app.events.types import Event, Source
 from app.presence import engine, repository
 from app.presence.engine import Fix, LastFix, Params
 from app.presence.errors import BackgroundLocationOff
@@ -68,22 +71,29 @@ async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
 # --- hooks ------------------------------------------------------------------------------------
 
 EventHook = Callable[[AsyncSession, list[dict[str, Any]]], Awaitable[None]]
-_event_hooks: list[EventHook] = []
+
+
+def _hook_name(hook: EventHook) -> str:
+    return f"presence:{id(hook)}"
 
 
 def register_event_hook(hook: EventHook) -> None:
-    """Call `hook(session, events)` after every ping batch that created (unsuppressed) events.
+    """Call `hook(session, rows)` with the `presence_events` rows of every ping batch's events.
 
-    It runs inside the batch's transaction, so whatever it writes (e.g. outbox rows) commits
-    with the events or not at all.
+    A ping-only view of `app.events.service.register_hook` (which sees every source): it runs
+    inside the batch's transaction, so whatever it writes commits with the events or not at all.
     """
-    if hook not in _event_hooks:
-        _event_hooks.append(hook)
+
+    async def adapter(session: AsyncSession, events: list[Event], _settings: Any) -> None:
+        rows = [e.presence for e in events if e.source is Source.ping and e.presence is not None]
+        if rows:
+            await hook(session, rows)
+
+    events_service.register_hook(_hook_name(hook), adapter)
 
 
 def unregister_event_hook(hook: EventHook) -> None:
-    if hook in _event_hooks:
-        _event_hooks.remove(hook)
+    events_service.unregister_hook(_hook_name(hook))
 
 
 # --- background location ----------------------------------------------------------------------
@@ -412,8 +422,7 @@ async def ingest_ping_batches(
 
     events = [e for j in live for e in j.result.events]
     if events:
-        for hook in list(_event_hooks):
-            await hook(session, events)
+        await events_service.record(session, [Event.from_presence(e) for e in events], settings)
     return [j.refused if j.refused is not None else j.result for j in jobs]
 
 

@@ -29,6 +29,8 @@ from app.accounts.principal import Principal
 from app.core.config import Settings, get_settings
 from app.core.errors import Forbidden, NotFound
 from app.core.subject import SubjectRef
+from app.events import service as events_service
+from app.events.types import Event, EventType, Source
 from app.geofences.opening_hours import is_open
 from app.notifications import service as notifications_service
 from app.notifications.models import Urgency
@@ -528,17 +530,33 @@ async def _record(
     await repository.insert_decisions(session, rows)
 
 
-async def _ping_hook(session: AsyncSession, events: list[dict[str, Any]]) -> None:
-    await on_events(session, events)
+async def _event_hook(
+    session: AsyncSession, events: list[Event], settings: Settings | None
+) -> list[dict[str, Any]]:
+    """The rules on recorded events: ping batches, and check-ins (whose queued notifications
+    are the check-in's answer, returned here)."""
+    pings = [e.presence for e in events if e.source is Source.ping and e.presence is not None]
+    if pings:
+        await on_events(session, pings)
+    queued: list[dict[str, Any]] = []
+    for e in events:
+        if e.source is Source.checkin and e.presence is not None and e.hints.get("rules"):
+            queued += await for_checkin(
+                session,
+                settings or get_settings(),
+                e.presence,
+                implausible=bool(e.hints.get("implausible")),
+            )
+    return queued
 
 
 def register() -> None:
-    """Hook the rules into every ping batch (idempotent)."""
-    presence_service.register_event_hook(_ping_hook)
+    """Hook the rules into every recorded event (idempotent)."""
+    events_service.register_hook("rules", _event_hook)
 
 
 def unregister() -> None:
-    presence_service.unregister_event_hook(_ping_hook)
+    events_service.unregister_hook("rules")
 
 
 async def for_checkin(
@@ -799,6 +817,26 @@ async def broadcast(
             }
             for (who, reason), nid in zip(decisions, ids, strict=True)
         ],
+    )
+    await events_service.record(
+        session,
+        [
+            Event(
+                id=broadcast_id,
+                organisation_id=org,
+                type=EventType.broadcast_sent,
+                source=Source.broadcast,
+                occurred_at=now,
+                subject=principal,
+                geofence_id=geofence_id,
+                data={
+                    "title": body.title,
+                    "safety_critical": body.safety_critical,
+                    "recipients": len(people),
+                },
+            )
+        ],
+        settings,
     )
     suppressed: dict[str, int] = {}
     for _, reason in decisions:

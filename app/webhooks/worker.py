@@ -1,0 +1,359 @@
+"""The webhook channel's worker: claim due messages, sign, POST, record every attempt.
+
+The same outbox discipline as Web Push (`app.notifications.worker`): rows are claimed with
+`FOR UPDATE SKIP LOCKED` and a lease + token, settled only under that token, woken by
+`LISTEN hereabouts_webhooks` and by polling. Its own policies:
+
+* **concurrency**: `webhook_worker_concurrency` requests in flight, at most
+  `webhook_per_endpoint_concurrency` per endpoint (an endpoint at its cap is not claimed), so a
+  hanging receiver holds only its own slots until `webhook_timeout_s`;
+* **answers**: 2xx delivered; 410 disables the endpoint at once; anything else (3xx — redirects
+  are never followed —, 4xx, 5xx, timeouts, refused addresses) is retried after
+  `uniform(0, min(cap, base · 2^(attempt-1)))` until the message is `webhook_retry_for_s` old
+  (3 days), then it is dead;
+* **circuit breaker**: an endpoint whose failures started `webhook_retry_for_s` ago without a
+  success since is disabled, and its organisation's admins get an inbox notification;
+* **SSRF**: the HTTP client dials only addresses `AddressGuard` allows, resolved at connect time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings
+from app.core.db import create_sessionmaker
+from app.core.listen import listen_dsn, listen_forever
+from app.notifications.endpoints import AddressGuard, EndpointRejected
+from app.notifications.http import PushHttpClient
+from app.notifications.sender import backoff_s
+from app.webhooks import repository as repo
+from app.webhooks import service, signing
+from app.webhooks.metrics import (
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_IN_FLIGHT,
+    WEBHOOK_LATENCY,
+    WEBHOOK_QUEUED,
+)
+from app.webhooks.models import AttemptStatus, MessageStatus
+
+logger = logging.getLogger(__name__)
+RECORD_BATCH = 500
+
+
+@dataclass
+class _Settled:
+    finish: dict[str, Any]
+    attempt: dict[str, Any]
+    endpoint_id: uuid.UUID
+    ok: bool
+    gone: bool
+
+
+@dataclass
+class WebhookStats:
+    claimed: int = 0
+    sent: int = 0
+    recorded: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+class WebhookWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        guard: AddressGuard | None = None,
+        name: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker or create_sessionmaker(engine)
+        self.guard = guard or AddressGuard(allow_loopback=settings.webhook_allow_loopback)
+        self.client = PushHttpClient(
+            self.guard,
+            connect_timeout_s=settings.webhook_connect_timeout_s,
+            total_timeout_s=settings.webhook_timeout_s,
+            user_agent="hereabouts-webhooks/1",
+        )
+        self.name = name or f"webhooks-{uuid.uuid4().hex[:8]}"
+        self.rng = rng or random.Random()
+        self.concurrency = max(1, settings.webhook_worker_concurrency)
+        self.per_endpoint = max(1, settings.webhook_per_endpoint_concurrency)
+        self.stats = WebhookStats()
+        self._load: dict[uuid.UUID, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._results: asyncio.Queue[_Settled] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._maybe_more = True
+        self._last_gauge = 0.0
+        self.listen_dsn = listen_dsn(engine)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self, listen: bool = True) -> None:
+        helpers = [asyncio.create_task(self._recorder(), name=f"{self.name}-recorder")]
+        if listen:
+            helpers.append(asyncio.create_task(self._listener(), name=f"{self.name}-listen"))
+        try:
+            await self._claim_loop()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._results.join()
+        finally:
+            for task in helpers:
+                task.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self.client.aclose()
+
+    async def _listener(self) -> None:
+        await listen_forever(
+            lambda: self.listen_dsn,
+            repo.NOTIFY_CHANNEL,
+            self._on_notify,
+            heartbeat=self._heartbeat,
+            every_s=10.0,
+            on_up=lambda _conn: self._wake.set(),
+            on_down=lambda: None,
+            name=self.name,
+        )
+
+    @staticmethod
+    async def _heartbeat(conn: asyncpg.Connection) -> None:
+        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)
+
+    def _on_notify(self, *_args: object) -> None:
+        self._maybe_more = True
+        self._wake.set()
+
+    # --- claiming -----------------------------------------------------------------------------
+
+    def busy_endpoints(self) -> list[uuid.UUID]:
+        return [e for e, n in self._load.items() if n >= self.per_endpoint]
+
+    async def claim_and_dispatch(self) -> int:
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        async with self.sessionmaker() as session, session.begin():
+            busy = self.busy_endpoints()
+            jobs = await repo.claim(session, free, self.settings.webhook_lease_s, busy)
+            now = time.monotonic()
+            if now - self._last_gauge >= self.settings.webhook_poll_interval_s:
+                self._last_gauge = now
+                WEBHOOK_QUEUED.set(await repo.count_pending(session))
+        overflow = []
+        for job in jobs:
+            load = self._load.get(job.endpoint_id, 0)
+            if load >= self.per_endpoint:
+                overflow.append((job.id, job.lease_token))
+                continue
+            self._load[job.endpoint_id] = load + 1
+            task = asyncio.create_task(self._process(job))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._task_done, endpoint=job.endpoint_id))
+        if overflow:
+            async with self.sessionmaker() as session, session.begin():
+                await repo.release(session, overflow)
+        self._maybe_more = len(jobs) == free
+        self.stats.claimed += len(jobs) - len(overflow)
+        return len(jobs) - len(overflow)
+
+    def _task_done(self, task: asyncio.Task[None], *, endpoint: uuid.UUID) -> None:
+        self._tasks.discard(task)
+        self._load[endpoint] -= 1
+        if self._load[endpoint] <= 0:
+            del self._load[endpoint]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s: webhook task failed: %r", self.name, task.exception())
+        self._wake.set()
+
+    async def _claim_loop(self) -> None:
+        poll = self.settings.webhook_poll_interval_s
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                claimed = await self.claim_and_dispatch()
+            except Exception as exc:  # noqa: BLE001 - database hiccup: wait and poll again
+                logger.warning("%s: claim failed (%s)", self.name, type(exc).__name__)
+                claimed = 0
+                self._maybe_more = False
+            if claimed and self._maybe_more and len(self._tasks) < self.concurrency:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=poll)
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def post(self, job: repo.ClaimedMessage) -> _Answer:
+        """Sign and POST one message; never raises for the receiver's sake."""
+        body = job.payload.encode()
+        ts = int(time.time())
+        keys = service.signing_secrets(
+            job.secret, job.previous_secret, job.previous_secret_until, job.now
+        )
+        head = (
+            "Content-Type: application/json\r\n"
+            f"webhook-id: {job.msg_id}\r\n"
+            f"webhook-timestamp: {ts}\r\n"
+            f"webhook-signature: {signing.signature_header(keys, job.msg_id, ts, body)}\r\n"
+        ).encode()
+        parts = urlsplit(job.url)
+        scheme = parts.scheme
+        port = parts.port or (443 if scheme == "https" else 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        started = time.perf_counter()
+        try:
+            answer = await self.client.post(scheme, parts.hostname or "", port, target, head, body)
+        except EndpointRejected as exc:
+            return _Answer(None, None, f"refused at connect time: {exc}")
+        except TimeoutError:
+            return _Answer(None, (time.perf_counter() - started) * 1000, "timed out")
+        except (ConnectionError, OSError, ValueError) as exc:
+            return _Answer(None, None, f"{type(exc).__name__}: {exc}"[:500])
+        latency = (time.perf_counter() - started) * 1000
+        error = None
+        if not 200 <= answer.status < 300:
+            error = answer.detail.decode("utf-8", "replace")[:300] or f"HTTP {answer.status}"
+        return _Answer(answer.status, latency, error)
+
+    async def _process(self, job: repo.ClaimedMessage) -> None:
+        attempted_at = datetime.now(UTC)
+        WEBHOOK_IN_FLIGHT.inc()
+        try:
+            answer = await self.post(job)
+        finally:
+            WEBHOOK_IN_FLIGHT.dec()
+        self.stats.sent += 1
+        label = str(job.endpoint_id)
+        if answer.latency_ms is not None and answer.status is not None:
+            WEBHOOK_LATENCY.labels(label).observe(answer.latency_ms / 1000)
+        ok = answer.status is not None and 200 <= answer.status < 300
+        gone = answer.status == 410
+        age = job.now - job.created_at
+        if ok:
+            status, astatus, delay = MessageStatus.delivered, AttemptStatus.delivered, 0.0
+        elif gone or age >= timedelta(seconds=self.settings.webhook_retry_for_s):
+            status, astatus, delay = MessageStatus.dead, AttemptStatus.dead, 0.0
+        else:
+            status, astatus = MessageStatus.pending, AttemptStatus.retry
+            delay = backoff_s(
+                job.attempts,
+                self.settings.webhook_backoff_base_s,
+                self.settings.webhook_backoff_cap_s,
+                self.rng,
+            )
+        metric = {"delivered": "delivered", "retry": "retried", "dead": "dead"}[astatus.value]
+        WEBHOOK_ATTEMPTS.labels(label, metric).inc()
+        self.stats.outcomes[metric] = self.stats.outcomes.get(metric, 0) + 1
+        await self._results.put(
+            _Settled(
+                finish={
+                    "id": job.id,
+                    "token": job.lease_token,
+                    "status": status.value,
+                    "delay_s": float(delay),
+                    "error": answer.error,
+                },
+                attempt={
+                    "id": uuid.uuid4(),
+                    "organisation_id": job.organisation_id,
+                    "endpoint_id": job.endpoint_id,
+                    "message_id": job.id,
+                    "msg_id": job.msg_id,
+                    "attempt": job.attempts,
+                    "attempted_at": attempted_at,
+                    "status": astatus.value,
+                    "http_status": answer.status,
+                    "latency_ms": answer.latency_ms,
+                    "error": answer.error,
+                },
+                endpoint_id=job.endpoint_id,
+                ok=ok,
+                gone=gone,
+            )
+        )
+
+    # --- recording ----------------------------------------------------------------------------
+
+    async def _recorder(self) -> None:
+        while True:
+            items = [await self._results.get()]
+            while len(items) < RECORD_BATCH:
+                try:
+                    items.append(self._results.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            while True:
+                try:
+                    await self.record(items)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - keep the results; retry the write
+                    logger.warning("%s: recording failed (%s); retrying", self.name, exc)
+                    await asyncio.sleep(1.0)
+            self.stats.recorded += len(items)
+            for _ in items:
+                self._results.task_done()
+
+    async def record(self, items: list[_Settled]) -> None:
+        """Settle attempts in one transaction: messages, the log, the circuit breaker."""
+        now = datetime.now(UTC)
+        window = timedelta(seconds=self.settings.webhook_retry_for_s)
+        async with self.sessionmaker() as session, session.begin():
+            await repo.finish(session, [i.finish for i in items])
+            await repo.insert_attempts(session, [i.attempt for i in items])
+            healthy = sorted({i.endpoint_id for i in items if i.ok})
+            failing = sorted({i.endpoint_id for i in items if not i.ok} - set(healthy))
+            await repo.mark_healthy(session, healthy)
+            since = await repo.mark_failing(session, failing, now)
+            for endpoint_id in sorted({i.endpoint_id for i in items if i.gone}):
+                await service.disable(
+                    session, endpoint_id, "the receiver answered 410 Gone", self.settings
+                )
+            for endpoint_id, started in since.items():
+                if now - started >= window:
+                    days = window.total_seconds() / 86_400
+                    await service.disable(
+                        session,
+                        endpoint_id,
+                        f"every delivery failed for {days:g} days",
+                        self.settings,
+                    )
+
+
+async def run_webhook_worker(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
+    worker = WebhookWorker(settings, engine)
+    task = asyncio.create_task(worker.run())
+    await stop.wait()
+    worker.stop()
+    await task
