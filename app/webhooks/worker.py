@@ -106,6 +106,7 @@ class WebhookWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._results: asyncio.Queue[_Settled] = asyncio.Queue()
         self._wake = asyncio.Event()
+        self._slot = asyncio.Event()
         self._stopping = asyncio.Event()
         self._maybe_more = True
         self._last_gauge = 0.0
@@ -194,12 +195,16 @@ class WebhookWorker:
             del self._load[endpoint]
         if not task.cancelled() and task.exception() is not None:
             logger.error("%s: webhook task failed: %r", self.name, task.exception())
-        self._wake.set()
+        self._slot.set()
 
     async def _claim_loop(self) -> None:
+        """Claim whenever told (NOTIFY, poll) and, when slots free up, only once a quarter of
+        the capacity is free: one claim statement per batch of messages, not per message."""
         poll = self.settings.webhook_poll_interval_s
+        threshold = max(1, self.concurrency // 4)
         while not self._stopping.is_set():
             self._wake.clear()
+            self._slot.clear()
             try:
                 claimed = await self.claim_and_dispatch()
             except Exception as exc:  # noqa: BLE001 - database hiccup: wait and poll again
@@ -208,8 +213,27 @@ class WebhookWorker:
                 self._maybe_more = False
             if claimed and self._maybe_more and len(self._tasks) < self.concurrency:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll)
+            deadline = time.monotonic() + poll
+            while not self._stopping.is_set() and not self._wake.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                waiters = [
+                    asyncio.create_task(self._wake.wait()),
+                    asyncio.create_task(self._slot.wait()),
+                ]
+                try:
+                    await asyncio.wait(
+                        waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for w in waiters:
+                        w.cancel()
+                if self._slot.is_set():
+                    self._slot.clear()
+                    free = self.concurrency - len(self._tasks)
+                    if self._maybe_more and (free >= threshold or not self._tasks):
+                        break
 
     # --- sending ------------------------------------------------------------------------------
 
