@@ -746,7 +746,7 @@ async def test_console_fits_a_portrait_tablet_on_every_tab(
     context = await new_context(browser, web_server, viewport={"width": 820, "height": 1180})
     page, problems = await open_page(context, "/console/")
     await sign_in_console(page, web_server.admin_email, web_server.admin_password)
-    for tab in ("Places", "Offers", "Tasks", "Activity", "Numbers", "Reports"):
+    for tab in ("Places", "Offers", "Tasks", "Activity", "Numbers", "Reports", "Webhooks"):
         await page.get_by_role("tab", name=tab).click()
         await expect(page.get_by_role("tabpanel", name=tab)).to_be_visible()
         overflow = await page.evaluate(

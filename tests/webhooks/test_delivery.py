@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +25,7 @@ from app.core.db import create_sessionmaker
 from app.core.subject import SubjectRef
 from app.events import service as events_service
 from app.events.types import Event, EventType, Source
+from app.main import create_app
 from app.notifications.endpoints import AddressGuard
 from app.webhooks import service as webhooks_service
 from app.webhooks.schemas import EndpointCreate, ReplayRequest
@@ -216,6 +218,15 @@ async def test_a_receiver_answering_500_then_200_gets_the_message_exactly_once(
         world.engine, "SELECT status, failing_since FROM webhook_endpoints WHERE id = :e", e=ep
     )
     assert state == ("enabled", None)  # the success reset the breaker
+    # per-endpoint metrics on the API's /metrics
+    app = create_app(world.settings, engine=world.engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        text_ = (await client.get("/metrics")).text
+    for result, n in (("delivered", 1.0), ("retried", 2.0)):
+        line = f'hereabouts_webhook_deliveries_total{{endpoint="{ep}",result="{result}"}} {n}'
+        assert line in text_
+    assert f'hereabouts_webhook_latency_seconds_count{{endpoint="{ep}"}} 3.0' in text_
 
 
 async def test_a_hanging_receiver_times_out_and_does_not_block_the_others(

@@ -95,12 +95,13 @@ function selectTab(tab, focus = true) {
 for (const tab of tabs) {
   tab.addEventListener("click", () => selectTab(tab));
   tab.addEventListener("keydown", (e) => {
-    const i = tabs.indexOf(tab);
+    const shown = tabs.filter((t) => !t.hidden); // e.g. Webhooks is for admins only
+    const i = shown.indexOf(tab);
     let next = null;
-    if (e.key === "ArrowRight") next = tabs[(i + 1) % tabs.length];
-    if (e.key === "ArrowLeft") next = tabs[(i - 1 + tabs.length) % tabs.length];
-    if (e.key === "Home") next = tabs[0];
-    if (e.key === "End") next = tabs[tabs.length - 1];
+    if (e.key === "ArrowRight") next = shown[(i + 1) % shown.length];
+    if (e.key === "ArrowLeft") next = shown[(i - 1 + shown.length) % shown.length];
+    if (e.key === "Home") next = shown[0];
+    if (e.key === "End") next = shown[shown.length - 1];
     if (next) {
       e.preventDefault();
       selectTab(next);

@@ -28,7 +28,7 @@ const form = h(
   { id: "webhook-form", class: "card", "aria-labelledby": "webhook-form-title" },
   h("h2", { id: "webhook-form-title" }, "New endpoint"),
   h("label", { for: "webhook-url" }, "HTTPS URL"),
-  h("input", { id: "webhook-url", name: "url", type: "url", required: true, maxlength: 2048, placeholder: "https://crm.council.example/hooks/hereabouts" }),
+  h("input", { id: "webhook-url", name: "url", type: "url", required: true, maxlength: 2048, placeholder: "the receiver's address, starting with https" }),
   h("label", { for: "webhook-description" }, "Description"),
   h("input", { id: "webhook-description", name: "description", maxlength: 200 }),
   h("label", { for: "webhook-types" }, "Events"),
