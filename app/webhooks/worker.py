@@ -1,8 +1,8 @@
 """The webhook channel's worker: claim due messages, sign, POST, record every attempt.
 
-The same outbox discipline as Web Push (`app.notifications.worker`): rows are claimed with
-`FOR UPDATE SKIP LOCKED` and a lease + token, settled only under that token, woken by
-`LISTEN hereabouts_webhooks` and by polling. Its own policies:
+The loop is the one every channel shares (`app.notifications.outbox.OutboxWorker`, like Web
+Push): rows are claimed with `FOR UPDATE SKIP LOCKED` and a lease + token, settled only under
+that token, woken by `LISTEN hereabouts_webhooks` and by polling. The channel's own policies:
 
 * **concurrency**: `webhook_worker_concurrency` requests in flight, at most
   `webhook_per_endpoint_concurrency` per endpoint (an endpoint at its cap is not claimed), so a
@@ -19,25 +19,23 @@ The same outbox discipline as Web Push (`app.notifications.worker`): rows are cl
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.db import create_sessionmaker
-from app.core.listen import listen_dsn, listen_forever
+from app.core.listen import listen_dsn
 from app.notifications.endpoints import AddressGuard, EndpointRejected
 from app.notifications.http import PushHttpClient
+from app.notifications.outbox import OutboxWorker
 from app.notifications.sender import backoff_s
 from app.webhooks import repository as repo
 from app.webhooks import service, signing
@@ -50,7 +48,6 @@ from app.webhooks.metrics import (
 from app.webhooks.models import AttemptStatus, MessageStatus
 
 logger = logging.getLogger(__name__)
-RECORD_BATCH = 500
 
 
 @dataclass
@@ -62,14 +59,6 @@ class _Settled:
     gone: bool
 
 
-@dataclass
-class WebhookStats:
-    claimed: int = 0
-    sent: int = 0
-    recorded: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, slots=True)
 class _Answer:
     status: int | None
@@ -77,7 +66,11 @@ class _Answer:
     error: str | None
 
 
-class WebhookWorker:
+class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
+    """The `webhook` channel: rows of `webhook_messages`, capped per endpoint."""
+
+    notify_channel = repo.NOTIFY_CHANNEL
+
     def __init__(
         self,
         settings: Settings,
@@ -88,8 +81,16 @@ class WebhookWorker:
         name: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(
+            sessionmaker=sessionmaker or create_sessionmaker(engine),
+            listen_dsn=listen_dsn(engine),
+            name=name or f"webhooks-{uuid.uuid4().hex[:8]}",
+            concurrency=settings.webhook_worker_concurrency,
+            batch=settings.webhook_worker_concurrency,
+            per_key=settings.webhook_per_endpoint_concurrency,
+            poll_interval_s=settings.webhook_poll_interval_s,
+        )
         self.settings = settings
-        self.sessionmaker = sessionmaker or create_sessionmaker(engine)
         self.guard = guard or AddressGuard(allow_loopback=settings.webhook_allow_loopback)
         self.client = PushHttpClient(
             self.guard,
@@ -97,143 +98,30 @@ class WebhookWorker:
             total_timeout_s=settings.webhook_timeout_s,
             user_agent="hereabouts-webhooks/1",
         )
-        self.name = name or f"webhooks-{uuid.uuid4().hex[:8]}"
         self.rng = rng or random.Random()
-        self.concurrency = max(1, settings.webhook_worker_concurrency)
-        self.per_endpoint = max(1, settings.webhook_per_endpoint_concurrency)
-        self.stats = WebhookStats()
-        self._load: dict[uuid.UUID, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._results: asyncio.Queue[_Settled] = asyncio.Queue()
-        self._wake = asyncio.Event()
-        self._slot = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._maybe_more = True
         self._last_gauge = 0.0
-        self.listen_dsn = listen_dsn(engine)
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-
-    async def run(self, listen: bool = True) -> None:
-        helpers = [asyncio.create_task(self._recorder(), name=f"{self.name}-recorder")]
-        if listen:
-            helpers.append(asyncio.create_task(self._listener(), name=f"{self.name}-listen"))
-        try:
-            await self._claim_loop()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._results.join()
-        finally:
-            for task in helpers:
-                task.cancel()
-            for task in list(self._tasks):
-                task.cancel()
-            for task in helpers:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await self.client.aclose()
-
-    async def _listener(self) -> None:
-        await listen_forever(
-            lambda: self.listen_dsn,
-            repo.NOTIFY_CHANNEL,
-            self._on_notify,
-            heartbeat=self._heartbeat,
-            every_s=10.0,
-            on_up=lambda _conn: self._wake.set(),
-            on_down=lambda: None,
-            name=self.name,
-        )
-
-    @staticmethod
-    async def _heartbeat(conn: asyncpg.Connection) -> None:
-        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)
-
-    def _on_notify(self, *_args: object) -> None:
-        self._maybe_more = True
-        self._wake.set()
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     # --- claiming -----------------------------------------------------------------------------
 
-    def busy_endpoints(self) -> list[uuid.UUID]:
-        return [e for e, n in self._load.items() if n >= self.per_endpoint]
+    def key_of(self, job: repo.ClaimedMessage) -> uuid.UUID:
+        return job.endpoint_id
 
-    async def claim_and_dispatch(self) -> int:
-        free = self.concurrency - len(self._tasks)
-        if free <= 0:
-            return 0
+    async def claim(self, limit: int) -> list[repo.ClaimedMessage]:
         async with self.sessionmaker() as session, session.begin():
-            busy = self.busy_endpoints()
-            jobs = await repo.claim(session, free, self.settings.webhook_lease_s, busy)
+            busy = self.busy_keys()
+            jobs = await repo.claim(session, limit, self.settings.webhook_lease_s, busy)
             now = time.monotonic()
             if now - self._last_gauge >= self.settings.webhook_poll_interval_s:
                 self._last_gauge = now
                 WEBHOOK_QUEUED.set(await repo.count_pending(session))
-        overflow = []
-        for job in jobs:
-            load = self._load.get(job.endpoint_id, 0)
-            if load >= self.per_endpoint:
-                overflow.append((job.id, job.lease_token))
-                continue
-            self._load[job.endpoint_id] = load + 1
-            task = asyncio.create_task(self._process(job))
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._task_done, endpoint=job.endpoint_id))
-        if overflow:
-            async with self.sessionmaker() as session, session.begin():
-                await repo.release(session, overflow)
-        self._maybe_more = len(jobs) == free
-        self.stats.claimed += len(jobs) - len(overflow)
-        return len(jobs) - len(overflow)
+        return jobs
 
-    def _task_done(self, task: asyncio.Task[None], *, endpoint: uuid.UUID) -> None:
-        self._tasks.discard(task)
-        self._load[endpoint] -= 1
-        if self._load[endpoint] <= 0:
-            del self._load[endpoint]
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("%s: webhook task failed: %r", self.name, task.exception())
-        self._slot.set()
-
-    async def _claim_loop(self) -> None:
-        """Claim whenever told (NOTIFY, poll) and, when slots free up, only once a quarter of
-        the capacity is free: one claim statement per batch of messages, not per message."""
-        poll = self.settings.webhook_poll_interval_s
-        threshold = max(1, self.concurrency // 4)
-        while not self._stopping.is_set():
-            self._wake.clear()
-            self._slot.clear()
-            try:
-                claimed = await self.claim_and_dispatch()
-            except Exception as exc:  # noqa: BLE001 - database hiccup: wait and poll again
-                logger.warning("%s: claim failed (%s)", self.name, type(exc).__name__)
-                claimed = 0
-                self._maybe_more = False
-            if claimed and self._maybe_more and len(self._tasks) < self.concurrency:
-                continue
-            deadline = time.monotonic() + poll
-            while not self._stopping.is_set() and not self._wake.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                waiters = [
-                    asyncio.create_task(self._wake.wait()),
-                    asyncio.create_task(self._slot.wait()),
-                ]
-                try:
-                    await asyncio.wait(
-                        waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    for w in waiters:
-                        w.cancel()
-                if self._slot.is_set():
-                    self._slot.clear()
-                    free = self.concurrency - len(self._tasks)
-                    if self._maybe_more and (free >= threshold or not self._tasks):
-                        break
+    async def release(self, jobs: list[repo.ClaimedMessage]) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await repo.release(session, [(j.id, j.lease_token) for j in jobs])
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -269,7 +157,7 @@ class WebhookWorker:
             error = answer.detail.decode("utf-8", "replace")[:300] or f"HTTP {answer.status}"
         return _Answer(answer.status, latency, error)
 
-    async def _process(self, job: repo.ClaimedMessage) -> None:
+    async def process(self, job: repo.ClaimedMessage) -> None:
         attempted_at = datetime.now(UTC)
         WEBHOOK_IN_FLIGHT.inc()
         try:
@@ -298,7 +186,7 @@ class WebhookWorker:
         metric = {"delivered": "delivered", "retry": "retried", "dead": "dead"}[astatus.value]
         WEBHOOK_ATTEMPTS.labels(label, metric).inc()
         self.stats.outcomes[metric] = self.stats.outcomes.get(metric, 0) + 1
-        await self._results.put(
+        await self.settled(
             _Settled(
                 finish={
                     "id": job.id,
@@ -327,27 +215,6 @@ class WebhookWorker:
         )
 
     # --- recording ----------------------------------------------------------------------------
-
-    async def _recorder(self) -> None:
-        while True:
-            items = [await self._results.get()]
-            while len(items) < RECORD_BATCH:
-                try:
-                    items.append(self._results.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
-            while True:
-                try:
-                    await self.record(items)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - keep the results; retry the write
-                    logger.warning("%s: recording failed (%s); retrying", self.name, exc)
-                    await asyncio.sleep(1.0)
-            self.stats.recorded += len(items)
-            for _ in items:
-                self._results.task_done()
 
     async def record(self, items: list[_Settled]) -> None:
         """Settle attempts in one transaction: messages, the log, the circuit breaker."""
