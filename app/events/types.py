@@ -36,6 +36,7 @@ class EventType(StrEnum):
     task_done = "task.done"
     task_cancelled = "task.cancelled"
     task_reopened = "task.reopened"
+    task_unassigned = "task.unassigned"
     offer_redeemed = "offer.redeemed"
     broadcast_sent = "broadcast.sent"
     report_created = "report.created"
@@ -51,7 +52,8 @@ PRESENCE_TYPES: dict[str, EventType] = {
     "checkin": EventType.checkin_created,
 }
 
-# task status reached → public type (`open` is reached by creating or by reopening)
+# task status reached → public type (`open` is reached by creating, by reopening a closed task,
+# or by handing an assigned one back to the pool: `task_type` tells them apart)
 TASK_TYPES: dict[str, EventType] = {
     "assigned": EventType.task_assigned,
     "in_progress": EventType.task_in_progress,
@@ -59,6 +61,14 @@ TASK_TYPES: dict[str, EventType] = {
     "cancelled": EventType.task_cancelled,
     "open": EventType.task_reopened,
 }
+
+
+def task_type(from_status: str | None, to_status: str) -> EventType:
+    if from_status is None:
+        return EventType.task_created
+    if to_status == "open" and from_status not in ("done", "cancelled"):
+        return EventType.task_unassigned
+    return TASK_TYPES[to_status]
 
 
 @dataclass(frozen=True, slots=True)

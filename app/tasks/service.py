@@ -29,7 +29,7 @@ from app.core.near import NearPoint
 from app.core.pagination import PageParams, trim_page
 from app.core.subject import SubjectRef
 from app.events import service as events_service
-from app.events.types import TASK_TYPES, Event, EventType, Source
+from app.events.types import Event, Source, task_type
 from app.tasks import repository
 from app.tasks.errors import (
     IllegalTransition,
@@ -130,7 +130,7 @@ async def _record(
     )
     for hook in _transition_hooks:
         await hook(session, task, from_status, to_status, note)
-    kind = EventType.task_created if from_status is None else TASK_TYPES[to_status]
+    kind = task_type(from_status, to_status)
     await events_service.record(
         session,
         [
