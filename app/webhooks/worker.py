@@ -9,8 +9,8 @@ that token, woken by `LISTEN hereabouts_webhooks` and by polling. The channel's 
   hanging receiver holds only its own slots until `webhook_timeout_s`;
 * **answers**: 2xx delivered; 410 disables the endpoint at once; anything else (3xx — redirects
   are never followed —, 4xx, 5xx, timeouts, refused addresses) is retried after
-  `uniform(0, min(cap, base · 2^(attempt-1)))` until the message is `webhook_retry_for_s` old
-  (3 days), then it is dead;
+  `uniform(0, min(cap, base · 2^(attempt-1)))` (429/503 with `Retry-After`: that delay, at
+  most 6 h) until the message is `webhook_retry_for_s` old (3 days), then it is dead;
 * **circuit breaker**: an endpoint whose failures started `webhook_retry_for_s` ago without a
   success since is disabled, and its organisation's admins get an inbox notification;
 * **SSRF**: the HTTP client dials only addresses `AddressGuard` allows, resolved at connect time.
@@ -36,7 +36,7 @@ from app.core.listen import listen_dsn
 from app.notifications.endpoints import AddressGuard, EndpointRejected
 from app.notifications.http import PushHttpClient
 from app.notifications.outbox import OutboxWorker
-from app.notifications.sender import backoff_s
+from app.notifications.sender import backoff_s, parse_retry_after
 from app.webhooks import repository as repo
 from app.webhooks import service, signing
 from app.webhooks.metrics import (
@@ -64,6 +64,7 @@ class _Answer:
     status: int | None
     latency_ms: float | None
     error: str | None
+    retry_after_s: float | None = None
 
 
 class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
@@ -155,7 +156,8 @@ class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
         error = None
         if not 200 <= answer.status < 300:
             error = answer.detail.decode("utf-8", "replace")[:300] or f"HTTP {answer.status}"
-        return _Answer(answer.status, latency, error)
+        retry_after = parse_retry_after(answer.retry_after) if answer.status in (429, 503) else None
+        return _Answer(answer.status, latency, error, retry_after)
 
     async def process(self, job: repo.ClaimedMessage) -> None:
         attempted_at = datetime.now(UTC)
@@ -183,6 +185,8 @@ class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
                 self.settings.webhook_backoff_cap_s,
                 self.rng,
             )
+            if answer.retry_after_s is not None:  # 429/503 with Retry-After: as asked (≤ 6 h)
+                delay = answer.retry_after_s
         metric = {"delivered": "delivered", "retry": "retried", "dead": "dead"}[astatus.value]
         WEBHOOK_ATTEMPTS.labels(label, metric).inc()
         self.stats.outcomes[metric] = self.stats.outcomes.get(metric, 0) + 1

@@ -25,6 +25,7 @@ class Route:
     secret: str = ""
     answers: list[int] = field(default_factory=list)  # scripted statuses, then 200
     hang: bool = False
+    retry_after: str | None = None  # sent with 429 / 503
     received: list[dict[str, Any]] = field(default_factory=list)  # verified deliveries
     requests: int = 0
     bad_signatures: int = 0
@@ -72,6 +73,9 @@ class Receiver:
             route.received.append({"id": request.headers["webhook-id"], "body": json.loads(body)})
         if status in (301, 302, 307):
             return web.Response(status=status, headers={"Location": self.url("elsewhere")})
+        headers = {"Retry-After": route.retry_after} if route.retry_after else {}
+        if status in (429, 503):
+            return web.Response(status=status, text="later", headers=headers)
         return web.Response(status=status, text="" if status < 300 else "nope")
 
 

@@ -416,3 +416,29 @@ async def test_private_targets_are_refused_at_connect_time(
 async def _attempted(engine: AsyncEngine, ep: uuid.UUID) -> bool:
     got = await rows(engine, "SELECT count(*) FROM webhook_attempts WHERE endpoint_id=:e", e=ep)
     return bool(got[0][0])
+
+
+async def test_a_429_with_retry_after_is_retried_no_sooner_than_asked(
+    world: World, receiver: Receiver, run_worker: Callable[..., WebhookWorker]
+) -> None:
+    admin = await world.admin()
+    ep = await world.endpoint(admin, receiver, "busy")
+    receiver.routes["busy"].answers = [429]
+    receiver.routes["busy"].retry_after = "2"  # the test backoff alone would retry within 0.2 s
+    await world.record([event(admin.organisation_id, EventType.place_entered)])
+    run_worker()
+    await wait_for(lambda: len(receiver.routes["busy"].received) == 1)
+    await wait_for(lambda: _attempts(world.engine, ep, 2))
+    log = await rows(
+        world.engine,
+        "SELECT http_status, attempted_at FROM webhook_attempts WHERE endpoint_id = :e "
+        "ORDER BY attempt",
+        e=ep,
+    )
+    assert [r[0] for r in log] == [429, 200]
+    assert (log[1][1] - log[0][1]).total_seconds() >= 1.9
+
+
+async def _attempts(engine: AsyncEngine, ep: uuid.UUID, n: int) -> bool:
+    got = await rows(engine, "SELECT count(*) FROM webhook_attempts WHERE endpoint_id=:e", e=ep)
+    return bool(got[0][0] >= n)
