@@ -214,3 +214,48 @@ async def test_checkins_task_transitions_and_redemptions_reach_the_webhook_outbo
     stored = json.loads(next(r[1] for r in rows if r[0] == "checkin.created"))
     assert stored["data"]["checkin_id"] in checkin.text  # the check-in the resident was shown
     assert stored["data"]["person"]["id"].startswith("psn_")
+
+
+async def test_an_open311_report_reaches_the_webhook_outbox_without_contact_details(
+    loopback_client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    org = await factories.create_organisation(db)
+    admin = await factories.create_staff(db, settings, org, Role.admin)
+    await add_square(db, org.id, name="Central Library")
+    created = await loopback_client.post(
+        BASE,
+        json={"url": "http://127.0.0.1:9/h", "event_types": ["report.*"]},
+        headers=admin.headers,
+    )
+    assert created.status_code == 201
+    service = await loopback_client.post(
+        "/v1/open311/services",
+        json={"code": "fly-tipping", "name": "Fly-tipping", "task": {"title": "Clear it"}},
+        headers=admin.headers,
+    )
+    assert service.status_code == 201, service.text
+    key = await loopback_client.post(
+        "/v1/open311/keys", json={"label": "App"}, headers=admin.headers
+    )
+    assert key.status_code == 201, key.text
+    lon, lat = offset(0, 0)
+    report = await loopback_client.post(
+        "/open311/v2/requests.json",
+        data={
+            "jurisdiction_id": org.slug,
+            "api_key": key.json()["key"],
+            "service_code": "fly-tipping",
+            "lat": str(lat),
+            "long": str(lon),
+            "email": "reporter@example.org",
+            "description": "Mattress by the gate",
+        },
+    )
+    assert report.status_code == 200, report.text
+    rows = (await db.execute(select(WebhookMessage.event_type, WebhookMessage.payload))).all()
+    assert [r[0] for r in rows] == ["report.created"]
+    body = json.loads(rows[0][1])
+    assert body["data"]["service_request_id"] == report.json()[0]["service_request_id"]
+    assert body["data"]["service_code"] == "fly-tipping"
+    assert "reporter@example.org" not in rows[0][1]
+    assert "Mattress" not in rows[0][1]

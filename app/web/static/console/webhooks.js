@@ -9,6 +9,7 @@ const BASE = "/v1/webhooks/endpoints";
 const TYPES = [
   "*", "place.*", "place.entered", "place.exited", "place.dwelled", "place.nearby",
   "place.passed_through", "checkin.created", "task.*", "offer.redeemed", "broadcast.sent",
+  "report.created",
 ];
 const state = { endpoints: [], selected: null };
 
