@@ -1,7 +1,7 @@
 """webhooks: endpoints, their outbox (webhook_messages) and the attempt log
 
 Revision ID: 0024
-Revises: 0029 (main's head when rebased)
+Revises: 0028 (main's head when rebased)
 Create Date: 2026-12-03 11:00:00+00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0024"
-down_revision: str | None = "0029"
+down_revision: str | None = "0028"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
