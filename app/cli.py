@@ -565,7 +565,9 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Concurrent push requests (default: settings).")
     ] = None,
-    push: Annotated[bool, typer.Option(help="Deliver push notifications (the outbox).")] = True,
+    push: Annotated[
+        bool, typer.Option(help="Deliver push notifications and webhooks (the outboxes).")
+    ] = True,
     pings: Annotated[
         bool, typer.Option(help="Evaluate pings acknowledged with 202 (the ping queue).")
     ] = True,
@@ -575,10 +577,12 @@ def worker(
     import signal
 
     from app.core.db import create_engine
+    from app.events import service as events_service
+    from app.main import register_event_hooks
     from app.notifications.worker import run_worker
     from app.presence.evaluator import run_evaluator
-    from app.rules import service as rules_service
     from app.scheduled import run_scheduled_jobs
+    from app.webhooks.worker import run_webhook_worker
 
     settings = get_settings()
     if concurrency:
@@ -591,12 +595,14 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        register_event_hooks()
         parts = []
         if push:
             parts.append(run_worker(settings, engine, stop))
+            parts.append(run_webhook_worker(settings, engine, stop))
         if pings:
-            # the evaluated events go through the notification rules, as in the API process
-            hook = rules_service.event_hook(settings)
+            # the evaluated events go through the event pipeline, as in the API process
+            hook = events_service.presence_hook(settings)
             parts.append(run_evaluator(settings, engine, stop, on_events=hook))
         try:
             await asyncio.gather(*parts, run_scheduled_jobs(settings, engine, stop))
@@ -604,7 +610,7 @@ def worker(
             await engine.dispose()
 
     what = " and ".join(
-        n for n, on in (("push delivery worker", push), ("ping evaluator", pings)) if on
+        n for n, on in (("push and webhook delivery", push), ("ping evaluator", pings)) if on
     )
     typer.echo(f"{what or 'nothing'} running (Ctrl-C stops after in-flight work finishes)")
     asyncio.run(main_async())

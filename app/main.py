@@ -28,6 +28,7 @@ from app.core.middleware import BodyLimitMiddleware, NulByteMiddleware, Observab
 from app.core.openapi import install_openapi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
+from app.events import service as events_service
 from app.geofences.router import router as geofences_router
 from app.ingest.router import router as ingest_router
 from app.notifications.router import router as notifications_router
@@ -50,6 +51,16 @@ from app.tasks.photo_router import router as task_photos_router
 from app.tasks.router import me_router as my_tasks_router
 from app.tasks.router import router as tasks_router
 from app.web.router import install_web
+from app.webhooks import service as webhooks_service
+from app.webhooks.router import router as webhooks_router
+from app.webhooks.worker import run_webhook_worker
+
+
+def register_event_hooks() -> None:
+    """The event pipeline's hooks, in order: the notification rules, then the webhook fan-out
+    (idempotent; the API and `hereabouts worker` both call it)."""
+    events_service.register_hook("rules", rules_service.pipeline_hook)
+    webhooks_service.register()
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -69,6 +80,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             background = [
                 InProcess("push worker", lambda stop: run_worker(settings, db_engine, stop)),
                 InProcess(
+                    "webhook worker", lambda stop: run_webhook_worker(settings, db_engine, stop)
+                ),
+                InProcess(
                     "scheduled jobs", lambda stop: run_scheduled_jobs(settings, db_engine, stop)
                 ),
             ]
@@ -77,7 +91,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 InProcess(
                     "ping evaluator",
                     lambda stop: run_evaluator(
-                        settings, db_engine, stop, on_events=rules_service.event_hook(settings)
+                        settings, db_engine, stop, on_events=events_service.presence_hook(settings)
                     ),
                 )
             )
@@ -109,9 +123,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter()
-    # the rules decide on every ping batch's events, in its transaction (presence never
-    # imports rules: the hook is handed over here)
-    app.state.ping_groups = PingGroups(settings, on_events=rules_service.event_hook(settings))
+    # every source's events go through one pipeline (app/events) whose hooks, the rules and the
+    # webhook fan-out, run in the source's transaction; ping batches hand their events to it
+    # (presence imports neither: the hook is handed over here)
+    register_event_hooks()
+    app.state.ping_groups = PingGroups(settings, on_events=events_service.presence_hook(settings))
     app.state.ack_groups = AckGroups(settings)
     core_types.install(settings)
     open311_service.register(settings)
@@ -134,6 +150,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(task_photos_router)
     app.include_router(notifications_router)
     app.include_router(rules_router)
+    app.include_router(webhooks_router)
     app.include_router(privacy_router)
     app.include_router(ingest_router)
     app.include_router(open311_router)

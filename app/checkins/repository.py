@@ -15,10 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.checkins.models import CheckIn
 from app.core.db import driver_connection, integrity_error, render_sql
 from app.core.pagination import PageParams
+from app.events.types import EventType
 from app.geofences.models import Geofence
 from app.geofences.predicates import active_at
 from app.offers import predicates as offer_predicates
 from app.offers.models import Offer, Trigger
+from app.webhooks import predicates as webhook_predicates
+from app.webhooks.models import WebhookEndpoint
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class Context:
     recent: dict[uuid.UUID, CheckInRow]
     previous_checkin: Fix | None
     last_ping: Fix | None
+    # some enabled webhook endpoint wants this check-in's event (its hook will write)
+    webhooks: bool = False
 
 
 # -- the check-in hot path ---------------------------------------------------------------------
@@ -138,6 +143,10 @@ SELECT p.id, p.name, p.category, p.trigger_distance_m, p.opening_hours, p.inside
            SELECT 1 FROM offers o
            WHERE o.organisation_id = $3::uuid AND {has_offer}
        ) AS has_offers,
+       EXISTS (
+           SELECT 1 FROM webhook_endpoints w
+           WHERE w.organisation_id = $3::uuid AND {has_webhook}
+       ) AS has_webhooks,
        r.id AS r_id, r.device_id AS r_device_id, r.staff_user_id AS r_staff_user_id,
        r.lon AS r_lon, r.lat AS r_lat, r.accuracy_m AS r_accuracy_m,
        r.recorded_at AS r_recorded_at, r.distance_m AS r_distance_m, r.inside AS r_inside,
@@ -168,6 +177,9 @@ _HAS_OFFER = render_sql(
     ),
     _O,
 )
+# an enabled webhook endpoint of the organisation wants `checkin.created` (app.webhooks.predicates)
+_W = WebhookEndpoint.__table__.alias("w")
+_HAS_WEBHOOK = render_sql(webhook_predicates.wants(_W, EventType.checkin_created.value), _W)
 CONTEXT_SQL = {
     (resolution, kind): _CONTEXT.format(
         point=_POINT,
@@ -175,6 +187,7 @@ CONTEXT_SQL = {
         subject=_SUBJECT[kind],
         active=_ACTIVE,
         has_offer=_HAS_OFFER,
+        has_webhook=_HAS_WEBHOOK,
     )
     for resolution in _PLACE_FILTER
     for kind in _SUBJECT
@@ -260,6 +273,7 @@ async def context(
             )
     if rows:
         r = rows[0]
+        out.webhooks = bool(r["has_webhooks"])
         out.previous_checkin = _fix(
             r["prev_recorded_at"],
             r["prev_id"],

@@ -37,13 +37,14 @@ from app.checkins.schemas import CheckInCreate
 from app.core.config import Settings
 from app.core.motion import implausible_jump
 from app.core.pagination import PageParams, trim_page
+from app.events import service as events_service
+from app.events.types import Event
 from app.geofences.models import Geofence
 from app.geofences.opening_hours import is_open
 from app.offers import service as offers_service
 from app.offers.models import Offer
 from app.presence import service as presence_service
 from app.presence.models import EventSource, EventType
-from app.rules import service as rules_service
 from app.tasks import service as tasks_service
 from app.tasks.models import Task
 
@@ -286,7 +287,9 @@ async def check_in(
         accuracy_m=body.accuracy_m,
         explanation=explanation,
     )
-    more = place.has_offers or principal.role is Role.field_worker
+    rules_apply = place.has_offers or principal.role is Role.field_worker
+    # whether a hook will write (decisions, outbox rows): then the insert opens the transaction
+    more = rules_apply or ctx.webhooks
     created_at = await repository.add_with_event(session, row, event, more_to_come=more)
     checkin = CheckInRow(
         row["id"],
@@ -305,10 +308,17 @@ async def check_in(
     )
     outcome = CheckInOutcome(checkin, place, repeated=False)
     await _fill_whats_here(session, principal, outcome, at, place_open, rewarded=jump is None)
-    if more:
-        outcome.notifications_queued = await rules_service.for_checkin(
-            session, settings, event, implausible=jump is not None
-        )
+    hooked = await events_service.record(
+        session,
+        [
+            Event.from_presence(
+                event, rules=rules_apply, implausible=jump is not None, webhooks=ctx.webhooks
+            )
+        ],
+        settings,
+    )
+    if rules_apply:
+        outcome.notifications_queued = hooked.get("rules") or []
     return outcome
 
 

@@ -172,6 +172,18 @@ class Settings(BaseSettings):
     push_backoff_cap_s: float = 900.0
     push_jwt_ttl_s: int = 43_200
     push_max_subscriptions_per_person: int = 10
+    webhook_allow_loopback: bool = False
+    webhook_connect_timeout_s: float = 5.0
+    webhook_timeout_s: float = 10.0
+    webhook_per_endpoint_concurrency: int = 8
+    webhook_worker_concurrency: int = 64
+    webhook_lease_s: float = 60.0
+    webhook_poll_interval_s: float = 1.0
+    webhook_backoff_base_s: float = 5.0
+    webhook_backoff_cap_s: float = 3_600.0
+    webhook_retry_for_s: float = 259_200.0
+    webhook_secret_overlap_s: float = 86_400.0
+    webhook_max_endpoints_per_organisation: int = 20
 
     # notification rules (docs/rules.md)
     rules_default_time_zone: str = "Europe/London"
@@ -230,6 +242,10 @@ class Settings(BaseSettings):
                 )
             if self.push_allow_loopback:
                 raise ValueError("HEREABOUTS_PUSH_ALLOW_LOOPBACK must not be enabled in production")
+            if self.webhook_allow_loopback:
+                raise ValueError(
+                    "HEREABOUTS_WEBHOOK_ALLOW_LOOPBACK must not be enabled in production"
+                )
         for entry in self.trusted_proxies:
             try:
                 ipaddress.ip_network(entry, strict=False)

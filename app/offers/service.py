@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.near import NearPoint
 from app.core.pagination import PageParams, trim_page
+from app.core.subject import SubjectRef
+from app.events import service as events_service
+from app.events.types import Event, EventType, Source
 from app.geofences.models import Geofence
 from app.notifications import service as notifications_service
 from app.offers import repository
@@ -317,6 +320,21 @@ async def redeem(
         code=new_code(),
     )
     await repository.add(session, redemption)
+    await events_service.record(
+        session,
+        [
+            Event(
+                id=uuid.uuid4(),
+                organisation_id=organisation_id,
+                type=EventType.offer_redeemed,
+                source=Source.offer,
+                occurred_at=now,
+                subject=SubjectRef("device", device_id, organisation_id),
+                geofence_id=geofence_id,
+                data={"offer_id": str(offer.id), "offer_title": offer.title},
+            )
+        ],
+    )
     return redemption, mine + 1, offer.max_per_person - mine - 1
 
 

@@ -29,6 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings, get_settings
 from app.core.errors import NotFound
 from app.core.geo import GeoError, check_position
+from app.core.subject import SubjectRef
+from app.events import service as events_service
+from app.events.types import Event, EventType, Source
 from app.geofences import service as geofence_service
 from app.geofences.schemas import GeofenceCreate, GeofenceProperties
 from app.notifications import service as notifications_service
@@ -765,6 +768,32 @@ async def create_report(
     await repository.add(session, report)
     if task is not None:
         await _tell_nearby_workers(session, settings, report, p.service, task, now)
+    # the event other systems hear about (webhooks): no contact fields, text or exact position
+    await events_service.record(
+        session,
+        [
+            Event(
+                id=uuid.uuid4(),
+                organisation_id=org,
+                type=EventType.report_created,
+                source=Source.report,
+                occurred_at=now,
+                subject=None
+                if report.device_id is None
+                else SubjectRef("device", report.device_id, org),
+                geofence_id=report.geofence_id,
+                data={
+                    "service_request_id": str(report.id),
+                    "service_code": p.service.code,
+                    "task_id": None if report.task_id is None else str(report.task_id),
+                    "duplicate_of": None
+                    if report.duplicate_of is None
+                    else str(report.duplicate_of),
+                },
+            )
+        ],
+        settings,
+    )
     return {
         "service_request_id": str(report.id),
         "token": report.token,

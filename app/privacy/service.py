@@ -48,6 +48,7 @@ def retention_summary(settings: Settings) -> dict[str, str]:
         "deliveries": f"{settings.delivery_log_retention_days} days",
         "reports": f"exact location and contact fields until {settings.open311_closed_exact_days}"
         " days after closing, then rounded to about 100 m",
+        "webhook_log": f"{settings.delivery_log_retention_days} days",
     }
 
 
@@ -104,6 +105,12 @@ PURGES: dict[str, str] = {
     # finished outbox rows of notifications still held (their payload is in the notification)
     "outbox": "WITH d AS (DELETE FROM push_outbox WHERE status <> 'pending' "
     "AND coalesce(finished_at, created_at) < :cutoff RETURNING 1) SELECT count(*) FROM d",
+    # webhooks (app/webhooks): the attempt log, and finished messages (their payloads hold
+    # pseudonymous — or, when an admin widened the scope, real — person ids)
+    "webhook_attempts": "WITH d AS (DELETE FROM webhook_attempts WHERE attempted_at < :cutoff "
+    "RETURNING 1) SELECT count(*) FROM d",
+    "webhook_messages": "WITH d AS (DELETE FROM webhook_messages WHERE status <> 'pending' "
+    "AND coalesce(finished_at, created_at) < :cutoff RETURNING 1) SELECT count(*) FROM d",
 }
 
 
@@ -147,6 +154,8 @@ async def purge(
         "deliveries": settings.delivery_log_retention_days,
         "notifications": settings.notification_retention_days,
         "outbox": settings.delivery_log_retention_days,
+        "webhook_attempts": settings.delivery_log_retention_days,
+        "webhook_messages": settings.delivery_log_retention_days,
     }
     for kind, sql in PURGES.items():
         removed[kind] = await repository.delete_older(session, sql, now - cutoffs[kind] * days)

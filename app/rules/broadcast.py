@@ -12,6 +12,8 @@ from app.accounts.principal import Principal
 from app.core.config import Settings
 from app.core.errors import NotFound
 from app.core.subject import SubjectRef
+from app.events import service as events_service
+from app.events.types import Event, EventType, Source
 from app.notifications import service as notifications_service
 from app.notifications.models import Urgency
 from app.notifications.schemas import NotificationPayload
@@ -102,6 +104,26 @@ async def broadcast(
             }
             for (who, reason), nid in zip(decisions, ids, strict=True)
         ],
+    )
+    await events_service.record(
+        session,
+        [
+            Event(
+                id=broadcast_id,
+                organisation_id=org,
+                type=EventType.broadcast_sent,
+                source=Source.broadcast,
+                occurred_at=now,
+                subject=principal,
+                geofence_id=geofence_id,
+                data={
+                    "title": body.title,
+                    "safety_critical": body.safety_critical,
+                    "recipients": len(people),
+                },
+            )
+        ],
+        settings,
     )
     suppressed: dict[str, int] = {}
     for _, reason in decisions:

@@ -28,8 +28,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.config import Settings
+from app.core.config import Settings, get_settings
 from app.core.subject import SubjectRef
+from app.events.types import Event, Source
 from app.geofences.opening_hours import is_open
 from app.notifications import service as notifications_service
 from app.notifications.models import Urgency
@@ -101,6 +102,25 @@ async def on_events(
         outcome.candidates.extend(p.candidates)
     await _record(session, settings, outcome.candidates, now)
     return outcome
+
+
+async def pipeline_hook(
+    session: AsyncSession, events: list[Event], settings: Settings | None
+) -> list[dict[str, Any]]:
+    """The rules as a hook of the event pipeline (`app.events.service.record`, wired by the app
+    factory): ping batches' events, and check-ins, whose queued notifications are the
+    check-in's answer (returned here)."""
+    settings = settings or get_settings()
+    pings = [e.presence for e in events if e.source is Source.ping and e.presence is not None]
+    if pings:
+        await on_events(session, pings, settings=settings)
+    queued: list[dict[str, Any]] = []
+    for e in events:
+        if e.source is Source.checkin and e.presence is not None and e.hints.get("rules"):
+            queued += await for_checkin(
+                session, settings, e.presence, implausible=bool(e.hints.get("implausible"))
+            )
+    return queued
 
 
 def event_hook(settings: Settings) -> EventHook:

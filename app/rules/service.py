@@ -17,6 +17,7 @@ from app.rules.decisions import (
     event_hook,
     for_checkin,
     on_events,
+    pipeline_hook,
 )
 from app.rules.matching import Candidate
 from app.rules.preferences import read_preferences, set_shift, update_preferences
@@ -35,6 +36,7 @@ __all__ = [
     "for_checkin",
     "on_events",
     "on_shift",
+    "pipeline_hook",
     "quiet_until",
     "read_preferences",
     "set_shift",

@@ -27,6 +27,9 @@ from app.accounts.models import Role
 from app.accounts.principal import Principal
 from app.core.near import NearPoint
 from app.core.pagination import PageParams, trim_page
+from app.core.subject import SubjectRef
+from app.events import service as events_service
+from app.events.types import Event, Source, task_type
 from app.tasks import repository
 from app.tasks.errors import (
     IllegalTransition,
@@ -126,6 +129,7 @@ async def _record(
     note: str | None,
 ) -> None:
     task.status = to_status
+    at = datetime.now(UTC)
     await repository.add(
         session,
         TaskTransition(
@@ -135,11 +139,34 @@ async def _record(
             from_status=from_status,
             to_status=to_status,
             note=note,
-            at=datetime.now(UTC),
+            at=at,
         ),
     )
     for hook in _transition_hooks:
         await hook(session, task, from_status, to_status, note)
+    kind = task_type(from_status, to_status)
+    await events_service.record(
+        session,
+        [
+            Event(
+                id=uuid.uuid4(),
+                organisation_id=task.organisation_id,
+                type=kind,
+                source=Source.task,
+                occurred_at=at,
+                subject=None
+                if actor_id is None
+                else SubjectRef("staff", actor_id, task.organisation_id),
+                geofence_id=task.geofence_id,
+                data={
+                    "task_id": str(task.id),
+                    "title": task.title,
+                    "from_status": from_status,
+                    "to_status": to_status,
+                },
+            )
+        ],
+    )
 
 
 async def create_task(session: AsyncSession, principal: Principal, data: TaskCreate) -> Task:

@@ -150,6 +150,24 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"):
                                                   (200, 200, 200, 200, 200, 200, 200, 200, 200),
     ("GET", "/open311/v2/tokens/{token}.{fmt}"):  (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    ("POST", "/v1/webhooks/endpoints"):           (401, 403, 403, 403, 403, 201, 201, 403, 403),
+    ("GET", "/v1/webhooks/endpoints"):            (401, 403, 403, 403, 403, 200, 200, 403, 403),
+    ("GET", "/v1/webhooks/endpoints/{endpoint_id}"):
+                                                  (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("PATCH", "/v1/webhooks/endpoints/{endpoint_id}"):
+                                                  (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("DELETE", "/v1/webhooks/endpoints/{endpoint_id}"):
+                                                  (401, 403, 403, 403, 403, 204, 404, 403, 403),
+    ("POST", "/v1/webhooks/endpoints/{endpoint_id}/rotate-secret"):
+                                                  (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("POST", "/v1/webhooks/endpoints/{endpoint_id}/test"):
+                                                  (401, 403, 403, 403, 403, 202, 404, 403, 403),
+    ("POST", "/v1/webhooks/endpoints/{endpoint_id}/replay"):
+                                                  (401, 403, 403, 403, 403, 202, 404, 403, 403),
+    ("GET", "/v1/webhooks/endpoints/{endpoint_id}/messages"):
+                                                  (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("GET", "/v1/webhooks/endpoints/{endpoint_id}/deliveries"):
+                                                  (401, 403, 403, 403, 403, 200, 404, 403, 403),
 }
 # fmt: on
 
@@ -298,6 +316,13 @@ def body_for(method: str, path: str, w: World) -> dict[str, Any]:
                 "lat": lat + 0.01,
                 "long": lon,
             }
+        },
+        ("POST", "/v1/webhooks/endpoints"): {
+            "json": {"url": "http://127.0.0.1:9/new", "event_types": ["task.*"]}
+        },
+        ("PATCH", "/v1/webhooks/endpoints/{endpoint_id}"): {"json": {"description": "CRM"}},
+        ("POST", "/v1/webhooks/endpoints/{endpoint_id}/replay"): {
+            "json": {"message_id": w.ids["message_id"]}
         },
     }
     if path.startswith("/open311/v2/") and method == "GET":
@@ -464,6 +489,16 @@ async def build_world(
             f"/v1/tasks/{task['id']}/photos", content=png_photo(), headers=worker.headers
         )
     )
+    endpoint = await ok(
+        await client.post(
+            "/v1/webhooks/endpoints",
+            json={"url": "http://127.0.0.1:9/crm", "event_types": ["*"]},
+            headers=admin.headers,
+        )
+    )
+    message = await ok(
+        await client.post(f"/v1/webhooks/endpoints/{endpoint['id']}/test", headers=admin.headers)
+    )
     ids = {
         "key_id": ingest_key["id"],
         "service_code": "fly-tipping",
@@ -484,6 +519,8 @@ async def build_world(
         "user_id": str(editor.id),
         "device_id": str(res_a.id),
         "staff_id": str(worker.id),
+        "endpoint_id": endpoint["id"],
+        "message_id": message["id"],
     }
     callers = {
         "anon": {},
@@ -506,6 +543,7 @@ async def build_world(
         photo["id"],
     }
     org1_ids |= {service311["id"], key311["id"]}
+    org1_ids |= {endpoint["id"], message["id"]}
     res_a_ids = {
         checkin["checkin"]["id"],
         sub["id"],
@@ -534,6 +572,7 @@ async def matrix_app(
             update={
                 "rate_limit_enabled": False,
                 "vapid_private_key": private_key_pem(generate_private_key()).decode(),
+                "webhook_allow_loopback": True,  # the matrix's endpoints are on loopback
             }
         ),
         engine=engine,

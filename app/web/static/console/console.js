@@ -104,7 +104,7 @@ function selectTab(tab, focus = true) {
 for (const tab of tabs) {
   tab.addEventListener("click", () => selectTab(tab));
   tab.addEventListener("keydown", (e) => {
-    const shown = tabs.filter((t) => !t.hidden);
+    const shown = tabs.filter((t) => !t.hidden); // e.g. Webhooks is for admins only
     const i = shown.indexOf(tab);
     let next = null;
     if (e.key === "ArrowRight") next = shown[(i + 1) % shown.length];

@@ -1,0 +1,1 @@
+"""Signed outbound webhooks for organisation admins (docs/webhooks.md)."""
