@@ -151,9 +151,12 @@ def measure(
 ) -> dict[str, Any]:
     """Warm up, then wrk (throughput) and optionally an open-loop run at `rate` (latency).
 
-    With `fixes_per_req` (location scenarios) the wrk run is also given per fix: fixes/s sent,
-    API and PostgreSQL CPU per fix, and (with `dsn`) how many pings it stored per fix sent, which
-    shows that no request was answered as a duplicate or a rejection.
+    With `fixes_per_req` (location scenarios) the wrk run is also given per fix: fixes/s sent
+    and API and PostgreSQL CPU per fix. For those, the CPU window starts once the warm-up's
+    last requests are done and ends once the API and PostgreSQL are idle again, and (with `dsn`)
+    is divided by the pings stored in it: every request the window paid for is counted, also
+    those still in flight when wrk stopped (which wrk does not count), and a request answered
+    as a duplicate would show as fewer pings stored.
     """
     path = write_requests(WORK / f"{name}.tsv", reqs)
     tag = f"{name}-{int(time.time())}"
@@ -161,6 +164,8 @@ def measure(
     run_wrk(server.url, path, duration_s=profile.warmup_s, connections=16, run_tag=tag + "w")
     out["rss_mb_before"] = server.rss_mb()
     if run_wrk_too:
+        if fixes_per_req:
+            quiesce(server)
         pings0 = asyncio.run(count_pings(dsn)) if dsn and fixes_per_req else None
         cpu0, db0 = server.cpu_s(), postgres_cpu_s()
         out["wrk"] = run_wrk(
@@ -174,17 +179,19 @@ def measure(
             # PostgreSQL (all backends of the bench cluster; nothing else uses it meanwhile)
             out["wrk"]["db_cpu_ms_per_req"] = round(db_s / done * 1000, 3)
             if fixes_per_req:
-                fixes = done * fixes_per_req
                 w = out["wrk"]
                 w["fixes_per_req"] = fixes_per_req
-                w["fixes"] = fixes
-                w["fixes_per_s"] = round(fixes / w["duration_s"], 1) if w["duration_s"] else 0.0
-                w["server_cpu_ms_per_fix"] = round(api_s / fixes * 1000, 4)
-                w["db_cpu_ms_per_fix"] = round(db_s / fixes * 1000, 4)
+                w["fixes"] = done * fixes_per_req
+                seconds = w["duration_s"] or 1.0
+                w["fixes_per_s"] = round(w["fixes"] / seconds, 1)
+                w["quiesce_s"] = quiesce(server)
+                api_s, db_s = server.cpu_s() - cpu0, postgres_cpu_s() - db0
+                per = w["fixes"]
                 if pings0 is not None:
-                    stored = asyncio.run(count_pings(dsn)) - pings0
-                    w["pings_stored"] = stored
-                    w["stored_per_fix"] = round(stored / fixes, 3)
+                    w["pings_stored"] = per = asyncio.run(count_pings(dsn)) - pings0
+                w["cpu_per_fix_basis"] = "pings stored" if pings0 is not None else "fixes sent"
+                w["server_cpu_ms_per_fix"] = round(api_s / max(per, 1) * 1000, 4)
+                w["db_cpu_ms_per_fix"] = round(db_s / max(per, 1) * 1000, 4)
         out["load_average"] = [round(x, 2) for x in os.getloadavg()]
         logger.info("%s wrk: %s", name, _short(out["wrk"]))
     if rate:
@@ -201,6 +208,20 @@ def measure(
         out["settle_s"] = settle(server.url)
     out["rss_mb_after"] = server.rss_mb()
     return out
+
+
+def quiesce(server: Server, timeout_s: float = 30.0) -> float:
+    """Wait until the API and PostgreSQL use under 10% of a core (the requests a closed-loop
+    run left in flight are done); returns the seconds waited."""
+    started = time.monotonic()
+    last = server.cpu_s() + postgres_cpu_s()
+    while time.monotonic() - started < timeout_s:
+        time.sleep(0.5)
+        now = server.cpu_s() + postgres_cpu_s()
+        if now - last < 0.05:
+            break
+        last = now
+    return round(time.monotonic() - started, 1)
 
 
 async def count_pings(dsn: str | None) -> int:
@@ -682,18 +703,18 @@ def per_fix_table(result: dict[str, Any]) -> list[str]:
             f"| {name} | {per_req} | {w['rps']:,.0f} | {w['fixes_per_s']:,.0f} | "
             f"{w['fixes_per_s'] / base_rps:.2f}× | {w['server_cpu_ms_per_fix']:.3f} | "
             f"{w['db_cpu_ms_per_fix']:.3f} | {w['p50_ms']:.1f} | {w['p99_ms']:.1f} | "
-            f"{w.get('stored_per_fix', '—')} | {w['errors']} |"
+            f"{w.get('pings_stored', '—')} | {w['errors']} |"
         )
     if not rows:
         return []
     return [
         "",
         "Location per fix (wrk, closed loop; fixes/s as a multiple of the baseline's lookups/s; "
-        "CPU per fix is API processes and PostgreSQL separately; stored = pings stored per fix "
-        "sent):",
+        "CPU per fix: API processes and PostgreSQL, from the run's start until both are idle "
+        "again, per ping stored in that window):",
         "",
         "| scenario | fixes/req | req/s | fixes/s | × baseline | API CPU ms/fix | "
-        "PG CPU ms/fix | p50 ms | p99 ms | stored | errors |",
+        "PG CPU ms/fix | p50 ms | p99 ms | pings stored | errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
