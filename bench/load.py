@@ -23,8 +23,10 @@ from typing import Any
 import aiohttp
 
 LUA = Path(__file__).parent / "lua" / "replay.lua"
-# @ID@ a unique id; @T<n>@ the ISO time n seconds ago; @E<n>@ the same as epoch seconds
-PLACEHOLDER = re.compile(r"@(ID|[TE]\d+)@")
+# @ID@ a unique id; @T<n>@ the ISO time n seconds ago; @E<n>@ the same as epoch seconds;
+# @U<n>@ the ISO time with milliseconds (differing between requests: a replayed batch whose
+# fixes' ids are derived from their time, as the apps' are, is then not a duplicate)
+PLACEHOLDER = re.compile(r"@(ID|[TEU]\d+)@")
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ def fill_placeholders(body: str, tag: str, counter: count[int], now: datetime) -
         ts = now - timedelta(seconds=int(token[1:]))
         if token[0] == "E":
             return str(int(ts.timestamp()))
+        if token[0] == "U":
+            return ts.strftime("%Y-%m-%dT%H:%M:%S") + f".{ts.microsecond // 1000:03d}Z"
         return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     return PLACEHOLDER.sub(repl, body)

@@ -100,7 +100,8 @@ def overland_requests(city: City, devices: int, per_batch: int, tokens: list[str
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [f.lon, f.lat]},
                 "properties": {
-                    "timestamp": f"@T{last - f.seconds}@",
+                    # milliseconds vary per request: replays are new fixes (see bench/load.py)
+                    "timestamp": f"@U{last - f.seconds}@",
                     "altitude": 60,
                     "speed": f.speed_mps,
                     "horizontal_accuracy": f.accuracy_m,

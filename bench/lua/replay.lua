@@ -2,8 +2,9 @@
 --   METHOD <TAB> PATH <TAB> BEARER-TOKEN-OR-AUTHORIZATION-OR-EMPTY <TAB> BODY-OR-EMPTY
 -- (a token with a space in it is the whole Authorization value, e.g. "Basic dXNlcjp0b2s=").
 -- Placeholders in the body and the path make every request fresh: @ID@ becomes a unique ping
--- id, @T<n>@ the ISO time n seconds ago and @E<n>@ the same in epoch seconds (so replayed
--- tracks are always recent). Content-Type: application/json is sent only with a body.
+-- id, @T<n>@ the ISO time n seconds ago, @E<n>@ the same in epoch seconds (so replayed
+-- tracks are always recent) and @U<n>@ the ISO time with milliseconds that differ from one
+-- request to the next (a batch replayed within the same second is new fixes, not a retry). Content-Type: application/json is sent only with a body.
 -- Usage: wrk -t1 -c64 -d20s -s bench/lua/replay.lua http://127.0.0.1:18001 -- requests.tsv RUNTAG
 -- done() prints one line "BENCH_JSON {...}" with throughput and latency percentiles (µs).
 
@@ -17,6 +18,7 @@ end
 local reqs = {}
 local idx = 0
 local counter = 0
+local sent = 0
 local tag = "w"
 
 function init(args)
@@ -56,12 +58,15 @@ local function fill(s)
   local secs = tonumber(s:sub(2)) or 0
   if s:sub(1, 1) == "E" then
     return tostring(os.time() - secs)
+  elseif s:sub(1, 1) == "U" then
+    return os.date("!%Y-%m-%dT%H:%M:%S", os.time() - secs) .. string.format(".%03dZ", sent % 1000)
   end
   return os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() - secs)
 end
 
 function request()
   idx = idx % #reqs + 1
+  sent = sent + 1
   local r = reqs[idx]
   if r.raw then
     return r.raw

@@ -106,3 +106,17 @@ async def test_app_requests_store_the_same_fixes_as_the_native_ones(
         stored = await _positions(db, mine)
         assert len(stored) == expected // DEVICES
         assert stored == await _positions(db, twin)
+
+
+async def test_an_overland_batch_replayed_at_once_is_new_fixes_not_a_retry(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    """wrk replays a few hundred batches in a loop: a line sent again within the same second
+    must not be answered as a retry (ids are derived from the time), or it measures dedupe."""
+    [device] = await _residents(db, client, 1)
+    reqs = scenarios.overland_requests(CITY, 1, BATCH, [device.token])
+    first, again = await _send(client, reqs * 2, "replay")
+    assert first.json()["accepted"] == BATCH
+    assert again.json()["accepted"] == BATCH, again.json()
+    assert again.json()["duplicates"] == 0
+    assert len(await _positions(db, device)) == 2 * BATCH
