@@ -23,23 +23,38 @@ from typing import Any
 import aiohttp
 
 LUA = Path(__file__).parent / "lua" / "replay.lua"
-PLACEHOLDER = re.compile(r"@(ID|T\d+)@")
+# @ID@ a unique id; @T<n>@ the ISO time n seconds ago; @E<n>@ the same as epoch seconds;
+# @U<n>@ the ISO time with milliseconds (differing between requests: a replayed batch whose
+# fixes' ids are derived from their time, as the apps' are, is then not a duplicate)
+PLACEHOLDER = re.compile(r"@(ID|[TEU]\d+)@")
 
 
 @dataclass(frozen=True)
 class Req:
+    """One request line. `token` is a bearer token, or a whole `Authorization` value when it
+    names its scheme ("Basic dXNlcjp0b2tlbg==", as OwnTracks sends). Placeholders are filled in
+    the body and the path (Traccar Client puts its fix in the query string)."""
+
     method: str
     path: str
     token: str = ""
     body: str = ""
 
 
+def headers_for(req: Req) -> dict[str, str]:
+    """The headers a request line is sent with (as bench/lua/replay.lua builds them)."""
+    headers = {"Content-Type": "application/json"} if req.body else {}
+    if req.token:
+        headers["Authorization"] = req.token if " " in req.token else f"Bearer {req.token}"
+    return headers
+
+
 def write_requests(path: Path, reqs: list[Req]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
         for r in reqs:
-            if "\t" in r.body or "\n" in r.body:
-                raise ValueError("request bodies must be single-line JSON")
+            if any(c in f"{r.path}{r.token}{r.body}" for c in "\t\n"):
+                raise ValueError("request lines must have no tab or newline")
             fh.write(f"{r.method}\t{r.path}\t{r.token}\t{r.body}\n")
     return path
 
@@ -126,6 +141,10 @@ def fill_placeholders(body: str, tag: str, counter: count[int], now: datetime) -
         if token == "ID":
             return f"{tag}-{next(counter)}"
         ts = now - timedelta(seconds=int(token[1:]))
+        if token[0] == "E":
+            return str(int(ts.timestamp()))
+        if token[0] == "U":
+            return ts.strftime("%Y-%m-%dT%H:%M:%S") + f".{ts.microsecond // 1000:03d}Z"
         return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     return PLACEHOLDER.sub(repl, body)
@@ -157,14 +176,12 @@ async def open_loop(
         async def one(i: int, scheduled: float) -> None:
             nonlocal errors
             r = reqs[i % len(reqs)]
-            headers = {"Content-Type": "application/json"}
-            if r.token:
-                headers["Authorization"] = f"Bearer {r.token}"
-            body = (
-                fill_placeholders(r.body, run_tag, counter, datetime.now(UTC)) if r.body else None
-            )
+            headers = headers_for(r)
+            now = datetime.now(UTC)
+            body = fill_placeholders(r.body, run_tag, counter, now) if r.body else None
+            path = fill_placeholders(r.path, run_tag, counter, now)
             try:
-                async with sem, http.request(r.method, r.path, data=body, headers=headers) as resp:
+                async with sem, http.request(r.method, path, data=body, headers=headers) as resp:
                     await resp.read()
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
             except Exception:  # noqa: BLE001 - a failed request is a measured error

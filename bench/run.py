@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,15 +100,14 @@ def probe(base_url: str, req: Req) -> tuple[int, str]:
     """Send one scenario request (placeholders filled) and return its status and body."""
     from itertools import count
 
-    from bench.load import fill_placeholders
+    from bench.load import fill_placeholders, headers_for
 
-    headers = {"Content-Type": "application/json"}
-    if req.token:
-        headers["Authorization"] = f"Bearer {req.token}"
-    body = fill_placeholders(req.body, "probe", count(1), datetime.now(UTC)) if req.body else None
+    now, ids = datetime.now(UTC), count(1)
+    body = fill_placeholders(req.body, "probe", ids, now) if req.body else None
+    path = fill_placeholders(req.path, "probe", ids, now)
     try:
         status, data = http(
-            req.method, base_url + req.path, body.encode() if body else None, headers
+            req.method, base_url + path, body.encode() if body else None, headers_for(req)
         )
     except OSError as exc:  # timeouts included: reported as the scenario's error
         return 0, f"{type(exc).__name__}: {exc}"
@@ -146,14 +146,27 @@ def measure(
     *,
     rate: int | None = None,
     run_wrk_too: bool = True,
+    fixes_per_req: int = 0,
+    dsn: str | None = None,
 ) -> dict[str, Any]:
-    """Warm up, then wrk (throughput) and optionally an open-loop run at `rate` (latency)."""
+    """Warm up, then wrk (throughput) and optionally an open-loop run at `rate` (latency).
+
+    With `fixes_per_req` (location scenarios) the wrk run is also given per fix: fixes/s sent
+    and API and PostgreSQL CPU per fix. For those, the CPU window starts once the warm-up's
+    last requests are done and ends once the API and PostgreSQL are idle again, and (with `dsn`)
+    is divided by the pings stored in it: every request the window paid for is counted, also
+    those still in flight when wrk stopped (which wrk does not count), and a request answered
+    as a duplicate would show as fewer pings stored.
+    """
     path = write_requests(WORK / f"{name}.tsv", reqs)
     tag = f"{name}-{int(time.time())}"
     out: dict[str, Any] = {"status": "ok", "request_lines": len(reqs)}
     run_wrk(server.url, path, duration_s=profile.warmup_s, connections=16, run_tag=tag + "w")
     out["rss_mb_before"] = server.rss_mb()
     if run_wrk_too:
+        if fixes_per_req:
+            quiesce(server)
+        pings0 = asyncio.run(count_pings(dsn)) if dsn and fixes_per_req else None
         cpu0, db0 = server.cpu_s(), postgres_cpu_s()
         out["wrk"] = run_wrk(
             server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
@@ -161,9 +174,24 @@ def measure(
         done = out["wrk"].get("requests", 0)
         if done:
             # server CPU per request (API processes only, not PostgreSQL): robust to a busy box
-            out["wrk"]["server_cpu_ms_per_req"] = round((server.cpu_s() - cpu0) / done * 1000, 3)
+            api_s, db_s = server.cpu_s() - cpu0, postgres_cpu_s() - db0
+            out["wrk"]["server_cpu_ms_per_req"] = round(api_s / done * 1000, 3)
             # PostgreSQL (all backends of the bench cluster; nothing else uses it meanwhile)
-            out["wrk"]["db_cpu_ms_per_req"] = round((postgres_cpu_s() - db0) / done * 1000, 3)
+            out["wrk"]["db_cpu_ms_per_req"] = round(db_s / done * 1000, 3)
+            if fixes_per_req:
+                w = out["wrk"]
+                w["fixes_per_req"] = fixes_per_req
+                w["fixes"] = done * fixes_per_req
+                seconds = w["duration_s"] or 1.0
+                w["fixes_per_s"] = round(w["fixes"] / seconds, 1)
+                w["quiesce_s"] = quiesce(server)
+                api_s, db_s = server.cpu_s() - cpu0, postgres_cpu_s() - db0
+                per = w["fixes"]
+                if pings0 is not None:
+                    w["pings_stored"] = per = asyncio.run(count_pings(dsn)) - pings0
+                w["cpu_per_fix_basis"] = "pings stored" if pings0 is not None else "fixes sent"
+                w["server_cpu_ms_per_fix"] = round(api_s / max(per, 1) * 1000, 4)
+                w["db_cpu_ms_per_fix"] = round(db_s / max(per, 1) * 1000, 4)
         out["load_average"] = [round(x, 2) for x in os.getloadavg()]
         logger.info("%s wrk: %s", name, _short(out["wrk"]))
     if rate:
@@ -180,6 +208,31 @@ def measure(
         out["settle_s"] = settle(server.url)
     out["rss_mb_after"] = server.rss_mb()
     return out
+
+
+def quiesce(server: Server, timeout_s: float = 30.0) -> float:
+    """Wait until the API and PostgreSQL use under 10% of a core (the requests a closed-loop
+    run left in flight are done); returns the seconds waited."""
+    started = time.monotonic()
+    last = server.cpu_s() + postgres_cpu_s()
+    while time.monotonic() - started < timeout_s:
+        time.sleep(0.5)
+        now = server.cpu_s() + postgres_cpu_s()
+        if now - last < 0.05:
+            break
+        last = now
+    return round(time.monotonic() - started, 1)
+
+
+async def count_pings(dsn: str | None) -> int:
+    """Rows in `pings` (counted outside the CPU-measured window)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM pings"))
+    finally:
+        await conn.close()
 
 
 def postgres_cpu_s() -> float:
@@ -217,6 +270,22 @@ def device_tokens(server: Server, city: City, n: int) -> tuple[list[str], str]:
             raise RuntimeError(f"POST /v1/devices answered {status}: {data[:200]!r}")
         fresh.append(json.loads(data)["token"])
     return fresh, "registered with POST /v1/devices"
+
+
+def ingest_keys(server: Server, tokens: list[str]) -> list[str]:
+    """One ingest key per device (Traccar Client's `id`), made with POST /v1/me/ingest-keys."""
+    keys = []
+    for token in tokens:
+        status, data = http(
+            "POST",
+            server.url + "/v1/me/ingest-keys",
+            b'{"label": "bench"}',
+            {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        if status != 201:
+            raise RuntimeError(f"POST /v1/me/ingest-keys answered {status}: {data[:200]!r}")
+        keys.append(json.loads(data)["key"])
+    return keys
 
 
 def staff_token(server: Server, city: City) -> str | None:
@@ -354,7 +423,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         prod.start(timeout_s=120)
         try:
             only = set(args.only.split(",")) if args.only else None
-            run_product(prod, city, profile, sc, result, only)
+            run_product(prod, city, profile, sc, result, only, dsn=dataset.dsn)
         finally:
             prod.stop()
         if args.only is None or "push_fanout" in args.only.split(","):
@@ -374,6 +443,8 @@ def run_product(
     sc: dict[str, Any],
     result: dict[str, Any],
     only: set[str] | None = None,
+    *,
+    dsn: str | None = None,
 ) -> None:
     routes = openapi_routes(prod.url)
     result["product_rss_mb_idle"] = prod.rss_mb()
@@ -383,40 +454,62 @@ def run_product(
         "source": source,
         "staff_login": staff_token(prod, city) is not None,
     }
-    plan: list[tuple[str, str, str, list[Req], int | None]] = [
+    td, tf, bd = profile.track_devices, profile.track_fixes, profile.batch_devices
+    # (name, method, route, requests (built only when the scenario runs), open-loop rate)
+    plan: list[tuple[str, str, str, Callable[[], list[Req]], int | None]] = [
         (
             "resolve",
             "GET",
             "/v1/geofences/resolve",
-            scenarios.resolve_requests(city, 20_000, tokens),
+            lambda: scenarios.resolve_requests(city, 20_000, tokens),
             profile.checkin_rate,
         ),
         (
             "checkins",
             "POST",
             "/v1/checkins",
-            scenarios.checkin_requests(city, 20_000, tokens),
+            lambda: scenarios.checkin_requests(city, 20_000, tokens),
             profile.checkin_rate,
         ),
         (
             "pings_single",
             "POST",
             "/v1/pings",
-            scenarios.single_ping_requests(
-                city, profile.track_devices, profile.track_fixes, tokens
-            ),
+            lambda: scenarios.single_ping_requests(city, td, tf, tokens),
             profile.ping_rate,
         ),
         (
             "pings_batch100",
             "POST",
             "/v1/pings",
-            scenarios.batch_ping_requests(city, profile.batch_devices, 100, tokens),
+            lambda: scenarios.batch_ping_requests(city, bd, 100, tokens),
             None,
+        ),
+        # the GPS apps' formats with the same fixes (docs/ingest.md), in the same run
+        (
+            "ingest_overland",
+            "POST",
+            "/v1/ingest/overland",
+            lambda: scenarios.overland_requests(city, bd, 100, tokens),
+            None,
+        ),
+        (
+            "ingest_owntracks",
+            "POST",
+            "/v1/ingest/owntracks",
+            lambda: scenarios.owntracks_requests(city, td, tf, tokens),
+            profile.ping_rate,
+        ),
+        (
+            "ingest_traccar",
+            "POST",
+            "/v1/ingest/traccar",
+            lambda: scenarios.traccar_requests(city, td, tf, ingest_keys(prod, tokens[:td])),
+            profile.ping_rate,
         ),
     ]
     mixed: list[Req] = []
-    for name, method, path, reqs, rate in plan:
+    for name, method, path, build, rate in plan:
         if only is not None and name not in only:
             sc[name] = {"status": "skipped", "reason": "not in --only"}
             continue
@@ -425,18 +518,32 @@ def run_product(
             logger.info("%s: not available", name)
             continue
         settle(prod.url)
+        try:
+            reqs = build()
+        except Exception as exc:  # noqa: BLE001 - e.g. ingest keys refused: reported
+            logger.exception("%s: building its requests failed", name)
+            sc[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+            continue
         status, body = probe(prod.url, reqs[0])
         if not 200 <= status < 300:
             sc[name] = {"status": "error", "reason": f"probe answered {status}: {body}"}
             logger.warning("%s: probe answered %s: %s", name, status, body)
             continue
         try:
-            sc[name] = measure(prod, name, reqs, profile, rate=rate)
+            sc[name] = measure(
+                prod,
+                name,
+                reqs,
+                profile,
+                rate=rate,
+                fixes_per_req=FIXES_PER_REQ.get(name, 0),
+                dsn=dsn,
+            )
         except Exception as exc:  # noqa: BLE001 - one broken scenario never loses the run
             logger.exception("%s failed", name)
             sc[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
             continue
-        if name != "pings_batch100":
+        if name in ("resolve", "checkins", "pings_single"):
             mixed.extend(reqs[: 2000 if name == "pings_single" else 500])
     if only is not None and "mixed" not in only:
         sc["mixed"] = {"status": "skipped", "reason": "not in --only"}
@@ -459,6 +566,15 @@ TARGETS = {
 
 TARGET_RATES = {"pings_single": 1000, "checkins": 500}
 
+# location scenarios: fixes per request (the native API and each app's format, same fixes)
+FIXES_PER_REQ = {
+    "pings_single": 1,
+    "pings_batch100": 100,
+    "ingest_overland": 100,
+    "ingest_owntracks": 1,
+    "ingest_traccar": 1,
+}
+
 
 def ratios(sc: dict[str, Any], baseline_rps: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -468,6 +584,9 @@ def ratios(sc: dict[str, Any], baseline_rps: float) -> dict[str, Any]:
         rps = float(r["wrk"]["rps"])
         row: dict[str, Any] = {"rps": rps, "rps_ratio": round(rps / baseline_rps, 3)}
         ol = r.get("open_loop", {})
+        if name in FIXES_PER_REQ:
+            row["fixes_per_s"] = rps * FIXES_PER_REQ[name]
+            row["fixes_ratio"] = round(rps * FIXES_PER_REQ[name] / baseline_rps, 3)
         if name == "pings_batch100":
             row["points_per_s"] = rps * 100
             row["points_ratio"] = round(rps * 100 / baseline_rps, 3)
@@ -548,6 +667,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{t['p95_ms']:.1f} | {t['p99_ms']:.1f} | {t['max_ms']:.1f} | {t['errors']} | "
                 f"{target if tool == 'wrk' else ''} |"
             )
+    lines += per_fix_table(result)
     if "product_rss_mb_idle" in result:
         lines += [
             "",
@@ -567,6 +687,37 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     lines += ["", f"Total run time: {result['total_seconds']} s."]
     return "\n".join(lines) + "\n"
+
+
+def per_fix_table(result: dict[str, Any]) -> list[str]:
+    """The location scenarios side by side, per fix: what each app's format costs against
+    `POST /v1/pings` carrying the same fixes (closed loop, wrk)."""
+    base_rps = float(result["scenarios"]["baseline"]["wrk"]["rps"])
+    rows = []
+    for name, per_req in FIXES_PER_REQ.items():
+        r = result["scenarios"].get(name, {})
+        if r.get("status") != "ok" or "fixes_per_s" not in r.get("wrk", {}):
+            continue
+        w = r["wrk"]
+        rows.append(
+            f"| {name} | {per_req} | {w['rps']:,.0f} | {w['fixes_per_s']:,.0f} | "
+            f"{w['fixes_per_s'] / base_rps:.2f}× | {w['server_cpu_ms_per_fix']:.3f} | "
+            f"{w['db_cpu_ms_per_fix']:.3f} | {w['p50_ms']:.1f} | {w['p99_ms']:.1f} | "
+            f"{w.get('pings_stored', '—')} | {w['errors']} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "Location per fix (wrk, closed loop; fixes/s as a multiple of the baseline's lookups/s; "
+        "CPU per fix: API processes and PostgreSQL, from the run's start until both are idle "
+        "again, per ping stored in that window):",
+        "",
+        "| scenario | fixes/req | req/s | fixes/s | × baseline | API CPU ms/fix | "
+        "PG CPU ms/fix | p50 ms | p99 ms | pings stored | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 async def set_commit(dsn: str, commit: str) -> None:

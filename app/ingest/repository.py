@@ -87,7 +87,10 @@ FROM (
     FROM geofences g
     WHERE g.organisation_id = :org AND g.deleted_at IS NULL
       AND {active}
-    ORDER BY g.geog <-> (SELECT pt FROM p)::geography, g.id
+    -- the distance alone, no tie-break: `, g.id` here stops PostgreSQL walking the GiST index
+    -- in distance order and makes it compute every place's distance (a seq scan); the outer
+    -- ORDER BY makes the answer's order stable
+    ORDER BY g.geog <-> (SELECT pt FROM p)::geography
     LIMIT :limit
 ) n
 ORDER BY n.distance_m, n.id
