@@ -9,8 +9,11 @@ from typing import Any, TypeVar
 
 from geoalchemy2 import Geography
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
+    DateTime,
     Select,
+    Uuid,
     and_,
     case,
     cast,
@@ -24,11 +27,12 @@ from sqlalchemy import (
     union,
     update,
 )
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, selectinload
 
 from app.accounts.models import Role, StaffUser
-from app.checkins.models import CheckIn
 from app.core.near import NearPoint
 from app.core.pagination import PageParams
 from app.geofences.models import Geofence
@@ -44,6 +48,18 @@ from app.tasks.models import (
 )
 
 _Sel = TypeVar("_Sel", bound=Select[*tuple[Any, ...]])
+
+# The check-ins table, read-only: a visit is proved by a check-in (the check-ins domain imports
+# tasks, so tasks names the columns it reads rather than importing its model)
+_CHECKINS = sa_table(
+    "checkins",
+    sa_column("id", Uuid()),
+    sa_column("organisation_id", Uuid()),
+    sa_column("staff_user_id", Uuid()),
+    sa_column("geofence_id", Uuid()),
+    sa_column("recorded_at", DateTime(timezone=True)),
+    sa_column("implausible_jump", Boolean()),
+)
 
 
 def _with_assignees(stmt: _Sel) -> _Sel:
@@ -313,15 +329,15 @@ async def visit_checkin(
     if not worker_ids:
         return None
     stmt = (
-        select(CheckIn.id, CheckIn.recorded_at)
+        select(_CHECKINS.c.id, _CHECKINS.c.recorded_at)
         .where(
-            CheckIn.organisation_id == organisation_id,
-            CheckIn.staff_user_id.in_(list(worker_ids)),
-            CheckIn.geofence_id == geofence_id,
-            CheckIn.recorded_at >= since,
-            CheckIn.implausible_jump.is_(False),
+            _CHECKINS.c.organisation_id == organisation_id,
+            _CHECKINS.c.staff_user_id.in_(list(worker_ids)),
+            _CHECKINS.c.geofence_id == geofence_id,
+            _CHECKINS.c.recorded_at >= since,
+            _CHECKINS.c.implausible_jump.is_(False),
         )
-        .order_by(CheckIn.recorded_at.desc())
+        .order_by(_CHECKINS.c.recorded_at.desc())
         .limit(1)
     )
     row = (await session.execute(stmt)).first()
