@@ -47,6 +47,8 @@ wal_level = logical
 max_replication_slots = 20
 max_wal_senders = 20
 citus.node_conninfo = 'sslmode=prefer'
+# a node's connections to itself (shard moves) go to its loopback address too
+citus.local_hostname = '127.0.0.1'
 citus.log_remote_commands = off
 # single- vs multi-shard statement counts (citus_stat_counters, docs/scaling.md)
 citus.enable_stat_counters = on
@@ -271,7 +273,11 @@ class CitusCluster(EmbeddedCluster):
                 )
         self._ensure_dirs()
         self.pgpass_file.write_text(
-            "".join(f"127.0.0.1:{n.port}:*:{self.user}:{password}\n" for n in self.nodes)
+            "".join(
+                f"{host}:{n.port}:*:{self.user}:{password}\n"
+                for n in self.nodes
+                for host in ("127.0.0.1", "localhost")
+            )
         )
         self.pgpass_file.chmod(0o600)
         if _is_root():

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.core import citus
@@ -132,3 +133,64 @@ async def test_single_node_has_no_citus_and_placement_does_nothing(db: AsyncSess
     )
     assert body is not None
     assert "pg_dist_local_group" not in body
+
+
+@citus_only
+def test_shards_move_while_pings_flow_without_errors_or_losses(
+    fresh_url: str, pg_cluster: EmbeddedCluster
+) -> None:
+    """Move a shard group to the other worker and back (logical replication) while batches
+    keep arriving; `bench.citus --rebalance` drains and rebalances a whole worker."""
+    from app.core.config import Environment, Settings
+    from app.presence.service import ingest_ping_batch
+    from bench.citus import _batch, _load, move_one_shard_group
+
+    assert isinstance(pg_cluster, citus.CitusCluster)
+    ports = [w.port for w in pg_cluster.workers]
+
+    async def scenario() -> tuple[int, int, int, int, str]:
+        engine = create_async_engine(fresh_url, pool_size=4)
+        settings = Settings(environment=Environment.test, database_url=fresh_url, log_json=False)
+        subjects = await _load(engine, devices=12, places=36)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        start = datetime.now(UTC) - timedelta(days=2)  # fixes stay in the past
+        sent = failures = 0
+        done = asyncio.Event()
+
+        async def pinger(i: int) -> None:
+            nonlocal sent, failures
+            n = 0
+            while not done.is_set() or n < 2:
+                try:
+                    async with sessions() as s:
+                        out = await ingest_ping_batch(s, settings, subjects[i], _batch(i, n, start))
+                        await s.commit()
+                    sent += out.accepted
+                except Exception:  # noqa: BLE001 - counted: the test wants none
+                    failures += 1
+                n += 1
+
+        tasks = [asyncio.create_task(pinger(i)) for i in range(len(subjects))]
+        try:
+            report = await move_one_shard_group(engine, ports[0], ports[1])
+        finally:
+            done.set()
+            await asyncio.gather(*tasks)
+        async with engine.connect() as conn:
+            stored = (await conn.execute(text("SELECT count(*) FROM pings"))).scalar_one()
+            nodes = (
+                await conn.execute(
+                    text(
+                        "SELECT count(DISTINCT nodeport) FROM citus_shards "
+                        "WHERE table_name = 'pings'::regclass"
+                    )
+                )
+            ).scalar_one()
+        await engine.dispose()
+        return sent, int(stored), failures, int(nodes), report
+
+    sent, stored, failures, nodes, report = asyncio.run(scenario())
+    assert failures == 0, report
+    assert sent > 0
+    assert stored == sent, report
+    assert nodes == 2, report  # both workers hold pings shards again
