@@ -160,7 +160,8 @@ async def _drive(
     subjects = await _load(engine, args.devices, args.places)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     result = Result(setup)
-    start = datetime.now(UTC) - timedelta(days=2)  # every fix stays in the past
+    # 72 batches of 1,000 s per subject before a fix is in the future, none past retention
+    start = datetime.now(UTC) - timedelta(hours=20)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(subjects)):
         queue.put_nowait(i)
@@ -209,10 +210,15 @@ async def _drive(
     cpu0 = [_node_cpu_s(n) for n in nodes]
     client0 = time.process_time()
     t0 = time.monotonic()
-    deadline = t0 + args.seconds
+    rebalancing = args.rebalance and len(nodes) > 1
+    # with --rebalance the pings flow until the shards are back, then `--seconds` more
+    deadline = math.inf if rebalancing else t0 + args.seconds
     tasks = [asyncio.create_task(worker()) for _ in range(args.concurrency)]
-    if args.rebalance and len(nodes) > 1:
-        result.rebalance = await _rebalance(engine, nodes[-1].port)
+    if rebalancing:
+        try:
+            result.rebalance = await _rebalance(engine, nodes[-1].port)
+        finally:
+            deadline = time.monotonic() + args.seconds
     await asyncio.gather(*tasks)
     result.seconds = time.monotonic() - t0
     result.client_cpu_s = time.process_time() - client0
