@@ -1,11 +1,12 @@
 # Hereabouts — two commands set everything up on a fresh Debian/Ubuntu machine:
 #   make run    the service with demo data on an embedded PostGIS (http://127.0.0.1:8000/docs)
 #   make test   lint, types, migrations check and the whole test suite on a real PostGIS
+#   make test-citus   the core flows again on a Citus coordinator + 2 workers (docs/scaling.md)
 SHELL := /bin/bash
 UV ?= $(shell bash scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest deps system-deps bench worker clean-data fmt
+.PHONY: run test test-citus lint typecheck pytest deps system-deps bench worker clean-data fmt
 
 deps:
 	@$(UV) sync --frozen --quiet
@@ -36,6 +37,19 @@ pytest: deps system-deps
 	$(UV) run pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The core flows (places, batched and single pings with events, check-ins with offers and tasks,
+# rules to outbox, export and erase, token revocation) on a local Citus cluster under
+# .data/test-citus*: needs Citus installed (docs/scaling.md, which says what is not covered yet).
+# Ports: HEREABOUTS_TEST_CITUS_PORTS (coordinator,worker,worker).
+CITUS_TESTS ?= tests/core/test_citus.py tests/geofences/test_import.py \
+	tests/presence/test_smoke.py tests/presence/test_tracks.py tests/presence/test_concurrency.py \
+	tests/presence/test_groups.py tests/checkins/test_checkin_offers_and_tasks.py \
+	tests/rules/test_walk.py tests/rules/test_set_based.py \
+	tests/security/test_subject_rights.py \
+	tests/accounts/test_token_cache.py
+test-citus: deps
+	HEREABOUTS_TEST_CITUS=1 $(UV) run pytest $(CITUS_TESTS) $(PYTEST_ARGS)
 
 bench: deps system-deps
 	$(UV) run python -m bench.run

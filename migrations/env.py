@@ -60,6 +60,17 @@ def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()
+        _place_on_citus(connection)
+
+
+def _place_on_citus(connection: Connection) -> None:
+    """At head on Citus: place tables that migrations after 0027 added (app/core/citus.py)."""
+    from app.core import citus
+
+    migration = context.get_context()
+    heads = set(context.script.get_heads())
+    if set(migration.get_current_heads()) == heads and citus.has_citus(connection):
+        citus.place_tables(connection)
 
 
 async def run_migrations_online() -> None:

@@ -2,7 +2,9 @@
 
 The same cluster manager as the embedded default provisions a throwaway cluster under
 `.data/test-pg` (as an unprivileged user when run as root), a fresh database per run is migrated
-once, and every test runs inside a transaction that is rolled back at the end.
+once, and every test runs inside a transaction that is rolled back at the end. With
+`HEREABOUTS_TEST_CITUS=1` (`make test-citus`) the cluster is a Citus coordinator and two workers
+under `.data/test-citus*`, and the same tests run on it.
 """
 
 from __future__ import annotations
@@ -25,11 +27,28 @@ from app.core.db import get_session
 from app.main import create_app
 
 TEST_PORT = int(os.environ.get("HEREABOUTS_TEST_PG_PORT", "54339"))
+# `make test-citus`: the same tests on a Citus coordinator + two workers (app/core/citus.py)
+ON_CITUS = os.environ.get("HEREABOUTS_TEST_CITUS", "") == "1"
+CITUS_PORTS = [
+    int(p) for p in os.environ.get("HEREABOUTS_TEST_CITUS_PORTS", "54351,54352,54353").split(",")
+]
+
+
+def _test_cluster() -> EmbeddedCluster:
+    if ON_CITUS:
+        from app.core.citus import CitusCluster
+
+        return CitusCluster(
+            data_dir=PROJECT_ROOT / ".data" / "test-citus",
+            port=CITUS_PORTS[0],
+            worker_ports=tuple(CITUS_PORTS[1:]),
+        )
+    return EmbeddedCluster(data_dir=PROJECT_ROOT / ".data" / "test-pg", port=TEST_PORT)
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedCluster]:
-    cluster = EmbeddedCluster(data_dir=PROJECT_ROOT / ".data" / "test-pg", port=TEST_PORT)
+    cluster = _test_cluster()
     was_running = cluster.is_running()
     cluster.ensure_running()
     yield cluster

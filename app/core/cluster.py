@@ -151,6 +151,10 @@ class EmbeddedCluster:
     port: int = 54329
     user: str = "hereabouts"
     run_as: str = "postgres"
+    # settings appended to the managed ones (a Citus node's, app/core/citus.py), and environment
+    # variables for the server process (PGPASSFILE for a node's connections to its peers)
+    extra_conf: str = ""
+    server_env: dict[str, str] = field(default_factory=dict)
     # set by ensure_running(): True when this call started the server (it was not running)
     started_here: bool = field(default=False, init=False)
 
@@ -244,7 +248,7 @@ class EmbeddedCluster:
 
     def _configure(self) -> None:
         """Write the managed settings and make postgresql.conf include them, last."""
-        self._write_owned(self.pgdata / "hereabouts.conf", MANAGED_CONF)
+        self._write_owned(self.pgdata / "hereabouts.conf", MANAGED_CONF + self.extra_conf)
         conf = self.pgdata / "postgresql.conf"
         text = conf.read_text()
         if LEGACY_BLOCK_START in text:  # the block older versions appended (asynchronous commit)
@@ -361,7 +365,8 @@ class EmbeddedCluster:
                     str(self.log_file),
                     "-o",
                     f"-p {self.port} -k {self.socket_dir}",
-                ]
+                ],
+                env={**os.environ, **self.server_env},
             )
             if result.returncode != 0:
                 tail = self.log_file.read_text(errors="replace")[-2000:]

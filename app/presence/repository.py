@@ -48,7 +48,8 @@ async def set_background_location(
         text(
             "INSERT INTO device_settings (device_id, background_location) VALUES (:d, :e) "
             "ON CONFLICT (device_id) DO UPDATE "
-            "SET background_location = EXCLUDED.background_location, updated_at = now()"
+            "SET background_location = EXCLUDED.background_location, "
+            "updated_at = EXCLUDED.updated_at"
         ),
         {"d": device_id, "e": enabled},
     )

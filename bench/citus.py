@@ -1,0 +1,355 @@
+"""Batched pings on one PostGIS node against a Citus coordinator + 2 workers (docs/scaling.md).
+
+    uv run python -m bench.citus --single-port 54339 --citus-ports 54351,54352,54353
+    uv run python -m bench.citus ... --rebalance     # also move shards while pings flow
+
+Each setup gets a fresh migrated database with one organisation, a grid of places and walking
+devices; `--concurrency` tasks send 100-fix batches through the ping service (one transaction
+per batch, as a request would) for `--seconds`. Reported per setup: pings/s, database CPU per
+ping for every node (from /proc, the server processes of that cluster only), client CPU per
+ping, and on Citus the single- vs multi-shard statement counts (`citus_stat_counters`). With
+`--rebalance`, Citus drains one worker and rebalances back while the pings flow, and checks
+that no batch failed and every fix sent is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alembic import command
+from geoalchemy2 import Geography, Geometry
+from sqlalchemy import cast, func, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from app.accounts import service as accounts_service
+from app.accounts.models import Device
+from app.core.citus import CitusCluster
+from app.core.cluster import EmbeddedCluster
+from app.core.config import PROJECT_ROOT, Environment, Settings
+from app.core.ops import alembic_config
+from app.core.security import hash_token
+from app.geofences.models import Geofence
+from app.presence.models import SubjectKind
+from app.presence.service import PingInput, Subject, ingest_ping_batch
+
+ORIGIN = (-1.5491, 53.8008)
+M_PER_DEG = 111_320.0
+BATCH = 100
+
+
+def _lonlat(east_m: float, north_m: float) -> tuple[float, float]:
+    lat = ORIGIN[1] + north_m / M_PER_DEG
+    return ORIGIN[0] + east_m / (M_PER_DEG * math.cos(math.radians(ORIGIN[1]))), lat
+
+
+def _node_cpu_s(node: EmbeddedCluster) -> float:
+    """CPU seconds used so far by the node's postmaster and its children (this cluster only)."""
+    pid = node.postmaster_pid()
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid = int(fields[1])
+        if int(entry) == pid or ppid == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+@dataclass
+class Result:
+    setup: str
+    pings: int = 0
+    batches: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+    client_cpu_s: float = 0.0
+    node_cpu_s: list[float] = field(default_factory=list)
+    single_shard: int = 0
+    multi_shard: int = 0
+    stored: int = 0
+    events: int = 0
+    rebalance: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        per_ping = [round(c / max(self.pings, 1) * 1e6) for c in self.node_cpu_s]
+        shard_total = self.single_shard + self.multi_shard
+        return {
+            "setup": self.setup,
+            "pings_per_s": round(self.pings / self.seconds),
+            "batches": self.batches,
+            "failures": self.failures,
+            "db_cpu_us_per_ping_per_node": per_ping,
+            "db_cpu_us_per_ping": sum(per_ping),
+            "client_cpu_us_per_ping": round(self.client_cpu_s / max(self.pings, 1) * 1e6),
+            "single_shard_statements": self.single_shard,
+            "multi_shard_statements": self.multi_shard,
+            "single_shard_share": round(self.single_shard / shard_total, 3)
+            if shard_total
+            else None,
+            "stored_pings": self.stored,
+            "events": self.events,
+            "rebalance": self.rebalance,
+        }
+
+
+async def _load(engine: AsyncEngine, devices: int, places: int) -> list[Subject]:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as db:
+        org = await accounts_service.create_organisation(db, f"bench-{secrets.token_hex(3)}", "B")
+        side = int(math.sqrt(places))
+        for i in range(places):
+            lon, lat = _lonlat((i % side) * 150.0, (i // side) * 150.0)
+            centre = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+            db.add(
+                Geofence(
+                    organisation_id=org.id,
+                    name=f"place {i}",
+                    category="library",
+                    shape_kind="circle",
+                    radius_m=30.0,
+                    center=centre,
+                    geom=cast(func.ST_Buffer(cast(centre, Geography), 30.0), Geometry),
+                    trigger_distance_m=40.0,
+                    dwell_s=60,
+                )
+            )
+        subjects = []
+        for _ in range(devices):
+            device = Device(organisation_id=org.id, token_hash=hash_token(secrets.token_hex(16)))
+            db.add(device)
+            await db.flush()
+            subjects.append(Subject(SubjectKind.device, device.id, org.id))
+        await db.commit()
+    return subjects
+
+
+def _batch(subject_no: int, batch_no: int, start: datetime) -> list[PingInput]:
+    """A walk at 1.4 m/s, one fix every 10 s, east along the subject's own row of places."""
+    fixes = []
+    for k in range(BATCH):
+        n = batch_no * BATCH + k
+        lon, lat = _lonlat((n * 14.0) % 3000.0, (subject_no % 20) * 150.0)
+        fixes.append(
+            PingInput(f"b{batch_no}-{k}", lon, lat, start + timedelta(seconds=10 * n), 8.0)
+        )
+    return fixes
+
+
+async def _drive(
+    url: str, setup: str, nodes: list[EmbeddedCluster], args: argparse.Namespace
+) -> Result:
+    engine = create_async_engine(url, pool_size=args.concurrency + 2)
+    settings = Settings(environment=Environment.test, database_url=url, log_json=False)
+    subjects = await _load(engine, args.devices, args.places)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    result = Result(setup)
+    # 72 batches of 1,000 s per subject before a fix is in the future, none past retention
+    start = datetime.now(UTC) - timedelta(hours=20)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(subjects)):
+        queue.put_nowait(i)
+    batch_no = [0] * len(subjects)
+    accepted = [0]  # warm-up included: what the table must hold at the end
+    deadline = 0.0
+
+    async def worker() -> None:
+        while time.monotonic() < deadline:
+            i = await queue.get()
+            try:
+                async with sessions() as db:
+                    out = await ingest_ping_batch(
+                        db, settings, subjects[i], _batch(i, batch_no[i], start)
+                    )
+                    await db.commit()
+                result.pings += out.accepted
+                accepted[0] += out.accepted
+                result.batches += 1
+                batch_no[i] += 1
+            except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
+                result.failures += 1
+                print(f"batch failed: {exc!r}"[:300])
+            finally:
+                queue.put_nowait(i)
+
+    async def counters() -> tuple[int, int]:
+        if len(nodes) == 1:
+            return 0, 0
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT query_execution_single_shard, query_execution_multi_shard "
+                        "FROM citus_stat_counters WHERE name = current_database()"
+                    )
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    # warm-up (plans, partitions, caches), then the measured run
+    deadline = time.monotonic() + 3
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    result.pings = result.batches = result.failures = 0
+    single0, multi0 = await counters()
+    cpu0 = [_node_cpu_s(n) for n in nodes]
+    client0 = time.process_time()
+    t0 = time.monotonic()
+    rebalancing = args.rebalance and len(nodes) > 1
+    # with --rebalance the pings flow until the shards are back, then `--seconds` more
+    deadline = math.inf if rebalancing else t0 + args.seconds
+    tasks = [asyncio.create_task(worker()) for _ in range(args.concurrency)]
+    if rebalancing:
+        try:
+            result.rebalance = await _rebalance(engine, nodes[-1].port)
+        finally:
+            deadline = time.monotonic() + args.seconds
+    await asyncio.gather(*tasks)
+    result.seconds = time.monotonic() - t0
+    result.client_cpu_s = time.process_time() - client0
+    result.node_cpu_s = [_node_cpu_s(n) - c for n, c in zip(nodes, cpu0, strict=True)]
+    single1, multi1 = await counters()
+    result.single_shard, result.multi_shard = single1 - single0, multi1 - multi0
+    async with engine.connect() as conn:
+        result.stored = int((await conn.execute(text("SELECT count(*) FROM pings"))).scalar_one())
+        result.events = int(
+            (await conn.execute(text("SELECT count(*) FROM presence_events"))).scalar_one()
+        )
+    expected = accepted[0]
+    if result.stored != expected:
+        result.rebalance += f" LOST: stored {result.stored} of {expected} sent"
+    await engine.dispose()
+    return result
+
+
+async def _rebalance(engine: AsyncEngine, worker_port: int) -> str:
+    """Drain one worker, then give it its shards back, while the pings flow."""
+    t0 = time.monotonic()
+    async with engine.connect() as conn:
+        # each step commits: a shard move runs in its own transactions and must see the last
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(
+            text(
+                "SELECT citus_drain_node('127.0.0.1', :p, shard_transfer_mode => 'force_logical')"
+            ),
+            {"p": worker_port},
+        )
+        moved_away = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM citus_shards WHERE nodeport = :p "
+                    "AND citus_table_type = 'distributed'"
+                ),
+                {"p": worker_port},
+            )
+        ).scalar_one()
+        await conn.execute(
+            text("SELECT citus_set_node_property('127.0.0.1', :p, 'shouldhaveshards', true)"),
+            {"p": worker_port},
+        )
+        await conn.execute(
+            text("SELECT rebalance_table_shards(shard_transfer_mode => 'force_logical')")
+        )
+        back = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM citus_shards WHERE nodeport = :p "
+                    "AND citus_table_type = 'distributed'"
+                ),
+                {"p": worker_port},
+            )
+        ).scalar_one()
+    return (
+        f"drained worker {worker_port} (shards left there: {moved_away}), rebalanced back "
+        f"({back} shards there) in {time.monotonic() - t0:.1f} s"
+    )
+
+
+async def move_one_shard_group(engine: AsyncEngine, from_port: int, to_port: int) -> str:
+    """Move one co-located shard group of pings (every day partition, and the anchors' shard
+    of the same hash range) from one worker to another and back, while the pings flow."""
+    t0 = time.monotonic()
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        shard = (
+            await conn.execute(
+                text(
+                    "SELECT shardid FROM citus_shards WHERE table_name = 'pings'::regclass "
+                    "AND nodeport = :p ORDER BY shardid LIMIT 1"
+                ),
+                {"p": from_port},
+            )
+        ).scalar_one()
+        for src, dst in ((from_port, to_port), (to_port, from_port)):
+            await conn.execute(
+                text(
+                    "SELECT citus_move_shard_placement(:s, '127.0.0.1', :src, '127.0.0.1', "
+                    ":dst, shard_transfer_mode => 'force_logical')"
+                ),
+                {"s": shard, "src": src, "dst": dst},
+            )
+    return f"moved shard group of {shard} there and back in {time.monotonic() - t0:.1f} s"
+
+
+def _fresh(cluster: EmbeddedCluster, name: str) -> str:
+    cluster.drop_database(name)
+    cluster.ensure_database(name)
+    url = cluster.url(name)
+    cfg = alembic_config(url)
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--single-port", type=int, default=54339)
+    parser.add_argument("--citus-ports", default="54351,54352,54353")
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--places", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rebalance", action="store_true")
+    parser.add_argument("--only", choices=["single", "citus"])
+    args = parser.parse_args()
+    ports = [int(p) for p in args.citus_ports.split(",")]
+    data = PROJECT_ROOT / ".data"
+    out = []
+    if args.only != "citus":
+        single = EmbeddedCluster(data_dir=data / "test-pg", port=args.single_port)
+        single.ensure_running()
+        url = _fresh(single, "hereabouts_bench_citus")
+        out.append(asyncio.run(_drive(url, "1 node", [single], args)).summary())
+        single.drop_database("hereabouts_bench_citus")
+    if args.only != "single":
+        cluster = CitusCluster(
+            data_dir=data / "test-citus", port=ports[0], worker_ports=tuple(ports[1:])
+        )
+        cluster.ensure_running()
+        url = _fresh(cluster, "hereabouts_bench_citus")
+        out.append(
+            asyncio.run(
+                _drive(url, "coordinator + 2 workers", [cluster, *cluster.workers], args)
+            ).summary()
+        )
+        cluster.drop_database("hereabouts_bench_citus")
+    print(json.dumps({"at": datetime.now(UTC).isoformat(), "runs": out}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Where tables live on Citus (app/core/citus.py, migration 0027); single-node is untouched.
+
+The Citus tests run under `make test-citus` (a coordinator and two workers); on single-node
+PostgreSQL the placement must leave no Citus trace at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app.core import citus
+from app.core.cluster import EmbeddedCluster
+from app.core.models_registry import metadata
+from app.core.ops import alembic_config
+from tests.conftest import ON_CITUS, migrated_database
+
+citus_only = pytest.mark.skipif(not ON_CITUS, reason="runs under `make test-citus`")
+single_only = pytest.mark.skipif(ON_CITUS, reason="runs under `make test`")
+
+
+async def _placement(db: AsyncSession) -> dict[str, tuple[str, str]]:
+    rows = await db.execute(
+        text(
+            "SELECT table_name::text, citus_table_type, distribution_column FROM citus_tables "
+            "WHERE table_name::text NOT LIKE 'pings\\_p%'"
+        )
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+@citus_only
+async def test_every_table_is_distributed_by_subject_or_a_reference_table(
+    db: AsyncSession,
+) -> None:
+    placement = await _placement(db)
+    public = set(
+        (
+            await db.execute(
+                text(
+                    "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                    "AND relkind IN ('r', 'p') AND NOT relispartition"
+                )
+            )
+        ).scalars()
+    )
+    expected = (set(metadata.tables) | public) - citus.LOCAL_ONLY
+    assert expected - set(placement) == set(), "tables Citus does not know"
+    for table in expected:
+        kind, column = placement[table]
+        if table in citus.DISTRIBUTED:
+            assert (kind, column) == ("distributed", citus.DISTRIBUTED[table]), table
+        else:
+            assert kind == "reference", table
+    colocations = (
+        await db.execute(
+            text(
+                "SELECT DISTINCT colocation_id FROM citus_tables "
+                "WHERE citus_table_type = 'distributed'"
+            )
+        )
+    ).all()
+    assert len(colocations) == 1, "the distributed tables are co-located"
+
+
+@citus_only
+async def test_ping_day_partitions_made_at_run_time_are_distributed(db: AsyncSession) -> None:
+    made = await db.scalar(
+        text("SELECT hereabouts_ensure_ping_partitions(DATE '2031-05-01', DATE '2031-05-02')")
+    )
+    assert made == 2
+    rows = await db.execute(
+        text(
+            "SELECT table_name::text, citus_table_type FROM citus_tables "
+            "WHERE table_name::text IN ('pings_p20310501', 'pings_p20310502')"
+        )
+    )
+    assert dict(rows.all()) == {
+        "pings_p20310501": "distributed",
+        "pings_p20310502": "distributed",
+    }
+
+
+@pytest.fixture
+def fresh_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
+    with migrated_database(pg_cluster, "hereabouts_citus_place") as url:
+        yield url
+
+
+@citus_only
+def test_a_table_a_later_migration_adds_is_placed_at_head(fresh_url: str) -> None:
+    async def run(sql: str) -> list[tuple[object, ...]]:
+        engine = create_async_engine(fresh_url, poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(sql))
+                return [tuple(r) for r in result.all()] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    # what a later migration does: a table with a foreign key to a reference table (Citus
+    # makes it a Citus local table on the coordinator), then `alembic upgrade head`
+    asyncio.run(
+        run(
+            "CREATE TABLE later_things (id uuid PRIMARY KEY, "
+            "organisation_id uuid REFERENCES organisations (id))"
+        )
+    )
+    cfg = alembic_config(fresh_url)
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")
+    rows = asyncio.run(
+        run("SELECT citus_table_type FROM citus_tables WHERE table_name = 'later_things'::regclass")
+    )
+    assert rows == [("reference",)]
+
+
+@single_only
+async def test_single_node_has_no_citus_and_placement_does_nothing(db: AsyncSession) -> None:
+    conn = await db.connection()
+    assert await conn.run_sync(citus.place_tables) == []
+    assert await conn.run_sync(citus.has_citus) is False
+    # the token-revocation trigger function is migration 0020's, without the coordinator guard
+    body = await db.scalar(
+        text("SELECT prosrc FROM pg_proc WHERE proname = 'hereabouts_device_token_revoked'")
+    )
+    assert body is not None
+    assert "pg_dist_local_group" not in body
+
+
+@citus_only
+def test_shards_move_while_pings_flow_without_errors_or_losses(
+    fresh_url: str, pg_cluster: EmbeddedCluster
+) -> None:
+    """Move a shard group to the other worker and back (logical replication) while batches
+    keep arriving; `bench.citus --rebalance` drains and rebalances a whole worker."""
+    from app.core.config import Environment, Settings
+    from app.presence.service import ingest_ping_batch
+    from bench.citus import _batch, _load, move_one_shard_group
+
+    assert isinstance(pg_cluster, citus.CitusCluster)
+    ports = [w.port for w in pg_cluster.workers]
+
+    async def scenario() -> tuple[int, int, int, int, str]:
+        engine = create_async_engine(fresh_url, pool_size=4)
+        settings = Settings(environment=Environment.test, database_url=fresh_url, log_json=False)
+        subjects = await _load(engine, devices=12, places=36)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        start = datetime.now(UTC) - timedelta(hours=20)  # within retention, in the past
+        sent = failures = 0
+        done = asyncio.Event()
+
+        async def pinger(i: int) -> None:
+            nonlocal sent, failures
+            n = 0
+            while not done.is_set() or n < 2:
+                try:
+                    async with sessions() as s:
+                        out = await ingest_ping_batch(s, settings, subjects[i], _batch(i, n, start))
+                        await s.commit()
+                    sent += out.accepted
+                except Exception:  # noqa: BLE001 - counted: the test wants none
+                    failures += 1
+                n += 1
+
+        tasks = [asyncio.create_task(pinger(i)) for i in range(len(subjects))]
+        try:
+            report = await move_one_shard_group(engine, ports[0], ports[1])
+        finally:
+            done.set()
+            await asyncio.gather(*tasks)
+        async with engine.connect() as conn:
+            stored = (await conn.execute(text("SELECT count(*) FROM pings"))).scalar_one()
+            nodes = (
+                await conn.execute(
+                    text(
+                        "SELECT count(DISTINCT nodeport) FROM citus_shards "
+                        "WHERE table_name = 'pings'::regclass"
+                    )
+                )
+            ).scalar_one()
+        await engine.dispose()
+        return sent, int(stored), failures, int(nodes), report
+
+    sent, stored, failures, nodes, report = asyncio.run(scenario())
+    assert failures == 0, report
+    assert sent > 0
+    assert stored == sent, report
+    assert nodes == 2, report  # both workers hold pings shards again
