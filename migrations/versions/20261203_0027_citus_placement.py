@@ -12,7 +12,7 @@ Citus"); on single-node PostgreSQL this migration does nothing. On Citus:
 migrations add are placed too.
 
 Revision ID: 0027
-Revises: 0029
+Revises: 0024
 Create Date: 2026-12-03 11:00:00+00:00
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from app.core import citus
 
 revision: str = "0027"
-down_revision: str | None = "0029"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

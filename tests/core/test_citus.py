@@ -18,8 +18,8 @@ from sqlalchemy.pool import NullPool
 
 from app.core import citus
 from app.core.cluster import EmbeddedCluster
-from app.core.models_registry import metadata
 from app.core.ops import alembic_config
+from app.models import metadata
 from tests.conftest import ON_CITUS, migrated_database
 
 citus_only = pytest.mark.skipif(not ON_CITUS, reason="runs under `make test-citus`")
