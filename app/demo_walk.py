@@ -19,6 +19,8 @@ from app.checkins import service as checkins_service
 from app.checkins.schemas import CheckInCreate
 from app.core.config import Settings
 from app.demo import DEMO_ORG_SLUG, load_demo
+from app.events import service as events_service
+from app.main import register_event_hooks
 from app.offers import service as offers_service
 from app.offers.schemas import OfferCreate
 from app.presence import service as presence_service
@@ -99,7 +101,9 @@ async def demo_walk(session: AsyncSession, settings: Settings) -> list[str]:
                 }
             ),
         )
-    on_events = service.event_hook(settings)
+    # the walk's pings and check-ins go through the event pipeline, as in the API process
+    register_event_hooks()
+    on_events = events_service.presence_hook(settings)
     now = datetime.now(UTC)
 
     device, _token = await accounts_service.register_device(session, DEMO_ORG_SLUG, "demo-walk")
