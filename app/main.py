@@ -46,6 +46,8 @@ from app.privacy.router import router as privacy_router
 from app.rules import service as rules_service
 from app.rules.router import router as rules_router
 from app.scheduled import run_scheduled_jobs
+from app.shifts import service as shifts_service
+from app.shifts.router import router as shifts_router
 from app.tasks.photo_router import PHOTO_UPLOAD_PATH
 from app.tasks.photo_router import router as task_photos_router
 from app.tasks.router import me_router as my_tasks_router
@@ -129,6 +131,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     register_event_hooks()
     app.state.ping_groups = PingGroups(settings, on_events=events_service.presence_hook(settings))
     app.state.ack_groups = AckGroups(settings)
+    # field workers are located only on shift: the ping routes ask the shifts domain before
+    # storing anything (presence imports no domain above it, so the rule is handed over here)
+    app.state.staff_location_gate = shifts_service.tracking_gate(settings)
     core_types.install(settings)
     open311_service.register(settings)
     if engine is not None:
@@ -152,6 +157,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(rules_router)
     app.include_router(webhooks_router)
     app.include_router(privacy_router)
+    app.include_router(shifts_router)
     app.include_router(ingest_router)
     app.include_router(open311_router)
     app.include_router(open311_georeport_router)

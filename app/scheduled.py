@@ -1,4 +1,5 @@
-"""Scheduled jobs, with their own runner: today the retention purge (`app.privacy.worker`).
+"""Scheduled jobs, with their own runner: the retention purge (`app.privacy.worker`) and the end
+of ad-hoc shifts at their maximum length (`app.shifts.worker`).
 
 `hereabouts worker` runs them beside its push delivery worker, and each API process does when
 `run_worker_in_process` is on (the default), so a deployment that runs either has them. Each
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.privacy.worker import purge_loop
+from app.shifts.worker import shift_sweep_loop
 
 JobLoop = Callable[[Settings, AsyncEngine, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -27,7 +29,10 @@ class Job:
     loop: JobLoop  # runs until the event is set; handles its own failures and interval
 
 
-JOBS: tuple[Job, ...] = (Job("retention-purge", purge_loop),)
+JOBS: tuple[Job, ...] = (
+    Job("retention-purge", purge_loop),
+    Job("adhoc-shift-end", shift_sweep_loop),
+)
 
 
 async def run_scheduled_jobs(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:

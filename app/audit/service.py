@@ -57,3 +57,25 @@ async def list_entries(
 ) -> tuple[list[AuditEntry], str | None]:
     rows = await repository.list_entries(session, organisation_id, page, **filters)
     return trim_page(rows, page, "at")
+
+
+async def record_system(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """An audit entry for a change the server made by itself (no actor: `actor_id` is null)."""
+    await repository.add(
+        session,
+        AuditEntry(
+            organisation_id=organisation_id,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            details=details or {},
+            at=datetime.now(UTC),
+        ),
+    )

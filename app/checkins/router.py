@@ -41,7 +41,10 @@ router = APIRouter(prefix="/v1", tags=["check-ins"])
     responses={
         200: {"description": "Repeated check-in within the cooldown: the earlier one"},
         404: {"description": "geofence_id is not a place of this organisation"},
-        409: {"description": "Several places are equally plausible: `candidates` lists them"},
+        409: {
+            "description": "Several places are equally plausible: `candidates` lists them; or "
+            "a field worker off shift or with tracking paused (`off-shift`, nothing stored)"
+        },
         422: {"description": "Too far, accuracy too poor, bad coordinates or fix time"},
     },
 )

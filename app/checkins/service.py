@@ -45,6 +45,7 @@ from app.offers import service as offers_service
 from app.offers.models import Offer
 from app.presence import service as presence_service
 from app.presence.models import EventSource, EventType
+from app.shifts import service as shifts_service
 from app.tasks import service as tasks_service
 from app.tasks.models import Task
 
@@ -220,6 +221,8 @@ async def check_in(
     """
     now = now or datetime.now(UTC)
     at = _validate_fix(settings, body, now)
+    # a field worker off shift or with tracking paused: 409 `off-shift`, nothing stored
+    await shifts_service.ensure_may_check_in(session, settings, principal, at, now)
     lon, lat = round(body.lon, 6), round(body.lat, 6)
     org_id = principal.organisation_id
     ctx = await repository.context(

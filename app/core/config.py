@@ -197,6 +197,10 @@ class Settings(BaseSettings):
     # privacy: retention (docs/privacy.md) and abuse limits
     checkin_identifiable_days: int = Field(default=90, ge=1, le=3650)
     staff_track_retention_days: int = Field(default=30, ge=1, le=3650)
+    # field workers (docs/tasks.md, "Shifts"): an ad-hoc shift ends by itself after this long
+    staff_adhoc_shift_max_h: float = Field(default=12.0, gt=0, le=24)
+    # how often the scheduled job closes ad-hoc shifts that reached their maximum length
+    staff_shift_sweep_interval_s: float = Field(default=60.0, gt=0)
     presence_event_retention_days: int = Field(default=30, ge=1, le=3650)
     notification_retention_days: int = Field(default=30, ge=1, le=3650)
     delivery_log_retention_days: int = Field(default=30, ge=1, le=3650)

@@ -32,6 +32,7 @@ from app.ingest.schemas import (
     IngestSummary,
     OverlandResult,
 )
+from app.presence import gate
 from app.presence import service as presence_service
 from app.presence.errors import TooManyPings
 from app.presence.groups import PingGroups
@@ -72,13 +73,15 @@ async def _store(
     """The pings through the ping groups, as `POST /v1/pings`; committed when it returns."""
     if len(parsed.pings) > settings.ping_max_batch:
         raise TooManyPings(f"At most {settings.ping_max_batch} pings per request.")
+    # field workers: 409 `off-shift` off shift or paused, as on POST /v1/pings (nothing stored)
+    pings, off_shift = await gate.admit(request, session, subject, parsed.pings)
     groups: PingGroups = request.app.state.ping_groups
-    batch = presence_service.BatchRequest(subject, parsed.pings, check_background_location=True)
+    batch = presence_service.BatchRequest(subject, pings, check_background_location=True)
     result = await groups.ingest(session, batch)
     return IngestSummary(
         accepted=result.accepted,
         duplicates=result.duplicates,
-        rejected=[PingIssue(**r) for r in [*parsed.rejected, *result.rejected]],
+        rejected=[PingIssue(**r) for r in [*parsed.rejected, *off_shift, *result.rejected]],
         flagged=[PingIssue(**r) for r in result.flagged],
     )
 
@@ -89,7 +92,10 @@ async def _store(
     dependencies=[Depends(rate_limited("ingest"))],
     openapi_extra=_JSON_BODY,
     responses={
-        409: {"description": "Background location is off (Overland keeps the batch)"},
+        409: {
+            "description": "Background location is off, or a field worker off shift or "
+            "paused (`off-shift`); Overland keeps the batch"
+        },
         413: {"description": "More locations than PING_MAX_BATCH"},
     },
 )
@@ -112,7 +118,9 @@ async def overland(request: Request, session: Session, settings: AppSettings) ->
             "description": "A JSON array of OwnTracks messages for the app (setWaypoints)",
             "content": {"application/json": {"schema": {"type": "array", "items": {}}}},
         },
-        409: {"description": "Background location is off"},
+        409: {
+            "description": "Background location is off, or a field worker off shift (`off-shift`)"
+        },
     },
 )
 async def owntracks(request: Request, session: Session, settings: AppSettings) -> JSONResponse:
@@ -158,7 +166,9 @@ _TRACCAR: dict[str, Any] = {
     "dependencies": [Depends(rate_limited("ingest"))],
     "responses": {
         401: {"description": "Unknown or revoked ingest key (Traccar Client retries)"},
-        409: {"description": "Background location is off"},
+        409: {
+            "description": "Background location is off, or a field worker off shift (`off-shift`)"
+        },
     },
 }
 

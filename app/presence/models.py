@@ -146,6 +146,36 @@ class Ping(Base):
     received_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
 
 
+class StaffTrackPoint(Base):
+    """A field worker's fix kept past the pings' window: the staff location history.
+
+    Staff fixes are stored in `pings` like everyone's; before a ping partition is dropped or
+    its expired rows deleted, the staff rows among them are copied here
+    (`repository.archive_staff_pings`), and the retention purge deletes them after
+    `STAFF_TRACK_RETENTION_DAYS` (docs/privacy.md). Only fixes taken on shift ever reach
+    `pings` (docs/tasks.md, "Shifts").
+    """
+
+    __tablename__ = "staff_track_points"
+    __table_args__ = (Index("ix_staff_track_points_recorded", "recorded_at"),)
+
+    staff_user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column(primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float, default=None)
+    speed_mps: Mapped[float | None] = mapped_column(Float, default=None)
+    heading: Mapped[float | None] = mapped_column(Float, default=None)
+    quality: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[datetime]
+
+
 class QueuedPing(Base):
     """A fix acknowledged with 202 and not yet evaluated (asynchronous ingest, migration 0028).
 

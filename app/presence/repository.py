@@ -100,6 +100,26 @@ async def drop_ping_partition(session: AsyncSession, day: date) -> None:
     await session.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
 
 
+async def archive_staff_pings(session: AsyncSession, before: datetime, oldest: datetime) -> int:
+    """Copy field workers' fixes recorded in [oldest, before) from `pings` to the staff
+    location history (`staff_track_points`) before they are dropped or deleted; returns how
+    many were new there. Residents' fixes are never copied."""
+    result = await session.execute(
+        text(
+            "WITH a AS (INSERT INTO staff_track_points (staff_user_id, client_id, recorded_at, "
+            "organisation_id, lon, lat, accuracy_m, speed_mps, heading, quality, received_at) "
+            "SELECT p.subject_id, p.client_id, p.recorded_at, p.organisation_id, p.lon, p.lat, "
+            "p.accuracy_m, p.speed_mps, p.heading, p.quality, p.received_at FROM pings p "
+            "JOIN staff_users s ON s.id = p.subject_id "
+            "WHERE p.subject_kind = 'staff' AND p.recorded_at < :before "
+            "AND p.recorded_at >= :oldest "
+            "ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM a"
+        ),
+        {"before": before, "oldest": oldest},
+    )
+    return int(result.scalar_one())
+
+
 @dataclass
 class PingRows:
     """Column arrays for one batch of new pings (one element per ping)."""
@@ -669,10 +689,16 @@ async def list_events(
     include_suppressed: bool,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    viewer_id: uuid.UUID | None = None,
 ) -> list[Row[Any]]:
-    """Newest first by (occurred_at, id); `after` is the keyset cursor of the previous page."""
+    """Newest first by (occurred_at, id); `after` is the keyset cursor of the previous page.
+    With `viewer_id`, other staff members' events are left out (their location history is
+    not for colleagues or supervisors: docs/privacy.md, "Staff")."""
     where = ["organisation_id = :org"]
     params: dict[str, Any] = {"org": organisation_id, "limit": limit}
+    if viewer_id is not None:
+        where.append("(staff_user_id IS NULL OR staff_user_id = :viewer)")
+        params["viewer"] = viewer_id
     if geofence_id is not None:
         where.append("geofence_id = :g")
         params["g"] = geofence_id

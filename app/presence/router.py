@@ -14,7 +14,7 @@ from app.core.deps import AppSettings
 from app.core.errors import Forbidden
 from app.core.ratelimit import rate_limited
 from app.core.types import BoundedDatetime, require_offset
-from app.presence import service, stream
+from app.presence import gate, service, stream
 from app.presence.acks import AckGroups
 from app.presence.errors import TooManyPings
 from app.presence.groups import PingGroups
@@ -49,7 +49,10 @@ def _prefers_async(prefer: str | None) -> bool:
             "description": "Stored, to be evaluated moments later (a single fix, or "
             "`Prefer: respond-async`); events reach people and staff as usual.",
         },
-        409: {"description": "Background location is off"},
+        409: {
+            "description": "Background location is off (`background-location-off`), or a "
+            "field worker off shift or with tracking paused (`off-shift`): nothing stored"
+        },
         413: {"description": "> 1,000"},
     },
     dependencies=[Depends(rate_limited("ingest"))],
@@ -90,8 +93,10 @@ async def post_pings(
         )
         for p in body.pings
     ]
+    # field workers: 409 `off-shift` off shift or paused; fixes taken then are refused one by one
+    pings, off_shift = await gate.admit(request, session, subject, pings)
     if mode is None:
-        mode = "async" if len(pings) == 1 or _prefers_async(prefer) else "sync"
+        mode = "async" if len(body.pings) == 1 or _prefers_async(prefer) else "sync"
     if mode == "async":
         acks: AckGroups = request.app.state.ack_groups
         # committed before the answer: a 202 means stored
@@ -101,7 +106,7 @@ async def post_pings(
             accepted_ids=ack.accepted,
             duplicates=len(ack.duplicates),
             duplicate_ids=ack.duplicates,
-            rejected=[PingIssue(**r) for r in ack.rejected],
+            rejected=[PingIssue(**r) for r in [*off_shift, *ack.rejected]],
             flagged=[PingIssue(**r) for r in ack.flagged],
         )
         return JSONResponse(
@@ -113,7 +118,7 @@ async def post_pings(
     return PingBatchRead(
         accepted=result.accepted,
         duplicates=result.duplicates,
-        rejected=[PingIssue(**r) for r in result.rejected],
+        rejected=[PingIssue(**r) for r in [*off_shift, *result.rejected]],
         events=[EventRead.from_row(e) for e in result.events],
         flagged=[PingIssue(**r) for r in result.flagged],
     )
@@ -168,6 +173,7 @@ async def event_stream(
             poll_s=settings.events_stream_poll_s,
             follow=follow,
             is_disconnected=request.is_disconnected,
+            viewer_id=staff.id,
         ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -11,7 +11,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -709,12 +709,26 @@ async def maintain_ping_partitions(
         session, oldest_kept, today + timedelta(days=2)
     )
     dropped = []
-    for day in await repository.ping_partition_days(session):
+    days = await repository.ping_partition_days(session)
+    if any(day < oldest_kept for day in days):
+        # field workers' fixes outlive the partitions: their own retention (docs/privacy.md)
+        await repository.archive_staff_pings(
+            session,
+            datetime.combine(oldest_kept, time(0), tzinfo=UTC),
+            now - timedelta(days=settings.staff_track_retention_days),
+        )
+    for day in days:
         if day < oldest_kept:
             await repository.drop_ping_partition(session, day)
             _known_partitions.discard(day)
             dropped.append(day.isoformat())
     return {"created": created, "dropped": dropped}
+
+
+async def archive_staff_pings(session: AsyncSession, before: datetime, oldest: datetime) -> int:
+    """Copy field workers' fixes in [oldest, before) to their location history (the purge
+    calls it before deleting expired pings; `maintain_ping_partitions` before dropping)."""
+    return await repository.archive_staff_pings(session, before, oldest)
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -735,6 +749,7 @@ async def list_events(
     include_suppressed: bool,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    viewer_id: uuid.UUID | None = None,
 ) -> list[Any]:
     return await repository.list_events(
         session,
@@ -746,6 +761,7 @@ async def list_events(
         include_suppressed=include_suppressed,
         after=after,
         limit=limit,
+        viewer_id=viewer_id,
     )
 
 

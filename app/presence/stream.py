@@ -76,6 +76,7 @@ async def event_stream(
     poll_s: float,
     follow: bool,
     is_disconnected: Callable[[], Awaitable[bool]],
+    viewer_id: uuid.UUID | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield SSE messages: the backlog after `start`, then (if `follow`) new events as they come."""
     yield b"retry: 2000\n\n"
@@ -94,6 +95,8 @@ async def event_stream(
             for row in rows:
                 if row.id in sent or (row.created_at, row.id) <= resume:
                     continue
+                if row.staff_user_id is not None and row.staff_user_id != viewer_id:
+                    continue  # another staff member's event: their location history
                 sent[row.id] = row.created_at
                 yield format_event(row)
             if rows:

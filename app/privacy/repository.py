@@ -53,6 +53,37 @@ EXPORT_QUERIES: dict[str, str] = {
 }
 
 
+STAFF_EXPORT_QUERIES: dict[str, str] = {
+    "staff": "SELECT id, email, full_name, role, is_active, created_at, last_login_at "
+    "FROM staff_users WHERE id = :s",
+    # recent fixes (pings) and the older ones kept as the staff location history; a fix in both
+    # while it is being archived is listed once
+    "track": "SELECT client_id AS id, lon, lat, accuracy_m, speed_mps, heading, recorded_at, "
+    "received_at, quality FROM pings WHERE subject_id = :s AND subject_kind = 'staff' "
+    "UNION SELECT client_id, lon, lat, accuracy_m, speed_mps, heading, recorded_at, "
+    "received_at, quality FROM staff_track_points WHERE staff_user_id = :s "
+    "ORDER BY recorded_at, id",
+    "checkins": "SELECT id, geofence_id, lon, lat, accuracy_m, recorded_at, distance_m, inside, "
+    "place_open, implausible_jump, explanation, created_at FROM checkins "
+    "WHERE staff_user_id = :s ORDER BY recorded_at",
+    "presence": "SELECT geofence_id, state, since, last_fix_at, evidence, pending_fixes, "
+    "pending_since FROM presence WHERE subject_id = :s AND subject_kind = 'staff' ORDER BY since",
+    "events": "SELECT id, geofence_id, type, source, occurred_at, ping_id, checkin_id, lon, lat, "
+    "accuracy_m, explanation, suppressed_reason, created_at FROM presence_events "
+    "WHERE staff_user_id = :s ORDER BY occurred_at, id",
+    "notifications": "SELECT id, kind, title, body, url, tag, decision, related, created_at, "
+    "opened_at FROM notifications WHERE staff_user_id = :s ORDER BY created_at",
+}
+
+
+async def staff_export_rows(
+    session: AsyncSession, staff_id: uuid.UUID
+) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: await rows(session, sql, s=staff_id) for name, sql in STAFF_EXPORT_QUERIES.items()
+    }
+
+
 async def export_rows(
     session: AsyncSession, device_id: uuid.UUID
 ) -> dict[str, list[dict[str, Any]]]:

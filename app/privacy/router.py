@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from app.accounts.dependencies import AdminUser, CurrentDevice, forget_device_token
+from app.accounts.dependencies import AdminUser, CurrentDevice, CurrentStaff, forget_device_token
 from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.privacy import repository, service
 from app.privacy.dependencies import ManagedDevice
 from app.privacy.errors import DeviceNotFound
-from app.privacy.schemas import SubjectExport
+from app.privacy.schemas import StaffExport, SubjectExport
 
 router = APIRouter(prefix="/v1", tags=["privacy"])
 
@@ -25,6 +25,14 @@ async def export_me(
     if found is None:  # erased in a concurrent request
         raise DeviceNotFound()
     return await service.export_device(session, settings, found)
+
+
+@router.get("/me/staff-export", response_model=StaffExport)
+async def export_my_work(
+    session: Session, settings: AppSettings, staff: CurrentStaff
+) -> StaffExport:
+    """Staff: everything held about you at work, with your shifts, pauses and location history."""
+    return await service.export_staff(session, settings, staff.id)
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)

@@ -15,7 +15,8 @@ from app.notifications.schemas import Recipient
 from app.open311 import service as open311_service
 from app.presence import service as presence_service
 from app.privacy import repository
-from app.privacy.schemas import FeatureCollection, SubjectExport
+from app.privacy.schemas import FeatureCollection, StaffExport, SubjectExport
+from app.shifts import service as shifts_service
 from app.tasks import service as tasks_service
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def _collection(items: list[dict[str, Any]]) -> FeatureCollection:
 def retention_summary(settings: Settings) -> dict[str, str]:
     return {
         "pings": f"{settings.ping_retention_h} hours",
+        "staff_track": f"{settings.staff_track_retention_days} days (field workers' fixes)",
         "checkins": f"{settings.checkin_identifiable_days} days, then counts per place and hour",
         "events": f"{settings.presence_event_retention_days} days",
         "notifications": f"{settings.notification_retention_days} days",
@@ -70,6 +72,27 @@ async def export_device(
         subscriptions=data["subscriptions"],
         redemptions=data["redemptions"],
         reports=_collection(await open311_service.export_device(session, device["id"])),
+        retention=retention_summary(settings),
+    )
+
+
+async def export_staff(
+    session: AsyncSession, settings: Settings, staff_id: uuid.UUID
+) -> StaffExport:
+    """Everything held about a staff member's work: account, shifts and pauses, location
+    history, check-ins, events, presence and notifications (GeoJSON where spatial)."""
+    data = await repository.staff_export_rows(session, staff_id)
+    staff = data["staff"][0]
+    staff["role"] = str(staff["role"])
+    return StaffExport(
+        exported_at=datetime.now(UTC).isoformat(),
+        staff=staff,
+        shifts=await shifts_service.export_periods(session, staff_id),
+        track=_collection(data["track"]),
+        checkins=_collection(data["checkins"]),
+        events=_collection(data["events"]),
+        presence=data["presence"],
+        notifications=data["notifications"],
         retention=retention_summary(settings),
     )
 
@@ -125,8 +148,20 @@ async def purge(
     now = now or datetime.now(UTC)
     days = timedelta(days=1)
     removed: dict[str, Any] = {}
+    staff_cutoff = now - settings.staff_track_retention_days * days
+    # field workers' fixes move to their location history before the pings' window removes
+    # them (kept STAFF_TRACK_RETENTION_DAYS); residents' fixes go
+    removed["staff_fixes_archived"] = await presence_service.archive_staff_pings(
+        session, now - timedelta(hours=settings.ping_retention_h), staff_cutoff
+    )
     partitions = await presence_service.maintain_ping_partitions(session, settings, now)
     removed["ping_partitions_dropped"] = partitions["dropped"]
+    removed["staff_track_points"] = await repository.delete_older(
+        session,
+        "WITH d AS (DELETE FROM staff_track_points WHERE recorded_at < :cutoff RETURNING 1) "
+        "SELECT count(*) FROM d",
+        staff_cutoff,
+    )
     removed["pings"] = await repository.delete_older(
         session,
         "WITH d AS (DELETE FROM pings WHERE recorded_at < :cutoff RETURNING 1) "

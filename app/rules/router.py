@@ -106,7 +106,8 @@ async def list_events(
     until: Annotated[BoundedDatetime | None, Query(description="occurred_at < until")] = None,
     include_suppressed: bool = False,
 ) -> Page[EventRead]:
-    """Staff: the organisation's geofence events with their explanation, newest first."""
+    """Staff: the organisation's geofence events with their explanation, newest first (other
+    staff members' events are not shown)."""
     rows = await presence_service.list_events(
         session,
         staff.organisation_id,
@@ -117,6 +118,7 @@ async def list_events(
         include_suppressed=include_suppressed,
         after=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
         limit=page.limit + 1,
+        viewer_id=staff.id,  # other staff members' events are their location history
     )
     rows, next_cursor = trim_page(rows, page, "occurred_at")
     items = [EventRead.from_row(r) for r in rows]
