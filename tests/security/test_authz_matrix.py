@@ -116,6 +116,18 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/geofences/{geofence_id}/broadcast"):
                                                   (401, 403, 403, 403, 200, 200, 404, 404, 403),
     ("GET", "/v1/me/export"):                     (401, 200, 200, 403, 403, 403, 403, 403, 200),
+    ("GET", "/v1/me/staff-export"):               (401, 403, 403, 200, 200, 200, 200, 200, 403),
+    # shifts and tracking (field workers only); the world's worker has no ad-hoc shift and no
+    # pause, so ending and resuming are 409 for them
+    ("GET", "/v1/me/tracking"):                   (401, 403, 403, 200, 403, 403, 403, 403, 403),
+    ("POST", "/v1/me/shift/start"):               (401, 403, 403, 201, 403, 403, 403, 403, 403),
+    ("POST", "/v1/me/shift/end"):                 (401, 403, 403, 409, 403, 403, 403, 403, 403),
+    ("POST", "/v1/me/tracking/pause"):            (401, 403, 403, 201, 403, 403, 403, 403, 403),
+    ("POST", "/v1/me/tracking/resume"):           (401, 403, 403, 409, 403, 403, 403, 403, 403),
+    ("GET", "/v1/me/shifts"):                     (401, 403, 403, 200, 403, 403, 403, 403, 403),
+    # a worker's current place: supervisors (admins, editors) of their organisation only
+    ("GET", "/v1/staff/{staff_id}/current-place"):
+                                                  (401, 403, 403, 403, 200, 200, 404, 404, 403),
     ("DELETE", "/v1/me"):                         (401, 204, 204, 403, 403, 403, 403, 403, 204),
     ("GET", "/v1/devices/{device_id}/export"):    (401, 403, 403, 403, 403, 200, 404, 403, 403),
     ("DELETE", "/v1/devices/{device_id}"):        (401, 403, 403, 403, 403, 204, 404, 403, 403),
