@@ -222,7 +222,7 @@ async def check_in(
     now = now or datetime.now(UTC)
     at = _validate_fix(settings, body, now)
     # a field worker off shift or with tracking paused: 409 `off-shift`, nothing stored
-    await shifts_service.ensure_may_check_in(session, settings, principal, at, now)
+    await shifts_service.ensure_may_check_in(session, settings, principal, now)
     lon, lat = round(body.lon, 6), round(body.lat, 6)
     org_id = principal.organisation_id
     ctx = await repository.context(

@@ -135,21 +135,17 @@ def tracking_gate(settings: Settings) -> StaffGate:
 
 
 async def ensure_may_check_in(
-    session: AsyncSession,
-    settings: Settings,
-    principal: Principal,
-    at: datetime,
-    now: datetime | None = None,
+    session: AsyncSession, settings: Settings, principal: Principal, now: datetime | None = None
 ) -> None:
-    """A field worker's check-in: refused with `OffShift` unless they may be located now and at
-    the fix time. Other callers pass."""
+    """A field worker's check-in: refused with `OffShift` unless they may be located now.
+
+    A check-in is the worker's own act at the moment they make it, so it is judged at the
+    server's time (a phone's fix time can lag: a cached position, a slow clock); background
+    fixes are judged one by one at their own times (`check_times`). Other callers pass.
+    """
     if not principal.is_staff or principal.role is not Role.field_worker:
         return
-    now = now or datetime.now(UTC)
-    tracking = await load_tracking(session, settings, principal.id, min(now, _aware(at)))
-    for t in (now, _aware(at)):
-        if not tracking.allowed_at(t):
-            raise OffShift(tracking.reason_at(t))
+    await check_times(session, settings, principal.id, [], now)
 
 
 # --- the worker's own controls -----------------------------------------------------------------

@@ -65,6 +65,7 @@ async function enter() {
   $("home").hidden = false;
   $("signout").hidden = false;
   $("tasks-card").hidden = !isWorker();
+  $("shift-card").hidden = !isWorker();
   $("privacy-card").hidden = isWorker(); // staff data is the council's, handled by admins
   $("checkin-help").textContent = isWorker()
     ? "Check in at a site to see its tasks; it counts as proof of visit."
@@ -73,6 +74,7 @@ async function enter() {
     loadInbox(),
     loadPreferences(),
     isWorker() ? loadTasks() : null,
+    isWorker() ? loadTracking() : null,
     showDetail(api, $("detail"), window.location.hash),
   ]);
   $("checkin-title").focus(); // after signing in, reading starts at the first heading
@@ -640,6 +642,65 @@ async function sortTasksHere() {
   }
 }
 
+// ---------------------------------------------------------------- field worker shift
+// Located only on shift (docs/tasks.md, "Shifts"): the worker starts and ends an ad-hoc shift
+// and pauses tracking here; the server refuses their fixes off shift (409 off-shift).
+const SHIFT_REASONS = {
+  paused: "Tracking is paused: your location is not taken.",
+  "ad-hoc-shift": "On shift (a shift you started): your location is taken.",
+  shift: "On shift: your location is taken.",
+  "no-shift-set": "No shift hours set: your location is taken while you share it.",
+  "outside-shift": "Off shift: your location is not taken.",
+};
+
+async function loadTracking() {
+  const [t, periods] = await Promise.all([
+    api.get("/v1/me/tracking"),
+    api.get("/v1/me/shifts?limit=5"),
+  ]);
+  let text = SHIFT_REASONS[t.reason] || "";
+  if (t.adhoc_shift) text += ` Your shift ends by itself at ${fmtTime(t.adhoc_shift.ends_by)}.`;
+  $("shift-state").textContent = text;
+  $("shift-start").hidden = Boolean(t.adhoc_shift);
+  $("shift-end").hidden = !t.adhoc_shift;
+  $("tracking-pause").hidden = Boolean(t.paused_since);
+  $("tracking-resume").hidden = !t.paused_since;
+  $("shift-list").replaceChildren(
+    ...periods.items.map((p) =>
+      h(
+        "li",
+        {},
+        `${p.kind === "shift" ? "Shift" : "Pause"}: ${fmtTime(p.started_at)} – `,
+        p.open ? "now" : `${fmtTime(p.ended_at)}${p.end_reason === "auto" ? " (ended by itself)" : ""}`,
+      ),
+    ),
+  );
+}
+
+async function shiftAction(path, done, focus) {
+  try {
+    await api.post(path, {});
+    await loadTracking();
+    announce(status, done, "ok");
+    $(focus).focus(); // the button that undoes it
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+}
+
+async function exportWorkData() {
+  try {
+    const data = await api.get("/v1/me/staff-export");
+    const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+    const link = h("a", { href: URL.createObjectURL(blob), download: "hereabouts-my-work-data.json" });
+    link.click();
+    URL.revokeObjectURL(link.href);
+    announce(status, "Your data was downloaded (hereabouts-my-work-data.json).", "ok");
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+}
+
 // ---------------------------------------------------------------- privacy (residents)
 async function exportData() {
   try {
@@ -700,6 +761,11 @@ $("bg-toggle").addEventListener("change", toggleBackground);
 $("prefs-form").addEventListener("submit", savePreferences);
 $("inbox-refresh").addEventListener("click", loadInbox);
 $("tasks-refresh").addEventListener("click", sortTasksHere);
+$("shift-start").addEventListener("click", () => shiftAction("/v1/me/shift/start", "Shift started.", "shift-end"));
+$("shift-end").addEventListener("click", () => shiftAction("/v1/me/shift/end", "Shift ended.", "shift-start"));
+$("tracking-pause").addEventListener("click", () => shiftAction("/v1/me/tracking/pause", "Tracking paused.", "tracking-resume"));
+$("tracking-resume").addEventListener("click", () => shiftAction("/v1/me/tracking/resume", "Tracking resumed.", "tracking-pause"));
+$("staff-export").addEventListener("click", exportWorkData);
 window.addEventListener("hashchange", () => {
   if (state.me || !detailRoute(window.location.hash)) showDetail(api, $("detail"), window.location.hash);
 });
