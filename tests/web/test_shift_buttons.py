@@ -1,5 +1,6 @@
 """A field worker's shift in Chromium: off shift the check-in is refused; "Start a shift",
-"Pause tracking", "Resume tracking" and "End my shift" change what the server takes.
+"Pause tracking", "Resume tracking" and "End my shift" change what the server takes; the admin's
+"Where now?" (console, People) shows the worker's place during the shift, not while paused.
 
 Ground truth is the API: GET /v1/me/tracking and a ping sent with the worker's own token.
 """
@@ -15,9 +16,9 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.live import LiveServer
-from tests.web.conftest import open_page, serious_accessibility_violations
+from tests.web.conftest import new_context, open_page, serious_accessibility_violations
 from tests.web.test_field_work import sign_in_app
-from tests.web.test_flows import create_place, create_staff, resident_context
+from tests.web.test_flows import create_place, create_staff, resident_context, sign_in_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,6 +50,7 @@ async def test_worker_starts_pauses_resumes_and_ends_a_shift(
     depot = f"Green Park depot {secrets.token_hex(2)}"
     create_place(web_server, admin, depot, "depot", at)
     worker_id, email, password = create_staff(web_server, admin, "field_worker")
+    name = web_server.request("GET", f"/v1/users/{worker_id}", admin)["full_name"]
     later = datetime.now(UTC) + timedelta(hours=2)
     web_server.request(
         "PUT",
@@ -84,11 +86,42 @@ async def test_worker_starts_pauses_resumes_and_ends_a_shift(
     await page.get_by_role("button", name="Check in here").click()
     await expect(page.locator("#checkin-result")).to_contain_text(f"You're at {depot}")
 
+    # the supervisor's view (console, People): the worker's current place during the shift
+    t0 = datetime.now(UTC)
+    walk_in = {
+        "pings": [
+            {
+                "id": f"in-{i}",
+                "lon": at[0],
+                "lat": at[1],
+                "accuracy_m": 8,
+                "recorded_at": (t0 - timedelta(seconds=200 - 40 * i)).isoformat(),
+            }
+            for i in range(5)
+        ]
+    }
+    web_server.request("POST", "/v1/pings?mode=sync", token, json=walk_in)
+    staff_context = await new_context(browser, web_server)
+    console, console_problems = await open_page(staff_context, "/console/")
+    await sign_in_console(console, web_server.admin_email, web_server.admin_password)
+    await console.get_by_role("tab", name="People").click()
+    where = console.get_by_role("button", name=f"Where is {name} now?")
+    await where.click()
+    await expect(console.locator("#people-result")).to_contain_text(f"{name} is at {depot}")
+
     await card.get_by_role("button", name="Pause tracking").click()
     await expect(card.locator("#shift-state")).to_contain_text("Tracking is paused")
     assert await page.evaluate("document.activeElement.id") == "tracking-resume"
     assert tracking() == (False, "paused")
     assert _ping(web_server, token, *at) == 409
+
+    await where.click()  # paused: the supervisor is not told where the worker is
+    await expect(console.locator("#people-result")).to_contain_text(
+        f"{name} is off shift or has paused tracking"
+    )
+    await expect(console.locator("#people-result")).not_to_contain_text(depot)
+    assert console_problems.errors == []
+    await staff_context.close()
 
     await card.get_by_role("button", name="Resume tracking").click()
     await expect(card.locator("#shift-state")).to_contain_text("a shift you started")

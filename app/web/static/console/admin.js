@@ -1,4 +1,5 @@
-// Admin-only sections of the console: people (invite, role, deactivate, reset password) and the
+// Admin-only sections of the console: people (invite, role, deactivate, reset password, where a
+// field worker is now while on shift) and the
 // audit log with filters. Kept apart from console.js; console.js calls `startAdmin` after sign-in.
 import { ApiError, announce, fmtTime, formLabels, h } from "/static/common/api.js";
 
@@ -61,6 +62,7 @@ function renderPeople() {
           {},
           !self && h("button", { type: "button", class: `small ${u.is_active ? "danger" : "secondary"}`, "aria-label": `${u.is_active ? "Deactivate" : "Reactivate"} ${u.full_name}`, onclick: () => setActive(u, !u.is_active) }, u.is_active ? "Deactivate" : "Reactivate"),
           !self && u.is_active && h("button", { type: "button", class: "small secondary", "aria-label": `Reset the password of ${u.full_name}`, onclick: () => resetPassword(u) }, "Reset password"),
+          u.is_active && u.role === "field_worker" && h("button", { type: "button", class: "small secondary", "aria-label": `Where is ${u.full_name} now?`, onclick: () => whereNow(u) }, "Where now?"),
         ),
       );
     }),
@@ -116,6 +118,23 @@ async function setActive(u, active) {
     const saved = await api.patch(`/v1/users/${u.id}`, { is_active: active });
     say(active ? `${saved.full_name} can sign in again.` : `${saved.full_name} is deactivated and signed out.`);
     await loadPeople();
+  } catch (err) {
+    say(problemText(err), "error");
+  }
+}
+
+// A field worker's current place, only while they are on shift (docs/tasks.md, "Shifts"):
+// places, never coordinates, never their history.
+async function whereNow(u) {
+  const out = $("people-result");
+  out.replaceChildren();
+  try {
+    const now = await api.get(`/v1/staff/${u.id}/current-place`);
+    let text;
+    if (!now.on_shift) text = `${u.full_name} is off shift or has paused tracking: their place is not shown.`;
+    else if (!now.places.length) text = `${u.full_name} is on shift and not at any place now.`;
+    else text = `${u.full_name} is at ${now.places.map((p) => `${p.name} (${p.state})`).join(", ")}, last fix ${fmtTime(now.last_fix_at)}.`;
+    out.replaceChildren(h("p", { class: "where-now" }, text));
   } catch (err) {
     say(problemText(err), "error");
   }
