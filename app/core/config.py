@@ -82,6 +82,7 @@ class Settings(BaseSettings):
             "checkins": 30.0,
             "subscriptions": 20.0,
             "imports": 10.0,
+            "shifts": 30.0,
         }
     )
     rate_limit_per_ip_per_minute: dict[str, float] = Field(
@@ -92,6 +93,7 @@ class Settings(BaseSettings):
             "checkins": 3000.0,
             "subscriptions": 600.0,
             "imports": 60.0,
+            "shifts": 3000.0,
         }
     )
     # failed logins: per (account, client IP) pair, and a slower limit per account that spares

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Depends, Query, status
 
 from app.accounts.dependencies import EditorUser, FieldWorker
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.core.pagination import Page, Pagination
+from app.core.ratelimit import rate_limited
 from app.shifts import service
 from app.shifts.models import PeriodKind, StaffPeriod
 from app.shifts.schemas import (
@@ -25,6 +26,8 @@ from app.shifts.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["shifts and tracking"])
 
+# starts, ends, pauses and resumes each write an audit entry: `shifts` scope (30 a minute)
+_LIMITED = [Depends(rate_limited("shifts"))]
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "Not possible in the current state (problem type says why)"}
 }
@@ -60,6 +63,7 @@ async def my_tracking(session: Session, settings: AppSettings, worker: FieldWork
     response_model=PeriodRead,
     status_code=status.HTTP_201_CREATED,
     responses=_CONFLICT,
+    dependencies=_LIMITED,
 )
 async def start_shift(
     session: Session,
@@ -72,7 +76,7 @@ async def start_shift(
     return _period(await service.start_shift(session, settings, worker, hours))
 
 
-@router.post("/me/shift/end", response_model=PeriodRead, responses=_CONFLICT)
+@router.post("/me/shift/end", response_model=PeriodRead, responses=_CONFLICT, dependencies=_LIMITED)
 async def end_shift(
     session: Session, worker: FieldWorker, body: Annotated[NoBody | None, Body()] = None
 ) -> PeriodRead:
@@ -85,6 +89,7 @@ async def end_shift(
     response_model=PeriodRead,
     status_code=status.HTTP_201_CREATED,
     responses=_CONFLICT,
+    dependencies=_LIMITED,
 )
 async def pause_tracking(
     session: Session, worker: FieldWorker, body: Annotated[NoBody | None, Body()] = None
@@ -93,7 +98,9 @@ async def pause_tracking(
     return _period(await service.pause(session, worker))
 
 
-@router.post("/me/tracking/resume", response_model=PeriodRead, responses=_CONFLICT)
+@router.post(
+    "/me/tracking/resume", response_model=PeriodRead, responses=_CONFLICT, dependencies=_LIMITED
+)
 async def resume_tracking(
     session: Session, worker: FieldWorker, body: Annotated[NoBody | None, Body()] = None
 ) -> PeriodRead:

@@ -235,3 +235,19 @@ async def test_only_field_workers_have_shifts(
         r = await client.request(method, path, headers=who.headers)
         assert r.status_code == 403, r.text
     assert (await client.request(method, path)).status_code == 401
+
+
+async def test_one_process_ends_shifts_at_a_time(db: AsyncSession, engine: object) -> None:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from app.scheduled import JOBS
+    from app.shifts.worker import shift_sweep_loop
+
+    assert isinstance(engine, AsyncEngine)
+    assert await shifts_service.end_expired_shifts(db) == 0  # holds the job's lock now
+    async with engine.connect() as conn:
+        other = AsyncSession(bind=conn)
+        assert await shifts_service.end_expired_shifts(other) is None
+        await other.close()
+    # the scheduled jobs' runner (API processes and `hereabouts worker`) runs the loop
+    assert any(job.loop is shift_sweep_loop for job in JOBS)
