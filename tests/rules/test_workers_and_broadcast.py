@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -64,14 +64,20 @@ async def test_worker_driving_past_park_gets_assigned_task_only_on_shift(
     assert r.status_code == 200, r.text
     assert r.json()["on_shift_now"] is True
     drive = walk_past(start=-450.0, stop=450.0, step=100.0)
-    for who in (on, off):
-        await t.walk(who.headers, drive, step_s=10.0)
+    await t.walk(on.headers, drive, step_s=10.0)
+    # off shift, the worker is not located at all (docs/tasks.md, "Shifts"): their fixes are
+    # refused, so nothing about them is matched, held back or pushed
+    r = await t.api.post(
+        "/v1/pings?mode=sync",
+        json={"pings": [{"id": "off-1", "lon": -1.5, "lat": 53.8, "accuracy_m": 8.0,
+                         "recorded_at": datetime.now(UTC).isoformat()}]},
+        headers=off.headers,
+    )  # fmt: skip
+    assert (r.status_code, r.json()["type"].split("/")[-1]) == (409, "off-shift")
     await t.deliver()
     got = received(fake_push)
     assert [(g["kind"], g["data"]["task_id"]) for g in got] == [("task", task_on["id"])]
-    inbox_off = await t.inbox(off.headers)
-    assert {n["decision"] for n in inbox_off} == {"suppressed:not_on_shift"}
-    assert {n["related"]["task_id"] for n in inbox_off} == {task_off["id"]}
+    assert await t.inbox(off.headers) == []
     # another worker cannot set someone else's shift
     r = await t.api.put(
         f"/v1/staff/{off.id}/shift", json={"start": "08:00", "end": "16:00"}, headers=on.headers

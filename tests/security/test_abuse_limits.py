@@ -1,4 +1,5 @@
-"""Rate limits on ingest, push subscriptions and geofence imports (429 with Retry-After)."""
+"""Rate limits on ingest, push subscriptions, geofence imports and shift actions (429 with
+Retry-After)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests import factories
         ("ingest", "POST", "/v1/pings", "resident"),
         ("subscriptions", "POST", "/v1/push/subscriptions", "resident"),
         ("imports", "POST", "/v1/geofences/import", "editor"),
+        ("shifts", "POST", "/v1/me/tracking/pause", "worker"),
     ],
 )
 async def test_the_limit_answers_429_with_retry_after(
@@ -44,7 +46,9 @@ async def test_the_limit_answers_429_with_retry_after(
     caller = (
         await factories.create_resident(db, org)
         if who == "resident"
-        else await factories.create_staff(db, settings, org, Role.editor)
+        else await factories.create_staff(
+            db, settings, org, Role.field_worker if who == "worker" else Role.editor
+        )
     )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
