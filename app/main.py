@@ -43,6 +43,7 @@ from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
 from app.privacy.router import router as privacy_router
+from app.rules import decisions as rules_decisions
 from app.rules import service as rules_service
 from app.rules.router import router as rules_router
 from app.scheduled import run_scheduled_jobs
@@ -60,9 +61,11 @@ from app.webhooks.worker import run_webhook_worker
 
 def register_event_hooks() -> None:
     """The event pipeline's hooks, in order: the notification rules, then the webhook fan-out
-    (idempotent; the API and `hereabouts worker` both call it)."""
+    (idempotent; the API and `hereabouts worker` both call it); the rules learn of ad-hoc shifts."""
     events_service.register_hook("rules", rules_service.pipeline_hook)
     webhooks_service.register()
+    # an ad-hoc shift a field worker started counts as on shift for task pushes too
+    rules_decisions.register_adhoc_shift_check(shifts_service.on_adhoc_shift)
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:

@@ -132,6 +132,31 @@ def event_hook(settings: Settings) -> EventHook:
     return hook
 
 
+# Which staff (ids) are on an ad-hoc shift at a time: the shifts domain sits above the rules, so
+# the composition root registers its check (`app.shifts.service.on_adhoc_shift`); until then
+# nobody is, and task pushes follow the shift window alone.
+AdhocShiftCheck = Callable[[AsyncSession, list[uuid.UUID], datetime], Awaitable[set[uuid.UUID]]]
+_adhoc_shift_check: list[AdhocShiftCheck] = []
+
+
+def register_adhoc_shift_check(check: AdhocShiftCheck) -> None:
+    """An ad-hoc shift counts as on shift for task pushes (idempotent)."""
+    _adhoc_shift_check[:] = [check]
+
+
+async def _on_adhoc_shift(
+    session: AsyncSession, people: list[Person], now: datetime
+) -> set[uuid.UUID]:
+    staff = [
+        p.who.id
+        for p in people
+        if p.who.kind == "staff" and any(c.task is not None for c in p.candidates)
+    ]
+    if not staff or not _adhoc_shift_check:
+        return set()
+    return await _adhoc_shift_check[0](session, staff, now)
+
+
 async def _decide_all(
     session: AsyncSession,
     settings: Settings,
@@ -159,6 +184,7 @@ async def _decide_all(
     history: dict[uuid.UUID, list[repository.HistoryRow]] = {}
     for h in await repository.queued_history(session, keys):
         history.setdefault(h.subject_id, []).append(h)
+    adhoc = await _on_adhoc_shift(session, deciding, now)
     for p in deciding:
         assert p.prefs is not None
         moment = Moment(
@@ -168,7 +194,7 @@ async def _decide_all(
             prefs=p.prefs,
             places=p.places,
             quiet_end=quiet_until(p.prefs, now) if p.who.kind == "device" else None,
-            shift_ok=on_shift(p.prefs, now),
+            shift_ok=p.who.id in adhoc or on_shift(p.prefs, now),
         )
         ledger = Ledger.of(history.get(p.who.id, []), day_start(p.prefs, now))
         for c in p.candidates:

@@ -43,6 +43,18 @@ async def periods_overlapping(
     return list((await session.execute(stmt)).scalars())
 
 
+async def periods_of_many(
+    session: AsyncSession, staff_ids: list[uuid.UUID], at: datetime
+) -> list[StaffPeriod]:
+    """The periods of these workers that started by `at` and were still open or ended after."""
+    stmt = select(StaffPeriod).where(
+        StaffPeriod.staff_user_id.in_(staff_ids),
+        StaffPeriod.started_at <= at,
+        or_(StaffPeriod.ended_at.is_(None), StaffPeriod.ended_at > at),
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
 async def list_periods(
     session: AsyncSession,
     staff_id: uuid.UUID,

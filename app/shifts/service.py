@@ -49,6 +49,8 @@ SWEEP_LOCK_KEY = 0x6862736869667400
 # a supervisor sees a place only from a fix at most this old (the tasks' presence proof too)
 CURRENT_PLACE_MAX_AGE = timedelta(minutes=15)
 FOREVER = datetime.max.replace(tzinfo=UTC)
+# only ad-hoc periods matter to `on_adhoc_shift` (the window is the rules' own business)
+NEVER = Prefs("UTC", None, None, frozenset(), None)
 
 
 def _aware(t: datetime) -> datetime:
@@ -132,6 +134,26 @@ def tracking_gate(settings: Settings) -> StaffGate:
         return await check_times(session, settings, subject.id, times)
 
     return gate
+
+
+async def on_adhoc_shift(
+    session: AsyncSession, staff_ids: Sequence[uuid.UUID], at: datetime
+) -> set[uuid.UUID]:
+    """Which of these workers have an ad-hoc shift running at `at` and tracking not paused:
+    the rules count them on shift for task pushes too (registered by the composition root)."""
+    ids = list(dict.fromkeys(staff_ids))
+    if not ids:
+        return set()
+    periods = await repository.periods_of_many(session, ids, at)
+    by_worker: dict[uuid.UUID, list[StaffPeriod]] = {}
+    for p in periods:
+        by_worker.setdefault(p.staff_user_id, []).append(p)
+    out = set()
+    for worker, own in by_worker.items():
+        tracking = Tracking(NEVER, own)
+        if not tracking.paused_at(at) and tracking.adhoc_at(at) is not None:
+            out.add(worker)
+    return out
 
 
 async def ensure_may_check_in(

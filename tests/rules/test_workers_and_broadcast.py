@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
@@ -78,6 +79,20 @@ async def test_worker_driving_past_park_gets_assigned_task_only_on_shift(
     got = received(fake_push)
     assert [(g["kind"], g["data"]["task_id"]) for g in got] == [("task", task_on["id"])]
     assert await t.inbox(off.headers) == []
+    # the off-shift worker starts an ad-hoc shift: located, and told about their task, at once
+    r = await t.api.post("/v1/me/shift/start", headers=off.headers)
+    assert r.status_code == 201, r.text
+    async with rules_engine.begin() as conn:  # started five minutes ago: the whole drive is in it
+        await conn.execute(
+            text("UPDATE staff_periods SET started_at = started_at - interval '5 minutes' "
+                 "WHERE staff_user_id = :s"),
+            {"s": off.id},
+        )  # fmt: skip
+    await t.walk(off.headers, drive, step_s=10.0)
+    await t.deliver()
+    got = received(fake_push)
+    assert sorted(g["data"]["task_id"] for g in got) == sorted([task_on["id"], task_off["id"]])
+    assert {n["decision"] for n in await t.inbox(off.headers)} == {"send"}
     # another worker cannot set someone else's shift
     r = await t.api.put(
         f"/v1/staff/{off.id}/shift", json={"start": "08:00", "end": "16:00"}, headers=on.headers
