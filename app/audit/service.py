@@ -52,6 +52,30 @@ async def record(
     )
 
 
+async def record_system(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """An entry for something the server did by itself (a scheduled job): no actor."""
+    await repository.add(
+        session,
+        AuditEntry(
+            organisation_id=organisation_id,
+            actor_id=None,
+            actor_email=None,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            details=details or {},
+            at=datetime.now(UTC),
+        ),
+    )
+
+
 async def list_entries(
     session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, **filters: Any
 ) -> tuple[list[AuditEntry], str | None]:
