@@ -147,7 +147,7 @@ async def test_extend_refuses_bad_minutes_unknown_and_ended_visits(
 async def test_help_refuses_half_a_position_and_long_notes(
     client: httpx.AsyncClient, db: AsyncSession, town: Town
 ) -> None:
-    for body in (
+    bodies: list[Any] = [
         {"lon": -1.25},
         {"lat": 51.7},
         {"lon": 200, "lat": 51.7},
@@ -156,7 +156,8 @@ async def test_help_refuses_half_a_position_and_long_notes(
         {"note": ""},
         {"urgent": True},
         [],
-    ):
+    ]
+    for body in bodies:
         await refused(
             client,
             db,
