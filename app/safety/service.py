@@ -429,7 +429,7 @@ async def _prompt(
         title="Are you OK? Tap to extend",
         body=f"Your visit at {place} was due to end at {_hhmm(visit.due_at)}. "
         "Tap to extend it by 30 minutes, or check out.",
-        url=f"/app#extend={visit.id}",
+        url=f"/app/#extend={visit.id}",
         tag=f"visit{visit.id.hex[:24]}",
         kind=PROMPT_KIND,
         data={"visit_id": str(visit.id), "action": "extend", "minutes": 30},

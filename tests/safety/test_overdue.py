@@ -41,7 +41,7 @@ def prompt(town: Town, visit: dict[str, object], due: datetime) -> Push:
         "Are you OK? Tap to extend",
         f"Your visit at Town Park was due to end at {due:%H:%M} UTC. "
         "Tap to extend it by 30 minutes, or check out.",
-        f"/app#extend={visit['id']}",
+        f"/app/#extend={visit['id']}",
         "high",
         {"visit_id": visit["id"], "action": "extend", "minutes": 30},
         1,
