@@ -216,6 +216,9 @@ class Settings(BaseSettings):
     lone_working_ladder_s: list[int] = Field(default_factory=lambda: [120, 300, 600])
     lone_working_extend_max_min: int = Field(default=240, ge=1, le=24 * 60)
     lone_working_tick_s: float = Field(default=15.0, gt=0, le=3600)
+    # ended visits go after STAFF_TRACK_RETENTION_DAYS; acknowledged alerts (incident records,
+    # with the worker's last known position) after this many days
+    lone_working_alert_retention_days: int = Field(default=365, ge=1, le=3650)
 
     # Open311 GeoReport v2 (app/open311, docs/open311.md)
     open311_description_max_chars: int = Field(default=4000, ge=1, le=100_000)

@@ -372,6 +372,23 @@ async def delete_category_length(
     return (await session.execute(stmt)).first() is not None
 
 
+async def purge(
+    session: AsyncSession, *, visits_ended_before: datetime, alerts_acknowledged_before: datetime
+) -> tuple[int, int]:
+    """Delete ended visits and acknowledged alerts older than the cut-offs; (visits, alerts)."""
+    alerts = await session.execute(
+        delete(SafetyAlert)
+        .where(SafetyAlert.acknowledged_at < alerts_acknowledged_before)
+        .returning(SafetyAlert.id)
+    )
+    visits = await session.execute(
+        delete(LoneVisit)
+        .where(LoneVisit.state == VisitState.ended.value, LoneVisit.ended_at < visits_ended_before)
+        .returning(LoneVisit.id)
+    )
+    return len(visits.all()), len(alerts.all())
+
+
 async def count_alerts(session: AsyncSession, organisation_id: uuid.UUID) -> int:
     stmt = select(func.count()).where(SafetyAlert.organisation_id == organisation_id)
     return int((await session.execute(stmt.select_from(SafetyAlert))).scalar_one())

@@ -519,6 +519,17 @@ async def acknowledge(
     return alert
 
 
+async def purge(session: AsyncSession, settings: Settings, now: datetime) -> tuple[int, int]:
+    """Retention (docs/privacy.md): ended visits after the staff-track period, acknowledged
+    alerts after `lone_working_alert_retention_days`; returns (visits, alerts) deleted. Live
+    visits and unacknowledged alerts are never deleted."""
+    return await repository.purge(
+        session,
+        visits_ended_before=now - timedelta(days=settings.staff_track_retention_days),
+        alerts_acknowledged_before=now - timedelta(days=settings.lone_working_alert_retention_days),
+    )
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 

@@ -37,13 +37,30 @@ async def tick_until_done(settings: Settings, engine: AsyncEngine, now: datetime
             return done
 
 
+async def purge_once(settings: Settings, engine: AsyncEngine, now: datetime) -> tuple[int, int]:
+    async with create_sessionmaker(engine)() as session:
+        removed = await service.purge(session, settings, now)
+        await session.commit()
+    return removed
+
+
 async def lone_working_loop(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
-    """Tick now, then every `lone_working_tick_s`, until `stop` is set."""
+    """Tick now, then every `lone_working_tick_s`, until `stop` is set; purge old visits and
+    alerts every `purge_interval_s` (a plain DELETE: two processes purging at once is harmless)."""
+    last_purge = float("-inf")
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
             made = await tick_until_done(settings, engine, datetime.now(UTC))
             if made:
                 logger.info("lone working: prompts, alarms and re-sends made", extra={"n": made})
+            if loop.time() - last_purge >= settings.purge_interval_s:
+                last_purge = loop.time()
+                visits, alerts = await purge_once(settings, engine, datetime.now(UTC))
+                if visits or alerts:
+                    logger.info(
+                        "lone working: retention purge", extra={"visits": visits, "alerts": alerts}
+                    )
         except Exception:
             logger.exception("lone working tick failed; will try again at the next interval")
         with suppress(TimeoutError):

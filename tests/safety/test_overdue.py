@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.safety import service
 from tests.notifications.test_api import subscription_json
 from tests.offers.helpers import Town
 from tests.presence.helpers import P, create_circle, send
@@ -445,3 +446,37 @@ async def test_no_task_at_the_place_no_visit(
 ) -> None:
     await check_in(client, town.worker, town.park)
     assert await ok(await client.get("/v1/me/visits", headers=town.worker.headers)) == []
+
+
+async def test_retention_deletes_old_ended_visits_and_acknowledged_alerts_only(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, town: Town
+) -> None:
+    await prepare(client, town)
+    await task_at_park(client, town, minutes=20)
+    await check_in(client, town.worker, town.park)
+    visit = await my_visit(client, town.worker)
+    await client.post(f"/v1/me/visits/{visit['id']}/check-out", headers=town.worker.headers)
+    acked = await ok(await client.post("/v1/me/help", json={}, headers=town.worker.headers), 201)
+    await ok(
+        await client.post(
+            f"/v1/safety/alerts/{acked['id']}/acknowledge", json={}, headers=town.editor.headers
+        )
+    )
+    open_alert = await ok(
+        await client.post("/v1/me/help", json={}, headers=town.worker.headers), 201
+    )
+    now = datetime.now(UTC)
+
+    async def count(table: str) -> int:
+        return int((await db.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+    # a day before either period ends: nothing goes
+    soon = now + timedelta(days=settings.staff_track_retention_days - 1)
+    assert await service.purge(db, settings, soon) == (0, 0)
+    # past the staff-track period: the ended visit; past the alert period: the acknowledged
+    # alert, never the open one
+    later = now + timedelta(days=settings.lone_working_alert_retention_days + 1)
+    assert await service.purge(db, settings, later) == (1, 1)
+    remaining = (await db.execute(text("SELECT id FROM safety_alerts"))).scalars().all()
+    assert [str(a) for a in remaining] == [open_alert["id"]]
+    assert await count("lone_visits") == 0
