@@ -71,6 +71,20 @@ async def test_i_need_help_reaches_the_console_and_is_acknowledged_and_the_promp
     assert datetime.fromisoformat(after["due_at"]) == due + timedelta(minutes=30)
     assert "#extend" not in page.url  # the link is used once, not again on reload
 
+    # the tap on the notification itself: the service worker extends, even with the app closed
+    [sw] = [w for w in context.service_workers if w.url.endswith("/app/sw.js")]
+    await sw.evaluate(
+        """async (visit) => {
+            const url = `/app/#extend=${visit}`;
+            const n = { data: { id: null, kind: "safety.prompt", visit, url }, close() {} };
+            await self.hereaboutsOpenNotification(n);
+        }""",
+        visit["id"],
+    )
+    [again] = web_server.request("GET", "/v1/me/visits", worker_token)
+    assert again["extended_count"] == 2
+    assert datetime.fromisoformat(again["due_at"]) == due + timedelta(minutes=60)
+
     # "I need help": one tap, an alert at once with the position
     await page.get_by_role("button", name="I need help").click()
     await expect(page.locator("#status")).to_contain_text("Help alert sent")
