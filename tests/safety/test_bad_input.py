@@ -205,6 +205,23 @@ async def test_acknowledge_refuses_unknown_repeated_own_and_outsiders(
         client, db, "POST", url, town.admin, status=409, code="already-acknowledged", json={}
     )
     assert body["acknowledged_by"] == str(town.editor.id)
+    for bad, status, code in (
+        (str(uuid.uuid4()), 404, "alert-not-found"),
+        ("not-a-uuid", 422, "/validation"),
+    ):
+        await refused(
+            client, db, "GET", f"/v1/safety/alerts/{bad}", town.editor, status=status, code=code
+        )
+    # the worker is not on call: not a responder, even to their own alert
+    await refused(
+        client,
+        db,
+        "GET",
+        f"/v1/safety/alerts/{alert['id']}",
+        town.worker,
+        status=403,
+        code="not-a-responder",
+    )
     await refused(
         client,
         db,
