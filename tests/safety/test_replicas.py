@@ -34,6 +34,7 @@ LON, LAT = -1.2577, 51.752
 WORKERS = 6
 ALARM_GRACE_S = 8
 GUARD_S = 120.0
+START_GUARD_S = 180.0
 PASSWORD = "replica-password-long-enough"
 
 
@@ -53,7 +54,8 @@ class Replica:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        async with asyncio.timeout(60), httpx.AsyncClient() as c:
+        # generous: the machine may be shared, and two replicas start at once
+        async with asyncio.timeout(START_GUARD_S), httpx.AsyncClient() as c:
             while True:
                 try:
                     if (await c.get(self.base + "/readyz")).status_code == 200:
