@@ -480,3 +480,41 @@ async def test_retention_deletes_old_ended_visits_and_acknowledged_alerts_only(
     remaining = (await db.execute(text("SELECT id FROM safety_alerts"))).scalars().all()
     assert [str(a) for a in remaining] == [open_alert["id"]]
     assert await count("lone_visits") == 0
+
+
+async def test_an_extension_after_the_alarm_leaves_the_alert_to_a_person_and_adds_no_second(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, town: Town
+) -> None:
+    await prepare(client, town)
+    await task_at_park(client, town, minutes=20)
+    await check_in(client, town.worker, town.park)
+    visit = await my_visit(client, town.worker)
+    due = parse(visit["due_at"])
+    await tick(db, settings, due + timedelta(seconds=600))
+    t_alarm = due + timedelta(seconds=1200)
+    [alert_id] = (await tick(db, settings, t_alarm)).alarms
+    # checking in again at the place (a repeat) keeps the one live visit
+    again = await client.post(
+        "/v1/checkins",
+        json={"lon": -1.2560, "lat": 51.7530, "accuracy_m": 10, "geofence_id": str(town.park)},
+        headers=town.worker.headers,
+    )
+    assert again.status_code == 200, again.text
+    assert (await my_visit(client, town.worker))["id"] == visit["id"]
+    extended = await ok(
+        await client.post(
+            f"/v1/me/visits/{visit['id']}/extend", json={"minutes": 60}, headers=town.worker.headers
+        )
+    )
+    new_due = parse(extended["due_at"])
+    # the alert still climbs its ladder until someone acknowledges it
+    r = await tick(db, settings, t_alarm + timedelta(seconds=120))
+    assert (r.prompts, r.resends) == ([], [alert_id])
+    # the new time runs out too: asked again, but the visit's one alert is the one above
+    assert new_due == due + timedelta(minutes=60)
+    r = await tick(db, settings, new_due + timedelta(seconds=600))
+    assert len(r.prompts) == 1
+    r = await tick(db, settings, new_due + timedelta(seconds=1200))
+    assert r.alarms == []
+    alerts = await ok(await client.get("/v1/safety/alerts", headers=town.editor.headers))
+    assert [a["id"] for a in alerts] == [str(alert_id)]
