@@ -46,6 +46,8 @@ from app.privacy.router import router as privacy_router
 from app.rules import decisions as rules_decisions
 from app.rules import service as rules_service
 from app.rules.router import router as rules_router
+from app.safety import service as safety_service
+from app.safety.router import router as safety_router
 from app.scheduled import run_scheduled_jobs
 from app.shifts import service as shifts_service
 from app.shifts.router import router as shifts_router
@@ -60,12 +62,15 @@ from app.webhooks.worker import run_webhook_worker
 
 
 def register_event_hooks() -> None:
-    """The event pipeline's hooks, in order: the notification rules, then the webhook fan-out
-    (idempotent; the API and `hereabouts worker` both call it); the rules learn of ad-hoc shifts."""
+    """The event pipeline's hooks, in order: the notification rules, the webhook fan-out, then
+    lone working's visits (idempotent; the API and `hereabouts worker` both call it); the rules
+    learn of ad-hoc shifts."""
     events_service.register_hook("rules", rules_service.pipeline_hook)
     webhooks_service.register()
     # an ad-hoc shift a field worker started counts as on shift for task pushes too
     rules_decisions.register_adhoc_shift_check(shifts_service.on_adhoc_shift)
+    # lone working: a field worker's enter/check-in at a task's place starts a visit, exit ends it
+    events_service.register_hook("lone_working", safety_service.on_events)
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -156,6 +161,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(tasks_router)
     app.include_router(my_tasks_router)
     app.include_router(task_photos_router)
+    app.include_router(safety_router)
     app.include_router(notifications_router)
     app.include_router(rules_router)
     app.include_router(webhooks_router)

@@ -16,6 +16,7 @@ from app.open311 import models as _open311  # noqa: F401
 from app.presence import models as _presence  # noqa: F401
 from app.privacy import models as _privacy  # noqa: F401
 from app.rules import models as _rules  # noqa: F401
+from app.safety import models as _safety  # noqa: F401
 from app.shifts import models as _shifts  # noqa: F401
 from app.tasks import models as _tasks  # noqa: F401
 from app.webhooks import models as _webhooks  # noqa: F401

@@ -52,13 +52,6 @@ async def record(
     )
 
 
-async def list_entries(
-    session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, **filters: Any
-) -> tuple[list[AuditEntry], str | None]:
-    rows = await repository.list_entries(session, organisation_id, page, **filters)
-    return trim_page(rows, page, "at")
-
-
 async def record_system(
     session: AsyncSession,
     organisation_id: uuid.UUID,
@@ -67,11 +60,13 @@ async def record_system(
     entity_id: uuid.UUID | None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """An audit entry for a change the server made by itself (no actor: `actor_id` is null)."""
+    """An entry for something the server did by itself (a scheduled job): no actor."""
     await repository.add(
         session,
         AuditEntry(
             organisation_id=organisation_id,
+            actor_id=None,
+            actor_email=None,
             action=action,
             entity_type=entity_type,
             entity_id=entity_id,
@@ -79,3 +74,10 @@ async def record_system(
             at=datetime.now(UTC),
         ),
     )
+
+
+async def list_entries(
+    session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, **filters: Any
+) -> tuple[list[AuditEntry], str | None]:
+    rows = await repository.list_entries(session, organisation_id, page, **filters)
+    return trim_page(rows, page, "at")

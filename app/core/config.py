@@ -213,6 +213,18 @@ class Settings(BaseSettings):
     # photos go this long after their task was closed (done or cancelled)
     task_photo_retention_days: int = Field(default=90, ge=1, le=3650)
     geofence_max_per_organisation: int = 200_000
+    # lone working (docs/tasks.md, "Lone working"): a visit's expected length when neither its
+    # task nor its place's category says; then the grace before the worker is asked "Are you
+    # OK?", the second grace before the alarm, and the ladder of re-sends until acknowledged
+    lone_working_default_visit_min: int = Field(default=60, ge=1, le=24 * 60)
+    lone_working_grace_s: int = Field(default=600, ge=0, le=24 * 3600)
+    lone_working_alarm_grace_s: int = Field(default=600, ge=0, le=24 * 3600)
+    lone_working_ladder_s: list[int] = Field(default_factory=lambda: [120, 300, 600])
+    lone_working_extend_max_min: int = Field(default=240, ge=1, le=24 * 60)
+    lone_working_tick_s: float = Field(default=15.0, gt=0, le=3600)
+    # ended visits go after STAFF_TRACK_RETENTION_DAYS; acknowledged alerts (incident records,
+    # with the worker's last known position) after this many days
+    lone_working_alert_retention_days: int = Field(default=365, ge=1, le=3650)
 
     # Open311 GeoReport v2 (app/open311, docs/open311.md)
     open311_description_max_chars: int = Field(default=4000, ge=1, le=100_000)
@@ -252,6 +264,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "HEREABOUTS_WEBHOOK_ALLOW_LOOPBACK must not be enabled in production"
                 )
+        if not self.lone_working_ladder_s or any(
+            not 1 <= s <= 24 * 3600 for s in self.lone_working_ladder_s
+        ):
+            raise ValueError(
+                "HEREABOUTS_LONE_WORKING_LADDER_S: one or more re-send delays in seconds "
+                "(1-86400 each), e.g. [120, 300, 600]"
+            )
         for entry in self.trusted_proxies:
             try:
                 ipaddress.ip_network(entry, strict=False)

@@ -60,6 +60,7 @@ class Open311Service(UUIDPrimaryKey, Timestamps, Base):
     task_priority: Mapped[str] = mapped_column(String(10), default="normal")
     task_due_s: Mapped[int | None] = mapped_column(Integer, default=None)
     requires_visit: Mapped[bool] = mapped_column(Boolean, default=False)
+    task_expected_duration_min: Mapped[int | None] = mapped_column(Integer, default=None)
     # who gets it: these field workers (a named team), or none = the team pool
     assignee_ids: Mapped[list[uuid.UUID]] = mapped_column(
         ARRAY(Uuid()), default=list, server_default=text("'{}'")

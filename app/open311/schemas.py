@@ -70,6 +70,12 @@ class TaskTemplate(StrictModel):
     priority: Priority = Priority.normal
     due_in_s: int | None = Field(default=None, ge=60, le=366 * 86_400)
     requires_visit: Flag = False
+    expected_duration_min: int | None = Field(
+        default=None,
+        ge=1,
+        le=24 * 60,
+        description="Lone working: minutes a visit for the report's task should take.",
+    )
     assignee_ids: list[uuid.UUID] = Field(
         default_factory=list,
         max_length=20,

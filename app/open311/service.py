@@ -155,6 +155,7 @@ def service_read(s: Open311Service) -> ServiceRead:
             priority=Priority(s.task_priority),
             due_in_s=s.task_due_s,
             requires_visit=s.requires_visit,
+            expected_duration_min=s.task_expected_duration_min,
             assignee_ids=list(s.assignee_ids),
         ),
         active=s.active,
@@ -193,6 +194,7 @@ def _apply_task(row: Open311Service, task: TaskTemplate) -> None:
     row.task_priority = task.priority.value
     row.task_due_s = task.due_in_s
     row.requires_visit = task.requires_visit
+    row.task_expected_duration_min = task.expected_duration_min
     row.assignee_ids = list(dict.fromkeys(task.assignee_ids))
 
 
@@ -696,6 +698,7 @@ async def _task_for(
         priority=Priority(s.task_priority),
         due_at=now + timedelta(seconds=s.task_due_s) if s.task_due_s else None,
         requires_visit=s.requires_visit,
+        expected_duration_min=s.task_expected_duration_min,
         note=f"Open311 report ({s.code})",
     )
     try:

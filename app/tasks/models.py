@@ -69,6 +69,9 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
     )
+    # lone working: how long a visit for this task should take (minutes); None = the place
+    # category's default, else the organisation-wide setting (docs/tasks.md, "Lone working")
+    expected_duration_min: Mapped[int | None] = mapped_column(Integer, default=None)
 
     assignee_links: Mapped[list[TaskAssignee]] = relationship(
         lazy="raise", cascade="all, delete-orphan", passive_deletes=True

@@ -24,6 +24,15 @@ AssigneeIds = Annotated[
 Title = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=4000)]
 Note = Annotated[str, Field(min_length=1, max_length=1000)]
+ExpectedMinutes = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=24 * 60,
+        description="Lone working: minutes a visit for this task should take (1-1440); null = "
+        "the place category's default, else the organisation's.",
+    ),
+]
 
 
 class StrictModel(BaseModel):
@@ -43,6 +52,7 @@ class TaskCreate(StrictModel):
     requires_visit: Flag = Field(
         default=False, description="Done only with a check-in at the place as proof of visit."
     )
+    expected_duration_min: ExpectedMinutes | None = None
     note: Note | None = None
 
 
@@ -62,6 +72,7 @@ class TaskUpdate(StrictModel):
     priority: Priority | None = None
     due_at: BoundedAwareDatetime | None = None
     requires_visit: Flag | None = None
+    expected_duration_min: ExpectedMinutes | None = None
     status: TaskStatus | None = None
     note: Note | None = Field(default=None, description="Recorded with the status transition.")
 
@@ -102,6 +113,9 @@ class TaskRead(BaseModel):
     status: TaskStatus
     assignee_ids: list[uuid.UUID]
     requires_visit: bool
+    expected_duration_min: int | None = Field(
+        default=None, description="Lone working: minutes a visit should take (null: defaults)."
+    )
     proof_checkin_id: uuid.UUID | None
     proof_recorded_at: datetime | None
     proof_source: str | None = Field(
@@ -137,6 +151,7 @@ def task_read(
         status=TaskStatus(task.status),
         assignee_ids=task.assignee_ids,
         requires_visit=task.requires_visit,
+        expected_duration_min=task.expected_duration_min,
         proof_checkin_id=task.proof_checkin_id,
         proof_recorded_at=task.proof_recorded_at,
         proof_source=task.proof_source,

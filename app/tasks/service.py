@@ -190,6 +190,7 @@ async def create_task_for(
         due_at=data.due_at,
         status=status.value,
         requires_visit=data.requires_visit,
+        expected_duration_min=data.expected_duration_min,
         created_by=actor_id,
         created_at=datetime.now(UTC),
         assignee_links=[TaskAssignee(staff_user_id=w) for w in data.assignee_ids],

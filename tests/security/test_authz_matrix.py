@@ -162,6 +162,24 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"):
                                                   (200, 200, 200, 200, 200, 200, 200, 200, 200),
     ("GET", "/open311/v2/tokens/{token}.{fmt}"):  (200, 200, 200, 200, 200, 200, 200, 200, 200),
+    # lone working: the worker's own visits; alerts for admins, editors and the on-call list
+    ("GET", "/v1/me/visits"):                     (401, 403, 403, 200, 200, 200, 200, 200, 403),
+    ("POST", "/v1/me/visits/{visit_id}/extend"):  (401, 403, 403, 200, 404, 404, 404, 404, 403),
+    ("POST", "/v1/me/visits/{visit_id}/check-out"):
+                                                  (401, 403, 403, 200, 404, 404, 404, 404, 403),
+    ("POST", "/v1/me/help"):                      (401, 403, 403, 201, 201, 201, 201, 201, 403),
+    ("GET", "/v1/safety/alerts"):                 (401, 403, 403, 403, 200, 200, 200, 200, 403),
+    ("GET", "/v1/safety/alerts/{alert_id}"):      (401, 403, 403, 403, 200, 200, 404, 404, 403),
+    ("POST", "/v1/safety/alerts/{alert_id}/acknowledge"):
+                                                  (401, 403, 403, 403, 200, 200, 404, 404, 403),
+    ("GET", "/v1/safety/on-call"):                (401, 403, 403, 403, 200, 200, 200, 200, 403),
+    # another organisation's admin naming our staff: not staff of theirs (422), nothing learnt
+    ("PUT", "/v1/safety/on-call"):                (401, 403, 403, 403, 403, 200, 422, 403, 403),
+    ("GET", "/v1/safety/visit-lengths"):          (401, 403, 403, 403, 200, 200, 200, 200, 403),
+    ("PUT", "/v1/safety/visit-lengths/{category}"):
+                                                  (401, 403, 403, 403, 403, 200, 200, 403, 403),
+    ("DELETE", "/v1/safety/visit-lengths/{category}"):
+                                                  (401, 403, 403, 403, 403, 204, 404, 403, 403),
     ("POST", "/v1/webhooks/endpoints"):           (401, 403, 403, 403, 403, 201, 201, 403, 403),
     ("GET", "/v1/webhooks/endpoints"):            (401, 403, 403, 403, 403, 200, 200, 403, 403),
     ("GET", "/v1/webhooks/endpoints/{endpoint_id}"):
@@ -332,6 +350,13 @@ def body_for(method: str, path: str, w: World) -> dict[str, Any]:
         ("POST", "/v1/webhooks/endpoints"): {
             "json": {"url": "http://127.0.0.1:9/new", "event_types": ["task.*"]}
         },
+        ("POST", "/v1/me/visits/{visit_id}/extend"): {"json": {"minutes": 15}},
+        ("POST", "/v1/me/help"): {"json": {"note": "Matrix"}},
+        ("POST", "/v1/safety/alerts/{alert_id}/acknowledge"): {"json": {}},
+        ("PUT", "/v1/safety/on-call"): {
+            "json": {"contacts": [{"staff_id": w.ids["user_id"], "rank": 1}]}
+        },
+        ("PUT", "/v1/safety/visit-lengths/{category}"): {"json": {"expected_duration_min": 30}},
         ("PATCH", "/v1/webhooks/endpoints/{endpoint_id}"): {"json": {"description": "CRM"}},
         ("POST", "/v1/webhooks/endpoints/{endpoint_id}/replay"): {
             "json": {"message_id": w.ids["message_id"]}
@@ -501,6 +526,26 @@ async def build_world(
             f"/v1/tasks/{task['id']}/photos", content=png_photo(), headers=worker.headers
         )
     )
+    # lone working: the worker checks in at the park (their task's place): a visit; then asks
+    # for help: an alert; the park has a visit length
+    await ok(
+        await client.post(
+            "/v1/checkins",
+            json={"lon": lon + 0.003, "lat": lat, "accuracy_m": 5},
+            headers=worker.headers,
+        )
+    )
+    visits = await client.get("/v1/me/visits", headers=worker.headers)
+    assert visits.status_code == 200, visits.text
+    [visit] = visits.json()
+    alert = await ok(await client.post("/v1/me/help", json={}, headers=worker.headers))
+    await ok(
+        await client.put(
+            "/v1/safety/visit-lengths/park",
+            json={"expected_duration_min": 40},
+            headers=admin.headers,
+        )
+    )
     endpoint = await ok(
         await client.post(
             "/v1/webhooks/endpoints",
@@ -533,6 +578,9 @@ async def build_world(
         "staff_id": str(worker.id),
         "endpoint_id": endpoint["id"],
         "message_id": message["id"],
+        "visit_id": visit["id"],
+        "alert_id": alert["id"],
+        "category": "park",
     }
     callers = {
         "anon": {},
@@ -556,6 +604,7 @@ async def build_world(
     }
     org1_ids |= {service311["id"], key311["id"]}
     org1_ids |= {endpoint["id"], message["id"]}
+    org1_ids |= {visit["id"], alert["id"], str(worker.id)}
     res_a_ids = {
         checkin["checkin"]["id"],
         sub["id"],

@@ -66,6 +66,7 @@ async function enter() {
   $("signout").hidden = false;
   $("tasks-card").hidden = !isWorker();
   $("shift-card").hidden = !isWorker();
+  $("safety-card").hidden = !isWorker();
   $("privacy-card").hidden = isWorker(); // staff data is the council's, handled by admins
   $("checkin-help").textContent = isWorker()
     ? "Check in at a site to see its tasks; it counts as proof of visit."
@@ -75,8 +76,10 @@ async function enter() {
     loadPreferences(),
     isWorker() ? loadTasks() : null,
     isWorker() ? loadTracking() : null,
+    isWorker() ? loadVisits() : null,
     showDetail(api, $("detail"), window.location.hash),
   ]);
+  if (isWorker()) await extendFromHash();
   $("checkin-title").focus(); // after signing in, reading starts at the first heading
   restoreBackground();
   if ("Notification" in window && Notification.permission === "granted") subscribePush(false);
@@ -189,7 +192,7 @@ async function sendCheckin(fix, geofenceId = null) {
   localStorage.setItem("hereabouts.app.checkins", String(state.checkins));
   state.visit = { geofence_id: result.place.id, at: Date.parse(result.checkin.recorded_at) || Date.now() };
   maybeAskForNotifications();
-  if (isWorker()) await loadTasks();
+  if (isWorker()) await Promise.all([loadTasks(), loadVisits()]);
 }
 
 function renderCheckin(result) {
@@ -481,6 +484,85 @@ async function openNotification(n) {
   loadInbox();
 }
 
+// ---------------------------------------------------------------- lone working (docs/tasks.md)
+// A visit runs from check-in (or entering the place) to check-out (or leaving it). When it runs
+// over, the push "Are you OK? Tap to extend" opens /app/#extend=<visit id>: that extends it.
+const EXTEND_ROUTE = /^#extend=([0-9a-f-]{36})$/i;
+const fmtClock = (value) => new Date(value).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+
+async function loadVisits() {
+  const box = $("visit-state");
+  try {
+    const visits = await api.get("/v1/me/visits");
+    if (!visits.length) {
+      box.replaceChildren(h("p", { class: "muted small" }, "Not on a visit."));
+      return;
+    }
+    const items = await Promise.all(visits.map(async (v) => visitItem(v, await placeName(v.geofence_id))));
+    box.replaceChildren(h("ul", { class: "list" }, items));
+  } catch (err) {
+    box.replaceChildren(h("p", { class: "error" }, err.message));
+  }
+}
+
+function visitItem(v, place) {
+  return h(
+    "li",
+    { class: "visit", dataset: { visit: v.id } },
+    h("p", {}, `At ${place || "a place"} until ${fmtClock(v.due_at)}`),
+    h("button", { type: "button", class: "secondary small", onclick: () => extendVisit(v.id) }, "I'm OK: 30 minutes more"),
+    h("button", { type: "button", class: "secondary small", onclick: () => checkOutVisit(v.id) }, "Check out"),
+  );
+}
+
+async function extendVisit(id) {
+  try {
+    const v = await api.post(`/v1/me/visits/${id}/extend`, { minutes: 30 });
+    announce(status, `Thanks. Your visit now ends at ${fmtClock(v.due_at)}.`);
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+  await loadVisits();
+}
+
+async function checkOutVisit(id) {
+  try {
+    await api.post(`/v1/me/visits/${id}/check-out`, {});
+    announce(status, "Checked out. Safe journey.");
+  } catch (err) {
+    announce(status, err.message, "error");
+  }
+  await loadVisits();
+}
+
+async function extendFromHash() {
+  const m = EXTEND_ROUTE.exec(window.location.hash || "");
+  if (!m) return;
+  history.replaceState(null, "", window.location.pathname);
+  await extendVisit(m[1]);
+}
+
+async function needHelp() {
+  const button = $("help");
+  button.disabled = true;
+  announce(status, "Sending the alert…");
+  const body = {};
+  try {
+    const fix = await Promise.race([position({ timeout: 5000 }).then(fixOf), new Promise((r) => setTimeout(r, 5000))]);
+    if (fix) Object.assign(body, { lon: fix.lon, lat: fix.lat });
+  } catch {
+    // no position: the alert carries the last known place instead
+  }
+  try {
+    const alert = await api.post("/v1/me/help", body);
+    announce(status, `Help alert sent at ${fmtClock(alert.raised_at)}: the on-call list is being called until someone answers.`, "error");
+  } catch (err) {
+    announce(status, `The alert could not be sent: ${err.message}. Call for help by phone.`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // ---------------------------------------------------------------- field worker tasks
 async function loadTasks(near = state.lastFix) {
   const list = $("task-list");
@@ -766,7 +848,9 @@ $("shift-end").addEventListener("click", () => shiftAction("/v1/me/shift/end", "
 $("tracking-pause").addEventListener("click", () => shiftAction("/v1/me/tracking/pause", "Tracking paused.", "tracking-resume"));
 $("tracking-resume").addEventListener("click", () => shiftAction("/v1/me/tracking/resume", "Tracking resumed.", "tracking-pause"));
 $("staff-export").addEventListener("click", exportWorkData);
+$("help").addEventListener("click", needHelp);
 window.addEventListener("hashchange", () => {
+  if (state.me && isWorker() && EXTEND_ROUTE.test(window.location.hash)) return extendFromHash();
   if (state.me || !detailRoute(window.location.hash)) showDetail(api, $("detail"), window.location.hash);
 });
 document.addEventListener("visibilitychange", () => {

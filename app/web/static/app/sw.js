@@ -83,6 +83,12 @@ self.addEventListener("push", (event) => {
     badge: "/static/app/icon-192.png",
     data: { id: msg.id || null, url: msg.url || null, kind: msg.kind || "message" },
   };
+  // Lone working's "Are you OK? Tap to extend": it stays until answered, and the tap extends
+  if (msg.kind === "safety.prompt" && msg.data && msg.data.visit_id) {
+    options.data.visit = msg.data.visit_id;
+    options.requireInteraction = true;
+    options.actions = [{ action: "extend", title: "I'm OK: 30 minutes more" }];
+  }
   // Open pages refresh their inbox whether or not the notification can be shown (permission
   // withdrawn, or a page not yet controlled by this worker).
   const tellPages = self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((clients) => {
@@ -114,10 +120,31 @@ async function focusOrOpen(url) {
   return self.clients.openWindow(target);
 }
 
+// The answer to "Are you OK?": extend the visit from here, so it works with the app closed.
+async function extendVisit(visitId) {
+  const token = await kvGet("token");
+  if (!token) return false;
+  try {
+    const res = await fetch(`/v1/me/visits/${encodeURIComponent(visitId)}/extend`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ minutes: 30 }),
+    });
+    return res.ok;
+  } catch {
+    return false; // offline: the app opened at /app/#extend=… tries again
+  }
+}
+
 // Opening a notification counts as "opened" for the inbox and the offer funnel, then shows it.
+// A lone-working prompt's tap extends the visit first (then opens the app, where it shows).
 function openNotification(notification) {
   const data = notification.data || {};
   notification.close();
+  if (data.kind === "safety.prompt" && data.visit) {
+    const answer = extendVisit(data.visit).then((ok) => focusOrOpen(ok ? "/app/" : data.url));
+    return Promise.all([reportOpened(data.id), answer.catch(() => undefined)]);
+  }
   return Promise.all([reportOpened(data.id), focusOrOpen(data.url).catch(() => undefined)]);
 }
 self.hereaboutsOpenNotification = openNotification; // lets tests drive the click path

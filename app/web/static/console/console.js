@@ -707,6 +707,7 @@ function editTask(t) {
   taskForm.priority.value = t.priority;
   taskForm.due_at.value = isoToLocal(t.due_at);
   taskForm.requires_visit.checked = t.requires_visit;
+  taskForm.expected_duration_min.value = t.expected_duration_min ?? "";
   dueWarning();
   taskForm.title.focus();
 }
@@ -721,6 +722,7 @@ async function saveTask(event) {
     priority: taskForm.priority.value,
     due_at: localToIso(taskForm.due_at.value),
     requires_visit: taskForm.requires_visit.checked,
+    expected_duration_min: taskForm.expected_duration_min.value ? Number(taskForm.expected_duration_min.value) : null,
   };
   if (!taskForm.assignee_ids.disabled) body.assignee_ids = [...taskForm.assignee_ids.selectedOptions].map((o) => o.value);
   try {
