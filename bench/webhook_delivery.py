@@ -60,7 +60,9 @@ async def _prepare(
     engine = create_engine(settings, url)
     sm = create_sessionmaker(engine)
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE webhook_attempts, webhook_endpoints, outbox"))
+        await conn.execute(
+            text("TRUNCATE webhook_attempts, push_deliveries, webhook_endpoints, outbox")
+        )
         await conn.execute(text("TRUNCATE organisations CASCADE"))
     async with sm() as s, s.begin():
         org = await accounts_service.create_organisation(s, f"bench-{secrets.token_hex(3)}", "B")
