@@ -27,7 +27,13 @@ from app.notifications.endpoints import (
 from app.notifications.models import Channel
 from app.notifications.schemas import NotificationPayload, Recipient
 from app.webhooks import repository, secretbox, signing
-from app.webhooks.errors import EndpointNotFound, EndpointRefused, MessageNotFound, TooManyEndpoints
+from app.webhooks.errors import (
+    EndpointNotFound,
+    EndpointRefused,
+    MessageNotFound,
+    SecretKeyMissing,
+    TooManyEndpoints,
+)
 from app.webhooks.models import EndpointStatus, MessageStatus, WebhookEndpoint, WebhookMessage
 from app.webhooks.predicates import matches
 from app.webhooks.schemas import EndpointCreate, EndpointUpdate, ReplayRequest
@@ -101,6 +107,7 @@ async def create_endpoint(
             "webhook endpoints."
         )
     secret = signing.new_secret()
+    sealed = _seal(settings, secret)
     endpoint = WebhookEndpoint(
         id=uuid.uuid4(),
         organisation_id=org,
@@ -110,13 +117,21 @@ async def create_endpoint(
         geofence_ids=body.geofence_ids,
         categories=body.categories,
         include_person_ids=body.include_person_ids,
-        secret=secretbox.seal(settings, secret),
+        secret=sealed,
         pseudonym_key=secrets.token_hex(32),
         status=EndpointStatus.enabled.value,
         created_by=principal.staff_user_id,
     )
     await repository.add(session, endpoint)
     return endpoint, secret
+
+
+def _seal(settings: Settings, secret: str) -> str:
+    """The stored form of a secret; a missing or unusable key is a 503 naming the setting."""
+    try:
+        return secretbox.seal(settings, secret)
+    except secretbox.SecretKeyError as exc:
+        raise SecretKeyMissing(str(exc)) from exc
 
 
 async def list_endpoints(session: AsyncSession, org: uuid.UUID) -> Sequence[WebhookEndpoint]:
@@ -167,10 +182,13 @@ async def rotate_secret(
     endpoint = await get_endpoint(session, org, endpoint_id, lock=True)
     secret = signing.new_secret()
     until = datetime.now(UTC) + timedelta(seconds=settings.webhook_secret_overlap_s)
-    previous = secretbox.open_sealed(settings, endpoint.secret)
-    endpoint.previous_secret = secretbox.seal(settings, previous)
+    try:
+        previous = secretbox.open_sealed(settings, endpoint.secret)
+    except secretbox.SecretKeyError as exc:
+        raise SecretKeyMissing(str(exc)) from exc
+    endpoint.previous_secret = _seal(settings, previous)
     endpoint.previous_secret_until = until
-    endpoint.secret = secretbox.seal(settings, secret)
+    endpoint.secret = _seal(settings, secret)
     await session.flush()
     return secret, until
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role
-from app.core.config import Settings
+from app.core.config import Environment, Settings
 from app.core.subject import SubjectRef
 from app.events import service as events_service
 from app.events.types import Event, EventType, Source
@@ -187,3 +187,27 @@ async def test_erasing_a_resident_removes_the_webhook_messages_about_them_and_th
     assert list(left) == [kept[0]]
     total = (await db.execute(select(func.count()).select_from(WebhookMessage))).scalar_one()
     assert total == 1
+
+
+async def test_in_production_without_a_key_registering_is_a_problem_and_stores_nothing(
+    app: FastAPI, db: AsyncSession, settings: Settings
+) -> None:
+    org = await factories.create_organisation(db)
+    admin = await factories.create_staff(db, settings, org, Role.admin)
+    app.state.settings = settings.model_copy(
+        update={
+            "webhook_allow_loopback": True,
+            "environment": Environment.production,
+            "webhook_secret_key": None,
+            "webhook_secret_key_file": None,
+        }
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        resp = await client.post(
+            BASE, json={"url": "http://127.0.0.1:9/h", "event_types": ["*"]}, headers=admin.headers
+        )
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert "WEBHOOK_SECRET_KEY_FILE" in resp.json()["detail"]
+    assert (await db.execute(text("SELECT count(*) FROM webhook_endpoints"))).scalar_one() == 0
