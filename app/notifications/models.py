@@ -148,14 +148,28 @@ class OutboxJob(OutboxRow):
 
     # nullable in the table (other channels' rows), never None on a Web Push row (the check)
     notification_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("notifications.id", ondelete="CASCADE"), index=True, nullable=True
+        ForeignKey("notifications.id", ondelete="CASCADE"), nullable=True
     )
     subscription_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("push_subscriptions.id", ondelete="SET NULL"), index=True
+        ForeignKey("push_subscriptions.id", ondelete="SET NULL")
     )
     # the push service's origin: the unit of the channel's concurrency cap
     origin: Mapped[str] = mapped_column(String(300), nullable=True)
     expires_at: Mapped[datetime] = mapped_column(nullable=True)
+
+
+# A channel's keys are indexed only on its own rows (partial indexes): a Web Push row costs no
+# entry in the webhook indexes and the other way round.
+Index(
+    "ix_outbox_notification_id",
+    OutboxJob.notification_id,
+    postgresql_where=OutboxJob.notification_id.isnot(None),
+)
+Index(
+    "ix_outbox_subscription_id",
+    OutboxJob.subscription_id,
+    postgresql_where=OutboxJob.subscription_id.isnot(None),
+)
 
 
 class Delivery(UUIDPrimaryKey, Base):

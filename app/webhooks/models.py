@@ -81,7 +81,12 @@ class WebhookMessage(OutboxRow):
     subject_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 
-Index("ix_outbox_endpoint_created", WebhookMessage.endpoint_id, WebhookMessage.created_at)
+Index(
+    "ix_outbox_endpoint_created",
+    WebhookMessage.endpoint_id,
+    WebhookMessage.created_at,
+    postgresql_where=WebhookMessage.endpoint_id.isnot(None),
+)
 Index(
     "ix_outbox_subject_id",
     WebhookMessage.subject_id,

@@ -118,9 +118,25 @@ def _create_outbox() -> None:
         unique=False,
         postgresql_where=sa.text("status = 'pending'"),
     )
-    op.create_index(op.f("ix_outbox_notification_id"), "outbox", ["notification_id"])
-    op.create_index(op.f("ix_outbox_subscription_id"), "outbox", ["subscription_id"])
-    op.create_index("ix_outbox_endpoint_created", "outbox", ["endpoint_id", "created_at"])
+    # each channel's keys are indexed only on its own rows
+    op.create_index(
+        "ix_outbox_notification_id",
+        "outbox",
+        ["notification_id"],
+        postgresql_where=sa.text("notification_id IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_outbox_subscription_id",
+        "outbox",
+        ["subscription_id"],
+        postgresql_where=sa.text("subscription_id IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_outbox_endpoint_created",
+        "outbox",
+        ["endpoint_id", "created_at"],
+        postgresql_where=sa.text("endpoint_id IS NOT NULL"),
+    )
     op.create_index(
         "ix_outbox_subject_id",
         "outbox",
