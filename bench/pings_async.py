@@ -281,7 +281,7 @@ async def run_probes(
                     deadline = acked + 10
                     while time.perf_counter() < deadline:
                         n = await fetch(
-                            "SELECT count(*) FROM push_outbox o "
+                            "SELECT count(*) FROM outbox o "
                             "JOIN push_subscriptions s ON s.id = o.subscription_id "
                             "WHERE s.device_id = $1",
                             device,

@@ -147,7 +147,7 @@ async def _prepare(
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "TRUNCATE push_deliveries, push_outbox, notifications, push_subscriptions,"
+                "TRUNCATE push_deliveries, outbox, notifications, push_subscriptions,"
                 " organisations CASCADE"
             )
         )
@@ -238,7 +238,7 @@ async def _drain(
         await asyncio.sleep(0.05)
         async with engine.connect() as conn:
             pending = (
-                await conn.execute(text("SELECT count(*) FROM push_outbox WHERE status='pending'"))
+                await conn.execute(text("SELECT count(*) FROM outbox WHERE status='pending'"))
             ).scalar_one()
         if os.environ.get("BENCH_TRACE"):
             print(f"  t={time.perf_counter() - started:6.2f}s pending={pending}")
@@ -258,7 +258,7 @@ async def _drain(
         for proc in procs:
             proc.wait(timeout=30)
     async with engine.connect() as conn:
-        rows = await conn.execute(text("SELECT status, count(*) FROM push_outbox GROUP BY 1"))
+        rows = await conn.execute(text("SELECT status, count(*) FROM outbox GROUP BY 1"))
         result = {r[0]: r[1] for r in rows}
         # exactly once: one delivery attempt per outbox row, whichever process sent it
         result["outbox_rows_sent_twice"] = (

@@ -60,7 +60,9 @@ async def _prepare(
     engine = create_engine(settings, url)
     sm = create_sessionmaker(engine)
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE webhook_attempts, webhook_messages, webhook_endpoints"))
+        await conn.execute(
+            text("TRUNCATE webhook_attempts, push_deliveries, webhook_endpoints, outbox")
+        )
         await conn.execute(text("TRUNCATE organisations CASCADE"))
     async with sm() as s, s.begin():
         org = await accounts_service.create_organisation(s, f"bench-{secrets.token_hex(3)}", "B")
@@ -125,7 +127,10 @@ async def _drain(settings: Settings, url: str, total: int) -> tuple[float, dict[
                 async with engine.connect() as conn:
                     done = (
                         await conn.execute(
-                            text("SELECT count(*) FROM webhook_messages WHERE status='delivered'")
+                            text(
+                                "SELECT count(*) FROM outbox "
+                                "WHERE channel = 'webhook' AND status = 'delivered'"
+                            )
                         )
                     ).scalar_one()
                 if done >= total:

@@ -186,6 +186,12 @@ class Settings(BaseSettings):
     webhook_retry_for_s: float = 259_200.0
     webhook_secret_overlap_s: float = 86_400.0
     webhook_max_endpoints_per_organisation: int = 20
+    # the key that encrypts endpoints' signing secrets at rest (Fernet, docs/webhooks.md):
+    # the value, else a file holding it, else (not in production) one generated once into
+    # <data_dir>/webhook_secret_key; earlier keys still decrypt (rotation)
+    webhook_secret_key: str | None = None
+    webhook_secret_key_file: Path | None = None
+    webhook_previous_secret_keys: list[str] = Field(default_factory=list)
 
     # notification rules (docs/rules.md)
     rules_default_time_zone: str = "Europe/London"

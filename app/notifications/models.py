@@ -1,4 +1,4 @@
-"""Push subscriptions, notifications (the inbox), the delivery outbox and the attempt log."""
+"""Push subscriptions, notifications (the inbox), the outbox of every channel and the push log."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -92,37 +92,84 @@ class Notification(UUIDPrimaryKey, PersonOwned, Base):
     opened_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-class OutboxJob(UUIDPrimaryKey, Base):
-    """One delivery of one notification to one subscription; claimed by workers."""
+class Channel(StrEnum):
+    """A delivery channel: which sender takes an outbox row (docs/architecture.md)."""
 
-    __tablename__ = "push_outbox"
+    webpush = "webpush"
+    webhook = "webhook"
+
+
+class OutboxRow(UUIDPrimaryKey, Base):
+    """The one outbox every delivery channel drains: one row is one message for one target.
+
+    What all channels share lives here (status, attempts, the lease, the schedule); each channel
+    adds its own keys as a single-table subclass (`OutboxJob` for Web Push, `WebhookMessage` in
+    `app.webhooks.models`), so `select(OutboxJob)` reads only Web Push rows. A check constraint
+    holds each channel's keys present.
+    """
+
+    __tablename__ = "outbox"
     __table_args__ = (
+        CheckConstraint(
+            "(channel = 'webpush' AND notification_id IS NOT NULL AND origin IS NOT NULL "
+            "AND expires_at IS NOT NULL) OR (channel = 'webhook' AND endpoint_id IS NOT NULL "
+            "AND msg_id IS NOT NULL AND event_type IS NOT NULL AND occurred_at IS NOT NULL "
+            "AND payload IS NOT NULL)",
+            name="channel_keys",
+        ),
+        # each channel claims its own due rows, oldest first
         Index(
-            "ix_push_outbox_due",
+            "ix_outbox_due",
+            "channel",
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
     )
+    __mapper_args__ = {"polymorphic_on": "channel"}
 
-    notification_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
-    )
-    subscription_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("push_subscriptions.id", ondelete="SET NULL"), index=True
-    )
+    channel: Mapped[str] = mapped_column(String(10))
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE")
     )
-    origin: Mapped[str] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(12), default=OutboxStatus.pending.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    expires_at: Mapped[datetime]
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     lease_token: Mapped[uuid.UUID | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(String(500), default=None)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OutboxJob(OutboxRow):
+    """A `webpush` row: one delivery of one notification to one subscription."""
+
+    __mapper_args__ = {"polymorphic_identity": Channel.webpush.value}
+
+    # nullable in the table (other channels' rows), never None on a Web Push row (the check)
+    notification_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), nullable=True
+    )
+    subscription_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("push_subscriptions.id", ondelete="SET NULL")
+    )
+    # the push service's origin: the unit of the channel's concurrency cap
+    origin: Mapped[str] = mapped_column(String(300), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(nullable=True)
+
+
+# A channel's keys are indexed only on its own rows (partial indexes): a Web Push row costs no
+# entry in the webhook indexes and the other way round.
+Index(
+    "ix_outbox_notification_id",
+    OutboxJob.notification_id,
+    postgresql_where=OutboxJob.notification_id.isnot(None),
+)
+Index(
+    "ix_outbox_subscription_id",
+    OutboxJob.subscription_id,
+    postgresql_where=OutboxJob.subscription_id.isnot(None),
+)
 
 
 class Delivery(UUIDPrimaryKey, Base):
@@ -135,7 +182,7 @@ class Delivery(UUIDPrimaryKey, Base):
         ForeignKey("organisations.id", ondelete="CASCADE")
     )
     outbox_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("push_outbox.id", ondelete="SET NULL"), index=True
+        ForeignKey("outbox.id", ondelete="SET NULL"), index=True
     )
     notification_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("notifications.id", ondelete="CASCADE"), index=True

@@ -179,8 +179,9 @@ CLAIM_SQL = text(
     """
     WITH due AS MATERIALIZED (
         SELECT o.id, o.notification_id, o.subscription_id
-        FROM push_outbox o
-        WHERE o.status = 'pending'
+        FROM outbox o
+        WHERE o.channel = 'webpush'
+          AND o.status = 'pending'
           AND o.next_attempt_at <= now()
           AND (o.lease_expires_at IS NULL OR o.lease_expires_at < now())
           AND NOT (o.origin = ANY(CAST(:busy AS text[])))
@@ -189,7 +190,7 @@ CLAIM_SQL = text(
         FOR UPDATE OF o SKIP LOCKED
     ),
     claimed AS (
-        UPDATE push_outbox AS o
+        UPDATE outbox AS o
         SET lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision)),
             lease_token = CAST(:token AS uuid),
             attempts = o.attempts + 1
@@ -219,10 +220,10 @@ CLAIM_SQL = text(
 )
 
 # One statement per batch of settled rows (not one per row): the columns travel as arrays.
-# `o.id = ANY(:ids)` bounds the scan of push_outbox to the batch whatever the estimates (above).
+# `o.id = ANY(:ids)` bounds the scan of the outbox to the batch whatever the estimates (above).
 FINISH_SQL = text(
     """
-    UPDATE push_outbox AS o
+    UPDATE outbox AS o
     SET status = f.status,
         next_attempt_at = now() + make_interval(secs => f.delay_s),
         finished_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END,
@@ -317,7 +318,7 @@ async def release(session: AsyncSession, jobs: list[tuple[uuid.UUID, uuid.UUID]]
     if jobs:
         await session.execute(
             text(
-                "UPDATE push_outbox SET lease_expires_at = NULL, lease_token = NULL, "
+                "UPDATE outbox SET lease_expires_at = NULL, lease_token = NULL, "
                 "attempts = attempts - 1 "
                 "WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid)"
             ),
@@ -356,7 +357,7 @@ async def delete_subscriptions(session: AsyncSession, ids: list[uuid.UUID]) -> N
 
 async def count_pending(session: AsyncSession) -> int:
     result = await session.execute(
-        text("SELECT count(*) FROM push_outbox WHERE status = 'pending'")
+        text("SELECT count(*) FROM outbox WHERE channel = 'webpush' AND status = 'pending'")
     )
     return int(result.scalar_one())
 

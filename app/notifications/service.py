@@ -24,6 +24,7 @@ from app.core.pagination import PageParams
 from app.notifications import repository as repo
 from app.notifications.endpoints import EndpointRejected, origin_of, validate_endpoint
 from app.notifications.models import (
+    Channel,
     Delivery,
     Notification,
     OutboxStatus,
@@ -216,6 +217,7 @@ async def enqueue(
             [
                 {
                     "id": uuid.uuid4(),
+                    "channel": Channel.webpush.value,
                     "notification_id": notification_id,
                     "subscription_id": t.id,
                     "organisation_id": recipient.organisation_id,
@@ -317,6 +319,7 @@ async def enqueue_many(
                 outbox.append(
                     {
                         "id": uuid.uuid4(),
+                        "channel": Channel.webpush.value,
                         "notification_id": row["id"],
                         "subscription_id": t.id,
                         "organisation_id": item.recipient.organisation_id,

@@ -1,4 +1,4 @@
-"""The Web Push channel's delivery worker: claim due `push_outbox` rows, send, record each attempt.
+"""The Web Push channel's delivery worker: claim its due `outbox` rows, send, record each attempt.
 
 The loop, wake-up, per-key caps and batched recording are written once, in
 `app.notifications.outbox.OutboxWorker` (shared with the webhook channel). Any number of workers
@@ -50,7 +50,7 @@ class _Settled:
 
 
 class DeliveryWorker(OutboxWorker[repo.ClaimedJob, _Settled]):
-    """The `webpush` channel: rows of `push_outbox`, capped per push-service origin."""
+    """The `webpush` channel: its rows of the outbox, capped per push-service origin."""
 
     notify_channel = repo.NOTIFY_CHANNEL
 

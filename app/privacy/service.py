@@ -18,6 +18,7 @@ from app.privacy import repository
 from app.privacy.schemas import FeatureCollection, StaffExport, SubjectExport
 from app.shifts import service as shifts_service
 from app.tasks import service as tasks_service
+from app.webhooks import service as webhooks_service
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ async def erase_device(
     await notifications_service.erase_person(
         session, Recipient("device", device_id, organisation_id)
     )
+    # webhook messages about the device, pending or sent, and their attempt log
+    await webhooks_service.erase_subject(session, device_id)
     await repository.erase_device_rest(session, device_id)
 
 
@@ -122,18 +125,17 @@ PURGES: dict[str, str] = {
     # the delivery log (attempts); the outbox rows go with their notifications
     "deliveries": "WITH d AS (DELETE FROM push_deliveries WHERE attempted_at < :cutoff "
     "RETURNING 1) SELECT count(*) FROM d",
-    # inbox entries and their payloads; push_outbox rows cascade from them
+    # inbox entries and their payloads; their Web Push outbox rows cascade from them
     "notifications": "WITH d AS (DELETE FROM notifications WHERE created_at < :cutoff "
     "RETURNING 1) SELECT count(*) FROM d",
-    # finished outbox rows of notifications still held (their payload is in the notification)
-    "outbox": "WITH d AS (DELETE FROM push_outbox WHERE status <> 'pending' "
+    # finished outbox rows of every channel: Web Push rows of notifications still held (their
+    # payload is in the notification) and webhook messages (their payloads hold pseudonymous —
+    # or, when an admin widened the scope, real — person ids); attempts cascade
+    "outbox": "WITH d AS (DELETE FROM outbox WHERE status <> 'pending' "
     "AND coalesce(finished_at, created_at) < :cutoff RETURNING 1) SELECT count(*) FROM d",
-    # webhooks (app/webhooks): the attempt log, and finished messages (their payloads hold
-    # pseudonymous — or, when an admin widened the scope, real — person ids)
+    # the webhook attempt log
     "webhook_attempts": "WITH d AS (DELETE FROM webhook_attempts WHERE attempted_at < :cutoff "
     "RETURNING 1) SELECT count(*) FROM d",
-    "webhook_messages": "WITH d AS (DELETE FROM webhook_messages WHERE status <> 'pending' "
-    "AND coalesce(finished_at, created_at) < :cutoff RETURNING 1) SELECT count(*) FROM d",
 }
 
 
@@ -190,7 +192,6 @@ async def purge(
         "notifications": settings.notification_retention_days,
         "outbox": settings.delivery_log_retention_days,
         "webhook_attempts": settings.delivery_log_retention_days,
-        "webhook_messages": settings.delivery_log_retention_days,
     }
     for kind, sql in PURGES.items():
         removed[kind] = await repository.delete_older(session, sql, now - cutoffs[kind] * days)

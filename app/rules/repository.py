@@ -455,14 +455,14 @@ OFFER_FUNNEL_SQL = text(
     """
     SELECT d.decision, d.reason,
            CASE WHEN d.decision <> 'queued' THEN NULL
-                WHEN NOT EXISTS (SELECT 1 FROM push_outbox x
+                WHEN NOT EXISTS (SELECT 1 FROM outbox x
                                  WHERE x.notification_id = d.notification_id)
                      THEN 'no_subscription'
                 ELSE (SELECT CASE WHEN bool_or(x.status = 'delivered') THEN 'delivered'
                                   WHEN bool_or(x.status = 'pending') THEN 'pending'
                                   WHEN bool_or(x.status = 'gone') THEN 'subscription_expired'
                                   ELSE 'push_failed' END
-                      FROM push_outbox x WHERE x.notification_id = d.notification_id)
+                      FROM outbox x WHERE x.notification_id = d.notification_id)
            END AS push,
            count(*) AS n,
            max(d.deliver_after) FILTER (WHERE d.deliver_after > :now) AS waits_until

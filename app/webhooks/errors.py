@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 
 
 class EndpointNotFound(NotFound):
@@ -19,3 +19,7 @@ class EndpointRefused(Unprocessable):
 
 class TooManyEndpoints(Conflict):
     code, title = "too-many-webhook-endpoints", "Too many webhook endpoints"
+
+
+class SecretKeyMissing(ServiceUnavailable):
+    code, title = "webhook-secret-key-missing", "Webhook signing secrets cannot be stored"

@@ -1,4 +1,4 @@
-"""Webhook endpoints, their outbox (one message per endpoint and event) and the attempt log."""
+"""Webhook endpoints, their rows of the one outbox (one per endpoint and event), the attempt log."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid, func, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, Timestamps, UUIDPrimaryKey
+from app.notifications.models import Channel, OutboxRow
 
 
 class EndpointStatus(StrEnum):
@@ -45,8 +46,8 @@ class WebhookEndpoint(UUIDPrimaryKey, Timestamps, Base):
     # person ids in payloads: pseudonymous (per endpoint) unless the admin widens the scope
     include_person_ids: Mapped[bool] = mapped_column(default=False)
     # `whsec_<base64>`; kept (not hashed) because every message is signed with it
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    secret: Mapped[str] = mapped_column(String(300))
+    previous_secret: Mapped[str | None] = mapped_column(String(300), default=None)
     previous_secret_until: Mapped[datetime | None] = mapped_column(default=None)
     pseudonym_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(10), default=EndpointStatus.enabled.value)
@@ -59,41 +60,38 @@ class WebhookEndpoint(UUIDPrimaryKey, Timestamps, Base):
     )
 
 
-class WebhookMessage(UUIDPrimaryKey, Base):
-    """One event for one endpoint: the outbox row workers claim (a replay is a new row with the
-    same `msg_id`, so the receiver sees the same `webhook-id`)."""
+class WebhookMessage(OutboxRow):
+    """A `webhook` row of the one outbox: one event for one endpoint (a replay is a new row with
+    the same `msg_id`, so the receiver sees the same `webhook-id`)."""
 
-    __tablename__ = "webhook_messages"
-    __table_args__ = (
-        Index(
-            "ix_webhook_messages_due",
-            "next_attempt_at",
-            postgresql_where=text("status = 'pending'"),
-        ),
-        Index("ix_webhook_messages_endpoint_created", "endpoint_id", "created_at"),
-    )
+    __mapper_args__ = {"polymorphic_identity": Channel.webhook.value}
 
-    organisation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE")
-    )
+    # nullable in the table (other channels' rows), never None on a webhook row (the check)
     endpoint_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=True
     )
-    msg_id: Mapped[str] = mapped_column(String(40))
+    msg_id: Mapped[str] = mapped_column(String(40), nullable=True)
     event_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
-    event_type: Mapped[str] = mapped_column(String(40))
-    occurred_at: Mapped[datetime]
+    event_type: Mapped[str] = mapped_column(String(40), nullable=True)
+    occurred_at: Mapped[datetime] = mapped_column(nullable=True)
     # the exact JSON body sent, fixed at enqueue time so every retry and replay sends the same bytes
-    payload: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10), default=MessageStatus.pending.value)
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
-    lease_token: Mapped[uuid.UUID | None] = mapped_column(default=None)
-    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    payload: Mapped[str] = mapped_column(Text, nullable=True)
     replay_of: Mapped[uuid.UUID | None] = mapped_column(default=None)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # the person (device or staff user) the event is about, for erasure: never sent
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+
+
+Index(
+    "ix_outbox_endpoint_created",
+    WebhookMessage.endpoint_id,
+    WebhookMessage.created_at,
+    postgresql_where=WebhookMessage.endpoint_id.isnot(None),
+)
+Index(
+    "ix_outbox_subject_id",
+    WebhookMessage.subject_id,
+    postgresql_where=WebhookMessage.subject_id.isnot(None),
+)
 
 
 class WebhookAttempt(UUIDPrimaryKey, Base):
@@ -109,7 +107,7 @@ class WebhookAttempt(UUIDPrimaryKey, Base):
         ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
     )
     message_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("webhook_messages.id", ondelete="CASCADE"), index=True
+        ForeignKey("outbox.id", ondelete="CASCADE"), index=True
     )
     msg_id: Mapped[str] = mapped_column(String(40))
     attempt: Mapped[int] = mapped_column(Integer)

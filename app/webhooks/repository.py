@@ -1,4 +1,4 @@
-"""All SQL for webhook endpoints, their outbox and the attempt log."""
+"""All SQL for webhook endpoints, their rows of the outbox and the attempt log."""
 
 from __future__ import annotations
 
@@ -182,9 +182,10 @@ CLAIM_SQL = text(
     """
 WITH due AS (
     SELECT m.id
-    FROM webhook_messages m
+    FROM outbox m
     JOIN webhook_endpoints e ON e.id = m.endpoint_id
-    WHERE m.status = 'pending'
+    WHERE m.channel = 'webhook'
+      AND m.status = 'pending'
       AND m.next_attempt_at <= now()
       AND (m.lease_expires_at IS NULL OR m.lease_expires_at < now())
       AND e.status = 'enabled'
@@ -193,7 +194,7 @@ WITH due AS (
     LIMIT :limit
     FOR UPDATE OF m SKIP LOCKED
 )
-UPDATE webhook_messages m
+UPDATE outbox m
 SET lease_expires_at = now() + make_interval(secs => :lease_s),
     lease_token = CAST(:token AS uuid),
     attempts = m.attempts + 1
@@ -250,13 +251,13 @@ async def release(session: AsyncSession, items: list[tuple[uuid.UUID, uuid.UUID]
 
 FINISH_SQL = text(
     """
-UPDATE webhook_messages
+UPDATE outbox
 SET status = CAST(:status AS varchar),
     next_attempt_at = now() + make_interval(secs => CAST(:delay_s AS float8)),
     lease_expires_at = NULL, lease_token = NULL,
     last_error = CAST(:error AS varchar),
     finished_at = CASE WHEN CAST(:status AS varchar) = 'pending' THEN NULL ELSE now() END
-WHERE id = :id AND lease_token = :token
+WHERE id = :id AND lease_token = :token AND channel = 'webhook'
 """
 )
 
@@ -295,6 +296,14 @@ async def mark_failing(
     return {r[0]: r[1] for r in result if r[1] is not None}
 
 
+async def first_attempt_at(session: AsyncSession, message_id: uuid.UUID) -> datetime | None:
+    result = await session.execute(
+        select(func.min(WebhookAttempt.attempted_at)).where(WebhookAttempt.message_id == message_id)
+    )
+    value: datetime | None = result.scalar_one()
+    return value
+
+
 async def endpoint_by_id(session: AsyncSession, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
     """Workers only (no organisation scope: the id comes from a claimed row)."""
     result = await session.execute(
@@ -314,3 +323,13 @@ async def count_pending(session: AsyncSession) -> int:
 
 async def erase_endpoint_messages(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
     await session.execute(delete(WebhookMessage).where(WebhookMessage.endpoint_id == endpoint_id))
+
+
+async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> int:
+    """Delete every message about this person (pending or sent; their attempts cascade)."""
+    result = await session.execute(
+        delete(WebhookMessage)
+        .where(WebhookMessage.subject_id == subject_id)
+        .returning(WebhookMessage.id)
+    )
+    return len(result.all())

@@ -24,9 +24,16 @@ from app.notifications.endpoints import (
     EndpointRejected,
     address_allowed,
 )
+from app.notifications.models import Channel
 from app.notifications.schemas import NotificationPayload, Recipient
-from app.webhooks import repository, signing
-from app.webhooks.errors import EndpointNotFound, EndpointRefused, MessageNotFound, TooManyEndpoints
+from app.webhooks import repository, secretbox, signing
+from app.webhooks.errors import (
+    EndpointNotFound,
+    EndpointRefused,
+    MessageNotFound,
+    SecretKeyMissing,
+    TooManyEndpoints,
+)
 from app.webhooks.models import EndpointStatus, MessageStatus, WebhookEndpoint, WebhookMessage
 from app.webhooks.predicates import matches
 from app.webhooks.schemas import EndpointCreate, EndpointUpdate, ReplayRequest
@@ -100,6 +107,7 @@ async def create_endpoint(
             "webhook endpoints."
         )
     secret = signing.new_secret()
+    sealed = _seal(settings, secret)
     endpoint = WebhookEndpoint(
         id=uuid.uuid4(),
         organisation_id=org,
@@ -109,13 +117,21 @@ async def create_endpoint(
         geofence_ids=body.geofence_ids,
         categories=body.categories,
         include_person_ids=body.include_person_ids,
-        secret=secret,
+        secret=sealed,
         pseudonym_key=secrets.token_hex(32),
         status=EndpointStatus.enabled.value,
         created_by=principal.staff_user_id,
     )
     await repository.add(session, endpoint)
     return endpoint, secret
+
+
+def _seal(settings: Settings, secret: str) -> str:
+    """The stored form of a secret; a missing or unusable key is a 503 naming the setting."""
+    try:
+        return secretbox.seal(settings, secret)
+    except secretbox.SecretKeyError as exc:
+        raise SecretKeyMissing(str(exc)) from exc
 
 
 async def list_endpoints(session: AsyncSession, org: uuid.UUID) -> Sequence[WebhookEndpoint]:
@@ -161,12 +177,18 @@ async def delete_endpoint(session: AsyncSession, org: uuid.UUID, endpoint_id: uu
 async def rotate_secret(
     session: AsyncSession, settings: Settings, org: uuid.UUID, endpoint_id: uuid.UUID
 ) -> tuple[str, datetime]:
-    """A new secret; the old one keeps signing (next to it) for `webhook_secret_overlap_s`."""
+    """A new secret; the old one keeps signing (next to it) for `webhook_secret_overlap_s`.
+    Both are stored sealed (`secretbox`), the old one re-sealed with the current key."""
     endpoint = await get_endpoint(session, org, endpoint_id, lock=True)
     secret = signing.new_secret()
     until = datetime.now(UTC) + timedelta(seconds=settings.webhook_secret_overlap_s)
-    endpoint.previous_secret, endpoint.previous_secret_until = endpoint.secret, until
-    endpoint.secret = secret
+    try:
+        previous = secretbox.open_sealed(settings, endpoint.secret)
+    except secretbox.SecretKeyError as exc:
+        raise SecretKeyMissing(str(exc)) from exc
+    endpoint.previous_secret = _seal(settings, previous)
+    endpoint.previous_secret_until = until
+    endpoint.secret = _seal(settings, secret)
     await session.flush()
     return secret, until
 
@@ -260,8 +282,10 @@ async def fan_out(session: AsyncSession, events: list[Event], _settings: Any = N
                 rows.append(
                     {
                         "id": uuid.uuid4(),
+                        "channel": Channel.webhook.value,
                         "organisation_id": event.organisation_id,
                         "endpoint_id": ep.id,
+                        "subject_id": None if event.subject is None else event.subject.id,
                         "msg_id": new_msg_id(),
                         "event_id": event.id,
                         "event_type": event.type.value,
@@ -344,6 +368,7 @@ async def replay(
             payload=m.payload,
             status=MessageStatus.pending.value,
             replay_of=m.replay_of or m.id,
+            subject_id=m.subject_id,
         )
         for m in originals
     ]
@@ -374,6 +399,12 @@ async def attempts(
 ) -> Sequence[Any]:
     endpoint = await get_endpoint(session, org, endpoint_id)
     return await repository.list_attempts(session, endpoint.id, limit, before)
+
+
+async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> int:
+    """Erasure: every message about this person (device or staff user), pending or sent, goes
+    with its attempt log; returns how many messages."""
+    return await repository.erase_subject(session, subject_id)
 
 
 # --- the circuit breaker (workers) ---------------------------------------------------------------

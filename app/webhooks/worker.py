@@ -38,7 +38,7 @@ from app.notifications.http import PushHttpClient
 from app.notifications.outbox import OutboxWorker
 from app.notifications.sender import backoff_s, parse_retry_after
 from app.webhooks import repository as repo
-from app.webhooks import service, signing
+from app.webhooks import secretbox, service, signing
 from app.webhooks.metrics import (
     WEBHOOK_ATTEMPTS,
     WEBHOOK_IN_FLIGHT,
@@ -55,8 +55,11 @@ class _Settled:
     finish: dict[str, Any]
     attempt: dict[str, Any]
     endpoint_id: uuid.UUID
+    message_id: uuid.UUID
     ok: bool
     gone: bool
+    # the message used up its retry window (dead of age, not of a 410)
+    expired: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ class _Answer:
 
 
 class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
-    """The `webhook` channel: rows of `webhook_messages`, capped per endpoint."""
+    """The `webhook` channel: its rows of the outbox, capped per endpoint."""
 
     notify_channel = repo.NOTIFY_CHANNEL
 
@@ -101,9 +104,19 @@ class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
         )
         self.rng = rng or random.Random()
         self._last_gauge = 0.0
+        self._secrets: dict[str, str] = {}
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    def _open(self, stored: str) -> str:
+        """An endpoint's secret as stored (sealed), opened once per worker and kept in memory."""
+        secret = self._secrets.get(stored)
+        if secret is None:
+            if len(self._secrets) >= 4096:
+                self._secrets.clear()
+            secret = self._secrets[stored] = secretbox.open_sealed(self.settings, stored)
+        return secret
 
     # --- claiming -----------------------------------------------------------------------------
 
@@ -130,9 +143,15 @@ class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
         """Sign and POST one message; never raises for the receiver's sake."""
         body = job.payload.encode()
         ts = int(time.time())
-        keys = service.signing_secrets(
-            job.secret, job.previous_secret, job.previous_secret_until, job.now
-        )
+        try:
+            keys = service.signing_secrets(
+                self._open(job.secret),
+                None if job.previous_secret is None else self._open(job.previous_secret),
+                job.previous_secret_until,
+                job.now,
+            )
+        except secretbox.SecretKeyError as exc:  # retried: the key may be configured meanwhile
+            return _Answer(None, None, f"cannot sign: {exc}"[:500])
         head = (
             "Content-Type: application/json\r\n"
             f"webhook-id: {job.msg_id}\r\n"
@@ -172,11 +191,13 @@ class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
             WEBHOOK_LATENCY.labels(label).observe(answer.latency_ms / 1000)
         ok = answer.status is not None and 200 <= answer.status < 300
         gone = answer.status == 410
+        expired = False
         age = job.now - job.created_at
         if ok:
             status, astatus, delay = MessageStatus.delivered, AttemptStatus.delivered, 0.0
         elif gone or age >= timedelta(seconds=self.settings.webhook_retry_for_s):
             status, astatus, delay = MessageStatus.dead, AttemptStatus.dead, 0.0
+            expired = not gone
         else:
             status, astatus = MessageStatus.pending, AttemptStatus.retry
             delay = backoff_s(
@@ -213,8 +234,10 @@ class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
                     "error": answer.error,
                 },
                 endpoint_id=job.endpoint_id,
+                message_id=job.id,
                 ok=ok,
                 gone=gone,
+                expired=expired,
             )
         )
 
@@ -230,11 +253,23 @@ class WebhookWorker(OutboxWorker[repo.ClaimedMessage, _Settled]):
             healthy = sorted({i.endpoint_id for i in items if i.ok})
             failing = sorted({i.endpoint_id for i in items if not i.ok} - set(healthy))
             await repo.mark_healthy(session, healthy)
-            since = await repo.mark_failing(session, failing, now)
+            # the streak starts at the batch's first failed attempt (not at this write)
+            first_failure = min((i.attempt["attempted_at"] for i in items if not i.ok), default=now)
+            since = await repo.mark_failing(session, failing, first_failure)
             for endpoint_id in sorted({i.endpoint_id for i in items if i.gone}):
                 await service.disable(
                     session, endpoint_id, "the receiver answered 410 Gone", self.settings
                 )
+            # A message that used up its window while its endpoint never succeeded since the
+            # message's first attempt trips the breaker too: the message is older than the
+            # endpoint's failing streak (it was written before its first attempt failed), so
+            # without this an endpoint whose last message died first would stay enabled.
+            for item in items:
+                started = since.get(item.endpoint_id)
+                if item.expired and started is not None:
+                    first = await repo.first_attempt_at(session, item.message_id)
+                    if first is not None and started <= first:
+                        since[item.endpoint_id] = now - window
             for endpoint_id, started in since.items():
                 if now - started >= window:
                     days = window.total_seconds() / 86_400

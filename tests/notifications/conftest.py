@@ -19,7 +19,7 @@ from app.notifications.vapid import VapidSigner, generate_private_key, private_k
 from tests.conftest import migrated_database
 from tests.notifications.fake_push import FakePushService
 
-PUSH_TABLES = "push_deliveries, push_outbox, notifications, push_subscriptions"
+PUSH_TABLES = "push_deliveries, outbox, notifications, push_subscriptions"
 
 
 @pytest.fixture(scope="session")

@@ -70,10 +70,10 @@ async def outbox_believed_empty(db: AsyncSession) -> None:
         ]
     await db.flush()
     await service.enqueue_many(db, items)
-    await db.execute(text("UPDATE push_outbox SET next_attempt_at = now() - interval '1 minute'"))
+    await db.execute(text("UPDATE outbox SET next_attempt_at = now() - interval '1 minute'"))
     # What VACUUM/ANALYZE record (tables and indexes) while the rows' inserting transaction is
     # open: some pages, no tuples (density 0, so every estimate is 1 row at any actual size).
-    tables = "'push_outbox'::regclass, 'notifications'::regclass, 'push_subscriptions'::regclass"
+    tables = "'outbox'::regclass, 'notifications'::regclass, 'push_subscriptions'::regclass"
     await db.execute(
         text(
             f"UPDATE pg_class SET reltuples = 0, relpages = 1 WHERE oid IN ({tables})"
@@ -113,5 +113,5 @@ async def test_settling_a_batch_reads_only_its_rows_when_the_outbox_looks_empty(
         },
     )
     assert rows_thrown_away(plan) <= BOUND
-    settled = await db.execute(text("SELECT count(*) FROM push_outbox WHERE status = 'delivered'"))
+    settled = await db.execute(text("SELECT count(*) FROM outbox WHERE status = 'delivered'"))
     assert settled.scalar_one() == BATCH

@@ -44,12 +44,12 @@ async def scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:
 
 async def statuses(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
-        rows = await conn.execute(text("SELECT status, count(*) FROM push_outbox GROUP BY 1"))
+        rows = await conn.execute(text("SELECT status, count(*) FROM outbox GROUP BY 1"))
         return {r[0]: r[1] for r in rows}
 
 
 async def all_settled(engine: AsyncEngine) -> bool:
-    return int(await scalar(engine, "SELECT count(*) FROM push_outbox WHERE status='pending'")) == 0
+    return int(await scalar(engine, "SELECT count(*) FROM outbox WHERE status='pending'")) == 0
 
 
 class World:
@@ -162,7 +162,7 @@ async def test_rolled_back_transaction_sends_nothing(
     async with world.sessionmaker() as s:
         await service.enqueue(s, recipient=alice, payload=NotificationPayload(title="never"))
         await s.rollback()
-    assert int(await scalar(push_engine, "SELECT count(*) FROM push_outbox")) == 0
+    assert int(await scalar(push_engine, "SELECT count(*) FROM outbox")) == 0
 
 
 async def test_gone_subscription_is_removed_and_failures_keep_it(
@@ -221,7 +221,7 @@ async def test_retry_after_is_honoured(
     await run_until([w], lambda: _attempts_logged(push_engine, 1))
     delay = await scalar(
         push_engine,
-        "SELECT EXTRACT(EPOCH FROM next_attempt_at - now()) FROM push_outbox",
+        "SELECT EXTRACT(EPOCH FROM next_attempt_at - now()) FROM outbox",
     )
     assert 3500 < float(delay) <= 3600
     assert await statuses(push_engine) == {"pending": 1}
@@ -252,7 +252,7 @@ async def test_dead_letter_past_ttl_without_sending(
     await world.subscribe(alice, fake_push)
     await world.notify([alice], ttl_s=60)
     async with push_engine.begin() as conn:
-        await conn.execute(text("UPDATE push_outbox SET expires_at = now() - interval '1 s'"))
+        await conn.execute(text("UPDATE outbox SET expires_at = now() - interval '1 s'"))
     await run_until([worker(push_settings, push_engine)], lambda: all_settled(push_engine))
     assert await statuses(push_engine) == {"dead": 1}
     assert fake_push.requests == 0
@@ -304,7 +304,7 @@ async def test_concurrent_workers_send_each_of_5000_rows_exactly_once(
     for who in people:
         await world.subscribe(who, fake_push, 10)
     await world.notify(people, per_person=10)
-    assert int(await scalar(push_engine, "SELECT count(*) FROM push_outbox")) == 5000
+    assert int(await scalar(push_engine, "SELECT count(*) FROM outbox")) == 5000
     fake_push.decrypt = False  # decryption is covered elsewhere; here count the messages
     settings = push_settings.model_copy(
         update={"push_worker_concurrency": 64, "push_worker_batch": 50, "push_lease_s": 60.0}

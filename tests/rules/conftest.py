@@ -41,7 +41,7 @@ async def rules_engine(rules_engine_session: AsyncEngine) -> AsyncEngine:
     async with rules_engine_session.begin() as conn:
         await conn.execute(
             text(
-                "TRUNCATE push_deliveries, push_outbox, notifications, push_subscriptions, "
+                "TRUNCATE push_deliveries, outbox, notifications, push_subscriptions, "
                 "notification_decisions, pings, organisations CASCADE"
             )
         )

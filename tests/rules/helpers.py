@@ -147,7 +147,7 @@ class Town:
 
     async def _settled(self) -> bool:
         due = await self.scalar(
-            "SELECT count(*) FROM push_outbox WHERE status = 'pending' AND next_attempt_at <= now()"
+            "SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()"
         )
         return int(due) == 0
 

@@ -174,7 +174,7 @@ async def _decided(db: AsyncSession, events: list[dict[str, Any]]) -> list[tuple
         text(
             "SELECT d.subject_id, d.presence_event_id, d.kind, coalesce(o.title, t.title), "
             "       d.decision, d.reason, d.deliver_after, n.decision, "
-            "       (SELECT count(*) FROM push_outbox x WHERE x.notification_id = n.id) "
+            "       (SELECT count(*) FROM outbox x WHERE x.notification_id = n.id) "
             "FROM notification_decisions d "
             "LEFT JOIN offers o ON o.id = d.offer_id LEFT JOIN tasks t ON t.id = d.task_id "
             "LEFT JOIN notifications n ON n.id = d.notification_id "

@@ -111,12 +111,10 @@ async def test_quiet_hours_drop_or_defer_then_deliver_at_the_end(
     inbox = await t.inbox(alice.headers)
     assert offer_decisions(inbox, dropped["id"]) == ["suppressed:quiet_hours"]
     assert offer_decisions(inbox, deferred["id"]) == ["send"]
-    waiting = await t.scalar(
-        "SELECT min(next_attempt_at) FROM push_outbox WHERE status = 'pending'"
-    )
+    waiting = await t.scalar("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
     assert waiting > datetime.now(UTC) + timedelta(minutes=50)
     # the end of quiet hours arrives: the deferred one is delivered, once
-    await t.scalar("UPDATE push_outbox SET next_attempt_at = now() RETURNING 1")
+    await t.scalar("UPDATE outbox SET next_attempt_at = now() RETURNING 1")
     await t.deliver()
     got = received(fake_push)
     assert [g["title"] for g in got] == ["Deferred"]

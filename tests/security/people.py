@@ -122,7 +122,7 @@ async def holdings(db: AsyncSession, device_id: uuid.UUID) -> dict[str, int]:
                 )
             ).scalar_one()
         )
-    for table in ("push_outbox", "push_deliveries"):
+    for table in ("outbox", "push_deliveries"):
         out[table] = int(
             (
                 await db.execute(

@@ -30,7 +30,7 @@ async def age(db: AsyncSession, device_id: object, by: timedelta) -> None:
         "UPDATE checkins SET recorded_at = recorded_at - :by WHERE device_id = :d",
         "UPDATE presence_events SET occurred_at = occurred_at - :by WHERE device_id = :d",
         "UPDATE notifications SET created_at = created_at - :by WHERE device_id = :d",
-        "UPDATE push_outbox o SET created_at = o.created_at - :by FROM notifications n "
+        "UPDATE outbox o SET created_at = o.created_at - :by FROM notifications n "
         "WHERE n.id = o.notification_id AND n.device_id = :d",
         "UPDATE push_deliveries x SET attempted_at = x.attempted_at - :by FROM notifications n "
         "WHERE n.id = x.notification_id AND n.device_id = :d",
@@ -52,7 +52,7 @@ async def test_purge_removes_expired_data_everywhere_and_keeps_fresh_data(
     removed = await service.purge(db, settings)
 
     left = await holdings(db, old.resident.id)
-    for kind in ("pings", "checkins", "presence_events", "notifications", "push_outbox",
+    for kind in ("pings", "checkins", "presence_events", "notifications", "outbox",
                  "push_deliveries"):  # fmt: skip
         assert left[kind] == 0, (kind, left)
     # what is not time-bound stays until the resident erases it: device, settings, subscription

@@ -119,7 +119,7 @@ async def wh_engine(wh_engine_session: AsyncEngine) -> AsyncEngine:
     async with wh_engine_session.begin() as conn:
         await conn.execute(
             text(
-                "TRUNCATE webhook_attempts, webhook_messages, webhook_endpoints, push_outbox, "
+                "TRUNCATE webhook_attempts, webhook_endpoints, outbox, "
                 "notifications, organisations CASCADE"
             )
         )

@@ -185,7 +185,8 @@ async def test_types_and_place_filters_choose_what_an_endpoint_gets(
     here = receiver.routes["here"].received
     assert [r["body"]["data"]["event_id"] for r in here]
     assert len(here) == 1
-    assert (await rows(world.engine, "SELECT count(*) FROM webhook_messages"))[0][0] == 2
+    webhook_rows = "SELECT count(*) FROM outbox WHERE channel = 'webhook'"
+    assert (await rows(world.engine, webhook_rows))[0][0] == 2
 
 
 async def test_a_receiver_answering_500_then_200_gets_the_message_exactly_once(
@@ -315,9 +316,7 @@ async def test_a_receiver_failing_for_the_whole_retry_window_is_disabled_and_its
     )
     assert "failed" in row[0]
     assert len(await _admin_told(world.engine, admin)) == 1
-    statuses = await rows(
-        world.engine, "SELECT status FROM webhook_messages WHERE endpoint_id=:e", e=ep
-    )
+    statuses = await rows(world.engine, "SELECT status FROM outbox WHERE endpoint_id=:e", e=ep)
     assert [s[0] for s in statuses] == ["dead"]
     assert receiver.routes["down"].requests >= 2
     assert not receiver.routes["down"].received
@@ -338,7 +337,7 @@ async def test_a_replay_arrives_with_the_same_webhook_id(
     (message_id,) = (
         await rows(
             world.engine,
-            "SELECT id FROM webhook_messages WHERE endpoint_id = :e AND event_type='place.exited'",
+            "SELECT id FROM outbox WHERE endpoint_id = :e AND event_type='place.exited'",
             e=ep,
         )
     )[0]
@@ -377,9 +376,7 @@ async def test_a_rotated_secret_signs_next_to_the_old_one(
     await wait_for(lambda: len(receiver.routes["rot"].received) == 1)
     # … and a message signed now also verifies with the old one (both signatures are sent)
     job = (
-        await rows(
-            world.engine, "SELECT msg_id, payload FROM webhook_messages WHERE endpoint_id=:e", e=ep
-        )
+        await rows(world.engine, "SELECT msg_id, payload FROM outbox WHERE endpoint_id=:e", e=ep)
     )[0]
     from app.webhooks import signing
 

@@ -75,7 +75,7 @@ async def test_purge_removes_old_finished_messages_and_attempts_and_keeps_pendin
 
     left = set((await db.execute(select(WebhookMessage.id))).scalars())
     assert left == {messages["old_pending"].id, messages["fresh_delivered"].id}
-    assert removed["webhook_messages"] == 2
+    assert removed["outbox"] == 2  # the one outbox: only webhook rows exist here
     attempts = (await db.execute(select(func.count()).select_from(WebhookAttempt))).scalar_one()
     assert attempts == 1  # the fresh one; the old pending message's attempt is past its period
     assert removed["webhook_attempts"] >= 1
