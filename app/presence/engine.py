@@ -86,6 +86,10 @@ class Params:
     # or more over a minute, and its uncertainty keeps the drift and a bias floor
     stay_enter_evidence: float = 3.0
     stay_max_speed_mps: float = 1.0
+    # a phone reporting less than this is still: two fixes away from a stay do not end it then
+    # (walking is 1.1-1.7 m/s; a still phone's Doppler speed reads 0-0.3)
+    still_max_speed_mps: float = 0.5
+    still_hold_after_s: float = 600.0  # ... once the stay has lasted this long
     stay_enter_max_out: float = 0.25  # the fix a stay enters on is out by at most this share
     # of the exit margin (not someone already leaving)
 
@@ -152,6 +156,7 @@ class Stay(NamedTuple):
     out: int = 0
     out_x: float = 0.0  # where the fix away from it was (metres, as the sums)
     out_y: float = 0.0
+    out_still: bool = False  # the phone reported it was still at that fix
     # the sums at the last milestone: each mean measured is of the fixes since the one before
     # (the first few of a stay are often still the walk in)
     base: tuple[int, float, float, float, float] = (0, 0.0, 0.0, 0.0, 0.0)
@@ -224,10 +229,20 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
     radius = max(params.stay_radius_m, 2.0 * fix.accuracy_m)
     if math.hypot(x - mx, y - my) > radius:
         # away from the stay: once is an outlier; twice in a row a move, if the two agree (close
-        # together, or the second farther out the same way); two that disagree are outliers
+        # together, or the second farther out the same way), unless the phone reported it was
+        # still at both (its Doppler speed does not jump with a multipath fix: a phone that says
+        # 0 m/s while its fixes land 40 m off has not gone anywhere), once the stay has been
+        # lasted `still_hold_after_s`; three that agree are a move whatever the phone says;
+        # fixes that disagree are outliers
         if stay.out >= 1 and _same_move(stay, mx, my, x, y, radius):
-            return fresh
-        return stay._replace(out=1, out_x=x, out_y=y)
+            if (
+                stay.out >= 2
+                or (fix.recorded_at - stay.since).total_seconds() < params.still_hold_after_s
+                or not (stay.out_still and _still(fix, params))
+            ):
+                return fresh
+            return stay._replace(out=2, out_x=x, out_y=y)
+        return stay._replace(out=1, out_x=x, out_y=y, out_still=_still(fix, params))
     joined = stay._replace(
         n=stay.n + 1,
         sum_w=stay.sum_w + w,
@@ -270,6 +285,11 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
             prior=joined.base,
         )
     return joined
+
+
+def _still(fix: Fix, params: Params) -> bool:
+    """The phone reports (by its Doppler speed) that it is not moving."""
+    return fix.speed_mps is not None and fix.speed_mps < params.still_max_speed_mps
 
 
 def _same_move(stay: Stay, mx: float, my: float, x: float, y: float, radius: float) -> bool:

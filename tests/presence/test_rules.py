@@ -130,6 +130,49 @@ async def test_two_outliers_in_a_row_that_disagree_never_end_a_stay_inside(
     assert [(e["type"], e["ping_id"]) for e in away["events"]] == [("exit", "a2")]
 
 
+async def test_two_agreeing_outliers_of_a_phone_that_says_it_is_still_never_end_a_long_stay(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    """A phone on a desk for 10 minutes: two fixes 60 m out on the same side while it reports
+    0 m/s are multipath, not a walk (its Doppler speed does not jump); a third that agrees is a
+    move whatever the phone says, and so are two while it reports walking speed."""
+    await create_circle(db, org.id, 0, 0, 50, trigger_distance_m=0)
+
+    def fix(pid: str, x: float, t: float, speed: float) -> dict[str, Any]:
+        ping = P(pid, x, 0, _t(t), 15).ping()
+        ping["speed_mps"] = speed
+        return ping
+
+    desk = [fix(f"d{i}", 0, 10 * i, 0.0) for i in range(62)]
+    first = await send(client, resident.headers, desk)
+    assert [e["type"] for e in first["events"] if e["type"] in ("enter", "exit")] == ["enter"]
+    glitch = await send(
+        client, resident.headers, [fix("g1", 110, 620, 0.1), fix("g2", 112, 630, 0.0)]
+    )
+    assert [e["type"] for e in glitch["events"] if e["type"] == "exit"] == []
+    back = await send(client, resident.headers, [fix("back", 0, 640, 0.0)])
+    assert [e["type"] for e in back["events"] if e["type"] == "exit"] == []
+    # three in a row that agree: the phone was carried off however still it says it is
+    carried = await send(
+        client,
+        resident.headers,
+        [fix("c1", 110, 650, 0.2), fix("c2", 112, 660, 0.3), fix("c3", 114, 670, 0.2)],
+    )
+    assert [(e["type"], e["ping_id"]) for e in carried["events"] if e["type"] == "exit"] == [
+        ("exit", "c3")
+    ]
+    # another phone, the same desk: walking away at 1.4 m/s exits on the second fix out
+    other = await create_resident(db, org)
+    on = {"enabled": True}
+    r = await client.put("/v1/me/background-location", json=on, headers=other.headers)
+    assert r.status_code == 200, r.text
+    await send(client, other.headers, desk)
+    walk = await send(client, other.headers, [fix("w1", 110, 620, 1.4), fix("w2", 125, 630, 1.4)])
+    assert [(e["type"], e["ping_id"]) for e in walk["events"] if e["type"] == "exit"] == [
+        ("exit", "w2")
+    ]
+
+
 async def test_a_stay_enters_on_its_mean_only_while_the_phone_stays_put(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
 ) -> None:
