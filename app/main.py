@@ -39,6 +39,7 @@ from app.open311.router import georeport as open311_georeport_router
 from app.open311.router import router as open311_router
 from app.presence.acks import AckGroups
 from app.presence.evaluator import run_evaluator
+from app.presence.fastpath import PingFastPath
 from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
@@ -156,6 +157,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(open311_router)
     app.include_router(open311_georeport_router)
     install_web(app, settings)
+    # innermost: the 202 path of POST /v1/pings in plain ASGI, everything else passes through
+    app.add_middleware(PingFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -164,7 +167,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
-    # Last added runs first: observability, proxy headers, body limit, NUL check, then the app.
+    # Last added runs first: observability, proxy headers, body limit, NUL check, [CORS,] the
+    # pings fast path, then the app.
     app.add_middleware(NulByteMiddleware, binary=(("POST", PHOTO_UPLOAD_PATH),))
     app.add_middleware(
         BodyLimitMiddleware,
