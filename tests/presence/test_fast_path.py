@@ -84,7 +84,7 @@ def _fix(pid: str, seconds_ago: float = 5, **extra: Any) -> dict[str, Any]:
 
 
 def _fast() -> float:
-    return PING_FAST_PATH._value.get()
+    return float(PING_FAST_PATH._value.get())
 
 
 async def _queued(app: FastAPI) -> int:
