@@ -18,10 +18,11 @@ from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core import types as core_types
 from app.core.background import InProcess
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.datadir import exit_with_parent
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
+from app.core.heap import settle_heap
 from app.core.listen import listen_dsn
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, NulByteMiddleware, ObservabilityMiddleware
@@ -96,6 +97,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                     ),
                 )
             )
+        if settings.environment is not Environment.test:
+            settle_heap()  # once per process, after startup (a test run starts many apps)
         tokens_task = None
         if settings.device_token_cache_entries > 0:
             app.state.device_tokens = DeviceTokenCache(settings.device_token_cache_entries)
