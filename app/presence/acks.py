@@ -1,7 +1,8 @@
 """Group commit for 202 answers: single fixes arriving together are queued together.
 
-A single-fix request answered 202 costs little besides its transaction: BEGIN, one INSERT,
-COMMIT and the commit's WAL flush. Requests that arrive while this process is storing others
+A single-fix request answered 202 costs little besides its statement: one INSERT and its
+commit's WAL flush (no BEGIN/COMMIT round trips: the statement is its own transaction unless
+the request had already begun one). Requests that arrive while this process is storing others
 wait (their connection goes back to the pool), and the next one to run stores all of them with
 one statement and one commit (`service.enqueue_ping_batches`), one request per subject per group.
 The leader commits before anyone is answered, so a 202 still means stored; a group that fails
@@ -131,8 +132,10 @@ class AckGroups:
         followers = group[1:]
         try:
             try:
+                # one statement, committed as it completes when the session has not begun a
+                # transaction (the fast path's, or a route whose token came from memory)
                 outcomes = await service.enqueue_ping_batches(
-                    session, self.settings, [w.request for w in group]
+                    session, self.settings, [w.request for w in group], autocommit=True
                 )
                 await session.commit()
             except Exception:

@@ -535,11 +535,15 @@ async def enqueue_ping_batches(
     settings: Settings,
     requests: list[BatchRequest],
     now: datetime | None = None,
+    *,
+    autocommit: bool = False,
 ) -> list[AckResult | BackgroundLocationOff]:
     """Validate several subjects' batches and queue their fixes in one statement. Never commits.
 
     Subjects must be distinct. Returns each batch's `AckResult`, or `BackgroundLocationOff` for
-    a refused one (nothing of it stored).
+    a refused one (nothing of it stored). `autocommit`: the caller commits right after and has
+    nothing else to do in the transaction, so if the session has not begun one the statement
+    may be its own (`repository.enqueue_pings`).
     """
     if len({r.subject.id for r in requests}) != len(requests):
         raise ValueError("one batch per subject in a group")
@@ -582,7 +586,7 @@ async def enqueue_ping_batches(
         )
         for req, rows in zip(requests, valids, strict=True)
     ]
-    stored = await repository.enqueue_pings(session, writes)
+    stored = await repository.enqueue_pings(session, writes, autocommit=autocommit)
     out: list[AckResult | BackgroundLocationOff] = []
     for ack, rows, (allowed, ids) in zip(acks, valids, stored, strict=True):
         if not allowed:
