@@ -188,6 +188,9 @@ class PingFastPath:
         body: bytes, settings: Settings, prefer: bytes | None
     ) -> list[service.PingInput] | None:
         """The fixes of an asynchronous request the route would accept; None: the route decides."""
+        wants_async = prefers_async(prefer.decode("latin-1") if prefer is not None else None)
+        if not wants_async and body.count(b"recorded_at") > 1:
+            return None  # a synchronous batch (or looks like one): the route's, unparsed
         try:
             parsed = PingBatchCreate.model_validate(orjson.loads(body))
         except (orjson.JSONDecodeError, ValidationError):
@@ -195,16 +198,14 @@ class PingFastPath:
         pings = parsed.pings
         if len(pings) > settings.ping_max_batch:
             return None
-        if len(pings) != 1 and not prefers_async(
-            prefer.decode("latin-1") if prefer is not None else None
-        ):
+        if len(pings) != 1 and not wants_async:
             return None  # a synchronous batch: the route's
         return [
             service.PingInput(
                 id=p.id,
                 lon=p.lon,
                 lat=p.lat,
-                recorded_at=p.recorded_at,
+                recorded_at=service.in_utc(p.recorded_at),
                 accuracy_m=p.accuracy_m,
                 speed_mps=p.speed_mps,
                 heading=p.heading,

@@ -77,7 +77,7 @@ async def post_pings(
             id=p.id,
             lon=p.lon,
             lat=p.lat,
-            recorded_at=p.recorded_at,
+            recorded_at=service.in_utc(p.recorded_at),
             accuracy_m=p.accuracy_m,
             speed_mps=p.speed_mps,
             heading=p.heading,
