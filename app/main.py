@@ -18,10 +18,11 @@ from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core import types as core_types
 from app.core.background import InProcess
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.datadir import exit_with_parent
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
+from app.core.heap import settle_heap
 from app.core.listen import listen_dsn
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, NulByteMiddleware, ObservabilityMiddleware
@@ -39,6 +40,7 @@ from app.open311.router import georeport as open311_georeport_router
 from app.open311.router import router as open311_router
 from app.presence.acks import AckGroups
 from app.presence.evaluator import run_evaluator
+from app.presence.fastpath import PingFastPath
 from app.presence.groups import PingGroups
 from app.presence.router import router as presence_router
 from app.presence.startup import maintain_on_startup
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                     ),
                 )
             )
+        if settings.environment is not Environment.test:
+            settle_heap()  # once per process, after startup (a test run starts many apps)
         tokens_task = None
         if settings.device_token_cache_entries > 0:
             app.state.device_tokens = DeviceTokenCache(settings.device_token_cache_entries)
@@ -171,6 +175,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(open311_router)
     app.include_router(open311_georeport_router)
     install_web(app, settings)
+    # innermost: the 202 path of POST /v1/pings in plain ASGI, everything else passes through
+    app.add_middleware(PingFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -179,7 +185,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
-    # Last added runs first: observability, proxy headers, body limit, NUL check, then the app.
+    # Last added runs first: observability, proxy headers, body limit, NUL check, [CORS,] the
+    # pings fast path, then the app.
     app.add_middleware(NulByteMiddleware, binary=(("POST", PHOTO_UPLOAD_PATH),))
     app.add_middleware(
         BodyLimitMiddleware,

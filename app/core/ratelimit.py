@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -96,6 +97,10 @@ def caller_key(request: Request) -> str | None:
     auth = request.headers.get("authorization")
     if not auth:
         return None
+    return _hash_key(auth)
+
+
+def _hash_key(auth: str) -> str:
     return hashlib.blake2b(auth.encode(), digest_size=12).hexdigest()
 
 
@@ -119,6 +124,32 @@ def rate_limited(scope: str) -> Callable[[Request], Awaitable[None]]:
         refuse_if_waiting(max(waits))
 
     return check
+
+
+def take_if_free(
+    settings: Any, limiter: RateLimiter, scope: str, asgi_scope: Any, auth: bytes | None
+) -> bool:
+    """`rate_limited(scope)` for a plain ASGI handler: take the request's tokens and say True
+    when both buckets let it through; change nothing and say False when either would refuse
+    (the route then applies the same limits and answers the 429)."""
+    if not settings.rate_limit_enabled:
+        return True
+    caller_rate = settings.rate_limit_per_caller_per_minute.get(scope, 600.0)
+    ip_rate = settings.rate_limit_per_ip_per_minute.get(scope, 6000.0)
+    per_caller = Rule(caller_rate, max(1, math.ceil(caller_rate)))
+    per_ip = Rule(ip_rate, max(1, math.ceil(ip_rate)))
+    client = asgi_scope.get("client")
+    ip = client[0] if client else "unknown"
+    # caller_key's key, from the header's text as Starlette decodes it (latin-1)
+    key = None if auth is None else _hash_key(auth.decode("latin-1"))
+    if limiter.peek(f"{scope}:ip", ip, per_ip) > 0:
+        return False
+    if key is not None and limiter.peek(f"{scope}:caller", key, per_caller) > 0:
+        return False
+    limiter.hit(f"{scope}:ip", ip, per_ip)
+    if key is not None:
+        limiter.hit(f"{scope}:caller", key, per_caller)
+    return True
 
 
 def refuse_if_waiting(wait: float) -> None:

@@ -62,6 +62,11 @@ def require_offset(name: str, value: datetime | None) -> datetime | None:
 
 def check_datetime(value: datetime) -> datetime:
     """In [1900-01-01, 3000-01-01) UTC; a naive value is read as UTC. The value is kept as given."""
+    if 1900 < value.year < 2999:
+        # inside whatever its offset (less than a day), without comparing: a comparison asks
+        # the value's tzinfo for its offset, and pydantic's own tzinfo answers ~40x slower
+        # than `datetime.timezone` (2.7 us of this function's 2.8 for a ping's `recorded_at`)
+        return value
     try:
         # aware values compare in UTC without a conversion (a ping batch checks hundreds)
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)

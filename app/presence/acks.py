@@ -1,7 +1,8 @@
 """Group commit for 202 answers: single fixes arriving together are queued together.
 
-A single-fix request answered 202 costs little besides its transaction: BEGIN, one INSERT,
-COMMIT and the commit's WAL flush. Requests that arrive while this process is storing others
+A single-fix request answered 202 costs little besides its statement: one INSERT and its
+commit's WAL flush (no BEGIN/COMMIT round trips: the statement is its own transaction unless
+the request had already begun one). Requests that arrive while this process is storing others
 wait (their connection goes back to the pool), and the next one to run stores all of them with
 one statement and one commit (`service.enqueue_ping_batches`), one request per subject per group.
 The leader commits before anyone is answered, so a 202 still means stored; a group that fails
@@ -16,7 +17,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.presence import evaluator, service
@@ -46,8 +47,23 @@ class AckGroups:
         self._busy = False
         self._waiting: deque[_Waiting] = deque()
 
-    async def enqueue(self, session: AsyncSession, request: BatchRequest) -> AckResult:
-        """Store one request's fixes in the queue, committed, possibly with others'."""
+    async def enqueue(
+        self,
+        session: AsyncSession | None,
+        request: BatchRequest,
+        *,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> AckResult:
+        """Store one request's fixes in the queue, committed, possibly with others'.
+
+        `session`: the request's own; or None and `sessions`, to open one only if this request
+        leads a group or runs alone (a request that joins a group never touches the database:
+        the HTTP fast path, app/presence/fastpath.py).
+        """
+        if session is None:
+            if sessions is None:
+                raise ValueError("a session or a sessionmaker is needed")
+            return await self._enqueue_with(sessions, request)
         if not self._busy:
             self._busy = True
             return await self._lead(session, _Waiting(request))
@@ -55,13 +71,7 @@ class AckGroups:
         if session.in_transaction():  # give the connection back while waiting
             await session.commit()
         self._waiting.append(me)
-        try:
-            turn = await me.future
-        except asyncio.CancelledError:
-            if me.future.done() and not me.future.cancelled() and me.future.result() is _Turn.LEAD:
-                self._busy = False
-                self._promote()
-            raise
+        turn = await self._wait(me)
         if turn is _Turn.LEAD:
             return await self._lead(session, me)
         if turn is _Turn.ALONE:
@@ -69,6 +79,35 @@ class AckGroups:
         if isinstance(turn, BackgroundLocationOff):
             raise turn
         return turn
+
+    async def _enqueue_with(
+        self, sessions: async_sessionmaker[AsyncSession], request: BatchRequest
+    ) -> AckResult:
+        if not self._busy:
+            self._busy = True
+            async with sessions() as session:
+                return await self._lead(session, _Waiting(request))
+        me = _Waiting(request)
+        self._waiting.append(me)
+        turn = await self._wait(me)
+        if turn is _Turn.LEAD:
+            async with sessions() as session:
+                return await self._lead(session, me)
+        if turn is _Turn.ALONE:
+            async with sessions() as session:
+                return await self._alone(session, request)
+        if isinstance(turn, BackgroundLocationOff):
+            raise turn
+        return turn
+
+    async def _wait(self, me: _Waiting) -> AckResult | BackgroundLocationOff | _Turn:
+        try:
+            return await me.future
+        except asyncio.CancelledError:
+            if me.future.done() and not me.future.cancelled() and me.future.result() is _Turn.LEAD:
+                self._busy = False
+                self._promote()
+            raise
 
     def _take(self, leader: _Waiting) -> list[_Waiting]:
         group = [leader]
@@ -93,8 +132,10 @@ class AckGroups:
         followers = group[1:]
         try:
             try:
+                # one statement, committed as it completes when the session has not begun a
+                # transaction (the fast path's, or a route whose token came from memory)
                 outcomes = await service.enqueue_ping_batches(
-                    session, self.settings, [w.request for w in group]
+                    session, self.settings, [w.request for w in group], autocommit=True
                 )
                 await session.commit()
             except Exception:

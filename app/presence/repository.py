@@ -576,18 +576,20 @@ class QueueWrite:
 
 
 async def enqueue_pings(
-    session: AsyncSession, batches: list[QueueWrite]
+    session: AsyncSession, batches: list[QueueWrite], *, autocommit: bool = False
 ) -> list[tuple[bool, list[str]]]:
     """Queue the subjects' fixes (one statement); per batch: (allowed, the ids stored).
 
     Subjects must be distinct. Ids already queued or already stored in `pings` are left out
     (duplicates). A device whose background location is off stores nothing (not allowed).
+    `autocommit`: when the session has not begun its transaction, the statement is its own
+    (committed by the database as it completes: no BEGIN and COMMIT round trips).
     """
     ids, kinds, orgs = _subject_arrays([b.subject for b in batches])
     ks: list[int] = []
     for k, b in enumerate(batches, start=1):
         ks += [k] * len(b.pings.client_id)
-    conn = await driver_connection(session)
+    conn = await driver_connection(session, transaction=not autocommit)
     rows = await conn.fetch(
         ENQUEUE_SQL,
         ids,

@@ -17,6 +17,7 @@ from app.core.types import BoundedDatetime, require_offset
 from app.presence import gate, service, stream
 from app.presence.acks import AckGroups
 from app.presence.errors import TooManyPings
+from app.presence.fastpath import prefers_async
 from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
 from app.presence.schemas import (
@@ -30,13 +31,6 @@ from app.presence.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["pings and events"])
-
-
-def _prefers_async(prefer: str | None) -> bool:
-    """RFC 7240: `Prefer: respond-async` (among other preferences, any case)."""
-    return any(
-        part.split(";")[0].strip().lower() == "respond-async" for part in (prefer or "").split(",")
-    )
 
 
 @router.post(
@@ -86,7 +80,7 @@ async def post_pings(
             id=p.id,
             lon=p.lon,
             lat=p.lat,
-            recorded_at=p.recorded_at,
+            recorded_at=service.in_utc(p.recorded_at),
             accuracy_m=p.accuracy_m,
             speed_mps=p.speed_mps,
             heading=p.heading,
@@ -96,7 +90,7 @@ async def post_pings(
     # field workers: 409 `off-shift` off shift or paused; fixes taken then are refused one by one
     pings, off_shift = await gate.admit(request, session, subject, pings)
     if mode is None:
-        mode = "async" if len(body.pings) == 1 or _prefers_async(prefer) else "sync"
+        mode = "async" if len(body.pings) == 1 or prefers_async(prefer) else "sync"
     if mode == "async":
         acks: AckGroups = request.app.state.ack_groups
         # committed before the answer: a 202 means stored

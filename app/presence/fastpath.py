@@ -1,0 +1,231 @@
+"""`POST /v1/pings` answered 202 without FastAPI's per-request machinery (the common case).
+
+What most phones send is one fix, answered 202 once it is stored (`router.post_pings`). The
+HTTP side of that request cost ~4× the baseline's whole request in the bench profile
+(docs/benchmarks.md): route matching, dependency solving (rate limits, session, settings, two
+security schemes, the principal), the body parsed with `json` and validated, the answer model
+built, dumped and re-encoded. This ASGI middleware answers the same request directly, and only
+when nothing about it is unusual:
+
+- `POST /v1/pings` with no query string, a JSON content type and one `Authorization: Bearer
+  hd_…` header whose token the in-process token cache already knows (app/accounts/tokens.py:
+  it answers only while LISTEN/NOTIFY is healthy, so an erased device's token is refused here
+  exactly when it is refused by the route);
+- a body that parses (orjson) and validates against the route's own model (`PingBatchCreate`),
+  of at most `ping_max_batch` fixes, asking for the asynchronous mode (one fix, or
+  `Prefer: respond-async`);
+- rate limits that would let it through (the same buckets and keys as `rate_limited("ingest")`).
+
+Anything else — a missing or unknown token, a staff caller, a validation error, a batch,
+`?mode=…`, a limit reached — goes on to the route unchanged, which answers it as it always
+has (its problem+json, its 401/403/409/413/422/429). Errors raised while storing (background
+location off, the database unavailable) are answered by the app's own exception handlers. The
+answer is the route's to the byte: same status, headers and JSON. The access log and the
+metrics (ObservabilityMiddleware, outside this one) see the route template `/v1/pings` as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.config import Settings
+from app.core.metrics import PING_FAST_PATH
+from app.core.ratelimit import take_if_free
+from app.core.security import DEVICE_TOKEN_PREFIX, hash_token
+from app.presence import service
+from app.presence.acks import AckGroups
+from app.presence.models import SubjectKind
+from app.presence.schemas import PingBatchCreate
+
+PATH = "/v1/pings"
+_JSON = b"application/json"
+_HEADERS_202 = [(b"preference-applied", b"respond-async")]
+
+
+class _Route(NamedTuple):
+    """What ObservabilityMiddleware reads from `scope["route"]` (the route template)."""
+
+    path: str
+
+
+_ROUTE = _Route(PATH)
+
+
+def prefers_async(prefer: str | None) -> bool:
+    """RFC 7240: `Prefer: respond-async` (among other preferences, any case)."""
+    return any(
+        part.split(";")[0].strip().lower() == "respond-async" for part in (prefer or "").split(",")
+    )
+
+
+def _replay(body: bytes, upstream: Receive) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await upstream()
+
+    return receive
+
+
+class PingFastPath:
+    """The 202 path of `POST /v1/pings` in plain ASGI; everything else goes to the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope["method"] != "POST"
+            or scope.get("query_string")
+        ):
+            await self.app(scope, receive, send)
+            return
+        auth: bytes | None = None
+        content_type: bytes | None = None
+        prefer: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if auth is not None:  # two: let the route decide
+                    await self.app(scope, receive, send)
+                    return
+                auth = value
+            elif name == b"content-type" and content_type is None:
+                content_type = value
+            elif name == b"prefer" and prefer is None:  # the route reads the first one too
+                prefer = value
+        identity = self._identity(scope, auth)
+        if (
+            identity is None
+            # dependency overrides (tests' sessions) are honoured by the route only
+            or scope["app"].dependency_overrides
+            or content_type is None
+            or content_type.split(b";", 1)[0].strip().lower() != _JSON
+        ):
+            await self.app(scope, receive, send)
+            return
+        # the body (NulByteMiddleware, outside, hands it over in one message)
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # the client went away: the route's case
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        app: Any = scope["app"]
+        settings: Settings = app.state.settings
+        request = self._request(body, settings, prefer)
+        if request is None or not take_if_free(
+            settings, app.state.rate_limiter, "ingest", scope, auth
+        ):
+            await self.app(scope, _replay(body, receive), send)
+            return
+        device_id, organisation_id = identity
+        subject = service.Subject(SubjectKind.device, device_id, organisation_id)
+        batch = service.BatchRequest(subject, request, True)
+        scope["route"] = _ROUTE
+        PING_FAST_PATH.inc()
+        acks: AckGroups = app.state.ack_groups
+        try:
+            ack = await acks.enqueue(None, batch, sessions=app.state.sessionmaker)
+        except Exception as exc:
+            if not await _handled(app, scope, receive, send, exc):
+                raise
+            return
+        answer = orjson.dumps(
+            {
+                "status": "queued",
+                "accepted": len(ack.accepted),
+                "accepted_ids": ack.accepted,
+                "duplicates": len(ack.duplicates),
+                "duplicate_ids": ack.duplicates,
+                "rejected": ack.rejected,
+                "flagged": ack.flagged,
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [
+                    *_HEADERS_202,
+                    (b"content-length", str(len(answer)).encode()),
+                    (b"content-type", _JSON),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    @staticmethod
+    def _identity(scope: Scope, auth: bytes | None) -> tuple[Any, Any] | None:
+        """(device id, organisation id) from the token cache; None: the route decides."""
+        if auth is None:
+            return None
+        scheme, _, param = auth.decode("latin-1").partition(" ")
+        token = param.strip()
+        if scheme.lower() != "bearer" or not token.startswith(DEVICE_TOKEN_PREFIX):
+            return None
+        cache = getattr(scope["app"].state, "device_tokens", None)
+        if cache is None:
+            return None
+        return cache.get(hash_token(token))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _request(
+        body: bytes, settings: Settings, prefer: bytes | None
+    ) -> list[service.PingInput] | None:
+        """The fixes of an asynchronous request the route would accept; None: the route decides."""
+        wants_async = prefers_async(prefer.decode("latin-1") if prefer is not None else None)
+        if not wants_async and body.count(b"recorded_at") > 1:
+            return None  # a synchronous batch (or looks like one): the route's, unparsed
+        try:
+            parsed = PingBatchCreate.model_validate(orjson.loads(body))
+        except (orjson.JSONDecodeError, ValidationError):
+            return None
+        pings = parsed.pings
+        if len(pings) > settings.ping_max_batch:
+            return None
+        if len(pings) != 1 and not wants_async:
+            return None  # a synchronous batch: the route's
+        return [
+            service.PingInput(
+                id=p.id,
+                lon=p.lon,
+                lat=p.lat,
+                recorded_at=service.in_utc(p.recorded_at),
+                accuracy_m=p.accuracy_m,
+                speed_mps=p.speed_mps,
+                heading=p.heading,
+            )
+            for p in pings
+        ]
+
+
+async def _handled(app: Any, scope: Scope, receive: Receive, send: Send, exc: Exception) -> bool:
+    """Answer `exc` with the app's own handler for its class, as ExceptionMiddleware would.
+
+    False when only the catch-all (`Exception`) would take it: the caller re-raises, so the
+    server error middleware answers it exactly as it answers the route's."""
+    handlers = app.exception_handlers
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return False
+        handler = handlers.get(cls)
+        if handler is not None:
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return True
+    return False
