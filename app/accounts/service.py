@@ -102,6 +102,15 @@ async def get_user_in_org(
     return user
 
 
+async def names_in_org(
+    session: AsyncSession, organisation_id: uuid.UUID, user_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, Role]]:
+    """Staff members' names and roles by id (only those of the organisation)."""
+    if not user_ids:
+        return {}
+    return await repository.names_in_org(session, organisation_id, user_ids)
+
+
 async def list_users(
     session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, role: Role | None = None
 ) -> tuple[list[StaffUser], str | None]:

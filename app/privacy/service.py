@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.activity import service as activity_service
 from app.core.config import Settings
 from app.notifications import service as notifications_service
 from app.notifications.schemas import Recipient
@@ -159,6 +160,10 @@ async def purge(
     }
     for kind, sql in PURGES.items():
         removed[kind] = await repository.delete_older(session, sql, now - cutoffs[kind] * days)
+    # the activity feed's task, redemption, broadcast and report events: as long as presence's
+    removed["activity"] = await activity_service.purge(
+        session, settings.presence_event_retention_days * days, now
+    )
     removed["reports_rounded"] = await open311_service.purge(session, settings, now)
     # completion photos go with their task's retention: this long after it was closed
     removed["task_photos"] = await tasks_service.purge_photos(
