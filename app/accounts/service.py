@@ -181,6 +181,25 @@ def revoke_tokens(user: StaffUser) -> None:
     user.token_version = (user.token_version or 0) + 1
 
 
+ERASED_NAME = "Erased staff member"
+
+
+async def anonymise_user(
+    session: AsyncSession, organisation_id: uuid.UUID, user_id: uuid.UUID
+) -> StaffUser:
+    """Erasure of a staff member: the account stays (tasks, transitions and the audit log point
+    to it) but names nobody: no name, no email, no password; its sessions end now."""
+    user = await get_user_in_org(session, organisation_id, user_id)
+    user.email = f"erased-{user.id.hex}@erased.example"
+    user.full_name = ERASED_NAME
+    user.password_hash = "!"  # not an argon2 hash: no password matches it
+    user.is_active = False
+    user.last_login_at = None
+    revoke_tokens(user)
+    await session.flush()
+    return user
+
+
 async def update_user(
     session: AsyncSession,
     admin: Principal,

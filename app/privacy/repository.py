@@ -59,6 +59,80 @@ async def export_rows(
     return {name: await rows(session, sql, d=device_id) for name, sql in EXPORT_QUERIES.items()}
 
 
+async def staff_in_org(
+    session: AsyncSession, organisation_id: uuid.UUID, staff_user_id: uuid.UUID
+) -> dict[str, Any] | None:
+    found = await rows(
+        session,
+        "SELECT id, organisation_id, email, full_name, role, is_active, created_at, updated_at, "
+        "last_login_at FROM staff_users WHERE id = :s AND organisation_id = :o",
+        s=staff_user_id,
+        o=organisation_id,
+    )
+    return found[0] if found else None
+
+
+# A staff member's own data (`GET /v1/users/me/export`): their work tracks as for a device, plus
+# what they did (task transitions and notes, tasks created and assigned, audit entries).
+STAFF_EXPORT_QUERIES: dict[str, str] = {
+    "preferences": "SELECT time_zone, quiet_start, quiet_end, opted_out_categories, max_per_day, "
+    "shift_start, shift_end, shift_days, updated_at FROM notification_preferences "
+    "WHERE staff_user_id = :s",
+    "pings": EXPORT_QUERIES["pings"].replace(":d", ":s"),
+    "checkins": EXPORT_QUERIES["checkins"].replace("device_id = :d", "staff_user_id = :s"),
+    "presence": EXPORT_QUERIES["presence"].replace(":d", ":s"),
+    "events": EXPORT_QUERIES["events"].replace("device_id = :d", "staff_user_id = :s"),
+    "notifications": EXPORT_QUERIES["notifications"].replace(
+        "device_id = :d", "staff_user_id = :s"
+    ),
+    "deliveries": EXPORT_QUERIES["deliveries"].replace("n.device_id = :d", "n.staff_user_id = :s"),
+    "subscriptions": EXPORT_QUERIES["subscriptions"].replace(
+        "device_id = :d", "staff_user_id = :s"
+    ),
+    "decisions": "SELECT id, geofence_id, kind, offer_id, task_id, decision, reason, created_at "
+    "FROM notification_decisions WHERE staff_user_id = :s ORDER BY created_at",
+    "ingest_keys": "SELECT id, label, created_at FROM ingest_keys WHERE staff_user_id = :s "
+    "ORDER BY created_at",
+    "task_transitions": "SELECT tr.task_id, t.title, tr.from_status, tr.to_status, tr.note, tr.at "
+    "FROM task_transitions tr JOIN tasks t ON t.id = tr.task_id WHERE tr.actor_id = :s "
+    "ORDER BY tr.at, tr.id",
+    "tasks_created": "SELECT id, title, status, geofence_id, created_at FROM tasks "
+    "WHERE created_by = :s ORDER BY created_at",
+    "tasks_assigned": "SELECT t.id, t.title, t.status, t.geofence_id, t.due_at "
+    "FROM task_assignees a JOIN tasks t ON t.id = a.task_id WHERE a.staff_user_id = :s "
+    "ORDER BY t.created_at",
+    "audit": "SELECT action, entity_type, entity_id, details, at FROM audit_log "
+    "WHERE actor_id = :s ORDER BY at, id",
+}
+
+
+async def staff_export_rows(
+    session: AsyncSession, staff_user_id: uuid.UUID
+) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: await rows(session, sql, s=staff_user_id)
+        for name, sql in STAFF_EXPORT_QUERIES.items()
+    }
+
+
+# What erasing a staff member deletes (their tracks, inbox, settings and keys) and scrubs
+# (their name and email where the audit log repeated them); docs/privacy.md, "Staff members".
+STAFF_ERASE = (
+    "DELETE FROM notification_decisions WHERE staff_user_id = :s",
+    "DELETE FROM notification_preferences WHERE staff_user_id = :s",
+    "DELETE FROM ingest_waypoint_anchors WHERE staff_user_id = :s",
+    "DELETE FROM ingest_keys WHERE staff_user_id = :s",
+    "UPDATE audit_log SET actor_email = NULL WHERE actor_id = :s",
+    "UPDATE audit_log SET details = details - 'email' - 'full_name' "
+    "WHERE entity_type = 'user' AND entity_id = :s",
+)
+
+
+async def erase_staff_rest(session: AsyncSession, staff_user_id: uuid.UUID) -> None:
+    for sql in STAFF_ERASE:
+        await session.execute(text(sql), {"s": staff_user_id})
+
+
 AGGREGATE_CHECKINS = """
 WITH gone AS (
     DELETE FROM checkins WHERE {where} RETURNING organisation_id, geofence_id, recorded_at,

@@ -29,3 +29,45 @@ class SubjectExport(BaseModel):
         description="Open311 reports filed with this device as device_id, contact fields included.",
     )
     retention: dict[str, str] = Field(description="How long each kind of data is kept.")
+
+
+class StaffPhoto(BaseModel):
+    id: str
+    task_id: str
+    content_type: str
+    width: int
+    height: int
+    created_at: str
+    data_base64: str = Field(description="The stored image (re-encoded on upload, no EXIF).")
+
+
+class StaffExport(BaseModel):
+    """What `GET /v1/users/me/export` returns: everything held about one staff member."""
+
+    exported_at: str
+    account: dict[str, Any] = Field(description="Name, email, role, status (never the password).")
+    preferences: dict[str, Any] | None = Field(description="Notification settings and shift.")
+    pings: FeatureCollection = Field(description="Work-track fixes still held (retention applies).")
+    checkins: FeatureCollection
+    events: FeatureCollection = Field(description="Enter/exit/dwell/... events about them.")
+    presence: list[dict[str, Any]]
+    notifications: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    subscriptions: list[dict[str, Any]]
+    decisions: list[dict[str, Any]] = Field(description="Why each notification was sent or not.")
+    ingest_keys: list[dict[str, Any]] = Field(description="GPS-app keys (labels, never the key).")
+    task_transitions: list[dict[str, Any]] = Field(description="Task changes they made, notes.")
+    tasks_created: list[dict[str, Any]]
+    tasks_assigned: list[dict[str, Any]]
+    photos: list[StaffPhoto] = Field(description="Completion photos they took.")
+    activity: list[dict[str, Any]] = Field(description="Activity-feed events about them.")
+    audit: list[dict[str, Any]] = Field(description="Audit-log entries of their actions.")
+    retention: dict[str, str]
+
+
+class StaffErased(BaseModel):
+    """What erasing a staff member removed."""
+
+    staff_user_id: str
+    checkins_aggregated: int
+    photos_deleted: int
