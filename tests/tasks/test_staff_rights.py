@@ -175,6 +175,18 @@ async def test_erasing_a_staff_member_keeps_the_work_and_removes_the_person(
         await db.execute(select(AuditEntry.details).where(AuditEntry.entity_id == w))
     ).scalars()
     assert "Wendy" not in str(list(details))
+    # and it is never signed in again: no reactivation, no new password
+    shown = await client.get(f"/v1/users/{w}", headers=town.admin.headers)
+    assert shown.json()["erased"] is True
+    for method, path, body in (
+        ("PATCH", f"/v1/users/{w}", {"is_active": True}),
+        ("POST", f"/v1/users/{w}/password-reset", None),
+    ):
+        refused = await client.request(method, path, json=body, headers=town.admin.headers)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["type"].endswith("/account-erased")
+    await db.refresh(user)
+    assert (user.is_active, user.erased) == (False, True)
     # the work stays, under the anonymised account
     assert await _count(db, transitions) == kept_transitions
     task = await client.get(f"/v1/tasks/{tid}", headers=town.editor.headers)

@@ -1,14 +1,18 @@
 """The console's Activity tab shows every kind of event in words, filtered by kind and place; the
-console works at 320 px on every tab."""
+console works at 320 px on every tab; staff data is downloaded and erased from the console."""
 
 from __future__ import annotations
 
+import json
 import secrets
+from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.live import LiveServer
+from tests.tasks.test_visits_and_photos import photo_bytes
 from tests.web.conftest import (
     new_context,
     open_page,
@@ -16,7 +20,7 @@ from tests.web.conftest import (
     serious_accessibility_violations,
     unlabelled_controls,
 )
-from tests.web.test_flows import create_place, create_staff, sign_in_console
+from tests.web.test_flows import accept_dialogs, create_place, create_staff, sign_in_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -188,5 +192,71 @@ async def test_console_works_at_320_px_on_every_tab(
         assert await unlabelled_controls(page) == []
     await page.get_by_role("tab", name="Activity").click()
     await screenshot(page, "console-320-activity")
+    assert problems.errors == []
+    await context.close()
+
+
+async def test_admin_downloads_and_erases_a_field_workers_data_and_staff_download_their_own(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    tag = secrets.token_hex(2)
+    place_id = create_place(web_server, admin, f"Depot {tag}", "depot", (-0.12, 51.47))
+    worker_id, email, password = create_staff(web_server, admin, "field_worker")
+    worker = web_server.token(email, password)
+    name = web_server.request("GET", "/v1/me", worker)["full_name"]
+    task = web_server.request(
+        "POST", "/v1/tasks", admin, json={"title": f"Sweep the yard {tag}", "geofence_id": place_id}
+    )
+    web_server.request("PATCH", f"/v1/tasks/{task['id']}", worker, json={"status": "assigned"})
+    web_server.request(
+        "POST",
+        f"/v1/tasks/{task['id']}/photos",
+        worker,
+        content=photo_bytes("PNG"),
+        headers={"Content-Type": "image/png"},
+    )
+
+    # the field worker downloads their own data from the console
+    worker_context = await new_context(browser, web_server, accept_downloads=True)
+    page, worker_problems = await open_page(worker_context, "/console/")
+    await sign_in_console(page, email, password)
+    async with page.expect_download() as waiting:
+        await page.get_by_role("button", name="My data").click()
+    own = json.loads(Path(await (await waiting.value).path()).read_text())
+    assert own["account"]["email"] == email
+    assert len(own["photos"]) == 1
+    await expect(page.locator("#status")).to_contain_text("everything held about you (1 photo)")
+    assert worker_problems.errors == []
+    await worker_context.close()
+
+    context = await new_context(browser, web_server, accept_downloads=True)
+    console, problems = await open_page(context, "/console/")
+    accept_dialogs(console)
+    await sign_in_console(console, web_server.admin_email, web_server.admin_password)
+    await console.get_by_role("tab", name="People").click()
+    row = console.locator("#people-list tr", has_text=email)
+    async with console.expect_download() as waiting:
+        await row.get_by_role("button", name=f"Download the data of {name}").click()
+    exported = json.loads(Path(await (await waiting.value).path()).read_text())
+    assert exported["account"]["id"] == worker_id
+    assert [p["task_id"] for p in exported["photos"]] == [task["id"]]
+    await row.get_by_role("button", name=f"Erase {name}").click()
+    await expect(console.locator("#status")).to_contain_text(f"{name} was erased: 1 photo deleted")
+    erased = console.locator("#people-list tr", has_text="Erased staff member").filter(
+        has=console.get_by_role("button", name="Download the data of Erased staff member")
+    )
+    await expect(erased.first).to_contain_text("erased")
+    await expect(console.locator("#people-list")).not_to_contain_text(email)
+    # signed out for good, and the task stays with its history
+    gone = httpx.get(
+        web_server.base + "/v1/me", headers={"Authorization": f"Bearer {worker}"}, timeout=10
+    )
+    assert gone.status_code == 401
+    kept = web_server.request("GET", f"/v1/tasks/{task['id']}", admin)
+    assert kept["status"] == "assigned"
+    photos = web_server.request("GET", f"/v1/tasks/{task['id']}/photos", admin)
+    assert photos == []
+    assert await serious_accessibility_violations(console) == []
     assert problems.errors == []
     await context.close()
