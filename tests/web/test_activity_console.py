@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.live import LiveServer
 from tests.tasks.test_visits_and_photos import photo_bytes
 from tests.web.conftest import (
+    docs_screenshot,
     new_context,
     open_page,
     screenshot,
@@ -112,7 +113,7 @@ async def test_activity_shows_a_redemption_a_task_transition_and_a_broadcast_in_
     await panel.get_by_label("Place", exact=True).select_option(label=place)
     await expect(feed.locator("li")).to_have_count(6)
     assert await serious_accessibility_violations(console) == []
-    await screenshot(console, "console-activity")
+    await docs_screenshot(console, "console-activity-feed")
     assert problems.errors == []
     await context.close()
 

@@ -14,6 +14,7 @@ let fail = () => {};
 let items = [];
 let cursor = null;
 let timer = null;
+let latest = 0; // the newest request: an older answer (other filters) arriving late is dropped
 
 const KIND_LABELS = {
   presence: "presence",
@@ -168,8 +169,10 @@ function merge(more) {
 
 // The first page again (filters changed: from scratch; a refresh: newer items join the list).
 export async function loadActivity(fresh = true) {
+  const mine = ++latest;
   try {
     const page = await api.get(query());
+    if (mine !== latest) return;
     if (fresh) {
       items = page.items || [];
       cursor = page.next_cursor;
@@ -178,6 +181,7 @@ export async function loadActivity(fresh = true) {
     }
     render();
   } catch (err) {
+    if (mine !== latest) return;
     render();
     if (!(err instanceof ApiError && err.status === 404)) fail(err);
   }
@@ -185,8 +189,10 @@ export async function loadActivity(fresh = true) {
 
 async function loadOlder() {
   if (!cursor) return;
+  const mine = ++latest;
   try {
     const page = await api.get(query(cursor));
+    if (mine !== latest) return;
     merge(page.items || []);
     cursor = page.next_cursor;
     render();
