@@ -14,6 +14,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.accounts.router import router as accounts_router
 from app.accounts.tokens import DeviceTokenCache
+from app.activity import service as activity_service
+from app.activity.router import router as activity_router
 from app.checkins.router import router as checkins_router
 from app.core import database_url
 from app.core import types as core_types
@@ -64,9 +66,10 @@ from app.webhooks.worker import run_webhook_worker
 
 
 def register_event_hooks() -> None:
-    """The event pipeline's hooks, in order: the notification rules, the webhook fan-out, then
-    lone working's visits (idempotent; the API and `hereabouts worker` both call it); the rules
-    learn of ad-hoc shifts."""
+    """The event pipeline's hooks, in order: the activity feed's store, the notification rules,
+    the webhook fan-out, then lone working's visits (idempotent; the API and `hereabouts worker`
+    both call it); the rules learn of ad-hoc shifts."""
+    events_service.register_hook("activity", activity_service.store_hook)
     events_service.register_hook("rules", rules_service.pipeline_hook)
     webhooks_service.register()
     # an ad-hoc shift a field worker started counts as on shift for task pushes too
@@ -168,6 +171,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(safety_router)
     app.include_router(notifications_router)
     app.include_router(rules_router)
+    app.include_router(activity_router)
     app.include_router(webhooks_router)
     app.include_router(privacy_router)
     app.include_router(shifts_router)

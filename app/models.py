@@ -5,6 +5,7 @@ none of them (tests/test_import_layers.py holds that).
 """
 
 from app.accounts import models as _accounts  # noqa: F401
+from app.activity import models as _activity  # noqa: F401
 from app.audit import models as _audit  # noqa: F401
 from app.checkins import models as _checkins  # noqa: F401
 from app.core.db import Base

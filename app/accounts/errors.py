@@ -30,3 +30,7 @@ class UnknownOrganisation(Unprocessable):
 
 class CannotChangeSelf(Conflict):
     code, title = "cannot-change-self", "Cannot change your own account this way"
+
+
+class AccountErased(Conflict):
+    code, title = "account-erased", "This account was erased"

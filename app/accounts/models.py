@@ -27,6 +27,10 @@ class Organisation(UUIDPrimaryKey, Timestamps, Base):
     max_geofence_area_km2: Mapped[float | None] = mapped_column(default=None)
 
 
+# an erased staff account's password hash: not an argon2 hash, so no password matches it
+ERASED_PASSWORD_HASH = "!"
+
+
 class StaffUser(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "staff_users"
     __table_args__ = (Index("uq_staff_users_email_lower", func.lower(text("email")), unique=True),)
@@ -43,6 +47,11 @@ class StaffUser(UUIDPrimaryKey, Timestamps, Base):
     # Every access token carries the version it was issued under; raising it (deactivation, a
     # role change, a password reset) makes all earlier tokens fail at their next request.
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+    @property
+    def erased(self) -> bool:
+        """Erased (docs/privacy.md): kept as a pseudonym for past work, never signed in again."""
+        return self.password_hash == ERASED_PASSWORD_HASH
 
 
 class Device(UUIDPrimaryKey, Timestamps, Base):

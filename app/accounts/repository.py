@@ -53,6 +53,15 @@ async def get_user_in_org(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def names_in_org(
+    session: AsyncSession, organisation_id: uuid.UUID, user_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, Role]]:
+    stmt = select(StaffUser.id, StaffUser.full_name, StaffUser.role).where(
+        StaffUser.organisation_id == organisation_id, StaffUser.id.in_(user_ids)
+    )
+    return {r.id: (r.full_name, r.role) for r in await session.execute(stmt)}
+
+
 async def list_users(
     session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, role: Role | None = None
 ) -> list[StaffUser]:

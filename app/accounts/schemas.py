@@ -69,6 +69,7 @@ class UserRead(BaseModel):
     full_name: str
     role: Role
     is_active: bool
+    erased: bool = Field(default=False, description="Erased: a pseudonym kept for past work.")
     created_at: datetime
     last_login_at: datetime | None = None
 

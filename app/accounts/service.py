@@ -10,13 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
 from app.accounts.errors import (
+    AccountErased,
     CannotChangeSelf,
     EmailUnavailable,
     InvalidCredentials,
     UnknownOrganisation,
     UserNotFound,
 )
-from app.accounts.models import Device, Organisation, Role, StaffUser
+from app.accounts.models import ERASED_PASSWORD_HASH, Device, Organisation, Role, StaffUser
 from app.accounts.principal import Principal
 from app.accounts.tokens import DeviceTokenCache
 from app.core.config import Settings
@@ -102,6 +103,15 @@ async def get_user_in_org(
     return user
 
 
+async def names_in_org(
+    session: AsyncSession, organisation_id: uuid.UUID, user_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, Role]]:
+    """Staff members' names and roles by id (only those of the organisation)."""
+    if not user_ids:
+        return {}
+    return await repository.names_in_org(session, organisation_id, user_ids)
+
+
 async def list_users(
     session: AsyncSession, organisation_id: uuid.UUID, page: PageParams, role: Role | None = None
 ) -> tuple[list[StaffUser], str | None]:
@@ -172,6 +182,34 @@ def revoke_tokens(user: StaffUser) -> None:
     user.token_version = (user.token_version or 0) + 1
 
 
+ERASED_NAME = "Erased staff member"
+
+
+def _refuse_if_erased(user: StaffUser) -> None:
+    """An erased account stays as a pseudonym for past work: it is never signed in again."""
+    if user.erased:
+        raise AccountErased(
+            "This account was erased; invite the person again if they come back.",
+            extra={"field": "is_active"},
+        )
+
+
+async def anonymise_user(
+    session: AsyncSession, organisation_id: uuid.UUID, user_id: uuid.UUID
+) -> StaffUser:
+    """Erasure of a staff member: the account stays (tasks, transitions and the audit log point
+    to it) but names nobody: no name, no email, no password; its sessions end now."""
+    user = await get_user_in_org(session, organisation_id, user_id)
+    user.email = f"erased-{user.id.hex}@erased.example"
+    user.full_name = ERASED_NAME
+    user.password_hash = ERASED_PASSWORD_HASH
+    user.is_active = False
+    user.last_login_at = None
+    revoke_tokens(user)
+    await session.flush()
+    return user
+
+
 async def update_user(
     session: AsyncSession,
     admin: Principal,
@@ -194,6 +232,8 @@ async def update_user(
             "You cannot remove your own admin role or deactivate yourself; ask another admin.",
             extra={"field": "role" if role is not None else "is_active"},
         )
+    if user.erased and (is_active or role is not None):
+        _refuse_if_erased(user)
     revoke = (role is not None and role != user.role) or (
         is_active is not None and is_active != user.is_active
     )
@@ -213,6 +253,7 @@ async def update_user(
 async def reset_password(session: AsyncSession, admin: Principal, user_id: uuid.UUID) -> str:
     """Admin: give the user a new temporary password (returned once); their sessions end."""
     user = await get_user_in_org(session, admin.organisation_id, user_id)
+    _refuse_if_erased(user)
     password = temporary_password()
     user.password_hash = hash_password(password)
     revoke_tokens(user)

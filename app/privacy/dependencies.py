@@ -1,4 +1,5 @@
-"""Load-or-404 for the staff subject-rights endpoints: a device of the admin's organisation."""
+"""Load-or-404 for the admins' subject-rights endpoints: a device or staff member of the
+admin's organisation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import Depends
 from app.accounts.dependencies import AdminUser
 from app.core.db import Session
 from app.privacy import repository
-from app.privacy.errors import DeviceNotFound
+from app.privacy.errors import DeviceNotFound, StaffNotFound
 
 
 async def managed_device(session: Session, admin: AdminUser, device_id: uuid.UUID) -> Any:
@@ -22,3 +23,14 @@ async def managed_device(session: Session, admin: AdminUser, device_id: uuid.UUI
 
 
 ManagedDevice = Annotated[dict[str, Any], Depends(managed_device)]
+
+
+async def managed_staff(session: Session, admin: AdminUser, user_id: uuid.UUID) -> Any:
+    """The staff member as a plain dict, or 404 (missing or another organisation's)."""
+    staff = await repository.staff_in_org(session, admin.organisation_id, user_id)
+    if staff is None:
+        raise StaffNotFound()
+    return staff
+
+
+ManagedStaff = Annotated[dict[str, Any], Depends(managed_staff)]

@@ -53,9 +53,31 @@ EXPORT_QUERIES: dict[str, str] = {
 }
 
 
+async def export_rows(
+    session: AsyncSession, device_id: uuid.UUID
+) -> dict[str, list[dict[str, Any]]]:
+    return {name: await rows(session, sql, d=device_id) for name, sql in EXPORT_QUERIES.items()}
+
+
+async def staff_in_org(
+    session: AsyncSession, organisation_id: uuid.UUID, staff_user_id: uuid.UUID
+) -> dict[str, Any] | None:
+    found = await rows(
+        session,
+        "SELECT id, organisation_id, email, full_name, role, is_active, created_at, updated_at, "
+        "last_login_at FROM staff_users WHERE id = :s AND organisation_id = :o",
+        s=staff_user_id,
+        o=organisation_id,
+    )
+    return found[0] if found else None
+
+
+# A staff member's own data (`GET /v1/users/me/export`): their work tracks as for a device, plus
+# what they did (task transitions and notes, tasks created and assigned, audit entries).
 STAFF_EXPORT_QUERIES: dict[str, str] = {
-    "staff": "SELECT id, email, full_name, role, is_active, created_at, last_login_at "
-    "FROM staff_users WHERE id = :s",
+    "preferences": "SELECT time_zone, quiet_start, quiet_end, opted_out_categories, max_per_day, "
+    "shift_start, shift_end, shift_days, updated_at FROM notification_preferences "
+    "WHERE staff_user_id = :s",
     # recent fixes (pings) and the older ones kept as the staff location history; a fix in both
     # while it is being archived is listed once
     "track": "SELECT client_id AS id, lon, lat, accuracy_m, speed_mps, heading, recorded_at, "
@@ -63,31 +85,58 @@ STAFF_EXPORT_QUERIES: dict[str, str] = {
     "UNION SELECT client_id, lon, lat, accuracy_m, speed_mps, heading, recorded_at, "
     "received_at, quality FROM staff_track_points WHERE staff_user_id = :s "
     "ORDER BY recorded_at, id",
-    "checkins": "SELECT id, geofence_id, lon, lat, accuracy_m, recorded_at, distance_m, inside, "
-    "place_open, implausible_jump, explanation, created_at FROM checkins "
-    "WHERE staff_user_id = :s ORDER BY recorded_at",
-    "presence": "SELECT geofence_id, state, since, last_fix_at, evidence, pending_fixes, "
-    "pending_since FROM presence WHERE subject_id = :s AND subject_kind = 'staff' ORDER BY since",
-    "events": "SELECT id, geofence_id, type, source, occurred_at, ping_id, checkin_id, lon, lat, "
-    "accuracy_m, explanation, suppressed_reason, created_at FROM presence_events "
-    "WHERE staff_user_id = :s ORDER BY occurred_at, id",
-    "notifications": "SELECT id, kind, title, body, url, tag, decision, related, created_at, "
-    "opened_at FROM notifications WHERE staff_user_id = :s ORDER BY created_at",
+    "checkins": EXPORT_QUERIES["checkins"].replace("device_id = :d", "staff_user_id = :s"),
+    "presence": EXPORT_QUERIES["presence"].replace(":d", ":s"),
+    "events": EXPORT_QUERIES["events"].replace("device_id = :d", "staff_user_id = :s"),
+    "notifications": EXPORT_QUERIES["notifications"].replace(
+        "device_id = :d", "staff_user_id = :s"
+    ),
+    "deliveries": EXPORT_QUERIES["deliveries"].replace("n.device_id = :d", "n.staff_user_id = :s"),
+    "subscriptions": EXPORT_QUERIES["subscriptions"].replace(
+        "device_id = :d", "staff_user_id = :s"
+    ),
+    "decisions": "SELECT id, geofence_id, kind, offer_id, task_id, decision, reason, created_at "
+    "FROM notification_decisions WHERE staff_user_id = :s ORDER BY created_at",
+    "ingest_keys": "SELECT id, label, created_at FROM ingest_keys WHERE staff_user_id = :s "
+    "ORDER BY created_at",
+    "task_transitions": "SELECT tr.task_id, t.title, tr.from_status, tr.to_status, tr.note, tr.at "
+    "FROM task_transitions tr JOIN tasks t ON t.id = tr.task_id WHERE tr.actor_id = :s "
+    "ORDER BY tr.at, tr.id",
+    "tasks_created": "SELECT id, title, status, geofence_id, created_at FROM tasks "
+    "WHERE created_by = :s ORDER BY created_at",
+    "tasks_assigned": "SELECT t.id, t.title, t.status, t.geofence_id, t.due_at "
+    "FROM task_assignees a JOIN tasks t ON t.id = a.task_id WHERE a.staff_user_id = :s "
+    "ORDER BY t.created_at",
+    "audit": "SELECT action, entity_type, entity_id, details, at FROM audit_log "
+    "WHERE actor_id = :s ORDER BY at, id",
 }
 
 
 async def staff_export_rows(
-    session: AsyncSession, staff_id: uuid.UUID
+    session: AsyncSession, staff_user_id: uuid.UUID
 ) -> dict[str, list[dict[str, Any]]]:
     return {
-        name: await rows(session, sql, s=staff_id) for name, sql in STAFF_EXPORT_QUERIES.items()
+        name: await rows(session, sql, s=staff_user_id)
+        for name, sql in STAFF_EXPORT_QUERIES.items()
     }
 
 
-async def export_rows(
-    session: AsyncSession, device_id: uuid.UUID
-) -> dict[str, list[dict[str, Any]]]:
-    return {name: await rows(session, sql, d=device_id) for name, sql in EXPORT_QUERIES.items()}
+# What erasing a staff member deletes (their tracks, inbox, settings and keys) and scrubs
+# (their name and email where the audit log repeated them); docs/privacy.md, "Staff members".
+STAFF_ERASE = (
+    "DELETE FROM notification_decisions WHERE staff_user_id = :s",
+    "DELETE FROM notification_preferences WHERE staff_user_id = :s",
+    "DELETE FROM ingest_waypoint_anchors WHERE staff_user_id = :s",
+    "DELETE FROM ingest_keys WHERE staff_user_id = :s",
+    "UPDATE audit_log SET actor_email = NULL WHERE actor_id = :s",
+    "UPDATE audit_log SET details = details - 'email' - 'full_name' "
+    "WHERE entity_type = 'user' AND entity_id = :s",
+)
+
+
+async def erase_staff_rest(session: AsyncSession, staff_user_id: uuid.UUID) -> None:
+    for sql in STAFF_ERASE:
+        await session.execute(text(sql), {"s": staff_user_id})
 
 
 AGGREGATE_CHECKINS = """

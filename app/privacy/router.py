@@ -1,4 +1,5 @@
-"""Subject rights: a resident's export and erasure, and the same for staff on request."""
+"""Subject rights: a resident's export and erasure (also by admins on request), and a staff
+member's: their own export, and export and erasure by an admin."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from app.audit import service as audit_service
 from app.core.db import Session
 from app.core.deps import AppSettings
 from app.privacy import repository, service
-from app.privacy.dependencies import ManagedDevice
-from app.privacy.errors import DeviceNotFound
-from app.privacy.schemas import StaffExport, SubjectExport
+from app.privacy.dependencies import ManagedDevice, ManagedStaff
+from app.privacy.errors import CannotEraseSelf, DeviceNotFound, StaffNotFound
+from app.privacy.schemas import StaffErased, StaffExport, SubjectExport
 
 router = APIRouter(prefix="/v1", tags=["privacy"])
 
@@ -25,14 +26,6 @@ async def export_me(
     if found is None:  # erased in a concurrent request
         raise DeviceNotFound()
     return await service.export_device(session, settings, found)
-
-
-@router.get("/me/staff-export", response_model=StaffExport)
-async def export_my_work(
-    session: Session, settings: AppSettings, staff: CurrentStaff
-) -> StaffExport:
-    """Staff: everything held about you at work, with your shifts, pauses and location history."""
-    return await service.export_staff(session, settings, staff.id)
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
@@ -61,3 +54,44 @@ async def erase_device(
     await service.erase_device(session, admin.organisation_id, device["id"])
     await audit_service.record(session, admin, "device.erase", "device", device["id"])
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# Staff members (docs/privacy.md, "Staff members"). `/users/me/export` is declared before
+# `/users/{user_id}/export` so "me" is never read as an id.
+@router.get("/users/me/export", response_model=StaffExport)
+async def export_my_staff_data(
+    session: Session, settings: AppSettings, staff: CurrentStaff
+) -> StaffExport:
+    """Staff: everything held about the caller: shifts and pauses, location history, completion
+    photos included."""
+    found = await repository.staff_in_org(session, staff.organisation_id, staff.id)
+    if found is None:
+        raise StaffNotFound()
+    return await service.export_staff(session, settings, found)
+
+
+@router.get("/users/{user_id}/export", response_model=StaffExport)
+async def export_staff(
+    session: Session, settings: AppSettings, admin: AdminUser, staff: ManagedStaff
+) -> StaffExport:
+    """Admin, on a staff member's request: everything held about them (audited)."""
+    await audit_service.record(session, admin, "user.export", "user", staff["id"])
+    return await service.export_staff(session, settings, staff)
+
+
+@router.post("/users/{user_id}/erase", response_model=StaffErased)
+async def erase_staff(session: Session, admin: AdminUser, staff: ManagedStaff) -> StaffErased:
+    """Admin: erase a staff member's personal data; their work stays under an anonymised,
+    deactivated account whose sessions end at once (audited)."""
+    if staff["id"] == admin.id:
+        raise CannotEraseSelf("Another administrator must erase your account.")
+    erased = await service.erase_staff(session, admin.organisation_id, staff["id"])
+    await audit_service.record(
+        session,
+        admin,
+        "user.erase",
+        "user",
+        staff["id"],
+        {"checkins_aggregated": erased.checkins_aggregated, "photos": erased.photos_deleted},
+    )
+    return erased

@@ -1,5 +1,5 @@
 """What `GET /v1/me/export` returns (everything held about one resident device), and
-`GET /v1/me/staff-export` (everything held about the calling staff member's work)."""
+`GET /v1/users/me/export` (everything held about the calling staff member)."""
 
 from __future__ import annotations
 
@@ -32,18 +32,49 @@ class SubjectExport(BaseModel):
     retention: dict[str, str] = Field(description="How long each kind of data is kept.")
 
 
+class StaffPhoto(BaseModel):
+    id: str
+    task_id: str
+    content_type: str
+    width: int
+    height: int
+    created_at: str
+    data_base64: str = Field(description="The stored image (re-encoded on upload, no EXIF).")
+
+
 class StaffExport(BaseModel):
+    """What `GET /v1/users/me/export` returns: everything held about one staff member."""
+
     exported_at: str
-    staff: dict[str, Any] = Field(description="Your account (never the password hash).")
+    account: dict[str, Any] = Field(description="Name, email, role, status (never the password).")
+    preferences: dict[str, Any] | None = Field(description="Notification settings and shift.")
     shifts: list[dict[str, Any]] = Field(
-        description="Your ad-hoc shifts and tracking pauses (`kind`), oldest first."
+        description="Ad-hoc shifts and tracking pauses (`kind`), oldest first."
     )
     track: FeatureCollection = Field(
-        description="Your location history: the fixes still held (recent pings and the staff "
-        "location history, STAFF_TRACK_RETENTION_DAYS), oldest first."
+        description="Location history: the fixes still held (recent pings and the staff location "
+        "history, STAFF_TRACK_RETENTION_DAYS), oldest first."
     )
     checkins: FeatureCollection
-    events: FeatureCollection = Field(description="Enter/exit/dwell/... events about you.")
-    presence: list[dict[str, Any]] = Field(description="Where you are now, per place.")
+    events: FeatureCollection = Field(description="Enter/exit/dwell/... events about them.")
+    presence: list[dict[str, Any]]
     notifications: list[dict[str, Any]]
-    retention: dict[str, str] = Field(description="How long each kind of data is kept.")
+    deliveries: list[dict[str, Any]]
+    subscriptions: list[dict[str, Any]]
+    decisions: list[dict[str, Any]] = Field(description="Why each notification was sent or not.")
+    ingest_keys: list[dict[str, Any]] = Field(description="GPS-app keys (labels, never the key).")
+    task_transitions: list[dict[str, Any]] = Field(description="Task changes they made, notes.")
+    tasks_created: list[dict[str, Any]]
+    tasks_assigned: list[dict[str, Any]]
+    photos: list[StaffPhoto] = Field(description="Completion photos they took.")
+    activity: list[dict[str, Any]] = Field(description="Activity-feed events about them.")
+    audit: list[dict[str, Any]] = Field(description="Audit-log entries of their actions.")
+    retention: dict[str, str]
+
+
+class StaffErased(BaseModel):
+    """What erasing a staff member removed."""
+
+    staff_user_id: str
+    checkins_aggregated: int
+    photos_deleted: int

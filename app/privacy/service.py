@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,13 +10,22 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts import service as accounts_service
+from app.activity import service as activity_service
 from app.core.config import Settings
+from app.core.subject import SubjectRef
 from app.notifications import service as notifications_service
 from app.notifications.schemas import Recipient
 from app.open311 import service as open311_service
 from app.presence import service as presence_service
 from app.privacy import repository
-from app.privacy.schemas import FeatureCollection, StaffExport, SubjectExport
+from app.privacy.schemas import (
+    FeatureCollection,
+    StaffErased,
+    StaffExport,
+    StaffPhoto,
+    SubjectExport,
+)
 from app.shifts import service as shifts_service
 from app.tasks import service as tasks_service
 from app.webhooks import service as webhooks_service
@@ -77,27 +87,6 @@ async def export_device(
     )
 
 
-async def export_staff(
-    session: AsyncSession, settings: Settings, staff_id: uuid.UUID
-) -> StaffExport:
-    """Everything held about a staff member's work: account, shifts and pauses, location
-    history, check-ins, events, presence and notifications (GeoJSON where spatial)."""
-    data = await repository.staff_export_rows(session, staff_id)
-    staff = data["staff"][0]
-    staff["role"] = str(staff["role"])
-    return StaffExport(
-        exported_at=datetime.now(UTC).isoformat(),
-        staff=staff,
-        shifts=await shifts_service.export_periods(session, staff_id),
-        track=_collection(data["track"]),
-        checkins=_collection(data["checkins"]),
-        events=_collection(data["events"]),
-        presence=data["presence"],
-        notifications=data["notifications"],
-        retention=retention_summary(settings),
-    )
-
-
 async def erase_device(
     session: AsyncSession, organisation_id: uuid.UUID, device_id: uuid.UUID
 ) -> None:
@@ -114,6 +103,76 @@ async def erase_device(
     # webhook messages about the device, pending or sent, and their attempt log
     await webhooks_service.erase_subject(session, device_id)
     await repository.erase_device_rest(session, device_id)
+
+
+async def export_staff(
+    session: AsyncSession, settings: Settings, staff: dict[str, Any]
+) -> StaffExport:
+    """Everything held about one staff member, their completion photos included."""
+    data = await repository.staff_export_rows(session, staff["id"])
+    photos = await tasks_service.photos_of_staff(session, staff["id"])
+    who = SubjectRef("staff", staff["id"], staff["organisation_id"])
+    retention = retention_summary(settings) | {
+        "checkins": f"{settings.staff_track_retention_days} days, then counts per place and hour",
+        "photos": f"{settings.task_photo_retention_days} days after the task was closed",
+    }
+    return StaffExport(
+        exported_at=datetime.now(UTC).isoformat(),
+        account=staff,
+        preferences=data["preferences"][0] if data["preferences"] else None,
+        shifts=await shifts_service.export_periods(session, staff["id"]),
+        track=_collection(data["track"]),
+        checkins=_collection(data["checkins"]),
+        events=_collection(data["events"]),
+        presence=data["presence"],
+        notifications=data["notifications"],
+        deliveries=data["deliveries"],
+        subscriptions=data["subscriptions"],
+        decisions=data["decisions"],
+        ingest_keys=data["ingest_keys"],
+        task_transitions=data["task_transitions"],
+        tasks_created=data["tasks_created"],
+        tasks_assigned=data["tasks_assigned"],
+        photos=[
+            StaffPhoto(
+                id=str(p.id),
+                task_id=str(p.task_id),
+                content_type=p.content_type,
+                width=p.width,
+                height=p.height,
+                created_at=p.created_at.isoformat(),
+                data_base64=base64.b64encode(p.data).decode(),
+            )
+            for p in photos
+        ],
+        activity=await activity_service.events_of(session, who),
+        audit=data["audit"],
+        retention=retention,
+    )
+
+
+async def erase_staff(
+    session: AsyncSession, organisation_id: uuid.UUID, staff_user_id: uuid.UUID
+) -> StaffErased:
+    """Erase a staff member's personal data; the council's work record stays, pseudonymised.
+
+    Deleted: work tracks (pings, presence, events), check-ins (into the hourly counts first),
+    inbox and push subscriptions, notification settings and decisions, GPS-app keys, and the
+    completion photos they took. Kept: tasks, their transitions and notes, redemption desk
+    checks, activity and audit entries — all pointing to the account, which is anonymised
+    (no name, email or password) and deactivated, so its sessions end at once.
+    """
+    checkins = await repository.aggregate_checkins(session, "staff_user_id = :s", s=staff_user_id)
+    await presence_service.erase_subject(session, staff_user_id)
+    await notifications_service.erase_person(
+        session, Recipient("staff", staff_user_id, organisation_id)
+    )
+    photos = await tasks_service.erase_photos_of_staff(session, staff_user_id)
+    await repository.erase_staff_rest(session, staff_user_id)
+    await accounts_service.anonymise_user(session, organisation_id, staff_user_id)
+    return StaffErased(
+        staff_user_id=str(staff_user_id), checkins_aggregated=checkins, photos_deleted=photos
+    )
 
 
 # --- retention --------------------------------------------------------------------------------
@@ -195,6 +254,10 @@ async def purge(
     }
     for kind, sql in PURGES.items():
         removed[kind] = await repository.delete_older(session, sql, now - cutoffs[kind] * days)
+    # the activity feed's task, redemption, broadcast and report events: as long as presence's
+    removed["activity"] = await activity_service.purge(
+        session, settings.presence_event_retention_days * days, now
+    )
     removed["reports_rounded"] = await open311_service.purge(session, settings, now)
     # completion photos go with their task's retention: this long after it was closed
     removed["task_photos"] = await tasks_service.purge_photos(

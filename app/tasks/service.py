@@ -539,6 +539,11 @@ async def photos_of_staff(session: AsyncSession, staff_user_id: uuid.UUID) -> li
     return await repository.photos_by_uploader(session, staff_user_id)
 
 
+async def erase_photos_of_staff(session: AsyncSession, staff_user_id: uuid.UUID) -> int:
+    """Delete every photo a staff member uploaded (their erasure); returns how many."""
+    return await repository.delete_photos_by_uploader(session, staff_user_id)
+
+
 async def purge_photos(session: AsyncSession, retention: timedelta, now: datetime) -> int:
     """Delete the photos of tasks closed longer ago than `retention`; returns how many."""
     return await repository.purge_photos(session, now - retention)

@@ -15,9 +15,10 @@ from contextlib import AsyncExitStack
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts.models import Organisation, Role
 from app.accounts.tokens import DeviceTokenCache
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
@@ -26,7 +27,7 @@ from app.core.listen import listen_dsn
 from app.core.security import hash_token
 from app.main import create_app
 from tests.conftest import migrated_database
-from tests.factories import create_organisation
+from tests.factories import DEFAULT_PASSWORD, create_organisation, create_staff
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +206,34 @@ async def test_a_listener_whose_notifications_do_not_arrive_never_answers(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_staff_members_sessions_end_on_every_replica_at_their_next_request(
+    replicas: list[tuple[FastAPI, httpx.AsyncClient]], replica_settings: Settings
+) -> None:
+    """Staff tokens are checked against the account row on every request (no cache to tell):
+    a role change or an erasure on one replica is refused by the other at once, no waiting."""
+    (_, a), (_, b) = replicas
+    engine = create_engine(replica_settings)
+    async with AsyncSession(engine) as s:
+        org = (
+            await s.execute(select(Organisation).where(Organisation.slug == "token-town"))
+        ).scalar_one()
+        admin = await create_staff(s, replica_settings, org, Role.admin)
+        worker = await create_staff(s, replica_settings, org, Role.field_worker)
+        await s.commit()
+    await engine.dispose()
+    assert (await b.get("/v1/me", headers=worker.headers)).status_code == 200
+    changed = await a.patch(
+        f"/v1/users/{worker.id}", json={"role": "editor"}, headers=admin.headers
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await b.get("/v1/me", headers=worker.headers)).status_code == 401
+    login = await b.post(
+        "/v1/auth/token", data={"username": worker.email, "password": DEFAULT_PASSWORD}
+    )
+    fresh = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert (await a.get("/v1/me", headers=fresh)).json()["role"] == "editor"
+    erased = await b.post(f"/v1/users/{worker.id}/erase", headers=admin.headers)
+    assert erased.status_code == 200, erased.text
+    assert (await a.get("/v1/me", headers=fresh)).status_code == 401

@@ -109,7 +109,8 @@ async def pushes(db: AsyncSession, org: uuid.UUID) -> list[Push]:
         await db.execute(
             text(
                 "SELECT n.staff_user_id, n.kind, n.title, n.body, n.url, n.urgency, n.payload, "
-                "(SELECT count(*) FROM outbox o WHERE o.channel = 'webpush' AND o.notification_id = n.id) AS browsers "
+                "(SELECT count(*) FROM outbox o "
+                "WHERE o.channel = 'webpush' AND o.notification_id = n.id) AS browsers "
                 "FROM notifications n WHERE n.organisation_id = :org AND n.kind LIKE 'safety.%' "
                 "ORDER BY n.created_at, n.staff_user_id"
             ),

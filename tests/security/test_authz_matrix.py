@@ -56,6 +56,9 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("PATCH", "/v1/users/{user_id}"):             (401, 403, 403, 403, 403, 200, 404, 403, 403),
     ("POST", "/v1/users/{user_id}/password-reset"):
                                                   (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("GET", "/v1/users/me/export"):               (401, 403, 403, 200, 200, 200, 200, 200, 403),
+    ("GET", "/v1/users/{user_id}/export"):        (401, 403, 403, 403, 403, 200, 404, 403, 403),
+    ("POST", "/v1/users/{user_id}/erase"):        (401, 403, 403, 403, 403, 200, 404, 403, 403),
     ("GET", "/v1/audit"):                         (401, 403, 403, 403, 403, 200, 200, 403, 403),
     ("POST", "/v1/checkins"):                     (401, 201, 201, 201, 201, 201, 201, 201, 201),
     ("GET", "/v1/checkins/{checkin_id}"):         (401, 200, 404, 404, 200, 200, 404, 404, 404),
@@ -99,6 +102,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/me/background-location"):        (401, 200, 200, 403, 403, 403, 403, 403, 200),
     ("PUT", "/v1/me/background-location"):        (401, 200, 200, 403, 403, 403, 403, 403, 200),
     ("GET", "/v1/events"):                        (401, 403, 403, 200, 200, 200, 200, 200, 403),
+    ("GET", "/v1/activity"):                      (401, 403, 403, 200, 200, 200, 200, 200, 403),
     ("GET", "/v1/events/stream"):                 (401, 403, 403, 200, 200, 200, 200, 200, 403),
     ("GET", "/v1/push/vapid-public-key"):         (200, 200, 200, 200, 200, 200, 200, 200, 200),
     ("POST", "/v1/push/subscriptions"):           (401, 201, 201, 201, 201, 201, 201, 201, 201),
@@ -116,7 +120,6 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/geofences/{geofence_id}/broadcast"):
                                                   (401, 403, 403, 403, 200, 200, 404, 404, 403),
     ("GET", "/v1/me/export"):                     (401, 200, 200, 403, 403, 403, 403, 403, 200),
-    ("GET", "/v1/me/staff-export"):               (401, 403, 403, 200, 200, 200, 200, 200, 403),
     # shifts and tracking (field workers only); the world's worker has no ad-hoc shift and no
     # pause, so ending and resuming are 409 for them
     ("GET", "/v1/me/tracking"):                   (401, 403, 403, 200, 403, 403, 403, 403, 403),
@@ -204,7 +207,10 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
 # Routes that must never change anything, whatever the answer (beyond GET, which never may).
 READ_ONLY_POSTS: set[tuple[str, str]] = set()
 # Reads that are audited: on success they may add to the audit log, and nothing else.
-AUDITED_READS = {("GET", "/v1/devices/{device_id}/export")}
+AUDITED_READS = {
+    ("GET", "/v1/devices/{device_id}/export"),
+    ("GET", "/v1/users/{user_id}/export"),
+}
 
 
 @dataclass

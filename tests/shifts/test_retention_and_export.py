@@ -59,7 +59,7 @@ async def test_a_staff_fix_outlives_the_residents_24_hours_until_its_own_period(
     assert (staff["pings"], staff["staff_track_points"]) == (0, 3)  # the worker's: kept
     assert removed["staff_fixes_archived"] == 3
     # the worker's export still has them
-    export = (await client.get("/v1/me/staff-export", headers=worker.headers)).json()
+    export = (await client.get("/v1/users/me/export", headers=worker.headers)).json()
     assert sorted(f["properties"]["id"] for f in export["track"]["features"]) == ["w0", "w1", "w2"]
 
     # 31 days old: past STAFF_TRACK_RETENTION_DAYS (30)
@@ -107,17 +107,17 @@ async def test_the_workers_export_holds_shifts_pauses_and_track(
     await _send(client, worker, "w", n=2)
     assert (await client.post("/v1/me/shift/end", headers=h)).status_code == 200
     assert (await client.post("/v1/me/tracking/pause", headers=h)).status_code == 201
-    r = await client.get("/v1/me/staff-export", headers=h)
+    r = await client.get("/v1/users/me/export", headers=h)
     assert r.status_code == 200, r.text
     export = r.json()
-    assert export["staff"]["id"] == str(worker.id)
+    assert export["account"]["id"] == str(worker.id)
     assert "password_hash" not in r.text
     assert [(s["kind"], s["open"]) for s in export["shifts"]] == [("shift", False), ("pause", True)]
     assert [f["properties"]["id"] for f in export["track"]["features"]] == ["w0", "w1"]
     assert export["track"]["features"][0]["geometry"]["type"] == "Point"
     assert export["retention"]["staff_track"].startswith("30 days")
     # another staff member's export holds none of it; residents use GET /v1/me/export
-    other = (await client.get("/v1/me/staff-export", headers=editor.headers)).json()
+    other = (await client.get("/v1/users/me/export", headers=editor.headers)).json()
     assert (other["shifts"], other["track"]["features"]) == ([], [])
-    assert (await client.get("/v1/me/staff-export", headers=resident.headers)).status_code == 403
-    assert (await client.get("/v1/me/staff-export")).status_code == 401
+    assert (await client.get("/v1/users/me/export", headers=resident.headers)).status_code == 403
+    assert (await client.get("/v1/users/me/export")).status_code == 401

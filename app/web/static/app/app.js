@@ -772,7 +772,7 @@ async function shiftAction(path, done, focus) {
 
 async function exportWorkData() {
   try {
-    const data = await api.get("/v1/me/staff-export");
+    const data = await api.get("/v1/users/me/export");
     const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
     const link = h("a", { href: URL.createObjectURL(blob), download: "hereabouts-my-work-data.json" });
     link.click();

@@ -17,6 +17,7 @@ export function startAdmin(theApi, theMe, statusRegion) {
   api = theApi;
   me = theMe;
   status = statusRegion;
+  $("my-data").onclick = () => downloadData({ id: me.id, full_name: "you" });
   const admin = me.role === "admin";
   $("tab-people").hidden = !admin;
   $("tab-audit").hidden = !admin;
@@ -56,13 +57,15 @@ function renderPeople() {
         { dataset: { id: u.id } },
         h("td", {}, h("strong", {}, u.full_name), h("div", { class: "muted small" }, u.email), self ? h("div", { class: "muted small" }, "you") : null),
         h("td", {}, h("label", { for: roleId, class: "sr-only" }, `Role of ${u.full_name}`), select),
-        h("td", {}, h("span", { class: `badge ${u.is_active ? "ok" : "err"}` }, u.is_active ? "active" : "deactivated"), u.last_login_at ? h("div", { class: "muted small" }, `last sign-in ${fmtTime(u.last_login_at)}`) : null),
+        h("td", {}, h("span", { class: `badge ${u.is_active ? "ok" : "err"}` }, u.erased ? "erased" : u.is_active ? "active" : "deactivated"), u.last_login_at ? h("div", { class: "muted small" }, `last sign-in ${fmtTime(u.last_login_at)}`) : null),
         h(
           "td",
           {},
-          !self && h("button", { type: "button", class: `small ${u.is_active ? "danger" : "secondary"}`, "aria-label": `${u.is_active ? "Deactivate" : "Reactivate"} ${u.full_name}`, onclick: () => setActive(u, !u.is_active) }, u.is_active ? "Deactivate" : "Reactivate"),
+          !self && !u.erased && h("button", { type: "button", class: `small ${u.is_active ? "danger" : "secondary"}`, "aria-label": `${u.is_active ? "Deactivate" : "Reactivate"} ${u.full_name}`, onclick: () => setActive(u, !u.is_active) }, u.is_active ? "Deactivate" : "Reactivate"),
           !self && u.is_active && h("button", { type: "button", class: "small secondary", "aria-label": `Reset the password of ${u.full_name}`, onclick: () => resetPassword(u) }, "Reset password"),
           u.is_active && u.role === "field_worker" && h("button", { type: "button", class: "small secondary", "aria-label": `Where is ${u.full_name} now?`, onclick: () => whereNow(u) }, "Where now?"),
+          h("button", { type: "button", class: "small secondary", "aria-label": `Download the data of ${u.full_name}`, onclick: () => downloadData(u) }, "Download data"),
+          !self && !u.erased && h("button", { type: "button", class: "small danger", "aria-label": `Erase ${u.full_name}`, onclick: () => erase(u) }, "Erase…"),
         ),
       );
     }),
@@ -147,6 +150,41 @@ async function resetPassword(u) {
     const { temporary_password: password } = await api.post(`/v1/users/${u.id}/password-reset`, undefined);
     showSecret(`New temporary password for ${u.full_name} (${u.email}):`, password);
     say(`${u.full_name}'s password was reset.`);
+  } catch (err) {
+    say(problemText(err), "error");
+  }
+}
+
+// ---------------------------------------------------------------- a staff member's data (docs/privacy.md)
+export function saveJson(data, filename) {
+  const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: "application/json" }));
+  const link = h("a", { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+async function downloadData(u) {
+  $("people-result").replaceChildren();
+  try {
+    const data = await api.get(u.id === me.id ? "/v1/users/me/export" : `/v1/users/${u.id}/export`);
+    saveJson(data, `hereabouts-staff-${u.id}.json`);
+    const photos = `${data.photos.length} photo${data.photos.length === 1 ? "" : "s"}`;
+    say(u.id === me.id ? `Downloaded everything held about you (${photos}).` : `Downloaded everything held about ${u.full_name} (${photos}); the download is in the audit log.`);
+  } catch (err) {
+    say(problemText(err), "error");
+  }
+}
+
+async function erase(u) {
+  $("people-result").replaceChildren();
+  const ask = `Erase ${u.full_name}? Their location history, check-ins, inbox, settings and the photos they took are deleted, and their account is anonymised and signed out for good. The tasks they worked on stay, shown as by "Erased staff member". This cannot be undone.`;
+  if (!window.confirm(ask)) return;
+  try {
+    const done = await api.post(`/v1/users/${u.id}/erase`, undefined);
+    say(`${u.full_name} was erased: ${done.photos_deleted} photo${done.photos_deleted === 1 ? "" : "s"} deleted, ${done.checkins_aggregated} check-in${done.checkins_aggregated === 1 ? "" : "s"} kept only as counts.`);
+    await loadPeople();
   } catch (err) {
     say(problemText(err), "error");
   }

@@ -2,6 +2,7 @@
 import { Api, ApiError, announce, fmtTime, formLabels, h, isoToLocal, localToIso } from "/static/common/api.js";
 import { barChart, columnChart, percentile } from "/static/console/charts.js";
 import { startAdmin } from "/static/console/admin.js";
+import { fillActivityPlaces, liveActivity, startActivity } from "/static/console/activity.js";
 import { PlacesMap } from "/static/console/map.js";
 
 const api = new Api(window.sessionStorage, "hereabouts.console.token");
@@ -14,7 +15,6 @@ const state = {
   offers: [],
   tasks: [],
   workers: [],
-  activity: [],
   deliveries: [],
   stream: null,
   lastEventId: null,
@@ -84,7 +84,7 @@ async function start() {
   startAdmin(api, me, status);
   placesMap.ready();
   await Promise.allSettled([loadPlaces(), loadWorkers()]);
-  await Promise.allSettled([loadOffers(), loadTasks(), loadDeliveries(), loadEvents()]);
+  await Promise.allSettled([loadOffers(), loadTasks(), loadDeliveries(), startActivity(api, () => state.places, fail)]);
   startStream();
 }
 
@@ -146,6 +146,7 @@ async function loadPlaces() {
     placesMap.show(features);
     renderPlaces();
     fillPlaceSelects();
+    fillActivityPlaces(features);
   } catch (err) {
     fail(err);
   }
@@ -745,83 +746,7 @@ async function setTaskStatus(t, value) {
   }
 }
 
-// ---------------------------------------------------------------- activity
-// One readable line from an event's recorded explanation (pings: the rule's reason and distances;
-// check-ins: how the place was resolved).
-function explain(ev) {
-  const why = ev.explanation || {};
-  if (typeof why === "string") return why;
-  const parts = [];
-  const m = (v) => `${Math.round(v)} m`;
-  if (why.reason) parts.push(why.reason);
-  if (ev.type === "checkin" || why.resolution) {
-    if (why.inside) parts.push("inside the place");
-    else if (typeof why.distance_m === "number") parts.push(`${m(why.distance_m)} from it (counts within ${m(why.reach_m || 0)})`);
-    if (why.resolution) parts.push(why.resolution === "named" ? "place chosen by the person" : "nearest place");
-    if (why.place_open === false) parts.push("outside opening hours");
-  } else {
-    if (typeof why.depth_m === "number" && why.depth_m > 0) parts.push(`${m(why.depth_m)} inside`);
-    else if (typeof why.distance_m === "number") parts.push(`${m(why.distance_m)} away`);
-    if (typeof why.margin_m === "number") parts.push(`margin ${m(why.margin_m)}`);
-  }
-  if (typeof why.accuracy_m === "number") parts.push(`accuracy ±${m(why.accuracy_m)}`);
-  if (why.implausible_jump || why.jump) parts.push("implausible jump: flagged for review");
-  return parts.join(" · ");
-}
-
-const EVENT_WORDS = {
-  enter: "arrived at",
-  exit: "left",
-  dwell: "stayed at",
-  nearby: "passed near",
-  checkin: "checked in at",
-  passed_through: "passed through",
-};
-
-function activityItem(ev) {
-  const kind = ev.type || ev.kind || ev.event || "event";
-  const who = ev.staff_user_id ? "A field worker" : ev.device_id ? "A resident" : "Someone";
-  const where = ev.geofence_id ? placeName(ev.geofence_id) : ev.place ? ev.place.name : "";
-  const verb = EVENT_WORDS[kind] || kind;
-  const line = ev.title ? ev.title : `${who} ${verb} ${where}`.trim();
-  const extra = [];
-  if (ev.source && ev.source !== kind) extra.push(`via ${ev.source}`);
-  const reason = explain(ev);
-  return h(
-    "li",
-    { dataset: { type: kind } },
-    h("span", { class: `badge ${ev.suppressed_reason ? "warn" : "ok"}` }, kind),
-    h("span", {}, line, " ", h("time", { class: "muted small", datetime: ev.occurred_at || ev.created_at || "" }, fmtTime(ev.occurred_at || ev.created_at))),
-    h("span", { class: "why" }, [reason, ...extra].filter(Boolean).join(" · ") + (ev.suppressed_reason ? ` — held back: ${ev.suppressed_reason}` : "")),
-  );
-}
-
-function renderActivity() {
-  $("activity-list").replaceChildren(...state.activity.slice(0, 100).map(activityItem));
-  if (!state.activity.length) $("activity-list").append(h("li", { class: "muted" }, "Nothing yet: events appear here as they happen."));
-}
-
-async function loadEvents() {
-  try {
-    const page = await api.get("/v1/events?limit=50");
-    state.activity = page.items || [];
-    renderActivity();
-  } catch (err) {
-    renderActivity();
-    if (!(err instanceof ApiError && err.status === 404)) fail(err);
-  }
-}
-
-function pushActivity(obj) {
-  if (!obj || typeof obj !== "object") return;
-  const items = Array.isArray(obj.events) ? obj.events : [obj.event || obj.data || obj].flat();
-  for (const ev of items) {
-    if (ev.id && state.activity.some((a) => a.id === ev.id)) continue;
-    state.activity.unshift(ev);
-  }
-  renderActivity();
-}
-
+// ---------------------------------------------------------------- activity (activity.js)
 async function startStream(delay = 1000) {
   if (!state.me) return;
   const ctrl = new AbortController();
@@ -835,7 +760,7 @@ async function startStream(delay = 1000) {
       (msg) => {
         if (msg.id) state.lastEventId = msg.id; // resume here after a reconnect
         if (msg.event === "heartbeat") return;
-        pushActivity(msg.json);
+        liveActivity(msg.json);
       },
       ctrl.signal,
       state.lastEventId,

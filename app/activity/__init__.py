@@ -1,0 +1,1 @@
+"""The organisation's activity feed: every kind of event, newest first (docs/webhooks.md)."""
