@@ -37,6 +37,7 @@ from app.ingest.schemas import (
 )
 from app.ingest.setup import APP_NAMES, setup_for
 from app.presence import service as presence_service
+from app.presence.acks import AckGroups
 from app.presence.errors import TooManyPings
 from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
@@ -72,12 +73,28 @@ async def _store(
     settings: AppSettings,
     subject: presence_service.Subject,
     parsed: service.Parsed,
+    *,
+    queue_single: bool = False,
 ) -> IngestSummary:
-    """The pings through the ping groups, as `POST /v1/pings`; committed when it returns."""
+    """The pings through the ping groups, as `POST /v1/pings`; committed when it returns.
+
+    With `queue_single`, one fix goes the way of a single `/v1/pings` fix: committed to the
+    ping queue (group commit) and evaluated moments later by the evaluator, with the same events
+    (docs/presence.md, "Two modes"). The app still gets its usual answer: stored is stored.
+    """
     if len(parsed.pings) > settings.ping_max_batch:
         raise TooManyPings(f"At most {settings.ping_max_batch} pings per request.")
-    groups: PingGroups = request.app.state.ping_groups
     batch = presence_service.BatchRequest(subject, parsed.pings, check_background_location=True)
+    if queue_single and len(parsed.pings) == 1:
+        acks: AckGroups = request.app.state.ack_groups
+        ack = await acks.enqueue(session, batch)
+        return IngestSummary(
+            accepted=len(ack.accepted),
+            duplicates=len(ack.duplicates),
+            rejected=[PingIssue(**r) for r in [*parsed.rejected, *ack.rejected]],
+            flagged=[PingIssue(**r) for r in ack.flagged],
+        )
+    groups: PingGroups = request.app.state.ping_groups
     result = await groups.ingest(session, batch)
     return IngestSummary(
         accepted=result.accepted,
@@ -133,7 +150,7 @@ async def owntracks(request: Request, session: Session, settings: AppSettings) -
     answer: list[dict[str, Any]] = []
     if not parsed.pings and not parsed.rejected:
         return JSONResponse(answer)  # lwt, waypoint(s), card, …: acknowledged, nothing stored
-    summary = await _store(request, session, settings, subject, parsed)
+    summary = await _store(request, session, settings, subject, parsed, queue_single=True)
     refused = {r.id for r in summary.rejected}
     kept = [p for p in parsed.pings if p.id not in refused]
     if kept:
@@ -190,7 +207,7 @@ async def traccar(request: Request, session: Session, settings: AppSettings) -> 
     subject = await service.subject_for_key(session, message.key, key_cache(request))
     if subject is None:
         raise InvalidIngestCredentials("The ingest key is not valid.")
-    return await _store(request, session, settings, subject, message.parsed)
+    return await _store(request, session, settings, subject, message.parsed, queue_single=True)
 
 
 @router.get("/me/ingest-keys", response_model=list[IngestKeyRead])
