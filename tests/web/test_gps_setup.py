@@ -153,3 +153,20 @@ async def test_a_refused_request_is_shown_and_creates_nothing(
     await expect(card.locator("#gps-result")).to_be_hidden()
     await expect(card.locator("#gps-keys")).to_contain_text("None yet.")
     await context.close()
+
+
+async def test_staff_without_location_get_no_gps_card(
+    browser: Browser, web_server: LiveServer
+) -> None:
+    admin = web_server.token(web_server.admin_email, web_server.admin_password)
+    _, email, password = create_staff(web_server, admin, "editor")
+    context = await new_context(browser, web_server, viewport={"width": 390, "height": 844})
+    page, problems = await open_page(context, "/app/")
+    await sign_in_app(page, email, password)
+    await expect(page.locator("#home")).to_be_visible()
+    await expect(page.locator("#inbox-title")).to_be_visible()
+    await page.wait_for_load_state("networkidle")
+    await expect(page.locator("#gps-card")).to_be_hidden()  # their ingest keys are refused (403)
+    await expect(page.locator("#status")).not_to_contain_text("field workers and resident")
+    assert problems.errors == []
+    await context.close()

@@ -75,7 +75,7 @@ async function enter() {
     loadPreferences(),
     isWorker() ? loadTasks() : null,
     showDetail(api, $("detail"), window.location.hash),
-    mountGpsSetup(api, $("gps-card"), { status, resident: !isWorker() }).then(() => ($("gps-card").hidden = false)),
+    mountGpsSetup(api, $("gps-card"), { status, resident: !isWorker() }).then((shown) => ($("gps-card").hidden = !shown)),
   ]);
   $("checkin-title").focus(); // after signing in, reading starts at the first heading
   restoreBackground();

@@ -100,6 +100,7 @@ export function mountGpsSetup(api, container, { status, heading = "h2", resident
     }
   }
 
+  // true once the list is shown; false for an account that has no ingest keys (admins, editors)
   async function load() {
     try {
       const keys = await api.get("/v1/me/ingest-keys");
@@ -110,9 +111,12 @@ export function mountGpsSetup(api, container, { status, heading = "h2", resident
               h("button", { type: "button", class: "danger small", "aria-label": `Revoke ${k.label || "this key"}`, onclick: () => revoke(k) }, "Revoke")))
           : [h("li", { class: "muted" }, "None yet.")]),
       );
+      return true;
     } catch (err) {
+      if (err instanceof ApiError && err.status === 403) return false;
       if (!(err instanceof ApiError)) console.error(err);
       announce(status, err.message, "error");
+      return true;
     }
   }
 
