@@ -33,6 +33,7 @@ from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.events import service as events_service
 from app.geofences.router import router as geofences_router
+from app.ingest.keycache import IngestKeyCache
 from app.ingest.router import router as ingest_router
 from app.notifications.router import router as notifications_router
 from app.notifications.worker import run_worker
@@ -115,6 +116,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         tokens_task = None
         if settings.device_token_cache_entries > 0:
             app.state.device_tokens = DeviceTokenCache(settings.device_token_cache_entries)
+            # ingest keys: revoked on the same channel (migration 0035's trigger)
+            app.state.ingest_keys = IngestKeyCache(
+                app.state.device_tokens, settings.device_token_cache_entries
+            )
             tokens_task = asyncio.create_task(app.state.device_tokens.run(listen_dsn(db_engine)))
         try:
             yield
@@ -124,6 +129,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 with contextlib.suppress(asyncio.CancelledError):
                     await tokens_task
                 del app.state.device_tokens
+                del app.state.ingest_keys
             for loop in background:
                 await loop.stop()
             if owns_engine:

@@ -26,6 +26,7 @@ import asyncio
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 import asyncpg
 
@@ -49,6 +50,8 @@ class DeviceTokenCache:
         self._beat = -1e9  # monotonic time our last heartbeat notification came back
         self._listening = False
         self._expected_beat = ""  # the payload of the heartbeat in flight
+        # other caches told by the same channel (ingest keys): called with the hash, or None
+        self._followers: list[Callable[[str | None], None]] = []
 
     @property
     def live(self) -> bool:
@@ -74,6 +77,11 @@ class DeviceTokenCache:
             _, (device_id, _org) = self._entries.popitem(last=False)  # the oldest entry
             self._by_device.pop(device_id, None)
 
+    def follow(self, forget: Callable[[str | None], None]) -> None:
+        """Also call `forget(hash)` (None: everything) on every invalidation: a cache of other
+        credentials revoked on the same channel, answering only while `live` is true."""
+        self._followers.append(forget)
+
     def invalidate(self, token_hash: str | None = None) -> None:
         """Forget one token (None or '': all of them)."""
         self._generation += 1
@@ -84,6 +92,8 @@ class DeviceTokenCache:
         else:
             self._entries.clear()
             self._by_device.clear()
+        for forget in self._followers:
+            forget(token_hash or None)
 
     def invalidate_device(self, device_id: uuid.UUID) -> None:
         """Forget a device's token now, in this process (the erasure's request; the others are

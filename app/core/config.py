@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     # proxies whose X-Forwarded-For is believed (IPs or CIDRs); none by default
     trusted_proxies: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    # the service's address as phones reach it (GPS app setup links); unset: the request's own
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -15,8 +15,15 @@ from app.core.config import Settings
 from app.core.errors import Forbidden
 from app.ingest import service
 from app.ingest.errors import InvalidIngestCredentials
+from app.ingest.keycache import IngestKeyCache
 from app.presence.models import SubjectKind
 from app.presence.service import Subject
+
+
+def key_cache(request: Request) -> IngestKeyCache | None:
+    """This process's ingest key cache (None when the device token cache is off)."""
+    cache: IngestKeyCache | None = getattr(request.app.state, "ingest_keys", None)
+    return cache
 
 
 def credential_from_header(request: Request) -> str | None:
@@ -53,7 +60,7 @@ async def subject_for(
     if not credential:
         raise InvalidIngestCredentials("Credentials are required.", headers=challenge)
     if credential.startswith(service.INGEST_KEY_PREFIX):
-        subject = await service.subject_for_key(session, credential)
+        subject = await service.subject_for_key(session, credential, key_cache(request))
         if subject is None:
             raise InvalidIngestCredentials("The ingest key is not valid.", headers=challenge)
         return subject

@@ -33,13 +33,26 @@ async def key_by_hash(session: AsyncSession, key_hash: str) -> IngestKey | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def delete_key(session: AsyncSession, subject_id: uuid.UUID, key_id: uuid.UUID) -> bool:
-    stmt = delete(IngestKey).where(
-        IngestKey.id == key_id,
-        (IngestKey.device_id == subject_id) | (IngestKey.staff_user_id == subject_id),
+async def keys_of(session: AsyncSession, subject_id: uuid.UUID) -> list[IngestKey]:
+    stmt = (
+        select(IngestKey)
+        .where((IngestKey.device_id == subject_id) | (IngestKey.staff_user_id == subject_id))
+        .order_by(IngestKey.created_at.desc(), IngestKey.id)
     )
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    return list((await session.scalars(stmt)).all())
+
+
+async def delete_key(session: AsyncSession, subject_id: uuid.UUID, key_id: uuid.UUID) -> str | None:
+    """Delete one of the subject's keys; its hash, or None if it has no such key."""
+    stmt = (
+        delete(IngestKey)
+        .where(
+            IngestKey.id == key_id,
+            (IngestKey.device_id == subject_id) | (IngestKey.staff_user_id == subject_id),
+        )
+        .returning(IngestKey.key_hash)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def anchor_of(session: AsyncSession, subject_id: uuid.UUID) -> WaypointAnchor | None:

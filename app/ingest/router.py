@@ -24,16 +24,21 @@ from app.core.deps import AppSettings
 from app.core.errors import Forbidden, HereaboutsError
 from app.core.ratelimit import RateLimiter, Rule, rate_limited, refuse_if_waiting
 from app.ingest import service
-from app.ingest.dependencies import credential_from_header, subject_for
+from app.ingest.dependencies import credential_from_header, key_cache, subject_for
 from app.ingest.errors import BadIngestPayload, InvalidIngestCredentials
 from app.ingest.schemas import (
     IngestKeyCreate,
     IngestKeyCreated,
+    IngestKeyRead,
+    IngestSetup,
     IngestSummary,
     OverlandResult,
+    SetupSetting,
 )
+from app.ingest.setup import APP_NAMES, setup_for
 from app.presence import gate
 from app.presence import service as presence_service
+from app.presence.acks import AckGroups
 from app.presence.errors import TooManyPings
 from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
@@ -69,14 +74,30 @@ async def _store(
     settings: AppSettings,
     subject: presence_service.Subject,
     parsed: service.Parsed,
+    *,
+    queue_single: bool = False,
 ) -> IngestSummary:
-    """The pings through the ping groups, as `POST /v1/pings`; committed when it returns."""
+    """The pings through the ping groups, as `POST /v1/pings`; committed when it returns.
+
+    With `queue_single`, one fix goes the way of a single `/v1/pings` fix: committed to the
+    ping queue (group commit) and evaluated moments later by the evaluator, with the same events
+    (docs/presence.md, "Two modes"). The app still gets its usual answer: stored is stored.
+    """
     if len(parsed.pings) > settings.ping_max_batch:
         raise TooManyPings(f"At most {settings.ping_max_batch} pings per request.")
     # field workers: 409 `off-shift` off shift or paused, as on POST /v1/pings (nothing stored)
     pings, off_shift = await gate.admit(request, session, subject, parsed.pings)
-    groups: PingGroups = request.app.state.ping_groups
     batch = presence_service.BatchRequest(subject, pings, check_background_location=True)
+    if queue_single and len(pings) == 1:
+        acks: AckGroups = request.app.state.ack_groups
+        ack = await acks.enqueue(session, batch)
+        return IngestSummary(
+            accepted=len(ack.accepted),
+            duplicates=len(ack.duplicates),
+            rejected=[PingIssue(**r) for r in [*parsed.rejected, *off_shift, *ack.rejected]],
+            flagged=[PingIssue(**r) for r in ack.flagged],
+        )
+    groups: PingGroups = request.app.state.ping_groups
     result = await groups.ingest(session, batch)
     return IngestSummary(
         accepted=result.accepted,
@@ -137,7 +158,7 @@ async def owntracks(request: Request, session: Session, settings: AppSettings) -
     answer: list[dict[str, Any]] = []
     if not parsed.pings and not parsed.rejected:
         return JSONResponse(answer)  # lwt, waypoint(s), card, …: acknowledged, nothing stored
-    summary = await _store(request, session, settings, subject, parsed)
+    summary = await _store(request, session, settings, subject, parsed, queue_single=True)
     refused = {r.id for r in summary.rejected}
     kept = [p for p in parsed.pings if p.id not in refused]
     if kept:
@@ -193,10 +214,17 @@ async def traccar(request: Request, session: Session, settings: AppSettings) -> 
     if not message.key:
         raise InvalidIngestCredentials("An ingest key (`id`) is required.")
     _limit_key(request, message.key)
-    subject = await service.subject_for_key(session, message.key)
+    subject = await service.subject_for_key(session, message.key, key_cache(request))
     if subject is None:
         raise InvalidIngestCredentials("The ingest key is not valid.")
-    return await _store(request, session, settings, subject, message.parsed)
+    return await _store(request, session, settings, subject, message.parsed, queue_single=True)
+
+
+@router.get("/me/ingest-keys", response_model=list[IngestKeyRead])
+async def list_ingest_keys(session: Session, principal: CurrentPrincipal) -> list[IngestKeyRead]:
+    """The caller's ingest keys, newest first (the keys themselves are never shown again)."""
+    rows = await service.keys_of(session, _own_subject(principal))
+    return [IngestKeyRead(id=r.id, label=r.label, created_at=r.created_at) for r in rows]
 
 
 @router.post(
@@ -206,22 +234,40 @@ async def traccar(request: Request, session: Session, settings: AppSettings) -> 
     dependencies=[Depends(rate_limited("devices"))],
 )
 async def create_ingest_key(
-    session: Session, principal: CurrentPrincipal, body: IngestKeyCreate | None = None
+    request: Request,
+    session: Session,
+    settings: AppSettings,
+    principal: CurrentPrincipal,
+    body: IngestKeyCreate | None = None,
 ) -> IngestKeyCreated:
-    """A new ingest key for this device or field worker (Traccar Client's device identifier);
-    the key is in this answer only."""
+    """A new ingest key for this device or field worker; with `app`, that app's setup link and
+    QR code. The key is in this answer only."""
     subject = _own_subject(principal)
-    row, key = await service.create_key(session, subject, (body or IngestKeyCreate()).label)
-    return IngestKeyCreated(id=row.id, label=row.label, created_at=row.created_at, key=key)
+    body = body or IngestKeyCreate()
+    label = body.label or (APP_NAMES[body.app] if body.app else None)
+    row, key = await service.create_key(session, subject, label)
+    created = IngestKeyCreated(id=row.id, label=row.label, created_at=row.created_at, key=key)
+    if body.app is not None:
+        found = setup_for(body.app, settings.public_url or str(request.base_url), key)
+        created.setup = IngestSetup(
+            app=found.app,
+            endpoint=found.endpoint,
+            link=found.link,
+            qr_svg=found.qr_svg(),
+            settings=[SetupSetting(name=n, value=v) for n, v in found.settings],
+            config=found.config,
+        )
+    return created
 
 
 @router.delete("/me/ingest-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_ingest_key(
-    session: Session, principal: CurrentPrincipal, key_id: uuid.UUID
+    request: Request, session: Session, principal: CurrentPrincipal, key_id: uuid.UUID
 ) -> Response:
-    """Revoke one of the caller's ingest keys at once (another's is not found)."""
+    """Revoke one of the caller's ingest keys at once, in every API process (another's is not
+    found)."""
     subject = _own_subject(principal)
-    await service.revoke_key(session, subject, key_id)
+    await service.revoke_key(session, subject, key_id, key_cache(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -33,6 +33,7 @@ from app.core.security import hash_token
 from app.core.subject import SubjectRef
 from app.ingest import repository
 from app.ingest.errors import BadIngestPayload, IngestKeyNotFound
+from app.ingest.keycache import IngestKeyCache
 from app.ingest.models import IngestKey
 from app.presence.models import SubjectKind
 from app.presence.service import PingInput, Subject
@@ -72,21 +73,41 @@ async def create_key(
     return row, key
 
 
-async def revoke_key(session: AsyncSession, subject: Subject, key_id: uuid.UUID) -> None:
-    """Delete one of the caller's own keys (another's is not found)."""
-    if not await repository.delete_key(session, subject.id, key_id):
+async def keys_of(session: AsyncSession, subject: Subject) -> list[IngestKey]:
+    """The caller's own keys, newest first (never the keys themselves: only their hash is kept)."""
+    return await repository.keys_of(session, subject.id)
+
+
+async def revoke_key(
+    session: AsyncSession, subject: Subject, key_id: uuid.UUID, cache: IngestKeyCache | None = None
+) -> None:
+    """Delete one of the caller's own keys (another's is not found). Every API process forgets
+    it when the deletion commits (the table's trigger notifies); this one at once."""
+    key_hash = await repository.delete_key(session, subject.id, key_id)
+    if key_hash is None:
         raise IngestKeyNotFound()
+    if cache is not None:
+        cache.forget(key_hash)
 
 
-async def subject_for_key(session: AsyncSession, key: str) -> Subject | None:
-    """Who an ingest key belongs to, or None (unknown or revoked)."""
+async def subject_for_key(
+    session: AsyncSession, key: str, cache: IngestKeyCache | None = None
+) -> Subject | None:
+    """Who an ingest key belongs to, or None (unknown or revoked); from memory when cached."""
     if not key.startswith(INGEST_KEY_PREFIX) or len(key) > 200:
         return None
-    row = await repository.key_by_hash(session, hash_token(key))
+    key_hash = hash_token(key)
+    if cache is not None and (found := cache.get(key_hash)) is not None:
+        return found
+    generation = cache.generation if cache is not None else 0
+    row = await repository.key_by_hash(session, key_hash)
     if row is None:
         return None
     who = SubjectRef.owning(row.device_id, row.staff_user_id, row.organisation_id)
-    return Subject(SubjectKind(who.kind), who.id, who.organisation_id)
+    subject = Subject(SubjectKind(who.kind), who.id, who.organisation_id)
+    if cache is not None:
+        cache.put(key_hash, subject, generation)
+    return subject
 
 
 # --- shared mapping ---------------------------------------------------------------------------

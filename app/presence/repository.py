@@ -752,7 +752,16 @@ async def db_now(session: AsyncSession) -> datetime:
 
 
 async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> None:
-    """Every ping, presence row and event about one device or staff user (right to erasure)."""
+    """Every ping, presence row and event about one device or staff user (right to erasure).
+
+    The subject's `presence_subjects` row is locked first, as the evaluator claims a subject
+    (there with SKIP LOCKED): an evaluation of its queued fixes in flight finishes before the
+    erasure deletes, and a later one skips the subject. Deleting in another order deadlocked
+    with an evaluation of the same subject (found by tests/ingest/test_key_cache.py).
+    """
+    await session.execute(
+        text("SELECT 1 FROM presence_subjects WHERE subject_id = :s FOR UPDATE"), {"s": subject_id}
+    )
     for sql in (
         "DELETE FROM pings WHERE subject_id = :s",
         "DELETE FROM ping_queue WHERE subject_id = :s",

@@ -17,6 +17,7 @@ from bench import scenarios
 from bench.city import City, CityConfig
 from bench.load import Req, fill_placeholders, headers_for
 from tests.factories import Resident, create_organisation, create_resident
+from tests.ingest.helpers import drain
 
 CITY = City(CityConfig(seed=7, geofences=300, devices=40))
 DEVICES, FIXES, BATCH = 2, 3, 5
@@ -46,6 +47,7 @@ async def _send(client: httpx.AsyncClient, reqs: list[Req], tag: str) -> list[ht
 
 
 async def _positions(db: AsyncSession, subject: Resident) -> list[tuple[float, float]]:
+    await drain(db)  # OwnTracks' and Traccar's single fixes are queued, as /v1/pings' are
     rows = await db.execute(
         text("SELECT lon, lat FROM pings WHERE subject_id = :s ORDER BY lon, lat"),
         {"s": subject.id},

@@ -12,6 +12,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Environment, Settings
+from app.presence import service as presence_service
 from tests.presence.helpers import at
 
 
@@ -120,8 +122,25 @@ def basic(token: str, user: str = "someone") -> dict[str, str]:
     return {"Authorization": f"Basic {raw}"}
 
 
+# the suite's settings (tests/conftest.py) for what evaluation reads: the presence parameters
+_EVAL_SETTINGS = Settings(environment=Environment.test, jwt_secret="t" * 40, log_json=False)
+
+
+async def drain(db: AsyncSession) -> int:
+    """Evaluate every queued fix now, in the test's transaction, as the evaluator would moments
+    later: OwnTracks' and Traccar Client's single fixes are queued like a single `/v1/pings` fix
+    (their answer still says stored). Returns the fixes evaluated."""
+    fixes = 0
+    await presence_service.prepare_queued(db)
+    while (r := await presence_service.evaluate_queued(db, _EVAL_SETTINGS, 500)).fixes:
+        fixes += r.fixes
+    return fixes
+
+
 async def stored(db: AsyncSession, subject_id: uuid.UUID) -> list[tuple[Any, ...]]:
-    """The subject's pings, without their ids (the apps' ids are derived, not chosen)."""
+    """The subject's pings once the queue is evaluated, without their ids (the apps' ids are
+    derived, not chosen)."""
+    await drain(db)
     rows = await db.execute(
         text(
             "SELECT recorded_at, lon, lat, accuracy_m, round(speed_mps::numeric, 6), heading, "
@@ -133,6 +152,8 @@ async def stored(db: AsyncSession, subject_id: uuid.UUID) -> list[tuple[Any, ...
 
 
 async def events(db: AsyncSession, subject_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    """The subject's presence events once the queue is evaluated."""
+    await drain(db)
     rows = await db.execute(
         text(
             "SELECT type, geofence_id, occurred_at, source, lon, lat, accuracy_m, "

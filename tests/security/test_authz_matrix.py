@@ -139,6 +139,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     # Traccar authenticates with its `id` (an ingest key), never a header: none given → 401
     ("GET", "/v1/ingest/traccar"):                (401, 401, 401, 401, 401, 401, 401, 401, 401),
     ("POST", "/v1/ingest/traccar"):               (401, 401, 401, 401, 401, 401, 401, 401, 401),
+    ("GET", "/v1/me/ingest-keys"):                (401, 200, 200, 200, 403, 403, 403, 403, 200),
     ("POST", "/v1/me/ingest-keys"):               (401, 201, 201, 201, 403, 403, 403, 403, 201),
     ("DELETE", "/v1/me/ingest-keys/{key_id}"):    (401, 204, 404, 404, 403, 403, 403, 403, 404),
     # Open311: the staff side (admins configure, editors read reports with contact fields) ...

@@ -3,6 +3,7 @@
 import { Api, ApiError, announce, fmtDistance, fmtTime, h } from "/static/common/api.js";
 import { detailRoute, openTarget, redeemControl, showDetail } from "/static/app/detail.js";
 import { kv } from "/static/app/kv.js";
+import { mountGpsSetup } from "/static/common/gps-setup.js";
 
 const api = new Api(window.localStorage, "hereabouts.app.token");
 const $ = (id) => document.getElementById(id);
@@ -78,6 +79,7 @@ async function enter() {
     isWorker() ? loadTracking() : null,
     isWorker() ? loadVisits() : null,
     showDetail(api, $("detail"), window.location.hash),
+    mountGpsSetup(api, $("gps-card"), { status, resident: !isWorker() }).then((shown) => ($("gps-card").hidden = !shown)),
   ]);
   if (isWorker()) await extendFromHash();
   $("checkin-title").focus(); // after signing in, reading starts at the first heading

@@ -7,6 +7,7 @@ const SHELL = [
   "/app/",
   "/static/common/base.css",
   "/static/common/api.js",
+  "/static/common/gps-setup.js",
   "/static/app/app.css",
   "/static/app/app.js",
   "/static/app/kv.js",

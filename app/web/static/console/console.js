@@ -4,6 +4,7 @@ import { barChart, columnChart, percentile } from "/static/console/charts.js";
 import { startAdmin } from "/static/console/admin.js";
 import { fillActivityPlaces, liveActivity, startActivity } from "/static/console/activity.js";
 import { PlacesMap } from "/static/console/map.js";
+import { mountGpsSetup } from "/static/common/gps-setup.js";
 
 const api = new Api(window.sessionStorage, "hereabouts.console.token");
 const $ = (id) => document.getElementById(id);
@@ -76,7 +77,9 @@ async function start() {
   document.body.classList.toggle("read-only", !editor);
   for (const el of document.querySelectorAll(".editor-only")) el.hidden = !editor;
   if (editor) placeForm.hidden = true; // the place form opens when a shape is drawn or edited
+  $("tab-gps").hidden = me.role !== "field_worker";
   if (me.role === "field_worker") {
+    mountGpsSetup(api, $("gps-setup"), { status });
     announce(status, "Field workers use the Hereabouts app for their tasks; this console is read-only for you.");
   } else {
     announce(status, `Signed in as ${me.email}.`, "ok");
