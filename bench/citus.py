@@ -28,13 +28,14 @@ from typing import Any
 from alembic import command
 from geoalchemy2 import Geography, Geometry
 from sqlalchemy import cast, func, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.accounts import service as accounts_service
 from app.accounts.models import Device
 from app.core.citus import CitusCluster
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT, Environment, Settings
+from app.core.db import create_engine
 from app.core.ops import alembic_config
 from app.core.security import hash_token
 from app.geofences.models import Geofence
@@ -155,8 +156,14 @@ def _batch(subject_no: int, batch_no: int, start: datetime) -> list[PingInput]:
 async def _drive(
     url: str, setup: str, nodes: list[EmbeddedCluster], args: argparse.Namespace
 ) -> Result:
-    engine = create_async_engine(url, pool_size=args.concurrency + 2)
-    settings = Settings(environment=Environment.test, database_url=url, log_json=False)
+    settings = Settings(
+        environment=Environment.test,
+        database_url=url,
+        log_json=False,
+        db_pool_size=args.concurrency + 2,
+    )
+    # the service's own engine (its connect-time settings matter on Citus: app/core/db.py)
+    engine = create_engine(settings, url)
     subjects = await _load(engine, args.devices, args.places)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     result = Result(setup)

@@ -95,6 +95,12 @@ def settings(database_url: str) -> Settings:
     )
 
 
+# What the app's own engines set at connect time (app.core.db.create_engine) that matters on Citus
+# (shard placements visible: fast type introspection); the worker tests' engines stand for the
+# app's. The `engine` fixture keeps Citus's default, for tests that list tables.
+APP_CONNECT_ARGS: dict[str, Any] = {"server_settings": {"citus.override_table_visibility": "off"}}
+
+
 @pytest.fixture(scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     eng = create_async_engine(str(settings.database_url), poolclass=NullPool)
