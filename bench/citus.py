@@ -2,6 +2,7 @@
 
     uv run python -m bench.citus --single-port 54339 --citus-ports 54351,54352,54353
     uv run python -m bench.citus ... --rebalance     # also move shards while pings flow
+    uv run python -m bench.citus ... --citus-dir bench-citus   # nodes under .data/bench-citus*
 
 Each setup gets a fresh migrated database with one organisation, a grid of places and walking
 devices; `--concurrency` tasks send 100-fix batches through the ping service (one transaction
@@ -327,6 +328,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--single-port", type=int, default=54339)
     parser.add_argument("--citus-ports", default="54351,54352,54353")
+    # the Citus nodes' data directories under .data (a separate cluster from the tests' one keeps
+    # their server processes out of the CPU figures)
+    parser.add_argument("--citus-dir", default="test-citus")
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--places", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -345,7 +349,7 @@ def main() -> None:
         single.drop_database("hereabouts_bench_citus")
     if args.only != "single":
         cluster = CitusCluster(
-            data_dir=data / "test-citus", port=ports[0], worker_ports=tuple(ports[1:])
+            data_dir=data / args.citus_dir, port=ports[0], worker_ports=tuple(ports[1:])
         )
         cluster.ensure_running()
         url = _fresh(cluster, "hereabouts_bench_citus")
