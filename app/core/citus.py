@@ -43,6 +43,10 @@ NODE_CONF = """
 shared_preload_libraries = 'citus'
 shared_buffers = 128MB
 max_prepared_transactions = 200
+# every database with citus runs a maintenance daemon (a background worker), and a shard move
+# needs a logical replication apply worker: PostgreSQL's 8 slots ran out with a few test
+# databases, and the move then waited forever
+max_worker_processes = 32
 wal_level = logical
 max_replication_slots = 20
 max_wal_senders = 20
