@@ -5,7 +5,8 @@
 `citus` preloaded. All nodes share one generated password; the nodes reach each other with it
 through a `.pgpass` file (`PGPASSFILE` of the server processes). Creating a database creates it
 on every node with `citus` and `postgis`, and registers the coordinator and the workers in it.
-Citus itself is not in Debian's archive: install it from Citus's packages (docs/scaling.md).
+Citus itself is not in Debian's archive: `make test-citus` builds it from the vendored source
+(scripts/install-citus.sh); production nodes install Citus's packages (docs/scaling.md).
 
 `place_tables()` decides where every table lives (docs/scaling.md, "Sharding with Citus"): the
 per-subject tables of the ping path are distributed by subject and co-located; every other table
