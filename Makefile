@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV ?= $(shell bash scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-citus lint typecheck pytest deps system-deps bench worker clean-data fmt
+.PHONY: run test test-citus citus-deps lint typecheck pytest deps system-deps bench worker clean-data fmt
 
 deps:
 	@$(UV) sync --frozen --quiet
@@ -39,16 +39,21 @@ pytest: deps system-deps
 test: lint typecheck pytest
 
 # The core flows (places, batched and single pings with events, check-ins with offers and tasks,
-# rules to outbox, export and erase, token revocation) on a local Citus cluster under
-# .data/test-citus*: needs Citus installed (docs/scaling.md, which says what is not covered yet).
+# rules to outbox, delivery workers claiming with SKIP LOCKED, export and erase, retention, token
+# revocation) on a local Citus cluster under .data/test-citus* (docs/scaling.md).
 # Ports: HEREABOUTS_TEST_CITUS_PORTS (coordinator,worker,worker).
 CITUS_TESTS ?= tests/core/test_citus.py tests/geofences/test_import.py \
 	tests/presence/test_smoke.py tests/presence/test_tracks.py tests/presence/test_concurrency.py \
 	tests/presence/test_groups.py tests/checkins/test_checkin_offers_and_tasks.py \
-	tests/rules/test_walk.py tests/rules/test_set_based.py \
-	tests/security/test_subject_rights.py \
+	tests/rules/test_walk.py tests/rules/test_set_based.py tests/notifications/test_worker.py \
+	tests/security/test_subject_rights.py tests/security/test_retention.py \
 	tests/accounts/test_token_cache.py
-test-citus: deps
+# Citus is built from its vendored upstream source (third_party/citus) when missing: root on
+# Debian/Ubuntu, about 3 minutes once; a no-op when installed (scripts/install-citus.sh).
+citus-deps: system-deps
+	@bash scripts/install-citus.sh >/dev/null
+
+test-citus: deps citus-deps
 	HEREABOUTS_TEST_CITUS=1 $(UV) run pytest $(CITUS_TESTS) $(PYTEST_ARGS)
 
 bench: deps system-deps

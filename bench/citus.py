@@ -2,6 +2,7 @@
 
     uv run python -m bench.citus --single-port 54339 --citus-ports 54351,54352,54353
     uv run python -m bench.citus ... --rebalance     # also move shards while pings flow
+    uv run python -m bench.citus ... --citus-dir bench-citus   # nodes under .data/bench-citus*
 
 Each setup gets a fresh migrated database with one organisation, a grid of places and walking
 devices; `--concurrency` tasks send 100-fix batches through the ping service (one transaction
@@ -28,13 +29,14 @@ from typing import Any
 from alembic import command
 from geoalchemy2 import Geography, Geometry
 from sqlalchemy import cast, func, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.accounts import service as accounts_service
 from app.accounts.models import Device
 from app.core.citus import CitusCluster
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT, Environment, Settings
+from app.core.db import create_engine
 from app.core.ops import alembic_config
 from app.core.security import hash_token
 from app.geofences.models import Geofence
@@ -155,8 +157,14 @@ def _batch(subject_no: int, batch_no: int, start: datetime) -> list[PingInput]:
 async def _drive(
     url: str, setup: str, nodes: list[EmbeddedCluster], args: argparse.Namespace
 ) -> Result:
-    engine = create_async_engine(url, pool_size=args.concurrency + 2)
-    settings = Settings(environment=Environment.test, database_url=url, log_json=False)
+    settings = Settings(
+        environment=Environment.test,
+        database_url=url,
+        log_json=False,
+        db_pool_size=args.concurrency + 2,
+    )
+    # the service's own engine (its connect-time settings matter on Citus: app/core/db.py)
+    engine = create_engine(settings, url)
     subjects = await _load(engine, args.devices, args.places)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     result = Result(setup)
@@ -320,6 +328,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--single-port", type=int, default=54339)
     parser.add_argument("--citus-ports", default="54351,54352,54353")
+    # the Citus nodes' data directories under .data (a separate cluster from the tests' one keeps
+    # their server processes out of the CPU figures)
+    parser.add_argument("--citus-dir", default="test-citus")
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--places", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -338,7 +349,7 @@ def main() -> None:
         single.drop_database("hereabouts_bench_citus")
     if args.only != "single":
         cluster = CitusCluster(
-            data_dir=data / "test-citus", port=ports[0], worker_ports=tuple(ports[1:])
+            data_dir=data / args.citus_dir, port=ports[0], worker_ports=tuple(ports[1:])
         )
         cluster.ensure_running()
         url = _fresh(cluster, "hereabouts_bench_citus")

@@ -95,9 +95,18 @@ def settings(database_url: str) -> Settings:
     )
 
 
+# What the app's own engines set at connect time (app.core.db.create_engine) that matters on Citus:
+# shard placements visible in pg_class, so asyncpg's type introspection takes milliseconds, not
+# seconds (docs/scaling.md). The tests' engines stand for the app's; a test that lists tables on
+# Citus leaves the placements out itself (tests/core/test_citus.py).
+APP_CONNECT_ARGS: dict[str, Any] = {"server_settings": {"citus.override_table_visibility": "off"}}
+
+
 @pytest.fixture(scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    eng = create_async_engine(str(settings.database_url), poolclass=NullPool)
+    eng = create_async_engine(
+        str(settings.database_url), poolclass=NullPool, connect_args=APP_CONNECT_ARGS
+    )
     yield eng
     await eng.dispose()
 

@@ -5,7 +5,8 @@
 `citus` preloaded. All nodes share one generated password; the nodes reach each other with it
 through a `.pgpass` file (`PGPASSFILE` of the server processes). Creating a database creates it
 on every node with `citus` and `postgis`, and registers the coordinator and the workers in it.
-Citus itself is not in Debian's archive: install it from Citus's packages (docs/scaling.md).
+Citus itself is not in Debian's archive: `make test-citus` builds it from the vendored source
+(scripts/install-citus.sh); production nodes install Citus's packages (docs/scaling.md).
 
 `place_tables()` decides where every table lives (docs/scaling.md, "Sharding with Citus"): the
 per-subject tables of the ping path are distributed by subject and co-located; every other table
@@ -43,6 +44,10 @@ NODE_CONF = """
 shared_preload_libraries = 'citus'
 shared_buffers = 128MB
 max_prepared_transactions = 200
+# every database with citus runs a maintenance daemon (a background worker), and a shard move
+# needs a logical replication apply worker: PostgreSQL's 8 slots ran out with a few test
+# databases, and the move then waited forever
+max_worker_processes = 32
 wal_level = logical
 max_replication_slots = 20
 max_wal_senders = 20

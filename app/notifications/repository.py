@@ -221,12 +221,20 @@ CLAIM_SQL = text(
 
 # One statement per batch of settled rows (not one per row): the columns travel as arrays.
 # `o.id = ANY(:ids)` bounds the scan of the outbox to the batch whatever the estimates (above).
+# The times are computed on UTC timestamps (IMMUTABLE arithmetic), the same values as
+# `now() + delay` and `CASE ... ELSE now() END`: on Citus the outbox is a reference table, and
+# Citus refuses a STABLE function (`timestamptz + interval`) applied to a row's column in an
+# UPDATE, and any non-IMMUTABLE function inside a CASE; `now()` alone it evaluates once on the
+# coordinator. (Moving now() into the FROM list trips a Citus planner error instead.)
 FINISH_SQL = text(
     """
     UPDATE outbox AS o
     SET status = f.status,
-        next_attempt_at = now() + make_interval(secs => f.delay_s),
-        finished_at = CASE WHEN f.status = 'pending' THEN NULL ELSE now() END,
+        next_attempt_at = (now() AT TIME ZONE 'UTC' + make_interval(secs => f.delay_s))
+                          AT TIME ZONE 'UTC',
+        finished_at = (now() AT TIME ZONE 'UTC'
+                       + CASE WHEN f.status = 'pending' THEN NULL ELSE interval '0' END)
+                      AT TIME ZONE 'UTC',
         lease_expires_at = NULL,
         lease_token = NULL,
         last_error = f.error

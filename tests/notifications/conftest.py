@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.notifications.vapid import VapidSigner, generate_private_key, private_key_pem
-from tests.conftest import migrated_database
+from tests.conftest import APP_CONNECT_ARGS, migrated_database
 from tests.notifications.fake_push import FakePushService
 
 PUSH_TABLES = "push_deliveries, outbox, notifications, push_subscriptions"
@@ -71,7 +71,9 @@ def push_database_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def push_engine_session(push_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(push_database_url, pool_size=10, max_overflow=10)
+    engine = create_async_engine(
+        push_database_url, pool_size=10, max_overflow=10, connect_args=APP_CONNECT_ARGS
+    )
     yield engine
     await engine.dispose()
 

@@ -344,7 +344,8 @@ async def test_queue_drains_by_polling_when_the_listen_connection_drops(
     pid = conn_.get_server_pid()
     w.listen_dsn = "postgresql://nobody@127.0.0.1:9/none"  # it cannot come back
     async with push_engine.connect() as conn:
-        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # typed: Citus adds pg_terminate_backend(bigint) for its cluster-wide process ids
+        await conn.execute(text("SELECT pg_terminate_backend(CAST(:pid AS integer))"), {"pid": pid})
 
     async def disconnected() -> bool:
         return w._listen_conn is None

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import migrated_database
+from tests.conftest import APP_CONNECT_ARGS, migrated_database
 from tests.notifications.conftest import (  # noqa: F401 - fixtures reused
     fake_push,
     push_settings,
@@ -30,7 +30,9 @@ def rules_database_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def rules_engine_session(rules_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(rules_database_url, pool_size=10, max_overflow=10)
+    engine = create_async_engine(
+        rules_database_url, pool_size=10, max_overflow=10, connect_args=APP_CONNECT_ARGS
+    )
     yield engine
     await engine.dispose()
 

@@ -20,24 +20,28 @@ from tests.offers.helpers import quick_staff
 from tests.security.people import holdings, person_with_everything
 
 
+def _older(column: str) -> str:
+    """`column - :by`, computed on UTC timestamps: IMMUTABLE arithmetic, which Citus accepts on a
+    row's column in an UPDATE (it refuses the STABLE `timestamptz - interval`; make test-citus)."""
+    return f"({column} AT TIME ZONE 'UTC' - CAST(:by AS interval)) AT TIME ZONE 'UTC'"
+
+
 async def age(db: AsyncSession, device_id: object, by: timedelta) -> None:
     """Make every timestamped row about the device `by` older (as if time had passed)."""
     await presence_repository.ensure_ping_partitions(
         db, (datetime.now(UTC) - by - timedelta(days=1)).date(), datetime.now(UTC).date()
     )
     for sql in (
-        "UPDATE pings SET recorded_at = recorded_at - :by WHERE subject_id = :d",
-        "UPDATE checkins SET recorded_at = recorded_at - :by WHERE device_id = :d",
-        "UPDATE presence_events SET occurred_at = occurred_at - :by WHERE device_id = :d",
-        "UPDATE notifications SET created_at = created_at - :by WHERE device_id = :d",
-        "UPDATE outbox o SET created_at = o.created_at - :by FROM notifications n "
+        f"UPDATE pings SET recorded_at = {_older('recorded_at')} WHERE subject_id = :d",
+        f"UPDATE checkins SET recorded_at = {_older('recorded_at')} WHERE device_id = :d",
+        f"UPDATE presence_events SET occurred_at = {_older('occurred_at')} WHERE device_id = :d",
+        f"UPDATE notifications SET created_at = {_older('created_at')} WHERE device_id = :d",
+        f"UPDATE outbox o SET created_at = {_older('o.created_at')} FROM notifications n "
         "WHERE n.id = o.notification_id AND n.device_id = :d",
-        "UPDATE push_deliveries x SET attempted_at = x.attempted_at - :by FROM notifications n "
-        "WHERE n.id = x.notification_id AND n.device_id = :d",
+        f"UPDATE push_deliveries x SET attempted_at = {_older('x.attempted_at')} "
+        "FROM notifications n WHERE n.id = x.notification_id AND n.device_id = :d",
     ):
-        await db.execute(
-            text(sql.replace(":by", "CAST(:by AS interval)")), {"by": by, "d": device_id}
-        )
+        await db.execute(text(sql), {"by": by, "d": device_id})
 
 
 async def test_purge_removes_expired_data_everywhere_and_keeps_fresh_data(
