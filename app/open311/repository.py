@@ -23,7 +23,6 @@ from app.accounts.models import Device, Organisation, Role, StaffUser
 from app.geofences.models import Geofence
 from app.geofences.predicates import active_at
 from app.open311.models import Open311ApiKey, Open311Request, Open311Service, Open311Settings
-from app.rules.models import NotificationPreference
 from app.tasks.models import CLOSED_TASK_STATUSES, Task, TaskTransition
 
 _tasks = Task.__table__
@@ -338,16 +337,6 @@ async def workers_near(
         },
     )
     return [(r.id, float(r.d)) for r in rows]
-
-
-async def staff_prefs(session: AsyncSession, staff_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
-    """The workers' stored notification preferences (shift), read-only."""
-    if not staff_ids:
-        return {}
-    rows = await session.execute(
-        select(NotificationPreference).where(NotificationPreference.staff_user_id.in_(staff_ids))
-    )
-    return {p.staff_user_id: p for p in rows.scalars() if p.staff_user_id is not None}
 
 
 # --- privacy ---------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ service: a report of the same service within `OPEN311_DUPLICATE_RADIUS_M` and
 `service_notice` names the original); otherwise the task goes to the nearest live place of the
 service's categories within its `match_within_m`, else to a new 25 m circle of category `report`.
 Nearby field workers who may see the task (the pool: all; a named team: its members) whose last
-fix is recent get a push, unless off shift (the rules' `on_shift`). Every task transition that
-changes the Open311 status (open/closed) pushes to the reporter's device, when it gave one of
-this organisation's devices. See docs/open311.md.
+fix is recent get a push, unless off shift or paused (`app.shifts.service.located_now`). Every
+task transition that changes the Open311 status (open/closed) pushes to the reporter's device,
+when it gave one of this organisation's devices. See docs/open311.md.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from app.open311.schemas import (
     ServiceUpdate,
     TaskTemplate,
 )
-from app.rules import service as rules_service
+from app.shifts import service as shifts_service
 from app.tasks import service as task_service
 from app.tasks.errors import UnknownAssignee
 from app.tasks.models import CLOSED_TASK_STATUSES, Priority, Task
@@ -827,11 +827,12 @@ async def _tell_nearby_workers(
     near = [(w, d) for w, d in near if not team or w in team]
     if not near:
         return
-    prefs = await repository.staff_prefs(session, [w for w, _ in near])
+    # only workers who may be located now (on shift, window or ad-hoc, and not paused): the
+    # last fix of one who is not is not used at all
+    located = await shifts_service.located_now(session, settings, [w for w, _ in near], now)
+    near = [(w, d) for w, d in near if w in located]
     items = []
     for worker, distance in near:
-        effective = rules_service.effective_prefs(settings, "staff", prefs.get(worker))
-        decision = "send" if rules_service.on_shift(effective, now) else "suppressed:not_on_shift"
         items.append(
             notifications_service.Outgoing(
                 recipient=Recipient("staff", worker, report.organisation_id),
@@ -853,7 +854,7 @@ async def _tell_nearby_workers(
                     "geofence_id": task.geofence_id,
                     "open311_request_id": report.id,
                 },
-                decision=decision,
+                decision="send",
                 urgency=Urgency.high,
             )
         )

@@ -156,6 +156,22 @@ async def on_adhoc_shift(
     return out
 
 
+async def located_now(
+    session: AsyncSession,
+    settings: Settings,
+    staff_ids: Sequence[uuid.UUID],
+    now: datetime | None = None,
+) -> set[uuid.UUID]:
+    """Which of these workers may be located now (their shift window or an ad-hoc shift, and
+    tracking not paused): only their last fixes may be used, e.g. for a push about work nearby."""
+    now = now or datetime.now(UTC)
+    out = set()
+    for staff_id in dict.fromkeys(staff_ids):
+        if (await load_tracking(session, settings, staff_id, now)).allowed_at(now):
+            out.add(staff_id)
+    return out
+
+
 async def ensure_may_check_in(
     session: AsyncSession, settings: Settings, principal: Principal, now: datetime | None = None
 ) -> None:

@@ -154,6 +154,25 @@ async def test_nearby_field_workers_get_a_push_and_far_ones_do_not(
     assert await council.inbox(far.headers) == []
 
 
+async def test_a_worker_who_paused_tracking_is_not_told_from_their_last_fix(
+    council: Council, fake_push: FakePushService
+) -> None:
+    """Pausing tracking means not being located: the last fix before the pause is not used."""
+    await council.service()
+    key = await council.api_key()
+    working = await council.worker(fake_push)
+    paused = await council.worker(fake_push)
+    for w in (working, paused):
+        await council.walk(w.headers, [(0, 0), (5, 0), (10, 0)])
+    r = await council.api.post("/v1/me/tracking/pause", headers=paused.headers)
+    assert r.status_code == 201, r.text
+    await _post(council, key, 60, 0)
+    await council.deliver()
+    assert [p["title"] for p in received(fake_push)] == ["A new fly-tipping report 50 m from you"]
+    assert len(await council.inbox(working.headers)) == 1
+    assert await council.inbox(paused.headers) == []
+
+
 async def test_a_named_team_is_told_and_others_nearby_are_not(
     council: Council, fake_push: FakePushService
 ) -> None:
