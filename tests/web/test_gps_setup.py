@@ -48,7 +48,7 @@ async def test_resident_sets_up_owntracks_scans_the_code_and_revokes_it(
     browser: Browser, web_server: LiveServer
 ) -> None:
     context = await resident_context(browser, web_server, (-0.13, 51.5))
-    page, problems = await open_page(context, "/app/")
+    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
     await page.get_by_role("button", name="Get started").click()
     card = page.locator("#gps-card")
     await expect(card.get_by_role("heading", name="Track with a GPS app")).to_be_visible()
@@ -141,7 +141,7 @@ async def test_a_refused_request_is_shown_and_creates_nothing(
     browser: Browser, web_server: LiveServer
 ) -> None:
     context = await resident_context(browser, web_server, (-0.13, 51.5))
-    page, _ = await open_page(context, "/app/")
+    page, _ = await open_page(context, f"/app/?org={web_server.organisation}")
     await page.get_by_role("button", name="Get started").click()
     card = page.locator("#gps-card")
     # a name over the limit, past the field's maxlength (as a script or old browser could send)
@@ -161,7 +161,7 @@ async def test_staff_without_location_get_no_gps_card(
     admin = web_server.token(web_server.admin_email, web_server.admin_password)
     _, email, password = create_staff(web_server, admin, "editor")
     context = await new_context(browser, web_server, viewport={"width": 390, "height": 844})
-    page, problems = await open_page(context, "/app/")
+    page, problems = await open_page(context, f"/app/?org={web_server.organisation}")
     await sign_in_app(page, email, password)
     await expect(page.locator("#home")).to_be_visible()
     await expect(page.locator("#inbox-title")).to_be_visible()

@@ -59,6 +59,7 @@ async def test_admin_sets_up_a_report_type_and_a_key_and_sees_the_report(
         "due_in_s": 86400,
         "requires_visit": False,
         "assignee_ids": [],
+        "expected_duration_min": None,
     }
 
     posted = await asyncio.to_thread(
