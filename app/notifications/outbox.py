@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.listen import listen_forever
 
 logger = logging.getLogger(__name__)
+DRAIN_TIMEOUT_S = 20.0  # how long `run` waits on the way out for in-flight sends
 RECORD_BATCH = 500
 
 Job = TypeVar("Job")
@@ -118,9 +119,17 @@ class OutboxWorker(Generic[Job, Settled]):
             helpers.append(asyncio.create_task(self._listener(), name=f"{self.name}-listen"))
         try:
             await self._claim_loop()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._results.join()
+            try:
+                # in-flight sends and their recording, within a bound: a worker must never hang
+                # its process's shutdown (rows not recorded stay leased and are sent again by
+                # any worker once the lease runs out: at least once, as always)
+                await asyncio.wait_for(self._drain(), timeout=DRAIN_TIMEOUT_S)
+            except TimeoutError:
+                logger.warning(
+                    "%s: in-flight sends not recorded within %s s of stopping; left leased",
+                    self.name,
+                    DRAIN_TIMEOUT_S,
+                )
         finally:
             for task in helpers:
                 task.cancel()
@@ -130,6 +139,11 @@ class OutboxWorker(Generic[Job, Settled]):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await self.aclose()
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._results.join()
 
     async def settled(self, item: Settled) -> None:
         await self._results.put(item)
