@@ -165,11 +165,19 @@ async def located_now(
     """Which of these workers may be located now (their shift window or an ad-hoc shift, and
     tracking not paused): only their last fixes may be used, e.g. for a push about work nearby."""
     now = now or datetime.now(UTC)
-    out = set()
-    for staff_id in dict.fromkeys(staff_ids):
-        if (await load_tracking(session, settings, staff_id, now)).allowed_at(now):
-            out.add(staff_id)
-    return out
+    ids = list(dict.fromkeys(staff_ids))
+    if not ids:
+        return set()
+    # two statements for all of them (not two per worker)
+    prefs = await rules_repository.preferences_of(session, ids)
+    periods: dict[uuid.UUID, list[StaffPeriod]] = {i: [] for i in ids}
+    for p in await repository.periods_of_many(session, ids, now):
+        periods[p.staff_user_id].append(p)
+    return {
+        i
+        for i in ids
+        if Tracking(effective_prefs(settings, "staff", prefs.get(i)), periods[i]).allowed_at(now)
+    }
 
 
 async def ensure_may_check_in(
