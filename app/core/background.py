@@ -4,7 +4,6 @@ started and stopped by the app's lifespan."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -29,10 +28,13 @@ class InProcess:
             logger.exception("the in-process %s stopped", self._name)
 
     async def stop(self, timeout: float = 10.0) -> None:
+        """Ask the loop to stop; cancel it after `timeout`; give up on it (logged) if it does not
+        end within a few seconds more: a stuck loop must never hold the process's shutdown."""
         self._stop.set()
-        try:
-            await asyncio.wait_for(self._task, timeout)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await asyncio.wait({self._task}, timeout=timeout)
+        if self._task.done():
+            return
+        self._task.cancel()
+        await asyncio.wait({self._task}, timeout=5.0)
+        if not self._task.done():
+            logger.error("the in-process %s did not stop; abandoned", self._name)

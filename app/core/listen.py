@@ -54,6 +54,7 @@ async def listen_forever(
                 await heartbeat(conn)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), timeout=every_s)
+                _raise_if_cancelling()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reconnect on any failure
@@ -63,5 +64,15 @@ async def listen_forever(
             if conn is not None and not conn.is_closed():
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
+        _raise_if_cancelling()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
+
+
+def _raise_if_cancelling() -> None:
+    """Python 3.11's `asyncio.wait_for` can lose a cancellation that arrives just as the awaited
+    future completes (fixed in 3.12): this loop then listened on after its owner stopped it, and
+    the owner's shutdown waited for ever. A pending cancel request is honoured here instead."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
