@@ -92,6 +92,23 @@ class Params:
     still_hold_after_s: float = 600.0  # ... once the stay has lasted this long
     stay_enter_max_out: float = 0.25  # the fix a stay enters on is out by at most this share
     # of the exit margin (not someone already leaving)
+    # Indoors, satellite signals come through a roof and walls: a phone that stops and whose
+    # accuracy figures get clearly worse than its own while it walked the streets has most
+    # likely gone in. The stay's mean gets up to `indoor_gain` more evidence for that, graded
+    # by how sure the difference is (its z-score from `indoor_z0` to `indoor_z1`), measured
+    # against the mean of the phone's last `indoor_ref_fixes` fixes while moving (at least
+    # `indoor_min_ref_fixes` of them); `accuracy_log_spread`: how much a phone's accuracy
+    # figure varies from fix to fix (the standard deviation of its logarithm).
+    indoor_gain: float = 3.0
+    indoor_z0: float = 1.5
+    indoor_z1: float = 4.0
+    indoor_ref_fixes: int = 20
+    indoor_min_ref_fixes: int = 6
+    accuracy_log_spread: float = 0.35
+    # ... and only for a place whose own walls are nearer the stay's mean than any other
+    # place, by this many of the mean's sigmas (indoors says nothing about which of two
+    # buildings sharing a wall)
+    indoor_neighbour_sigmas: float = 1.0
 
 
 @dataclass
@@ -165,6 +182,16 @@ class Stay(NamedTuple):
     anchor_lat: float | None = None
     anchor_n: int = 0
     anchor_sigma_m: float = 0.0
+    # the phone's accuracy figures (their logarithms): the running mean of its fixes while
+    # moving (`ref_la`, over `ref_n` of them, carried from stay to stay), their sum over this
+    # stay's fixes and at its last two milestones, and what the last measure made of them
+    ref_la: float = 0.0
+    ref_n: int = 0
+    sum_la: float = 0.0
+    base_la: float = 0.0
+    prior_la: float = 0.0
+    anchor_indoor: float = 0.0  # evidence the stay's mean gets for its accuracy (indoors)
+    anchor_contrast: float = 0.0  # the stay's log accuracy minus the moving phone's
 
     def xy(self, lon: float, lat: float) -> tuple[float, float]:
         kx = M_PER_DEG * math.cos(math.radians(self.lat0))
@@ -220,8 +247,26 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
     assert fix.accuracy_m is not None
     if stay is not None and fix.accuracy_m > 2 * params.stay_radius_m:
         return stay
+    la = math.log(max(fix.accuracy_m, params.min_accuracy_m))
+    ref_la, ref_n = (stay.ref_la, stay.ref_n) if stay is not None else (0.0, 0)
+    if fix.speed_mps is not None and fix.speed_mps >= params.stay_max_speed_mps:
+        # a fix of the phone on the move (mostly in the streets): its usual accuracy
+        ref_n += 1
+        ref_la += (la - ref_la) / min(ref_n, params.indoor_ref_fixes)
     w = 1.0 / _sigma(fix.accuracy_m, params) ** 2
-    fresh = Stay(fix.recorded_at, fix.lon, fix.lat, 1, w, 0.0, 0.0, 0.0)
+    fresh = Stay(
+        fix.recorded_at,
+        fix.lon,
+        fix.lat,
+        1,
+        w,
+        0.0,
+        0.0,
+        0.0,
+        ref_la=ref_la,
+        ref_n=ref_n,
+        sum_la=la,
+    )
     if stay is None:
         return fresh
     x, y = stay.xy(fix.lon, fix.lat)
@@ -241,9 +286,14 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
                 or not (stay.out_still and _still(fix, params))
             ):
                 return fresh
-            return stay._replace(out=2, out_x=x, out_y=y)
-        return stay._replace(out=1, out_x=x, out_y=y, out_still=_still(fix, params))
+            return stay._replace(out=2, out_x=x, out_y=y, ref_la=ref_la, ref_n=ref_n)
+        return stay._replace(
+            out=1, out_x=x, out_y=y, out_still=_still(fix, params), ref_la=ref_la, ref_n=ref_n
+        )
     joined = stay._replace(
+        ref_la=ref_la,
+        ref_n=ref_n,
+        sum_la=stay.sum_la + la,
         n=stay.n + 1,
         sum_w=stay.sum_w + w,
         sum_x=stay.sum_x + w * x,
@@ -276,15 +326,35 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         seconds = max(1.0, (fix.recorded_at - joined.since).total_seconds())
         drift = params.stay_drift_m * math.sqrt(min(1.0, params.stay_drift_tau_s / seconds))
         sigma = math.sqrt(own * own + drift * drift + params.stay_floor_m**2)
+        contrast, indoor = _indoor(joined, n, params)
         joined = joined._replace(
             anchor_lon=lon,
             anchor_lat=lat,
             anchor_n=joined.n,
             anchor_sigma_m=sigma,
+            anchor_indoor=indoor,
+            anchor_contrast=contrast,
             base=(joined.n, joined.sum_w, joined.sum_x, joined.sum_y, joined.sum_r2),
             prior=joined.base,
+            base_la=joined.sum_la,
+            prior_la=joined.base_la,
         )
     return joined
+
+
+def _indoor(stay: Stay, n: int, params: Params) -> tuple[float, float]:
+    """(contrast, evidence): how much worse the accuracy figures of the `n` fixes of the
+    stay's measured window are than the phone's own while moving (the mean of their
+    logarithms), and the evidence that gives for being indoors (0 without enough fixes on the
+    move to compare with)."""
+    back = stay.prior_la if params.stay_window_back == 2 else stay.base_la
+    if stay.ref_n < params.indoor_min_ref_fixes or n <= 0:
+        return 0.0, 0.0
+    contrast = (stay.sum_la - back) / n - stay.ref_la
+    ref = min(stay.ref_n, params.indoor_ref_fixes)
+    z = contrast / (params.accuracy_log_spread * math.sqrt(1.0 / n + 1.0 / ref))
+    share = min(1.0, max(0.0, (z - params.indoor_z0) / (params.indoor_z1 - params.indoor_z0)))
+    return round(contrast, 3), round(params.indoor_gain * share, 3)
 
 
 def _still(fix: Fix, params: Params) -> bool:
@@ -505,12 +575,15 @@ def _step(
     explain: bool = True,
     stay: Stay | None = None,
     anchor: Candidate | None = None,
+    neighbour_m: float = math.inf,
     suspect: bool = False,
 ) -> tuple[list[Transition], State | None]:
     """One fix against one place: the transitions and the new state (None = no row).
 
     `stay` and `anchor`: the subject's stay, long enough to count, and its mean's distance to
-    this place (an enter on the mean of a stay's fixes). `suspect`: the fix is farther from
+    this place (an enter on the mean of a stay's fixes); `neighbour_m`: how far the mean is
+    from the nearest other place (the stay's indoor evidence counts only against being
+    outside, not against being next door). `suspect`: the fix is farther from
     the previous one than anyone crosses a town in the time (a hop): it neither adds to nor
     takes from the evidence for an enter.
 
@@ -663,6 +736,15 @@ def _step(
             and (fix.speed_mps is None or fix.speed_mps < params.stay_max_speed_mps)
         ):
             gain_stay = stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
+            # that the phone went indoors says nothing about which of two buildings next to
+            # each other: only where no other place is within the mean's uncertainty
+            indoor = (
+                stay.anchor_indoor
+                if neighbour_m + anchor.signed_m
+                > params.indoor_neighbour_sigmas * stay.anchor_sigma_m
+                else 0.0
+            )
+            gain_stay += indoor
             if gain_stay >= params.stay_enter_evidence:
                 why = (
                     f"stayed {round((t - stay.since).total_seconds())} s; the mean of"
@@ -676,6 +758,8 @@ def _step(
                     "stay_depth_m": round(-anchor.signed_m, 1),
                     "stay_sigma_m": round(stay.anchor_sigma_m, 1),
                     "evidence": round(gain_stay, 2),
+                    "indoor_evidence": indoor,
+                    "accuracy_contrast": stay.anchor_contrast,
                     "enter_evidence": params.stay_enter_evidence,
                 }
         if why is not None:
@@ -900,6 +984,9 @@ def evaluate(
                 params,
                 stay=cur_stay,
                 anchor=near_anchor.get(gid),
+                neighbour_m=min(
+                    (a.signed_m for g, a in near_anchor.items() if g != gid), default=math.inf
+                ),
                 suspect=suspect,
             )
             produced.extend(trans)

@@ -171,9 +171,13 @@ READ_COLUMNS = (
 )
 WRITE_SQL = "SELECT hereabouts_ping_write(" + ", ".join(f"${i}" for i in range(1, 42)) + ")"
 
+# How far beyond its trigger distance a place is measured from a stay's mean: the engine's
+# indoor rule asks how near a neighbouring place's wall is (ping_read.sql has the same 25 m).
+ANCHOR_REACH_M = 25.0
+
 # Only when a batch reaches a new stay milestone (app/presence/engine.py, `stay_anchors`): the
-# places within their trigger distance of the stays' means (the ping read measures the stored
-# one). Geography distances, signed like the read's candidates.
+# places within their trigger distance + ANCHOR_REACH_M of the stays' means (the ping read
+# measures the stored one). Geography distances, signed like the read's candidates.
 POINTS_SQL = """
 WITH u AS (
     SELECT u.k, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326)::geography AS pt
@@ -190,13 +194,13 @@ WITH u AS (
            ST_Distance(g.geog, u.pt, false) AS d
     FROM u CROSS JOIN reach
     JOIN geofences g ON g.organisation_id = $1 AND g.deleted_at IS NULL
-     AND ST_DWithin(g.geog, u.pt, reach.max_trigger, false)
+     AND ST_DWithin(g.geog, u.pt, reach.max_trigger + $6, false)
 )
 SELECT n.k, n.id AS geofence_id,
        CASE WHEN n.d > 0 THEN n.d
             ELSE -ST_Distance(ST_Boundary(n.geom)::geography, n.pt, false) END AS signed_m,
        n.trigger_distance_m, n.dwell_s, n.active
-FROM near n WHERE n.d <= n.trigger_distance_m
+FROM near n WHERE n.d <= n.trigger_distance_m + $6
 """
 
 # Only when a batch's segments are not the ones the read function assumed (a fix flagged as
@@ -386,6 +390,7 @@ async def resolve_points(
         [p[0] for p in points],
         [p[1] for p in points],
         at,
+        ANCHOR_REACH_M,
     )
     for r in rows:
         out[points[r["k"]]].append(

@@ -47,6 +47,7 @@ STATIONARY = (
     "window or doorway",
     "waiting on the pavement",
     "indoors, poor accuracy",
+    "waiting under cover",
 )
 
 

@@ -30,6 +30,7 @@ from bench.quality import legacy
 from bench.quality.scenes import Place, Scene, from_lonlat, make_scene, to_lonlat
 from bench.quality.tracks import (
     Noise,
+    Route,
     Track,
     fixed_accuracy,
     lognormal_accuracy,
@@ -41,6 +42,7 @@ from bench.quality.tracks import (
 )
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+ANCHOR_MARGIN_M = 25.0  # the ping read's reach beyond a place's trigger distance for a stay mean
 TOLERANCE_M = 3.0  # an enter is right if the person was inside or within this of the place
 PLAUSIBLE_CROSSING_MPS = 35.0  # faster than this through a place is not a real crossing
 LEFT_M = 30.0  # a visit ends when the person truly goes this far from the place
@@ -174,13 +176,14 @@ class EngineRunner:
 
 
 def _anchor_candidates(m: ModuleType, scene: Scene, lon: float, lat: float) -> list[Any]:
-    """Places within their trigger distance of a stay's mean (as the ping read returns them)."""
+    """Places within their trigger distance + 25 m of a stay's mean (as the ping read returns
+    them)."""
     x, y = from_lonlat(lon, lat)
     max_trigger = max(p.trigger_distance_m for p in scene.places)
     out = []
-    for place in scene.near(Point(x, y), max_trigger):
+    for place in scene.near(Point(x, y), max_trigger + ANCHOR_MARGIN_M):
         s = place.signed(x, y)
-        if s <= place.trigger_distance_m:
+        if s <= place.trigger_distance_m + ANCHOR_MARGIN_M:
             out.append(_candidate(m, place, s))
     return out
 
@@ -319,6 +322,26 @@ def _kerb(scene: Scene, rng: random.Random) -> Track:
     return sample(route, "waiting on the pavement", WALK_NOISE, rng)
 
 
+def _covered(scene: Scene, rng: random.Random) -> Track:
+    """Walking along a terrace, then waiting 10-30 minutes on the pavement 2-6 m from a
+    building under an arcade or a deep awning, where the phone's accuracy figures get as poor
+    as indoors, then walking on: the case where "accuracy got worse" does not mean "went in"."""
+    place = rng.choice(_buildings(scene, 15.0))
+    minx, miny, maxx, maxy = place.poly.bounds
+    south = any(
+        abs(miny - b.y0) < 1e-6 for col in scene.blocks for b in col if place in b.buildings
+    )
+    y = miny - rng.uniform(2.0, 6.0) if south else maxy + rng.uniform(2.0, 6.0)
+    x = rng.uniform(minx + 2, maxx - 2)
+    way = rng.choice([1.0, -1.0])
+    route = Route(x - way * rng.uniform(120.0, 200.0), y, rng)
+    route.street(2.5)
+    route.go(x, y, 1.4)
+    route.stay(rng.uniform(600.0, 1800.0), covered=True)
+    route.go(x + way * rng.uniform(120.0, 200.0), y, 1.4)
+    return sample(route, "waiting under cover", WALK_NOISE, rng)
+
+
 def _indoor_poor(scene: Scene, rng: random.Random) -> Track:
     place = rng.choice(_buildings(scene, 20.0, courtyards=False))
     pt = point_inside(place, rng, 5.0, 40.0)
@@ -352,6 +375,7 @@ SCENARIOS = [
     Scenario("window or doorway", _edge, stationary=True),
     Scenario("waiting on the pavement", _kerb, stationary=True),
     Scenario("indoors, poor accuracy", _indoor_poor, stationary=True),
+    Scenario("waiting under cover", _covered, stationary=True),
     Scenario("cycle with far hops", _glitchy_cycle),
 ]
 
@@ -376,6 +400,7 @@ FULL = Plan(
         "window or doorway": 2,
         "waiting on the pavement": 12,
         "indoors, poor accuracy": 6,
+        "waiting under cover": 12,
         "cycle with far hops": 8,
     },
 )
@@ -390,6 +415,7 @@ FAST = Plan(
         "window or doorway": 1,
         "waiting on the pavement": 4,
         "indoors, poor accuracy": 2,
+        "waiting under cover": 4,
         "cycle with far hops": 2,
     },
     batches=(1, 10),

@@ -7,7 +7,9 @@ fixes a phone would report along it. Noise, per fix:
 - correlated drift (an Ornstein-Uhlenbeck process, 2 m, 60 s);
 - urban-canyon bias outdoors: a constant offset across the street, per street leg (0-2.5 m);
 - outliers: about 2 % of fixes land 3-6 sigma away in a random direction;
-- gaps: dropped fixes and, now and then, 30-120 s without any.
+- gaps: dropped fixes and, now and then, 30-120 s without any;
+- indoors the accuracy figures are worse (and so is the error); someone waiting under an arcade
+  or a deep awning gets the same worse figures outdoors (the case where they mislead).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Leg:
     y1: float
     indoor: bool = False
     bias: tuple[float, float] = (0.0, 0.0)  # canyon bias while on this leg
+    covered: bool = False  # outdoors, but with indoor accuracy (an arcade, a deep awning)
 
     def at(self, t: float) -> tuple[float, float]:
         if self.t1 <= self.t0:
@@ -105,11 +108,13 @@ class Route:
         self.legs.append(Leg(self.t, t1, self.x, self.y, x, y, indoor, self.bias))
         self.x, self.y, self.t = x, y, t1
 
-    def stay(self, seconds: float, indoor: bool = False) -> None:
+    def stay(self, seconds: float, indoor: bool = False, covered: bool = False) -> None:
         if seconds <= 0:
             return
         t1 = self.t + seconds
-        self.legs.append(Leg(self.t, t1, self.x, self.y, self.x, self.y, indoor, self.bias))
+        self.legs.append(
+            Leg(self.t, t1, self.x, self.y, self.x, self.y, indoor, self.bias, covered)
+        )
         self.t = t1
 
 
@@ -309,7 +314,7 @@ def sample(route: Route, mode: str, noise: Noise, rng: random.Random) -> Track:
             dy = dy * decay + rng.gauss(0, kick)
         leg = track.leg_at(t)
         tx, ty = leg.at(t)
-        acc = noise.accuracy(rng, leg.indoor)
+        acc = noise.accuracy(rng, leg.indoor or leg.covered)
         sigma = noise.fixed_sigma_m or share * acc * SIGMA_PER_ACCURACY
         ex, ey = rng.gauss(0, sigma), rng.gauss(0, sigma)
         outlier = rng.random() < noise.outliers

@@ -64,12 +64,27 @@ def test_deep_visits_are_found_and_most_long_ones(
     total = harness.metrics(harness.totals(results["new engine"]))
     assert total["deep_visits"] >= 40
     assert total["deep_recall_pct"] == 100.0
-    # 2-minute visits to buildings 10 m wide and more: the target is 90 %, met on some towns
-    # (seeds) and not others (82-92 % on the full sets). Missed: visits a few metres inside
-    # at indoor accuracy ~16 m whose fixes average out on the pavement, and visits with a gap
-    # of fixes; see docs/presence.md, "What is not met yet"
+    # 2-minute visits to buildings 10 m wide and more: the target is 90 %, met on four towns
+    # (seeds) of five (85-96 % on the full sets; 85.7 % on this subset, which the indoor-
+    # accuracy rule does not change: tests/presence/test_rules.py proves that rule). Missed:
+    # visits a few metres inside at indoor accuracy ~16 m whose fixes average out on the
+    # pavement or next door, and visits with a gap of fixes; see docs/presence.md, "What is
+    # not met yet"
     assert walk["long_visits"] >= 20
-    assert walk["long_recall_pct"] >= 80.0
+    assert walk["long_recall_pct"] >= 85.0
+
+
+def test_accuracy_that_turns_indoor_on_the_pavement_enters_nobody(
+    results: dict[str, dict[str, harness.Tally]],
+) -> None:
+    # people waiting 10-30 minutes 2-6 m from a building under an arcade or awning, where
+    # their phone's accuracy gets as poor as indoors: the case where the indoor rule could
+    # mislead (on the full sets: 0-1 of 12 waits per town entered); the pavement without
+    # cover as well
+    for mode in ("waiting under cover", "waiting on the pavement"):
+        tally = results["new engine"][mode]
+        assert tally.hours >= 1.5, mode
+        assert (tally.false_enters, tally.false_exits) == (0, 0), mode
 
 
 def test_a_phone_at_the_edge_for_ten_hours_never_flaps(

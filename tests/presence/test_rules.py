@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from app.core.db import driver_connection
 from app.presence import service
 from app.presence.models import SubjectKind
 from tests.factories import Resident, create_organisation, create_resident
-from tests.presence.helpers import T0, P, create_circle, send
+from tests.presence.helpers import T0, P, create_circle, create_rectangle, send
 
 
 def _t(s: float) -> datetime:
@@ -202,6 +203,57 @@ async def test_a_stay_enters_on_its_mean_only_while_the_phone_stays_put(
     enter = next(e for e in moving["events"] if e["type"] == "enter")
     assert enter["explanation"]["rule"] == "enter_confirmed"
     assert int(enter["ping_id"].removeprefix("walk")) > 6
+
+
+async def test_a_stay_whose_accuracy_turns_indoor_enters_the_building_it_is_barely_inside(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation
+) -> None:
+    """Through a roof, a phone's accuracy figures get worse than its own in the streets: a
+    stay whose mean is only 1 m inside a building's front wall, at 20 m accuracy after 8 m
+    while walking, enters (the position alone, 0.4 of the 3.0 needed, does not); the same
+    stay at the walking accuracy does not, nor does one whose mean is as near a neighbouring
+    building's wall (being indoors says nothing about which of the two)."""
+    lib = await create_rectangle(
+        db, org.id, -15, 0, 15, 20, name="Library", category="library", trigger_distance_m=0
+    )
+    # the next building along the terrace: its wall 2 m from the second stay's mean
+    await create_rectangle(
+        db, org.id, 15, 0, 45, 20, name="Shop", category="shop", trigger_distance_m=0
+    )
+
+    def track(prefix: str, east: float, stop_acc: float) -> list[dict[str, Any]]:
+        out = []
+        for i in range(12):  # walking along the pavement on the far side, 15 m out
+            ping = P(f"{prefix}w{i}", east - 165 + 14 * i, -15, _t(10 * i), 8).ping()
+            ping["speed_mps"] = 1.4
+            out.append(ping)
+        for i in range(14):  # then still, the mean 1 m inside the front wall
+            ping = P(f"{prefix}s{i}", east, 1, _t(120 + 10 * i), stop_acc).ping()
+            ping["speed_mps"] = 0.0
+            out.append(ping)
+        return out
+
+    async def enters(prefix: str, east: float, stop_acc: float) -> list[dict[str, Any]]:
+        res = await create_resident(db, org)
+        on = {"enabled": True}
+        r = await client.put("/v1/me/background-location", json=on, headers=res.headers)
+        assert r.status_code == 200, r.text
+        body = await send(client, res.headers, track(prefix, east, stop_acc))
+        return [e for e in body["events"] if e["type"] == "enter"]
+
+    indoor = await enters("a", 0, 20)
+    assert [(e["geofence_id"], e["explanation"]["rule"]) for e in indoor] == [
+        (str(lib), "stayed_inside")
+    ]
+    why = indoor[0]["explanation"]
+    assert why["stay_depth_m"] == 1.0
+    assert why["accuracy_contrast"] == round(math.log(20 / 8), 3)
+    assert why["indoor_evidence"] == 3.0
+    assert why["evidence"] >= why["enter_evidence"] > why["evidence"] - why["indoor_evidence"]
+    # the same stay with the accuracy it had walking: nothing says it went in
+    assert await enters("b", 0, 8) == []
+    # 1 m inside the library, 2 m from the shop's wall: no building is entered
+    assert await enters("c", 12, 20) == []
 
 
 async def test_a_fast_departure_exits_on_its_second_fix(

@@ -42,9 +42,10 @@ BEGIN
              AS u(s, idx, lon, lat, margin, at)
         UNION ALL
         -- the mean of the subject's stay (idx -1), measured too: an enter on a stay's mean
-        -- (app/presence/engine.py, migration 0021)
+        -- (app/presence/engine.py, migration 0021), against the places within their trigger
+        -- distance + 25 m of it (a neighbouring building's wall: migration 0038)
         SELECT sj.s, -1, (sj.stay->>'anchor_lon')::float8, (sj.stay->>'anchor_lat')::float8,
-               0::float8, sj.at
+               25::float8, sj.at
         FROM sj WHERE sj.stay->>'anchor_lon' IS NOT NULL
     ), f AS (
         SELECT u.s, u.idx, u.at, u.margin, p_org[u.s] AS org, p_subject[u.s] AS subj,
