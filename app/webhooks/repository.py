@@ -325,6 +325,33 @@ async def erase_endpoint_messages(session: AsyncSession, endpoint_id: uuid.UUID)
     await session.execute(delete(WebhookMessage).where(WebhookMessage.endpoint_id == endpoint_id))
 
 
+async def messages_about(
+    session: AsyncSession, subject_id: uuid.UUID
+) -> list[tuple[WebhookMessage, WebhookEndpoint]]:
+    """Every message about this person (pending or sent) with its endpoint, oldest first."""
+    result = await session.execute(
+        select(WebhookMessage, WebhookEndpoint)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookMessage.endpoint_id)
+        .where(WebhookMessage.subject_id == subject_id)
+        .order_by(WebhookMessage.created_at, WebhookMessage.id)
+    )
+    return [(row[0], row[1]) for row in result.all()]
+
+
+async def attempts_of(
+    session: AsyncSession, message_ids: list[uuid.UUID]
+) -> Sequence[WebhookAttempt]:
+    """The attempt log of these messages, oldest first."""
+    if not message_ids:
+        return []
+    result = await session.execute(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.message_id.in_(message_ids))
+        .order_by(WebhookAttempt.attempted_at, WebhookAttempt.attempt, WebhookAttempt.id)
+    )
+    return result.scalars().all()
+
+
 async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> int:
     """Delete every message about this person (pending or sent; their attempts cascade)."""
     result = await session.execute(

@@ -401,6 +401,40 @@ async def attempts(
     return await repository.list_attempts(session, endpoint.id, limit, before)
 
 
+async def export_subject(session: AsyncSession, subject_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The data export's part: every message about this person (pending or sent) — which
+    endpoint it went to, the exact body, its status — with its attempt log, oldest first."""
+    rows = await repository.messages_about(session, subject_id)
+    log: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for a in await repository.attempts_of(session, [m.id for m, _ in rows]):
+        log.setdefault(a.message_id, []).append(
+            {
+                "attempt": a.attempt,
+                "attempted_at": a.attempted_at.isoformat(),
+                "status": a.status,
+                "http_status": a.http_status,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+            }
+        )
+    return [
+        {
+            "id": str(m.id),
+            "endpoint": {"id": str(e.id), "url": e.url, "description": e.description},
+            "msg_id": m.msg_id,
+            "event_type": m.event_type,
+            "occurred_at": m.occurred_at.isoformat(),
+            "created_at": m.created_at.isoformat(),
+            "status": m.status,
+            "finished_at": m.finished_at.isoformat() if m.finished_at else None,
+            "replay_of": str(m.replay_of) if m.replay_of else None,
+            "payload": json.loads(m.payload),
+            "attempts": log.get(m.id, []),
+        }
+        for m, e in rows
+    ]
+
+
 async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> int:
     """Erasure: every message about this person (device or staff user), pending or sent, goes
     with its attempt log; returns how many messages."""
