@@ -312,6 +312,27 @@ async def endpoint_by_id(session: AsyncSession, endpoint_id: uuid.UUID) -> Webho
     return result.scalar_one_or_none()
 
 
+async def sealed_secrets(
+    session: AsyncSession, after: uuid.UUID | None, limit: int
+) -> list[tuple[uuid.UUID, str, str | None]]:
+    """(id, secret, previous_secret) of every organisation's endpoints by id after `after`,
+    locked until the transaction ends (re-encryption; an admin's rotation waits)."""
+    stmt = select(WebhookEndpoint.id, WebhookEndpoint.secret, WebhookEndpoint.previous_secret)
+    if after is not None:
+        stmt = stmt.where(WebhookEndpoint.id > after)
+    stmt = stmt.order_by(WebhookEndpoint.id).limit(limit).with_for_update()
+    return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+
+
+async def store_sealed(
+    session: AsyncSession, endpoint_id: uuid.UUID, values: dict[str, str]
+) -> None:
+    """Write re-encrypted `secret` / `previous_secret` values (the same secrets, another key)."""
+    await session.execute(
+        update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(**values)
+    )
+
+
 async def count_pending(session: AsyncSession) -> int:
     result = await session.execute(
         select(func.count())
