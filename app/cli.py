@@ -484,6 +484,47 @@ def create_admin(
         raise typer.Exit(1) from exc
 
 
+organisations_app = typer.Typer(help="Organisations.", no_args_is_help=True)
+app.add_typer(organisations_app, name="organisations")
+
+
+@organisations_app.command("time-zone")
+def organisation_time_zone(
+    organisation: Annotated[str, typer.Argument(help="Organisation slug.")],
+    zone: Annotated[
+        str | None, typer.Argument(help="IANA time zone, e.g. Europe/London; omit to show.")
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option(help="Use the deployment's HEREABOUTS_TIME_ZONE again.")
+    ] = False,
+) -> None:
+    """Show or set the zone of times in the organisation's pushes (else HEREABOUTS_TIME_ZONE)."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.accounts import service
+    from app.core.errors import HereaboutsError
+
+    if zone is not None and clear:
+        typer.secho("error: give a zone or --clear, not both", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+    async def run(session: AsyncSession) -> str:
+        settings = get_settings()
+        if zone is None and not clear:
+            org = await service.get_organisation_by_slug(session, organisation)
+            own = org.time_zone
+        else:
+            own = (await service.set_time_zone(session, organisation, zone)).time_zone
+        used = own or settings.time_zone
+        return f"{organisation}: {used}" + ("" if own else " (HEREABOUTS_TIME_ZONE)")
+
+    try:
+        typer.echo(_with_session(run, _database_url()))
+    except HereaboutsError as exc:
+        typer.secho(f"error: {exc.detail}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command("import")
 def import_places(
     file: Annotated[Path, typer.Argument(help="A GeoJSON FeatureCollection file.")],
