@@ -1,4 +1,4 @@
-"""The `hereabouts` command: serve, worker, db, demo, users (later issues add more)."""
+"""The `hereabouts` command: serve, worker, db, demo, users, webhooks (later issues add more)."""
 
 from __future__ import annotations
 
@@ -484,6 +484,47 @@ def create_admin(
         raise typer.Exit(1) from exc
 
 
+organisations_app = typer.Typer(help="Organisations.", no_args_is_help=True)
+app.add_typer(organisations_app, name="organisations")
+
+
+@organisations_app.command("time-zone")
+def organisation_time_zone(
+    organisation: Annotated[str, typer.Argument(help="Organisation slug.")],
+    zone: Annotated[
+        str | None, typer.Argument(help="IANA time zone, e.g. Europe/London; omit to show.")
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option(help="Use the deployment's HEREABOUTS_TIME_ZONE again.")
+    ] = False,
+) -> None:
+    """Show or set the zone of times in the organisation's pushes (else HEREABOUTS_TIME_ZONE)."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.accounts import service
+    from app.core.errors import HereaboutsError
+
+    if zone is not None and clear:
+        typer.secho("error: give a zone or --clear, not both", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+    async def run(session: AsyncSession) -> str:
+        settings = get_settings()
+        if zone is None and not clear:
+            org = await service.get_organisation_by_slug(session, organisation)
+            own = org.time_zone
+        else:
+            own = (await service.set_time_zone(session, organisation, zone)).time_zone
+        used = own or settings.time_zone
+        return f"{organisation}: {used}" + ("" if own else " (HEREABOUTS_TIME_ZONE)")
+
+    try:
+        typer.echo(_with_session(run, _database_url()))
+    except HereaboutsError as exc:
+        typer.secho(f"error: {exc.detail}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command("import")
 def import_places(
     file: Annotated[Path, typer.Argument(help="A GeoJSON FeatureCollection file.")],
@@ -649,6 +690,49 @@ def vapid_generate(
     typer.echo(
         f"set HEREABOUTS_VAPID_PRIVATE_KEY_FILE={path} and HEREABOUTS_VAPID_SUBJECT=mailto:..."
     )
+
+
+webhooks_app = typer.Typer(help="Webhook endpoints.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("rekey")
+def webhooks_rekey() -> None:
+    """Re-encrypt every endpoint's signing secret under the current key (after a key change).
+
+    Secrets sealed with a key in HEREABOUTS_WEBHOOK_PREVIOUS_SECRET_KEYS are sealed again with
+    HEREABOUTS_WEBHOOK_SECRET_KEY(_FILE); those already under it are left alone, so running it
+    twice changes nothing. If a secret opens with no configured key, nothing is written (exit 1).
+    """
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.webhooks import secretbox
+    from app.webhooks import service as webhooks_service
+
+    async def run(session: AsyncSession) -> webhooks_service.RekeyReport:
+        report = await webhooks_service.rekey_secrets(session, get_settings())
+        if report.unreadable:
+            await session.rollback()
+        return report
+
+    try:
+        report = _with_session(run, _database_url())
+    except secretbox.SecretKeyError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"endpoints: {report.endpoints}")
+    if report.unreadable:
+        typer.secho(
+            f"error: no configured key opens the secrets of {len(report.unreadable)} endpoint(s): "
+            + ", ".join(str(i) for i in report.unreadable)
+            + "; nothing was written (list the key they were sealed with in "
+            "HEREABOUTS_WEBHOOK_PREVIOUS_SECRET_KEYS and run again)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"secrets re-encrypted: {report.resealed}")
+    typer.echo(f"secrets already under the current key: {report.current}")
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ class Organisation(UUIDPrimaryKey, Timestamps, Base):
     name: Mapped[str] = mapped_column(String(200))
     # Upper bound for one geofence's area, in km² (docs/quality.md, "Bad input").
     max_geofence_area_km2: Mapped[float | None] = mapped_column(default=None)
+    # IANA zone of times in text for people (pushes); None: the HEREABOUTS_TIME_ZONE setting
+    time_zone: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 # an erased staff account's password hash: not an argon2 hash, so no password matches it

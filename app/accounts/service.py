@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +22,8 @@ from app.accounts.models import ERASED_PASSWORD_HASH, Device, Organisation, Role
 from app.accounts.principal import Principal
 from app.accounts.tokens import DeviceTokenCache
 from app.core.config import Settings
+from app.core.errors import Unprocessable
+from app.core.localtime import known_zone
 from app.core.pagination import PageParams, trim_page
 from app.core.security import (
     StaffClaims,
@@ -47,6 +50,35 @@ async def get_organisation(session: AsyncSession, organisation_id: uuid.UUID) ->
     org = await repository.get_organisation(session, organisation_id)
     if org is None:
         raise UnknownOrganisation()
+    return org
+
+
+async def local_zone(
+    session: AsyncSession, settings: Settings, organisation_id: uuid.UUID
+) -> ZoneInfo:
+    """The zone of times written for the organisation's people: its own, else the setting."""
+    org = await repository.get_organisation(session, organisation_id)
+    if org is not None and org.time_zone and known_zone(org.time_zone):
+        return ZoneInfo(org.time_zone)
+    return ZoneInfo(settings.time_zone)
+
+
+async def get_organisation_by_slug(session: AsyncSession, slug: str) -> Organisation:
+    org = await repository.get_organisation_by_slug(session, slug)
+    if org is None:
+        raise UnknownOrganisation(f"No organisation {slug!r}.")
+    return org
+
+
+async def set_time_zone(session: AsyncSession, slug: str, zone: str | None) -> Organisation:
+    """Set (or with None clear) an organisation's own time zone (operators: the CLI)."""
+    if zone is not None and not known_zone(zone):
+        raise Unprocessable(
+            f"{zone!r} is not an IANA time zone (e.g. Europe/London).", extra={"field": "zone"}
+        )
+    org = await get_organisation_by_slug(session, slug)
+    org.time_zone = zone
+    await session.flush()
     return org
 
 

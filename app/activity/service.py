@@ -99,8 +99,12 @@ async def feed(
     geofence_id: uuid.UUID | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    viewer_id: uuid.UUID,
 ) -> list[ActivityItem]:
-    """Up to `limit` items of these kinds (all when None), newest first, after the cursor."""
+    """Up to `limit` items of these kinds (all when None), newest first, after the cursor.
+
+    Presence and check-in events of staff members other than `viewer_id` are left out: they are
+    that person's location history (docs/privacy.md, "Staff"), as in the event log."""
     wanted = set(kinds or list(ActivityKind))
     items: list[dict[str, Any]] = []
     presence_types = [
@@ -126,6 +130,7 @@ async def feed(
             include_suppressed=False,
             after=after,
             limit=limit,
+            viewer_id=viewer_id,
         )
         items += [_presence_item(r) for r in rows]
     sources = [

@@ -82,7 +82,8 @@ async def create_checkin(
 async def get_checkin(
     session: Session, principal: CurrentPrincipal, checkin_id: uuid.UUID
 ) -> CheckInRead:
-    """One check-in: its owner, or staff of the organisation (field workers: their own)."""
+    """One check-in: its owner; a resident's also to the organisation's editors and admins (a
+    staff member's check-in is theirs alone: their location history)."""
     checkin = await service.get_checkin(session, principal, checkin_id)
     if principal.is_staff:
         return CheckInStaffRead.model_validate(checkin)

@@ -370,9 +370,15 @@ async def get_checkin(
     checkin = await repository.get(session, principal.organisation_id, checkin_id)
     if checkin is None:
         raise CheckInNotFound()
-    if principal.kind == "device" and not checkin.owned_by(principal):
+    if checkin.owned_by(principal):
+        return checkin
+    # Someone else's: only a resident's check-in, and only to the organisation's editors and
+    # admins. A staff member's check-in is where they were: their location history, which no
+    # colleague or supervisor reads (docs/privacy.md, "Staff"); an admin gets it only through
+    # the audited staff export.
+    if checkin.staff_user_id is not None or principal.kind == "device":
         raise CheckInNotFound()
-    if principal.role is Role.field_worker and checkin.staff_user_id != principal.id:
+    if principal.role is Role.field_worker:
         raise CheckInNotFound()
     return checkin
 

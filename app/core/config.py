@@ -13,6 +13,8 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.localtime import known_zone
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Secrets that appear in docs, examples and earlier defaults: refused in every environment.
 PLACEHOLDER_SECRETS = {
@@ -195,6 +197,10 @@ class Settings(BaseSettings):
     webhook_secret_key_file: Path | None = None
     webhook_previous_secret_keys: list[str] = Field(default_factory=list)
 
+    # the zone of times written in text for people (lone-working pushes), unless the organisation
+    # has its own (organisations.time_zone): app/core/localtime.py
+    time_zone: str = "UTC"
+
     # notification rules (docs/rules.md)
     rules_default_time_zone: str = "Europe/London"
     rules_default_quiet_start: str = "21:00"
@@ -278,6 +284,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "HEREABOUTS_LONE_WORKING_LADDER_S: one or more re-send delays in seconds "
                 "(1-86400 each), e.g. [120, 300, 600]"
+            )
+        if not known_zone(self.time_zone):
+            raise ValueError(
+                f"HEREABOUTS_TIME_ZONE: {self.time_zone!r} is not an IANA time zone "
+                "(e.g. UTC, Europe/London, America/New_York)"
             )
         for entry in self.trusted_proxies:
             try:

@@ -29,6 +29,11 @@ class SubjectExport(BaseModel):
         default_factory=lambda: FeatureCollection(features=[]),
         description="Open311 reports filed with this device as device_id, contact fields included.",
     )
+    webhooks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Webhook messages about the device, pending or sent: the endpoint (the "
+        "council's system it went to), the exact body, status, and the attempt log.",
+    )
     retention: dict[str, str] = Field(description="How long each kind of data is kept.")
 
 
@@ -69,6 +74,10 @@ class StaffExport(BaseModel):
     photos: list[StaffPhoto] = Field(description="Completion photos they took.")
     activity: list[dict[str, Any]] = Field(description="Activity-feed events about them.")
     audit: list[dict[str, Any]] = Field(description="Audit-log entries of their actions.")
+    webhooks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Webhook messages about them (as for a device): endpoint, body, attempts.",
+    )
     retention: dict[str, str]
 
 

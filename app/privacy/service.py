@@ -83,6 +83,7 @@ async def export_device(
         subscriptions=data["subscriptions"],
         redemptions=data["redemptions"],
         reports=_collection(await open311_service.export_device(session, device["id"])),
+        webhooks=await webhooks_service.export_subject(session, device["id"]),
         retention=retention_summary(settings),
     )
 
@@ -147,6 +148,7 @@ async def export_staff(
         ],
         activity=await activity_service.events_of(session, who),
         audit=data["audit"],
+        webhooks=await webhooks_service.export_subject(session, staff["id"]),
         retention=retention,
     )
 

@@ -17,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts import service as accounts_service
 from app.accounts.models import Role
 from app.accounts.principal import Principal
 from app.audit import service as audit_service
 from app.core.config import Settings
 from app.core.errors import Unprocessable
+from app.core.localtime import clock
 from app.events.types import Event, EventType
 from app.geofences import service as geofence_service
 from app.notifications import service as notifications_service
@@ -66,8 +68,11 @@ def expected_length(
     return default_min, "default"
 
 
-def _hhmm(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%H:%M UTC")
+async def _clock(
+    session: AsyncSession, settings: Settings, organisation_id: uuid.UUID, at: datetime
+) -> str:
+    """A time in a push's words: local to the organisation, with the zone ('15:30 BST')."""
+    return clock(at, await accounts_service.local_zone(session, settings, organisation_id))
 
 
 # --- visits: started and ended by the event pipeline -----------------------------------------
@@ -159,9 +164,10 @@ async def _own_live_visit(
     if visit is None:
         raise VisitNotFound()
     if visit.state != VisitState.active.value:
+        ended = visit.ended_at.isoformat() if visit.ended_at else None
         raise VisitEnded(
-            f"This visit ended ({visit.end_reason}) at {visit.ended_at:%H:%M}.",
-            extra={"end_reason": visit.end_reason},
+            f"This visit has ended ({visit.end_reason}).",
+            extra={"end_reason": visit.end_reason, "ended_at": ended},
         )
     return visit
 
@@ -235,7 +241,9 @@ async def _send_alert(
     )
     what = "needs help" if alert.kind == AlertKind.help.value else "has not checked in"
     where = alert.place_name or "an unknown place"
-    seen = f" at {_hhmm(alert.last_seen_at)}" if alert.last_seen_at else ""
+    seen = ""
+    if alert.last_seen_at is not None:
+        seen = " at " + await _clock(session, settings, alert.organisation_id, alert.last_seen_at)
     payload = NotificationPayload(
         title=f"URGENT: {worker_name} {what}"[:200],
         body=f"Last known: {where}{seen}. Open the console to acknowledge.",
@@ -425,9 +433,10 @@ async def _prompt(
     session: AsyncSession, settings: Settings, visit: LoneVisit, now: datetime
 ) -> None:
     place = await repository.place_name(session, visit.geofence_id) or "the place"
+    due = await _clock(session, settings, visit.organisation_id, visit.due_at)
     payload = NotificationPayload(
         title="Are you OK? Tap to extend",
-        body=f"Your visit at {place} was due to end at {_hhmm(visit.due_at)}. "
+        body=f"Your visit at {place} was due to end at {due}. "
         "Tap to extend it by 30 minutes, or check out.",
         url=f"/app/#extend={visit.id}",
         tag=f"visit{visit.id.hex[:24]}",

@@ -312,6 +312,27 @@ async def endpoint_by_id(session: AsyncSession, endpoint_id: uuid.UUID) -> Webho
     return result.scalar_one_or_none()
 
 
+async def sealed_secrets(
+    session: AsyncSession, after: uuid.UUID | None, limit: int
+) -> list[tuple[uuid.UUID, str, str | None]]:
+    """(id, secret, previous_secret) of every organisation's endpoints by id after `after`,
+    locked until the transaction ends (re-encryption; an admin's rotation waits)."""
+    stmt = select(WebhookEndpoint.id, WebhookEndpoint.secret, WebhookEndpoint.previous_secret)
+    if after is not None:
+        stmt = stmt.where(WebhookEndpoint.id > after)
+    stmt = stmt.order_by(WebhookEndpoint.id).limit(limit).with_for_update()
+    return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+
+
+async def store_sealed(
+    session: AsyncSession, endpoint_id: uuid.UUID, values: dict[str, str]
+) -> None:
+    """Write re-encrypted `secret` / `previous_secret` values (the same secrets, another key)."""
+    await session.execute(
+        update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(**values)
+    )
+
+
 async def count_pending(session: AsyncSession) -> int:
     result = await session.execute(
         select(func.count())
@@ -323,6 +344,33 @@ async def count_pending(session: AsyncSession) -> int:
 
 async def erase_endpoint_messages(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
     await session.execute(delete(WebhookMessage).where(WebhookMessage.endpoint_id == endpoint_id))
+
+
+async def messages_about(
+    session: AsyncSession, subject_id: uuid.UUID
+) -> list[tuple[WebhookMessage, WebhookEndpoint]]:
+    """Every message about this person (pending or sent) with its endpoint, oldest first."""
+    result = await session.execute(
+        select(WebhookMessage, WebhookEndpoint)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookMessage.endpoint_id)
+        .where(WebhookMessage.subject_id == subject_id)
+        .order_by(WebhookMessage.created_at, WebhookMessage.id)
+    )
+    return [(row[0], row[1]) for row in result.all()]
+
+
+async def attempts_of(
+    session: AsyncSession, message_ids: list[uuid.UUID]
+) -> Sequence[WebhookAttempt]:
+    """The attempt log of these messages, oldest first."""
+    if not message_ids:
+        return []
+    result = await session.execute(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.message_id.in_(message_ids))
+        .order_by(WebhookAttempt.attempted_at, WebhookAttempt.attempt, WebhookAttempt.id)
+    )
+    return result.scalars().all()
 
 
 async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> int:

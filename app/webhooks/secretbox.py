@@ -5,7 +5,8 @@ key: `webhook_secret_key`, else `webhook_secret_key_file`, else (not in producti
 generated once into `<data_dir>/webhook_secret_key` (mode 0600) and reused on every later start.
 Keys listed in `webhook_previous_secret_keys` still decrypt, so the key can be rotated: set the
 new key and keep the old one listed while secrets sealed with it remain (a secret written after
-the change — a new endpoint, a rotation — is sealed with the new key; docs/webhooks.md).
+the change — a new endpoint, a rotation — is sealed with the new key; `hereabouts webhooks
+rekey` re-seals the others with it: `reseal`; docs/operations.md).
 """
 
 from __future__ import annotations
@@ -93,3 +94,21 @@ def open_sealed(settings: Settings, stored: str) -> str:
             "no configured webhook secret key opens a stored secret "
             "(HEREABOUTS_WEBHOOK_PREVIOUS_SECRET_KEYS must hold the key it was sealed with)"
         ) from exc
+
+
+def reseal(settings: Settings, stored: str) -> str | None:
+    """`stored` sealed under the current key, or None when it already is (nothing to write).
+
+    `SecretKeyError` when it is not encrypted or no configured key opens it."""
+    if not stored.startswith(PREFIX):
+        raise SecretKeyError("a stored webhook secret is not encrypted (run the migrations)")
+    token = stored[len(PREFIX) :].encode("ascii")
+    try:
+        _box((current_key(settings),)).decrypt(token)
+        return None  # the current key opens it: already sealed with it
+    except InvalidToken:
+        pass
+    try:
+        return PREFIX + box(settings).rotate(token).decode("ascii")
+    except InvalidToken as exc:
+        raise SecretKeyError("no configured webhook secret key opens a stored secret") from exc

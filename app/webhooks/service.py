@@ -7,6 +7,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -401,10 +402,93 @@ async def attempts(
     return await repository.list_attempts(session, endpoint.id, limit, before)
 
 
+async def export_subject(session: AsyncSession, subject_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The data export's part: every message about this person (pending or sent) — which
+    endpoint it went to, the exact body, its status — with its attempt log, oldest first."""
+    rows = await repository.messages_about(session, subject_id)
+    log: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for a in await repository.attempts_of(session, [m.id for m, _ in rows]):
+        log.setdefault(a.message_id, []).append(
+            {
+                "attempt": a.attempt,
+                "attempted_at": a.attempted_at.isoformat(),
+                "status": a.status,
+                "http_status": a.http_status,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+            }
+        )
+    return [
+        {
+            "id": str(m.id),
+            "endpoint": {"id": str(e.id), "url": e.url, "description": e.description},
+            "msg_id": m.msg_id,
+            "event_type": m.event_type,
+            "occurred_at": m.occurred_at.isoformat(),
+            "created_at": m.created_at.isoformat(),
+            "status": m.status,
+            "finished_at": m.finished_at.isoformat() if m.finished_at else None,
+            "replay_of": str(m.replay_of) if m.replay_of else None,
+            "payload": json.loads(m.payload),
+            "attempts": log.get(m.id, []),
+        }
+        for m, e in rows
+    ]
+
+
 async def erase_subject(session: AsyncSession, subject_id: uuid.UUID) -> int:
     """Erasure: every message about this person (device or staff user), pending or sent, goes
     with its attempt log; returns how many messages."""
     return await repository.erase_subject(session, subject_id)
+
+
+# --- operators: re-encrypting every secret under the current key ---------------------------------
+
+
+@dataclass
+class RekeyReport:
+    endpoints: int = 0
+    resealed: int = 0  # secrets (current or previous) written again under the current key
+    current: int = 0  # secrets already sealed with the current key (left as they are)
+    unreadable: list[uuid.UUID] = field(default_factory=list)  # endpoints no key opens
+
+
+async def rekey_secrets(session: AsyncSession, settings: Settings, batch: int = 500) -> RekeyReport:
+    """Seal every endpoint's signing secrets (and a rotated-out previous one) with the current
+    key, so the previous keys can be dropped from the settings. Idempotent: a secret the current
+    key already opens is not written. If any endpoint's secret opens with no configured key,
+    nothing is written (the caller rolls back) and those endpoints are listed."""
+    secretbox.box(settings)  # a missing or malformed key is the caller's error, not a row's
+    report = RekeyReport()
+    writes: list[tuple[uuid.UUID, dict[str, str]]] = []
+    after: uuid.UUID | None = None
+    while True:
+        rows = await repository.sealed_secrets(session, after, batch)
+        for endpoint_id, secret, previous in rows:
+            report.endpoints += 1
+            values: dict[str, str] = {}
+            try:
+                for column, stored in (("secret", secret), ("previous_secret", previous)):
+                    if stored is None:
+                        continue
+                    sealed = secretbox.reseal(settings, stored)
+                    if sealed is None:
+                        report.current += 1
+                    else:
+                        values[column] = sealed
+            except secretbox.SecretKeyError:
+                report.unreadable.append(endpoint_id)
+                continue
+            if values:
+                report.resealed += len(values)
+                writes.append((endpoint_id, values))
+        if len(rows) < batch:
+            break
+        after = rows[-1][0]
+    if not report.unreadable:
+        for endpoint_id, values in writes:
+            await repository.store_sealed(session, endpoint_id, values)
+    return report
 
 
 # --- the circuit breaker (workers) ---------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.models import Role
+from app.accounts.models import Organisation, Role
 from app.checkins.models import CheckIn
 from app.core.config import Settings
 from app.core.geo import haversine_m
@@ -441,3 +441,54 @@ async def test_implausible_jump_is_measured_from_the_last_ping_too(
     )
     assert resp.status_code == 201, resp.text
     assert resp.json()["checkin"]["implausible_jump"] is True
+
+
+async def test_a_staff_members_checkin_is_readable_by_them_alone(
+    client: httpx.AsyncClient, db: AsyncSession, town: dict[str, object], settings: Settings
+) -> None:
+    """A staff check-in is where a worker was: their location history, not a supervisor's
+    (docs/privacy.md, "Staff"). Residents' check-ins stay readable by the organisation's staff."""
+    org = town["org"]
+    assert isinstance(org, Organisation)
+    worker = await factories.create_staff(db, settings, org, Role.field_worker)
+    colleague = await factories.create_staff(db, settings, org, Role.field_worker)
+    editor = await factories.create_staff(db, settings, org, Role.editor)
+    admin = await factories.create_staff(db, settings, org, Role.admin)
+    resident = town["resident"]
+    assert isinstance(resident, factories.Resident)
+    stranger = await factories.create_staff(
+        db, settings, await factories.create_organisation(db), Role.admin
+    )
+
+    async def status(checkin_id: str, who: factories.Staff | factories.Resident) -> int:
+        return (await client.get(f"/v1/checkins/{checkin_id}", headers=who.headers)).status_code
+
+    worked = await client.post("/v1/checkins", json=body(0, 0), headers=worker.headers)
+    assert worked.status_code == 201, worked.text
+    worker_checkin = worked.json()["checkin"]["id"]
+    r = await client.get(f"/v1/checkins/{worker_checkin}", headers=worker.headers)
+    assert (r.status_code, r.json()["staff_user_id"]) == (200, str(worker.id))
+    refused: list[factories.Staff | factories.Resident] = [
+        editor,
+        admin,
+        colleague,
+        resident,
+        stranger,
+    ]
+    assert [await status(worker_checkin, who) for who in refused] == [404] * len(refused)
+    # an editor's own check-in: theirs, not the admin's either
+    own = await client.post("/v1/checkins", json=body(1, 1), headers=editor.headers)
+    assert own.status_code == 201, own.text
+    editor_checkin = own.json()["checkin"]["id"]
+    assert await status(editor_checkin, editor) == 200
+    assert [await status(editor_checkin, who) for who in (admin, worker, stranger)] == [404] * 3
+    # residents' check-ins: the organisation's editors and admins still read them
+    res = await client.post("/v1/checkins", json=body(2, 2), headers=resident.headers)
+    assert res.status_code == 201, res.text
+    resident_checkin = res.json()["checkin"]["id"]
+    assert [await status(resident_checkin, w) for w in (resident, editor, admin)] == [200] * 3
+    assert [await status(resident_checkin, w) for w in (worker, stranger)] == [404] * 2
+    # the refused read is a problem+json that names nothing
+    r = await client.get(f"/v1/checkins/{worker_checkin}", headers=admin.headers)
+    assert r.headers["content-type"].startswith(PROBLEM)
+    assert str(worker.id) not in r.text

@@ -203,7 +203,23 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/webhooks/endpoints/{endpoint_id}/deliveries"):
                                                   (401, 403, 403, 403, 403, 200, 404, 403, 403),
 }
+
+# Routes called again on other rows: (method, path, whose row) → statuses, with the row's id from
+# VARIANT_IDS. A staff member's check-in is where they were: only they read it (docs/privacy.md,
+# "Staff"), not a colleague, an editor or an admin (who has the audited staff export).
+VARIANTS: dict[tuple[str, str, str], tuple[int, ...]] = {
+    #                                              anon resA resB  fw   ed  adm xadm  xed xres
+    ("GET", "/v1/checkins/{checkin_id}", "the field worker's"):
+                                                  (401, 404, 404, 200, 404, 404, 404, 404, 404),
+    ("GET", "/v1/checkins/{checkin_id}", "the editor's"):
+                                                  (401, 404, 404, 404, 200, 404, 404, 404, 404),
+}
 # fmt: on
+# whose row → the ids to put in the path instead of the world's
+VARIANT_IDS = {
+    "the field worker's": {"checkin_id": "worker_checkin_id"},
+    "the editor's": {"checkin_id": "editor_checkin_id"},
+}
 
 # Routes that must never change anything, whatever the answer (beyond GET, which never may).
 READ_ONLY_POSTS: set[tuple[str, str]] = set()
@@ -535,11 +551,18 @@ async def build_world(
     )
     # lone working: the worker checks in at the park (their task's place): a visit; then asks
     # for help: an alert; the park has a visit length
-    await ok(
+    worker_checkin = await ok(
         await client.post(
             "/v1/checkins",
             json={"lon": lon + 0.003, "lat": lat, "accuracy_m": 5},
             headers=worker.headers,
+        )
+    )
+    editor_checkin = await ok(
+        await client.post(
+            "/v1/checkins",  # at the park: the matrix's own check-in is at the library
+            json={"lon": lon + 0.003, "lat": lat, "accuracy_m": 5},
+            headers=editor.headers,
         )
     )
     visits = await client.get("/v1/me/visits", headers=worker.headers)
@@ -578,6 +601,8 @@ async def build_world(
         "task_id": task["id"],
         "photo_id": photo["id"],
         "checkin_id": checkin["checkin"]["id"],
+        "worker_checkin_id": worker_checkin["checkin"]["id"],
+        "editor_checkin_id": editor_checkin["checkin"]["id"],
         "subscription_id": sub["id"],
         "notification_id": str(note_id),
         "user_id": str(editor.id),
@@ -689,9 +714,15 @@ async def test_every_route_answers_every_caller_as_the_matrix_says(
     before = await snapshot(connection, sql)
     problems: list[str] = []
     actual: dict[tuple[str, str], list[int]] = {}
-    for method, path in openapi_routes(app):
-        expected = MATRIX.get((method, path))
-        url = fill(path, world.ids)
+    calls: list[tuple[str, str, str, tuple[int, ...] | None, dict[str, str]]] = [
+        (method, path, "", MATRIX.get((method, path)), world.ids)
+        for method, path in openapi_routes(app)
+    ]
+    for (method, path, whose), statuses in VARIANTS.items():
+        ids = world.ids | {k: world.ids[v] for k, v in VARIANT_IDS[whose].items()}
+        calls.append((method, path, whose, statuses, ids))
+    for method, path, whose, expected, ids in calls:
+        url = fill(path, ids)
         for i, caller in enumerate(CALLERS):
             savepoint = await connection.begin_nested()
             try:
@@ -700,8 +731,10 @@ async def test_every_route_answers_every_caller_as_the_matrix_says(
                 after = await snapshot(connection, sql)
             finally:
                 await savepoint.rollback()
-            actual.setdefault((method, path), []).append(r.status_code)
-            where = f"{method} {path} as {caller}"
+            actual.setdefault((method, path + (f" ({whose} row)" if whose else "")), []).append(
+                r.status_code
+            )
+            where = f"{method} {path}{f' on {whose} row' if whose else ''} as {caller}"
             if r.status_code >= 500:
                 problems.append(f"{where}: {r.status_code} {r.text[:200]}")
             if expected is not None and r.status_code != expected[i]:
@@ -733,3 +766,7 @@ async def test_every_route_answers_every_caller_as_the_matrix_says(
 def test_matrix_rows_name_every_caller() -> None:
     for key, row in MATRIX.items():
         assert len(row) == len(CALLERS), key
+    for (method, path, whose), row in VARIANTS.items():
+        assert len(row) == len(CALLERS), (method, path, whose)
+        assert (method, path) in MATRIX, "a variant of a route the matrix does not know"
+        assert whose in VARIANT_IDS

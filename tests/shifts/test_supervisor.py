@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.models import Organisation, Role
 from app.core.config import Settings
 from tests.factories import Resident, Staff, create_organisation, create_staff
-from tests.presence.helpers import create_circle
+from tests.presence.helpers import at, create_circle
 from tests.presence.test_events_api import _share_test_session
 from tests.shifts.helpers import fix
 
@@ -102,7 +102,13 @@ async def test_who_may_ask_for_a_current_place(
 
 
 @pytest.mark.parametrize(
-    "route", ["/v1/events", "/v1/events/stream?follow=false&since=2000-01-01T00:00:00Z"]
+    "route",
+    [
+        "/v1/events",
+        "/v1/events/stream?follow=false&since=2000-01-01T00:00:00Z",
+        "/v1/activity",
+        "/v1/activity?kind=presence&kind=checkin",
+    ],
 )
 async def test_the_event_log_holds_no_other_staff_members_history(
     client: httpx.AsyncClient,
@@ -119,10 +125,13 @@ async def test_the_event_log_holds_no_other_staff_members_history(
     await create_circle(db, org.id, 0, 0, 40)
     await _walk_in(client, worker, "w")
     await _walk_in(client, resident, "r")
+    lon, lat = at(0.0, 0.0)
+    checkin = {"lon": lon, "lat": lat, "accuracy_m": 5}
+    assert (await client.post("/v1/checkins", json=checkin, headers=worker.headers)).is_success
     held = await db.execute(
-        text("SELECT count(*) FROM presence_events WHERE staff_user_id = :s"), {"s": worker.id}
+        text("SELECT type FROM presence_events WHERE staff_user_id = :s"), {"s": worker.id}
     )
-    assert held.scalar_one() >= 1  # the worker's events exist ...
+    assert {"enter", "checkin"} <= set(held.scalars())  # the worker's events exist ...
     r = await client.get(route, headers=editor.headers)
     assert r.status_code == 200, r.text
     assert str(resident.id) in r.text  # ... residents' are listed (pseudonymous device ids) ...

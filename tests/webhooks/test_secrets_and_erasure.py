@@ -3,6 +3,7 @@ them (pending or sent) and their attempt log, and nobody else's."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -121,7 +122,7 @@ async def messages_about(db: AsyncSession, subject: uuid.UUID) -> list[uuid.UUID
     return list(result.scalars())
 
 
-async def test_erasing_a_resident_removes_the_webhook_messages_about_them_and_their_log(
+async def test_a_residents_webhook_messages_are_in_their_export_then_erased_with_them(
     loopback_client: httpx.AsyncClient, db: AsyncSession, settings: Settings
 ) -> None:
     org = await factories.create_organisation(db)
@@ -176,6 +177,43 @@ async def test_erasing_a_resident_removes_the_webhook_messages_about_them_and_th
         )
     await db.commit()
 
+    # before erasing, the resident's export has both messages about them, with where they went,
+    # the exact body sent and the attempt log; nothing about the staying resident
+    exported = await loopback_client.get("/v1/me/export", headers=leaving.headers)
+    assert exported.status_code == 200, exported.text
+    webhooks = exported.json()["webhooks"]
+    stored = {
+        m.id: m
+        for m in (
+            await db.execute(select(WebhookMessage).where(WebhookMessage.subject_id == leaving.id))
+        ).scalars()
+    }
+    assert sorted(uuid.UUID(m["id"]) for m in webhooks) == sorted(stored)
+    for m in webhooks:
+        row = stored[uuid.UUID(m["id"])]
+        assert m["endpoint"] == {
+            "id": str(endpoint_id),
+            "url": "http://127.0.0.1:9/h",
+            "description": "",
+        }
+        assert (m["event_type"], m["msg_id"], m["status"]) == (
+            row.event_type,
+            row.msg_id,
+            row.status,
+        )
+        assert m["payload"] == json.loads(row.payload)  # the body as sent, parsed
+    by_id = {uuid.UUID(m["id"]): m for m in webhooks}
+    assert [(a["attempt"], a["status"], a["http_status"]) for a in by_id[gone[0]]["attempts"]] == [
+        (1, "delivered", 200)
+    ]
+    assert by_id[gone[1]]["attempts"] == []
+    assert {m["event_type"] for m in webhooks} == {"checkin.created", "offer.redeemed"}
+    assert str(kept[0]) not in exported.text
+    # an admin's export of the device (on the resident's request) has the same messages
+    by_admin = await loopback_client.get(f"/v1/devices/{leaving.id}/export", headers=admin.headers)
+    assert by_admin.status_code == 200, by_admin.text
+    assert by_admin.json()["webhooks"] == webhooks
+
     erased = await loopback_client.delete("/v1/me", headers=leaving.headers)
     assert erased.status_code == 204, erased.text
 
@@ -211,3 +249,31 @@ async def test_in_production_without_a_key_registering_is_a_problem_and_stores_n
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert "WEBHOOK_SECRET_KEY_FILE" in resp.json()["detail"]
     assert (await db.execute(text("SELECT count(*) FROM webhook_endpoints"))).scalar_one() == 0
+
+
+async def test_a_staff_members_webhook_messages_are_in_their_own_export(
+    loopback_client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    org = await factories.create_organisation(db)
+    admin = await factories.create_staff(db, settings, org, Role.admin)
+    worker = await factories.create_staff(db, settings, org, Role.field_worker)
+    resident = await factories.create_resident(db, org)
+    await add_square(db, org.id, name="Central Library")
+    created = await loopback_client.post(
+        BASE, json={"url": "http://127.0.0.1:9/h", "event_types": ["*"]}, headers=admin.headers
+    )
+    assert created.status_code == 201
+    lon, lat = offset(0, 0)
+    for who in (worker, resident):
+        checkin = await loopback_client.post(
+            "/v1/checkins", json={"lon": lon, "lat": lat, "accuracy_m": 8}, headers=who.headers
+        )
+        assert checkin.status_code == 201, checkin.text
+    [about_worker] = await messages_about(db, worker.id)
+    [about_resident] = await messages_about(db, resident.id)
+    own = await loopback_client.get("/v1/users/me/export", headers=worker.headers)
+    assert own.status_code == 200, own.text
+    [message] = own.json()["webhooks"]
+    assert (message["id"], message["event_type"]) == (str(about_worker), "checkin.created")
+    assert message["endpoint"]["url"] == "http://127.0.0.1:9/h"
+    assert str(about_resident) not in own.text
