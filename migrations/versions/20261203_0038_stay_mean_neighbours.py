@@ -7,7 +7,7 @@ for the stay's mean, the places within their trigger distance + 25 m of it (befo
 their trigger distance). docs/presence.md, "The rules exactly".
 
 Revision ID: 0038
-Revises: 0035
+Revises: 0037
 Create Date: 2026-12-03 18:20:00+00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from app.core.sqlfiles import read_sql
 
 revision: str = "0038"
-down_revision: str | None = "0035"
+down_revision: str | None = "0037"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
