@@ -26,7 +26,7 @@ from tests.web.test_flows import accept_dialogs, create_place, create_staff, sig
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-async def test_activity_shows_a_redemption_a_task_transition_and_a_broadcast_in_words(
+async def test_activity_shows_a_redemption_a_task_transition_a_broadcast_and_a_report_in_words(
     browser: Browser, web_server: LiveServer
 ) -> None:
     admin = web_server.token(web_server.admin_email, web_server.admin_password)
@@ -80,11 +80,44 @@ async def test_activity_shows_a_redemption_a_task_transition_and_a_broadcast_in_
         json={"title": f"Pool closes at 6 {tag}", "body": "Maintenance"},
     )
 
+    # and someone reports a broken gate at the pool through an Open311 client (FixMyStreet-style
+    # form POST with the council's api key): it joins the place's activity as a report
+    code = f"broken-gate-{tag}"
+    web_server.request(
+        "POST",
+        "/v1/open311/services",
+        admin,
+        json={
+            "code": code,
+            "name": "Broken gate",
+            "place_categories": ["leisure_centre"],
+            "match_within_m": 100,
+            "task": {"title": "Mend the gate"},
+        },
+    )
+    key = web_server.request("POST", "/v1/open311/keys", admin, json={"label": "FixMyStreet"})
+    filed = httpx.post(
+        f"{web_server.base}/open311/v2/requests.json",
+        data={
+            "jurisdiction_id": web_server.organisation,
+            "api_key": key["key"],
+            "service_code": code,
+            "lat": lat,
+            "long": lon,
+            "description": "The gate by the car park is off its hinges",
+        },
+        timeout=30,
+    )
+    assert filed.status_code == 200, filed.text
+
     context = await new_context(browser, web_server)
     console, problems = await open_page(context, "/console/")
     await sign_in_console(console, web_server.admin_email, web_server.admin_password)
     await console.get_by_role("tab", name="Activity").click()
     feed = console.locator("#activity-list")
+    await expect(feed).to_contain_text(f"A report ({code}) was filed at {place}")
+    # the report became a task by itself: no person did it
+    await expect(feed).to_contain_text(f"Task “Mend the gate” was created automatically at {place}")
     await expect(feed).to_contain_text(f"A resident redeemed “Free swim {tag}” at {place}")
     await expect(feed).to_contain_text(f"{worker_name} took task “Check the lifebuoys {tag}”")
     await expect(feed).to_contain_text(
@@ -95,9 +128,11 @@ async def test_activity_shows_a_redemption_a_task_transition_and_a_broadcast_in_
         f"{admin_name} sent the broadcast “Pool closes at 6 {tag}” to 1 person at {place}"
     )
     await expect(feed).to_contain_text(f"A resident checked in at {place}")
-    # newest first: the broadcast was sent last
-    first = feed.locator("li").first
-    await expect(first).to_contain_text(f"“Pool closes at 6 {tag}”")
+    # newest first: the report and its task came last, the broadcast before them
+    texts = await feed.locator("li").all_inner_texts()
+    assert "A report (" in " ".join(texts[:2])
+    assert "“Mend the gate”" in " ".join(texts[:2])
+    assert f"“Pool closes at 6 {tag}”" in texts[2]
 
     # only tasks
     panel = console.get_by_role("tabpanel", name="Activity")
@@ -111,7 +146,13 @@ async def test_activity_shows_a_redemption_a_task_transition_and_a_broadcast_in_
     await panel.get_by_label("Place", exact=True).select_option(label=other)
     await expect(feed).to_contain_text("Nothing yet")
     await panel.get_by_label("Place", exact=True).select_option(label=place)
-    await expect(feed.locator("li")).to_have_count(6)
+    await expect(feed.locator("li")).to_have_count(8)
+    # only reports, at the pool
+    await panel.get_by_label("Kind").select_option("report")
+    await expect(feed.locator("li")).to_have_count(1)
+    await expect(feed).to_contain_text(f"A report ({code}) was filed at {place}")
+    await panel.get_by_label("Kind").select_option("")
+    await expect(feed.locator("li")).to_have_count(8)
     assert await serious_accessibility_violations(console) == []
     await docs_screenshot(console, "console-activity-feed")
     assert problems.errors == []

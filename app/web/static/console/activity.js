@@ -61,6 +61,12 @@ const quoted = (text) => `“${text}”`;
 
 function taskWords(ev) {
   const title = quoted(ev.data.title || "untitled");
+  if (!ev.actor) {
+    // no person: the service itself (an Open311 report becomes a task by itself)
+    return ev.type === "task.created"
+      ? `Task ${title} was created automatically`
+      : `Task ${title} is now ${(ev.data.to_status || "changed").replace("_", " ")}`;
+  }
   const actor = who(ev.actor);
   switch (ev.type) {
     case "task.created":
