@@ -28,7 +28,8 @@ async def list_activity(
     ] = None,
     geofence_id: Annotated[uuid.UUID | None, Query(description="Only this place.")] = None,
 ) -> Page[ActivityItem]:
-    """Staff: presence, check-ins, task transitions, redemptions, broadcasts and reports."""
+    """Staff: presence, check-ins, task transitions, redemptions, broadcasts and reports (other
+    staff members' presence and check-ins are not shown)."""
     if geofence_id is not None:  # another organisation's place is not found (404)
         await geofence_service.get_geofence(session, staff.organisation_id, geofence_id)
     items = await service.feed(
@@ -38,6 +39,7 @@ async def list_activity(
         geofence_id=geofence_id,
         after=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
         limit=page.limit + 1,
+        viewer_id=staff.id,  # other staff members' presence is their location history
     )
     rows, next_cursor = trim_page(items, page, "occurred_at")
     return Page[ActivityItem](items=rows, next_cursor=next_cursor)

@@ -99,8 +99,13 @@ async def feed(
     geofence_id: uuid.UUID | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    viewer_id: uuid.UUID | None = None,
 ) -> list[ActivityItem]:
-    """Up to `limit` items of these kinds (all when None), newest first, after the cursor."""
+    """Up to `limit` items of these kinds (all when None), newest first, after the cursor.
+
+    With `viewer_id`, other staff members' presence and check-in events are left out: they are
+    that worker's location history, which no colleague or supervisor may see (as in the event
+    log, GET /v1/events)."""
     wanted = set(kinds or list(ActivityKind))
     items: list[dict[str, Any]] = []
     presence_types = [
@@ -126,6 +131,7 @@ async def feed(
             include_suppressed=False,
             after=after,
             limit=limit,
+            viewer_id=viewer_id,
         )
         items += [_presence_item(r) for r in rows]
     sources = [
