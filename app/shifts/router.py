@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, status
+from fastapi import APIRouter, Body, Depends, Query, Request, status
+from sqlalchemy import event
 
 from app.accounts.dependencies import EditorUser, FieldWorker
 from app.core.db import Session
@@ -26,8 +27,20 @@ from app.shifts.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["shifts and tracking"])
 
+
+def _forget_rules_on_commit(request: Request, session: Session, worker: FieldWorker) -> None:
+    """This process drops the worker's cached shift rules as soon as the change commits (the
+    others when its notification arrives: app/shifts/cache.py), so their next fix here is
+    judged by the new rules even if it comes before the notification."""
+    cache = getattr(request.app.state, "shift_rules", None)
+    if cache is not None:
+        event.listen(
+            session.sync_session, "after_commit", lambda _s: cache.forget(worker.id), once=True
+        )
+
+
 # starts, ends, pauses and resumes each write an audit entry: `shifts` scope (30 a minute)
-_LIMITED = [Depends(rate_limited("shifts"))]
+_LIMITED = [Depends(rate_limited("shifts")), Depends(_forget_rules_on_commit)]
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "Not possible in the current state (problem type says why)"}
 }
