@@ -6,10 +6,9 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, status
-from sqlalchemy import event
 
 from app.accounts.dependencies import EditorUser, FieldWorker
-from app.core.db import Session
+from app.core.db import Session, after_commit
 from app.core.deps import AppSettings
 from app.core.pagination import Page, Pagination
 from app.core.ratelimit import rate_limited
@@ -34,9 +33,7 @@ def _forget_rules_on_commit(request: Request, session: Session, worker: FieldWor
     judged by the new rules even if it comes before the notification."""
     cache = getattr(request.app.state, "shift_rules", None)
     if cache is not None:
-        event.listen(
-            session.sync_session, "after_commit", lambda _s: cache.forget(worker.id), once=True
-        )
+        after_commit(session, lambda: cache.forget(worker.id))
 
 
 # starts, ends, pauses and resumes each write an audit entry: `shifts` scope (30 a minute)

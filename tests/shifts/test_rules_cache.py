@@ -148,6 +148,23 @@ async def test_a_pause_takes_effect_at_once_on_every_replica(
     assert await _ping(a, worker, n + 1) == 202
 
 
+async def test_the_replica_that_paused_refuses_the_next_fix_before_any_notice(
+    worker: Staff, replicas: Replicas
+) -> None:
+    """The worker's own replica drops their rules at its commit, not when the notice comes."""
+    (app_a, a), _ = replicas
+    n = await _cache_on(app_a, a, worker, 0)
+    cache: ShiftRulesCache = app_a.state.shift_rules
+    followers = app_a.state.device_tokens._followers
+    followers.remove(cache.on_notify)  # notices reach this cache late: here, never
+    try:
+        r = await a.post("/v1/me/tracking/pause", headers=worker.headers)
+        assert r.status_code == 201, r.text
+        assert await _ping(a, worker, n) == 409
+    finally:
+        followers.append(cache.on_notify)
+
+
 async def _cache_on_refused(
     app: FastAPI, client: httpx.AsyncClient, worker: Staff, first: int
 ) -> int:
