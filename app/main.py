@@ -55,6 +55,7 @@ from app.safety import service as safety_service
 from app.safety.router import router as safety_router
 from app.scheduled import run_scheduled_jobs
 from app.shifts import service as shifts_service
+from app.shifts.cache import ShiftRulesCache
 from app.shifts.router import router as shifts_router
 from app.tasks.photo_router import PHOTO_UPLOAD_PATH
 from app.tasks.photo_router import router as task_photos_router
@@ -120,6 +121,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             app.state.ingest_keys = IngestKeyCache(
                 app.state.device_tokens, settings.device_token_cache_entries
             )
+            # field workers' shift rules: changed on the same channel (migration 0039's triggers)
+            app.state.shift_rules = ShiftRulesCache(
+                app.state.device_tokens, settings.device_token_cache_entries
+            )
             tokens_task = asyncio.create_task(app.state.device_tokens.run(listen_dsn(db_engine)))
         try:
             yield
@@ -130,6 +135,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                     await tokens_task
                 del app.state.device_tokens
                 del app.state.ingest_keys
+                del app.state.shift_rules
             for loop in background:
                 await loop.stop()
             if owns_engine:
@@ -154,7 +160,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.ack_groups = AckGroups(settings)
     # field workers are located only on shift: the ping routes ask the shifts domain before
     # storing anything (presence imports no domain above it, so the rule is handed over here)
-    app.state.staff_location_gate = shifts_service.tracking_gate(settings)
+    # (its rules come from the process's cache while the lifespan runs: app/shifts/cache.py)
+    app.state.staff_location_gate = shifts_service.tracking_gate(
+        settings, lambda: getattr(app.state, "shift_rules", None)
+    )
     core_types.install(settings)
     open311_service.register(settings)
     if engine is not None:

@@ -50,7 +50,8 @@ class DeviceTokenCache:
         self._beat = -1e9  # monotonic time our last heartbeat notification came back
         self._listening = False
         self._expected_beat = ""  # the payload of the heartbeat in flight
-        # other caches told by the same channel (ingest keys): called with the hash, or None
+        # other caches told by the same channel (ingest keys, shift rules): called with the
+        # payload, or None
         self._followers: list[Callable[[str | None], None]] = []
 
     @property

@@ -370,7 +370,23 @@ async def stats(
     tz: str,
 ) -> list[tuple[datetime, int, int, int, int]]:
     """Per bucket: (start, resident check-ins, distinct residents, staff check-ins, distinct
-    staff)."""
+    staff).
+
+    The window is widened to whole buckets first: otherwise two windows a few minutes apart,
+    each cell above the suppression threshold, would differ by the check-ins of those minutes.
+    """
+    since, until = (
+        await session.execute(
+            text(
+                "WITH w AS (SELECT timezone(:tz, CAST(:since AS timestamptz)) AS s, "
+                "timezone(:tz, CAST(:until AS timestamptz)) AS u) "
+                "SELECT timezone(:tz, date_trunc(:bucket, s)), "
+                "timezone(:tz, date_trunc(:bucket, u) + CASE WHEN date_trunc(:bucket, u) = u "
+                "THEN interval '0' ELSE CAST('1 ' || :bucket AS interval) END) FROM w"
+            ),
+            {"tz": tz, "bucket": bucket, "since": since, "until": until},
+        )
+    ).one()
     local = func.timezone(tz, CheckIn.recorded_at)
     start = func.timezone(tz, func.date_trunc(bucket, local)).label("bucket")
     stmt = (

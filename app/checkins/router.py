@@ -121,7 +121,8 @@ async def checkin_stats(
     until: Annotated[BoundedDatetime | None, Query(description="Default: now")] = None,
     tz: Annotated[str, Query(max_length=64)] = "Europe/London",
 ) -> CheckInStats:
-    """Staff: check-ins per hour or day; resident cells with fewer than 10 people suppressed."""
+    """Staff: check-ins per hour or day; resident and staff cells with fewer than 10 people
+    suppressed."""
     geofence = await geofence_service.get_geofence(session, staff.organisation_id, geofence_id)
     now = datetime.now(UTC)
     until = until or now

@@ -97,10 +97,14 @@ class Candidate(BaseModel):
 
 class StatsBucket(BaseModel):
     start: datetime
-    residents_checkins: int | None = Field(description="null when suppressed (< 10 people)")
+    residents_checkins: int | None = Field(
+        description="null when suppressed (fewer people than min_cell_size, default 10)"
+    )
     residents_distinct: int | None
-    staff_checkins: int
-    staff_distinct: int
+    staff_checkins: int | None = Field(
+        description="null when suppressed: staff cells follow the same threshold as residents'"
+    )
+    staff_distinct: int | None
 
 
 class CheckInStats(BaseModel):

@@ -400,8 +400,8 @@ class StatsRow:
     start: datetime
     residents_checkins: int | None
     residents_distinct: int | None
-    staff_checkins: int
-    staff_distinct: int
+    staff_checkins: int | None
+    staff_distinct: int | None
 
 
 async def stats(
@@ -418,16 +418,19 @@ async def stats(
     rows = await repository.stats(
         session, organisation_id, geofence.id, bucket=bucket, since=since, until=until, tz=tz
     )
+    # Staff cells are suppressed like residents': with one field worker on shift, "1 staff
+    # check-in here, 14:00-15:00" is where that worker was, and a worker's location is shown to
+    # no one but themself (docs/privacy.md, "Staff members").
+    small = settings.stats_min_cell_size
     out = []
     for start, r_n, r_people, s_n, s_people in rows:
-        suppressed = r_people < settings.stats_min_cell_size
         out.append(
             StatsRow(
                 start=start,
-                residents_checkins=None if suppressed else r_n,
-                residents_distinct=None if suppressed else r_people,
-                staff_checkins=s_n,
-                staff_distinct=s_people,
+                residents_checkins=None if r_people < small else r_n,
+                residents_distinct=None if r_people < small else r_people,
+                staff_checkins=None if s_people < small else s_n,
+                staff_distinct=None if s_people < small else s_people,
             )
         )
     return out

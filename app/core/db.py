@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -124,6 +124,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def after_commit(session: AsyncSession, fn: Callable[[], None]) -> None:
+    """Call `fn` once this session's transaction has committed (never on a rollback): for an
+    in-memory cache of this process to drop what the commit changed (e.g. app/shifts/cache.py)."""
+    event.listen(session.sync_session, "after_commit", lambda _s: fn(), once=True)
 
 
 async def driver_connection(session: AsyncSession, *, transaction: bool = True) -> Any:

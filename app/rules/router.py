@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from app.accounts.dependencies import CurrentPrincipal, CurrentStaff, EditorUser
-from app.core.db import Session
+from app.core.db import Session, after_commit
 from app.core.deps import AppSettings
 from app.core.pagination import Page, Pagination, trim_page
 from app.core.types import BoundedDatetime, require_offset
@@ -54,8 +54,18 @@ async def put_preferences(
     )
 
 
+def _forget_shift_rules(request: Request, session: Session, staff_id: uuid.UUID) -> None:
+    """The shift gate's cache of this process drops the worker's rules at the commit (the other
+    processes when the trigger's notification arrives: app/shifts/cache.py)."""
+    cache = getattr(request.app.state, "shift_rules", None)
+    if cache is not None:
+        after_commit(session, lambda: cache.forget(staff_id))
+
+
 @router.put("/staff/{staff_id}/shift", response_model=ShiftRead)
 async def put_shift(
+    *,
+    request: Request,
     session: Session,
     settings: AppSettings,
     staff: CurrentStaff,
@@ -63,6 +73,7 @@ async def put_shift(
     body: ShiftWindow,
 ) -> ShiftRead:
     """Set a field worker's shift: the worker themself, or an admin/editor."""
+    _forget_shift_rules(request, session, staff_id)
     return ShiftRead.model_validate(
         await service.set_shift(session, settings, staff, staff_id, body)
     )
@@ -70,9 +81,14 @@ async def put_shift(
 
 @router.delete("/staff/{staff_id}/shift", response_model=ShiftRead)
 async def delete_shift(
-    session: Session, settings: AppSettings, staff: CurrentStaff, staff_id: uuid.UUID
+    request: Request,
+    session: Session,
+    settings: AppSettings,
+    staff: CurrentStaff,
+    staff_id: uuid.UUID,
 ) -> ShiftRead:
     """Clear a field worker's shift (always on shift again)."""
+    _forget_shift_rules(request, session, staff_id)
     return ShiftRead.model_validate(
         await service.set_shift(session, settings, staff, staff_id, None)
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, status
+from fastapi import APIRouter, Body, Depends, Query, Request, status
 
 from app.accounts.dependencies import EditorUser, FieldWorker
-from app.core.db import Session
+from app.core.db import Session, after_commit
 from app.core.deps import AppSettings
 from app.core.pagination import Page, Pagination
 from app.core.ratelimit import rate_limited
@@ -26,8 +26,18 @@ from app.shifts.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["shifts and tracking"])
 
+
+def _forget_rules_on_commit(request: Request, session: Session, worker: FieldWorker) -> None:
+    """This process drops the worker's cached shift rules as soon as the change commits (the
+    others when its notification arrives: app/shifts/cache.py), so their next fix here is
+    judged by the new rules even if it comes before the notification."""
+    cache = getattr(request.app.state, "shift_rules", None)
+    if cache is not None:
+        after_commit(session, lambda: cache.forget(worker.id))
+
+
 # starts, ends, pauses and resumes each write an audit entry: `shifts` scope (30 a minute)
-_LIMITED = [Depends(rate_limited("shifts"))]
+_LIMITED = [Depends(rate_limited("shifts")), Depends(_forget_rules_on_commit)]
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "Not possible in the current state (problem type says why)"}
 }

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +31,7 @@ from app.presence.models import SubjectKind
 from app.rules import repository as rules_repository
 from app.rules.windows import Prefs, effective_prefs, on_shift
 from app.shifts import repository
+from app.shifts.cache import HORIZON, PeriodRule, Rules, ShiftRulesCache
 from app.shifts.errors import (
     AlreadyPaused,
     NoOpenShift,
@@ -57,28 +58,33 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
-def shift_end(p: StaffPeriod) -> datetime:
+# a stored period, or its cached copy (the gate's rules cache: app/shifts/cache.py)
+PeriodLike = StaffPeriod | PeriodRule
+P = TypeVar("P", StaffPeriod, PeriodRule)
+
+
+def shift_end(p: PeriodLike) -> datetime:
     """When an ad-hoc shift ends (or ended): by the worker, or by itself at `ends_by`."""
     ends = [t for t in (p.ended_at, p.ends_by) if t is not None]
     return min(ends) if ends else FOREVER
 
 
-def _covers(p: StaffPeriod, t: datetime) -> bool:
+def _covers(p: PeriodLike, t: datetime) -> bool:
     end = shift_end(p) if p.kind == PeriodKind.shift.value else (p.ended_at or FOREVER)
     return p.started_at <= t < end
 
 
 @dataclass(frozen=True)
-class Tracking:
+class Tracking(Generic[P]):
     """Everything that decides whether a worker may be located, loaded once."""
 
     prefs: Prefs
-    periods: list[StaffPeriod]
+    periods: Sequence[P]
 
     def paused_at(self, t: datetime) -> bool:
         return any(p.kind == PeriodKind.pause.value and _covers(p, t) for p in self.periods)
 
-    def adhoc_at(self, t: datetime) -> StaffPeriod | None:
+    def adhoc_at(self, t: datetime) -> P | None:
         found = [p for p in self.periods if p.kind == PeriodKind.shift.value and _covers(p, t)]
         return found[0] if found else None
 
@@ -100,10 +106,37 @@ class Tracking:
 
 async def load_tracking(
     session: AsyncSession, settings: Settings, staff_id: uuid.UUID, since: datetime
-) -> Tracking:
+) -> Tracking[StaffPeriod]:
     row = (await rules_repository.preferences_of(session, [staff_id])).get(staff_id)
     prefs = effective_prefs(settings, "staff", row)
     return Tracking(prefs, await repository.periods_overlapping(session, staff_id, since))
+
+
+async def _gate_tracking(
+    session: AsyncSession,
+    settings: Settings,
+    staff_id: uuid.UUID,
+    *,
+    since: datetime,
+    now: datetime,
+    cache: ShiftRulesCache | None,
+) -> Tracking[StaffPeriod] | Tracking[PeriodRule]:
+    """The worker's rules from the cache (app/shifts/cache.py), or loaded and cached: the
+    rules only, each fix is still judged at its own time."""
+    if cache is None:
+        return await load_tracking(session, settings, staff_id, since)
+    rules = cache.get(staff_id, since)
+    if rules is None:
+        generation = cache.generation  # before asking: a change notified meanwhile wins
+        load_since = min(since, now - HORIZON)
+        loaded = await load_tracking(session, settings, staff_id, load_since)
+        rules = Rules(
+            loaded.prefs,
+            tuple(PeriodRule(p.kind, p.started_at, p.ends_by, p.ended_at) for p in loaded.periods),
+            load_since,
+        )
+        cache.put(staff_id, rules, generation)
+    return Tracking(rules.prefs, rules.periods)
 
 
 async def check_times(
@@ -112,26 +145,30 @@ async def check_times(
     staff_id: uuid.UUID,
     times: Sequence[datetime],
     now: datetime | None = None,
+    cache: ShiftRulesCache | None = None,
 ) -> list[bool]:
     """One flag per fix time: may the worker be located then? Raises `OffShift` (409, nothing
     is stored) when they may not be located now."""
     now = now or datetime.now(UTC)
     since = min([now, *(_aware(t) for t in times)])
-    tracking = await load_tracking(session, settings, staff_id, since)
+    tracking = await _gate_tracking(session, settings, staff_id, since=since, now=now, cache=cache)
     if not tracking.allowed_at(now):
         raise OffShift(tracking.reason_at(now))
     return [tracking.allowed_at(t) for t in times]
 
 
-def tracking_gate(settings: Settings) -> StaffGate:
-    """The gate handed to presence by the composition root (`app.state.staff_location_gate`)."""
+def tracking_gate(
+    settings: Settings, cache: Callable[[], ShiftRulesCache | None] = lambda: None
+) -> StaffGate:
+    """The gate handed to presence by the composition root (`app.state.staff_location_gate`);
+    `cache` gives the process's rules cache while it runs (None: always ask the database)."""
 
     async def gate(
         session: AsyncSession, subject: presence_service.Subject, times: Sequence[datetime]
     ) -> list[bool]:
         if subject.kind is not SubjectKind.staff:
             return [True] * len(times)
-        return await check_times(session, settings, subject.id, times)
+        return await check_times(session, settings, subject.id, times, cache=cache())
 
     return gate
 

@@ -37,8 +37,8 @@ function empty(container, text) {
   container.append(p);
 }
 
-// points: [{label, value, extra?}] — value null means suppressed (too few people to show); the
-// optional `extra` (e.g. staff visits) is stacked on top in a second colour.
+// points: [{label, value, extra?}] — value or extra null means suppressed (too few people to
+// show); the optional `extra` (e.g. staff visits) is stacked on top in a second colour.
 export function columnChart(container, title, points, { unit = "", legend = null } = {}) {
   if (!points.length) return empty(container, "No data yet.");
   const width = 960;
@@ -68,7 +68,7 @@ export function columnChart(container, title, points, { unit = "", legend = null
     };
     if (p.value) bar(p.value, "bar", `${p.label}: ${p.value}${unit}`);
     if (p.extra) bar(p.extra, "bar ok", `${p.label}: ${p.extra}${unit} (${legend ? legend[1] : "other"})`);
-    if (p.value === null) svg.append(s("text", { x: x + bw / 2, y: top - 4, "text-anchor": "middle" }, "·"));
+    if (p.value === null || p.extra === null) svg.append(s("text", { x: x + bw / 2, y: top - 4, "text-anchor": "middle" }, "·"));
     if (i % every === 0) {
       svg.append(s("text", { x: x + bw / 2, y: height - pad.b + 14, "text-anchor": "middle" }, p.label));
     }
@@ -82,7 +82,7 @@ export function columnChart(container, title, points, { unit = "", legend = null
     key.append(swatch("bar"), ` ${legend[0]}  `, swatch("bar ok"), ` ${legend[1]}`);
     container.append(key);
   }
-  if (points.some((p) => p.value === null)) {
+  if (points.some((p) => p.value === null || p.extra === null)) {
     const note = document.createElement("p");
     note.className = "muted small";
     note.textContent = "· = fewer people than the privacy threshold: not shown.";

@@ -838,8 +838,8 @@ async function drawFootfall() {
     const keyFor = (d) => (bucket === "hour" ? d.toISOString().slice(0, 13) : d.toDateString());
     if (request !== footfallRequest) return;
     const byStart = new Map((stats.buckets || []).map((b) => [keyFor(new Date(b.start)), b]));
-    // Every hour/day of the window gets a column (no check-ins = 0); resident counts below the
-    // privacy threshold come back as null and are drawn as "·", never as 0.
+    // Every hour/day of the window gets a column (no check-ins = 0); resident and staff counts
+    // below the privacy threshold come back as null and are drawn as "·", never as 0.
     const points = [];
     for (let t = first; t <= Date.now(); t += step) {
       const label = labelFor(new Date(t), bucket);
