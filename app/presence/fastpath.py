@@ -1,4 +1,4 @@
-"""`POST /v1/pings` answered 202 without FastAPI's per-request machinery (the common case).
+"""`POST /v1/pings` answered without FastAPI's per-request machinery (the common cases).
 
 What most phones send is one fix, answered 202 once it is stored (`router.post_pings`). The
 HTTP side of that request cost ~4× the baseline's whole request in the bench profile
@@ -11,12 +11,15 @@ when nothing about it is unusual:
   hd_…` header whose token the in-process token cache already knows (app/accounts/tokens.py:
   it answers only while LISTEN/NOTIFY is healthy, so an erased device's token is refused here
   exactly when it is refused by the route);
-- a body that parses (orjson) and validates against the route's own model (`PingBatchCreate`),
-  of at most `ping_max_batch` fixes, asking for the asynchronous mode (one fix, or
-  `Prefer: respond-async`);
+- a body that parses (orjson) and passes the route's own rules (`PingBatchIn`, the same as
+  `PingBatchCreate`, into plain dicts), of at most `ping_max_batch` fixes: answered 202 when it
+  asks for the asynchronous mode (one fix, or `Prefer: respond-async`), else evaluated now by
+  the route's `PingGroups` and answered 200 with the route's own answer model (a 100-fix batch
+  spent about a third of its API CPU in FastAPI's dependency solving, its second JSON parse and
+  its model instances, docs/benchmarks.md);
 - rate limits that would let it through (the same buckets and keys as `rate_limited("ingest")`).
 
-Anything else — a missing or unknown token, a staff caller, a validation error, a batch,
+Anything else — a missing or unknown token, a staff caller, a validation error,
 `?mode=…`, a limit reached — goes on to the route unchanged, which answers it as it always
 has (its problem+json, its 401/403/409/413/422/429). Errors raised while storing (background
 location off, the database unavailable) are answered by the app's own exception handlers. The

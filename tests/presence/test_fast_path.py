@@ -357,7 +357,18 @@ async def test_background_location_off_is_the_routes_409(
     assert fast.status_code == 409
     assert fast.headers["content-type"] == "application/problem+json"
     _same_answer(fast, routed, {})
+    batch = {"pings": [_fix("off-2", 20), _fix("off-3", 10)]}  # the synchronous mode too
+    fast, by_fast = await _post(client, auth, batch)
+    routed = await client.post("/v1/pings", params={"mode": "sync"}, json=batch, headers=auth)
+    assert by_fast
+    assert fast.status_code == 409
+    _same_answer(fast, routed, {})
     assert await _queued(app) == 0
+    async with app.state.sessionmaker() as s:
+        stored = await s.scalar(
+            text("SELECT count(*) FROM pings WHERE client_id IN ('off-2', 'off-3')")
+        )
+    assert stored == 0
 
 
 async def test_unknown_erased_and_staff_callers_are_the_routes(
