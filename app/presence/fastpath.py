@@ -1,4 +1,4 @@
-"""`POST /v1/pings` answered 202 without FastAPI's per-request machinery (the common case).
+"""`POST /v1/pings` answered without FastAPI's per-request machinery (the common cases).
 
 What most phones send is one fix, answered 202 once it is stored (`router.post_pings`). The
 HTTP side of that request cost ~4× the baseline's whole request in the bench profile
@@ -11,12 +11,15 @@ when nothing about it is unusual:
   hd_…` header whose token the in-process token cache already knows (app/accounts/tokens.py:
   it answers only while LISTEN/NOTIFY is healthy, so an erased device's token is refused here
   exactly when it is refused by the route);
-- a body that parses (orjson) and validates against the route's own model (`PingBatchCreate`),
-  of at most `ping_max_batch` fixes, asking for the asynchronous mode (one fix, or
-  `Prefer: respond-async`);
+- a body that parses (orjson) and passes the route's own rules (`PingBatchIn`, the same as
+  `PingBatchCreate`, into plain dicts), of at most `ping_max_batch` fixes: answered 202 when it
+  asks for the asynchronous mode (one fix, or `Prefer: respond-async`), else evaluated now by
+  the route's `PingGroups` and answered 200 with the route's own answer model (a 100-fix batch
+  spent about a third of its API CPU in FastAPI's dependency solving, its second JSON parse and
+  its model instances, docs/benchmarks.md);
 - rate limits that would let it through (the same buckets and keys as `rate_limited("ingest")`).
 
-Anything else — a missing or unknown token, a staff caller, a validation error, a batch,
+Anything else — a missing or unknown token, a staff caller, a validation error,
 `?mode=…`, a limit reached — goes on to the route unchanged, which answers it as it always
 has (its problem+json, its 401/403/409/413/422/429). Errors raised while storing (background
 location off, the database unavailable) are answered by the app's own exception handlers. The
@@ -29,7 +32,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,8 +42,14 @@ from app.core.ratelimit import take_if_free
 from app.core.security import DEVICE_TOKEN_PREFIX, hash_token
 from app.presence import service
 from app.presence.acks import AckGroups
+from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
-from app.presence.schemas import PingBatchCreate
+from app.presence.schemas import EventRead, PingBatchIn, PingBatchRead, PingIssue
+
+# the route's body model as plain dicts: the same rules (and so the same values accepted),
+# without a model instance per fix
+_BODY: TypeAdapter[PingBatchIn] = TypeAdapter(PingBatchIn)
+_ANSWER: TypeAdapter[PingBatchRead] = TypeAdapter(PingBatchRead)
 
 PATH = "/v1/pings"
 _JSON = b"application/json"
@@ -135,33 +144,42 @@ class PingFastPath:
             return
         device_id, organisation_id = identity
         subject = service.Subject(SubjectKind.device, device_id, organisation_id)
-        batch = service.BatchRequest(subject, request, True)
+        pings, wants_async = request
+        batch = service.BatchRequest(subject, pings, True)
         scope["route"] = _ROUTE
         PING_FAST_PATH.inc()
-        acks: AckGroups = app.state.ack_groups
         try:
-            ack = await acks.enqueue(None, batch, sessions=app.state.sessionmaker)
+            if wants_async:
+                acks: AckGroups = app.state.ack_groups
+                ack = await acks.enqueue(None, batch, sessions=app.state.sessionmaker)
+            else:
+                result = await _ingest(app, batch)
         except Exception as exc:
             if not await _handled(app, scope, receive, send, exc):
                 raise
             return
-        answer = orjson.dumps(
-            {
-                "status": "queued",
-                "accepted": len(ack.accepted),
-                "accepted_ids": ack.accepted,
-                "duplicates": len(ack.duplicates),
-                "duplicate_ids": ack.duplicates,
-                "rejected": ack.rejected,
-                "flagged": ack.flagged,
-            }
-        )
+        if wants_async:
+            status, headers = 202, _HEADERS_202
+            answer = orjson.dumps(
+                {
+                    "status": "queued",
+                    "accepted": len(ack.accepted),
+                    "accepted_ids": ack.accepted,
+                    "duplicates": len(ack.duplicates),
+                    "duplicate_ids": ack.duplicates,
+                    "rejected": ack.rejected,
+                    "flagged": ack.flagged,
+                }
+            )
+        else:
+            status, headers = 200, []
+            answer = _batch_answer(result)
         await send(
             {
                 "type": "http.response.start",
-                "status": 202,
+                "status": status,
                 "headers": [
-                    *_HEADERS_202,
+                    *headers,
                     (b"content-length", str(len(answer)).encode()),
                     (b"content-type", _JSON),
                 ],
@@ -186,32 +204,61 @@ class PingFastPath:
     @staticmethod
     def _request(
         body: bytes, settings: Settings, prefer: bytes | None
-    ) -> list[service.PingInput] | None:
-        """The fixes of an asynchronous request the route would accept; None: the route decides."""
-        wants_async = prefers_async(prefer.decode("latin-1") if prefer is not None else None)
-        if not wants_async and body.count(b"recorded_at") > 1:
-            return None  # a synchronous batch (or looks like one): the route's, unparsed
+    ) -> tuple[list[service.PingInput], bool] | None:
+        """The fixes of a request the route would accept, and whether it asks for the 202.
+
+        None: the route decides (a body it would refuse, or too many fixes)."""
         try:
-            parsed = PingBatchCreate.model_validate(orjson.loads(body))
+            parsed = _BODY.validate_python(orjson.loads(body))
         except (orjson.JSONDecodeError, ValidationError):
             return None
-        pings = parsed.pings
+        pings = parsed["pings"]
         if len(pings) > settings.ping_max_batch:
             return None
-        if len(pings) != 1 and not wants_async:
-            return None  # a synchronous batch: the route's
+        wants_async = len(pings) == 1 or prefers_async(
+            prefer.decode("latin-1") if prefer is not None else None
+        )
+        in_utc = service.in_utc
         return [
             service.PingInput(
-                id=p.id,
-                lon=p.lon,
-                lat=p.lat,
-                recorded_at=service.in_utc(p.recorded_at),
-                accuracy_m=p.accuracy_m,
-                speed_mps=p.speed_mps,
-                heading=p.heading,
+                p["id"],
+                p["lon"],
+                p["lat"],
+                in_utc(p["recorded_at"]),
+                p.get("accuracy_m"),
+                p.get("speed_mps"),
+                p.get("heading"),
             )
             for p in pings
-        ]
+        ], wants_async
+
+
+async def _ingest(app: Any, batch: service.BatchRequest) -> service.BatchResult:
+    """The synchronous mode: evaluated (with other requests' batches) and committed, as the
+    route does with its request's session."""
+    groups: PingGroups = app.state.ping_groups
+    async with app.state.sessionmaker() as session:
+        try:
+            result = await groups.ingest(session, batch)
+        except BaseException:
+            await session.rollback()
+            raise
+        if session.in_transaction():
+            await session.commit()
+        return result
+
+
+def _batch_answer(result: service.BatchResult) -> bytes:
+    """The route's 200 body to the byte: its answer model, written by pydantic as FastAPI
+    writes a route's `response_model` (`dump_json`, by alias)."""
+    answer = PingBatchRead(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=[PingIssue(**r) for r in result.rejected],
+        events=[EventRead.from_row(e) for e in result.events],
+        flagged=[PingIssue(**r) for r in result.flagged],
+    )
+    return _ANSWER.dump_json(answer, by_alias=True)
 
 
 async def _handled(app: Any, scope: Scope, receive: Receive, send: Send, exc: Exception) -> bool:

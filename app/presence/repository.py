@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -414,6 +415,12 @@ class BatchWrite:
     stay: Stay | None = None  # the subject's stay after the batch (written with `last`)
 
 
+def _json_text(value: Any) -> str:
+    """JSON text for a jsonb parameter: orjson (a tenth of `json.dumps`' time for an event's
+    explanation or a stay); non-string keys written as strings, as `json.dumps` does."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> None:
     """Store the batches' pings, presence, last fixes and events in one statement.
 
@@ -469,7 +476,7 @@ async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> Non
         [f.lat for f in lasts],
         [f.accuracy_m for f in lasts],
         [
-            json.dumps(b.stay.to_json()) if b.stay is not None else None
+            _json_text(b.stay.to_json()) if b.stay is not None else None
             for b in batches
             if b.last is not None
         ],
@@ -482,7 +489,7 @@ async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> Non
         [e["lon"] for e in events],
         [e["lat"] for e in events],
         [e["accuracy_m"] for e in events],
-        [json.dumps(e["explanation"]) for e in events],
+        [_json_text(e["explanation"]) for e in events],
         [e["suppressed_reason"] for e in events],
     )
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from app.core.types import BoundedDatetime, Flag
 from app.presence.models import EventType, PresenceState
@@ -35,6 +36,28 @@ class PingCreate(StrictModel):
 
 class PingBatchCreate(StrictModel):
     pings: list[PingCreate] = Field(description="Up to 1,000 fixes in any order.")
+
+
+# The same body as plain dicts, for `app/presence/fastpath.py`: the same fields, types and
+# constraints, so exactly the same bodies pass (tests/presence/test_fast_path.py holds them
+# together); no model instance per fix. Errors are never taken from it: a body it refuses goes
+# to the route, whose model answers the 422.
+class PingIn(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    lon: float
+    lat: float
+    accuracy_m: NotRequired[float | None]
+    recorded_at: BoundedDatetime
+    speed_mps: NotRequired[float | None]
+    heading: NotRequired[float | None]
+
+
+class PingBatchIn(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    pings: list[PingIn]
 
 
 class PingIssue(BaseModel):

@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import serialize_response
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,8 +29,12 @@ from app.core.config import Settings
 from app.core.db import create_engine
 from app.core.metrics import PING_FAST_PATH
 from app.main import create_app
+from app.presence import fastpath
+from app.presence.router import router as pings_router
+from app.presence.schemas import PingBatchCreate, PingBatchRead
 from tests.conftest import migrated_database
 from tests.factories import create_organisation
+from tests.presence.helpers import at, create_circle
 
 ORG = "fast-town"
 
@@ -177,12 +183,112 @@ async def test_a_batch_with_prefer_respond_async_takes_the_fast_path(
     assert r.status_code == 202, r.text
     assert r.json()["accepted_ids"] == [f"p{i}" for i in range(5)]
     assert r.json()["duplicate_ids"] == ["p0"]
-    # without the preference a batch is synchronous: the route's 200 with its events
+    # without the preference a batch is synchronous: evaluated now, 200 with its events
     r, by_fast = await _post(client, auth, {"pings": [_fix("q0", 20), _fix("q1", 10)]})
-    assert not by_fast
+    assert by_fast
     assert r.status_code == 200
+    assert "preference-applied" not in r.headers
+    assert r.json()["accepted"] == 2
     assert "events" in r.json()
-    assert await _queued(app) == 5
+    assert await _queued(app) == 5  # nothing of it queued
+
+
+async def test_a_synchronous_batch_answers_as_the_route_with_the_same_events(
+    served: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """Two devices walk the same track into a place: one through the fast path, one through the
+    route (`?mode=sync`). Same events (types, places, fixes, times), and the fast path's body is
+    exactly what FastAPI writes for the route's model holding the same values."""
+    app, client = served
+    async with app.state.sessionmaker() as s:
+        org = await s.scalar(text("SELECT id FROM organisations WHERE slug = :s"), {"s": ORG})
+        place = await create_circle(s, org, 400, 0, 40, trigger_distance_m=30, dwell_s=60)
+        await s.commit()
+    now = datetime.now(UTC)
+    track = [(e, 330 - 10 * k) for k, e in enumerate(range(250, 450, 10))]  # walks in, stays
+    track += [(420, 130 - 10 * k) for k in range(12)]
+    odd = 'ü\u2028\t"\\x'
+
+    def fix(pid: str, ago: float, **extra: Any) -> dict[str, Any]:
+        return {**_fix(pid), "recorded_at": (now - timedelta(seconds=ago)).isoformat(), **extra}
+
+    def body(prefix: str) -> dict[str, Any]:
+        pings = []
+        for k, (east, ago) in enumerate(track):
+            lon, lat = at(east, 0)
+            pings.append(fix(f"{prefix}-{odd}-{k}", ago, lon=lon, lat=lat, accuracy_m=5.0))
+        pings.append(dict(pings[0]))  # repeated: a duplicate
+        pings.append(fix(f"{prefix}-far", 30, lon=500))  # rejected
+        pings.append(fix(f"{prefix}-vague", 25, accuracy_m=900))  # flagged
+        return {"pings": pings}
+
+    fast_auth, route_auth = await _device(client), await _device(client)
+    fast, by_fast = await _post(client, fast_auth, body("f"))
+    routed = await client.post(
+        "/v1/pings", params={"mode": "sync"}, json=body("r"), headers=route_auth
+    )
+    assert by_fast
+    assert fast.status_code == routed.status_code == 200, (fast.text, routed.text)
+    assert fast.headers["content-type"] == routed.headers["content-type"] == "application/json"
+    assert fast.headers["x-content-type-options"] == "nosniff"
+    mine, theirs = fast.json(), routed.json()
+    events = mine.pop("events")
+    assert [(e["type"], e["geofence_id"], e["ping_id"][2:], e["occurred_at"]) for e in events] == [
+        (e["type"], e["geofence_id"], e["ping_id"][2:], e["occurred_at"])
+        for e in theirs.pop("events")
+    ]
+    assert {e["type"] for e in events} >= {"enter", "dwell"}
+    assert {e["geofence_id"] for e in events} == {str(place)}
+    assert json.dumps(mine).replace('"f-', '"r-') == json.dumps(theirs)
+    assert mine["rejected"]
+    assert mine["flagged"]
+    assert mine["duplicates"] == 1
+    # byte for byte what FastAPI writes for the route's answer model holding these values
+    route = next(r for r in pings_router.routes if getattr(r, "path", "") == "/v1/pings")
+    content = await serialize_response(
+        field=route.response_field,  # type: ignore[attr-defined]
+        response_content=PingBatchRead.model_validate_json(fast.content),
+        dump_json=True,
+    )
+    assert fast.content == content
+    assert await _queued(app) == 0
+
+
+async def test_the_fast_path_accepts_exactly_the_bodies_the_route_model_accepts() -> None:
+    """Its plain-dict validator and the route's model: same verdicts, same values."""
+    good = _fix("v-1", accuracy_m=12.5, speed_mps=-1, heading=None)
+    bodies: list[Any] = [
+        {"pings": [good]},
+        {"pings": []},
+        {"pings": [{**good, "lon": "1.5"}]},
+        {"pings": [{**good, "lon": True}]},
+        {"pings": [{**good, "id": 7}]},
+        {"pings": [{**good, "id": ""}]},
+        {"pings": [{**good, "id": "x" * 65}]},
+        {"pings": [{**good, "id": "x" * 64}]},
+        {"pings": [{**good, "recorded_at": "2026-12-03T10:00:00"}]},
+        {"pings": [{**good, "recorded_at": "2026-12-03"}]},
+        {"pings": [{**good, "recorded_at": 1_764_000_000}]},
+        {"pings": [{**good, "recorded_at": "3000-01-01T00:00:00+00:00"}]},
+        {"pings": [{**good, "recorded_at": "2999-12-31T23:30:00-01:00"}]},
+        {"pings": [{**good, "recorded_at": "1900-01-01T00:30:00+01:00"}]},
+        {"pings": [{**good, "accuracy_m": None, "extra": 1}]},
+        {"pings": [{k: v for k, v in good.items() if k != "lat"}]},
+        {"pings": [good], "more": []},
+        {"pings": {"0": good}},
+        {"pings": None},
+        [good],
+    ]
+    for raw in bodies:
+        try:
+            want: Any = PingBatchCreate.model_validate(raw).model_dump(exclude_unset=True)
+        except ValidationError:
+            want = "refused"
+        try:
+            got: Any = fastpath._BODY.validate_python(raw)
+        except ValidationError:
+            got = "refused"
+        assert got == want, raw
 
 
 async def test_bad_input_is_left_to_the_route_and_stores_nothing(
@@ -251,7 +357,18 @@ async def test_background_location_off_is_the_routes_409(
     assert fast.status_code == 409
     assert fast.headers["content-type"] == "application/problem+json"
     _same_answer(fast, routed, {})
+    batch = {"pings": [_fix("off-2", 20), _fix("off-3", 10)]}  # the synchronous mode too
+    fast, by_fast = await _post(client, auth, batch)
+    routed = await client.post("/v1/pings", params={"mode": "sync"}, json=batch, headers=auth)
+    assert by_fast
+    assert fast.status_code == 409
+    _same_answer(fast, routed, {})
     assert await _queued(app) == 0
+    async with app.state.sessionmaker() as s:
+        stored = await s.scalar(
+            text("SELECT count(*) FROM pings WHERE client_id IN ('off-2', 'off-3')")
+        )
+    assert stored == 0
 
 
 async def test_unknown_erased_and_staff_callers_are_the_routes(
