@@ -8,8 +8,12 @@ PYTEST_ARGS ?=
 
 .PHONY: run test test-citus citus-deps lint typecheck pytest deps system-deps bench worker clean-data fmt
 
+# Compiled to bytecode once here: with PYTHONDONTWRITEBYTECODE set (as on many CI machines)
+# Python never writes a cache, so every process compiled all of its imports from source again,
+# ~2 s of CPU for each `serve`, CLI and worker process the tests start (dozens per run).
 deps:
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
+	@$(UV) run --frozen python -m compileall -q -j 0 app >/dev/null
 
 # Server binaries (PostgreSQL, PostGIS) are installed on demand by the cluster manager itself;
 # the browser tests need Chromium from the distribution (no browser downloads).

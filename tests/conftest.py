@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from app.core import security
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT, Environment, Settings
 from app.core.db import get_session
@@ -46,30 +48,96 @@ def _test_cluster() -> EmbeddedCluster:
     return EmbeddedCluster(data_dir=PROJECT_ROOT / ".data" / "test-pg", port=TEST_PORT)
 
 
+class _HashOncePerPassword(PasswordHasher):
+    """The app's argon2id hasher, with its parameters, that hashes each password once per run.
+
+    Hashing is slow on purpose (about 0.2 s of CPU, twice that on a busy 2-core machine) and
+    hundreds of test users share a handful of passwords. A repeated password gets the hash
+    already made for it: still a real argon2id hash with the production parameters, verified
+    at every login as in production; only the salt is shared between those test users (as
+    tests/offers/helpers.quick_staff always did)."""
+
+    def __init__(self, real: PasswordHasher) -> None:
+        super().__init__(
+            time_cost=real.time_cost,
+            memory_cost=real.memory_cost,
+            parallelism=real.parallelism,
+            hash_len=real.hash_len,
+            salt_len=real.salt_len,
+            type=real.type,
+        )
+        self._made: dict[str | bytes, str] = {}
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        if salt is not None:
+            return super().hash(password, salt=salt)
+        if password not in self._made:
+            self._made[password] = super().hash(password)
+        return self._made[password]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hash_each_password_once() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(security, "_hasher", _HashOncePerPassword(security._hasher))
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedCluster]:
     cluster = _test_cluster()
     was_running = cluster.is_running()
     cluster.ensure_running()
     yield cluster
+    if _TEMPLATE_MADE:
+        cluster.drop_database(TEMPLATE_DATABASE)
     if not was_running:
         cluster.stop()
+
+
+def _upgrade_to_head(url: str) -> None:
+    from alembic import command
+
+    from app.core.ops import alembic_config
+
+    cfg = alembic_config(url)
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")
+
+
+# Every fresh database of a run (the suite's own, the per-module ones, each live server's) is a
+# copy of one database migrated to head once per run: `CREATE DATABASE … TEMPLATE` copies its
+# files in a fraction of a second, where running every migration again takes seconds each time.
+# Nothing connects to the template after its migration (a copy needs it idle). The migrations
+# themselves are still run here, once per run, and up and down in tests/core/test_migrations.py.
+# On Citus every database is created on each node with its extensions instead (app/core/citus.py).
+TEMPLATE_DATABASE = f"hereabouts_template_{os.getpid()}"
+_TEMPLATE_MADE: list[bool] = []
+
+
+def fresh_database(pg_cluster: EmbeddedCluster, name: str, *, migrated: bool = True) -> str:
+    """(Re)create database `name` on the test cluster, migrated to head unless told not to;
+    its URL. The caller drops it."""
+    pg_cluster.drop_database(name)
+    if not migrated or ON_CITUS:
+        pg_cluster.ensure_database(name)
+        if migrated:
+            _upgrade_to_head(pg_cluster.url(name))
+        return pg_cluster.url(name)
+    if not _TEMPLATE_MADE:
+        pg_cluster.drop_database(TEMPLATE_DATABASE)
+        pg_cluster.ensure_database(TEMPLATE_DATABASE)
+        _upgrade_to_head(pg_cluster.url(TEMPLATE_DATABASE))
+        _TEMPLATE_MADE.append(True)
+    pg_cluster.psql(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DATABASE}"')
+    return pg_cluster.url(name)
 
 
 @contextmanager
 def migrated_database(pg_cluster: EmbeddedCluster, prefix: str) -> Iterator[str]:
     """A fresh database on the test cluster, migrated to head, dropped afterwards."""
-    from alembic import command
-
-    from app.core.ops import alembic_config
-
     name = f"{prefix}_{os.getpid()}"
-    pg_cluster.drop_database(name)
-    pg_cluster.ensure_database(name)
-    url = pg_cluster.url(name)
-    cfg = alembic_config(url)
-    cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
+    url = fresh_database(pg_cluster, name)
     try:
         yield url
     finally:

@@ -6,6 +6,7 @@ own that is dropped afterwards and never touches the rolled-back per-test transa
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,14 +14,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT
+from tests.conftest import fresh_database
 
 
 def free_port() -> int:
@@ -69,6 +74,35 @@ class LiveServer:
         return res.json() if res.content else None
 
 
+def create_admin(url: str, email: str, organisation: str, password: str) -> None:
+    """What `hereabouts users create-admin` does, in this process (no interpreter to start and
+    no app to import again, seconds on a busy machine). The command itself is run by
+    `LiveServer.create_admin` (tests/web) and tests/core/test_data_dir_ownership.py."""
+    from app.accounts import service
+    from app.accounts.models import Role
+
+    async def create() -> None:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with AsyncSession(engine) as session:
+                org = await service.get_or_create_organisation(session, organisation, organisation)
+                await service.create_user(
+                    session,
+                    org.id,
+                    email=email,
+                    full_name="Administrator",
+                    password=password,
+                    role=Role.admin,
+                )
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    # its own thread and event loop: callers may be inside the test session's running loop
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result()
+
+
 @contextmanager
 def live_server(
     pg_cluster: EmbeddedCluster,
@@ -80,11 +114,10 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """Start `hereabouts serve` (1 worker, no in-process delivery worker) on a fresh database."""
     db_name = f"{name}_{os.getpid()}"
-    pg_cluster.drop_database(db_name)
-    pg_cluster.ensure_database(db_name)
+    url = fresh_database(pg_cluster, db_name)  # migrated: create-admin's upgrade has nothing to do
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEREABOUTS_")} | {
-        "HEREABOUTS_DATABASE_URL": pg_cluster.url(db_name),
+        "HEREABOUTS_DATABASE_URL": url,
         "HEREABOUTS_ENVIRONMENT": "test",
         "HEREABOUTS_RATE_LIMIT_ENABLED": "false",
         "HEREABOUTS_RUN_WORKER_IN_PROCESS": "false",
@@ -95,13 +128,7 @@ def live_server(
         **(extra_env or {}),
     }
     cli = [sys.executable, "-m", "app.cli"]
-    subprocess.run(
-        [*cli, "users", "create-admin", "--email", admin[0], "--organisation", organisation],
-        cwd=PROJECT_ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    create_admin(url, admin[0], organisation, admin[1])
     proc = subprocess.Popen(
         [*cli, "serve", "--no-migrate", "--port", str(port), "--workers", "1"],
         cwd=PROJECT_ROOT,

@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT, Settings
 from app.notifications.vapid import VapidSigner, generate_private_key, private_key_pem
-from tests.live import free_port
+from tests.conftest import fresh_database
+from tests.live import create_admin, free_port
 from tests.notifications.fake_push import FakePushService
 
 LON, LAT = -1.2577, 51.752
@@ -95,8 +96,7 @@ async def wait_for(check: Callable[[], Awaitable[bool]]) -> None:
 @pytest.fixture
 async def database(pg_cluster: EmbeddedCluster) -> AsyncIterator[tuple[str, AsyncEngine]]:
     name = f"lone_replicas_{os.getpid()}"
-    pg_cluster.drop_database(name)
-    pg_cluster.ensure_database(name)
+    fresh_database(pg_cluster, name)
     engine = create_async_engine(pg_cluster.url(name))
     yield pg_cluster.url(name), engine
     await engine.dispose()
@@ -147,14 +147,7 @@ async def test_one_prompt_and_one_alarm_per_visit_across_two_replicas_and_a_rest
         "HEREABOUTS_LONE_WORKING_ALARM_GRACE_S": str(ALARM_GRACE_S),
         "HEREABOUTS_LONE_WORKING_LADDER_S": "[3600]",
     }
-    subprocess.run(
-        [sys.executable, "-m", "app.cli", "users", "create-admin"]
-        + ["--email", "admin@replicas.example", "--organisation", "replica-town"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    create_admin(url, "admin@replicas.example", "replica-town", PASSWORD)
     a, b = Replica(env), Replica(env)
     try:
         await asyncio.gather(a.start(), b.start())

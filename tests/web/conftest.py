@@ -70,6 +70,8 @@ def web_server(pg_cluster: EmbeddedCluster) -> Iterator[LiveServer]:
             "HEREABOUTS_TILE_URL": "/tiles/{z}/{x}/{y}.png",
             # A key of the test's own, shared with the delivery worker the push test runs.
             "HEREABOUTS_VAPID_PRIVATE_KEY": private_key_pem(generate_private_key()).decode(),
+            # the Webhooks tab's receiver is on loopback (tests/web/test_webhooks_tab.py)
+            "HEREABOUTS_WEBHOOK_ALLOW_LOOPBACK": "true",
         },
     ) as server:
         yield server

@@ -69,20 +69,25 @@ async def test_admin_invites_changes_role_deactivates_and_resets_with_an_audit_t
     await expect(worker.locator("#task-form")).to_be_hidden()
     assert await serious_accessibility_violations(worker) == []
 
-    # Made an editor: the worker's old session ends at its next request.
+    # Made an editor: the worker's old session ends at its next request. That is the Tasks
+    # filter below, unless a load the console started at sign-in was still on its way (a loaded
+    # machine, a big shared organisation) and got there first: then the workspace is already
+    # hidden, signed out, with its controls. So the filter is changed even when hidden (force:
+    # no waiting for it to show); both ways end at the login view.
     await row.get_by_label(f"Role of {name}").select_option("editor")
     await expect(console.locator("#status")).to_contain_text("their sessions have ended")
-    await worker.get_by_label("Show", exact=True).select_option("done")
+    await worker.get_by_label("Show", exact=True).select_option("done", force=True)
     await expect(worker.locator("#login-view")).to_be_visible()
     await expect(worker.locator("#status")).to_contain_text("ended by an administrator")
     await sign_in_console(worker, email, password)
     await expect(worker.locator("#task-form")).to_be_visible()  # an editor now writes tasks
 
-    # Deactivated: signed out at once, and the password no longer works.
+    # Deactivated: signed out at once, and the password no longer works. As above: the next
+    # request may be the filter or a load from the sign-in just before (seen in a full run, where
+    # the Tasks tab was already hidden when clicked); the Tasks panel is still the one shown.
     await row.get_by_role("button", name=f"Deactivate {name}").click()
     await expect(row).to_contain_text("deactivated")
-    await worker.get_by_role("tab", name="Tasks").click()
-    await worker.get_by_label("Show", exact=True).select_option("open")
+    await worker.get_by_label("Show", exact=True).select_option("open", force=True)
     await expect(worker.locator("#login-view")).to_be_visible()
     login = worker.locator("#login-form")
     await login.get_by_label("Email").fill(email)

@@ -5,16 +5,15 @@ replays a message (same webhook-id), and sees the banner when a 410 disables the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, expect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.cluster import EmbeddedCluster
 from app.core.config import Environment, Settings
 from app.webhooks.worker import WebhookWorker
-from tests.live import LiveServer, live_server
+from tests.live import LiveServer, create_admin
 from tests.web.conftest import new_context, open_page, screenshot, unlabelled_controls
 from tests.webhooks.conftest import Receiver
 
@@ -22,15 +21,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def hooks_server(pg_cluster: EmbeddedCluster) -> Iterator[LiveServer]:
-    with live_server(
-        pg_cluster,
-        "hereabouts_web_webhooks",
+def hooks_server(web_server: LiveServer) -> LiveServer:
+    """The suite's web server (it allows loopback receivers), as the admin of an organisation
+    of this module's own: no other organisation there has a webhook endpoint."""
+    admin = ("admin@hook-town.example", "hook-admin-password")
+    create_admin(web_server.env["HEREABOUTS_DATABASE_URL"], admin[0], "hook-town", admin[1])
+    return LiveServer(
+        base=web_server.base,
+        admin_email=admin[0],
+        admin_password=admin[1],
         organisation="hook-town",
-        admin=("admin@hook-town.example", "hook-admin-password"),
-        extra_env={"HEREABOUTS_WEBHOOK_ALLOW_LOOPBACK": "true"},
-    ) as server:
-        yield server
+        env=web_server.env,
+    )
 
 
 @pytest.fixture

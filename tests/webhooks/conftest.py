@@ -38,6 +38,9 @@ class Receiver:
         self.routes: dict[str, Route] = {}
         self.runner: web.AppRunner | None = None
         self.port = 0
+        # set by stop(): a hanging answer ends then, instead of holding the server's shutdown
+        # for its 60 s grace (as tests/notifications/fake_push.py does)
+        self.release = asyncio.Event()
 
     async def start(self) -> Receiver:
         app = web.Application()
@@ -50,6 +53,7 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        self.release.set()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -62,7 +66,8 @@ class Receiver:
         route.requests += 1
         body = await request.read()
         if route.hang:
-            await asyncio.sleep(3600)
+            await self.release.wait()
+            return web.Response(status=503, text="stopped")
         try:
             Webhook(route.secret).verify(body, dict(request.headers))
         except WebhookVerificationError:
