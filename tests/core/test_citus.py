@@ -18,9 +18,10 @@ from sqlalchemy.pool import NullPool
 
 from app.core import citus
 from app.core.cluster import EmbeddedCluster
+from app.core.config import Settings
 from app.core.ops import alembic_config
 from app.models import metadata
-from tests.conftest import ON_CITUS, migrated_database
+from tests.conftest import ON_CITUS, empty_tables, migrated_database
 
 citus_only = pytest.mark.skipif(not ON_CITUS, reason="runs under `make test-citus`")
 single_only = pytest.mark.skipif(ON_CITUS, reason="runs under `make test`")
@@ -197,3 +198,34 @@ def test_shards_move_while_pings_flow_without_errors_or_losses(
     assert sent > 0
     assert stored == sent, report
     assert nodes == 2, report  # both workers hold pings shards again
+
+
+async def test_emptying_tables_for_a_test_reaches_what_truncate_cascade_would(
+    db: AsyncSession, settings: Settings
+) -> None:
+    """The end-to-end fixtures empty their database with `empty_tables` (DELETE on Citus, where
+    TRUNCATE ... CASCADE takes seconds): the tables named and every table that references one,
+    the ping path's per-subject tables included, are emptied."""
+    from app.presence import service
+    from app.presence.models import SubjectKind
+    from tests.factories import create_organisation, create_resident
+    from tests.presence.helpers import T0, at, create_circle
+
+    org = await create_organisation(db)
+    await create_circle(db, org.id, 0, 0, 40, dwell_s=60)
+    resident = await create_resident(db, org)
+    pings = [
+        service.PingInput(f"e{i}", *at(5, 0), T0 + timedelta(seconds=10 * i), accuracy_m=10.0)
+        for i in range(10)
+    ]
+    subject = service.Subject(SubjectKind.device, resident.id, org.id)
+    result = await service.ingest_ping_batch(db, settings, subject, pings)
+    assert result.events  # presence, its subject row and events were written
+    owned = ["organisations", "devices", "geofences", "pings", "presence", "presence_subjects"]
+    owned.append("presence_events")
+    conn = await db.connection()
+    for table in owned:
+        assert await conn.scalar(text(f"SELECT count(*) FROM {table}")), table
+    await empty_tables(conn, "pings", "organisations")  # pings have no foreign key: named
+    for table in owned:
+        assert await conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
