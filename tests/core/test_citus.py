@@ -126,6 +126,62 @@ def test_a_table_a_later_migration_adds_is_placed_at_head(fresh_url: str) -> Non
     assert rows == [("reference",)]
 
 
+@citus_only
+def test_presence_moves_between_reference_and_by_subject_with_migration_0036(
+    fresh_url: str,
+) -> None:
+    """Databases placed before 0036 held presence and the subjects' rows as reference tables:
+    the downgrade puts them back there, the upgrade distributes them again, rows kept."""
+
+    async def run(sql: str) -> list[tuple[object, ...]]:
+        engine = create_async_engine(fresh_url, poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(sql))
+                return [tuple(r) for r in result.all()] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    placement = (
+        "SELECT table_name::text, citus_table_type, colocation_id = (SELECT colocation_id "
+        "FROM citus_tables WHERE table_name = 'pings'::regclass) FROM citus_tables "
+        "WHERE table_name::text IN ('presence', 'presence_subjects') ORDER BY 1"
+    )
+    org, subject = "7d0f2c0e-0000-4000-8000-000000000001", "7d0f2c0e-0000-4000-8000-000000000002"
+    asyncio.run(run(f"INSERT INTO organisations (id, slug, name) VALUES ('{org}', 'o-0036', 'o')"))
+    asyncio.run(
+        run(
+            "INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id) "
+            f"VALUES ('{subject}', 'device', '{org}')"
+        )
+    )
+    assert asyncio.run(run(placement)) == [
+        ("presence", "distributed", True),
+        ("presence_subjects", "distributed", True),
+    ]
+    cfg = alembic_config(fresh_url)
+    cfg.attributes["configure_logger"] = False
+    command.downgrade(cfg, "0035")
+    assert [r[:2] for r in asyncio.run(run(placement))] == [
+        ("presence", "reference"),
+        ("presence_subjects", "reference"),
+    ]
+    command.upgrade(cfg, "head")
+    assert asyncio.run(run(placement)) == [
+        ("presence", "distributed", True),
+        ("presence_subjects", "distributed", True),
+    ]
+    kept = asyncio.run(run("SELECT subject_id::text FROM presence_subjects"))
+    assert kept == [(subject,)]
+    fks = asyncio.run(
+        run(
+            "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+            "AND conrelid IN ('presence'::regclass, 'presence_subjects'::regclass) ORDER BY 1"
+        )
+    )
+    assert len(fks) == 3  # presence: organisation and place; presence_subjects: organisation
+
+
 @single_only
 async def test_single_node_has_no_citus_and_placement_does_nothing(db: AsyncSession) -> None:
     conn = await db.connection()
