@@ -51,7 +51,7 @@ CITUS_TESTS ?= tests/core/test_citus.py tests/geofences/test_import.py \
 	tests/presence/test_groups.py tests/checkins/test_checkin_offers_and_tasks.py \
 	tests/rules/test_walk.py tests/rules/test_set_based.py tests/notifications/test_worker.py \
 	tests/security/test_subject_rights.py tests/security/test_retention.py \
-	tests/accounts/test_token_cache.py
+	tests/accounts/test_token_cache.py tests/core/test_commit_retrying.py
 # Citus is built from its vendored upstream source (third_party/citus) when missing: root on
 # Debian/Ubuntu, about 3 minutes once; a no-op when installed (scripts/install-citus.sh).
 citus-deps: system-deps

@@ -29,7 +29,7 @@ from typing import Any
 from alembic import command
 from geoalchemy2 import Geography, Geometry
 from sqlalchemy import cast, func, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from app.accounts import service as accounts_service
 from app.accounts.models import Device
@@ -266,6 +266,7 @@ async def _rebalance(engine: AsyncEngine, worker_port: int) -> str:
                 {"p": worker_port},
             )
         ).scalar_one()
+        await drop_orphaned_shards(conn)  # the drained copies, before shards move back
         await conn.execute(
             text("SELECT citus_set_node_property('127.0.0.1', :p, 'shouldhaveshards', true)"),
             {"p": worker_port},
@@ -304,6 +305,9 @@ async def move_one_shard_group(engine: AsyncEngine, from_port: int, to_port: int
             )
         ).scalar_one()
         for src, dst in ((from_port, to_port), (to_port, from_port)):
+            # a move leaves the source's copy behind, dropped later; a move back onto that
+            # node is refused while it is there
+            await drop_orphaned_shards(conn)
             await conn.execute(
                 text(
                     "SELECT citus_move_shard_placement(:s, '127.0.0.1', :src, '127.0.0.1', "
@@ -312,6 +316,26 @@ async def move_one_shard_group(engine: AsyncEngine, from_port: int, to_port: int
                 {"s": shard, "src": src, "dst": dst},
             )
     return f"moved shard group of {shard} there and back in {time.monotonic() - t0:.1f} s"
+
+
+async def drop_orphaned_shards(conn: AsyncConnection, timeout_s: float = 120.0) -> None:
+    """Drop the shard copies earlier moves left behind, waiting until none is left.
+
+    Citus drops a moved shard's old copy later (its maintenance daemon, every 15 s), and only
+    with a 1 s lock timeout: while statements keep using the old copy (pings flowing, a busy
+    machine) the drop is put off again. A move onto a node that still holds such a copy fails
+    ("shard move failed as the orphaned shard ... leftover from the previous move could not be
+    cleaned up"), so ask for the drop until it succeeds. `conn` in autocommit mode.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        await conn.execute(text("CALL citus_cleanup_orphaned_resources()"))
+        left = (await conn.execute(text("SELECT count(*) FROM pg_dist_cleanup"))).scalar_one()
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{left} orphaned Citus resources still not dropped")
+        await asyncio.sleep(0.5)
 
 
 def _fresh(cluster: EmbeddedCluster, name: str) -> str:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -142,6 +143,53 @@ def migrated_database(pg_cluster: EmbeddedCluster, prefix: str) -> Iterator[str]
         yield url
     finally:
         pg_cluster.drop_database(name)
+
+
+# the tables a TRUNCATE ... CASCADE of the given ones empties: them and, transitively, every
+# table with a foreign key to one of them, each with the tables it references among them
+_CASCADE_SQL = """
+WITH RECURSIVE reach(rel) AS (
+    SELECT unnest(CAST(:tables AS regclass[]))
+    UNION
+    SELECT c.conrelid FROM pg_constraint c JOIN reach r ON c.confrelid = r.rel
+    JOIN pg_class k ON k.oid = c.conrelid
+    WHERE c.contype = 'f' AND NOT k.relispartition  -- a partition is emptied with its parent
+)
+SELECT r.rel::text,
+       array_remove(array_agg(DISTINCT c.confrelid::text), NULL) AS parents
+FROM reach r
+LEFT JOIN pg_constraint c
+  ON c.conrelid = r.rel AND c.contype = 'f' AND c.confrelid <> r.rel
+ AND c.confrelid IN (SELECT rel FROM reach)
+GROUP BY r.rel
+"""
+
+
+async def empty_tables(conn: AsyncConnection, *tables: str) -> None:
+    """Empty `tables` as `TRUNCATE ... CASCADE` would: them and every table that references one.
+
+    On Citus that TRUNCATE takes 12-23 s on the test cluster (an exclusive lock and a truncate on
+    every shard and copy of every table that belongs to an organisation, in a two-phase commit),
+    and a test database's few rows are gone in a fraction of a second with DELETE instead: every
+    table of the same set, referencing tables before the tables they reference.
+    """
+    if not ON_CITUS:
+        await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+        return
+    rows = (await conn.execute(text(_CASCADE_SQL), {"tables": list(tables)})).all()
+    parents = {rel: set(ps) for rel, ps in rows}
+    done: set[str] = set()
+
+    async def delete(rel: str, path: frozenset[str]) -> None:
+        if rel in done:
+            return
+        for child in sorted(c for c, ps in parents.items() if rel in ps and c not in path):
+            await delete(child, path | {rel})
+        done.add(rel)
+        await conn.execute(text(f"DELETE FROM {rel}"))
+
+    for rel in sorted(parents):
+        await delete(rel, frozenset())
 
 
 @pytest.fixture(scope="session")

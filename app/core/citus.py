@@ -32,6 +32,11 @@ from app.core.cluster import ClusterError, EmbeddedCluster, _is_root, find_pg_bi
 DISTRIBUTED: dict[str, str] = {
     "pings": "subject_id",
     "ingest_waypoint_anchors": "subject_id",
+    # a subject's row (its last fix, and the lock that serialises its batches) and its presence
+    # at places: with the subject filters of the ping functions, a single subject's read and
+    # write each run on the one worker holding its shards (migration 0036)
+    "presence_subjects": "subject_id",
+    "presence": "subject_id",
 }
 # the co-location group's anchor
 COLOCATE_WITH = "pings"
@@ -134,18 +139,26 @@ def place_tables(conn: Connection) -> list[str]:
         if table in DISTRIBUTED:
             if method == "h":
                 continue
+            if method == "r":  # a reference table of an earlier placement: copied back first
+                undistribute_keeping_foreign_keys(conn, table)
             # a Citus local table (added by Citus for a foreign key to a reference table) is
             # distributed as it is
             anchor = COLOCATE_WITH if table != COLOCATE_WITH else "default"
             if anchor != "default" and _placed(conn).get(anchor) != "h":
                 anchor = "default"
-            conn.execute(
-                text(
-                    "SELECT create_distributed_table(:t, :col, colocate_with => :anchor, "
-                    "shard_count => :n)"
-                ),
-                {"t": table, "col": DISTRIBUTED[table], "anchor": anchor, "n": SHARD_COUNT},
-            )
+            if anchor == "default":
+                conn.execute(
+                    text(
+                        "SELECT create_distributed_table(:t, :col, colocate_with => 'default', "
+                        "shard_count => :n)"
+                    ),
+                    {"t": table, "col": DISTRIBUTED[table], "n": SHARD_COUNT},
+                )
+            else:  # the anchor's shards (Citus refuses a shard count with a table to follow)
+                conn.execute(
+                    text("SELECT create_distributed_table(:t, :col, colocate_with => :anchor)"),
+                    {"t": table, "col": DISTRIBUTED[table], "anchor": anchor},
+                )
         else:
             if method == "r":
                 continue
@@ -211,6 +224,26 @@ def _plan_functions_per_call(conn: Connection) -> None:
     )
     for (signature,) in rows.all():
         conn.execute(text(f"ALTER FUNCTION {signature} SET plan_cache_mode = force_custom_plan"))
+
+
+def undistribute_keeping_foreign_keys(conn: Connection, table: str) -> None:
+    """Make a placed table a plain local one again, with the same foreign keys.
+
+    `undistribute_table` refuses a table with foreign keys (unless it undistributes every table
+    they reach), so they are dropped first and added back on the local table.
+    """
+    fks = conn.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid = CAST(:t AS regclass) ORDER BY conname"
+        ),
+        {"t": table},
+    ).all()
+    for name, _ in fks:
+        conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    conn.execute(text("SELECT undistribute_table(:t)"), {"t": table})
+    for name, definition in fks:
+        conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
 
 
 def unplace_tables(conn: Connection) -> list[str]:

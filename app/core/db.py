@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import (
@@ -31,6 +34,10 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import Uuid
 
 from app.core.config import Settings
+from app.core.metrics import TRANSACTION_RETRIES
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -195,3 +202,70 @@ def _compile(clause: ClauseElement) -> str:
 def integrity_error(exc: Exception, statement: str) -> sa_exc.IntegrityError:
     """An asyncpg constraint violation as SQLAlchemy's IntegrityError (→ 409 problem+json)."""
     return sa_exc.IntegrityError(statement, None, exc)
+
+
+# SQLSTATEs after which the same transaction, run again from its start, may well succeed:
+# 40P01 deadlock detected (on Citus also a distributed deadlock: two transactions locking one
+# reference-table row on different nodes' copies, docs/scaling.md) and 40001 serialization
+# failure. PostgreSQL has already rolled the victim back; the other transaction went on.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+# how many times a transaction is run in all before its conflict is the caller's error
+CONFLICT_ATTEMPTS = 4
+
+
+def conflict_sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE if `exc`, or an exception it wraps, is a deadlock or serialization failure.
+
+    Both shapes occur: SQLAlchemy's `DBAPIError` around the driver's error (`orig`, `__cause__`)
+    and asyncpg's own error from the hot paths' `driver_connection`; each carries `sqlstate`.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate in RETRYABLE_SQLSTATES:
+            return sqlstate
+        orig = getattr(current, "orig", None)
+        current = current.__cause__ or (orig if isinstance(orig, BaseException) else None)
+    return None
+
+
+async def commit_retrying(
+    session: AsyncSession,
+    work: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    attempts: int = CONFLICT_ATTEMPTS,
+) -> T:
+    """Run `work()` in `session`'s transaction and commit; again from the start on a conflict.
+
+    For callers that own their transaction (services never commit). A deadlock or serialization
+    failure (`RETRYABLE_SQLSTATES`) rolls the transaction back and runs `work` again, after a
+    short random pause so that two identical racers do not meet again, up to `attempts` runs in
+    all; any other error, or the last conflict, is rolled back and raised. `work` must do all of
+    its writes through `session` (they are undone by the rollback) and have no side effect
+    outside the database. `what` names the transaction in the log and in the
+    `hereabouts_db_transaction_retries_total` counter.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            result = await work()
+            await session.commit()
+            return result
+        except Exception as exc:
+            await session.rollback()
+            sqlstate = conflict_sqlstate(exc)
+            if sqlstate is None or attempt == attempts:
+                raise
+            TRANSACTION_RETRIES.labels(what=what, sqlstate=sqlstate).inc()
+            logger.warning(
+                "%s: %s (SQLSTATE %s), running it again (attempt %d of %d)",
+                what,
+                type(exc).__name__,
+                sqlstate,
+                attempt + 1,
+                attempts,
+            )
+            await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover

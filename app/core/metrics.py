@@ -34,3 +34,8 @@ PING_FAST_PATH = Counter(
     "hereabouts_ping_fast_path_requests_total",
     "POST /v1/pings requests answered 202 by the plain-ASGI path (app/presence/fastpath.py)",
 )
+TRANSACTION_RETRIES = Counter(
+    "hereabouts_db_transaction_retries_total",
+    "Transactions run again after a deadlock (40P01) or serialization failure (40001)",
+    ["what", "sqlstate"],
+)

@@ -11,7 +11,10 @@ Leader-based: the request that finds a free slot leads — it runs the group on 
 and commits before anyone is answered, so a 2xx always means stored. Followers give their
 connection back to the pool while they wait. Under light load every request leads at once
 (nothing waits for a timer); under heavy load groups grow by themselves. A failed group never
-fails its followers: each then runs alone, so one bad batch only fails its own request.
+fails its followers: each then runs alone, so one bad batch only fails its own request. A group
+that meets a deadlock or a serialization failure (two API processes storing one subject's
+batches at once, a distributed deadlock on Citus) is rolled back and run again from its start,
+a few times (`app.core.db.commit_retrying`), before it counts as failed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.db import commit_retrying
 from app.core.metrics import PING_GROUP_SIZE
 from app.presence import service
 from app.presence.errors import BackgroundLocationOff
@@ -127,10 +131,14 @@ class PingGroups:
         followers = group[1:]
         try:
             try:
-                outcomes = await service.ingest_ping_batches(
-                    session, self.settings, [w.request for w in group], on_events=self.on_events
+                requests = [w.request for w in group]
+                outcomes = await commit_retrying(
+                    session,
+                    lambda: service.ingest_ping_batches(
+                        session, self.settings, requests, on_events=self.on_events
+                    ),
+                    what="ping group",
                 )
-                await session.commit()
             except Exception:
                 await session.rollback()
                 if not followers:
@@ -168,16 +176,18 @@ class PingGroups:
 
     async def _alone(self, session: AsyncSession, request: BatchRequest) -> BatchResult:
         r = request
-        result = await service.ingest_ping_batch(
+        return await commit_retrying(
             session,
-            self.settings,
-            r.subject,
-            r.pings,
-            check_background_location=r.check_background_location,
-            on_events=self.on_events,
+            lambda: service.ingest_ping_batch(
+                session,
+                self.settings,
+                r.subject,
+                r.pings,
+                check_background_location=r.check_background_location,
+                on_events=self.on_events,
+            ),
+            what="ping group",
         )
-        await session.commit()
-        return result
 
 
 def _answer(w: _Waiting, outcome: BatchResult | BackgroundLocationOff | _Turn) -> None:

@@ -4,7 +4,7 @@ Lone-working pushes say "due to end at 15:30 BST" in this zone; NULL means the d
 `HEREABOUTS_TIME_ZONE` (default UTC). Set with `hereabouts organisations time-zone`.
 
 Revision ID: 0037
-Revises: 0035
+Revises: 0036
 Create Date: 2026-12-03 17:40:00+00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0037"
-down_revision: str | None = "0035"
+down_revision: str | None = "0036"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

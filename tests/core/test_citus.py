@@ -18,9 +18,10 @@ from sqlalchemy.pool import NullPool
 
 from app.core import citus
 from app.core.cluster import EmbeddedCluster
+from app.core.config import Settings
 from app.core.ops import alembic_config
 from app.models import metadata
-from tests.conftest import ON_CITUS, migrated_database
+from tests.conftest import ON_CITUS, empty_tables, migrated_database
 
 citus_only = pytest.mark.skipif(not ON_CITUS, reason="runs under `make test-citus`")
 single_only = pytest.mark.skipif(ON_CITUS, reason="runs under `make test`")
@@ -125,6 +126,62 @@ def test_a_table_a_later_migration_adds_is_placed_at_head(fresh_url: str) -> Non
     assert rows == [("reference",)]
 
 
+@citus_only
+def test_presence_moves_between_reference_and_by_subject_with_migration_0036(
+    fresh_url: str,
+) -> None:
+    """Databases placed before 0036 held presence and the subjects' rows as reference tables:
+    the downgrade puts them back there, the upgrade distributes them again, rows kept."""
+
+    async def run(sql: str) -> list[tuple[object, ...]]:
+        engine = create_async_engine(fresh_url, poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(sql))
+                return [tuple(r) for r in result.all()] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    placement = (
+        "SELECT table_name::text, citus_table_type, colocation_id = (SELECT colocation_id "
+        "FROM citus_tables WHERE table_name = 'pings'::regclass) FROM citus_tables "
+        "WHERE table_name::text IN ('presence', 'presence_subjects') ORDER BY 1"
+    )
+    org, subject = "7d0f2c0e-0000-4000-8000-000000000001", "7d0f2c0e-0000-4000-8000-000000000002"
+    asyncio.run(run(f"INSERT INTO organisations (id, slug, name) VALUES ('{org}', 'o-0036', 'o')"))
+    asyncio.run(
+        run(
+            "INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id) "
+            f"VALUES ('{subject}', 'device', '{org}')"
+        )
+    )
+    assert asyncio.run(run(placement)) == [
+        ("presence", "distributed", True),
+        ("presence_subjects", "distributed", True),
+    ]
+    cfg = alembic_config(fresh_url)
+    cfg.attributes["configure_logger"] = False
+    command.downgrade(cfg, "0035")
+    assert [r[:2] for r in asyncio.run(run(placement))] == [
+        ("presence", "reference"),
+        ("presence_subjects", "reference"),
+    ]
+    command.upgrade(cfg, "head")
+    assert asyncio.run(run(placement)) == [
+        ("presence", "distributed", True),
+        ("presence_subjects", "distributed", True),
+    ]
+    kept = asyncio.run(run("SELECT subject_id::text FROM presence_subjects"))
+    assert kept == [(subject,)]
+    fks = asyncio.run(
+        run(
+            "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+            "AND conrelid IN ('presence'::regclass, 'presence_subjects'::regclass) ORDER BY 1"
+        )
+    )
+    assert len(fks) == 3  # presence: organisation and place; presence_subjects: organisation
+
+
 @single_only
 async def test_single_node_has_no_citus_and_placement_does_nothing(db: AsyncSession) -> None:
     conn = await db.connection()
@@ -197,3 +254,34 @@ def test_shards_move_while_pings_flow_without_errors_or_losses(
     assert sent > 0
     assert stored == sent, report
     assert nodes == 2, report  # both workers hold pings shards again
+
+
+async def test_emptying_tables_for_a_test_reaches_what_truncate_cascade_would(
+    db: AsyncSession, settings: Settings
+) -> None:
+    """The end-to-end fixtures empty their database with `empty_tables` (DELETE on Citus, where
+    TRUNCATE ... CASCADE takes seconds): the tables named and every table that references one,
+    the ping path's per-subject tables included, are emptied."""
+    from app.presence import service
+    from app.presence.models import SubjectKind
+    from tests.factories import create_organisation, create_resident
+    from tests.presence.helpers import T0, at, create_circle
+
+    org = await create_organisation(db)
+    await create_circle(db, org.id, 0, 0, 40, dwell_s=60)
+    resident = await create_resident(db, org)
+    pings = [
+        service.PingInput(f"e{i}", *at(5, 0), T0 + timedelta(seconds=10 * i), accuracy_m=10.0)
+        for i in range(10)
+    ]
+    subject = service.Subject(SubjectKind.device, resident.id, org.id)
+    result = await service.ingest_ping_batch(db, settings, subject, pings)
+    assert result.events  # presence, its subject row and events were written
+    owned = ["organisations", "devices", "geofences", "pings", "presence", "presence_subjects"]
+    owned.append("presence_events")
+    conn = await db.connection()
+    for table in owned:
+        assert await conn.scalar(text(f"SELECT count(*) FROM {table}")), table
+    await empty_tables(conn, "pings", "organisations")  # pings have no foreign key: named
+    for table in owned:
+        assert await conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table

@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.notifications.vapid import VapidSigner, generate_private_key, private_key_pem
-from tests.conftest import APP_CONNECT_ARGS, migrated_database
+from tests.conftest import APP_CONNECT_ARGS, empty_tables, migrated_database
 from tests.notifications.fake_push import FakePushService
 
-PUSH_TABLES = "push_deliveries, outbox, notifications, push_subscriptions"
+PUSH_TABLES = ("push_deliveries", "outbox", "notifications", "push_subscriptions")
 
 
 @pytest.fixture(scope="session")
@@ -82,5 +81,5 @@ async def push_engine_session(push_database_url: str) -> AsyncIterator[AsyncEngi
 async def push_engine(push_engine_session: AsyncEngine) -> AsyncEngine:
     """The worker database, emptied of push data (and organisations) before the test."""
     async with push_engine_session.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {PUSH_TABLES}, organisations CASCADE"))
+        await empty_tables(conn, *PUSH_TABLES, "organisations")
     return push_engine_session

@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import migrated_database
+from tests.conftest import empty_tables, migrated_database
 from tests.notifications.conftest import (  # noqa: F401 - fixtures reused
     fake_push,
     push_settings,
@@ -44,11 +43,15 @@ async def open311_engine_session(open311_database_url: str) -> AsyncIterator[Asy
 async def open311_engine(open311_engine_session: AsyncEngine) -> AsyncEngine:
     """Emptied before each test (organisations cascade to everything they own)."""
     async with open311_engine_session.begin() as conn:
-        await conn.execute(
-            text(
-                "TRUNCATE push_deliveries, outbox, notifications, push_subscriptions, "
-                "notification_decisions, pings, organisations CASCADE"
-            )
+        await empty_tables(
+            conn,
+            "push_deliveries",
+            "outbox",
+            "notifications",
+            "push_subscriptions",
+            "notification_decisions",
+            "pings",
+            "organisations",
         )
     return open311_engine_session
 

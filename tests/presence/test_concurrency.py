@@ -1,15 +1,22 @@
-"""Two copies of one batch racing (a client retry while the first is in flight): stored once."""
+"""Two copies of one batch racing (a client retry while the first is in flight): stored once.
+
+And a ping group that meets a deadlock (40P01: on Citus a distributed deadlock over a reference
+table's copies) is run again from its start, with the same outcome as without the deadlock.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import timedelta
 
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import Settings
 from app.presence import service
+from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
 from tests.factories import create_organisation, create_resident
 from tests.presence.helpers import T0, at, create_circle
@@ -28,11 +35,11 @@ async def test_concurrent_identical_batches_store_once_and_fire_once(
         lon, lat = at(0 if i < 30 else 1000, 0)
         pings.append(service.PingInput(f"r{i}", lon, lat, T0 + timedelta(seconds=10 * i), 10.0))
     subject = service.Subject(SubjectKind.device, device_id, org_id)
-    now = datetime.now(UTC)
 
+    # two API processes (each its own PingGroups), as a client's retry may reach another one
     async def attempt() -> service.BatchResult:
-        async with AsyncSession(engine) as s, s.begin():
-            return await service.ingest_ping_batch(s, settings, subject, pings, now=now)
+        async with AsyncSession(engine) as s:
+            return await PingGroups(settings).ingest(s, service.BatchRequest(subject, pings))
 
     try:
         first, second = await asyncio.gather(attempt(), attempt())
@@ -52,4 +59,105 @@ async def test_concurrent_identical_batches_store_once_and_fire_once(
     finally:
         async with AsyncSession(engine) as s, s.begin():
             await service.erase_subject(s, device_id)
+            await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})
+
+
+def _retries(sqlstate: str) -> float:
+    labels = {"what": "ping group", "sqlstate": sqlstate}
+    return REGISTRY.get_sample_value("hereabouts_db_transaction_retries_total", labels) or 0.0
+
+
+async def _wait_for_a_lock_wait(engine: AsyncEngine) -> None:
+    """Until some backend of the test cluster waits for a lock (on Citus: on any node)."""
+    async with engine.connect() as probe:
+        citus = await probe.scalar(text("SELECT count(*) FROM pg_extension WHERE extname='citus'"))
+        query = (
+            "SELECT count(*) FROM citus_lock_waits"
+            if citus
+            else "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        for _ in range(400):
+            if await probe.scalar(text(query)):
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the ping group never waited for the held presence row")
+
+
+async def test_a_ping_group_that_meets_a_deadlock_runs_again(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    async with AsyncSession(engine, expire_on_commit=False) as setup, setup.begin():
+        org = await create_organisation(setup)
+        await create_circle(setup, org.id, 0, 0, 40, dwell_s=60)
+        control = await create_resident(setup, org)
+        victim = await create_resident(setup, org)
+    org_id = org.id
+    # inside the place: the first batch makes a presence row, the second updates it and dwells
+    track = [
+        service.PingInput(f"r{i}", *at(5, 0), T0 + timedelta(seconds=10 * i), accuracy_m=10.0)
+        for i in range(12)
+    ]
+    first, second = track[:4], track[4:]
+    groups = PingGroups(settings)
+
+    async def ingest(device_id: uuid.UUID, pings: list[service.PingInput]) -> service.BatchResult:
+        subject = service.Subject(SubjectKind.device, device_id, org_id)
+        async with AsyncSession(engine) as s:
+            return await groups.ingest(s, service.BatchRequest(subject, pings))
+
+    async def event_types(device_id: uuid.UUID) -> list[str]:
+        async with AsyncSession(engine) as s:
+            rows = await s.execute(
+                text(
+                    "SELECT type FROM presence_events WHERE device_id = :d "
+                    "ORDER BY occurred_at, type"
+                ),
+                {"d": device_id},
+            )
+            return [r[0] for r in rows]
+
+    try:
+        # the ground truth: the same two batches with nobody in the way
+        await ingest(control.id, first)
+        expected = await ingest(control.id, second)
+        assert "dwell" in [e["type"] for e in expected.events]
+
+        await ingest(victim.id, first)
+        before = _retries("40P01")
+        async with engine.connect() as other:
+            await other.begin()
+            # this transaction is never the one PostgreSQL cancels
+            await other.execute(text("SET LOCAL deadlock_timeout = '60s'"))
+            held = await other.execute(
+                text("SELECT geofence_id FROM presence WHERE subject_id = :s FOR UPDATE"),
+                {"s": victim.id},
+            )
+            assert held.all(), "the first batch left no presence row to hold"
+            # the group locks its subject's row, then waits for the presence row held here ...
+            task = asyncio.create_task(ingest(victim.id, second))
+            await _wait_for_a_lock_wait(engine)
+            # ... and this transaction now waits for the subject's row: a deadlock, which
+            # cancels the group; its rollback lets this statement through
+            await other.execute(
+                text("SELECT 1 FROM presence_subjects WHERE subject_id = :s FOR UPDATE"),
+                {"s": victim.id},
+            )
+            assert not task.done()  # run again, it waits for this transaction's locks
+            await other.rollback()
+        result = await asyncio.wait_for(task, 60)
+
+        assert _retries("40P01") == before + 1
+        assert result.accepted == len(second)
+        assert [e["type"] for e in result.events] == [e["type"] for e in expected.events]
+        assert await event_types(victim.id) == await event_types(control.id)
+        async with AsyncSession(engine) as s:
+            n = await s.scalar(
+                text("SELECT count(*) FROM pings WHERE subject_id = :s"), {"s": victim.id}
+            )
+            assert n == len(track)
+    finally:
+        async with AsyncSession(engine) as s, s.begin():
+            for device in (control, victim):
+                await service.erase_subject(s, device.id)
             await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})

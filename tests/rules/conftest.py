@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import APP_CONNECT_ARGS, migrated_database
+from tests.conftest import APP_CONNECT_ARGS, empty_tables, migrated_database
 from tests.notifications.conftest import (  # noqa: F401 - fixtures reused
     fake_push,
     push_settings,
@@ -41,11 +40,15 @@ async def rules_engine_session(rules_database_url: str) -> AsyncIterator[AsyncEn
 async def rules_engine(rules_engine_session: AsyncEngine) -> AsyncEngine:
     """Emptied before each test (organisations cascade to everything they own)."""
     async with rules_engine_session.begin() as conn:
-        await conn.execute(
-            text(
-                "TRUNCATE push_deliveries, outbox, notifications, push_subscriptions, "
-                "notification_decisions, pings, organisations CASCADE"
-            )
+        await empty_tables(
+            conn,
+            "push_deliveries",
+            "outbox",
+            "notifications",
+            "push_subscriptions",
+            "notification_decisions",
+            "pings",
+            "organisations",
         )
     return rules_engine_session
 

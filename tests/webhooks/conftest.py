@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
-from tests.conftest import migrated_database
+from tests.conftest import empty_tables, migrated_database
 
 
 @dataclass
@@ -122,10 +121,12 @@ async def wh_engine_session(wh_database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def wh_engine(wh_engine_session: AsyncEngine) -> AsyncEngine:
     async with wh_engine_session.begin() as conn:
-        await conn.execute(
-            text(
-                "TRUNCATE webhook_attempts, webhook_endpoints, outbox, "
-                "notifications, organisations CASCADE"
-            )
+        await empty_tables(
+            conn,
+            "webhook_attempts",
+            "webhook_endpoints",
+            "outbox",
+            "notifications",
+            "organisations",
         )
     return wh_engine_session

@@ -4,6 +4,10 @@
 -- distances, and the places crossed between consecutive fixes. The columns come back by
 -- position in app/presence/repository.py (READ_COLUMNS, checked against this function's own
 -- names by tests/core/test_sql_files.py). Applied by migrations through app/core/sqlfiles.py.
+-- Every read of a per-subject table (presence_subjects, presence, pings) also says
+-- `subject_id = ANY(p_subject)`: the same rows, but on Citus, where those tables are distributed
+-- by subject, it lets the planner send the whole statement to the one worker holding a
+-- subject's shards (a join through `unnest` alone does not; docs/scaling.md).
 CREATE OR REPLACE FUNCTION hereabouts_ping_read(
     p_subject uuid[], p_kind varchar[], p_org uuid[], p_check_bg boolean[],
     p_dup_s int[], p_dup_id varchar[],
@@ -35,7 +39,7 @@ BEGIN
                ps.last_lon AS lon, ps.last_lat AS lat, ps.last_accuracy_m AS acc,
                COALESCE(ds.background_location, false) AS bg, ps.stay
         FROM unnest(p_subject) WITH ORDINALITY AS u(subj, ord)
-        LEFT JOIN presence_subjects ps ON ps.subject_id = u.subj
+        LEFT JOIN presence_subjects ps ON ps.subject_id = u.subj AND ps.subject_id = ANY(p_subject)
         LEFT JOIN device_settings ds ON ds.device_id = u.subj
     ), u AS (
         SELECT * FROM unnest(p_s, p_idx, p_lon, p_lat, p_margin, p_at)
@@ -127,7 +131,7 @@ BEGIN
         -- say how far)
         SELECT sj.s, g.id, g.geom, g.geog, g.trigger_distance_m, g.dwell_s, g.active_from,
                g.active_until
-        FROM sj JOIN presence pp ON pp.subject_id = sj.subj
+        FROM sj JOIN presence pp ON pp.subject_id = sj.subj AND pp.subject_id = ANY(p_subject)
         JOIN geofences g
           ON g.id = pp.geofence_id AND g.organisation_id = sj.org AND g.deleted_at IS NULL
     ), pairs AS (
@@ -170,6 +174,7 @@ BEGIN
            pg.client_id::varchar, NULL, NULL
     FROM unnest(p_dup_s, p_dup_id) AS d(s, id)
     JOIN pings pg ON pg.subject_id = p_subject[d.s] AND pg.client_id = d.id
+                 AND pg.subject_id = ANY(p_subject)
     UNION ALL
     -- 'pre': a presence row (flag = dwell emitted; state NULL when the place was deleted;
     -- a = evidence, b = pending fixes, with the first pending fix's time)
@@ -177,7 +182,8 @@ BEGIN
            g.trigger_distance_m, g.dwell_s,
            p.dwell_emitted, CASE WHEN g.deleted_at IS NULL THEN p.state END, p.since,
            p.last_fix_at, NULL, p.pending_since, NULL
-    FROM sj JOIN presence p ON p.subject_id = sj.subj JOIN geofences g ON g.id = p.geofence_id
+    FROM sj JOIN presence p ON p.subject_id = sj.subj AND p.subject_id = ANY(p_subject)
+    JOIN geofences g ON g.id = p.geofence_id
     UNION ALL
     -- 'can': a place within reach of a fix (a = signed distance: < 0 inside by that depth), or
     -- one the subject is already in or near, at any distance (so exits can say how far)

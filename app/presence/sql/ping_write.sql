@@ -1,6 +1,8 @@
 -- hereabouts_ping_write: one group of evaluated ping batches in one statement: the pings,
 -- presence upserts and deletes, each subject's last fix and stay, and the events
 -- (docs/presence.md, "The batch path"). Applied by migrations through app/core/sqlfiles.py.
+-- The deletes and updates of per-subject tables also say `subject_id = ANY(p_subject)`, as in
+-- hereabouts_ping_read: on Citus they then go to the subjects' shards only, not to all of them.
 CREATE OR REPLACE FUNCTION hereabouts_ping_write(
     p_subject uuid[], p_kind varchar[], p_org uuid[],
     p_s int[], p_client_id varchar[], p_recorded_at timestamptz[], p_lon float8[],
@@ -31,6 +33,7 @@ BEGIN
     ), del AS (
         DELETE FROM presence p USING unnest(p_del_s, p_delete) AS d(s, g)
         WHERE p.subject_id = p_subject[d.s] AND p.geofence_id = d.g
+          AND p.subject_id = ANY(p_subject)
     ), ups AS (
         INSERT INTO presence (subject_id, geofence_id, subject_kind, organisation_id, state,
                               since, last_fix_at, dwell_emitted, evidence, pending_fixes,
@@ -51,7 +54,7 @@ BEGIN
             last_accuracy_m = u.acc, stay = u.stay, updated_at = now()
         FROM unnest(p_last_s, p_last_at, p_last_lon, p_last_lat, p_last_acc, p_last_stay)
              AS u(s, at, lon, lat, acc, stay)
-        WHERE ps.subject_id = p_subject[u.s]
+        WHERE ps.subject_id = p_subject[u.s] AND ps.subject_id = ANY(p_subject)
     )
     INSERT INTO presence_events (id, organisation_id, device_id, staff_user_id, geofence_id,
                                  type, source, occurred_at, ping_id, lon, lat, accuracy_m,
