@@ -18,6 +18,9 @@ Create Date: 2026-12-03 18:15:00+00:00
 from collections.abc import Sequence
 
 from alembic import op
+from sqlalchemy import text
+
+from app.core import citus
 
 revision: str = "0039"
 down_revision: str | None = "0038"
@@ -27,7 +30,16 @@ depends_on: str | Sequence[str] | None = None
 TABLES = ("staff_periods", "notification_preferences")
 
 
+def _allow_triggers_on_citus() -> None:
+    """Citus refuses trigger DDL on distributed and reference tables unless told the triggers
+    are safe (these only notify, on the coordinator)."""
+    conn = op.get_bind()
+    if citus.has_citus(conn):
+        conn.execute(text("SET LOCAL citus.enable_unsafe_triggers = on"))
+
+
 def upgrade() -> None:
+    _allow_triggers_on_citus()
     op.execute(
         """
         CREATE FUNCTION hereabouts_shift_rules_changed() RETURNS trigger
@@ -72,6 +84,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _allow_triggers_on_citus()
     for table in TABLES:
         op.execute(f"DROP TRIGGER IF EXISTS {table}_shift_rules_truncated ON {table}")
         op.execute(f"DROP TRIGGER IF EXISTS {table}_shift_rules_changed ON {table}")
