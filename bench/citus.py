@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from app.core.security import hash_token
 from app.geofences.models import Geofence
 from app.presence.models import SubjectKind
 from app.presence.service import PingInput, Subject, ingest_ping_batch
+from bench.servers import tree_cpu_s
 
 ORIGIN = (-1.5491, 53.8008)
 M_PER_DEG = 111_320.0
@@ -56,22 +56,7 @@ def _lonlat(east_m: float, north_m: float) -> tuple[float, float]:
 def _node_cpu_s(node: EmbeddedCluster) -> float:
     """CPU seconds used so far by the node's postmaster and its children (this cluster only)."""
     pid = node.postmaster_pid()
-    if pid is None:
-        return 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ppid = int(fields[1])
-        if int(entry) == pid or ppid == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return 0.0 if pid is None else tree_cpu_s(pid)
 
 
 @dataclass

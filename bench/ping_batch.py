@@ -34,27 +34,15 @@ import httpx
 
 from bench.city import City
 from bench.db import Dataset, bench_cluster, fresh_city
+from bench.servers import tree_cpu_s
 
 logger = logging.getLogger("bench")
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _pg_cpu_s() -> float:
     """User + system CPU seconds of the bench cluster's postmaster and its children."""
     pid_file = bench_cluster().pgdata / "postmaster.pid"
-    master = pid_file.read_text().split()[0]
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if pid == master or fields[1] == master:
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICK
+    return tree_cpu_s(int(pid_file.read_text().split()[0]))
 
 
 def _body(city: City, device: int, start: int, n: int) -> bytes:

@@ -32,27 +32,14 @@ import httpx
 
 from bench.city import City
 from bench.db import Dataset, bench_cluster, fresh_city
+from bench.servers import tree_cpu_s
 
 logger = logging.getLogger("bench")
 
 
 def _pg_cpu_s(pid: int | None) -> float:
     """CPU seconds used so far by the bench cluster's postmaster and its children."""
-    if pid is None:
-        return 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return 0.0 if pid is None else tree_cpu_s(pid)
 
 
 def _body(city: City, device: int, k: int) -> bytes:
