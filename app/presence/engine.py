@@ -737,7 +737,8 @@ def _step(
         ):
             gain_stay = stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
             # that the phone went indoors says nothing about which of two buildings next to
-            # each other: only where no other place is within the mean's uncertainty
+            # each other: only where this place's own walls are nearer the mean than any other
+            # place, by `indoor_neighbour_sigmas` of the mean's uncertainty
             indoor = (
                 stay.anchor_indoor
                 if neighbour_m + anchor.signed_m
