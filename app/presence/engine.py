@@ -515,6 +515,10 @@ def _explain(
     fix: Fix, c: Candidate | None, margin: float, reason: str, **extra: Any
 ) -> dict[str, Any]:
     beyond = extra.pop("beyond_m", None)
+    if c is not None and beyond is not None and c.signed_m > beyond:
+        # a place the subject was in is measured at any distance only when its presence was
+        # stored before the batch: farther than the window reads the same from every batching
+        c = None
     data: dict[str, Any] = {
         "reason": reason,
         "accuracy_m": fix.accuracy_m,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -252,6 +252,12 @@ async def _presence(db: AsyncSession, subject_id: uuid.UUID, names: dict[uuid.UU
 
 
 @hsettings(PROPERTY_SETTINGS, max_examples=50)
+@example(  # an exit 260 m out, from a presence stored two fixes before (found by Hypothesis)
+    track=[((0, 0), 0.0, 0, 5.0)] * 22 + [((60, 0), 0.0, 1, 5.0), ((300, 0), 0.0, 4, 5.0)],
+    cuts=[2],
+    seed=1,
+    max_subjects=1,
+)
 @given(
     track=track_strategy,
     cuts=st.lists(st.integers(1, 39), max_size=4),

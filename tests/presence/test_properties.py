@@ -69,6 +69,7 @@ async def _run(
 PROPERTY_SETTINGS = hsettings(
     max_examples=25,
     deadline=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
