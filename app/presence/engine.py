@@ -76,6 +76,10 @@ class Params:
     stay_min_s: float = 60.0  # a stay this long may enter on its mean position
     stay_first_anchor: int = 6  # fixes in a stay when its mean is first measured
     stay_anchor_growth: float = 1.5  # each later measure when the stay has this many times more
+    # this many fixes in a row reporting >= stay_max_speed_mps (a walk within the stay's
+    # radius: into the building next door, or in from the pavement) start its measures again
+    # from the next fix; the stay itself goes on (what it protects holds until the next measure)
+    stay_rebase_moving_fixes: int = 3
     stay_window_back: int = 2  # each measure is of the fixes since this many milestones ago
     stay_spread_floor: float = 0.7  # the mean's own error assumes at least this share of the
     # spread the fixes' accuracy figures predict (phones over-report their accuracy)
@@ -157,7 +161,8 @@ class Stay(NamedTuple):
 
     Positions are metres east/north of the stay's first fix (lon0, lat0). The mean is measured
     against the places (the anchor) when the stay reaches 6, 9, 14, 21, ... fixes (each time
-    1.5 times more), so where it is measured does not depend on how the fixes were batched;
+    1.5 times more; counted from `n0`, the fix after the last walk within the stay), so where
+    it is measured does not depend on how the fixes were batched;
     `out` is 1 after a fix away from it (left out, as an outlier; `out_x`/`out_y` say where):
     a second one away that agrees with it ends the stay.
     """
@@ -192,6 +197,8 @@ class Stay(NamedTuple):
     prior_la: float = 0.0
     anchor_indoor: float = 0.0  # evidence the stay's mean gets for its accuracy (indoors)
     anchor_contrast: float = 0.0  # the stay's log accuracy minus the moving phone's
+    moving_run: int = 0  # fixes in a row, up to the last, that reported moving
+    n0: int = 0  # measures count from this many fixes (the stay's last move within it)
 
     def xy(self, lon: float, lat: float) -> tuple[float, float]:
         kx = M_PER_DEG * math.cos(math.radians(self.lat0))
@@ -290,7 +297,9 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         return stay._replace(
             out=1, out_x=x, out_y=y, out_still=_still(fix, params), ref_la=ref_la, ref_n=ref_n
         )
+    moving = fix.speed_mps is not None and fix.speed_mps >= params.stay_max_speed_mps
     joined = stay._replace(
+        moving_run=stay.moving_run + 1 if moving else 0,
         ref_la=ref_la,
         ref_n=ref_n,
         sum_la=stay.sum_la + la,
@@ -301,9 +310,19 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         sum_r2=stay.sum_r2 + w * (x * x + y * y),
         out=0,
     )
+    if params.stay_rebase_moving_fixes and joined.moving_run >= params.stay_rebase_moving_fixes:
+        # someone walking, still within the stay's radius (its mean trails them): where they
+        # were so far says nothing about where they stop next, so the next measure is of the
+        # fixes from here on, the first once there are `stay_first_anchor` of them
+        sums = (joined.n, joined.sum_w, joined.sum_x, joined.sum_y, joined.sum_r2)
+        return joined._replace(
+            n0=joined.n, base=sums, prior=sums, base_la=joined.sum_la, prior_la=joined.sum_la
+        )
+    k = joined.n - joined.n0
+    k_anchor = max(0, stay.anchor_n - joined.n0)
     if (
-        joined.n >= params.stay_first_anchor
-        and joined.n >= math.ceil(params.stay_anchor_growth * stay.anchor_n)
+        k >= params.stay_first_anchor
+        and k >= math.ceil(params.stay_anchor_growth * k_anchor)
         # a phone that reports it is moving is not staying: its mean could not enter anyway
         # (and measuring it costs a statement); measured at the first fix that is still
         and (fix.speed_mps is None or fix.speed_mps < params.stay_max_speed_mps)

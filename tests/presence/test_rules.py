@@ -256,6 +256,44 @@ async def test_a_stay_whose_accuracy_turns_indoor_enters_the_building_it_is_bare
     assert await enters("c", 12, 20) == []
 
 
+async def test_a_walk_into_the_building_next_door_is_measured_there_not_with_the_first(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    """Someone sits in one building for 5 minutes, walks 15 m through the shared wall's door
+    into the next (three fixes reporting walking speed) and sits there: their stay goes on
+    (every fix is within its radius), but its next measure is of the fixes after the walk, so
+    the second building is entered on its own fixes, on the sixth after they sat down. Measured
+    with the first building's 30 fixes as well, the mean stayed in the first: only the fixes'
+    own evidence entered the second, 80 s later."""
+    first = await create_rectangle(
+        db, org.id, -20, 0, 0, 20, name="Library", category="library", trigger_distance_m=0
+    )
+    second = await create_rectangle(
+        db, org.id, 0, 0, 20, 20, name="Museum", category="museum", trigger_distance_m=0
+    )
+
+    def fix(pid: str, east: float, t: float, speed: float) -> dict[str, Any]:
+        ping = P(pid, east, 10, _t(t), 20).ping()
+        ping["speed_mps"] = speed
+        return ping
+
+    track = [fix(f"a{i}", -10, 10 * i, 0.0) for i in range(30)]
+    track += [fix(f"w{i}", -6 + 5 * i, 300 + 4 * i, 1.4) for i in range(3)]
+    track += [fix(f"b{i}", 8, 320 + 10 * i, 0.0) for i in range(18)]
+    body = await send(client, resident.headers, track)
+    enters = [
+        (e["geofence_id"], e["ping_id"], e["explanation"]["rule"])
+        for e in body["events"]
+        if e["type"] == "enter"
+    ]
+    assert enters == [
+        (str(first), "a6", "stayed_inside"),
+        (str(second), "b5", "stayed_inside"),
+    ]
+    why = next(e for e in body["events"] if e["type"] == "enter" and e["ping_id"] == "b5")
+    assert why["explanation"]["stay_depth_m"] == 8.0
+
+
 async def test_a_fast_departure_exits_on_its_second_fix(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
 ) -> None:
