@@ -1,0 +1,205 @@
+"""CPU per single fix of the 202 path, in one process: queued in groups, evaluated in sets.
+
+    uv run python -m bench.ping_sets [--quick] [--devices 1000] [--rounds 12] [--set 500]
+                                     [--group 24] [--explain] [--profile OUT.txt]
+
+What a single fix costs besides HTTP, on the bench city, with nothing else running in the
+process: each round, every one of `--devices` devices (none of them used by the other bench
+scenarios) sends the next fix of its track. The fixes are queued as the 202 path queues them
+(`service.enqueue_ping_batches`, `--group` requests per statement, each its own transaction, as
+`app/presence/acks.py` groups them), then evaluated as the evaluator does
+(`service.evaluate_queued` with the app's event hooks, sets of up to `--set` subjects, one
+transaction each) until the queue is empty. Per round and phase it reports this process's CPU
+(our code and asyncpg's client side) and the bench cluster's (every PostgreSQL process, from
+/proc) per fix; the medians of the rounds after the first (which creates the subjects' rows)
+are the figures to read. Fix times follow the tracks (recent, in order), so the engine sees
+what it sees under `pings_single`: walks, rides and drives past places, enters and exits.
+
+`--explain`: the plans (EXPLAIN ANALYZE through auto_explain, nested statements included) of
+the last round's statements that took longer than 5 ms are written to stderr. `--profile`:
+the evaluation of the rounds after the first is sampled with pyinstrument (its text tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.city import City
+from bench.db import Dataset, bench_cluster, fresh_city
+from bench.servers import tree_cpu_s
+
+logger = logging.getLogger("bench")
+
+
+def _pg_cpu_s() -> float:
+    pid_file = bench_cluster().pgdata / "postmaster.pid"
+    return tree_cpu_s(int(pid_file.read_text().split()[0]))
+
+
+async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dict[str, Any]:
+    from sqlalchemy import event
+
+    from app.core.config import Settings
+    from app.core.db import create_engine, create_sessionmaker
+    from app.events import service as events_service
+    from app.main import register_event_hooks
+    from app.presence import service
+    from app.presence.models import SubjectKind
+
+    settings = Settings(database_url=dataset.url, log_level="WARNING", push_allow_loopback=True)
+    register_event_hooks()
+    hook = events_service.presence_hook(settings)
+    engine = create_engine(settings, dataset.url)
+    if args.explain:
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _explain(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            for sql in (
+                "LOAD 'auto_explain'",
+                "SET auto_explain.log_min_duration = 5",
+                "SET auto_explain.log_analyze = on",
+                "SET auto_explain.log_buffers = on",
+                "SET auto_explain.log_nested_statements = on",
+                "SET auto_explain.log_level = notice",
+            ):
+                cur.execute(sql)
+            cur.close()
+            dbapi_conn.driver_connection.add_log_listener(
+                lambda _c, msg: print(msg.message, file=sys.stderr)
+            )
+
+    sessions = create_sessionmaker(engine)
+    # devices far from the ones bench.run and the probes use (no state of theirs)
+    first = city.config.devices // 2
+    devices = [first + d for d in range(args.devices)]
+    tracks = {d: city.track(d, args.rounds) for d in devices}
+    subjects = [
+        service.Subject(SubjectKind.device, city.device_id(d), city.organisation_id)
+        for d in devices
+    ]
+    profiler: Any = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001, async_mode="disabled")
+    span = max(t[-1].seconds for t in tracks.values())
+    base = datetime.now(UTC) - timedelta(seconds=span + 30)
+    rounds: list[dict[str, float]] = []
+    try:
+        for r in range(args.rounds):
+            requests = []
+            for d, subject in zip(devices, subjects, strict=True):
+                f = tracks[d][r]
+                requests.append(
+                    service.BatchRequest(
+                        subject,
+                        [
+                            service.PingInput(
+                                uuid.uuid4().hex,
+                                f.lon,
+                                f.lat,
+                                base + timedelta(seconds=f.seconds),
+                                f.accuracy_m,
+                                f.speed_mps,
+                                None,
+                            )
+                        ],
+                        True,
+                    )
+                )
+            cpu0, pg0 = time.process_time(), _pg_cpu_s()
+            for i in range(0, len(requests), args.group):
+                async with sessions() as session:
+                    await service.enqueue_ping_batches(
+                        session, settings, requests[i : i + args.group], autocommit=True
+                    )
+                    await session.commit()
+            if profiler is not None and r > 0:
+                profiler.start()
+            cpu1, pg1 = time.process_time(), _pg_cpu_s()
+            sets = events = 0
+            while True:
+                async with sessions() as session:
+                    result = await service.evaluate_queued(
+                        session, settings, args.set, on_events=hook
+                    )
+                    await session.commit()
+                if not result.subjects:
+                    break
+                sets += 1
+                events += len(result.events)
+            cpu2, pg2 = time.process_time(), _pg_cpu_s()
+            if profiler is not None and r > 0:
+                profiler.stop()
+            n = len(requests)
+            row = {
+                "round": r + 1,
+                "fixes": n,
+                "sets": sets,
+                "events": events,
+                "queue_api_ms": round((cpu1 - cpu0) / n * 1000, 4),
+                "queue_pg_ms": round((pg1 - pg0) / n * 1000, 4),
+                "eval_api_ms": round((cpu2 - cpu1) / n * 1000, 4),
+                "eval_pg_ms": round((pg2 - pg1) / n * 1000, 4),
+            }
+            rounds.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        await engine.dispose()
+    if profiler is not None:
+        from pyinstrument.renderers import ConsoleRenderer
+
+        session = profiler.last_session
+        flat = ConsoleRenderer(flat=True, show_all=True).render(session)
+        tree = ConsoleRenderer(show_all=False).render(session)
+        Path(args.profile).write_text(flat + "\n" + tree)
+    measured = rounds[1:] or rounds
+    keys = ("queue_api_ms", "queue_pg_ms", "eval_api_ms", "eval_pg_ms")
+    medians = {k: round(statistics.median(x[k] for x in measured), 4) for k in keys}
+    medians["total_api_ms"] = round(medians["queue_api_ms"] + medians["eval_api_ms"], 4)
+    medians["total_pg_ms"] = round(medians["queue_pg_ms"] + medians["eval_pg_ms"], 4)
+    return {
+        "devices": args.devices,
+        "set": args.set,
+        "group": args.group,
+        "events_per_fix": round(
+            sum(x["events"] for x in measured) / max(1, sum(x["fixes"] for x in measured)), 3
+        ),
+        "medians_per_fix": medians,
+        "rounds": rounds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ping_sets", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="5k geofences, 2k devices")
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--set", type=int, default=500, help="subjects per evaluated set")
+    parser.add_argument("--group", type=int, default=24, help="requests per queued group")
+    parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--profile", default=None, help="write a pyinstrument profile here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        dataset, city = fresh_city(args.quick)
+        result = asyncio.run(measure(args, dataset, city))
+    finally:
+        bench_cluster().stop()
+    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
