@@ -46,6 +46,12 @@ SETTINGS = """shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
 pg_stat_statements.max = 2000
 """
+EXPLAIN = """session_preload_libraries = 'auto_explain'
+auto_explain.log_min_duration = {ms}
+auto_explain.log_analyze = on
+auto_explain.log_buffers = on
+auto_explain.log_nested_statements = on
+"""
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -221,11 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--devices", type=int, default=1000, help="devices sending")
     parser.add_argument("--top", type=int, default=40, help="statements listed")
+    parser.add_argument(
+        "--explain-ms",
+        type=int,
+        default=0,
+        help="also log EXPLAIN ANALYZE (auto_explain, nested statements) of statements slower "
+        "than this, into <profile>-plans.txt (its timing inflates the CPU figures)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     dataset, city = fresh_city(args.quick)
     cluster = bench_cluster()
     cluster.extra_conf = SETTINGS
+    if args.explain_ms:
+        cluster.extra_conf += EXPLAIN.format(ms=args.explain_ms)
     cluster.stop()
     cluster.ensure_running()
     cluster.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dataset.database)
@@ -246,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_sql(dataset.dsn, "SELECT pg_stat_statements_reset()"))
         c0 = asyncio.run(_counters(dataset.dsn))
         p0 = process_cpu(postmaster)
+        log_start = cluster.log_file.stat().st_size
         wrk = run_wrk(
             server.url,
             req_file,
@@ -258,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         p1 = process_cpu(postmaster)
         c1 = asyncio.run(_counters(dataset.dsn))
         statements = asyncio.run(_sql(dataset.dsn, STATEMENTS))
+        if args.explain_ms:
+            with cluster.log_file.open("rb") as log:
+                log.seek(log_start)
+                plans = log.read().decode(errors="replace")
     finally:
         server.stop()
         cluster.psql("DROP EXTENSION IF EXISTS pg_stat_statements", dataset.database)
@@ -269,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args, wrk, cpu_by_kind(p0, p1), delta, statements)
     path = OUT / f"{stem}.txt"
     path.write_text(text)
+    if args.explain_ms:
+        (OUT / f"{stem}-plans.txt").write_text(plans)
     print(text)
     print(path)
     return 0

@@ -505,38 +505,11 @@ async def write_batches(session: AsyncSession, batches: list[BatchWrite]) -> Non
 # Many subjects' fixes in one statement (each array element carries its subject's ordinal): the
 # requests acknowledged together share it and one commit (app/presence/acks.py). A subject new
 # to presence gets its `presence_subjects` row here (nothing is locked: an existing row is left
-# alone), so the evaluator can claim it.
-ENQUEUE_SQL = """
-WITH subj AS (
-    SELECT s.id, s.kind, s.org, s.checks, s.k
-    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bool[])
-         WITH ORDINALITY AS s(id, kind, org, checks, k)
-), allowed AS (
-    SELECT s.*, (NOT s.checks OR s.kind = 'staff' OR COALESCE(d.background_location, false))
-             AS ok
-    FROM subj s LEFT JOIN device_settings d ON d.device_id = s.id
-), subjects AS (
-    INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id)
-    SELECT a.id, a.kind, a.org FROM allowed a
-    WHERE a.ok AND NOT EXISTS (SELECT 1 FROM presence_subjects p WHERE p.subject_id = a.id)
-    ON CONFLICT (subject_id) DO NOTHING
-), ins AS (
-    INSERT INTO ping_queue (subject_id, subject_kind, organisation_id, client_id, recorded_at,
-                            lon, lat, accuracy_m, speed_mps, heading)
-    SELECT a.id, a.kind, a.org, u.cid, u.rat, u.lon, u.lat, u.acc, u.spd, u.hdg
-    FROM unnest($5::int[], $6::text[], $7::timestamptz[], $8::float8[], $9::float8[],
-                $10::float8[], $11::float8[], $12::float8[])
-         AS u(k, cid, rat, lon, lat, acc, spd, hdg)
-    JOIN allowed a ON a.k = u.k
-    WHERE a.ok
-      AND NOT EXISTS (SELECT 1 FROM pings p WHERE p.subject_id = a.id AND p.client_id = u.cid)
-    ON CONFLICT (subject_id, client_id) DO NOTHING
-    RETURNING subject_id, client_id
+# alone), so the evaluator can claim it. The statement is a function
+# (app/presence/sql/ping_enqueue.sql) for its cached generic plan.
+ENQUEUE_SQL = (
+    "SELECT * FROM hereabouts_ping_enqueue(" + ", ".join(f"${i}" for i in range(1, 13)) + ")"
 )
-SELECT a.k::int AS k, a.ok, NULL::text AS client_id FROM allowed a
-UNION ALL
-SELECT a.k::int, true, i.client_id FROM ins i JOIN allowed a ON a.id = i.subject_id
-"""
 
 # A subject with queued fixes and no presence_subjects row yet gets one, so it can be claimed.
 ENSURE_QUEUED_SUBJECTS_SQL = """

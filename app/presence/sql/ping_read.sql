@@ -79,22 +79,34 @@ BEGIN
         -- the straight segments between consecutive fixes of each subject, starting from its
         -- last evaluated fix; fixes older than it are late and never start or end one (the
         -- caller checks this matches the evaluation's own segments and asks again otherwise)
-        SELECT x.s, x.idx, x.at, x.a, x.b, x.org, x.cx, x.cy, x.kx, x.sphere,
+        SELECT y.*,
+               -- every place the segment crosses is among its end's cell's `near` places: it is
+               -- shorter than the reach of that cell's index scan (the organisation's largest
+               -- trigger distance + at least this fix's margin; local-plane metres, with 1 % and
+               -- 1 m to spare), so no index scan of its own (most segments of a walk, a ride or
+               -- a drive between two fixes)
+               NOT y.sphere
+                 AND ST_Length(y.mline) * 1.01 + 1.0
+                     < (SELECT r.max_trigger FROM reach r WHERE r.org = y.org) + y.margin
+                 AS in_near
+        FROM (
+        SELECT x.s, x.idx, x.at, x.a, x.b, x.org, x.cx, x.cy, x.kx, x.sphere, x.margin,
                ST_MakeLine(x.a, x.b) AS line,
                -- the segment in the local plane of its end's cell (as `dist`)
                ST_MakeLine(ST_MakePoint(ST_X(x.a) * x.kx, ST_Y(x.a) * radians(6371008.8)),
                            ST_MakePoint(ST_X(x.b) * x.kx, ST_Y(x.b) * radians(6371008.8)))
                  AS mline
         FROM (
-            SELECT v.s, v.idx, v.at, v.org, v.cx, v.cy, v.kx, v.sphere, v.pt AS b,
+            SELECT v.s, v.idx, v.at, v.org, v.cx, v.cy, v.kx, v.sphere, v.margin, v.pt AS b,
                    lag(v.pt) OVER w AS a, lag(v.at) OVER w AS prev_at
             FROM (
                 SELECT sj.s, NULL::int AS idx, sj.at, sj.org, NULL::float8 AS cx,
                        NULL::float8 AS cy, NULL::float8 AS kx, NULL::boolean AS sphere,
+                       NULL::float8 AS margin,
                        ST_SetSRID(ST_MakePoint(sj.lon, sj.lat), 4326) AS pt
                 FROM sj WHERE sj.at IS NOT NULL
                 UNION ALL
-                SELECT f.s, f.idx, f.at, f.org, f.cx, f.cy, f.kx, f.sphere, f.pt
+                SELECT f.s, f.idx, f.at, f.org, f.cx, f.cy, f.kx, f.sphere, f.margin, f.pt
                 FROM f JOIN sj ON sj.s = f.s
                 WHERE f.idx >= 0 AND (sj.at IS NULL OR f.at >= sj.at)
             ) v
@@ -102,11 +114,13 @@ BEGIN
         ) x
         WHERE x.idx IS NOT NULL AND x.a IS NOT NULL AND x.at > x.prev_at
           AND extract(epoch FROM x.at - x.prev_at) <= p_max_gap_s
+        ) y
     ), segcell AS MATERIALIZED (
-        -- crossings the same way: one index scan for the segments ending in a cell (the box of
-        -- their lines holds each line's box), then the exact test per segment
+        -- the other segments' crossings the same way: one index scan for the segments ending
+        -- in a cell (the box of their lines holds each line's box), then the exact test per
+        -- segment
         SELECT seg.org, seg.cx, seg.cy, min(seg.kx) AS kx, ST_Collect(seg.line) AS lines
-        FROM seg GROUP BY seg.org, seg.cx, seg.cy
+        FROM seg WHERE NOT seg.in_near GROUP BY seg.org, seg.cx, seg.cy
     ), crossed AS MATERIALIZED (
         SELECT c.org, c.cx, c.cy, g.id, g.geom, g.geog, g.active_from, g.active_until,
                ST_SetSRID(ST_Affine(g.geom, c.kx, 0, 0, radians(6371008.8), 0, 0), 0) AS mgeom
@@ -236,7 +250,16 @@ BEGIN
                  AND (n.active_until IS NULL OR n.active_until > seg.at) AS active
         FROM seg JOIN crossed n
           ON n.org = seg.org AND n.cx = seg.cx AND n.cy = seg.cy
-         AND ST_Intersects(n.geom, seg.line)
+         AND NOT seg.in_near AND ST_Intersects(n.geom, seg.line)
+        UNION ALL
+        SELECT seg.s, seg.idx, n.id, n.geom, n.mgeom, seg.line, seg.mline, seg.sphere,
+               ST_Distance(n.mgeom, ST_StartPoint(seg.mline)),
+               ST_Distance(n.mgeom, ST_EndPoint(seg.mline)),
+               (n.active_from IS NULL OR n.active_from <= seg.at)
+                 AND (n.active_until IS NULL OR n.active_until > seg.at)
+        FROM seg JOIN near n
+          ON n.org = seg.org AND n.cx = seg.cx AND n.cy = seg.cy
+         AND seg.in_near AND ST_Intersects(n.geom, seg.line)
         OFFSET 0
     ) x;
 END;
