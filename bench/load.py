@@ -13,14 +13,14 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 LUA = Path(__file__).parent / "lua" / "replay.lua"
 # @ID@ a unique id; @T<n>@ the ISO time n seconds ago; @E<n>@ the same as epoch seconds;
@@ -156,71 +156,72 @@ async def open_loop(
     *,
     rate: float,
     duration_s: float,
-    max_in_flight: int = 512,
+    connections: int | None = None,
+    processes: int = 1,
     run_tag: str = "ol",
     grace_s: float = 10.0,
+    timeout_s: float = 10.0,
 ) -> dict[str, Any]:
-    """Send `rate` requests/s for `duration_s`, each at its scheduled time, and time them."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
-    late = 0
-    counter = count(1)
-    total = int(rate * duration_s)
-    connector = aiohttp.TCPConnector(limit=max_in_flight, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=10)
-    sem = asyncio.Semaphore(max_in_flight)
+    """Send `rate` requests/s for `duration_s`, each at its scheduled time, and time them from
+    that time (bench/openloop.py, in `processes` processes of its own splitting the slots).
 
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
+    `connections` keep-alive connections in all (default: one per millisecond of schedule, 8 to
+    128) are opened before the first slot. The result keeps the fields the old in-process
+    generator gave (`achieved_rps`, `errors`, `unfinished`, `generator_late`, percentiles) and
+    adds `generator`: its own send lag, CPU and connection use, to judge the measurement by.
+    """
+    conns = connections or max(8, min(128, int(rate)))
+    per_process = max(1, -(-conns // processes))
+    with tempfile.TemporaryDirectory(prefix="openloop-") as tmp:
+        req_file = write_requests(Path(tmp) / "requests.tsv", reqs)
+        procs = []
+        for index in range(processes):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bench.openloop",
+                    base_url,
+                    str(req_file),
+                    f"--rate={rate}",
+                    f"--seconds={duration_s}",
+                    f"--tag={run_tag}",
+                    f"--latencies={tmp}/latencies-{index}.bin",
+                    f"--connections={per_process}",
+                    f"--processes={processes}",
+                    f"--index={index}",
+                    f"--timeout={timeout_s}",
+                    f"--grace={grace_s}",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    cwd=Path(__file__).parent.parent,
+                )
+            )
+        try:
+            for p in procs:
+                assert p.stdout is not None
+                line = await asyncio.wait_for(p.stdout.readline(), 60)
+                if line.strip() != b"READY":
+                    err = await p.stderr.read() if p.stderr else b""
+                    raise RuntimeError(f"open-loop generator failed: {err.decode()[-2000:]}")
+            start = time.monotonic() + 0.05  # slot 0, the same clock in every process
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(f"{start!r}\n".encode())
+                await p.stdin.drain()
+            parts = []
+            for index, p in enumerate(procs):
+                out, err = await p.communicate()
+                if p.returncode != 0:
+                    raise RuntimeError(f"open-loop generator failed: {err.decode()[-2000:]}")
+                summary = json.loads(out.decode().strip().splitlines()[-1])
+                parts.append((summary, (Path(tmp) / f"latencies-{index}.bin").read_bytes()))
+        finally:
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+                    await p.wait()
+    from bench.openloop import merge
 
-        async def one(i: int, scheduled: float) -> None:
-            nonlocal errors
-            r = reqs[i % len(reqs)]
-            headers = headers_for(r)
-            now = datetime.now(UTC)
-            body = fill_placeholders(r.body, run_tag, counter, now) if r.body else None
-            path = fill_placeholders(r.path, run_tag, counter, now)
-            try:
-                async with sem, http.request(r.method, path, data=body, headers=headers) as resp:
-                    await resp.read()
-                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
-            except Exception:  # noqa: BLE001 - a failed request is a measured error
-                errors += 1
-                return
-            latencies.append(time.perf_counter() - scheduled)
-
-        tasks = []
-        start = time.perf_counter() + 0.05
-        for i in range(total):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.05:
-                late += 1
-            tasks.append(asyncio.create_task(one(i, scheduled)))
-        # bounded: a saturated server is not waited on for minutes (a request still open
-        # `grace_s` after the last was due is cancelled and counted as an error, "unfinished")
-        _done, pending = await asyncio.wait(
-            tasks, timeout=max(0.0, start + duration_s + grace_s - time.perf_counter())
-        )
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        elapsed = time.perf_counter() - start
-
-    ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
-    return {
-        "tool": "open-loop",
-        "target_rps": rate,
-        "duration_s": round(elapsed, 2),
-        "requests": total,
-        "achieved_rps": round(ok / elapsed, 1),
-        "ok": ok,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "errors": errors + (total - ok - errors),
-        "unfinished": len(pending),
-        "generator_late": late,
-        **percentiles_ms(latencies),
-    }
+    return merge(parts)

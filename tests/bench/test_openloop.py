@@ -1,0 +1,151 @@
+"""The open-loop generator (bench/openloop.py) against tiny local servers whose latency is known:
+one answering every request 5 ms after reading it, one that stalls its whole process for 200 ms
+once (as a garbage collector or a busy core does), one that drops or never answers some requests.
+The percentiles must show what the server did, counting from each request's slot: a generator
+that timed requests from when it got round to sending them (coordinated omission) would report
+the stall as a handful of slow requests and a p99 of a few milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from bench.load import Req, open_loop
+
+pytestmark = pytest.mark.slow
+LENGTH = re.compile(rb"content-length: *(\d+)", re.IGNORECASE)
+
+
+@dataclass
+class Seen:
+    """What the server received, in order of arrival."""
+
+    bodies: list[bytes] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    connections: int = 0
+
+
+# what to do with request n (0-based, in arrival order): seconds to wait before answering,
+# "close" (drop the connection unanswered) or "ignore" (never answer)
+Behaviour = Callable[[int, Seen], float | str]
+
+
+@asynccontextmanager
+async def server(behaviour: Behaviour) -> AsyncIterator[tuple[str, Seen]]:
+    seen = Seen()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                m = LENGTH.search(head)
+                body = await reader.readexactly(int(m.group(1))) if m else b""
+                n = len(seen.bodies)
+                seen.bodies.append(body)
+                seen.arrivals.append(time.monotonic())
+                action = behaviour(n, seen)
+                if action == "close":
+                    break
+                if action == "ignore":
+                    await reader.read()  # until the client gives up and closes
+                    break
+                if isinstance(action, float) and action > 0:
+                    await asyncio.sleep(action)
+                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"ids":[]}\n')
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        srv.close()
+
+
+REQS = [
+    Req("POST", "/v1/pings", "tok", json.dumps({"id": "@ID@", "recorded_at": "@T5@", "n": i}))
+    for i in range(50)
+]
+
+
+async def test_a_constant_5ms_server_measures_5ms_and_every_request_is_fresh() -> None:
+    async with server(lambda n, seen: 0.005) as (url, seen):
+        r = await open_loop(url, REQS, rate=200, duration_s=2, run_tag="five")
+    assert (r["requests"], r["ok"], r["errors"], r["unfinished"]) == (400, 400, 0, 0)
+    assert r["statuses"] == {"200": 400}
+    # never less than the server's 5 ms; on a shared machine allow scheduling noise above it
+    assert 5.0 <= r["p50_ms"] < 25.0, r
+    assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"]
+    assert r["generator"]["connections"] >= 8
+    # the placeholders were filled per request: unique ids, a time 5 s ago, lines in turn
+    bodies = [json.loads(b) for b in seen.bodies]
+    assert len({b["id"] for b in bodies}) == 400
+    assert all(b["id"].startswith("five-") for b in bodies)
+    now = datetime.now(UTC).timestamp()
+    for b in bodies:
+        ago = now - datetime.fromisoformat(b["recorded_at"].replace("Z", "+00:00")).timestamp()
+        assert 4 <= ago < 15, b
+    assert [b["n"] for b in bodies[:50]] == list(range(50))
+    # sent at the rate, not in bursts: 400 arrivals over about 2 s
+    span = seen.arrivals[-1] - seen.arrivals[0]
+    assert 1.9 <= span < 2.5, span
+
+
+async def test_a_200ms_stall_shows_in_the_tail_although_few_requests_were_in_flight() -> None:
+    """4 connections, 500 req/s: while the server is stalled, 4 requests are on the wire and
+    about 96 more wait for a connection in the generator. All of them are late by up to 200 ms,
+    and the generator must say so."""
+    stalled: list[float] = []
+
+    def behaviour(n: int, seen: Seen) -> float:
+        if not stalled and seen.arrivals[-1] - seen.arrivals[0] >= 1.0:
+            stalled.append(time.monotonic())
+            time.sleep(0.2)  # the whole server process stops, as in a GC pause
+        return 0.001
+
+    async with server(behaviour) as (url, seen):
+        r = await open_loop(url, REQS, rate=500, duration_s=3, connections=4, run_tag="stall")
+    assert stalled, "the server never stalled"
+    assert (r["requests"], r["ok"], r["errors"]) == (1500, 1500, 0)
+    assert seen.connections == 4
+    # ~100 of 1,500 slots (6.7 %) fall in the stall, late by 200 ms down to 0: the slowest 1 %
+    # (15) by at least ~170 ms. Timed from the actual send, only the 4 requests on the wire
+    # would be that slow (0.27 %), and p99 would be the server's 1 ms.
+    assert r["max_ms"] >= 190, r
+    assert r["p99_ms"] >= 150, r
+    assert r["p95_ms"] >= 20, r
+    assert r["p50_ms"] < 20, r
+    assert r["generator"]["queued_for_connection"] >= 50, r
+
+
+async def test_dropped_and_unanswered_requests_are_errors() -> None:
+    def behaviour(n: int, seen: Seen) -> float | str:
+        if n % 50 == 7:
+            return "close"
+        if n % 50 == 23:
+            return "ignore"
+        return 0.0
+
+    async with server(behaviour) as (url, _seen):
+        r = await open_loop(
+            url, REQS, rate=100, duration_s=2, run_tag="drop", timeout_s=0.5, grace_s=1.0
+        )
+    # 200 slots: requests 7, 57, 107, 157 dropped; 23, 73, 123, 173 never answered. The
+    # server counts arrivals, so a request sent again on a new connection is not possible:
+    # each slot is sent once.
+    assert r["requests"] == 200
+    assert r["error_kinds"] == {"closed": 4, "timeout": 4}, r
+    assert (r["ok"], r["errors"], r["unfinished"]) == (192, 8, 0)
+    assert r["generator"]["reconnects"] >= 4  # each timed-out or dropped connection replaced
