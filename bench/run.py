@@ -665,7 +665,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {tool} | {rate} | {rps:,.0f} | {ratio} | {t['p50_ms']:.1f} | "
                 f"{t['p95_ms']:.1f} | {t['p99_ms']:.1f} | {t['max_ms']:.1f} | {t['errors']} | "
-                f"{target if tool == 'wrk' else ''} |"
+                f"{target if tool == 'wrk' else generator_note(t)} |"
             )
     lines += per_fix_table(result)
     if "product_rss_mb_idle" in result:
@@ -687,6 +687,18 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     lines += ["", f"Total run time: {result['total_seconds']} s."]
     return "\n".join(lines) + "\n"
+
+
+def generator_note(t: dict[str, Any]) -> str:
+    """The open-loop generator's own figures, to judge its percentiles by (bench/openloop.py)."""
+    g = t.get("generator")
+    if not g:
+        return ""
+    return (
+        f"generator: send lag p99 {g['send_lag_p99_ms']} ms / max {g['send_lag_max_ms']} ms, "
+        f"{t.get('generator_late', 0)} late, {g['queued_for_connection']} waited for one of "
+        f"{g['connections']} connections, {g['cpu_ms_per_req']} ms CPU/req"
+    )
 
 
 def per_fix_table(result: dict[str, Any]) -> list[str]:
