@@ -192,6 +192,7 @@ async def open_loop(
                     f"--index={index}",
                     f"--timeout={timeout_s}",
                     f"--grace={grace_s}",
+                    "--sync",
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,

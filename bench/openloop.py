@@ -1,9 +1,10 @@
 """The open-loop latency generator: requests at a fixed rate, each timed from its scheduled slot.
 
-`bench.load.open_loop` runs this module in one (or more) processes of its own:
+`bench.load.open_loop` runs this module in one (or more) processes of its own, which wait for
+the common start time on stdin (`--sync`) and leave their raw latencies in a file for it to
+merge. By hand, one process, printing the result as `open_loop` returns it:
 
-    python -m bench.openloop URL REQUESTS.tsv --rate 1000 --seconds 20 --tag run1 \\
-        --latencies OUT.bin [--connections 128] [--processes 2 --index 0]
+    uv run python -m bench.openloop http://127.0.0.1:18100 requests.tsv --rate 1000 --seconds 20
 
 Slot i is due at `start + i / rate`. Its latency runs from that moment to the last byte of its
 response, whatever happened in between: a late send (the generator's own lateness, reported as
@@ -325,8 +326,11 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     gc.freeze()
     gc.disable()
-    print("READY", flush=True)
-    start = float(sys.stdin.readline())  # time.monotonic() of slot 0, the same in every process
+    if args.sync:
+        print("READY", flush=True)
+        start = float(sys.stdin.readline())  # time.monotonic() of slot 0, in every process
+    else:
+        start = time.monotonic() + 0.05
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     elapsed = await gen.run(start, args.grace)
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -336,8 +340,10 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     for conn in list(gen.free) + list(gen.busy):
         if conn.transport is not None:
             conn.transport.abort()
-    Path(args.latencies).write_bytes(gen.latencies.tobytes() + gen.send_lags.tobytes())
-    return {
+    raw = gen.latencies.tobytes() + gen.send_lags.tobytes()
+    if args.latencies:
+        Path(args.latencies).write_bytes(raw)
+    summary = {
         "rate": args.rate,
         "connections": args.connections,
         "requests": len(gen.slots),
@@ -352,6 +358,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "maxrss_mb": cpu1.ru_maxrss / 1024,
     }
+    return summary if args.sync else merge([(summary, raw)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, required=True, help="requests/s, all processes")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--tag", default="ol", help="prefix of the @ID@ values")
-    parser.add_argument("--latencies", required=True, help="where to write the raw latencies")
+    parser.add_argument("--latencies", help="where to write the raw latencies (with --sync)")
+    parser.add_argument(
+        "--sync", action="store_true", help="print READY, read slot 0's time.monotonic() on stdin"
+    )
     parser.add_argument("--connections", type=int, default=128, help="keep-alive, this process")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--index", type=int, default=0, help="this process: 0..processes-1")
@@ -370,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.index < args.processes or args.rate <= 0 or args.connections < 1:
         parser.error("need 0 <= index < processes, rate > 0 and connections >= 1")
+    if args.processes > 1 and not args.sync:
+        parser.error("several processes need --sync (bench.load.open_loop starts them)")
     out = uvloop.run(_main(args))
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
