@@ -158,6 +158,7 @@ async def open_loop(
     duration_s: float,
     connections: int | None = None,
     processes: int = 1,
+    requests_per_connection: int = 0,
     run_tag: str = "ol",
     grace_s: float = 10.0,
     timeout_s: float = 10.0,
@@ -166,7 +167,9 @@ async def open_loop(
     that time (bench/openloop.py, in `processes` processes of its own splitting the slots).
 
     `connections` keep-alive connections in all (default: one per millisecond of schedule, 8 to
-    128) are opened before the first slot. The result keeps the fields the old in-process
+    128) are opened before the first slot, spread evenly over the processes of a server on
+    this machine, and (with `requests_per_connection`) each replaced by a new one after that
+    many requests. The result keeps the fields the old in-process
     generator gave (`achieved_rps`, `errors`, `unfinished`, `generator_late`, percentiles) and
     adds `generator`: its own send lag, CPU and connection use, to judge the measurement by.
     """
@@ -188,6 +191,7 @@ async def open_loop(
                     f"--tag={run_tag}",
                     f"--latencies={tmp}/latencies-{index}.bin",
                     f"--connections={per_process}",
+                    f"--per-connection={requests_per_connection}",
                     f"--processes={processes}",
                     f"--index={index}",
                     f"--timeout={timeout_s}",

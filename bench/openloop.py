@@ -30,11 +30,12 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import resource
 import sys
 import time
 from array import array
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -126,6 +127,80 @@ class Template:
         )
 
 
+class ServerSockets:
+    """Which process of a server on this machine holds the far end of each connection (from
+    /proc: the server's listening socket on `port`, the processes holding it, and their
+    accepted sockets). Empty `pids` when the server is not local (nothing is balanced then)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        listening = self._sockets(listening=True)
+        inodes = set(listening.values())
+        self.pids = sorted({pid for inode, pid in self._held(None) if inode in inodes})
+
+    def _sockets(self, *, listening: bool) -> dict[int, str]:
+        """Peer port (0 for the listening socket) → inode, for sockets on the server's port."""
+        out = {}
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(name).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            local = f":{self.port:04X} "
+            for line in lines:
+                if local not in line[:60]:
+                    continue
+                f = line.split()
+                if int(f[1].rsplit(":", 1)[1], 16) != self.port:
+                    continue
+                if listening and f[3] == "0A":
+                    out[0] = f[9]
+                elif not listening and f[3] == "01":
+                    out[int(f[2].rsplit(":", 1)[1], 16)] = f[9]
+        return out
+
+    @staticmethod
+    def _held(pids: list[int] | None) -> list[tuple[str, int]]:
+        """(socket inode, pid) for every socket the processes (None: all) hold."""
+        out = []
+        if pids is None:
+            pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        for pid in pids:
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    out.append((link[8:-1], pid))
+        return out
+
+    def of(self, conns: list[Conn]) -> dict[Conn, int]:
+        """The server process holding each connection's far end (0: not found, e.g. not yet
+        accepted)."""
+        ends = self._sockets(listening=False)
+        holder = dict(self._held(self.pids))
+        out = {}
+        for conn in conns:
+            assert conn.transport is not None
+            inode = ends.get(conn.transport.get_extra_info("sockname")[1], "")
+            out[conn] = holder.get(inode, 0)
+        return out
+
+    async def wait_of(self, conns: list[Conn], within_s: float = 1.0) -> dict[Conn, int]:
+        """`of`, looking again while some are not accepted yet (at most `within_s`)."""
+        out = self.of(conns)
+        deadline = time.monotonic() + within_s
+        while not all(out.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            out.update(self.of([c for c, pid in out.items() if not pid]))
+        return out
+
+
 class Conn(asyncio.Protocol):
     """One keep-alive connection: at most one request in flight (`slot`, -1 when idle)."""
 
@@ -134,7 +209,9 @@ class Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.slot = -1
+        self.served = 0
         self.closed = False
+        self.retired = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -167,6 +244,7 @@ class Generator:
         tag: str,
         connections: int,
         timeout_s: float,
+        per_conn: int = 0,
     ) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -175,6 +253,7 @@ class Generator:
         self.filler = Filler(tag)
         self.n_conns = connections
         self.timeout_s = timeout_s
+        self.per_conn = per_conn  # requests before a connection is replaced (0: never)
         self.start = 0.0
         self.free: deque[Conn] = deque()
         self.busy: set[Conn] = set()
@@ -193,10 +272,71 @@ class Generator:
     def due(self, slot: int) -> float:
         return self.start + slot / self.rate
 
-    async def connect(self) -> None:
+    async def open_conn(self) -> Conn:
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(lambda: Conn(self), self.host, self.port)
-        self.release(conn)
+        return conn
+
+    async def connect(self) -> None:
+        self.release(await self.open_conn())
+
+    def retire(self, conn: Conn) -> None:
+        """Close an idle connection for good (balancing, before the run)."""
+        conn.retired = True
+        if conn in self.free:
+            self.free.remove(conn)
+        if conn.transport is not None:
+            conn.transport.close()
+
+    async def balance(self, attempts: int, within_s: float = 2.0) -> list[int]:
+        """Spread the idle connections evenly over the server's processes, when the server runs
+        on this machine: a new connection that lands on a process with fewer of them replaces
+        one of the process with most. At most `attempts` new connections and `within_s` seconds
+        (well inside a server's keep-alive timeout: uvicorn's is 5 s). Returns the connections
+        per server process."""
+        deadline = time.monotonic() + within_s
+        owners = ServerSockets(self.port)
+        if not owners.pids:
+            return []
+        where = await owners.wait_of(list(self.free))
+        if len(owners.pids) == 1:  # one process: nothing to spread
+            return [sum(1 for p in where.values() if p)]
+        # a process that got none of the first ones may still be found among a few more
+        for _ in range(min(attempts, len(self.free))):
+            if len(set(where.values())) > 1:
+                break
+            conn = await self.open_conn()
+            where[conn] = (await owners.wait_of([conn], 0.05))[conn]
+            self.free.append(conn)
+        tries = 0
+        while tries < attempts and time.monotonic() < deadline:
+            counts = Counter(where.values())
+            counts.pop(0, None)
+            if len(counts) < 2:
+                break
+            (heavy, most), *_, (light, least) = counts.most_common()
+            if most - least <= max(1, len(where) // 20):
+                break
+            # a few new connections one after the other, then one look in /proc for them all
+            new = [await self.open_conn() for _ in range(8)]
+            tries += len(new)
+            for conn, pid in (await owners.wait_of(new, 0.1)).items():
+                counts = Counter(p for p in where.values() if p)
+                (heavy, most), *_ = counts.most_common()
+                if pid and counts[pid] + 1 < most:  # keep it, drop one of the busiest's
+                    victim = next(c for c, p in where.items() if p == heavy)
+                    del where[victim]
+                    self.retire(victim)
+                    where[conn] = pid
+                    self.free.append(conn)
+                else:
+                    self.retire(conn)
+        while len(self.free) > self.n_conns:  # discovery may have opened a few more
+            victim = self.free[-1]
+            del where[victim]
+            self.retire(victim)
+        counts = Counter(p for p in where.values() if p)
+        return sorted(counts.values(), reverse=True)
 
     async def reconnect(self) -> None:
         self.reconnects += 1
@@ -246,7 +386,8 @@ class Generator:
         self.latencies.append(time.monotonic() - self.due(slot))
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.finish(slot)
-        if keep_alive:
+        conn.served += 1
+        if keep_alive and conn.served != self.per_conn:
             self.release(conn)
         elif conn.transport is not None:
             conn.transport.close()  # connection_lost reconnects
@@ -261,6 +402,8 @@ class Generator:
             conn.transport.abort()
 
     def lost(self, conn: Conn) -> None:
+        if conn.retired:
+            return
         if conn.slot >= 0:
             self.fail(conn, "closed")
         self.busy.discard(conn)
@@ -319,8 +462,20 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         tag=f"{args.tag}-{args.index}",
         connections=args.connections,
         timeout_s=args.timeout,
+        per_conn=args.per_connection,
     )
-    await asyncio.gather(*(gen.connect() for _ in range(args.connections)))
+    setup = time.monotonic()
+    for _ in range(args.connections):
+        await gen.connect()
+    # A server whose workers share one listening socket (uvicorn --workers) hands a burst of
+    # connections to whichever worker wakes first: 128 opened at once went 128/0 or 95/33 here,
+    # and one worker then served most of the run. Spread them evenly (a local server), and,
+    # with `--per-connection`, replace each after that many requests (staggered), as clients
+    # that come and go are spread: a new connection goes to a worker free to accept it.
+    server_processes = await gen.balance(attempts=8 * args.connections)
+    setup_s = time.monotonic() - setup
+    for k, conn in enumerate(gen.free):
+        conn.served = k * args.per_connection // args.connections
     # everything built so far lives through the run: out of the collector's sight, and no
     # collections while measuring (the pauses this generator exists to avoid)
     gc.collect()
@@ -355,6 +510,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         "late": gen.late,
         "queued": gen.queued,
         "reconnects": gen.reconnects,
+        "server_processes": server_processes,
+        "setup_s": setup_s,
         "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "maxrss_mb": cpu1.ru_maxrss / 1024,
     }
@@ -373,6 +530,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sync", action="store_true", help="print READY, read slot 0's time.monotonic() on stdin"
     )
     parser.add_argument("--connections", type=int, default=128, help="keep-alive, this process")
+    parser.add_argument(
+        "--per-connection",
+        type=int,
+        default=0,
+        help="requests before a connection is replaced (0: never)",
+    )
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--index", type=int, default=0, help="this process: 0..processes-1")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds from the slot")
@@ -439,6 +602,9 @@ def merge(parts: list[tuple[dict[str, Any], bytes]]) -> dict[str, Any]:
             "send_lag_max_ms": round(lags[-1] * 1000, 2) if lags else 0.0,
             "queued_for_connection": sum(s["queued"] for s, _ in parts),
             "reconnects": sum(s["reconnects"] for s, _ in parts),
+            # connections per server process after balancing (empty: the server is not local)
+            "server_processes": [s["server_processes"] for s, _ in parts],
+            "setup_s": round(max(s["setup_s"] for s, _ in parts), 2),
             "cpu_ms_per_req": round(cpu_s / max(total, 1) * 1000, 4),
             "maxrss_mb": round(max(s["maxrss_mb"] for s, _ in parts), 1),
         },

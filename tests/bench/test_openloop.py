@@ -89,6 +89,8 @@ async def test_a_constant_5ms_server_measures_5ms_and_every_request_is_fresh(
         r = await open_loop(url, REQS, rate=200, duration_s=2, run_tag="five", processes=processes)
     assert (r["requests"], r["ok"], r["errors"], r["unfinished"]) == (400, 400, 0, 0)
     assert r["generator"]["processes"] == processes
+    # every connection found held by this (the server's) process, one list per generator process
+    assert [sum(c) for c in r["generator"]["server_processes"]] == [128 // processes] * processes
     assert r["statuses"] == {"200": 400}
     # never less than the server's 5 ms; on a shared machine allow scheduling noise above it
     assert 5.0 <= r["p50_ms"] < 25.0, r
@@ -122,7 +124,15 @@ async def test_a_200ms_stall_shows_in_the_tail_although_few_requests_were_in_fli
         return 0.001
 
     async with server(behaviour) as (url, seen):
-        r = await open_loop(url, REQS, rate=500, duration_s=3, connections=4, run_tag="stall")
+        r = await open_loop(
+            url,
+            REQS,
+            rate=500,
+            duration_s=3,
+            connections=4,
+            requests_per_connection=0,
+            run_tag="stall",
+        )
     assert stalled, "the server never stalled"
     assert (r["requests"], r["ok"], r["errors"]) == (1500, 1500, 0)
     assert seen.connections == 4
@@ -155,3 +165,69 @@ async def test_dropped_and_unanswered_requests_are_errors() -> None:
     assert r["error_kinds"] == {"closed": 4, "timeout": 4}, r
     assert (r["ok"], r["errors"], r["unfinished"]) == (192, 8, 0)
     assert r["generator"]["reconnects"] >= 4  # each timed-out or dropped connection replaced
+
+
+WORKER = """
+import asyncio, socket, sys
+
+async def main() -> None:
+    served = 0
+
+    async def handle(reader, writer):
+        nonlocal served
+        try:
+            while True:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                for line in head.split(b"\\r\\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        await reader.readexactly(int(line.split(b":")[1]))
+                served += 1
+                writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    await asyncio.start_server(handle, sock=sock)
+    print("up", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    print(served, flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_connections_are_spread_over_the_processes_of_a_server_sharing_one_socket() -> None:
+    """Two processes accepting on one listening socket (as uvicorn --workers does): the
+    connections, and so the requests, are split about evenly between them."""
+    import socket
+    import subprocess
+    import sys
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(sock.fileno())],
+            pass_fds=[sock.fileno()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for w in workers:
+            assert w.stdout is not None
+            assert w.stdout.readline().strip() == "up"
+        r = await open_loop(f"http://127.0.0.1:{port}", REQS, rate=500, duration_s=2)
+    finally:
+        sock.close()
+        served = [int(w.communicate(timeout=30)[0].strip()) for w in workers]
+    assert (r["ok"], r["errors"]) == (1000, 0)
+    # the test process holds the listening socket too, but accepts nothing
+    [split] = r["generator"]["server_processes"]
+    assert len(split) == 2, split
+    assert sum(split) == 128, split
+    assert split[0] - split[1] <= 128 // 20, split
+    assert sum(served) == 1000
+    assert min(served) >= 400, served  # round robin over evenly spread connections
