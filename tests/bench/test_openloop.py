@@ -231,3 +231,31 @@ async def test_connections_are_spread_over_the_processes_of_a_server_sharing_one
     assert split[0] - split[1] <= 128 // 20, split
     assert sum(served) == 1000
     assert min(served) >= 400, served  # round robin over evenly spread connections
+
+
+def test_request_lines_compile_to_the_bytes_replay_lua_sends() -> None:
+    """Placeholders as bench/lua/replay.lua fills them; Content-Length of the filled body."""
+    from bench.openloop import Filler, Template
+
+    body = '{"id":"@ID@","t":"@T60@","e":@E0@,"u":"@U0@"}'
+    tpl = Template(Req("POST", "/v1/pings?at=@E5@", "Basic dXNlcg==", body), "h:1")
+    filler = Filler("run")
+    now = int(time.time())
+    first, second = tpl.build(filler, now), tpl.build(filler, now)
+    head, _, sent = first.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == f"POST /v1/pings?at={now - 5} HTTP/1.1"
+    assert "Host: h:1" in lines
+    assert "Authorization: Basic dXNlcg==" in lines  # a whole Authorization value, as given
+    assert "Content-Type: application/json" in lines
+    assert f"Content-Length: {len(sent)}" in lines
+    doc = json.loads(sent)
+    assert doc["id"] == "run-1"
+    assert json.loads(second.partition(b"\r\n\r\n")[2])["id"] == "run-2"
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    assert doc["t"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))
+    assert doc["e"] == now
+    assert doc["u"] == f"{iso}.001Z"  # milliseconds from the request count: differ per request
+    assert json.loads(second.partition(b"\r\n\r\n")[2])["u"] == f"{iso}.002Z"
+    fixed = Template(Req("GET", "/healthz"), "h:1")
+    assert fixed.build(filler, now) == b"GET /healthz HTTP/1.1\r\nHost: h:1\r\n\r\n"
