@@ -449,6 +449,14 @@ class Generator:
         return time.monotonic() - start
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak memory (VmHWM: unlike ru_maxrss, not the parent's from before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     host = urlsplit(args.url).netloc
     templates = [Template(r, host) for r in read_requests(Path(args.requests))]
@@ -513,7 +521,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         "server_processes": server_processes,
         "setup_s": setup_s,
         "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
-        "maxrss_mb": cpu1.ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb(),
     }
     return summary if args.sync else merge([(summary, raw)])
 
@@ -606,7 +614,7 @@ def merge(parts: list[tuple[dict[str, Any], bytes]]) -> dict[str, Any]:
             "server_processes": [s["server_processes"] for s, _ in parts],
             "setup_s": round(max(s["setup_s"] for s, _ in parts), 2),
             "cpu_ms_per_req": round(cpu_s / max(total, 1) * 1000, 4),
-            "maxrss_mb": round(max(s["maxrss_mb"] for s, _ in parts), 1),
+            "peak_rss_mb": round(max(s["peak_rss_mb"] for s, _ in parts), 1),
         },
     }
 
