@@ -435,7 +435,11 @@ class Generator:
             now = time.monotonic()
             wait = self.due(self.slots[k]) - now
             if wait > 0:
-                await asyncio.sleep(wait)
+                # uvloop's timers count whole milliseconds: a shorter sleep returns at once, and
+                # waiting out the last fraction that way spun a core (0.35 ms of CPU per request
+                # instead of 0.14 on an idle machine). A slot is sent up to ~1 ms late instead,
+                # counted in its latency and in the send lag.
+                await asyncio.sleep(max(wait, 0.001))
                 continue
             while k < n and self.due(self.slots[k]) <= now:
                 self.dispatch(self.slots[k], now)
