@@ -17,11 +17,13 @@ Why a process of its own and not aiohttp in the caller: the old generator (one a
 `datetime` and an aiohttp request object per request, in the bench runner's own process) paused
 for its own garbage collector and event loop, and those pauses were counted as the server's
 latency (docs/benchmarks.md, "Load generation"). Here the work per request is a few bytes joins
-and one `write`: a fixed set of keep-alive connections is opened before the first slot and used
-in turn (round robin: every connection stays warm, none idles into the server's keep-alive
-timeout), request lines are compiled to bytes once (placeholders filled from per-second caches),
-responses are parsed by httptools (C), the loop is uvloop, and the garbage collector is frozen
-and disabled for the measured run (nothing here makes reference cycles per request).
+and one `write`: a fixed set of keep-alive connections is opened before the first slot, spread
+evenly over the processes of a server on this machine (`ServerSockets`) and used in turn
+(round robin: every connection stays warm, none idles into the server's keep-alive timeout),
+no sleep is shorter than uvloop's 1 ms timer tick (shorter ones spun a core), request lines
+are compiled to bytes once (placeholders filled from per-second caches), responses are parsed
+by httptools (C), the loop is uvloop, and the garbage collector is frozen and disabled for the
+measured run (nothing here makes reference cycles per request).
 """
 
 from __future__ import annotations
