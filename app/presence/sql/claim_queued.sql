@@ -3,11 +3,12 @@
 -- longest first, skipping any another evaluator or a synchronous batch holds (SKIP LOCKED: never
 -- waited for), any without a presence_subjects row yet and any in p_exclude; then their queued
 -- fixes. Applied by migrations through app/core/sqlfiles.py.
--- The subjects with queued fixes are read first, then each subject's row is locked by its key,
--- one at a time until p_max are held. On a single node this locks the same rows in the same
--- order as one `FOR UPDATE SKIP LOCKED` over a join would; on Citus, where presence_subjects is
--- distributed by subject, each lock is a single-shard statement (Citus refuses a multi-shard
--- FOR UPDATE), sent to the worker holding the subject (docs/scaling.md).
+-- The subjects with queued fixes are read first, in order; then the next as many as are still
+-- wanted are locked by their keys (`subject_id = ANY(…) FOR UPDATE SKIP LOCKED`), again until
+-- p_max are held or none is left: the first p_max subjects not held elsewhere, as one
+-- `FOR UPDATE SKIP LOCKED … LIMIT` over a join would lock them. Citus refuses a multi-shard
+-- FOR UPDATE, so where presence_subjects is distributed (docs/scaling.md) each lock statement
+-- takes the subjects of one shard: a single-shard statement, sent to the worker holding them.
 -- The fixes are read after the locks, with a fresh snapshot: a subject another evaluator
 -- released just before the lock here shows only the fixes still queued.
 CREATE OR REPLACE FUNCTION hereabouts_claim_queued(p_max int, p_exclude uuid[])
@@ -18,22 +19,42 @@ RETURNS TABLE (
 ) LANGUAGE plpgsql VOLATILE AS $fn$
 #variable_conflict use_column
 DECLARE
-    v_subject uuid;
+    v_seen int := 0;
+    v_want int;
+    v_batch uuid[];
+    v_shard uuid[];
     v_claimed uuid[] := '{}';
+    -- Citus: presence_subjects is placed (by subject, or a reference table's one shard)
+    v_sharded boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus');
 BEGIN
-    IF p_max < 1 THEN
-        RETURN;
-    END IF;
-    FOR v_subject IN
-        SELECT q.subject_id FROM ping_queue q
-        WHERE q.subject_id <> ALL(p_exclude)
-        GROUP BY q.subject_id ORDER BY min(q.seq)
     LOOP
-        PERFORM 1 FROM presence_subjects s WHERE s.subject_id = v_subject
-        FOR UPDATE SKIP LOCKED;
-        IF FOUND THEN
-            v_claimed := v_claimed || v_subject;
-            EXIT WHEN cardinality(v_claimed) >= p_max;
+        v_want := p_max - cardinality(v_claimed);
+        EXIT WHEN v_want <= 0;
+        -- the next subjects in line (a top-N sort, as the LIMIT of one locking join does); a
+        -- subject seen again because the queue moved meanwhile is not locked twice
+        v_batch := ARRAY(
+            SELECT h.subject_id
+            FROM (SELECT q.subject_id, min(q.seq) AS first_seq FROM ping_queue q
+                  WHERE q.subject_id <> ALL(p_exclude) GROUP BY q.subject_id) h
+            ORDER BY h.first_seq OFFSET v_seen LIMIT v_want);
+        EXIT WHEN cardinality(v_batch) = 0;
+        v_seen := v_seen + cardinality(v_batch);
+        IF NOT v_sharded THEN
+            v_claimed := v_claimed || ARRAY(
+                SELECT s.subject_id FROM presence_subjects s
+                WHERE s.subject_id = ANY(v_batch) AND s.subject_id <> ALL(v_claimed)
+                FOR UPDATE SKIP LOCKED);
+        ELSE
+            FOR v_shard IN
+                SELECT array_agg(b.id)
+                FROM unnest(v_batch) AS b(id)
+                GROUP BY get_shard_id_for_distribution_column('presence_subjects', b.id)
+            LOOP
+                v_claimed := v_claimed || ARRAY(
+                    SELECT s.subject_id FROM presence_subjects s
+                    WHERE s.subject_id = ANY(v_shard) AND s.subject_id <> ALL(v_claimed)
+                    FOR UPDATE SKIP LOCKED);
+            END LOOP;
         END IF;
     END LOOP;
     IF cardinality(v_claimed) = 0 THEN
