@@ -42,14 +42,21 @@ pytest: deps system-deps
 
 test: lint typecheck pytest
 
-# The core flows (places, batched and single pings with events, check-ins with offers and tasks,
-# rules to outbox, delivery workers claiming with SKIP LOCKED, export and erase, retention, token
-# revocation) on a local Citus cluster under .data/test-citus* (docs/scaling.md).
+# The core flows (places, batched and single pings with events, single fixes answered 202 and
+# their evaluator, a kill -9 mid-set too, check-ins with offers and tasks, rules to outbox,
+# who is at a place (a broadcast, a task's visit, a worker's current place), the field workers
+# near an Open311 report, delivery workers claiming with SKIP LOCKED, export and erase,
+# retention, token revocation) on a local Citus cluster under .data/test-citus*
+# (docs/scaling.md).
 # Ports: HEREABOUTS_TEST_CITUS_PORTS (coordinator,worker,worker).
 CITUS_TESTS ?= tests/core/test_citus.py tests/geofences/test_import.py \
 	tests/presence/test_smoke.py tests/presence/test_tracks.py tests/presence/test_concurrency.py \
-	tests/presence/test_groups.py tests/checkins/test_checkin_offers_and_tasks.py \
-	tests/rules/test_walk.py tests/rules/test_set_based.py tests/notifications/test_worker.py \
+	tests/presence/test_groups.py tests/presence/test_async_pings.py \
+	tests/presence/test_evaluator_crash.py tests/checkins/test_checkin_offers_and_tasks.py \
+	tests/rules/test_walk.py tests/rules/test_async_walk.py tests/rules/test_set_based.py \
+	tests/rules/test_workers_and_broadcast.py tests/open311/test_tasks_and_push.py \
+	tests/shifts/test_supervisor.py tests/tasks/test_visits_and_photos.py \
+	tests/notifications/test_worker.py \
 	tests/security/test_subject_rights.py tests/security/test_retention.py \
 	tests/accounts/test_token_cache.py tests/core/test_commit_retrying.py
 # Citus is built from its vendored upstream source (third_party/citus) when missing: root on

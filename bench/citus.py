@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import secrets
@@ -35,7 +36,7 @@ from app.accounts.models import Device
 from app.core.citus import CitusCluster
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT, Environment, Settings
-from app.core.db import create_engine
+from app.core.db import commit_retrying, create_engine
 from app.core.ops import alembic_config
 from app.core.security import hash_token
 from app.geofences.models import Geofence
@@ -167,10 +168,19 @@ async def _drive(
             i = await queue.get()
             try:
                 async with sessions() as db:
-                    out = await ingest_ping_batch(
-                        db, settings, subjects[i], _batch(i, batch_no[i], start)
+                    # as the app's ping groups do: a deadlock (40P01) or serialization failure
+                    # runs the batch again from its start (app.core.db.commit_retrying)
+                    out = await commit_retrying(
+                        db,
+                        functools.partial(
+                            ingest_ping_batch,
+                            db,
+                            settings,
+                            subjects[i],
+                            _batch(i, batch_no[i], start),
+                        ),
+                        what="bench batch",
                     )
-                    await db.commit()
                 result.pings += out.accepted
                 accepted[0] += out.accepted
                 result.batches += 1
@@ -236,6 +246,8 @@ async def _rebalance(engine: AsyncEngine, worker_port: int) -> str:
     async with engine.connect() as conn:
         # each step commits: a shard move runs in its own transactions and must see the last
         await conn.execution_options(isolation_level="AUTOCOMMIT")
+        # a drain or rebalance takes minutes: the service engine's statement timeout is 15 s
+        await conn.execute(text("SET statement_timeout = 0"))
         await conn.execute(
             text(
                 "SELECT citus_drain_node('127.0.0.1', :p, shard_transfer_mode => 'force_logical')"

@@ -156,7 +156,7 @@ WITH RECURSIVE reach(rel) AS (
     WHERE c.contype = 'f' AND NOT k.relispartition  -- a partition is emptied with its parent
 )
 SELECT r.rel::text,
-       array_remove(array_agg(DISTINCT c.confrelid::text), NULL) AS parents
+       array_remove(array_agg(DISTINCT c.confrelid::regclass::text), NULL) AS parents
 FROM reach r
 LEFT JOIN pg_constraint c
   ON c.conrelid = r.rel AND c.contype = 'f' AND c.confrelid <> r.rel

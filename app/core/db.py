@@ -209,12 +209,17 @@ def integrity_error(exc: Exception, statement: str) -> sa_exc.IntegrityError:
 # reference-table row on different nodes' copies, docs/scaling.md) and 40001 serialization
 # failure. PostgreSQL has already rolled the victim back; the other transaction went on.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+# A worker node's own deadlock, which Citus hands on to the coordinator's client as an internal
+# error (XX000 "deadlock detected", not 40P01): seen while a worker was drained and rebalanced
+# under ping batches (docs/scaling.md). Its transaction is rolled back like any deadlock victim.
+CITUS_WORKER_DEADLOCK = ("XX000", "deadlock detected")
 # how many times a transaction is run in all before its conflict is the caller's error
 CONFLICT_ATTEMPTS = 4
 
 
 def conflict_sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE if `exc`, or an exception it wraps, is a deadlock or serialization failure.
+    """The SQLSTATE if `exc`, or an exception it wraps, is a deadlock or serialization failure
+    (also a Citus worker's deadlock passed on as XX000 "deadlock detected").
 
     Both shapes occur: SQLAlchemy's `DBAPIError` around the driver's error (`orig`, `__cause__`)
     and asyncpg's own error from the hot paths' `driver_connection`; each carries `sqlstate`.
@@ -226,6 +231,10 @@ def conflict_sqlstate(exc: BaseException) -> str | None:
         sqlstate = getattr(current, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate in RETRYABLE_SQLSTATES:
             return sqlstate
+        if sqlstate == CITUS_WORKER_DEADLOCK[0] and str(
+            getattr(current, "message", "") or ""
+        ).startswith(CITUS_WORKER_DEADLOCK[1]):
+            return CITUS_WORKER_DEADLOCK[0]
         orig = getattr(current, "orig", None)
         current = current.__cause__ or (orig if isinstance(orig, BaseException) else None)
     return None

@@ -18,6 +18,7 @@ APP_ROOT = Path(__file__).resolve().parent.parent
 
 # (file, function) pairs every migrated database must match
 FUNCTIONS = {
+    "presence/sql/claim_queued.sql": "hereabouts_claim_queued",
     "presence/sql/ensure_ping_partitions.sql": "hereabouts_ensure_ping_partitions",
     "presence/sql/ping_enqueue.sql": "hereabouts_ping_enqueue",
     "presence/sql/ping_read.sql": "hereabouts_ping_read",

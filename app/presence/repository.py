@@ -515,26 +515,16 @@ ENQUEUE_SQL = (
 ENSURE_QUEUED_SUBJECTS_SQL = """
 INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id)
 SELECT DISTINCT q.subject_id, q.subject_kind, q.organisation_id FROM ping_queue q
-WHERE NOT EXISTS (SELECT 1 FROM presence_subjects s WHERE s.subject_id = q.subject_id)
+LEFT JOIN presence_subjects s ON s.subject_id = q.subject_id
+WHERE s.subject_id IS NULL
 ON CONFLICT (subject_id) DO NOTHING
 """
 
-# The subjects waiting longest first; a subject another evaluator holds (or a synchronous batch
-# is evaluating) is skipped, never waited for.
-CLAIM_SQL = """
-WITH heads AS (
-    SELECT subject_id, min(seq) AS first_seq FROM ping_queue GROUP BY subject_id
-), claimed AS (
-    SELECT s.subject_id FROM presence_subjects s JOIN heads h ON h.subject_id = s.subject_id
-    WHERE s.subject_id <> ALL($2::uuid[])
-    ORDER BY h.first_seq LIMIT $1
-    FOR UPDATE OF s SKIP LOCKED
-)
-SELECT q.seq, q.subject_id, q.subject_kind, q.organisation_id, q.client_id, q.recorded_at,
-       q.lon, q.lat, q.accuracy_m, q.speed_mps, q.heading, q.received_at
-FROM ping_queue q JOIN claimed c ON c.subject_id = q.subject_id
-ORDER BY q.subject_id, q.recorded_at, q.client_id
-"""
+# The subjects waiting longest first, up to $1 of them, none of $2; a subject another evaluator
+# holds (or a synchronous batch is evaluating) is skipped, never waited for. The function
+# (app/presence/sql/claim_queued.sql) locks each subject's row by its key, so on Citus every lock
+# is a single-shard statement.
+CLAIM_SQL = "SELECT * FROM hereabouts_claim_queued($1, $2)"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core.db import CONFLICT_ATTEMPTS, commit_retrying, conflict_sqlstate, driver_connection
 
 
-def _raise(sqlstate: str) -> str:
-    return f"DO $$ BEGIN RAISE EXCEPTION 'test' USING ERRCODE = '{sqlstate}'; END $$"
+def _raise(sqlstate: str, message: str = "test") -> str:
+    return f"DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{sqlstate}'; END $$"
 
 
 def _retries(what: str, sqlstate: str) -> float:
@@ -134,3 +134,33 @@ async def test_other_errors_are_not_run_again(engine: AsyncEngine, sqlstate: str
         assert await _marks(engine, tag) == 0
     finally:
         await _cleanup(engine, tag)
+
+
+async def test_a_citus_workers_deadlock_passed_on_as_an_internal_error_is_run_again(
+    engine: AsyncEngine,
+) -> None:
+    """Citus hands a worker node's deadlock to the client as XX000 "deadlock detected" (seen
+    while draining a worker under ping batches); any other internal error is not run again."""
+    runs = 0
+    before = _retries("test", "XX000")
+
+    async def work() -> int:
+        nonlocal runs
+        runs += 1
+        driver = await driver_connection(session)
+        if runs == 1:
+            await driver.execute(_raise("XX000", "deadlock detected"))
+        return int(await driver.fetchval("SELECT 7"))
+
+    async with AsyncSession(engine) as session:
+        assert await commit_retrying(session, work, what="test") == 7
+    assert runs == 2
+    assert _retries("test", "XX000") == before + 1
+
+    async def other() -> None:
+        await session.execute(text(_raise("XX000", "cache lookup failed")))
+
+    async with AsyncSession(engine) as session:
+        with pytest.raises(sa_exc.DBAPIError) as caught:
+            await commit_retrying(session, other, what="test")
+    assert conflict_sqlstate(caught.value) is None

@@ -92,7 +92,18 @@ async def test_a_single_fix_is_answered_202_stored_and_evaluated_later(
     assert await _count(db, "ping_queue", resident.id) == 0
     assert await _count(db, "pings", resident.id) == len(walk)
     got = await _events_of(db, resident.id)
-    assert {t for t, _, _ in got} >= {"enter", "exit"}
+    # judged against the track: entered once at a fix inside the 40 m circle, left once at a
+    # fix beyond it after that, nothing else but being nearby before entering
+    order = [p.id for p in walk]
+    inside = {p.id for p in walk if abs(p.east) < 40}
+    types = [t for t, _, _ in got]
+    assert (types.count("enter"), types.count("exit")) == (1, 1), got
+    assert set(types) <= {"nearby", "enter", "exit"}, got
+    enter_ping = next(ping for t, ping, _ in got if t == "enter")
+    exit_ping = next(ping for t, ping, _ in got if t == "exit")
+    assert enter_ping in inside, got
+    assert exit_ping not in inside, got
+    assert order.index(exit_ping) > order.index(enter_ping), got
 
     # the same fixes, synchronously, one request each: the same events
     for p in walk:

@@ -31,11 +31,25 @@ from app.core.config import PROJECT_ROOT, Settings
 from app.core.db import create_sessionmaker
 from app.presence import repository, service
 from app.presence.models import SubjectKind
-from tests.conftest import migrated_database
+from tests.conftest import ON_CITUS, migrated_database
 from tests.factories import create_organisation, create_resident
 from tests.presence.helpers import at, create_circle
 
 DEVICES = 6
+# The worker's backend writing its set, waiting for the place's row. On Citus the coordinator's
+# backend waits for the worker node that applies the write (wait event type 'Extension'), and
+# that node's backend waits for the lock: found in citus_stat_activity (every node's backends).
+WAITING_WRITE_SQL = (
+    "SELECT a.pid FROM pg_stat_activity a WHERE a.datname = current_database() "
+    "AND a.pid <> pg_backend_pid() AND a.state = 'active' "
+    "AND a.query LIKE 'SELECT hereabouts_ping_write(%' "
+    + (
+        "AND a.wait_event_type = 'Extension' AND EXISTS (SELECT 1 FROM citus_stat_activity c "
+        "WHERE c.datname = current_database() AND c.wait_event_type = 'Lock')"
+        if ON_CITUS
+        else "AND a.wait_event_type = 'Lock'"
+    )
+)
 WALK_M = [200, 120, 60, 10, 0, -5, 5, 20, 150, 250, 300]
 
 
@@ -133,13 +147,7 @@ async def test_kill_9_mid_set_loses_nothing_and_doubles_nothing(
     await blocker.execute(text("SELECT 1 FROM geofences WHERE id = :g FOR UPDATE"), {"g": place})
     first = _worker(crash_url)
     try:
-        waiting_pid = await _until(
-            lambda: _scalar(
-                crash_engine,
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-            )
-        )
+        waiting_pid = await _until(lambda: _scalar(crash_engine, WAITING_WRITE_SQL))
         # mid-set: it holds every subject, so another evaluator gets none of them (SKIP LOCKED)
         async with sessions() as s:
             assert await repository.claim_queued(s, 100) == []

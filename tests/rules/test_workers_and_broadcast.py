@@ -83,8 +83,11 @@ async def test_worker_driving_past_park_gets_assigned_task_only_on_shift(
     r = await t.api.post("/v1/me/shift/start", headers=off.headers)
     assert r.status_code == 201, r.text
     async with rules_engine.begin() as conn:  # started five minutes ago: the whole drive is in it
+        # on UTC timestamps: Citus refuses the STABLE `timestamptz - interval` on a column in an
+        # UPDATE (as tests/security/test_retention.py ages rows)
         await conn.execute(
-            text("UPDATE staff_periods SET started_at = started_at - interval '5 minutes' "
+            text("UPDATE staff_periods SET started_at = "
+                 "(started_at AT TIME ZONE 'UTC' - interval '5 minutes') AT TIME ZONE 'UTC' "
                  "WHERE staff_user_id = :s"),
             {"s": off.id},
         )  # fmt: skip

@@ -56,9 +56,10 @@ async def test_a_stale_place_is_not_current(
 ) -> None:
     await create_circle(db, org.id, 0, 0, 40)
     await _walk_in(client, worker, "w")
-    await db.execute(
+    await db.execute(  # on UTC timestamps: IMMUTABLE arithmetic, which Citus accepts here
         text(
-            "UPDATE presence SET last_fix_at = last_fix_at - interval '20 minutes' "
+            "UPDATE presence SET last_fix_at = "
+            "(last_fix_at AT TIME ZONE 'UTC' - interval '20 minutes') AT TIME ZONE 'UTC' "
             "WHERE subject_id = :s"
         ),
         {"s": worker.id},
