@@ -12,7 +12,7 @@
 -- Duplicates are found as the ping read finds them (the batch's ids joined to pings by subject
 -- and id, and `subject_id = ANY(p_subject)`) and new subjects with an anti-join filtered the
 -- same way, not with correlated subqueries: Citus refuses those next to unnest, and with the
--- filters it reads only the subjects' shards of pings and presence_subjects (migration 0040,
+-- filters it reads only the subjects' shards of pings and presence_subjects (migration 0042,
 -- docs/scaling.md). Hash and merge joins are off so that the generic plan probes the pings
 -- index per id (with the subject filter it read all of the subjects' pings).
 CREATE OR REPLACE FUNCTION hereabouts_ping_enqueue(

@@ -14,7 +14,7 @@ subjects in the same order on a single node; on Citus, where `presence_subjects`
 by subject (migration 0036), each lock statement takes one shard's subjects (Citus refuses a
 multi-shard `FOR UPDATE`). docs/scaling.md.
 
-Revision ID: 0040
+Revision ID: 0042
 Revises: 0041
 Create Date: 2026-12-03 21:40:00+00:00
 """
@@ -25,7 +25,7 @@ from alembic import op
 
 from app.core.sqlfiles import read_sql
 
-revision: str = "0040"
+revision: str = "0042"
 down_revision: str | None = "0041"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
