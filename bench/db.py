@@ -11,7 +11,9 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -195,3 +197,33 @@ def fresh_city(quick: bool) -> tuple[Dataset, City]:
     dataset = provision(config)
     asyncio.run(reset_activity(dataset.dsn))
     return dataset, City(config)
+
+
+def run_on_city(
+    measure: Callable[[Any, Dataset, City], Coroutine[Any, Any, dict[str, Any]]],
+    args: Any,
+    *,
+    quick: bool,
+) -> int:
+    """The in-process benches' `main`: the bench city (loaded once, cached), `measure` on it in
+    its own event loop (migrations run theirs), the bench cluster stopped after, and the result
+    without its per-round rows printed as one JSON line."""
+    import json
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        dataset, city = fresh_city(quick)
+        result = asyncio.run(measure(args, dataset, city))
+    finally:
+        bench_cluster().stop()
+    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}))
+    return 0
+
+
+def bench_cluster_cpu_s() -> float:
+    """User + system CPU seconds of the bench cluster's postmaster and its children (/proc)."""
+    from bench.servers import tree_cpu_s
+
+    pid = bench_cluster().postmaster_pid()
+    assert pid is not None, "the bench cluster is not running"
+    return tree_cpu_s(pid)

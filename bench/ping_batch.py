@@ -33,16 +33,9 @@ from typing import Any
 import httpx
 
 from bench.city import City
-from bench.db import Dataset, bench_cluster, fresh_city
-from bench.servers import tree_cpu_s
+from bench.db import Dataset, bench_cluster_cpu_s, run_on_city
 
 logger = logging.getLogger("bench")
-
-
-def _pg_cpu_s() -> float:
-    """User + system CPU seconds of the bench cluster's postmaster and its children."""
-    pid_file = bench_cluster().pgdata / "postmaster.pid"
-    return tree_cpu_s(int(pid_file.read_text().split()[0]))
 
 
 def _body(city: City, device: int, start: int, n: int) -> bytes:
@@ -125,9 +118,9 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                 ]
                 if profiler is not None:
                     profiler.start()
-                pg0, cpu0 = _pg_cpu_s(), time.process_time()
+                pg0, cpu0 = bench_cluster_cpu_s(), time.process_time()
                 events = await _send(client, bodies, args.concurrency)
-                cpu, pg = time.process_time() - cpu0, _pg_cpu_s() - pg0
+                cpu, pg = time.process_time() - cpu0, bench_cluster_cpu_s() - pg0
                 if profiler is not None:
                     profiler.stop()
                 row = {
@@ -163,14 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--profile", default="")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        dataset, city = fresh_city(quick=True)
-        result = asyncio.run(measure(args, dataset, city))
-    finally:
-        bench_cluster().stop()
-    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}))
-    return 0
+    return run_on_city(measure, args, quick=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from bench.city import City
-from bench.db import Dataset, bench_cluster, fresh_city
+from bench.db import Dataset, run_on_city
 
 logger = logging.getLogger("bench")
 
@@ -133,14 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--devices", type=int, default=500)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        dataset, city = fresh_city(quick=True)  # migrations run their own event loop
-        result = asyncio.run(measure(args, dataset, city))
-    finally:
-        bench_cluster().stop()
-    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}))
-    return 0
+    return run_on_city(measure, args, quick=True)
 
 
 if __name__ == "__main__":

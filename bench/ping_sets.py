@@ -24,7 +24,6 @@ its overhead inflates small functions).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import statistics
@@ -36,15 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.city import City
-from bench.db import Dataset, bench_cluster, fresh_city
-from bench.servers import tree_cpu_s
+from bench.db import Dataset, bench_cluster_cpu_s, run_on_city
 
 logger = logging.getLogger("bench")
-
-
-def _pg_cpu_s() -> float:
-    pid_file = bench_cluster().pgdata / "postmaster.pid"
-    return tree_cpu_s(int(pid_file.read_text().split()[0]))
 
 
 async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dict[str, Any]:
@@ -121,8 +114,8 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                         True,
                     )
                 )
-            # the /proc walk of _pg_cpu_s outside this process's measured windows
-            pg0 = _pg_cpu_s()
+            # the /proc walk of bench_cluster_cpu_s outside this process's measured windows
+            pg0 = bench_cluster_cpu_s()
             cpu0 = time.process_time()
             for i in range(0, len(requests), args.group):
                 async with sessions() as session:
@@ -131,7 +124,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                     )
                     await session.commit()
             queued_api = time.process_time() - cpu0
-            pg1 = _pg_cpu_s()
+            pg1 = bench_cluster_cpu_s()
             if profiler is not None and r > 0:
                 profiler.enable()
             cpu1 = time.process_time()
@@ -149,7 +142,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
             eval_api = time.process_time() - cpu1
             if profiler is not None and r > 0:
                 profiler.disable()
-            pg2 = _pg_cpu_s()
+            pg2 = bench_cluster_cpu_s()
             n = len(requests)
             row = {
                 "round": r + 1,
@@ -201,14 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--profile", default=None, help="write a pyinstrument profile here")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        dataset, city = fresh_city(args.quick)
-        result = asyncio.run(measure(args, dataset, city))
-    finally:
-        bench_cluster().stop()
-    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}))
-    return 0
+    return run_on_city(measure, args, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -256,7 +256,8 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         return stay
     la = math.log(max(fix.accuracy_m, params.min_accuracy_m))
     ref_la, ref_n = (stay.ref_la, stay.ref_n) if stay is not None else (0.0, 0)
-    if fix.speed_mps is not None and fix.speed_mps >= params.stay_max_speed_mps:
+    moving = fix.speed_mps is not None and fix.speed_mps >= params.stay_max_speed_mps
+    if moving:
         # a fix of the phone on the move (mostly in the streets): its usual accuracy
         ref_n += 1
         ref_la += (la - ref_la) / min(ref_n, params.indoor_ref_fixes)
@@ -297,7 +298,6 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         return stay._replace(
             out=1, out_x=x, out_y=y, out_still=_still(fix, params), ref_la=ref_la, ref_n=ref_n
         )
-    moving = fix.speed_mps is not None and fix.speed_mps >= params.stay_max_speed_mps
     joined = stay._replace(
         moving_run=stay.moving_run + 1 if moving else 0,
         ref_la=ref_la,
@@ -325,7 +325,7 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         and k >= math.ceil(params.stay_anchor_growth * k_anchor)
         # a phone that reports it is moving is not staying: its mean could not enter anyway
         # (and measuring it costs a statement); measured at the first fix that is still
-        and (fix.speed_mps is None or fix.speed_mps < params.stay_max_speed_mps)
+        and not moving
     ):
         # a milestone (6, 9, 14, 21, ... fixes): measure the mean of the fixes since the one
         # before the last (the first few of a stay are often still the walk in) and use it
