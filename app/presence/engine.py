@@ -80,6 +80,10 @@ class Params:
     # radius: into the building next door, or in from the pavement) start its measures again
     # from the next fix; the stay itself goes on (what it protects holds until the next measure)
     stay_rebase_moving_fixes: int = 3
+    # ... and so do the fixes since the last measure (at least `stay_first_anchor` of them)
+    # when their mean lies this many sigmas (both means' uncertainties) from the measured one:
+    # a walk the phone did not report (no speed, or it fell in a gap between fixes)
+    stay_move_sigmas: float = 3.0
     stay_window_back: int = 2  # each measure is of the fixes since this many milestones ago
     stay_spread_floor: float = 0.7  # the mean's own error assumes at least this share of the
     # spread the fixes' accuracy figures predict (phones over-report their accuracy)
@@ -113,6 +117,12 @@ class Params:
     # place, by this many of the mean's sigmas (indoors says nothing about which of two
     # buildings sharing a wall)
     indoor_neighbour_sigmas: float = 1.0
+    # someone who walked into the place next door (a stay begun after they entered the first,
+    # or a walk within the stay: `stay_rebase_moving_fixes`, `stay_move_sigmas`): once the
+    # stay's mean measured since the walk is out of a place they were in and inside another,
+    # each by this much evidence (`stay_gain`), they have left the first (0: never; they then
+    # stay "inside" both until they go beyond the exit margin)
+    stay_next_door_evidence: float = 3.0
 
 
 @dataclass
@@ -318,8 +328,21 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         return joined._replace(
             n0=joined.n, base=sums, prior=sums, base_la=joined.sum_la, prior_la=joined.sum_la
         )
+    if (
+        params.stay_move_sigmas > 0
+        and joined.anchor is not None
+        and joined.n - joined.base[0] >= params.stay_first_anchor
+        and joined.base[0] > joined.n0
+        and _moved_from_anchor(joined, params)
+    ):
+        # the fixes since the last measure sit elsewhere: the next measure is of the fixes
+        # from here on (those since the measure may still hold the walk)
+        sums = (joined.n, joined.sum_w, joined.sum_x, joined.sum_y, joined.sum_r2)
+        joined = joined._replace(
+            n0=joined.n, base=sums, prior=sums, base_la=joined.sum_la, prior_la=joined.sum_la
+        )
     k = joined.n - joined.n0
-    k_anchor = max(0, stay.anchor_n - joined.n0)
+    k_anchor = max(0, joined.anchor_n - joined.n0)
     if (
         k >= params.stay_first_anchor
         and k >= math.ceil(params.stay_anchor_growth * k_anchor)
@@ -331,20 +354,12 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         # before the last (the first few of a stay are often still the walk in) and use it
         # from here on, if they are spread as a phone's that stays put (about sqrt(2) sigma
         # around it); a wider spread is someone moving slowly: start again from this fix
-        n, sw, sx, sy, sr2 = joined.window(params.stay_window_back)
-        mx, my = sx / sw, sy / sw
-        spread = math.sqrt(max(0.0, sr2 / sw - mx * mx - my * my))
-        expected = math.sqrt(2.0 * n / sw)
+        n, mx, my, spread, expected, sigma = _window_mean(
+            joined, params.stay_window_back, fix.recorded_at, params
+        )
         if spread > 1.5 * expected + params.stay_drift_m:
             return fresh
         lon, lat = joined.lonlat(mx, my)
-        # the mean's uncertainty: the fixes' own (from their accuracy or, if wider, from how
-        # they spread), the drift they share (it averages out over its correlation time only),
-        # and what never averages out (a bias of the place's signal)
-        own = max(spread, params.stay_spread_floor * expected) / math.sqrt(2.0 * n)
-        seconds = max(1.0, (fix.recorded_at - joined.since).total_seconds())
-        drift = params.stay_drift_m * math.sqrt(min(1.0, params.stay_drift_tau_s / seconds))
-        sigma = math.sqrt(own * own + drift * drift + params.stay_floor_m**2)
         contrast, indoor = _indoor(joined, n, params)
         joined = joined._replace(
             anchor_lon=lon,
@@ -359,6 +374,38 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
             prior_la=joined.base_la,
         )
     return joined
+
+
+def _window_mean(
+    stay: Stay, back: int, at: datetime, params: Params
+) -> tuple[int, float, float, float, float, float]:
+    """(n, mean x, mean y, spread, expected spread, sigma of the mean) of the fixes since the
+    milestone `back` (1: the last): how a measure sees them."""
+    n, sw, sx, sy, sr2 = stay.window(back)
+    mx, my = sx / sw, sy / sw
+    spread = math.sqrt(max(0.0, sr2 / sw - mx * mx - my * my))
+    expected = math.sqrt(2.0 * n / sw)
+    # the mean's uncertainty: the fixes' own (from their accuracy or, if wider, from how they
+    # spread), the drift they share (it averages out over its correlation time only), and
+    # what never averages out (a bias of the place's signal)
+    own = max(spread, params.stay_spread_floor * expected) / math.sqrt(2.0 * n)
+    seconds = max(1.0, (at - stay.since).total_seconds())
+    drift = params.stay_drift_m * math.sqrt(min(1.0, params.stay_drift_tau_s / seconds))
+    sigma = math.sqrt(own * own + drift * drift + params.stay_floor_m**2)
+    return n, mx, my, spread, expected, sigma
+
+
+def _moved_from_anchor(stay: Stay, params: Params) -> bool:
+    """The fixes since the last measure lie `stay_move_sigmas` from the measured mean."""
+    anchor = stay.anchor
+    assert anchor is not None
+    # (`at` = the stay's start: the drift the fixes share counted whole, as over a short time)
+    n, mx, my, spread, expected, sigma = _window_mean(stay, 1, stay.since, params)
+    if spread > 1.5 * expected + params.stay_drift_m:
+        return False  # spread as someone moving: the next measure starts again anyway
+    ax, ay = stay.xy(*anchor)
+    both = math.hypot(sigma, stay.anchor_sigma_m)
+    return math.hypot(mx - ax, my - ay) >= params.stay_move_sigmas * both
 
 
 def _indoor(stay: Stay, n: int, params: Params) -> tuple[float, float]:
@@ -656,6 +703,46 @@ def _step(
         # away from it while it lasts (an outlier, or the first step of a move) never exits
         staying = stay is not None and stay.n > 1 and anchor is not None and anchor.signed_m < 0
         joined = staying and stay is not None and stay.out == 0
+        if (
+            stay is not None
+            and anchor is not None
+            and params.stay_next_door_evidence > 0
+            # measured on the fixes since a move: a walk within the stay, or a stay begun
+            # after this place was entered
+            and stay.anchor_n > stay.n0
+            and (stay.n0 > 0 or stay.since > st.since)
+            and anchor.signed_m > 0
+            and stay_gain(-anchor.signed_m, stay.anchor_sigma_m, params)
+            >= params.stay_next_door_evidence
+            and stay_gain(neighbour_m, stay.anchor_sigma_m, params)
+            >= params.stay_next_door_evidence
+        ):
+            out.append(
+                Transition(
+                    EventType.exit,
+                    gid,
+                    fix,
+                    _explain_if(
+                        explain,
+                        fix,
+                        c,
+                        margin,
+                        "walked into the place next door: the mean of the fixes since is"
+                        " out of this place and inside the other",
+                        rule="moved_next_door",
+                        stay_fixes=stay.anchor_n - stay.n0,
+                        stay_distance_m=round(anchor.signed_m, 1),
+                        next_door_depth_m=round(-neighbour_m, 1),
+                        stay_sigma_m=round(stay.anchor_sigma_m, 1),
+                        inside_since=st.since.isoformat(),
+                        next_door_evidence=params.stay_next_door_evidence,
+                        beyond_m=trigger + window_m(fix, params),
+                    ),
+                )
+            )
+            if s <= trigger + margin:
+                return out, State(gid, PresenceState.nearby, t, t, False, trigger, dwell_s)
+            return out, None
         if s >= margin / 2 and not joined:
             # out by half the margin or more: an exit needs this fix and the one before it out
             # (one outlier never exits): both beyond the margin, or the earlier one beyond

@@ -39,6 +39,7 @@ ROWS = [
     ("false exits + enters per hour, all stationary modes", "stationary", "flaps_per_hour", ""),
     ("visits with exactly one dwell", "all", "dwell_exactly_one_pct", "%"),
     ("exits within 2 fixes of being 30 m out", "all", "exit_within_2_fixes_pct", "%"),
+    ("left for the place next door: let go while there", "walk", "next_door_released", ""),
     ("pass-throughs (right / all)", "all", "pass_through_ratio", ""),
     ("pass-throughs faster than 35 m/s", "all", "pass_through_too_fast", ""),
     ("nearby within trigger distance + 3 m", "all", "nearby_right_pct", "%"),
@@ -76,6 +77,8 @@ def summary(per_mode: dict[str, harness.Tally]) -> dict[str, Any]:
         m = harness.metrics(tally)
         if key == "flaps":
             out[label] = tally.false_exits + tally.false_enters
+        elif key == "next_door_released":
+            out[label] = f"{tally.next_door_released} / {tally.next_door}"
         elif key == "pass_through_ratio":
             out[label] = f"{tally.pass_through_right} / {tally.pass_through}"
         else:
@@ -92,6 +95,12 @@ POOLED = [
     ("recall, >= 2 min in buildings >= 10 m wide (walks)", "walk", "long_found", "long_visits"),
     ("visits with exactly one dwell", "all", "dwell_exactly_one", "dwell_visits"),
     ("exits within 2 fixes of being 30 m out", "all", "exits_within_2", "exits_measured"),
+    (
+        "left for the place next door: let go while there",
+        "walk",
+        "next_door_released",
+        "next_door",
+    ),
 ]
 
 
@@ -161,6 +170,9 @@ def markdown(result: dict[str, Any]) -> str:
         "dwell_exactly_one_pct",
         "exit_within_2_fixes_pct",
         "exit_lag_s_median",
+        "next_door",
+        "next_door_released_pct",
+        "next_door_held_s_median",
         "pass_through",
         "nearby_right_pct",
     ]

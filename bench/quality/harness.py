@@ -430,9 +430,19 @@ def tracks_for(plan: Plan, seed: int) -> list[tuple[Scene, Track]]:
             n = plan.tracks.get(sc.mode, 0)
             per_scene = n // plan.scenes + (1 if k < n % plan.scenes else 0)
             for i in range(per_scene):
-                rng = random.Random(f"{seed}/{k}/{sc.mode}/{i}")
-                out.append((scene, sc.make(scene, rng)))
+                out.append((scene, _make_track(sc, scene, seed, k, i)))
     return out
+
+
+def one_track(seed: int, scene: int, mode: str, i: int) -> tuple[Scene, Track]:
+    """The `i`-th track of `mode` on a seed's `scene`-th town, as `tracks_for` makes it."""
+    town = make_scene(seed * 1000 + scene)
+    sc = next(s for s in SCENARIOS if s.mode == mode)
+    return town, _make_track(sc, town, seed, scene, i)
+
+
+def _make_track(sc: Scenario, scene: Scene, seed: int, k: int, i: int) -> Track:
+    return sc.make(scene, random.Random(f"{seed}/{k}/{sc.mode}/{i}"))
 
 
 # --- ground truth -------------------------------------------------------------------------------
@@ -561,6 +571,13 @@ class Tally:
     pass_through: int = 0
     pass_through_right: int = 0
     pass_through_too_fast: int = 0
+    # visits of 2 minutes or more to a place that began while the engine held another place,
+    # one the person was truly out of by more than TOLERANCE_M all along (they walked into the
+    # place next door): how many, how many let go of it while still there, and how long the
+    # place left was held into the visit
+    next_door: int = 0
+    next_door_released: int = 0
+    next_door_held_s: list[float] = field(default_factory=list)
     stationary: bool = False
 
     def add(self, other: Tally) -> None:
@@ -617,6 +634,7 @@ def judge(scene: Scene, track: Track, events: list[Event], stationary_mode: bool
         ):
             tally.dwells_outside_visits += 1
 
+    _judge_next_door(scene, track, visits, by_place, tally)
     used: set[tuple[uuid.UUID, int]] = set()
     for v in visits:
         evs = by_place.get(v.place.id, [])
@@ -684,6 +702,45 @@ def judge(scene: Scene, track: Track, events: list[Event], stationary_mode: bool
     return tally
 
 
+def _judge_next_door(
+    scene: Scene,
+    track: Track,
+    visits: list[Visit],
+    by_place: dict[uuid.UUID, list[Event]],
+    tally: Tally,
+) -> None:
+    """Places held while the person sits in another one (the `next_door` counts)."""
+    for v in visits:
+        if v.duration_s < 120 or v.place.kind == "park":
+            continue
+        at = v.t0
+        for gid, evs in by_place.items():
+            if gid == v.place.id:
+                continue
+            place = scene.place(gid)
+            if place.kind == "park":
+                continue
+            states = [e for e in evs if e.type in ("enter", "exit") and e.t <= at]
+            if not states or states[-1].type != "enter":
+                continue
+            t = v.t0
+            out_all_along = True
+            while t <= v.t1:
+                if place.signed(*track.at(t)) < TOLERANCE_M:
+                    out_all_along = False
+                    break
+                t += 5.0
+            if not out_all_along:
+                continue
+            tally.next_door += 1
+            exit_ev = next((e for e in evs if e.type == "exit" and e.t > at), None)
+            released = exit_ev is not None and exit_ev.t <= v.t1
+            tally.next_door_released += released
+            tally.next_door_held_s.append(
+                (exit_ev.t if released and exit_ev is not None else v.t1) - v.t0
+            )
+
+
 def _fix_at(track: Track, t: float) -> int | None:
     for i, f in enumerate(track.fixes):
         if abs(f.t - t) < 1e-3:
@@ -738,6 +795,11 @@ def metrics(t: Tally) -> dict[str, Any]:
         "dwell_exactly_one_pct": _pct(t.dwell_exactly_one, t.dwell_visits),
         "dwell_extra": t.dwell_extra,
         "dwells_outside_visits": t.dwells_outside_visits,
+        "next_door": t.next_door,
+        "next_door_released_pct": _pct(t.next_door_released, t.next_door),
+        "next_door_held_s_median": round(statistics.median(t.next_door_held_s), 1)
+        if t.next_door_held_s
+        else None,
         "nearby": t.nearby,
         "nearby_right_pct": _pct(t.nearby_right, t.nearby),
         "pass_through": t.pass_through,

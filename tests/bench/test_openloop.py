@@ -142,7 +142,9 @@ async def test_a_200ms_stall_shows_in_the_tail_although_few_requests_were_in_fli
     assert r["max_ms"] >= 190, r
     assert r["p99_ms"] >= 150, r
     assert r["p95_ms"] >= 20, r
-    assert r["p50_ms"] < 20, r
+    # and it is a tail: most requests were not held up (on a loaded machine the median moves
+    # with the scheduling noise, so it is compared with the tail, not with a fixed figure)
+    assert r["p50_ms"] < r["p99_ms"] / 3, r
     assert r["generator"]["queued_for_connection"] >= 50, r
 
 

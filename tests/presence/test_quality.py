@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Organisation
 from app.geofences.models import Geofence
+from app.presence import engine
 from bench.quality import harness
 from bench.quality.scenes import Scene, to_lonlat
 from bench.quality.tracks import Track
@@ -116,6 +117,27 @@ def test_no_pass_through_at_an_implausible_speed(
     assert hops["false_enters"] == 0
     car = _m(results, "car through a park")
     assert car["pass_through_precision_pct"] in (None, 100.0)
+
+
+# walks (seed, town, track) in which someone sits in a building, walks into the one next door
+# and sits there: the rules without the next-door exit held the first until they left both
+NEXT_DOOR = [(2, 0, 6), (3, 0, 6), (4, 0, 0)]
+
+
+def test_someone_who_walks_into_the_building_next_door_lets_go_of_the_first() -> None:
+    without = harness.current_runner(
+        engine.Params(stay_next_door_evidence=0.0, stay_move_sigmas=0.0)
+    )
+    with_rule = harness.current_runner()
+    for seed, town, i in NEXT_DOOR:
+        scene, track = harness.one_track(seed, town, "walk", i)
+        for size in (1, 10):
+            now = harness.judge(scene, track, with_rule.run(scene, track, size), False)
+            assert (now.next_door, now.next_door_released) == (1, 1), (seed, town, i, size)
+            # let go within a few minutes of sitting down there (measured: 1.6-7 minutes)
+            assert now.next_door_held_s[0] < 480, (seed, town, i, size)
+            before = harness.judge(scene, track, without.run(scene, track, size), False)
+            assert (before.next_door, before.next_door_released) == (1, 0), (seed, town, i, size)
 
 
 def test_batches_and_single_pings_give_the_same_events() -> None:

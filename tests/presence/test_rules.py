@@ -292,6 +292,54 @@ async def test_a_walk_into_the_building_next_door_is_measured_there_not_with_the
     ]
     why = next(e for e in body["events"] if e["type"] == "enter" and e["ping_id"] == "b5")
     assert why["explanation"]["stay_depth_m"] == 8.0
+    # and the same measure lets go of the library: they cannot sit in both
+    changes = [
+        (e["type"], e["geofence_id"], e["ping_id"])
+        for e in body["events"]
+        if e["type"] in ("enter", "exit")
+    ]
+    assert changes == [
+        ("enter", str(first), "a6"),
+        ("exit", str(first), "b5"),  # leaving comes before arriving
+        ("enter", str(second), "b5"),
+    ]
+    left = next(e for e in body["events"] if e["type"] == "exit")["explanation"]
+    assert left["rule"] == "moved_next_door"
+    assert (left["stay_distance_m"], left["next_door_depth_m"]) == (8.0, 8.0)
+    assert left["stay_fixes"] == 6
+
+
+async def test_a_walk_the_phone_did_not_report_is_found_from_where_the_fixes_sit(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    """The same move by a phone that reports no speed, with a gap over the walk: the fixes'
+    own evidence enters the museum (three fixes 8 m inside at 10 m accuracy), but they are
+    8 m out of the library, well inside its 25 m exit margin, so nothing in them exits it.
+    The stay's last measure fell on b1 (its 32nd fix: mostly the library's); six fixes later
+    (b7) their mean lies more than three sigmas from it: a move. The next measure is of the
+    six fixes after that (b8-b13), 8 m out of the library and 8 m into the museum: the
+    library is let go at b13, while they still sit there. Without
+    that they stayed "inside" the library until they left the museum."""
+    first = await create_rectangle(
+        db, org.id, -20, 0, 0, 20, name="Library", category="library", trigger_distance_m=0
+    )
+    second = await create_rectangle(
+        db, org.id, 0, 0, 20, 20, name="Museum", category="museum", trigger_distance_m=0
+    )
+    track = [P(f"a{i}", -8, 10, _t(10 * i), 10).ping() for i in range(30)]
+    track += [P(f"b{i}", 8, 10, _t(400 + 10 * i), 10).ping() for i in range(20)]
+    body = await send(client, resident.headers, track)
+    changes = [
+        (e["type"], e["geofence_id"], e["ping_id"], e["explanation"]["rule"])
+        for e in body["events"]
+        if e["type"] in ("enter", "exit")
+    ]
+    # the library measured from the stay (its fixes' own evidence: 8 m in, 2 fixes)
+    assert changes[0][:2] == ("enter", str(first))
+    assert changes[1:] == [
+        ("enter", str(second), "b2", "enter_confirmed"),
+        ("exit", str(first), "b13", "moved_next_door"),
+    ]
 
 
 async def test_a_fast_departure_exits_on_its_second_fix(
