@@ -65,14 +65,32 @@ def test_deep_visits_are_found_and_most_long_ones(
     total = harness.metrics(harness.totals(results["new engine"]))
     assert total["deep_visits"] >= 40
     assert total["deep_recall_pct"] == 100.0
-    # 2-minute visits to buildings 10 m wide and more: the target is 90 %, met on four towns
-    # (seeds) of five (85-96 % on the full sets; 85.7 % on this subset, which the indoor-
-    # accuracy rule does not change: tests/presence/test_rules.py proves that rule). Missed:
-    # visits a few metres inside at indoor accuracy ~16 m whose fixes average out on the
-    # pavement or next door, and visits with a gap of fixes; see docs/presence.md, "What is
-    # not met yet"
+    # 2-minute visits to buildings 10 m wide and more: the target is 90 %, met pooled over five
+    # towns (the next test) and on four of them alone (85-98 % on the full sets; seed 1, this
+    # subset's town, 85.7 % here). Missed on it: visits a few metres inside at indoor accuracy
+    # ~16 m whose fixes average out on the pavement or next door, and visits with a gap of
+    # fixes; see docs/presence.md, "What is not met yet"
     assert walk["long_visits"] >= 20
     assert walk["long_recall_pct"] >= 85.0
+
+
+def test_two_minute_visits_pooled_over_five_towns_reach_the_target() -> None:
+    """The 90 % target as the report judges it (bench/quality pools seeds 1-5: one town's
+    visits carry +-4-5 points of sampling error): the fast set's walks on five towns, once
+    each (batches of ten), every deep visit found and at least 90 % of the 2-minute ones, with
+    walking precision still at its target."""
+    plan = dataclasses.replace(harness.FAST, tracks={"walk": 8}, batches=(10,))
+    pooled = harness.Tally()
+    for seed in (1, 2, 3, 4, 5):
+        pooled.add(
+            harness.evaluate_plan(plan, seed, [harness.current_runner()])["new engine"]["walk"]
+        )
+    m = harness.metrics(pooled)
+    assert m["long_visits"] >= 60
+    assert m["long_recall_pct"] >= 90.0, m  # measured: 62 of 68, 91.2 %
+    assert m["deep_visits"] >= 40
+    assert m["deep_recall_pct"] == 100.0
+    assert m["enter_precision_acc20_pct"] >= 97.0
 
 
 def test_accuracy_that_turns_indoor_on_the_pavement_enters_nobody(
