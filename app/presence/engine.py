@@ -423,6 +423,28 @@ def _indoor(stay: Stay, n: int, params: Params) -> tuple[float, float]:
     return round(contrast, 3), round(params.indoor_gain * share, 3)
 
 
+def _moved_next_door(
+    st: State,
+    stay: Stay | None,
+    anchor: Candidate | None,
+    neighbour_m: float,
+    params: Params,
+) -> bool:
+    """The stay's mean, measured on the fixes since a move (a walk within the stay, or a stay
+    begun after this place was entered), is out of this place and inside another, each by
+    `stay_next_door_evidence`."""
+    if stay is None or anchor is None or params.stay_next_door_evidence <= 0:
+        return False
+    if not (stay.anchor_n > stay.n0 and (stay.n0 > 0 or stay.since > st.since)):
+        return False
+    need = params.stay_next_door_evidence
+    return (
+        anchor.signed_m > 0
+        and stay_gain(-anchor.signed_m, stay.anchor_sigma_m, params) >= need
+        and stay_gain(neighbour_m, stay.anchor_sigma_m, params) >= need
+    )
+
+
 def _still(fix: Fix, params: Params) -> bool:
     """The phone reports (by its Doppler speed) that it is not moving."""
     return fix.speed_mps is not None and fix.speed_mps < params.still_max_speed_mps
@@ -698,51 +720,42 @@ def _step(
 
     if cur is PresenceState.inside:
         assert st is not None
+
+        def left(reason: str, **detail: Any) -> tuple[list[Transition], State | None]:
+            """An exit on this fix: nearby if still within the trigger zone and margin."""
+            why = _explain_if(
+                explain,
+                fix,
+                c,
+                margin,
+                reason,
+                **detail,
+                inside_since=st.since.isoformat(),
+                beyond_m=trigger + window_m(fix, params),
+            )
+            out.append(Transition(EventType.exit, gid, fix, why))
+            if s <= trigger + margin:
+                return out, State(gid, PresenceState.nearby, t, t, False, trigger, dwell_s)
+            return out, None
+
         # a fix that joined a stay whose mean is inside this place is someone still there,
         # however far it reads (a poor fix indoors): leaving means leaving the stay, and a fix
         # away from it while it lasts (an outlier, or the first step of a move) never exits
         staying = stay is not None and stay.n > 1 and anchor is not None and anchor.signed_m < 0
         joined = staying and stay is not None and stay.out == 0
-        if (
-            stay is not None
-            and anchor is not None
-            and params.stay_next_door_evidence > 0
-            # measured on the fixes since a move: a walk within the stay, or a stay begun
-            # after this place was entered
-            and stay.anchor_n > stay.n0
-            and (stay.n0 > 0 or stay.since > st.since)
-            and anchor.signed_m > 0
-            and stay_gain(-anchor.signed_m, stay.anchor_sigma_m, params)
-            >= params.stay_next_door_evidence
-            and stay_gain(neighbour_m, stay.anchor_sigma_m, params)
-            >= params.stay_next_door_evidence
-        ):
-            out.append(
-                Transition(
-                    EventType.exit,
-                    gid,
-                    fix,
-                    _explain_if(
-                        explain,
-                        fix,
-                        c,
-                        margin,
-                        "walked into the place next door: the mean of the fixes since is"
-                        " out of this place and inside the other",
-                        rule="moved_next_door",
-                        stay_fixes=stay.anchor_n - stay.n0,
-                        stay_distance_m=round(anchor.signed_m, 1),
-                        next_door_depth_m=round(-neighbour_m, 1),
-                        stay_sigma_m=round(stay.anchor_sigma_m, 1),
-                        inside_since=st.since.isoformat(),
-                        next_door_evidence=params.stay_next_door_evidence,
-                        beyond_m=trigger + window_m(fix, params),
-                    ),
-                )
+        if _moved_next_door(st, stay, anchor, neighbour_m, params):
+            assert stay is not None
+            assert anchor is not None
+            return left(
+                "walked into the place next door: the mean of the fixes since is"
+                " out of this place and inside the other",
+                rule="moved_next_door",
+                stay_fixes=stay.anchor_n - stay.n0,
+                stay_distance_m=round(anchor.signed_m, 1),
+                next_door_depth_m=round(-neighbour_m, 1),
+                stay_sigma_m=round(stay.anchor_sigma_m, 1),
+                next_door_evidence=params.stay_next_door_evidence,
             )
-            if s <= trigger + margin:
-                return out, State(gid, PresenceState.nearby, t, t, False, trigger, dwell_s)
-            return out, None
         if s >= margin / 2 and not joined:
             # out by half the margin or more: an exit needs this fix and the one before it out
             # (one outlier never exits): both beyond the margin, or the earlier one beyond
@@ -756,28 +769,12 @@ def _step(
                 and s >= margin
                 and (prev_out >= 1.0 or (s >= 1.5 * margin and prev_out >= 0.75))
             ):
-                out.append(
-                    Transition(
-                        EventType.exit,
-                        gid,
-                        fix,
-                        _explain_if(
-                            explain,
-                            fix,
-                            c,
-                            margin,
-                            "two fixes in a row out of the place beyond the exit margin",
-                            rule="exit_confirmed",
-                            previous_fix_out_margins=round(prev_out, 2),
-                            first_out_at=first.isoformat(),
-                            inside_since=st.since.isoformat(),
-                            beyond_m=trigger + window_m(fix, params),
-                        ),
-                    )
+                return left(
+                    "two fixes in a row out of the place beyond the exit margin",
+                    rule="exit_confirmed",
+                    previous_fix_out_margins=round(prev_out, 2),
+                    first_out_at=first.isoformat(),
                 )
-                if s <= trigger + margin:
-                    return out, State(gid, PresenceState.nearby, t, t, False, trigger, dwell_s)
-                return out, None
             # maybe an outlier: the next fix decides (no dwell on the way out)
             return out, replace(
                 st,
