@@ -14,7 +14,7 @@ Confidence rules (measured against ground truth by `bench/quality`, docs/presenc
   error fixes in a row share (`evidence_shared_m`), and each gives up `evidence_drag`, so a long
   run of fixes each a little inside (a walk along a park's railings) does not add up.
 - exit: two fixes in a row out of the place: both beyond the exit margin, max(exit margin,
-  accuracy), or the first beyond 3/4 of it and the second beyond 1.5 margins; while a stay
+  accuracy), or the first beyond 0.6 of it and the second beyond 1.5 margins; while a stay
   whose mean is inside the place lasts, its fixes do not count as out, and neither do fixes
   away from it until two in a row agree (close together, or the second farther out the same
   way): two outliers on different sides never end a visit.
@@ -53,6 +53,9 @@ class Params:
     max_accuracy_m: float = 250.0
     max_speed_mps: float = 70.0
     exit_margin_m: float = 25.0
+    # an exit on two fixes: the second beyond 1.5 margins and the first beyond this share of
+    # one (someone walking away, the first fix of the departure reported a little short)
+    exit_walk_prev_margins: float = 0.6
     enter_max_accuracy_m: float = 100.0
     pass_through_max_gap_s: float = 120.0
     pass_through_max_speed_mps: float = 35.0
@@ -98,6 +101,13 @@ class Params:
     # (walking is 1.1-1.7 m/s; a still phone's Doppler speed reads 0-0.3)
     still_max_speed_mps: float = 0.5
     still_hold_after_s: float = 600.0  # ... once the stay has lasted this long
+    # a fix farther from a stay's mean than this many of its own sigmas is no outlier of a
+    # phone that stays put (multipath lands 3-6 sigma off) if someone walking at
+    # `stay_walk_max_mps` could have got there since the stay's last fix (after a gap): two
+    # such in a row are a move, whatever their directions (a walk turns corners) or the speed
+    # the phone reports
+    stay_outlier_max_sigmas: float = 8.0
+    stay_walk_max_mps: float = 2.5
     stay_enter_max_out: float = 0.25  # the fix a stay enters on is out by at most this share
     # of the exit margin (not someone already leaving)
     # Indoors, satellite signals come through a roof and walls: a phone that stops and whose
@@ -189,6 +199,8 @@ class Stay(NamedTuple):
     out_x: float = 0.0  # where the fix away from it was (metres, as the sums)
     out_y: float = 0.0
     out_still: bool = False  # the phone reported it was still at that fix
+    out_far: bool = False  # ... and it was farther than any outlier, a walk away in the time
+    joined_s: float = 0.0  # seconds from `since` to the last fix that joined the stay
     # the sums at the last milestone: each mean measured is of the fixes since the one before
     # (the first few of a stay are often still the walk in)
     base: tuple[int, float, float, float, float] = (0, 0.0, 0.0, 0.0, 0.0)
@@ -290,25 +302,42 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
     x, y = stay.xy(fix.lon, fix.lat)
     mx, my = stay.mean_xy
     radius = max(params.stay_radius_m, 2.0 * fix.accuracy_m)
-    if math.hypot(x - mx, y - my) > radius:
+    away = math.hypot(x - mx, y - my)
+    if away > radius:
         # away from the stay: once is an outlier; twice in a row a move, if the two agree (close
         # together, or the second farther out the same way), unless the phone reported it was
         # still at both (its Doppler speed does not jump with a multipath fix: a phone that says
         # 0 m/s while its fixes land 40 m off has not gone anywhere), once the stay has been
         # lasted `still_hold_after_s`; three that agree are a move whatever the phone says;
-        # fixes that disagree are outliers
-        if stay.out >= 1 and _same_move(stay, mx, my, x, y, radius):
+        # fixes that disagree are outliers; two in a row farther than any outlier and within a
+        # walk of the stay since its last fix (after a gap), a move
+        since_last = (fix.recorded_at - stay.since).total_seconds() - stay.joined_s
+        far = (
+            params.stay_outlier_max_sigmas * _sigma(fix.accuracy_m, params)
+            < away
+            <= radius + params.stay_walk_max_mps * since_last
+        )
+        both_far = far and stay.out_far
+        if stay.out >= 1 and (both_far or _same_move(stay, mx, my, x, y, radius)):
             if (
-                stay.out >= 2
+                both_far
+                or stay.out >= 2
                 or (fix.recorded_at - stay.since).total_seconds() < params.still_hold_after_s
                 or not (stay.out_still and _still(fix, params))
             ):
                 return fresh
-            return stay._replace(out=2, out_x=x, out_y=y, ref_la=ref_la, ref_n=ref_n)
+            return stay._replace(out=2, out_x=x, out_y=y, out_far=far, ref_la=ref_la, ref_n=ref_n)
         return stay._replace(
-            out=1, out_x=x, out_y=y, out_still=_still(fix, params), ref_la=ref_la, ref_n=ref_n
+            out=1,
+            out_x=x,
+            out_y=y,
+            out_still=_still(fix, params),
+            out_far=far,
+            ref_la=ref_la,
+            ref_n=ref_n,
         )
     joined = stay._replace(
+        joined_s=(fix.recorded_at - stay.since).total_seconds(),
         moving_run=stay.moving_run + 1 if moving else 0,
         ref_la=ref_la,
         ref_n=ref_n,
@@ -759,7 +788,7 @@ def _step(
         if s >= margin / 2 and not joined:
             # out by half the margin or more: an exit needs this fix and the one before it out
             # (one outlier never exits): both beyond the margin, or the earlier one beyond
-            # three quarters of it and this one beyond one and a half margins (walking away)
+            # 0.6 of it and this one beyond one and a half margins (walking away)
             # the fix before, out by this many of its own exit margins
             prev_out = st.evidence if st.pending_fixes else None
             first = st.pending_since or t
@@ -767,7 +796,10 @@ def _step(
                 not staying
                 and prev_out is not None
                 and s >= margin
-                and (prev_out >= 1.0 or (s >= 1.5 * margin and prev_out >= 0.75))
+                and (
+                    prev_out >= 1.0
+                    or (s >= 1.5 * margin and prev_out >= params.exit_walk_prev_margins)
+                )
             ):
                 return left(
                     "two fixes in a row out of the place beyond the exit margin",

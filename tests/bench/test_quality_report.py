@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from bench.quality.__main__ import pooled, wilson
+from bench.quality.__main__ import main, pooled, wilson
 
 
 def test_wilson_interval_matches_published_values() -> None:
@@ -27,3 +30,16 @@ def test_pooled_adds_the_seeds_counts() -> None:
     assert low < 90.3 < high
     assert high - low < 13
     assert row["per_seed"] == {"1": [46, 54], "2": [47, 49]}
+
+
+def test_the_held_out_seeds_are_pooled_on_their_own(tmp_path: Path) -> None:
+    """Seeds no rule was tuned on are reported apart from the tuning seeds, not mixed in."""
+    assert main(["--fast", "--seeds", "", "--held-out", "2", "--out", str(tmp_path)]) == 0
+    (report,) = tmp_path.glob("*-quality-fast.json")
+    result = json.loads(report.read_text())
+    label = "recall, deep visits (>= 2 fixes >= 10 m inside)"
+    assert list(result["pooled"][label]["per_seed"]) == ["1"]
+    assert list(result["held_out"][label]["per_seed"]) == ["2"]
+    assert result["held_out"][label]["of"] > 0
+    markdown = report.with_suffix(".md").read_text()
+    assert "## Held out: seeds no rule was tuned on, pooled (2)" in markdown
