@@ -15,7 +15,15 @@ still the order of arrival); the unique `(subject_id, client_id)` key and the fo
 ("cannot complete operation on a table with identity column"), so the queue is copied into a new
 table placed as wanted (`app.core.citus.rebuild_placed`: rows, keys, indexes and the identity's
 next value kept), here and back in the downgrade, which makes it a reference table with its
-`seq` key again. docs/scaling.md.
+`seq` key again.
+
+`hereabouts_ping_enqueue` (app/presence/sql/ping_enqueue.sql) gets a branch taken only where
+Citus is loaded: the same rows, one subject at a time, in statements that name the subject as a
+constant, so each is routed to the one worker holding the subject's co-located shards and a
+request's enqueue commits there alone (the set-based statement made Citus plan every CTE apart,
+send its results to every worker and commit on both in two phases). On a single node the
+function runs the same statement as before; this migration only replaces its text there.
+docs/scaling.md.
 
 Revision ID: 0043
 Revises: 0042
@@ -29,6 +37,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from app.core import citus
+from app.core.sqlfiles import read_sql
 
 revision: str = "0043"
 down_revision: str | None = "0042"
@@ -55,7 +64,21 @@ def _primary_key(conn: Connection, columns: str) -> None:
     conn.exec_driver_sql(f"ALTER TABLE {TABLE} ADD CONSTRAINT {PKEY} PRIMARY KEY ({columns})")
 
 
+ENQUEUE = "presence/sql/ping_enqueue.sql"
+# what this revision adds to 0042's enqueue function: its variables and the Citus branch
+ENQUEUE_CITUS_START = "DECLARE\n    v_k int;"
+ENQUEUE_CITUS_END = "        RETURN;\n    END IF;\n"
+
+
+def _enqueue_0042() -> str:
+    sql = read_sql(ENQUEUE)
+    start = sql.index(ENQUEUE_CITUS_START)
+    end = sql.index(ENQUEUE_CITUS_END) + len(ENQUEUE_CITUS_END)
+    return sql[:start] + "BEGIN\n" + sql[end:]
+
+
 def upgrade() -> None:
+    op.execute(read_sql(ENQUEUE))
     conn = op.get_bind()
     if not citus.has_citus(conn) or _method(conn) == "h":
         return
@@ -64,6 +87,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(_enqueue_0042())
     conn = op.get_bind()
     if not citus.has_citus(conn):
         return
