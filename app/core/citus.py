@@ -174,6 +174,10 @@ def place_tables(conn: Connection) -> list[str]:
         else:
             if method == "r":
                 continue
+            if method == "h" and _has_identity(conn, table):
+                rebuild_placed(conn, table, None)  # undistribute_table refuses it
+                changed.append(table)
+                continue
             if method == "h":
                 conn.execute(text("SELECT undistribute_table(:t)"), {"t": table})
             conn.execute(text("SELECT create_reference_table(:t)"), {"t": table})
