@@ -11,6 +11,15 @@ ping for every node (from /proc, the server processes of that cluster only), cli
 ping, and on Citus the single- vs multi-shard statement counts (`citus_stat_counters`). With
 `--rebalance`, Citus drains one worker and rebalances back while the pings flow, and checks
 that no batch failed and every fix sent is stored.
+
+`--mode async` drives the 202 path instead: single-fix requests queued as the API queues them
+(`enqueue_ping_batch`, one request per transaction), `--concurrency` at a time for `--seconds`,
+then the app's evaluator (`run_evaluator`) drains the queue. Reported: requests/s while queuing,
+database CPU per fix for queuing and for evaluating (every node), the drain time, where
+`ping_queue` lives, and whether every device's events equal those of a twin device that was
+sent the same fixes synchronously afterwards (ground truth). With `--rebalance` the evaluator
+runs while the fixes are queued and the shards move, and the counts of fixes acknowledged,
+evaluated and stored must agree.
 """
 
 from __future__ import annotations
@@ -37,9 +46,12 @@ from app.core.citus import CitusCluster
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT, Environment, Settings
 from app.core.db import commit_retrying, create_engine
+from app.core.metrics import PING_EVAL_SET
 from app.core.ops import alembic_config
 from app.core.security import hash_token
 from app.geofences.models import Geofence
+from app.presence import service as presence_service
+from app.presence.evaluator import nudge, run_evaluator
 from app.presence.models import SubjectKind
 from app.presence.service import PingInput, Subject, ingest_ping_batch
 from bench.servers import tree_cpu_s
@@ -126,6 +138,25 @@ async def _load(engine: AsyncEngine, devices: int, places: int) -> list[Subject]
             subjects.append(Subject(SubjectKind.device, device.id, org.id))
         await db.commit()
     return subjects
+
+
+def _evaluated_so_far() -> float:
+    """Fixes this process's evaluators have evaluated (the evaluator's own set-size metric)."""
+    for metric in PING_EVAL_SET.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_sum"):
+                return float(sample.value)
+    return 0.0
+
+
+def _fix(subject_no: int, n: int, start: datetime) -> PingInput:
+    """The subject's n-th fix: `_batch`'s walk (one fix every 10 s along its row of places),
+    but back and forth instead of jumping from the row's end to its start: a 3 km jump in 10 s
+    is an implausible one, whose suppressed candidate events the 100-fix synchronous batches of
+    the twins and the single fixes do not always record alike (docs/scaling.md)."""
+    m = (n * 14.0) % 6000.0
+    lon, lat = _lonlat(m if m <= 3000.0 else 6000.0 - m, (subject_no % 20) * 150.0)
+    return PingInput(f"s{n}", lon, lat, start + timedelta(seconds=10 * n), 8.0)
 
 
 def _batch(subject_no: int, batch_no: int, start: datetime) -> list[PingInput]:
@@ -236,6 +267,235 @@ async def _drive(
     expected = accepted[0]
     if result.stored != expected:
         result.rebalance += f" LOST: stored {result.stored} of {expected} sent"
+    await engine.dispose()
+    return result
+
+
+@dataclass
+class AsyncResult:
+    setup: str
+    queue_placement: str = ""
+    requests: int = 0
+    failures: int = 0
+    send_seconds: float = 0.0
+    drain_seconds: float = 0.0
+    send_cpu_s: list[float] = field(default_factory=list)
+    drain_cpu_s: list[float] = field(default_factory=list)
+    client_cpu_s: float = 0.0
+    acknowledged: int = 0  # fixes answered 202 (warm-up included)
+    evaluated: int = 0  # fixes the evaluator took from the queue (its metric; warm-up included)
+    stored: int = 0
+    left_in_queue: int = 0
+    events: int = 0
+    twin_events: int = 0
+    devices_differing: int = 0
+    difference_examples: list[str] = field(default_factory=list)
+    loadavg: str = ""
+    rebalance: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        n = max(self.requests, 1)
+        send = [round(c / n * 1e6) for c in self.send_cpu_s]
+        drain = [round(c / n * 1e6) for c in self.drain_cpu_s]
+        return {
+            "setup": self.setup,
+            "mode": "async (202 single fixes)",
+            "ping_queue": self.queue_placement,
+            "requests_per_s": round(self.requests / max(self.send_seconds, 1e-9)),
+            "failures": self.failures,
+            "queue_db_cpu_us_per_fix_per_node": send,
+            "evaluate_db_cpu_us_per_fix_per_node": drain,
+            "db_cpu_us_per_fix_per_node": [a + b for a, b in zip(send, drain, strict=True)],
+            "db_cpu_us_per_fix": sum(send) + sum(drain),
+            "client_cpu_us_per_fix": round(self.client_cpu_s / n * 1e6),
+            "drain_s": round(self.drain_seconds, 2),
+            "acknowledged": self.acknowledged,
+            "evaluated": self.evaluated,
+            "stored_pings": self.stored,
+            "left_in_queue": self.left_in_queue,
+            "events": self.events,
+            "twin_events": self.twin_events,
+            "devices_whose_events_differ_from_their_twin": self.devices_differing,
+            "differences_first": self.difference_examples,
+            "loadavg": self.loadavg,
+            "rebalance": self.rebalance,
+        }
+
+
+# every event of the async devices against their twins' (sent the same fixes synchronously):
+# the devices whose lists differ
+_TWIN_DIFF_SQL = """
+WITH pairs AS (
+    SELECT * FROM unnest(CAST(:a AS uuid[]), CAST(:t AS uuid[])) AS p(dev, twin)
+), mine AS (
+    SELECT p.dev, e.type, e.geofence_id, e.ping_id, e.occurred_at, e.suppressed_reason
+    FROM presence_events e JOIN pairs p ON e.device_id = p.dev
+), theirs AS (
+    SELECT p.dev, e.type, e.geofence_id, e.ping_id, e.occurred_at, e.suppressed_reason
+    FROM presence_events e JOIN pairs p ON e.device_id = p.twin
+), diff AS (
+    (SELECT * FROM mine EXCEPT ALL SELECT * FROM theirs)
+    UNION ALL
+    (SELECT * FROM theirs EXCEPT ALL SELECT * FROM mine)
+)
+SELECT count(DISTINCT dev), (array_agg(concat_ws(' ', dev, type, ping_id, occurred_at,
+       suppressed_reason) ORDER BY dev, occurred_at))[1:6] FROM diff
+"""
+
+
+async def _drive_async(
+    url: str, setup: str, nodes: list[EmbeddedCluster], args: argparse.Namespace
+) -> AsyncResult:
+    """Single fixes answered 202, then drained by the app's evaluator (see the module doc)."""
+    settings = Settings(
+        environment=Environment.test,
+        database_url=url,
+        log_json=False,
+        db_pool_size=args.concurrency + 4,
+    )
+    engine = create_engine(settings, url)
+    subjects = await _load(engine, args.devices * 2, args.places)
+    subjects, twins = subjects[: args.devices], subjects[args.devices :]
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as db:  # a device's 202 needs background location on
+        for s in subjects:
+            await presence_service.set_background_location(db, s.id, True)
+        await db.commit()
+    result = AsyncResult(setup)
+    async with engine.connect() as conn:
+        if len(nodes) > 1:
+            result.queue_placement = str(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT citus_table_type || CASE WHEN citus_table_type = "
+                            "'distributed' THEN ' by ' || distribution_column ELSE '' END "
+                            "FROM citus_tables WHERE table_name = 'ping_queue'::regclass"
+                        )
+                    )
+                ).scalar_one()
+            )
+        else:
+            result.queue_placement = "local"
+    start = datetime.now(UTC) - timedelta(hours=20)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(subjects)):
+        queue.put_nowait(i)
+    sent = [0] * len(subjects)  # fixes acknowledged per device: 0 .. sent[i]-1
+    deadline = 0.0
+
+    async def sender() -> None:
+        while time.monotonic() < deadline:
+            i = await queue.get()
+            try:
+                async with sessions() as db:
+                    ack = await presence_service.enqueue_ping_batch(
+                        db, settings, subjects[i], [_fix(i, sent[i], start)]
+                    )
+                    await db.commit()
+                nudge()
+                if len(ack.accepted) != 1:
+                    raise RuntimeError(f"not accepted: {ack}")
+                sent[i] += 1
+                result.requests += 1
+            except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
+                result.failures += 1
+                print(f"request failed: {exc!r}"[:300])
+                if result.failures > 100:
+                    raise
+            finally:
+                queue.put_nowait(i)
+
+    async def queued() -> int:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text("SELECT count(*) FROM ping_queue"))).scalar_one())
+
+    stop = asyncio.Event()
+    rebalancing = args.rebalance and len(nodes) > 1
+
+    async def evaluate() -> None:
+        await run_evaluator(settings, engine, stop)
+
+    evaluated0 = _evaluated_so_far()
+    # warm-up: queue and evaluate a little (plans, partitions, caches)
+    deadline = time.monotonic() + 3
+    await asyncio.gather(*(sender() for _ in range(args.concurrency)))
+    warm = asyncio.create_task(evaluate())
+    while await queued():
+        await asyncio.sleep(0.2)
+    stop.set()
+    await warm
+    stop = asyncio.Event()
+    result.requests = result.failures = 0
+
+    evaluator: asyncio.Task[None] | None = None
+    if rebalancing:  # the evaluator works while fixes are queued and shards move
+        evaluator = asyncio.create_task(evaluate())
+    cpu0 = [_node_cpu_s(n) for n in nodes]
+    client0 = time.process_time()
+    t0 = time.monotonic()
+    deadline = math.inf if rebalancing else t0 + args.seconds
+    tasks = [asyncio.create_task(sender()) for _ in range(args.concurrency)]
+    if rebalancing:
+        try:
+            result.rebalance = await _rebalance(engine, nodes[-1].port)
+        finally:
+            deadline = time.monotonic() + args.seconds
+    await asyncio.gather(*tasks)
+    t1 = time.monotonic()
+    cpu1 = [_node_cpu_s(n) for n in nodes]
+    result.send_seconds = t1 - t0
+    if evaluator is None:
+        evaluator = asyncio.create_task(evaluate())
+    while await queued():
+        await asyncio.sleep(0.05)
+    result.drain_seconds = time.monotonic() - t1
+    cpu2 = [_node_cpu_s(n) for n in nodes]
+    result.client_cpu_s = time.process_time() - client0
+    stop.set()
+    await evaluator
+    result.send_cpu_s = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    result.drain_cpu_s = [b - a for a, b in zip(cpu1, cpu2, strict=True)]
+    with open("/proc/loadavg") as fh:
+        result.loadavg = " ".join(fh.read().split()[:3])
+    result.acknowledged = sum(sent)
+
+    # ground truth: each device's twin is sent the same fixes synchronously, in 100-fix batches
+    for i, twin in enumerate(twins):
+        fixes = [_fix(i, n, start) for n in range(sent[i])]
+        for k in range(0, len(fixes), BATCH):
+            async with sessions() as db:
+                await commit_retrying(
+                    db,
+                    functools.partial(ingest_ping_batch, db, settings, twin, fixes[k : k + BATCH]),
+                    what="bench twin batch",
+                )
+    async with engine.connect() as conn:
+
+        async def count(sql: str, **params: Any) -> int:
+            return int((await conn.execute(text(sql), params)).scalar_one())
+
+        mine = [s.id for s in subjects]
+        result.stored = await count("SELECT count(*) FROM pings WHERE subject_id = ANY(:s)", s=mine)
+        result.left_in_queue = await count("SELECT count(*) FROM ping_queue")
+        result.events = await count(
+            "SELECT count(*) FROM presence_events WHERE device_id = ANY(:s)", s=mine
+        )
+        result.twin_events = await count(
+            "SELECT count(*) FROM presence_events WHERE device_id = ANY(:s)",
+            s=[t.id for t in twins],
+        )
+        differing = (
+            await conn.execute(text(_TWIN_DIFF_SQL), {"a": mine, "t": [t.id for t in twins]})
+        ).one()
+        result.devices_differing = int(differing[0])
+        result.difference_examples = list(differing[1] or [])
+    result.evaluated = round(_evaluated_so_far() - evaluated0)
+    if len({result.acknowledged, result.evaluated, result.stored}) > 1 or result.left_in_queue:
+        result.rebalance += (
+            f" LOST OR TWICE: {result.acknowledged} acknowledged, {result.evaluated} "
+            f"evaluated, {result.stored} stored, {result.left_in_queue} still queued"
+        )
     await engine.dispose()
     return result
 
@@ -358,15 +618,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rebalance", action="store_true")
     parser.add_argument("--only", choices=["single", "citus"])
+    parser.add_argument(
+        "--mode",
+        choices=["batch", "async"],
+        default="batch",
+        help="batch: 100-fix synchronous batches; async: single fixes answered 202, then drained",
+    )
     args = parser.parse_args()
     ports = [int(p) for p in args.citus_ports.split(",")]
     data = PROJECT_ROOT / ".data"
     out = []
+
+    async def drive(
+        url: str, setup: str, nodes: list[EmbeddedCluster], args: argparse.Namespace
+    ) -> Result | AsyncResult:
+        if args.mode == "async":
+            return await _drive_async(url, setup, nodes, args)
+        return await _drive(url, setup, nodes, args)
+
     if args.only != "citus":
         single = EmbeddedCluster(data_dir=data / "test-pg", port=args.single_port)
         single.ensure_running()
         url = _fresh(single, "hereabouts_bench_citus")
-        out.append(asyncio.run(_drive(url, "1 node", [single], args)).summary())
+        out.append(asyncio.run(drive(url, "1 node", [single], args)).summary())
         single.drop_database("hereabouts_bench_citus")
     if args.only != "single":
         cluster = CitusCluster(
@@ -376,7 +650,7 @@ def main() -> None:
         url = _fresh(cluster, "hereabouts_bench_citus")
         out.append(
             asyncio.run(
-                _drive(url, "coordinator + 2 workers", [cluster, *cluster.workers], args)
+                drive(url, "coordinator + 2 workers", [cluster, *cluster.workers], args)
             ).summary()
         )
         cluster.drop_database("hereabouts_bench_citus")

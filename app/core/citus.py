@@ -37,6 +37,9 @@ DISTRIBUTED: dict[str, str] = {
     # write each run on the one worker holding its shards (migration 0036)
     "presence_subjects": "subject_id",
     "presence": "subject_id",
+    # the 202 path's queue: a subject's queued fixes next to its other rows, so the enqueue,
+    # the claim's read of the fixes and the evaluator's delete go to one worker (migration 0043)
+    "ping_queue": "subject_id",
 }
 # the co-location group's anchor
 COLOCATE_WITH = "pings"
@@ -134,10 +137,19 @@ def place_tables(conn: Connection) -> list[str]:
     conn.execute(text("SET LOCAL citus.enable_unsafe_triggers = on"))
     placed = _placed(conn)
     changed: list[str] = []
+    # the co-location anchor first, so that every other distributed table can follow it
+    tables.sort(key=lambda t: t != COLOCATE_WITH)
     for table in _referenced_first(conn, tables):
         method = placed.get(table)
-        if table in DISTRIBUTED:
+        # a key without the distribution column (before the migration that adds it to the key,
+        # e.g. 0043 for ping_queue): a reference table until then
+        if table in DISTRIBUTED and _keys_include(conn, table, DISTRIBUTED[table]):
             if method == "h":
+                continue
+            if _has_identity(conn, table):  # Citus converts none of these: copied instead
+                anchor = COLOCATE_WITH if _placed(conn).get(COLOCATE_WITH) == "h" else None
+                rebuild_placed(conn, table, DISTRIBUTED[table], colocate_with=anchor)
+                changed.append(table)
                 continue
             if method == "r":  # a reference table of an earlier placement: copied back first
                 undistribute_keeping_foreign_keys(conn, table)
@@ -161,6 +173,10 @@ def place_tables(conn: Connection) -> list[str]:
                 )
         else:
             if method == "r":
+                continue
+            if method == "h" and _has_identity(conn, table):
+                rebuild_placed(conn, table, None)  # undistribute_table refuses it
+                changed.append(table)
                 continue
             if method == "h":
                 conn.execute(text("SELECT undistribute_table(:t)"), {"t": table})
@@ -244,6 +260,121 @@ def undistribute_keeping_foreign_keys(conn: Connection, table: str) -> None:
     conn.execute(text("SELECT undistribute_table(:t)"), {"t": table})
     for name, definition in fks:
         conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+
+
+def _keys_include(conn: Connection, table: str, column: str) -> bool:
+    """Whether every primary and unique key of `table` includes `column` (as Citus requires)."""
+    return not conn.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint c JOIN pg_attribute a "
+            "ON a.attrelid = c.conrelid AND a.attname = :c "
+            "WHERE c.conrelid = CAST(:t AS regclass) AND c.contype IN ('p', 'u') "
+            "AND NOT a.attnum = ANY(c.conkey))"
+        ),
+        {"t": table, "c": column},
+    ).scalar()
+
+
+def _has_identity(conn: Connection, table: str) -> bool:
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) "
+                "AND attnum > 0 AND NOT attisdropped AND attidentity <> '')"
+            ),
+            {"t": table},
+        ).scalar()
+    )
+
+
+def rebuild_placed(
+    conn: Connection, table: str, distribute_by: str | None, *, colocate_with: str | None = None
+) -> None:
+    """Copy `table` into a new table placed as wanted: distributed by `distribute_by` (with
+    `colocate_with`'s shards), or a reference table when None; rows, keys, indexes, foreign
+    keys, names and the identity's next value kept.
+
+    Citus converts no table with an identity column (`undistribute_table`, and
+    `create_distributed_table` of a Citus local table: "cannot complete operation on a table
+    with identity column"), but places a new plain table that has one. No foreign key may
+    point to `table`.
+    """
+    incoming = conn.execute(
+        text(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+            "AND confrelid = CAST(:t AS regclass) AND conrelid <> confrelid"
+        ),
+        {"t": table},
+    ).scalar_one()
+    if incoming:
+        raise ValueError(f"{table}: foreign keys point to it; rebuild_placed cannot keep them")
+    constraints = conn.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid), contype FROM pg_constraint "
+            "WHERE conrelid = CAST(:t AS regclass) AND contype IN ('p', 'u', 'f', 'c') "
+            "ORDER BY contype = 'f', conname"
+        ),
+        {"t": table},
+    ).all()
+    indexes = (
+        conn.execute(
+            text(
+                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                "WHERE i.indrelid = CAST(:t AS regclass) AND NOT EXISTS "
+                "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1"
+            ),
+            {"t": table},
+        )
+        .scalars()
+        .all()
+    )
+    identity = conn.execute(
+        text(
+            "SELECT a.attname, pg_get_serial_sequence(:t, a.attname) FROM pg_attribute a "
+            "WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND a.attidentity <> ''"
+        ),
+        {"t": table},
+    ).all()
+    new = f"{table}_placing"
+    conn.execute(text("SET LOCAL citus.multi_shard_modify_mode = sequential"))
+    conn.exec_driver_sql(
+        f'CREATE TABLE "{new}" (LIKE "{table}" INCLUDING DEFAULTS INCLUDING IDENTITY '
+        "INCLUDING GENERATED)"
+    )
+    if distribute_by is None:
+        conn.execute(text("SELECT create_reference_table(:t)"), {"t": new})
+    elif colocate_with is None:
+        conn.execute(
+            text("SELECT create_distributed_table(:t, :c, shard_count => :n)"),
+            {"t": new, "c": distribute_by, "n": SHARD_COUNT},
+        )
+    else:
+        conn.execute(
+            text("SELECT create_distributed_table(:t, :c, colocate_with => :a)"),
+            {"t": new, "c": distribute_by, "a": colocate_with},
+        )
+    conn.exec_driver_sql(f'INSERT INTO "{new}" SELECT * FROM "{table}"')
+    for column, sequence in identity:
+        # the next value continues the old one (the copy above kept the values: identities
+        # GENERATED BY DEFAULT, as every one of ours is)
+        last = conn.execute(text(f"SELECT last_value, is_called FROM {sequence}")).one()
+        conn.execute(
+            text("SELECT setval(pg_get_serial_sequence(:t, :c), :v, :called)"),
+            {"t": new, "c": column, "v": last[0], "called": last[1]},
+        )
+    conn.exec_driver_sql(f'DROP TABLE "{table}"')
+    conn.exec_driver_sql(f'ALTER TABLE "{new}" RENAME TO "{table}"')
+    for column, sequence in identity:
+        current = conn.execute(
+            text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table, "c": column}
+        ).scalar_one()
+        if current != sequence:
+            bare = sequence.split(".")[-1].strip('"')
+            conn.exec_driver_sql(f'ALTER SEQUENCE {current} RENAME TO "{bare}"')
+    for name, definition, _ in constraints:
+        conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+    for definition in indexes:
+        conn.exec_driver_sql(definition)
 
 
 def unplace_tables(conn: Connection) -> list[str]:

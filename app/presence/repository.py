@@ -620,11 +620,20 @@ async def claim_queued(
     ]
 
 
-async def delete_queued(session: AsyncSession, seqs: list[int]) -> None:
+# The claimed rows by their keys; the subjects too, so that on Citus (the queue distributed by
+# subject, migration 0043) the delete goes to the claimed subjects' shards only, not to every
+# shard. The same rows on a single node (`seq` is unique).
+DELETE_QUEUED_SQL = (
+    "DELETE FROM ping_queue WHERE subject_id = ANY($1::uuid[]) AND seq = ANY($2::bigint[])"
+)
+
+
+async def delete_queued(session: AsyncSession, rows: list[QueuedRow]) -> None:
     """Release evaluated fixes: exactly the rows claimed (in the evaluating transaction)."""
-    if seqs:
+    if rows:
         conn = await driver_connection(session)
-        await conn.execute("DELETE FROM ping_queue WHERE seq = ANY($1::bigint[])", seqs)
+        subjects = list(dict.fromkeys(r.subject.id for r in rows))
+        await conn.execute(DELETE_QUEUED_SQL, subjects, [r.seq for r in rows])
 
 
 async def queued_count(session: AsyncSession) -> int:

@@ -689,7 +689,7 @@ async def evaluate_queued(
         outcomes = await ingest_ping_batches(session, settings, requests, now, on_events=on_events)
     except Exception as exc:
         raise EvaluationFailed(list(by_subject)) from exc
-    await repository.delete_queued(session, [r.seq for r in rows])
+    await repository.delete_queued(session, rows)
     out.subjects = len(requests)
     out.fixes = len(rows)
     out.oldest_received_at = min(r.received_at for r in rows)

@@ -182,6 +182,91 @@ def test_presence_moves_between_reference_and_by_subject_with_migration_0036(
     assert len(fks) == 3  # presence: organisation and place; presence_subjects: organisation
 
 
+QUEUE_PLACEMENT = (
+    "SELECT p.partmethod::text, column_to_column_name(p.logicalrelid, p.partkey)::text, "
+    "p.colocationid = (SELECT colocationid FROM pg_dist_partition "
+    "WHERE logicalrelid = 'pings'::regclass), "
+    "(SELECT array_agg(k.attname::text ORDER BY k.attname) FROM pg_constraint c "
+    "JOIN pg_attribute k ON k.attrelid = c.conrelid AND k.attnum = ANY(c.conkey) "
+    "WHERE c.conrelid = 'ping_queue'::regclass AND c.contype = 'p') "
+    "FROM pg_dist_partition p WHERE p.logicalrelid = 'ping_queue'::regclass"
+)
+
+
+@citus_only
+async def test_the_202_queue_is_distributed_by_subject_with_pings(db: AsyncSession) -> None:
+    """Migration 0043: `ping_queue` is hash-distributed by subject in the co-location group of
+    `pings` (not a reference table copied to every node), its key includes the subject, and
+    `seq` is still an identity that the coordinator draws in order."""
+    row = (await db.execute(text(QUEUE_PLACEMENT))).one()
+    assert tuple(row) == ("h", "subject_id", True, ["seq", "subject_id"])
+    identity = await db.scalar(
+        text(
+            "SELECT attidentity FROM pg_attribute WHERE attrelid = 'ping_queue'::regclass "
+            "AND attname = 'seq'"
+        )
+    )
+    assert identity in ("d", b"d")  # "char" comes back as bytes through asyncpg
+    fks = await db.scalar(
+        text(
+            "SELECT array_agg(confrelid::regclass::text) FROM pg_constraint "
+            "WHERE conrelid = 'ping_queue'::regclass AND contype = 'f'"
+        )
+    )
+    assert fks == ["organisations"]
+    indexes = await db.scalar(
+        text("SELECT count(*) FROM pg_indexes WHERE tablename = 'ping_queue'")
+    )
+    assert indexes == 3  # the key, (subject_id, client_id) and organisation_id
+
+
+@citus_only
+def test_the_queue_moves_between_reference_and_by_subject_with_migration_0043(
+    fresh_url: str,
+) -> None:
+    """Databases placed before 0043 held the queue as a reference table keyed by `seq`: the
+    downgrade puts it back there, the upgrade distributes it again; queued rows, their `seq`
+    and the identity's next value are kept both ways."""
+
+    async def run(sql: str) -> list[tuple[object, ...]]:
+        engine = create_async_engine(fresh_url, poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(sql))
+                return [tuple(r) for r in result.all()] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    org = "7d0f2c0e-0000-4000-8000-000000000043"
+    subjects = [f"7d0f2c0e-0000-4000-8000-0000000004{i:02d}" for i in range(6)]
+    asyncio.run(run(f"INSERT INTO organisations (id, slug, name) VALUES ('{org}', 'o-0043', 'o')"))
+    queue_row = (
+        "INSERT INTO ping_queue (subject_id, subject_kind, organisation_id, client_id, "
+        "recorded_at, lon, lat) VALUES ('{s}', 'device', '" + org + "', '{c}', now(), 0, 0) "
+        "RETURNING seq"
+    )
+    seqs = [int(str(asyncio.run(run(queue_row.format(s=s, c="a")))[0][0])) for s in subjects]
+    queued = "SELECT seq, subject_id::text, client_id FROM ping_queue ORDER BY seq"
+    before = asyncio.run(run(queued))
+    assert asyncio.run(run(QUEUE_PLACEMENT)) == [("h", "subject_id", True, ["seq", "subject_id"])]
+    cfg = alembic_config(fresh_url)
+    cfg.attributes["configure_logger"] = False
+    command.downgrade(cfg, "0042")
+    assert asyncio.run(run(QUEUE_PLACEMENT)) == [("n", None, False, ["seq"])]
+    assert asyncio.run(run(queued)) == before
+    next_seq = int(str(asyncio.run(run(queue_row.format(s=subjects[0], c="b")))[0][0]))
+    assert next_seq > max(seqs)
+    command.upgrade(cfg, "head")
+    assert asyncio.run(run(QUEUE_PLACEMENT)) == [("h", "subject_id", True, ["seq", "subject_id"])]
+    after = asyncio.run(run(queued))
+    assert after[: len(before)] == before
+    assert len(after) == len(before) + 1
+    assert int(str(asyncio.run(run(queue_row.format(s=subjects[1], c="c")))[0][0])) > next_seq
+    # the organisation's deletion still reaches its queued fixes (the foreign key is kept)
+    asyncio.run(run(f"DELETE FROM organisations WHERE id = '{org}'"))
+    assert asyncio.run(run("SELECT count(*) FROM ping_queue")) == [(0,)]
+
+
 @single_only
 async def test_single_node_has_no_citus_and_placement_does_nothing(db: AsyncSession) -> None:
     conn = await db.connection()
@@ -193,6 +278,15 @@ async def test_single_node_has_no_citus_and_placement_does_nothing(db: AsyncSess
     )
     assert body is not None
     assert "pg_dist_local_group" not in body
+    # migration 0043 changes the queue's key on Citus only
+    key = await db.scalar(
+        text(
+            "SELECT array_agg(k.attname::text) FROM pg_constraint c JOIN pg_attribute k "
+            "ON k.attrelid = c.conrelid AND k.attnum = ANY(c.conkey) "
+            "WHERE c.conrelid = 'ping_queue'::regclass AND c.contype = 'p'"
+        )
+    )
+    assert key == ["seq"]
 
 
 @citus_only

@@ -58,6 +58,28 @@ async def _drain(db: AsyncSession, settings: Settings, max_subjects: int = 500) 
         fixes += r.fixes
 
 
+async def _shard_of(db: AsyncSession, subject_id: uuid.UUID) -> int:
+    shard = await db.scalar(
+        text("SELECT get_shard_id_for_distribution_column('ping_queue', CAST(:s AS uuid))"),
+        {"s": subject_id},
+    )
+    return int(shard or 0)
+
+
+async def _nodes_holding(db: AsyncSession, subjects: list[uuid.UUID]) -> int:
+    """On Citus: how many nodes hold the subjects' `ping_queue` shards."""
+    n = await db.scalar(
+        text(
+            "SELECT count(DISTINCT s.nodeport) FROM citus_shards s "
+            "WHERE s.table_name = 'ping_queue'::regclass AND s.shardid IN "
+            "(SELECT get_shard_id_for_distribution_column('ping_queue', w) "
+            "FROM unnest(CAST(:s AS uuid[])) AS w)"
+        ),
+        {"s": subjects},
+    )
+    return int(n or 0)
+
+
 def _walk_in(prefix: str = "w") -> list[P]:
     """Towards a 40 m circle at the origin, into it (enter) and out again (exit)."""
     spots = [200, 120, 60, 10, 0, -5, 5, 150, 250, 300]
@@ -111,6 +133,73 @@ async def test_a_single_fix_is_answered_202_stored_and_evaluated_later(
     assert await _events_of(db, twin.id) == got
     assert await _drain(db, settings) == 0  # nothing left, nothing evaluated twice
     assert await _events_of(db, resident.id) == got
+
+
+async def test_a_set_of_202_walkers_on_every_shard_gives_each_its_synchronous_events(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, org: Organisation
+) -> None:
+    """Eight residents walk through a place as single-fix 202 requests; eight twins send the
+    same fixes synchronously. The evaluator claims them all in one set (on Citus, subjects on
+    both workers: the claim's read of the queue, its fixes and the delete span shards): each
+    walker gets exactly its twin's events, judged against the track too, and the queue ends
+    empty with every fix stored once."""
+    await create_circle(db, org.id, 0, 0, 40, trigger_distance_m=30)
+    on_citus = bool(
+        await db.scalar(text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname='citus')"))
+    )
+    walkers = [await create_resident(db, org) for _ in range(8)]
+    # on Citus, walkers on both workers (8 random subjects all on one: 1 time in 128)
+    while on_citus and await _nodes_holding(db, [w.id for w in walkers]) < 2:
+        walkers[0] = await create_resident(db, org)
+    twins = [await create_resident(db, org) for _ in walkers]
+    for d in walkers + twins:
+        await service.set_background_location(db, d.id, True)
+    walk = _walk_in()
+    for i, p in enumerate(walk):  # interleaved, as phones send them
+        for w in walkers:
+            fix = P(f"{p.id}", p.east, p.north + i, p.t).ping()
+            r = await client.post("/v1/pings", json={"pings": [fix]}, headers=w.headers)
+            assert r.status_code == 202, r.text
+            assert r.json()["accepted_ids"] == [p.id]
+    queued = await db.scalar(
+        text("SELECT count(*) FROM ping_queue WHERE subject_id = ANY(:s)"),
+        {"s": [w.id for w in walkers]},
+    )
+    assert queued == len(walkers) * len(walk)
+    if on_citus:
+        # each walker's queued fixes sit in its subject's shard only (no copy on other nodes)
+        placed = await db.scalar(
+            text(
+                "SELECT count(*) FROM citus_shards s WHERE s.table_name = 'ping_queue'::regclass "
+                "AND s.shardid IN (SELECT get_shard_id_for_distribution_column('ping_queue', w) "
+                "FROM unnest(CAST(:s AS uuid[])) AS w)"
+            ),
+            {"s": [w.id for w in walkers]},
+        )
+        shards = len({await _shard_of(db, w.id) for w in walkers})
+        assert placed == shards  # one placement per shard: not a reference table's copies
+
+    await service.prepare_queued(db)
+    result = await service.evaluate_queued(db, settings, 100)
+    assert (result.subjects, result.fixes) == (len(walkers), len(walkers) * len(walk))
+    assert await service.evaluate_queued(db, settings, 100) == service.EvaluationResult()
+    inside = {p.id for p in walk if abs(p.east) < 40}
+    order = [p.id for p in walk]
+    for i, p in enumerate(walk):
+        for t in twins:
+            await send(client, t.headers, [P(p.id, p.east, p.north + i, p.t).ping()])
+    for w, t in zip(walkers, twins, strict=True):
+        got = await _events_of(db, w.id)
+        assert got == await _events_of(db, t.id)
+        types = [e[0] for e in got]
+        assert (types.count("enter"), types.count("exit")) == (1, 1), got
+        enter_ping = next(ping for k, ping, _ in got if k == "enter")
+        exit_ping = next(ping for k, ping, _ in got if k == "exit")
+        assert enter_ping in inside, got
+        assert exit_ping not in inside, got
+        assert order.index(exit_ping) > order.index(enter_ping), got
+        assert await _count(db, "pings", w.id) == len(walk)
+        assert await _count(db, "ping_queue", w.id) == 0
 
 
 async def test_prefer_respond_async_queues_a_batch_and_mode_sync_keeps_a_single_fix_sync(

@@ -15,6 +15,8 @@
 -- filters it reads only the subjects' shards of pings and presence_subjects (migration 0042,
 -- docs/scaling.md). Hash and merge joins are off so that the generic plan probes the pings
 -- index per id (with the subject filter it read all of the subjects' pings).
+-- On Citus (`citus.version` is set only where Citus is loaded) the function takes a branch of
+-- per-subject statements instead, each routed to one worker (migration 0043, docs/scaling.md).
 CREATE OR REPLACE FUNCTION hereabouts_ping_enqueue(
     p_subject uuid[], p_kind text[], p_org uuid[], p_check boolean[],
     p_k int[], p_client_id text[], p_recorded_at timestamptz[], p_lon float8[], p_lat float8[],
@@ -23,7 +25,47 @@ CREATE OR REPLACE FUNCTION hereabouts_ping_enqueue(
 LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan
 SET enable_hashjoin = off SET enable_mergejoin = off AS $fn$
 #variable_conflict use_column
+DECLARE
+    v_k int;
+    v_i int;
+    v_ok boolean;
+    v_cid text;
 BEGIN
+    IF current_setting('citus.version', true) IS NOT NULL THEN
+        -- Citus (migration 0043): the same rows, one subject at a time, in statements that each
+        -- name the subject as a constant, so every one is routed to the one worker holding its
+        -- shards (ping_queue, pings and presence_subjects are co-located by subject) and a
+        -- request's enqueue commits there without a two-phase commit. The set-based statement
+        -- below made Citus plan each CTE apart and send its results to every worker.
+        FOR v_k IN 1 .. cardinality(p_subject) LOOP
+            v_ok := NOT p_check[v_k] OR p_kind[v_k] = 'staff' OR COALESCE(
+                (SELECT d.background_location FROM device_settings d
+                 WHERE d.device_id = p_subject[v_k]), false);
+            k := v_k; ok := v_ok; client_id := NULL;
+            RETURN NEXT;
+            CONTINUE WHEN NOT v_ok;
+            INSERT INTO presence_subjects (subject_id, subject_kind, organisation_id)
+            VALUES (p_subject[v_k], p_kind[v_k], p_org[v_k])
+            ON CONFLICT (subject_id) DO NOTHING;
+            FOR v_i IN SELECT g.i FROM generate_subscripts(p_k, 1) AS g(i)
+                       WHERE p_k[g.i] = v_k ORDER BY g.i LOOP
+                CONTINUE WHEN EXISTS (SELECT 1 FROM pings p WHERE p.subject_id = p_subject[v_k]
+                                      AND p.client_id = p_client_id[v_i]);
+                v_cid := NULL;
+                INSERT INTO ping_queue (subject_id, subject_kind, organisation_id, client_id,
+                                        recorded_at, lon, lat, accuracy_m, speed_mps, heading)
+                VALUES (p_subject[v_k], p_kind[v_k], p_org[v_k], p_client_id[v_i],
+                        p_recorded_at[v_i], p_lon[v_i], p_lat[v_i], p_accuracy_m[v_i],
+                        p_speed_mps[v_i], p_heading[v_i])
+                ON CONFLICT (subject_id, client_id) DO NOTHING
+                RETURNING ping_queue.client_id INTO v_cid;
+                CONTINUE WHEN v_cid IS NULL;
+                k := v_k; ok := true; client_id := v_cid;
+                RETURN NEXT;
+            END LOOP;
+        END LOOP;
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH subj AS (
         SELECT s.id, s.kind, s.org, s.checks, s.k
