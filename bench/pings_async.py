@@ -39,7 +39,14 @@ from bench import scenarios
 from bench.city import City, CityConfig, Place, offset
 from bench.db import Dataset, bench_cluster, provision, reset_activity
 from bench.load import Req, open_loop, percentiles_ms, read_requests, run_wrk, write_requests
-from bench.servers import EVALUATORS, Server, baseline_server, free_port, product_server
+from bench.servers import (
+    EVALUATORS,
+    Server,
+    baseline_server,
+    free_port,
+    parse_settings,
+    product_server,
+)
 
 logger = logging.getLogger("bench.pings_async")
 
@@ -335,6 +342,7 @@ def measure_map(
     track_fixes: int,
     evaluator: str = "embedded",
     worker_nice: int = 10,
+    settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     from bench.run import device_tokens, measure
 
@@ -364,6 +372,7 @@ def measure_map(
         work / "product-async.log",
         evaluator=evaluator,
         worker_nice=worker_nice,
+        settings=settings,
     )
     prod.start(timeout_s=120)
     try:
@@ -424,11 +433,13 @@ def run(
     track_fixes: int,
     evaluator: str = "embedded",
     worker_nice: int = 10,
+    settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "status": "ok",
         "machine_load_at_start": list(os.getloadavg()),
         "evaluator": evaluator + (f" (nice {worker_nice})" if evaluator == "worker" else ""),
+        "settings": settings or {},
     }
     for name in maps:
         cfg = config if name == "default" else dense(config)
@@ -445,13 +456,16 @@ def run(
             track_fixes=track_fixes,
             evaluator=evaluator,
             worker_nice=worker_nice,
+            settings=settings,
         )
     return out
 
 
 def markdown(r: dict[str, Any]) -> str:
     lines = [
-        f"Ping evaluator: {r.get('evaluator', 'embedded')}; load average at start "
+        f"Ping evaluator: {r.get('evaluator', 'embedded')}"
+        + "".join(f", {k}={v}" for k, v in r.get("settings", {}).items())
+        + "; load average at start "
         f"{r.get('machine_load_at_start')}.",
         "",
         "| map | places per point (inside / within trigger) | baseline req/s "
@@ -502,6 +516,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where fixes answered 202 are evaluated (bench/servers.py: product_server)",
     )
     parser.add_argument("--worker-nice", type=int, default=10)
+    parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a setting of the product under test (HEREABOUTS_NAME); recorded in the result",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("bench").setLevel(logging.INFO)
@@ -519,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             track_fixes=p.track_fixes,
             evaluator=args.evaluator,
             worker_nice=args.worker_nice,
+            settings=parse_settings(args.setting),
         )
     finally:
         if not args.keep_db:

@@ -35,7 +35,14 @@ from bench import scenarios
 from bench.city import STAFF_PASSWORD, City, CityConfig
 from bench.db import Dataset, bench_cluster, provision, reset_activity
 from bench.load import Req, open_loop, read_requests, run_wrk, write_requests
-from bench.servers import EVALUATORS, Server, baseline_server, free_port, product_server
+from bench.servers import (
+    EVALUATORS,
+    Server,
+    baseline_server,
+    free_port,
+    parse_settings,
+    product_server,
+)
 
 logger = logging.getLogger("bench")
 RESULTS = Path(__file__).parent / "results"
@@ -392,6 +399,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         # where the 202 path's fixes are evaluated (bench/servers.py: product_server)
         "evaluator": args.evaluator
         + (f" (nice {args.worker_nice})" if args.evaluator == "worker" else ""),
+        "settings": parse_settings(args.setting),
         "scenarios": {},
     }
     sc: dict[str, Any] = result["scenarios"]
@@ -432,6 +440,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             WORK / "product.log",
             evaluator=args.evaluator,
             worker_nice=args.worker_nice,
+            settings=parse_settings(args.setting),
         )
         prod.start(timeout_s=120)
         try:
@@ -626,7 +635,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, load average at start "
         f"{m['load_average_at_start']}. Workers: {result['workers']} per server. Commit: "
         f"{result.get('commit', 'durable')}. Ping evaluator: "
-        f"{result.get('evaluator', 'embedded')}.",
+        f"{result.get('evaluator', 'embedded')}"
+        + "".join(f", {k}={v}" for k, v in result.get("settings", {}).items())
+        + ".",
         f"Dataset: seed {d['seed']}, {d['geofences']:,} geofences in {d['towns']} towns, "
         f"{d['devices']:,} devices, {d['staff']:,} staff"
         + (" (cached load)" if d["cached"] else f" (loaded in {d['load_seconds']:.1f} s)")
@@ -814,6 +825,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--worker-nice", type=int, default=10, help="with --evaluator worker: its nice value"
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a setting of the product under test (HEREABOUTS_NAME), e.g. "
+        "ping_evaluator_max_subjects=100; recorded in the result",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

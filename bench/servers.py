@@ -199,6 +199,18 @@ def baseline_server(dsn: str, port: int, workers: int, log_path: Path) -> Server
 EVALUATORS = ("embedded", "worker")
 
 
+def parse_settings(items: list[str] | None) -> dict[str, str]:
+    """`--setting NAME=VALUE` options: HEREABOUTS_NAME=VALUE for the product under test."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--setting {item!r}: NAME=VALUE")
+        name = name.upper()
+        out[name if name.startswith("HEREABOUTS_") else "HEREABOUTS_" + name] = value
+    return out
+
+
 def product_server(
     url: str,
     port: int,
@@ -208,6 +220,7 @@ def product_server(
     evaluator: str = "embedded",
     worker_nice: int = 10,
     worker_poll_s: float = 0.1,
+    settings: dict[str, str] | None = None,
 ) -> Server:
     """`hereabouts serve`. `evaluator`: where the 202 path's fixes are evaluated — "embedded"
     (the default deployment: the evaluator in each API process) or "worker" (the API processes
@@ -231,6 +244,7 @@ def product_server(
         companions.append(("evaluator", ["nice", "-n", str(worker_nice), *cmd]))
     server = _product_server(url, port, workers, log_path)
     server.env.update(env)
+    server.env.update(settings or {})
     server.companions = companions
     return server
 
