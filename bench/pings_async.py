@@ -343,6 +343,7 @@ def measure_map(
     evaluator: str = "embedded",
     worker_nice: int = 10,
     settings: dict[str, str] | None = None,
+    evaluator_workers: int = 1,
 ) -> dict[str, Any]:
     from bench.run import device_tokens, measure
 
@@ -373,6 +374,7 @@ def measure_map(
         evaluator=evaluator,
         worker_nice=worker_nice,
         settings=settings,
+        evaluator_workers=evaluator_workers,
     )
     prod.start(timeout_s=120)
     try:
@@ -434,11 +436,13 @@ def run(
     evaluator: str = "embedded",
     worker_nice: int = 10,
     settings: dict[str, str] | None = None,
+    evaluator_workers: int = 1,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "status": "ok",
         "machine_load_at_start": list(os.getloadavg()),
-        "evaluator": evaluator + (f" (nice {worker_nice})" if evaluator == "worker" else ""),
+        "evaluator": evaluator
+        + (f" ({evaluator_workers} × nice {worker_nice})" if evaluator == "worker" else ""),
         "settings": settings or {},
     }
     for name in maps:
@@ -457,6 +461,7 @@ def run(
             evaluator=evaluator,
             worker_nice=worker_nice,
             settings=settings,
+            evaluator_workers=evaluator_workers,
         )
     return out
 
@@ -516,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where fixes answered 202 are evaluated (bench/servers.py: product_server)",
     )
     parser.add_argument("--worker-nice", type=int, default=10)
+    parser.add_argument("--evaluator-workers", type=int, default=1)
     parser.add_argument(
         "--setting",
         action="append",
@@ -540,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             evaluator=args.evaluator,
             worker_nice=args.worker_nice,
             settings=parse_settings(args.setting),
+            evaluator_workers=args.evaluator_workers,
         )
     finally:
         if not args.keep_db:

@@ -398,7 +398,11 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         "commit": args.commit,
         # where the 202 path's fixes are evaluated (bench/servers.py: product_server)
         "evaluator": args.evaluator
-        + (f" (nice {args.worker_nice})" if args.evaluator == "worker" else ""),
+        + (
+            f" ({args.evaluator_workers} × nice {args.worker_nice})"
+            if args.evaluator == "worker"
+            else ""
+        ),
         "settings": parse_settings(args.setting),
         "scenarios": {},
     }
@@ -441,6 +445,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             evaluator=args.evaluator,
             worker_nice=args.worker_nice,
             settings=parse_settings(args.setting),
+            evaluator_workers=args.evaluator_workers,
         )
         prod.start(timeout_s=120)
         try:
@@ -825,6 +830,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--worker-nice", type=int, default=10, help="with --evaluator worker: its nice value"
+    )
+    parser.add_argument(
+        "--evaluator-workers", type=int, default=1, help="with --evaluator worker: how many"
     )
     parser.add_argument(
         "--setting",

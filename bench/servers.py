@@ -221,11 +221,13 @@ def product_server(
     worker_nice: int = 10,
     worker_poll_s: float = 0.1,
     settings: dict[str, str] | None = None,
+    evaluator_workers: int = 1,
 ) -> Server:
     """`hereabouts serve`. `evaluator`: where the 202 path's fixes are evaluated — "embedded"
     (the default deployment: the evaluator in each API process) or "worker" (the API processes
     only ingest, `HEREABOUTS_RUN_PING_EVALUATOR_IN_PROCESS=false`, and one `hereabouts worker
-    --no-push` evaluates, started under `nice -n worker_nice`, polling the queue every
+    --no-push` (or `evaluator_workers` of them) evaluates, started under `nice -n worker_nice`,
+    polling the queue every
     `worker_poll_s` (`HEREABOUTS_PING_EVALUATOR_POLL_S`: nothing wakes it sooner, since the fixes
     are queued by other processes); its CPU counts as the server's)."""
     if evaluator not in EVALUATORS:
@@ -241,7 +243,8 @@ def product_server(
     companions = []
     if evaluator == "worker":
         cmd = [sys.executable, "-m", "app.cli", "worker", "--no-push"]
-        companions.append(("evaluator", ["nice", "-n", str(worker_nice), *cmd]))
+        for k in range(evaluator_workers):
+            companions.append((f"evaluator{k}", ["nice", "-n", str(worker_nice), *cmd]))
     server = _product_server(url, port, workers, log_path)
     server.env.update(env)
     server.env.update(settings or {})
