@@ -618,6 +618,7 @@ def worker(
     import signal
 
     from app.core.db import create_engine
+    from app.core.heap import settle_heap
     from app.events import service as events_service
     from app.main import register_event_hooks
     from app.notifications.worker import run_worker
@@ -637,6 +638,10 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         register_event_hooks()
+        # as an API process does once started: a worker evaluating sets of fixes allocates as
+        # much, and with the default thresholds its collector traversed the startup heap again
+        # and again (docs/benchmarks.md, issue 25)
+        settle_heap()
         parts = []
         if push:
             parts.append(run_worker(settings, engine, stop))

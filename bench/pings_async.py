@@ -39,7 +39,14 @@ from bench import scenarios
 from bench.city import City, CityConfig, Place, offset
 from bench.db import Dataset, bench_cluster, provision, reset_activity
 from bench.load import Req, open_loop, percentiles_ms, read_requests, run_wrk, write_requests
-from bench.servers import Server, baseline_server, free_port, product_server
+from bench.servers import (
+    EVALUATORS,
+    Server,
+    baseline_server,
+    free_port,
+    parse_settings,
+    product_server,
+)
 
 logger = logging.getLogger("bench.pings_async")
 
@@ -333,6 +340,10 @@ def measure_map(
     connections: int,
     track_devices: int,
     track_fixes: int,
+    evaluator: str = "embedded",
+    worker_nice: int = 10,
+    settings: dict[str, str] | None = None,
+    evaluator_workers: int = 1,
 ) -> dict[str, Any]:
     from bench.run import device_tokens, measure
 
@@ -355,7 +366,16 @@ def measure_map(
         base.stop()
     baseline_rps = float(out["baseline"]["rps"])
 
-    prod = product_server(dataset.url, free_port(offset=1), workers, work / "product-async.log")
+    prod = product_server(
+        dataset.url,
+        free_port(offset=1),
+        workers,
+        work / "product-async.log",
+        evaluator=evaluator,
+        worker_nice=worker_nice,
+        settings=settings,
+        evaluator_workers=evaluator_workers,
+    )
     prod.start(timeout_s=120)
     try:
         tokens, _ = device_tokens(prod, city, track_devices)
@@ -413,8 +433,18 @@ def run(
     connections: int,
     track_devices: int,
     track_fixes: int,
+    evaluator: str = "embedded",
+    worker_nice: int = 10,
+    settings: dict[str, str] | None = None,
+    evaluator_workers: int = 1,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"status": "ok", "machine_load_at_start": list(os.getloadavg())}
+    out: dict[str, Any] = {
+        "status": "ok",
+        "machine_load_at_start": list(os.getloadavg()),
+        "evaluator": evaluator
+        + (f" ({evaluator_workers} × nice {worker_nice})" if evaluator == "worker" else ""),
+        "settings": settings or {},
+    }
     for name in maps:
         cfg = config if name == "default" else dense(config)
         dataset = provision(cfg)
@@ -428,12 +458,21 @@ def run(
             connections=connections,
             track_devices=track_devices,
             track_fixes=track_fixes,
+            evaluator=evaluator,
+            worker_nice=worker_nice,
+            settings=settings,
+            evaluator_workers=evaluator_workers,
         )
     return out
 
 
 def markdown(r: dict[str, Any]) -> str:
     lines = [
+        f"Ping evaluator: {r.get('evaluator', 'embedded')}"
+        + "".join(f", {k}={v}" for k, v in r.get("settings", {}).items())
+        + "; load average at start "
+        f"{r.get('machine_load_at_start')}.",
+        "",
         "| map | places per point (inside / within trigger) | baseline req/s "
         "| 202 req/s (× baseline) | API + PG CPU ms per fix | sync req/s (×) | sync CPU ms "
         "| ack p50 / p99 ms at rate "
@@ -475,6 +514,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--evaluator",
+        choices=list(EVALUATORS),
+        default="embedded",
+        help="where fixes answered 202 are evaluated (bench/servers.py: product_server)",
+    )
+    parser.add_argument("--worker-nice", type=int, default=10)
+    parser.add_argument("--evaluator-workers", type=int, default=1)
+    parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a setting of the product under test (HEREABOUTS_NAME); recorded in the result",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("bench").setLevel(logging.INFO)
@@ -490,6 +543,10 @@ def main(argv: list[str] | None = None) -> int:
             connections=p.connections,
             track_devices=p.track_devices,
             track_fixes=p.track_fixes,
+            evaluator=args.evaluator,
+            worker_nice=args.worker_nice,
+            settings=parse_settings(args.setting),
+            evaluator_workers=args.evaluator_workers,
         )
     finally:
         if not args.keep_db:

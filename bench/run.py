@@ -35,7 +35,14 @@ from bench import scenarios
 from bench.city import STAFF_PASSWORD, City, CityConfig
 from bench.db import Dataset, bench_cluster, provision, reset_activity
 from bench.load import Req, open_loop, read_requests, run_wrk, write_requests
-from bench.servers import Server, baseline_server, free_port, product_server
+from bench.servers import (
+    EVALUATORS,
+    Server,
+    baseline_server,
+    free_port,
+    parse_settings,
+    product_server,
+)
 
 logger = logging.getLogger("bench")
 RESULTS = Path(__file__).parent / "results"
@@ -167,7 +174,7 @@ def measure(
         if fixes_per_req:
             quiesce(server)
         pings0 = asyncio.run(count_pings(dsn)) if dsn and fixes_per_req else None
-        cpu0, db0 = server.cpu_s(), postgres_cpu_s()
+        cpu0, db0, ev0 = server.cpu_s(), postgres_cpu_s(), server.companion_cpu_s()
         out["wrk"] = run_wrk(
             server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
         )
@@ -191,6 +198,9 @@ def measure(
                     w["pings_stored"] = per = asyncio.run(count_pings(dsn)) - pings0
                 w["cpu_per_fix_basis"] = "pings stored" if pings0 is not None else "fixes sent"
                 w["server_cpu_ms_per_fix"] = round(api_s / max(per, 1) * 1000, 4)
+                if server.companion_procs:  # of which the evaluator's worker
+                    ev_s = server.companion_cpu_s() - ev0
+                    w["evaluator_worker_cpu_ms_per_fix"] = round(ev_s / max(per, 1) * 1000, 4)
                 w["db_cpu_ms_per_fix"] = round(db_s / max(per, 1) * 1000, 4)
         out["load_average"] = [round(x, 2) for x in os.getloadavg()]
         logger.info("%s wrk: %s", name, _short(out["wrk"]))
@@ -386,6 +396,14 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         # durable: every 2xx is on disk (production's setting); async: synchronous_commit = off
         # for the bench database, to show what durability costs on this machine's disk
         "commit": args.commit,
+        # where the 202 path's fixes are evaluated (bench/servers.py: product_server)
+        "evaluator": args.evaluator
+        + (
+            f" ({args.evaluator_workers} × nice {args.worker_nice})"
+            if args.evaluator == "worker"
+            else ""
+        ),
+        "settings": parse_settings(args.setting),
         "scenarios": {},
     }
     sc: dict[str, Any] = result["scenarios"]
@@ -419,7 +437,16 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     if args.skip_product:
         result["product"] = "skipped (--skip-product)"
     else:
-        prod = product_server(dataset.url, free_port(offset=1), args.workers, WORK / "product.log")
+        prod = product_server(
+            dataset.url,
+            free_port(offset=1),
+            args.workers,
+            WORK / "product.log",
+            evaluator=args.evaluator,
+            worker_nice=args.worker_nice,
+            settings=parse_settings(args.setting),
+            evaluator_workers=args.evaluator_workers,
+        )
         prod.start(timeout_s=120)
         try:
             only = set(args.only.split(",")) if args.only else None
@@ -612,7 +639,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, load average at start "
         f"{m['load_average_at_start']}. Workers: {result['workers']} per server. Commit: "
-        f"{result.get('commit', 'durable')}.",
+        f"{result.get('commit', 'durable')}. Ping evaluator: "
+        f"{result.get('evaluator', 'embedded')}"
+        + "".join(f", {k}={v}" for k, v in result.get("settings", {}).items())
+        + ".",
         f"Dataset: seed {d['seed']}, {d['geofences']:,} geofences in {d['towns']} towns, "
         f"{d['devices']:,} devices, {d['staff']:,} staff"
         + (" (cached load)" if d["cached"] else f" (loaded in {d['load_seconds']:.1f} s)")
@@ -789,6 +819,27 @@ def main(argv: list[str] | None = None) -> int:
         choices=["durable", "async"],
         default="durable",
         help="durable (production's setting) or async (synchronous_commit = off, to compare)",
+    )
+    parser.add_argument(
+        "--evaluator",
+        choices=list(EVALUATORS),
+        default="embedded",
+        help="where fixes answered 202 are evaluated: in the API processes (the default "
+        "deployment) or in one `hereabouts worker --no-push` beside API processes that only "
+        "ingest (its CPU counts as the API's)",
+    )
+    parser.add_argument(
+        "--worker-nice", type=int, default=10, help="with --evaluator worker: its nice value"
+    )
+    parser.add_argument(
+        "--evaluator-workers", type=int, default=1, help="with --evaluator worker: how many"
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a setting of the product under test (HEREABOUTS_NAME), e.g. "
+        "ping_evaluator_max_subjects=100; recorded in the result",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

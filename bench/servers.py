@@ -88,12 +88,36 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    # processes started with the server and stopped with it, whose CPU counts as the server's
+    # (the ping evaluator as `hereabouts worker`): (name, command)
+    companions: list[tuple[str, list[str]]] = field(default_factory=list)
+    companion_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> None:
+        self._start_main(timeout_s)
+        for name, cmd in self.companions:
+            path = self.log_path.with_suffix(f".{name}.log") if self.log_path else None
+            log = open(path, "wb") if path else subprocess.DEVNULL  # noqa: SIM115
+            self.companion_procs.append(
+                subprocess.Popen(
+                    cmd,
+                    env={**os.environ, **self.env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        time.sleep(2.0 if self.companions else 0.0)  # let them connect
+        for p in self.companion_procs:
+            if p.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{self.name}'s companion exited with {p.returncode}")
+
+    def _start_main(self, timeout_s: float) -> None:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.cmd,
@@ -124,17 +148,24 @@ class Server:
     def cpu_s(self) -> float:
         """CPU seconds the server (master + workers) has used: steadier than req/s on a busy
         machine, since it does not count the time other processes held the cores."""
-        return tree_cpu_s(self.proc.pid) if self.proc else 0.0
+        own = tree_cpu_s(self.proc.pid) if self.proc else 0.0
+        return own + self.companion_cpu_s()
+
+    def companion_cpu_s(self) -> float:
+        """CPU seconds of the companions (the evaluator's worker) alone: part of `cpu_s`."""
+        return sum(tree_cpu_s(p.pid) for p in self.companion_procs)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        for p in [*self.companion_procs, *([self.proc] if self.proc else [])]:
+            if p.poll() is not None:
+                continue
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
+        self.companion_procs = []
 
 
 def baseline_server(dsn: str, port: int, workers: int, log_path: Path) -> Server:
@@ -165,7 +196,63 @@ def baseline_server(dsn: str, port: int, workers: int, log_path: Path) -> Server
     )
 
 
-def product_server(url: str, port: int, workers: int, log_path: Path) -> Server:
+EVALUATORS = ("embedded", "worker")
+
+
+def parse_settings(items: list[str] | None) -> dict[str, str]:
+    """`--setting NAME=VALUE` options: HEREABOUTS_NAME=VALUE for the product under test."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--setting {item!r}: NAME=VALUE")
+        name = name.upper()
+        out[name if name.startswith("HEREABOUTS_") else "HEREABOUTS_" + name] = value
+    return out
+
+
+def product_server(
+    url: str,
+    port: int,
+    workers: int,
+    log_path: Path,
+    *,
+    evaluator: str = "embedded",
+    worker_nice: int = 10,
+    worker_poll_s: float = 0.1,
+    settings: dict[str, str] | None = None,
+    evaluator_workers: int = 1,
+) -> Server:
+    """`hereabouts serve`. `evaluator`: where the 202 path's fixes are evaluated — "embedded"
+    (the default deployment: the evaluator in each API process) or "worker" (the API processes
+    only ingest, `HEREABOUTS_RUN_PING_EVALUATOR_IN_PROCESS=false`, and one `hereabouts worker
+    --no-push` (or `evaluator_workers` of them) evaluates, started under `nice -n worker_nice`,
+    polling the queue every
+    `worker_poll_s` (`HEREABOUTS_PING_EVALUATOR_POLL_S`: nothing wakes it sooner, since the fixes
+    are queued by other processes); its CPU counts as the server's)."""
+    if evaluator not in EVALUATORS:
+        raise ValueError(f"evaluator: one of {EVALUATORS}")
+    env = (
+        {
+            "HEREABOUTS_RUN_PING_EVALUATOR_IN_PROCESS": "false",
+            "HEREABOUTS_PING_EVALUATOR_POLL_S": str(worker_poll_s),
+        }
+        if evaluator == "worker"
+        else {}
+    )
+    companions = []
+    if evaluator == "worker":
+        cmd = [sys.executable, "-m", "app.cli", "worker", "--no-push"]
+        for k in range(evaluator_workers):
+            companions.append((f"evaluator{k}", ["nice", "-n", str(worker_nice), *cmd]))
+    server = _product_server(url, port, workers, log_path)
+    server.env.update(env)
+    server.env.update(settings or {})
+    server.companions = companions
+    return server
+
+
+def _product_server(url: str, port: int, workers: int, log_path: Path) -> Server:
     return Server(
         name="hereabouts",
         cmd=[

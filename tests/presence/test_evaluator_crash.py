@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT, Settings
 from app.core.db import create_sessionmaker
+from app.core.heap import YOUNG_THRESHOLD
 from app.presence import repository, service
 from app.presence.models import SubjectKind
 from tests.conftest import ON_CITUS, migrated_database
@@ -66,7 +67,9 @@ async def crash_engine(crash_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def _worker(url: str) -> subprocess.Popen[bytes]:
+def _worker(
+    url: str, args: list[str] | None = None, *, stdout: int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEREABOUTS_")} | {
         "HEREABOUTS_DATABASE_URL": url,
         "HEREABOUTS_ENVIRONMENT": "test",
@@ -76,10 +79,10 @@ def _worker(url: str) -> subprocess.Popen[bytes]:
         "HEREABOUTS_PING_EVALUATOR_POLL_S": "0.2",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--no-push"],
+        [sys.executable, *(args or ["-m", "app.cli", "worker", "--no-push"])],
         cwd=PROJECT_ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=stdout,
         stderr=subprocess.DEVNULL,
     )
 
@@ -260,3 +263,42 @@ async def test_a_subject_whose_set_fails_holds_up_no_one_else(
     for device in ids:
         if device != faulty:
             assert {e[0] for e in await _events(crash_engine, device)} >= {"enter", "exit"}
+
+
+async def test_the_worker_settles_its_heap_as_an_api_process_does(
+    crash_url: str, crash_engine: AsyncEngine
+) -> None:
+    """`hereabouts worker` freezes its startup heap and collects young objects less often
+    (app/core/heap.py), as each API process does: without it, the evaluator's sets paid for the
+    collector traversing the startup heap again and again (docs/benchmarks.md)."""
+    # the real command, in its own process; its collector's settings printed as it exits
+    code = (
+        "import atexit, gc, runpy, sys\n"
+        "atexit.register(lambda: print('gc', gc.get_threshold()[0], gc.get_freeze_count(),"
+        " flush=True))\n"
+        "sys.argv = ['hereabouts', 'worker', '--no-push']\n"
+        "runpy.run_module('app.cli', run_name='__main__')\n"
+    )
+    proc = _worker(crash_url, ["-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert "running" in line, line
+        # its evaluator has connected: the signal handlers are in place, the heap settled
+        await _until(
+            lambda: _scalar(
+                crash_engine,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'hereabouts'",
+            )
+        )
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    _, threshold, frozen = out.decode().split()
+    assert int(threshold) == YOUNG_THRESHOLD
+    assert int(frozen) > 10_000  # the modules, mappers and models loaded at startup
