@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -25,6 +26,7 @@ from app.core.config import Settings
 from app.presence import repository, service
 from app.presence.errors import BackgroundLocationOff
 from app.presence.models import SubjectKind
+from tests.conftest import ON_CITUS
 from tests.factories import Resident, Staff, create_organisation, create_resident
 from tests.presence.helpers import T0, P, create_circle, create_rectangle, send
 from tests.presence.test_properties import PROPERTY_SETTINGS, _inputs, track_strategy
@@ -441,3 +443,40 @@ async def test_background_location_off_refuses_before_anything_is_queued(
     else:
         raise AssertionError("expected BackgroundLocationOff")
     assert await _count(db, "ping_queue", res.id) == 0
+
+
+QUEUE_SCANS_SQL = (
+    "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables "
+    "WHERE relname = 'ping_queue'"
+)
+
+
+@pytest.mark.skipif(ON_CITUS, reason="on Citus the queue's scans are counted on the workers")
+async def test_a_claim_of_fewer_subjects_than_it_wants_reads_the_queue_once(
+    db: AsyncSession, settings: Settings, org: Organisation
+) -> None:
+    """Three subjects wait and the evaluator wants up to 500: it reads who is in line once,
+    locks all three and reads their fixes (this transaction's own table statistics count the
+    scans of `ping_queue`). It used to read the line a second time to look for more, which on
+    Citus is a read of every shard. The claim is what it was: the three, each with its two
+    fixes in time order."""
+    subjects = []
+    for n in range(3):
+        res = await create_resident(db, org)
+        await service.set_background_location(db, res.id, True)
+        subject = service.Subject(SubjectKind.device, res.id, org.id)
+        pings = _inputs([((10.0 * n, 0.0), 0.0, 0, 10.0), ((10.0 * n, 5.0), 0.0, 10, 10.0)])
+        ack = await service.enqueue_ping_batch(db, settings, subject, pings)
+        assert len(ack.accepted) == 2
+        subjects.append(res.id)
+    await service.prepare_queued(db)
+    await db.commit()
+    before = (await db.execute(text(QUEUE_SCANS_SQL))).scalar_one()
+    rows = await repository.claim_queued(db, 500)
+    after = (await db.execute(text(QUEUE_SCANS_SQL))).scalar_one()
+    assert after - before == 2  # who is in line, then their fixes (3 before 0044)
+    assert sorted(r.subject.id for r in rows) == sorted(s for s in subjects for _ in range(2))
+    for a, b in zip(rows[::2], rows[1::2], strict=True):  # by subject, then time
+        assert (a.subject.id, a.client_id) == (b.subject.id, "f000")
+        assert a.recorded_at < b.recorded_at
+    await db.rollback()

@@ -5,7 +5,7 @@
 -- fixes. Applied by migrations through app/core/sqlfiles.py.
 -- The subjects with queued fixes are read first, in order; then the next as many as are still
 -- wanted are locked by their keys (`subject_id = ANY(…) FOR UPDATE SKIP LOCKED`), again until
--- p_max are held or none is left: the first p_max subjects not held elsewhere, as one
+-- p_max are held or none is left (a read that found fewer than wanted was the last): the first p_max subjects not held elsewhere, as one
 -- `FOR UPDATE SKIP LOCKED … LIMIT` over a join would lock them. Citus refuses a multi-shard
 -- FOR UPDATE, so where presence_subjects is distributed (docs/scaling.md) each lock statement
 -- takes the subjects of one shard: a single-shard statement, sent to the worker holding them.
@@ -56,6 +56,8 @@ BEGIN
                     FOR UPDATE SKIP LOCKED);
             END LOOP;
         END IF;
+        -- fewer in line than wanted: nobody else waits (one queued meanwhile is the next claim's)
+        EXIT WHEN cardinality(v_batch) < v_want;
     END LOOP;
     IF cardinality(v_claimed) = 0 THEN
         RETURN;
