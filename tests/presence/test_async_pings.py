@@ -7,6 +7,7 @@ tests/presence/test_evaluator_crash.py kills an evaluator process half-way throu
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 import uuid
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Organisation
 from app.core.config import Settings
+from app.core.sqlfiles import read_sql
 from app.presence import repository, service
 from app.presence.errors import BackgroundLocationOff
 from app.presence.models import SubjectKind
@@ -456,10 +458,11 @@ async def test_a_claim_of_fewer_subjects_than_it_wants_reads_the_queue_once(
     db: AsyncSession, settings: Settings, org: Organisation
 ) -> None:
     """Three subjects wait and the evaluator wants up to 500: it reads who is in line once,
-    locks all three and reads their fixes (this transaction's own table statistics count the
-    scans of `ping_queue`). It used to read the line a second time to look for more, which on
-    Citus is a read of every shard. The claim is what it was: the three, each with its two
-    fixes in time order."""
+    locks the three and reads their fixes. Before migration 0044 it read the line a second time
+    to look for more (on Citus a read of every shard). This transaction's own table statistics
+    count the scans of `ping_queue` for a claim by 0043's function (undone) and by the current
+    one in the same state: one read of the line fewer, whatever plans the statements get. The
+    claim is what it was: the three, each with its two fixes in time order."""
     subjects = []
     for n in range(3):
         res = await create_resident(db, org)
@@ -471,12 +474,27 @@ async def test_a_claim_of_fewer_subjects_than_it_wants_reads_the_queue_once(
         subjects.append(res.id)
     await service.prepare_queued(db)
     await db.commit()
-    before = (await db.execute(text(QUEUE_SCANS_SQL))).scalar_one()
+
+    async def scans() -> int:
+        return int((await db.execute(text(QUEUE_SCANS_SQL))).scalar_one())
+
+    old = importlib.import_module("migrations.versions.20261204_0044_claim_reads_the_queue_once")
+    async with db.begin_nested() as before_0044:
+        await db.execute(text(read_sql(old.CLAIM).replace(old.NOW, old.BEFORE, 1)))
+        start = await scans()
+        old_rows = await repository.claim_queued(db, 500)
+        old_scans = await scans() - start
+        await before_0044.rollback()  # the function and the locks as they were
+    start = await scans()
     rows = await repository.claim_queued(db, 500)
-    after = (await db.execute(text(QUEUE_SCANS_SQL))).scalar_one()
-    assert after - before == 2  # who is in line, then their fixes (3 before 0044)
-    assert sorted(r.subject.id for r in rows) == sorted(s for s in subjects for _ in range(2))
-    for a, b in zip(rows[::2], rows[1::2], strict=True):  # by subject, then time
+    new_scans = await scans() - start
+    assert new_scans < old_scans
+    mine = [r for r in rows if r.subject.id in subjects]
+    assert [(r.subject.id, r.client_id) for r in mine] == [
+        (r.subject.id, r.client_id) for r in old_rows if r.subject.id in subjects
+    ]
+    assert sorted(r.subject.id for r in mine) == sorted(s for s in subjects for _ in range(2))
+    for a, b in zip(mine[::2], mine[1::2], strict=True):  # by subject, then time
         assert (a.subject.id, a.client_id) == (b.subject.id, "f000")
         assert a.recorded_at < b.recorded_at
     await db.rollback()
