@@ -40,11 +40,12 @@ from bench.city import City, CityConfig, Place, offset
 from bench.db import Dataset, bench_cluster, provision, reset_activity
 from bench.load import Req, open_loop, percentiles_ms, read_requests, run_wrk, write_requests
 from bench.servers import (
-    EVALUATORS,
     Server,
+    add_product_options,
     baseline_server,
+    evaluator_label,
     free_port,
-    parse_settings,
+    product_options,
     product_server,
 )
 
@@ -441,8 +442,7 @@ def run(
     out: dict[str, Any] = {
         "status": "ok",
         "machine_load_at_start": list(os.getloadavg()),
-        "evaluator": evaluator
-        + (f" ({evaluator_workers} × nice {worker_nice})" if evaluator == "worker" else ""),
+        "evaluator": evaluator_label(evaluator, worker_nice, evaluator_workers),
         "settings": settings or {},
     }
     for name in maps:
@@ -514,20 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep-db", action="store_true")
-    parser.add_argument(
-        "--evaluator",
-        choices=list(EVALUATORS),
-        default="embedded",
-        help="where fixes answered 202 are evaluated (bench/servers.py: product_server)",
-    )
-    parser.add_argument("--worker-nice", type=int, default=10)
-    parser.add_argument("--evaluator-workers", type=int, default=1)
-    parser.add_argument(
-        "--setting",
-        action="append",
-        metavar="NAME=VALUE",
-        help="a setting of the product under test (HEREABOUTS_NAME); recorded in the result",
-    )
+    add_product_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("bench").setLevel(logging.INFO)
@@ -543,10 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=p.connections,
             track_devices=p.track_devices,
             track_fixes=p.track_fixes,
-            evaluator=args.evaluator,
-            worker_nice=args.worker_nice,
-            settings=parse_settings(args.setting),
-            evaluator_workers=args.evaluator_workers,
+            **product_options(args),
         )
     finally:
         if not args.keep_db:

@@ -36,11 +36,13 @@ from bench.city import STAFF_PASSWORD, City, CityConfig
 from bench.db import Dataset, bench_cluster, provision, reset_activity
 from bench.load import Req, open_loop, read_requests, run_wrk, write_requests
 from bench.servers import (
-    EVALUATORS,
     Server,
+    add_product_options,
     baseline_server,
+    evaluator_label,
     free_port,
     parse_settings,
+    product_options,
     product_server,
 )
 
@@ -360,6 +362,7 @@ def pings_async_scenario(
             connections=profile.connections,
             track_devices=profile.track_devices,
             track_fixes=profile.track_fixes,
+            **product_options(args),  # the same product as the other scenarios
         )
     except Exception as exc:  # noqa: BLE001 - one broken scenario never loses the run
         logger.exception("pings_async failed")
@@ -397,12 +400,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         # for the bench database, to show what durability costs on this machine's disk
         "commit": args.commit,
         # where the 202 path's fixes are evaluated (bench/servers.py: product_server)
-        "evaluator": args.evaluator
-        + (
-            f" ({args.evaluator_workers} × nice {args.worker_nice})"
-            if args.evaluator == "worker"
-            else ""
-        ),
+        "evaluator": evaluator_label(args.evaluator, args.worker_nice, args.evaluator_workers),
         "settings": parse_settings(args.setting),
         "scenarios": {},
     }
@@ -442,10 +440,7 @@ def run_all(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             free_port(offset=1),
             args.workers,
             WORK / "product.log",
-            evaluator=args.evaluator,
-            worker_nice=args.worker_nice,
-            settings=parse_settings(args.setting),
-            evaluator_workers=args.evaluator_workers,
+            **product_options(args),
         )
         prod.start(timeout_s=120)
         try:
@@ -820,27 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         default="durable",
         help="durable (production's setting) or async (synchronous_commit = off, to compare)",
     )
-    parser.add_argument(
-        "--evaluator",
-        choices=list(EVALUATORS),
-        default="embedded",
-        help="where fixes answered 202 are evaluated: in the API processes (the default "
-        "deployment) or in one `hereabouts worker --no-push` beside API processes that only "
-        "ingest (its CPU counts as the API's)",
-    )
-    parser.add_argument(
-        "--worker-nice", type=int, default=10, help="with --evaluator worker: its nice value"
-    )
-    parser.add_argument(
-        "--evaluator-workers", type=int, default=1, help="with --evaluator worker: how many"
-    )
-    parser.add_argument(
-        "--setting",
-        action="append",
-        metavar="NAME=VALUE",
-        help="a setting of the product under test (HEREABOUTS_NAME), e.g. "
-        "ping_evaluator_max_subjects=100; recorded in the result",
-    )
+    add_product_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def _port_range() -> range:
@@ -197,6 +199,49 @@ def baseline_server(dsn: str, port: int, workers: int, log_path: Path) -> Server
 
 
 EVALUATORS = ("embedded", "worker")
+
+
+def add_product_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the product under test that `bench.run` and `bench.pings_async` share
+    (`product_options` turns them into `product_server`'s keyword arguments)."""
+    parser.add_argument(
+        "--evaluator",
+        choices=list(EVALUATORS),
+        default="embedded",
+        help="where fixes answered 202 are evaluated: in the API processes (the default "
+        "deployment) or in `hereabouts worker --no-push` processes beside API processes that "
+        "only ingest (their CPU counts as the API's)",
+    )
+    parser.add_argument(
+        "--worker-nice", type=int, default=10, help="with --evaluator worker: their nice value"
+    )
+    parser.add_argument(
+        "--evaluator-workers", type=int, default=1, help="with --evaluator worker: how many"
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a setting of the product under test (HEREABOUTS_NAME), e.g. "
+        "ping_evaluator_max_subjects=100; recorded in the result",
+    )
+
+
+def product_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`product_server`'s keyword arguments from `add_product_options`' options."""
+    return {
+        "evaluator": args.evaluator,
+        "worker_nice": args.worker_nice,
+        "evaluator_workers": args.evaluator_workers,
+        "settings": parse_settings(args.setting),
+    }
+
+
+def evaluator_label(evaluator: str, worker_nice: int = 10, evaluator_workers: int = 1) -> str:
+    """How a result names the evaluator's placement."""
+    if evaluator != "worker":
+        return evaluator
+    return f"{evaluator} ({evaluator_workers} × nice {worker_nice})"
 
 
 def parse_settings(items: list[str] | None) -> dict[str, str]:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
 from pathlib import Path
 
 import pytest
 
-from bench.servers import parse_settings, product_server
+from bench.servers import (
+    add_product_options,
+    evaluator_label,
+    parse_settings,
+    product_options,
+    product_server,
+)
 
 
 def test_settings_are_hereabouts_variables() -> None:
@@ -49,3 +57,32 @@ def test_the_worker_configuration_leaves_evaluating_to_niced_workers(tmp_path: P
         assert cmd[-4:] == ["-m", "app.cli", "worker", "--no-push"]
     with pytest.raises(ValueError, match="evaluator"):
         product_server("postgresql+asyncpg://x/y", 1, 2, tmp_path / "p.log", evaluator="thread")
+
+
+def test_both_benches_take_the_same_product_options() -> None:
+    """`bench.run` and `bench.pings_async` share one set of options, and pass it whole to
+    `product_server` (bench.run also to its pings_async scenario: the same product)."""
+    parser = argparse.ArgumentParser()
+    add_product_options(parser)
+    args = parser.parse_args(
+        [
+            "--evaluator",
+            "worker",
+            "--evaluator-workers",
+            "2",
+            "--setting",
+            "ping_evaluator_poll_s=0.2",
+        ]
+    )
+    opts = product_options(args)
+    assert opts == {
+        "evaluator": "worker",
+        "worker_nice": 10,
+        "evaluator_workers": 2,
+        "settings": {"HEREABOUTS_PING_EVALUATOR_POLL_S": "0.2"},
+    }
+    assert set(opts) <= set(inspect.signature(product_server).parameters)
+    assert evaluator_label(**{k: v for k, v in opts.items() if k != "settings"}) == (
+        "worker (2 × nice 10)"
+    )
+    assert evaluator_label("embedded") == "embedded"
