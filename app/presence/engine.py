@@ -349,29 +349,27 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
         sum_r2=stay.sum_r2 + w * (x * x + y * y),
         out=0,
     )
-    if params.stay_rebase_moving_fixes and joined.moving_run >= params.stay_rebase_moving_fixes:
-        # someone walking, still within the stay's radius (its mean trails them): where they
-        # were so far says nothing about where they stop next, so the next measure is of the
-        # fixes from here on, the first once there are `stay_first_anchor` of them
-        sums = (joined.n, joined.sum_w, joined.sum_x, joined.sum_y, joined.sum_r2)
-        return joined._replace(
-            n0=joined.n, base=sums, prior=sums, base_la=joined.sum_la, prior_la=joined.sum_la
-        )
-    if (
+    walked = (
+        params.stay_rebase_moving_fixes and joined.moving_run >= params.stay_rebase_moving_fixes
+    )
+    if walked or (
         params.stay_move_sigmas > 0
         and joined.anchor is not None
         and joined.n - joined.base[0] >= params.stay_first_anchor
         and joined.base[0] > joined.n0
         and _moved_from_anchor(joined, params)
     ):
-        # the fixes since the last measure sit elsewhere: the next measure is of the fixes
-        # from here on (those since the measure may still hold the walk)
+        # someone walking, still within the stay's radius (its mean trails them), or fixes
+        # since the last measure that sit elsewhere (a walk the phone did not report): where
+        # they were so far says nothing about where they stop next, so the next measure is of
+        # the fixes from here on (those since the measure may still hold the walk), the first
+        # once there are `stay_first_anchor` of them
         sums = (joined.n, joined.sum_w, joined.sum_x, joined.sum_y, joined.sum_r2)
-        joined = joined._replace(
+        return joined._replace(
             n0=joined.n, base=sums, prior=sums, base_la=joined.sum_la, prior_la=joined.sum_la
         )
     k = joined.n - joined.n0
-    k_anchor = max(0, joined.anchor_n - joined.n0)
+    k_anchor = max(0, stay.anchor_n - joined.n0)
     if (
         k >= params.stay_first_anchor
         and k >= math.ceil(params.stay_anchor_growth * k_anchor)
