@@ -26,7 +26,7 @@ from typing import Any
 from shapely.geometry import LineString, Point
 
 from app.presence import engine as current_engine
-from bench.quality import legacy
+from bench.quality import legacy, osm
 from bench.quality.scenes import Place, Scene, from_lonlat, make_scene, to_lonlat
 from bench.quality.tracks import (
     Noise,
@@ -240,6 +240,11 @@ VEHICLE_NOISE = Noise(10.0, lognormal_accuracy(9.0, 9.0, 5.0, 20.0))
 
 
 def _walk(scene: Scene, rng: random.Random) -> Track:
+    if isinstance(scene, osm.MapScene):
+        route = osm.network_route(
+            scene, scene.walk, rng, duration_s=2700, speed=1.4, visit_p=0.12, pause_s=(0.0, 40.0)
+        )
+        return sample(route, "walk", WALK_NOISE, rng)
     route = street_route(
         scene,
         rng,
@@ -254,6 +259,11 @@ def _walk(scene: Scene, rng: random.Random) -> Track:
 
 
 def _cycle(scene: Scene, rng: random.Random) -> Track:
+    if isinstance(scene, osm.MapScene):
+        route = osm.network_route(
+            scene, scene.roads, rng, duration_s=1800, speed=5.0, pause_s=(0.0, 20.0)
+        )
+        return sample(route, "cycle", VEHICLE_NOISE, rng)
     route = street_route(
         scene,
         rng,
@@ -267,6 +277,17 @@ def _cycle(scene: Scene, rng: random.Random) -> Track:
 
 
 def _bus(scene: Scene, rng: random.Random) -> Track:
+    if isinstance(scene, osm.MapScene):
+        route = osm.network_route(
+            scene,
+            scene.roads,
+            rng,
+            duration_s=1800,
+            speed=8.0,
+            stop_every_m=250.0,
+            stop_s=(20.0, 45.0),
+        )
+        return sample(route, "bus", VEHICLE_NOISE, rng)
     route = street_route(
         scene,
         rng,
@@ -280,10 +301,17 @@ def _bus(scene: Scene, rng: random.Random) -> Track:
 
 
 def _car_park(scene: Scene, rng: random.Random) -> Track:
-    route = through_parks(scene, rng, duration_s=1800, speed=rng.uniform(9.0, 14.0))
+    speed = rng.uniform(9.0, 14.0)
+    if isinstance(scene, osm.MapScene):
+        # a real map's roads pass parks rather than cross them: cars on every road
+        route = osm.network_route(scene, scene.roads, rng, duration_s=1800, speed=speed)
+        mode = "car"
+    else:
+        route = through_parks(scene, rng, duration_s=1800, speed=speed)
+        mode = "car through a park"
     every = rng.choice([5.0, 15.0, 30.0])
     noise = Noise(every, lognormal_accuracy(8.0, 8.0, 5.0, 20.0))
-    return sample(route, "car through a park", noise, rng)
+    return sample(route, mode, noise, rng)
 
 
 def _buildings(scene: Scene, min_width: float, courtyards: bool = True) -> list[Place]:
@@ -312,6 +340,10 @@ def _edge(scene: Scene, rng: random.Random, hours: float = 10.0) -> Track:
 
 
 def _kerb(scene: Scene, rng: random.Random) -> Track:
+    if isinstance(scene, osm.MapScene):
+        node, _ = osm.wall_spot(scene, rng, 3.0, 6.0)
+        route = stationary(*scene.walk.at[node], 1800, False, rng)
+        return sample(route, "waiting on the pavement", WALK_NOISE, rng)
     place = rng.choice(_buildings(scene, 15.0))
     minx, miny, maxx, maxy = place.poly.bounds
     south = any(
@@ -326,6 +358,8 @@ def _covered(scene: Scene, rng: random.Random) -> Track:
     """Walking along a terrace, then waiting 10-30 minutes on the pavement 2-6 m from a
     building under an arcade or a deep awning, where the phone's accuracy figures get as poor
     as indoors, then walking on: the case where "accuracy got worse" does not mean "went in"."""
+    if isinstance(scene, osm.MapScene):
+        return sample(osm.covered_route(scene, rng), "waiting under cover", WALK_NOISE, rng)
     place = rng.choice(_buildings(scene, 15.0))
     minx, miny, maxx, maxy = place.poly.bounds
     south = any(
@@ -387,6 +421,7 @@ class Plan:
     scenes: int
     tracks: dict[str, int]
     batches: tuple[int, ...] = (1, 10)
+    map: str = ""  # a real map (bench/quality/data/<map>.json) instead of generated towns
 
 
 FULL = Plan(
@@ -425,7 +460,7 @@ FAST = Plan(
 def tracks_for(plan: Plan, seed: int) -> list[tuple[Scene, Track]]:
     out = []
     for k in range(plan.scenes):
-        scene = make_scene(seed * 1000 + k)
+        scene = osm.load_map(plan.map) if plan.map else make_scene(seed * 1000 + k)
         for sc in SCENARIOS:
             n = plan.tracks.get(sc.mode, 0)
             per_scene = n // plan.scenes + (1 if k < n % plan.scenes else 0)

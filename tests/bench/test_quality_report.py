@@ -34,7 +34,8 @@ def test_pooled_adds_the_seeds_counts() -> None:
 
 def test_the_held_out_seeds_are_pooled_on_their_own(tmp_path: Path) -> None:
     """Seeds no rule was tuned on are reported apart from the tuning seeds, not mixed in."""
-    assert main(["--fast", "--seeds", "", "--held-out", "2", "--out", str(tmp_path)]) == 0
+    args = ["--fast", "--seeds", "", "--held-out", "2", "--map", "", "--out", str(tmp_path)]
+    assert main(args) == 0
     (report,) = tmp_path.glob("*-quality-fast.json")
     result = json.loads(report.read_text())
     label = "recall, deep visits (>= 2 fixes >= 10 m inside)"
@@ -43,3 +44,25 @@ def test_the_held_out_seeds_are_pooled_on_their_own(tmp_path: Path) -> None:
     assert result["held_out"][label]["of"] > 0
     markdown = report.with_suffix(".md").read_text()
     assert "## Held out: seeds no rule was tuned on, pooled (2)" in markdown
+
+
+def test_the_real_map_is_reported_beside_the_generated_towns(tmp_path: Path) -> None:
+    """The three engines on the real city centre, and the current one pooled over its tracks."""
+    args = ["--fast", "--seeds", "", "--held-out", "", "--map-seeds", "2", "--out", str(tmp_path)]
+    assert main(args) == 0
+    (report,) = tmp_path.glob("*-quality-fast.json")
+    result = json.loads(report.read_text())
+    on_map = result["map"]
+    assert on_map["name"] == "helsinki"
+    assert on_map["places"] > 300
+    assert list(on_map["summary"]) == ["point-in-polygon", "previous rules", "new engine"]
+    walking = "enter precision, walking, accuracy <= 20 m"
+    # judged there as on the generated towns: the engines differ as they do there
+    assert (
+        on_map["summary"]["previous rules"][walking] < 60 < on_map["summary"]["new engine"][walking]
+    )
+    label = "pass-throughs that truly crossed (within 3 m)"
+    assert list(on_map["pooled"][label]["per_seed"]) == ["1", "2"]
+    assert (
+        "## A real city centre: helsinki (OpenStreetMap)" in report.with_suffix(".md").read_text()
+    )
