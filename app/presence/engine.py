@@ -23,8 +23,9 @@ Confidence rules (measured against ground truth by `bench/quality`, docs/presenc
   when single fixes read shallow, on a fix of a phone that reports it is not moving.
 - passed_through: only at a speed plausible for the crossing, only when the straight line
   between the fixes runs at least `pass_through_min_depth_m` deep inside the place, and (when
-  the phone reports its speed) only when the line is about as fast as the phone went: after a
-  turn between the fixes the line is a shortcut the person never took.
+  the phone reports its speed) only when the line is about as fast as the phone went and the
+  crossing lies deeper than half the bow the path the phone reported could have made off the
+  line: after a turn between the fixes the line is a shortcut the person never took.
 """
 
 from __future__ import annotations
@@ -59,8 +60,14 @@ class Params:
     enter_max_accuracy_m: float = 100.0
     pass_through_max_gap_s: float = 120.0
     pass_through_max_speed_mps: float = 35.0
-    # the middle of the straight line's part inside must lie this deep (not a corner cut)
-    pass_through_min_depth_m: float = 10.0
+    # the middle of the straight line's part inside must lie this deep (not a corner cut: on a
+    # real city map, vehicles' lines between fixes 15-30 s apart cut the corners of buildings
+    # 10-20 m deep along curving roads)
+    pass_through_min_depth_m: float = 20.0
+    # a path as long as the reported speed times the time between the fixes, S, can bow
+    # sqrt(S^2 - L^2) / 2 away from the straight line of length L: the crossing must lie
+    # deeper than this share of that bow (0: not checked)
+    pass_through_bow_share: float = 0.5
     # the line is the path only if its speed agrees with the speed the phone reported at the
     # second fix, within this share either way (a turn between the fixes makes it slower; a
     # phone that had stopped did not cross anything at speed)
@@ -132,6 +139,11 @@ class Params:
     # stay's mean measured since the walk is out of a place they were in and inside another,
     # each by this much evidence (`stay_gain`), they have left the first (0: never; they then
     # stay "inside" both until they go beyond the exit margin)
+    # while the stay's mean is outside a place by this much evidence (the stay's enter
+    # evidence, `stay_gain`) and the phone stays put, its fixes can only take the place's enter
+    # evidence away (0: never): a wait on the pavement is measured on its mean, not on a run
+    # of its noisiest fixes
+    stay_outside_evidence: float = 3.0
     stay_next_door_evidence: float = 3.0
 
 
@@ -220,6 +232,8 @@ class Stay(NamedTuple):
     anchor_indoor: float = 0.0  # evidence the stay's mean gets for its accuracy (indoors)
     anchor_contrast: float = 0.0  # the stay's log accuracy minus the moving phone's
     moving_run: int = 0  # fixes in a row, up to the last, that reported moving
+    moved_n: int = 0  # the stay's fix count at its last fix that reported moving
+    anchor_from_n: int = 0  # ... and at the first fix of the mean last measured
     n0: int = 0  # measures count from this many fixes (the stay's last move within it)
 
     def xy(self, lon: float, lat: float) -> tuple[float, float]:
@@ -266,6 +280,16 @@ M_PER_DEG = math.radians(EARTH_RADIUS_M)
 
 def _sigma(accuracy_m: float, params: Params) -> float:
     return max(accuracy_m, params.min_accuracy_m) * SIGMA_PER_ACCURACY
+
+
+def _bow_m(fix: Fix, seconds: float, line_speed: float) -> float:
+    """How far a path as long as the phone reported (its speed at the second fix times the
+    time between the fixes) can bow off the straight line between them: half the other side of
+    a right triangle (0 if the phone reported no speed, or the line is as long as the path)."""
+    if fix.speed_mps is None:
+        return 0.0
+    path, line = fix.speed_mps * seconds, line_speed * seconds
+    return 0.5 * math.sqrt(max(0.0, path * path - line * line))
 
 
 def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
@@ -339,6 +363,7 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
     joined = stay._replace(
         joined_s=(fix.recorded_at - stay.since).total_seconds(),
         moving_run=stay.moving_run + 1 if moving else 0,
+        moved_n=stay.n + 1 if moving else stay.moved_n,
         ref_la=ref_la,
         ref_n=ref_n,
         sum_la=stay.sum_la + la,
@@ -395,6 +420,7 @@ def next_stay(stay: Stay | None, fix: Fix, params: Params) -> Stay:
             anchor_sigma_m=sigma,
             anchor_indoor=indoor,
             anchor_contrast=contrast,
+            anchor_from_n=(joined.base if params.stay_window_back == 1 else joined.prior)[0],
             base=(joined.n, joined.sum_w, joined.sum_x, joined.sum_y, joined.sum_r2),
             prior=joined.base,
             base_la=joined.sum_la,
@@ -841,6 +867,24 @@ def _step(
             gain = min(gain, 0.0)  # too inaccurate to count towards an enter
         if suspect:
             gain = 0.0
+        if (
+            params.stay_outside_evidence > 0
+            and stay is not None
+            and anchor is not None
+            and stay.out == 0  # the fix joined the stay
+            # ... and no fix of the mean measured, nor since, reported walking
+            and stay.moved_n <= stay.anchor_from_n
+            and anchor.signed_m > 0
+            # the phone says it is not moving (without a speed, a run of fixes that reads
+            # inside may be a walk in: `_moved_from_anchor` needs six fixes to tell)
+            and fix.speed_mps is not None
+            and fix.speed_mps < params.stay_max_speed_mps
+            and -stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
+            >= params.stay_outside_evidence
+        ):
+            # someone who stays put where the mean of their fixes is confidently outside: a
+            # run of fixes reading inside is their noise, not a walk in
+            gain = min(gain, 0.0)
         if gain > 0:
             if evidence <= 0:
                 count, first_at = 0, t
@@ -1062,6 +1106,7 @@ def evaluate(
                     <= speed
                     <= fix.speed_mps / params.pass_through_min_speed_share + 2.0
                 )
+                and cr.depth_m >= params.pass_through_bow_share * _bow_m(fix, seconds, speed)
             ):
                 outcome.transitions.append(
                     Transition(
@@ -1081,6 +1126,7 @@ def evaluate(
                             "depth_m": round(cr.depth_m, 1),
                             "reported_speed_mps": fix.speed_mps,
                             "min_depth_m": params.pass_through_min_depth_m,
+                            "bow_m": round(_bow_m(fix, seconds, speed), 1),
                             "max_speed_mps": params.pass_through_max_speed_mps,
                             "rule": "crossing_at_plausible_speed",
                             "fix_id": fix.client_id,

@@ -102,6 +102,7 @@ class P:
     north: float
     t: datetime
     acc: float | None = 10.0
+    speed: float | None = None  # the phone's own (Doppler) speed, m/s, if it reports one
 
     def ping(self) -> dict[str, Any]:
         lon, lat = at(self.east, self.north)
@@ -113,6 +114,8 @@ class P:
         }
         if self.acc is not None:
             out["accuracy_m"] = self.acc
+        if self.speed is not None:
+            out["speed_mps"] = self.speed
         return out
 
 

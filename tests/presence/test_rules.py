@@ -218,6 +218,53 @@ async def test_a_stay_enters_on_its_mean_only_while_the_phone_stays_put(
     assert int(enter["ping_id"].removeprefix("walk")) > 6
 
 
+# a phone waiting on the pavement 5 m from a library's wall (the library: 0..40 m east,
+# 0..30 m north), two minutes of fixes around its spot, reporting it is still
+WAIT_SPOTS = [(-3, -3), (3, -7), (-2, -6), (2, -4), (-4, -5), (4, -5)] * 2
+
+
+def _waiting(prefix: str) -> list[dict[str, Any]]:
+    out = []
+    for i, (dx, dy) in enumerate(WAIT_SPOTS):
+        ping = P(f"{prefix}{i:02d}", 20 + dx, -5 + dy, _t(10 * i), 10).ping()
+        ping["speed_mps"] = 0.0
+        out.append(ping)
+    return out
+
+
+async def test_a_wait_on_the_pavement_is_judged_on_its_mean_not_on_a_run_of_noisy_fixes(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_rectangle(db, org.id, 0, 0, 40, 30, name="Library", category="library")
+    # then three fixes in a row 9 m inside, the phone still reporting 0 m/s: on their own
+    # they add 4.7 of the 4.0 an enter needs (each 1.56); but the stay's mean, 5 m outside
+    # with a sigma of about 3 m, says the person has not moved, and the fixes joined it
+    noisy = []
+    for i in range(3):
+        ping = P(f"in{i}", 20 + 2 * i, 9, _t(120 + 10 * i), 10).ping()
+        ping["speed_mps"] = 0.0
+        noisy.append(ping)
+    body = await send(client, resident.headers, [*_waiting("wait"), *noisy])
+    assert [e["type"] for e in body["events"]] == ["nearby"]
+
+
+async def test_someone_who_waited_outside_and_walks_in_is_entered(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_rectangle(db, org.id, 0, 0, 40, 30, name="Library", category="library")
+    # the same wait, then a walk in through the door (reporting walking speed) and fixes
+    # 12 m inside: the stay's mean was measured before the walk, so it no longer holds
+    walk_in = []
+    for i, (y, speed) in enumerate([(0, 1.3), (8, 1.2), (12, 0.2), (12, 0.0), (12, 0.1)]):
+        ping = P(f"in{i}", 20, y, _t(120 + 10 * i), 10).ping()
+        ping["speed_mps"] = speed
+        walk_in.append(ping)
+    body = await send(client, resident.headers, [*_waiting("wait"), *walk_in])
+    enter = next(e for e in body["events"] if e["type"] == "enter")
+    assert enter["explanation"]["rule"] == "enter_confirmed"
+    assert enter["ping_id"] in ("in2", "in3")
+
+
 async def test_a_stay_whose_accuracy_turns_indoor_enters_the_building_it_is_barely_inside(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation
 ) -> None:

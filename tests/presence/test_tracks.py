@@ -261,6 +261,34 @@ DRIVE = [
 ]
 
 
+async def test_a_straight_drive_that_reports_its_speed_passes_through(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, worker: Staff
+) -> None:
+    # the phone's 14 m/s over the 35 s is no longer than the line (500 m): it went straight
+    park = await create_rectangle(db, org.id, 0, 0, 200, 150, trigger_distance_m=30)
+    fixes = [*DRIVE[:3], P("d4", 350, 75, T0 + timedelta(seconds=90), 10, speed=14.0)]
+    body = await send(client, worker.headers, [f.ping() for f in fixes])
+    assert seq(body["events"], {str(park): "park"}) == [("passed_through", "park")]
+    assert body["events"][0]["explanation"]["bow_m"] == 0
+
+
+async def test_a_drive_round_a_park_corner_does_not_pass_through_it(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, worker: Staff
+) -> None:
+    # the road runs 12 m south of a 100 m park, then turns north 12 m east of it: 262 m and
+    # 62 m at 12 m/s, 27 s between the fixes. Their straight line (269 m, 10 m/s: within the
+    # speed check's 0.8) cuts 35 m deep across the park, but a path of the 324 m the phone
+    # reported can bow 90 m off that line: the line says nothing about crossing
+    park = await create_rectangle(db, org.id, 0, 0, 100, 100, trigger_distance_m=30)
+    fixes = [
+        P("c1", -150, -12, T0, 5, speed=12.0),
+        P("c2", 112, 50, T0 + timedelta(seconds=27), 5, speed=12.0),
+    ]
+    body = await send(client, worker.headers, [f.ping() for f in fixes])
+    assert [e for e in body["events"] if e["type"] == "passed_through"] == []
+    assert seq(body["events"], {str(park): "park"}) == [("nearby", "park")]
+
+
 async def test_pass_through_found_when_each_fix_comes_in_its_own_request(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation, worker: Staff
 ) -> None:
