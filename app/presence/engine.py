@@ -794,7 +794,18 @@ def _step(
         # a fix that joined a stay whose mean is inside this place is someone still there,
         # however far it reads (a poor fix indoors): leaving means leaving the stay, and a fix
         # away from it while it lasts (an outlier, or the first step of a move) never exits
-        staying = stay is not None and stay.n > 1 and anchor is not None and anchor.signed_m < 0
+        staying = (
+            stay is not None
+            and stay.n > 1
+            and anchor is not None
+            and (
+                anchor.signed_m < 0
+                # or outside by less than the stay's evidence (a poor phone indoors whose mean
+                # came out a metre beyond the wall)
+                or -stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
+                < params.stay_outside_evidence
+            )
+        )
         joined = staying and stay is not None and stay.out == 0
         if _moved_next_door(st, stay, anchor, neighbour_m, params):
             assert stay is not None

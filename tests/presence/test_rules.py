@@ -265,6 +265,27 @@ async def test_someone_who_waited_outside_and_walks_in_is_entered(
     assert enter["ping_id"] in ("in2", "in3")
 
 
+async def test_a_poor_phone_indoors_whose_mean_reads_just_outside_is_not_exited_by_two_far_fixes(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
+) -> None:
+    await create_rectangle(db, org.id, 0, 0, 30, 30, name="Library", category="library")
+    # entered on three good fixes 15 m inside; then the phone, put down inside, reports 40 m
+    # accuracy and its fixes average a metre outside the south wall (sigma of that mean: 9 m);
+    # two fixes 45 and 50 m out, beyond the 40 m margin, joined the stay (within its 80 m):
+    # the mean is outside by far less than the stay's evidence, so it still says "there"
+    track = [P(f"g{i}", 15, 15, _t(10 * i), 10).ping() for i in range(3)]
+    spread = [(-12, -14), (10, 12), (14, -9), (-9, 10), (-15, -4), (12, 1)] * 2
+    track += [
+        P(f"p{i:02d}", 15 + dx, -1 + dy, _t(30 + 10 * i), 40).ping()
+        for i, (dx, dy) in enumerate(spread)
+    ]
+    track += [P(f"far{i}", 15, -45 - 5 * i, _t(150 + 10 * i), 40).ping() for i in range(2)]
+    for ping in track:
+        ping["speed_mps"] = 0.0
+    body = await send(client, resident.headers, track)
+    assert [e["type"] for e in body["events"] if e["type"] in ("enter", "exit")] == ["enter"]
+
+
 async def test_a_stay_whose_accuracy_turns_indoor_enters_the_building_it_is_barely_inside(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation
 ) -> None:
