@@ -23,8 +23,8 @@ geography) for every presence row, 'pre' joined presence and the places a second
 only the few present places beyond a fix's reach need an outline (fetched there). The same
 rows.
 
-docs/benchmarks.md ("Per fix, by statement: HOT updates and two unused indexes (issue 25)")
-has the figures.
+docs/benchmarks.md ("Per fix, by statement: HOT updates, two unused indexes, the read's
+presence rows (issue 25)") has the figures.
 
 Revision ID: 0045
 Revises: 0044
