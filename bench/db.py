@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -184,16 +184,20 @@ def provision(config: CityConfig, cluster: EmbeddedCluster | None = None) -> Dat
     return Dataset(config=config, url=url, dsn=dsn, load_seconds=seconds, database=database)
 
 
-def fresh_city(quick: bool) -> tuple[Dataset, City]:
+def fresh_city(quick: bool, town_scale: float | None = None) -> tuple[Dataset, City]:
     """The default city (or the quick one), provisioned, with last run's activity cleared.
 
     For the single-scenario tools (profile, soak, replicas); `bench.run` sizes its own.
+    `town_scale`: the towns shrunk to this share of their radius (the dense map of
+    `bench.pings_async`).
     """
     config = (
         CityConfig(seed=42, geofences=5_000, devices=2_000)
         if quick
         else CityConfig(seed=42, geofences=100_000, devices=100_000)
     )
+    if town_scale is not None:
+        config = replace(config, town_scale=town_scale)
     dataset = provision(config)
     asyncio.run(reset_activity(dataset.dsn))
     return dataset, City(config)
@@ -204,18 +208,30 @@ def run_on_city(
     args: Any,
     *,
     quick: bool,
+    town_scale: float | None = None,
+    cluster_conf: str = "",
 ) -> int:
     """The in-process benches' `main`: the bench city (loaded once, cached), `measure` on it in
     its own event loop (migrations run theirs), the bench cluster stopped after, and the result
-    without its per-round rows printed as one JSON line."""
+    without its per-round rows printed as one JSON line. `cluster_conf`: settings added to the
+    bench cluster's for this run only (it is restarted with them, and without them after)."""
     import json
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    cluster = bench_cluster()
     try:
-        dataset, city = fresh_city(quick)
+        dataset, city = fresh_city(quick, town_scale)
+        if cluster_conf:  # after provisioning, whose own start would reload without them
+            cluster.extra_conf = cluster_conf
+            cluster.stop()
+            cluster.ensure_running()
         result = asyncio.run(measure(args, dataset, city))
     finally:
-        bench_cluster().stop()
+        cluster.stop()
+        if cluster_conf:
+            cluster.extra_conf = ""
+            cluster.ensure_running()  # rewrites the managed settings without them
+            cluster.stop()
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}))
     return 0
 

@@ -114,7 +114,8 @@ async def _counters(dsn: str) -> dict[str, float]:
     conn = await asyncpg.connect(dsn)
     try:
         db = await conn.fetchrow(
-            "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted "
+            "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, sessions, "
+            "(SELECT sum(n_tup_hot_upd) FROM pg_stat_user_tables) AS tup_hot_updated "
             "FROM pg_stat_database WHERE datname = current_database()"
         )
         wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
@@ -192,11 +193,13 @@ def report(
         "tup_inserted",
         "tup_updated",
         "tup_deleted",
+        "tup_hot_updated",
+        "sessions",
         "wal_records",
         "wal_fpi",
         "wal_bytes",
     ):
-        lines.append(f"{counters[key] / pings:10.2f}  {key}")
+        lines.append(f"{counters[key] / pings:10.4f}  {key} ({counters[key]:.0f})")
     lines += [
         "",
         "## statements, by execution time (ms per ping stored; top = sent by a client, "

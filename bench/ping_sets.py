@@ -1,7 +1,8 @@
 """CPU per single fix of the 202 path, in one process: queued in groups, evaluated in sets.
 
-    uv run python -m bench.ping_sets [--quick] [--devices 1000] [--rounds 12] [--set 500]
-                                     [--group 24] [--explain] [--profile OUT.txt]
+    uv run python -m bench.ping_sets [--quick] [--dense] [--devices 1000] [--rounds 12]
+                                     [--set 500] [--group 24] [--no-hooks] [--statements]
+                                     [--explain] [--profile OUT.txt]
 
 What a single fix costs besides HTTP, on the bench city, with nothing else running in the
 process: each round, every one of `--devices` devices (none of them used by the other bench
@@ -15,6 +16,15 @@ transaction each) until the queue is empty. Per round and phase it reports this 
 are the figures to read. Fix times follow the tracks (recent, in order), so the engine sees
 what it sees under `pings_single`: walks, rides and drives past places, enters and exits.
 
+`--dense`: on the dense map of `bench.pings_async` (towns shrunk: ~2.6 places per track point,
+more events per fix). `--no-hooks`: the sets evaluated without the event pipeline's hooks
+(rules, decisions, outbox, webhooks), so that a pair of runs shows what the events' hooks
+cost. `--statements`: the bench cluster restarted with `pg_stat_statements` (`track = all`, as
+`bench.pg_profile`) for this run; the statements of the rounds after the first are reported per
+fix (execution time, calls, rows, WAL bytes, buffers; nested statements apart), with the
+cluster's commits, tuples and WAL per fix, and written to
+bench/results/profiles/pg-ping-sets-<map>-<time>.txt.
+
 `--explain`: the plans (EXPLAIN ANALYZE through auto_explain, nested statements included) of
 the last round's statements that took longer than 5 ms are written to stderr. `--profile`:
 the evaluation of the rounds after the first under cProfile (by own and by cumulative time;
@@ -26,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -34,8 +45,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from bench.city import City
 from bench.db import Dataset, bench_cluster_cpu_s, run_on_city
+from bench.pg_profile import SETTINGS as PG_STATEMENTS
+from bench.pg_profile import STATEMENTS
+from bench.pings_async import DENSE_TOWN_SCALE
+from bench.profile import OUT
 
 logger = logging.getLogger("bench")
 
@@ -92,8 +109,15 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
     span = max(t[-1].seconds for t in tracks.values())
     base = datetime.now(UTC) - timedelta(seconds=span + 30)
     rounds: list[dict[str, float]] = []
+    statements: list[Any] = []
+    counters: dict[str, float] = {}
+    if args.statements:
+        await _sql(dataset.dsn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     try:
         for r in range(args.rounds):
+            if args.statements and r == 1:
+                await _sql(dataset.dsn, "SELECT pg_stat_statements_reset()")
+                c0 = await _counters(dataset.dsn)
             requests = []
             for d, subject in zip(devices, subjects, strict=True):
                 f = tracks[d][r]
@@ -132,7 +156,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
             while True:
                 async with sessions() as session:
                     result = await service.evaluate_queued(
-                        session, settings, args.set, on_events=hook
+                        session, settings, args.set, on_events=None if args.no_hooks else hook
                     )
                     await session.commit()
                 if not result.subjects:
@@ -156,8 +180,14 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
             }
             rounds.append(row)
             print(json.dumps(row), flush=True)
+        if args.statements and args.rounds > 1:
+            c1 = await _counters(dataset.dsn)
+            counters = {k: c1[k] - c0[k] for k in c0}
+            statements = await _sql(dataset.dsn, STATEMENTS)
     finally:
         await engine.dispose()
+        if args.statements:
+            await _sql(dataset.dsn, "DROP EXTENSION IF EXISTS pg_stat_statements")
     if profiler is not None:
         import io
         import pstats
@@ -172,7 +202,18 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
     medians = {k: round(statistics.median(x[k] for x in measured), 4) for k in keys}
     medians["total_api_ms"] = round(medians["queue_api_ms"] + medians["eval_api_ms"], 4)
     medians["total_pg_ms"] = round(medians["queue_pg_ms"] + medians["eval_pg_ms"], 4)
+    if statements:
+        fixes = int(sum(x["fixes"] for x in measured))
+        text = _statements_report(args, medians, fixes, counters, statements)
+        OUT.mkdir(parents=True, exist_ok=True)
+        stem = f"pg-ping-sets-{'dense' if args.dense else 'default'}"
+        path = OUT / f"{stem}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.txt"
+        path.write_text(text)
+        print(text)
+        print(path)
     return {
+        "map": "dense" if args.dense else "default",
+        "hooks": not args.no_hooks,
         "devices": args.devices,
         "set": args.set,
         "group": args.group,
@@ -184,6 +225,66 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
     }
 
 
+async def _sql(dsn: str, sql: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def _counters(dsn: str) -> dict[str, float]:
+    (db,) = await _sql(
+        dsn,
+        "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted, "
+        "(SELECT sum(n_tup_hot_upd) FROM pg_stat_user_tables) AS tup_hot_updated, "
+        "w.wal_records, w.wal_fpi, w.wal_bytes "
+        "FROM pg_stat_database, pg_stat_wal w WHERE datname = current_database()",
+    )
+    return {k: float(v or 0) for k, v in dict(db).items()}
+
+
+def _statements_report(
+    args: argparse.Namespace,
+    medians: dict[str, float],
+    fixes: int,
+    counters: dict[str, float],
+    statements: list[Any],
+) -> str:
+    lines = [
+        f"# PostgreSQL per single fix of the 202 path (bench.ping_sets, "
+        f"{'dense' if args.dense else 'default'} map, hooks {'off' if args.no_hooks else 'on'})",
+        "",
+        f"{fixes} fixes (rounds 2-{args.rounds} of {args.devices} devices), queued in groups "
+        f"of {args.group}, evaluated in sets of up to {args.set}; load average at the end: "
+        f"{[round(x, 2) for x in os.getloadavg()]}",
+        f"CPU per fix (medians of the rounds, with pg_stat_statements on): {json.dumps(medians)}",
+        "",
+        "## per fix",
+        "",
+    ]
+    lines += [f"{v / fixes:10.2f}  {k}" for k, v in counters.items()]
+    lines += [
+        "",
+        "## statements, by execution time (per fix; top = sent by a client, nested = inside a "
+        "function or a trigger, its time also in its caller's)",
+        "",
+        "| level | ms/fix | calls/fix | rows/call | WAL B/fix | blks hit/fix | dirtied/fix "
+        "| statement |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in statements[:60]:
+        if r["total_exec_time"] / fixes < 0.0005:
+            continue
+        lines.append(
+            f"| {'top' if r['toplevel'] else 'nested'} | {r['total_exec_time'] / fixes:.4f} | "
+            f"{r['calls'] / fixes:.3f} | {r['rows'] / max(1, r['calls']):.1f} | "
+            f"{float(r['wal_bytes']) / fixes:.0f} | {r['shared_blks_hit'] / fixes:.1f} | "
+            f"{r['shared_blks_dirtied'] / fixes:.2f} | `{r['query'][:150]}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ping_sets", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5k geofences, 2k devices")
@@ -191,10 +292,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--set", type=int, default=500, help="subjects per evaluated set")
     parser.add_argument("--group", type=int, default=24, help="requests per queued group")
+    parser.add_argument("--dense", action="store_true", help="the dense map (bench.pings_async)")
+    parser.add_argument("--no-hooks", action="store_true", help="evaluate without the hooks")
+    parser.add_argument("--statements", action="store_true", help="pg_stat_statements per fix")
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--profile", default=None, help="write a pyinstrument profile here")
     args = parser.parse_args(argv)
-    return run_on_city(measure, args, quick=args.quick)
+    return run_on_city(
+        measure,
+        args,
+        quick=args.quick,
+        town_scale=DENSE_TOWN_SCALE if args.dense else None,
+        cluster_conf=PG_STATEMENTS if args.statements else "",
+    )
 
 
 if __name__ == "__main__":

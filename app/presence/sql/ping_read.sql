@@ -144,14 +144,24 @@ BEGIN
         JOIN geofences g
           ON g.organisation_id = c.org AND g.deleted_at IS NULL
          AND g.geog && _ST_Expand(c.pts, reach.max_trigger + c.margin)
-    ), pres AS (
-        -- the places each subject is already in or near (kept at any distance, so exits can
-        -- say how far)
-        SELECT sj.s, g.id, g.geom, g.geog, g.trigger_distance_m, g.dwell_s, g.active_from,
-               g.active_until
-        FROM sj JOIN presence pp ON pp.subject_id = sj.subj AND pp.subject_id = ANY(p_subject)
-        JOIN geofences g
-          ON g.id = pp.geofence_id AND g.organisation_id = sj.org AND g.deleted_at IS NULL
+    ), pres_rows AS MATERIALIZED (
+        -- the subjects' presence rows with their places, read once: for the 'pre' rows below
+        -- (all of them) and for `pres`. Without the places' outlines: the few present places
+        -- beyond a fix's reach fetch theirs in `pairs` (migration 0045: `pres` was copied with
+        -- both outlines, and 'pre' read presence and the places a second time)
+        SELECT sj.s, p.geofence_id AS id, p.evidence, p.pending_fixes, p.dwell_emitted,
+               p.state, p.since, p.last_fix_at, p.pending_since, g.geog,
+               g.trigger_distance_m, g.dwell_s, g.active_from, g.active_until,
+               g.deleted_at IS NULL AS kept,
+               g.organisation_id = sj.org AND g.deleted_at IS NULL AS live
+        FROM sj JOIN presence p ON p.subject_id = sj.subj AND p.subject_id = ANY(p_subject)
+        JOIN geofences g ON g.id = p.geofence_id
+    ), pres AS NOT MATERIALIZED (
+        -- the places each subject is already in or near (a place of its organisation, not
+        -- deleted; kept at any distance, so exits can say how far)
+        SELECT r.s, r.id, r.geog, r.trigger_distance_m, r.dwell_s, r.active_from,
+               r.active_until
+        FROM pres_rows r WHERE r.live
     ), pres_keys AS (
         -- `pres` as the keys of one jsonb object ('s id'): whether a pair's place is present is
         -- a binary search. A scan of `pres` per pair cost pairs x presence rows: in a set of
@@ -169,11 +179,12 @@ BEGIN
         FROM f JOIN near n ON n.org = f.org AND n.cx = f.cx AND n.cy = f.cy
          AND n.geog && _ST_Expand(f.pt::geography, n.trigger_distance_m + f.margin)
         UNION ALL
-        SELECT f.s, f.idx, f.pt, f.sphere, f.mpt, f.margin, f.at, p.id, p.geom, p.geog,
-               ST_SetSRID(ST_Affine(p.geom, f.kx, 0, 0, radians(6371008.8), 0, 0), 0),
+        SELECT f.s, f.idx, f.pt, f.sphere, f.mpt, f.margin, f.at, p.id, g.geom, p.geog,
+               ST_SetSRID(ST_Affine(g.geom, f.kx, 0, 0, radians(6371008.8), 0, 0), 0),
                p.trigger_distance_m,
                p.dwell_s, p.active_from, p.active_until, true
         FROM f JOIN pres p ON p.s = f.s
+        JOIN geofences g ON g.id = p.id
         WHERE NOT p.geog && _ST_Expand(f.pt::geography, p.trigger_distance_m + f.margin)
     ), dist AS (
         -- Distances in the cell's local metric plane (equirectangular at the cell's middle
@@ -203,12 +214,11 @@ BEGIN
     UNION ALL
     -- 'pre': a presence row (flag = dwell emitted; state NULL when the place was deleted;
     -- a = evidence, b = pending fixes, with the first pending fix's time)
-    SELECT 'pre', sj.s, NULL, p.geofence_id, p.evidence, p.pending_fixes::float8,
-           g.trigger_distance_m, g.dwell_s,
-           p.dwell_emitted, CASE WHEN g.deleted_at IS NULL THEN p.state END, p.since,
+    SELECT 'pre', p.s, NULL, p.id, p.evidence, p.pending_fixes::float8,
+           p.trigger_distance_m, p.dwell_s,
+           p.dwell_emitted, CASE WHEN p.kept THEN p.state END, p.since,
            p.last_fix_at, NULL, p.pending_since, NULL
-    FROM sj JOIN presence p ON p.subject_id = sj.subj AND p.subject_id = ANY(p_subject)
-    JOIN geofences g ON g.id = p.geofence_id
+    FROM pres_rows p
     UNION ALL
     -- 'can': a place within reach of a fix (a = signed distance: < 0 inside by that depth), or
     -- one the subject is already in or near, at any distance (so exits can say how far)
