@@ -134,16 +134,17 @@ class Params:
     # place, by this many of the mean's sigmas (indoors says nothing about which of two
     # buildings sharing a wall)
     indoor_neighbour_sigmas: float = 1.0
+    # while the stay's mean is outside a place by this much evidence (the stay's enter
+    # evidence, `stay_gain`) and the phone stays put, its fixes can only take the place's enter
+    # evidence away: a wait on the pavement is measured on its mean, not on a run of its
+    # noisiest fixes; and a stay whose mean is outside by less still protects a place the
+    # subject is in (a poor phone indoors whose mean came out beyond the wall). 0: neither
+    stay_outside_evidence: float = 3.0
     # someone who walked into the place next door (a stay begun after they entered the first,
     # or a walk within the stay: `stay_rebase_moving_fixes`, `stay_move_sigmas`): once the
     # stay's mean measured since the walk is out of a place they were in and inside another,
     # each by this much evidence (`stay_gain`), they have left the first (0: never; they then
     # stay "inside" both until they go beyond the exit margin)
-    # while the stay's mean is outside a place by this much evidence (the stay's enter
-    # evidence, `stay_gain`) and the phone stays put, its fixes can only take the place's enter
-    # evidence away (0: never): a wait on the pavement is measured on its mean, not on a run
-    # of its noisiest fixes
-    stay_outside_evidence: float = 3.0
     stay_next_door_evidence: float = 3.0
 
 
@@ -492,10 +493,15 @@ def _moved_next_door(
         return False
     need = params.stay_next_door_evidence
     return (
-        anchor.signed_m > 0
-        and stay_gain(-anchor.signed_m, stay.anchor_sigma_m, params) >= need
+        _outside_evidence(stay, anchor, params) >= need
         and stay_gain(neighbour_m, stay.anchor_sigma_m, params) >= need
     )
+
+
+def _outside_evidence(stay: Stay, anchor: Candidate, params: Params) -> float:
+    """The evidence the stay's measured mean gives for being outside the place (negative
+    inside): `stay_gain` of its distance out."""
+    return stay_gain(-anchor.signed_m, stay.anchor_sigma_m, params)
 
 
 def _still(fix: Fix, params: Params) -> bool:
@@ -794,17 +800,13 @@ def _step(
         # a fix that joined a stay whose mean is inside this place is someone still there,
         # however far it reads (a poor fix indoors): leaving means leaving the stay, and a fix
         # away from it while it lasts (an outlier, or the first step of a move) never exits
+        # (a mean inside, or outside by less than the stay's evidence: a poor phone indoors
+        # whose mean came out a metre beyond the wall)
         staying = (
             stay is not None
             and stay.n > 1
             and anchor is not None
-            and (
-                anchor.signed_m < 0
-                # or outside by less than the stay's evidence (a poor phone indoors whose mean
-                # came out a metre beyond the wall)
-                or -stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
-                < params.stay_outside_evidence
-            )
+            and _outside_evidence(stay, anchor, params) < params.stay_outside_evidence
         )
         joined = staying and stay is not None and stay.out == 0
         if _moved_next_door(st, stay, anchor, neighbour_m, params):
@@ -885,13 +887,11 @@ def _step(
             and stay.out == 0  # the fix joined the stay
             # ... and no fix of the mean measured, nor since, reported walking
             and stay.moved_n <= stay.anchor_from_n
-            and anchor.signed_m > 0
             # the phone says it is not moving (without a speed, a run of fixes that reads
             # inside may be a walk in: `_moved_from_anchor` needs six fixes to tell)
             and fix.speed_mps is not None
             and fix.speed_mps < params.stay_max_speed_mps
-            and -stay_gain(anchor.signed_m, stay.anchor_sigma_m, params)
-            >= params.stay_outside_evidence
+            and _outside_evidence(stay, anchor, params) >= params.stay_outside_evidence
         ):
             # someone who stays put where the mean of their fixes is confidently outside: a
             # run of fixes reading inside is their noise, not a walk in

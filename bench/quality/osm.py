@@ -205,7 +205,6 @@ class MapScene(Scene):
     name: str = ""
     walk: Network = field(default_factory=lambda: Network({}))
     roads: Network = field(default_factory=lambda: Network({}))
-    walls: STRtree | None = None  # the buildings' outlines, to find what a walker passes
 
     def buildings_near(self, x: float, y: float, metres: float) -> list[tuple[float, Place]]:
         """Buildings whose walls are within `metres` of the point, nearest first."""
