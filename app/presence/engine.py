@@ -30,9 +30,10 @@ Confidence rules (measured against ground truth by `bench/quality`, docs/presenc
 
 from __future__ import annotations
 
+import heapq
 import math
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -577,6 +578,31 @@ class State:
     pending_since: datetime | None = None
 
 
+def _next_fix(
+    st: State,
+    t: datetime,
+    trigger: float,
+    dwell_s: int,
+    evidence: float,
+    pending_fixes: int,
+    pending_since: datetime | None,
+) -> State:
+    """`st` after a fix that leaves its state as it was (what `dataclasses.replace` would make,
+    without its introspection at each of the engine's commonest steps)."""
+    return State(
+        st.geofence_id,
+        st.state,
+        st.since,
+        t,
+        st.dwell_emitted,
+        trigger,
+        dwell_s,
+        evidence,
+        pending_fixes,
+        pending_since,
+    )
+
+
 @dataclass
 class Transition:
     type: EventType
@@ -845,24 +871,9 @@ def _step(
                     first_out_at=first.isoformat(),
                 )
             # maybe an outlier: the next fix decides (no dwell on the way out)
-            return out, replace(
-                st,
-                last_fix_at=t,
-                trigger_distance_m=trigger,
-                dwell_s=dwell_s,
-                evidence=min(s / margin, 1.5),  # farther is all the same to the rules
-                pending_fixes=1,
-                pending_since=first,
-            )
-        new = replace(
-            st,
-            last_fix_at=t,
-            trigger_distance_m=trigger,
-            dwell_s=dwell_s,
-            evidence=0.0,
-            pending_fixes=0,
-            pending_since=None,
-        )
+            # farther out is all the same to the rules: the evidence stops at 1.5
+            return out, _next_fix(st, t, trigger, dwell_s, min(s / margin, 1.5), 1, first)
+        new = _next_fix(st, t, trigger, dwell_s, 0.0, 0, None)
         if active:
             dwell(new)
         return out, new
@@ -996,15 +1007,7 @@ def _step(
                     first_at,
                 )
             return out, None
-        return out, replace(
-            st,
-            last_fix_at=t,
-            trigger_distance_m=trigger,
-            dwell_s=dwell_s,
-            evidence=evidence,
-            pending_fixes=count,
-            pending_since=first_at,
-        )
+        return out, _next_fix(st, t, trigger, dwell_s, evidence, count, first_at)
     # outside
     if active and s <= trigger:
         why = (
@@ -1168,6 +1171,8 @@ def evaluate(
         ):
             near_anchor = {a.geofence_id: a for a in anchors.get(cur_stay.anchor, [])}
             gids = gids | near_anchor.keys()
+        # each place's nearest other place at the stay's mean: the two nearest give them all
+        nearest_two = heapq.nsmallest(2, near_anchor.values(), key=lambda a: a.signed_m)
         produced: list[Transition] = []
         for gid in gids:
             before = outcome.states.get(gid)
@@ -1179,8 +1184,8 @@ def evaluate(
                 params,
                 stay=cur_stay,
                 anchor=near_anchor.get(gid),
-                neighbour_m=min(
-                    (a.signed_m for g, a in near_anchor.items() if g != gid), default=math.inf
+                neighbour_m=next(
+                    (a.signed_m for a in nearest_two if a.geofence_id != gid), math.inf
                 ),
                 suspect=suspect,
             )

@@ -79,6 +79,7 @@ class EngineRunner:
         xy: dict[datetime, tuple[float, float]] = {}
         out: list[Event] = []
         max_trigger = max(p.trigger_distance_m for p in scene.places)
+        anchor_reads: dict[tuple[float, float], list[Any]] = {}
         for b0 in range(0, len(track.fixes), batch):
             chunk = track.fixes[b0 : b0 + batch]
             fixes = []
@@ -113,15 +114,16 @@ class EngineRunner:
                 window = m.window_m(f, params) if hasattr(m, "window_m") else f.margin(params)
                 found: list[Any] = []
                 seen: set[uuid.UUID] = set()
-                for place in scene.near(Point(x, y), max_trigger + window):
-                    s = place.signed(x, y)
+                pt = Point(x, y)
+                for place in scene.near(pt, max_trigger + window):
+                    s = place.signed(x, y, pt)
                     if s <= place.trigger_distance_m + window or place.id in states:
                         found.append(_candidate(m, place, s))
                         seen.add(place.id)
                 for gid in states:
                     if gid not in seen:
                         place = scene.place(gid)
-                        found.append(_candidate(m, place, place.signed(x, y)))
+                        found.append(_candidate(m, place, place.signed(x, y, pt)))
                 candidates[f.idx] = found
             crossings: dict[int, list[Any]] = {}
             for a, b in m.segments(fixes, last, params):
@@ -146,7 +148,11 @@ class EngineRunner:
                 points = m.stay_anchors(fixes, stay, last, params)
                 if stay is not None and stay.anchor is not None:
                     points.append(stay.anchor)
-                anchors = {pt: _anchor_candidates(m, scene, *pt) for pt in points}
+                # a stay's mean stays put for many batches: each point is read once per track
+                for mean in points:
+                    if mean not in anchor_reads:
+                        anchor_reads[mean] = _anchor_candidates(m, scene, *mean)
+                anchors = {mean: anchor_reads[mean] for mean in points}
                 outcome = m.evaluate(
                     fixes, candidates, crossings, states, last, params, stay, anchors
                 )
@@ -181,8 +187,9 @@ def _anchor_candidates(m: ModuleType, scene: Scene, lon: float, lat: float) -> l
     x, y = from_lonlat(lon, lat)
     max_trigger = max(p.trigger_distance_m for p in scene.places)
     out = []
-    for place in scene.near(Point(x, y), max_trigger + ANCHOR_MARGIN_M):
-        s = place.signed(x, y)
+    pt = Point(x, y)
+    for place in scene.near(pt, max_trigger + ANCHOR_MARGIN_M):
+        s = place.signed(x, y, pt)
         if s <= place.trigger_distance_m + ANCHOR_MARGIN_M:
             out.append(_candidate(m, place, s))
     return out

@@ -13,6 +13,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
+import shapely
 from shapely import STRtree
 from shapely.geometry import LineString, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
@@ -52,9 +53,11 @@ class Place:
     trigger_distance_m: float = 50.0
     dwell_s: int = 300
 
-    def signed(self, x: float, y: float) -> float:
-        """Metres outside (> 0), or minus the depth inside (< 0), as the ping read measures."""
-        pt = Point(x, y)
+    def signed(self, x: float, y: float, pt: Point | None = None) -> float:
+        """Metres outside (> 0), or minus the depth inside (< 0), as the ping read measures
+        (`pt`: the point (x, y) already made, which saves making it again per place)."""
+        if pt is None:
+            pt = Point(x, y)
         if self.poly.covers(pt):
             return -float(self.poly.boundary.distance(pt))
         return float(self.poly.distance(pt))
@@ -80,26 +83,24 @@ class Scene:
     park_paths: list[LineString]  # footpaths across parks
     tree: STRtree = field(init=False)
     by_index: list[Place] = field(init=False)
+    by_id: dict[uuid.UUID, Place] = field(init=False)
 
     def __post_init__(self) -> None:
         self.by_index = list(self.places)
+        self.by_id = {p.id: p for p in self.places}
         self.tree = STRtree([p.poly for p in self.by_index])
 
     def near(self, geom: BaseGeometry, distance: float) -> list[Place]:
         """Places whose bounding box is within `distance` of the geometry's bounding box."""
         minx, miny, maxx, maxy = geom.bounds
-        area = box(minx - distance, miny - distance, maxx + distance, maxy + distance)
+        area = shapely.box(minx - distance, miny - distance, maxx + distance, maxy + distance)
         return [self.by_index[i] for i in self.tree.query(area)]
 
     def place(self, pid: uuid.UUID) -> Place:
-        for p in self.places:
-            if p.id == pid:
-                return p
-        raise KeyError(pid)
+        return self.by_id[pid]
 
     def containing(self, x: float, y: float) -> list[Place]:
-        pt = Point(x, y)
-        return [p for p in self.near(pt, 0.1) if p.poly.covers(pt)]
+        return [self.by_index[i] for i in self.tree.query(Point(x, y), predicate="covered_by")]
 
     @property
     def columns(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,26 +32,34 @@ def test_pooled_adds_the_seeds_counts() -> None:
     assert row["per_seed"] == {"1": [46, 54], "2": [47, 49]}
 
 
-def test_the_held_out_seeds_are_pooled_on_their_own(tmp_path: Path) -> None:
-    """Seeds no rule was tuned on are reported apart from the tuning seeds, not mixed in."""
-    args = ["--fast", "--seeds", "", "--held-out", "2", "--map", "", "--out", str(tmp_path)]
+@pytest.fixture(scope="module")
+def fast_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One fast report (its JSON and markdown) with a held-out seed and the real map: every
+    section the tests below read, for one run of the harness (about a minute of CPU)."""
+    out = tmp_path_factory.mktemp("quality")
+    args = ["--fast", "--seeds", "", "--held-out", "2", "--map-seeds", "2", "--out", str(out)]
     assert main(args) == 0
-    (report,) = tmp_path.glob("*-quality-fast.json")
-    result = json.loads(report.read_text())
+    (report,) = out.glob("*-quality-fast.json")
+    return json.loads(report.read_text()), report.with_suffix(".md").read_text()
+
+
+def test_the_held_out_seeds_are_pooled_on_their_own(
+    fast_report: tuple[dict[str, Any], str],
+) -> None:
+    """Seeds no rule was tuned on are reported apart from the tuning seeds, not mixed in."""
+    result, markdown = fast_report
     label = "recall, deep visits (>= 2 fixes >= 10 m inside)"
     assert list(result["pooled"][label]["per_seed"]) == ["1"]
     assert list(result["held_out"][label]["per_seed"]) == ["2"]
     assert result["held_out"][label]["of"] > 0
-    markdown = report.with_suffix(".md").read_text()
     assert "## Held out: seeds no rule was tuned on, pooled (2)" in markdown
 
 
-def test_the_real_map_is_reported_beside_the_generated_towns(tmp_path: Path) -> None:
+def test_the_real_map_is_reported_beside_the_generated_towns(
+    fast_report: tuple[dict[str, Any], str],
+) -> None:
     """The three engines on the real city centre, and the current one pooled over its tracks."""
-    args = ["--fast", "--seeds", "", "--held-out", "", "--map-seeds", "2", "--out", str(tmp_path)]
-    assert main(args) == 0
-    (report,) = tmp_path.glob("*-quality-fast.json")
-    result = json.loads(report.read_text())
+    result, markdown = fast_report
     on_map = result["map"]
     assert on_map["name"] == "helsinki"
     assert on_map["places"] > 300
@@ -63,6 +71,4 @@ def test_the_real_map_is_reported_beside_the_generated_towns(tmp_path: Path) -> 
     )
     label = "pass-throughs that truly crossed (within 3 m)"
     assert list(on_map["pooled"][label]["per_seed"]) == ["1", "2"]
-    assert (
-        "## A real city centre: helsinki (OpenStreetMap)" in report.with_suffix(".md").read_text()
-    )
+    assert "## A real city centre: helsinki (OpenStreetMap)" in markdown

@@ -7,7 +7,6 @@ PostgreSQL the placement must leave no Citus trace at all.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -298,8 +297,8 @@ def test_shards_move_while_pings_flow_without_errors_or_losses(
     """Move a shard group to the other worker and back (logical replication) while batches
     keep arriving; `bench.citus --rebalance` drains and rebalances a whole worker."""
     from app.core.config import Environment, Settings
-    from app.core.db import commit_retrying
-    from app.presence.service import BatchResult, ingest_ping_batch
+    from app.presence.groups import PingGroups
+    from app.presence.service import BatchRequest
     from bench.citus import _batch, _load, move_one_shard_group
 
     assert isinstance(pg_cluster, citus.CitusCluster)
@@ -315,20 +314,17 @@ def test_shards_move_while_pings_flow_without_errors_or_losses(
         failures: list[str] = []
         done = asyncio.Event()
 
-        async def store(s: AsyncSession, i: int, n: int) -> BatchResult:
-            return await ingest_ping_batch(s, settings, subjects[i], _batch(i, n, start))
+        # the API's own path for a batch: grouped with others, run again after a deadlock or a
+        # serialization failure, anything else fails the request
+        groups = PingGroups(settings)
 
         async def pinger(i: int) -> None:
             nonlocal sent
             n = 0
             while not done.is_set() or n < 2:
                 try:
-                    # as the API stores a batch (PingGroups): a deadlock or serialization
-                    # failure is rolled back and run again, anything else fails the request
                     async with sessions() as s:
-                        out = await commit_retrying(
-                            s, functools.partial(store, s, i, n), what="ping group"
-                        )
+                        out = await groups.ingest(s, BatchRequest(subjects[i], _batch(i, n, start)))
                     sent += out.accepted
                 except Exception as exc:  # noqa: BLE001 - listed: the test wants none
                     failures.append(f"{type(exc).__name__}: {exc}"[:300])
