@@ -196,6 +196,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats("tottime").print_stats(40)
         stats.sort_stats("cumulative").print_stats(60)
+        stats.sort_stats("tottime").print_callers(25)  # who calls the costliest functions
         Path(args.profile).write_text(out.getvalue())
     measured = rounds[1:] or rounds
     keys = ("queue_api_ms", "queue_pg_ms", "eval_api_ms", "eval_pg_ms")

@@ -154,7 +154,8 @@ class NulByteMiddleware:
     """Refuse U+0000 in any string input — path, query string, JSON or form body — with one 422.
 
     PostgreSQL text and JSONB cannot hold NUL, so without this each text field needed its own
-    check and a forgotten one was a 500. Here is the one place: nothing with a NUL reaches routing.
+    check and a forgotten one was a 500. Here is the one place: nothing with a NUL reaches routing
+    (bodies are read for POST, PUT and PATCH, the methods the routes take one with).
     `binary` names routes whose body is not text (a photo: (method, path regex)); their URL is
     still checked.
     """
@@ -175,7 +176,9 @@ class NulByteMiddleware:
         ):
             await self._reject(send, "the URL")
             return
-        if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE") or any(
+        # Only the methods routes take a body with: any other (TRACE, or DELETE, whose routes
+        # read no body) goes on to routing unread, which answers 405 where it is not declared.
+        if scope.get("method") not in ("POST", "PUT", "PATCH") or any(
             scope.get("method") == m and p.fullmatch(scope.get("path", "")) for m, p in self.binary
         ):
             await self.app(scope, receive, send)

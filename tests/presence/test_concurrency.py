@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from app.core.config import Settings
 from app.presence import service
 from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
+from tests.conftest import APP_CONNECT_ARGS
 from tests.factories import create_organisation, create_resident
 from tests.presence.helpers import T0, at, create_circle
 
@@ -67,8 +70,9 @@ def _retries(sqlstate: str) -> float:
     return REGISTRY.get_sample_value("hereabouts_db_transaction_retries_total", labels) or 0.0
 
 
-async def _wait_for_a_lock_wait(engine: AsyncEngine) -> None:
-    """Until some backend of the test cluster waits for a lock (on Citus: on any node)."""
+async def _wait_for_a_lock_wait(engine: AsyncEngine, task: asyncio.Task[Any]) -> None:
+    """Until some backend of the test cluster waits for a lock (on Citus: on any node); fails
+    at once with what `task` (the group that should wait) ended with if it ends first."""
     async with engine.connect() as probe:
         citus = await probe.scalar(text("SELECT count(*) FROM pg_extension WHERE extname='citus'"))
         query = (
@@ -80,6 +84,8 @@ async def _wait_for_a_lock_wait(engine: AsyncEngine) -> None:
         for _ in range(400):
             if await probe.scalar(text(query)):
                 return
+            if task.done():
+                raise AssertionError(f"the ping group ended without waiting: {task.exception()!r}")
             await asyncio.sleep(0.05)
     raise AssertionError("the ping group never waited for the held presence row")
 
@@ -100,10 +106,20 @@ async def test_a_ping_group_that_meets_a_deadlock_runs_again(
     ]
     first, second = track[:4], track[4:]
     groups = PingGroups(settings)
+    # A waiting backend looks for a deadlock once, `deadlock_timeout` after it starts to wait.
+    # At the default 1 s a busy machine could run the second statement below later than that,
+    # and then only that transaction's own look (60 s) would find the cycle and cancel it instead
+    # of the group: the group's sessions look after 4 s.
+    server_settings = {**APP_CONNECT_ARGS["server_settings"], "deadlock_timeout": "4s"}
+    group_engine = create_async_engine(
+        str(settings.database_url),
+        poolclass=NullPool,
+        connect_args={"server_settings": server_settings},
+    )
 
     async def ingest(device_id: uuid.UUID, pings: list[service.PingInput]) -> service.BatchResult:
         subject = service.Subject(SubjectKind.device, device_id, org_id)
-        async with AsyncSession(engine) as s:
+        async with AsyncSession(group_engine) as s:
             return await groups.ingest(s, service.BatchRequest(subject, pings))
 
     async def event_types(device_id: uuid.UUID) -> list[str]:
@@ -136,7 +152,7 @@ async def test_a_ping_group_that_meets_a_deadlock_runs_again(
             assert held.all(), "the first batch left no presence row to hold"
             # the group locks its subject's row, then waits for the presence row held here ...
             task = asyncio.create_task(ingest(victim.id, second))
-            await _wait_for_a_lock_wait(engine)
+            await _wait_for_a_lock_wait(engine, task)
             # ... and this transaction now waits for the subject's row: a deadlock, which
             # cancels the group; its rollback lets this statement through
             await other.execute(
@@ -157,6 +173,7 @@ async def test_a_ping_group_that_meets_a_deadlock_runs_again(
             )
             assert n == len(track)
     finally:
+        await group_engine.dispose()
         async with AsyncSession(engine) as s, s.begin():
             for device in (control, victim):
                 await service.erase_subject(s, device.id)
