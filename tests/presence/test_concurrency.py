@@ -84,10 +84,30 @@ async def _wait_for_a_lock_wait(engine: AsyncEngine, task: asyncio.Task[Any]) ->
         for _ in range(400):
             if await probe.scalar(text(query)):
                 return
+            # a backend reads pg_stat_activity once per transaction: a new one for each look, or
+            # a group that connected after the first look is never seen (a busy machine's flake)
+            await probe.rollback()
             if task.done():
                 raise AssertionError(f"the ping group ended without waiting: {task.exception()!r}")
             await asyncio.sleep(0.05)
-    raise AssertionError("the ping group never waited for the held presence row")
+        activity = (
+            await probe.execute(
+                text(
+                    "SELECT state, wait_event_type, wait_event, left(query, 120) "
+                    "FROM pg_stat_activity WHERE datname = current_database()"
+                )
+            )
+        ).all()
+    stack = ""
+    awaited: Any = task.get_coro()
+    while awaited is not None:  # the chain of awaits the group is stopped in
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            stack += f"\n  {frame.f_code.co_filename}:{frame.f_lineno}"
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    raise AssertionError(
+        f"the ping group never waited for the held presence row: {activity}; its stack:{stack}"
+    )
 
 
 async def test_a_ping_group_that_meets_a_deadlock_runs_again(
