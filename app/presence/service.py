@@ -7,6 +7,7 @@ the events it created (see docs/presence.md, "Hooking into events").
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -321,6 +322,13 @@ async def ingest_ping_batch(
     return outcome
 
 
+# An evaluated set of hundreds of subjects is tens of milliseconds of Python with nothing to
+# wait for (`_evaluate` awaits the database only for a jump's crossings): the process's event
+# loop would run nothing else meanwhile, and the requests beside an embedded evaluator (the 202
+# acknowledgments) would wait for the whole set. Every this many subjects it lets them in.
+YIELD_EVERY_SUBJECTS = 16
+
+
 async def ingest_ping_batches(
     session: AsyncSession,
     settings: Settings,
@@ -412,7 +420,9 @@ async def ingest_ping_batches(
     live = [j for j in live if j.fixes]
 
     writes: list[repository.BatchWrite] = []
-    for job in live:
+    for i, job in enumerate(live):
+        if i and i % YIELD_EVERY_SUBJECTS == 0:
+            await asyncio.sleep(0)
         writes.append(await _evaluate(session, job, params))
     if writes:
         days = sorted({f.recorded_at.date() for j in live for f in j.fixes})

@@ -180,3 +180,50 @@ async def test_a_failing_batch_fails_alone(
             {"o": town.org_id},
         )
         assert stored == 4  # device 0 and the three good ones; nothing of the bad batch
+
+
+async def test_a_large_set_lets_the_process_run_other_work_while_it_is_evaluated(
+    db: AsyncSession, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evaluating a set's subjects waits for nothing (tens of milliseconds of Python for
+    hundreds of them), so every `YIELD_EVERY_SUBJECTS` subjects the event loop runs the
+    process's other work: the 202 acknowledgments beside an embedded evaluator."""
+    org = await create_organisation(db)
+    await create_circle(db, org.id, 0, 0, 40)
+    every = service.YIELD_EVERY_SUBJECTS
+    residents = [await create_resident(db, org) for _ in range(3 * every + 1)]
+    now = datetime.now(UTC)
+    requests = [
+        service.BatchRequest(
+            service.Subject(SubjectKind.device, r.id, org.id),
+            [service.PingInput(f"y-{r.id}", *at(5, 0), now - timedelta(seconds=5), 10.0)],
+        )
+        for r in residents
+    ]
+    ticks = 0
+
+    async def other_work() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    seen: list[int] = []  # the other work's progress as each subject's evaluation starts
+    evaluate = service._evaluate
+
+    async def counted(session: AsyncSession, job: Any, params: Any) -> Any:
+        seen.append(ticks)
+        return await evaluate(session, job, params)
+
+    monkeypatch.setattr(service, "_evaluate", counted)
+    task = asyncio.create_task(other_work())
+    try:
+        results = await service.ingest_ping_batches(db, settings, requests)
+    finally:
+        task.cancel()
+    assert [r.accepted for r in results if isinstance(r, service.BatchResult)] == [1] * len(
+        residents
+    )
+    # one fix each, no jump: nothing inside a subject's evaluation lets the loop run
+    moved = [i for i in range(1, len(seen)) if seen[i] > seen[i - 1]]
+    assert moved == [every, 2 * every, 3 * every]
