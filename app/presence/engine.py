@@ -590,16 +590,16 @@ def _next_fix(
     """`st` after a fix that leaves its state as it was (what `dataclasses.replace` would make,
     without its introspection at each of the engine's commonest steps)."""
     return State(
-        st.geofence_id,
-        st.state,
-        st.since,
-        t,
-        st.dwell_emitted,
-        trigger,
-        dwell_s,
-        evidence,
-        pending_fixes,
-        pending_since,
+        geofence_id=st.geofence_id,
+        state=st.state,
+        since=st.since,
+        last_fix_at=t,
+        dwell_emitted=st.dwell_emitted,
+        trigger_distance_m=trigger,
+        dwell_s=dwell_s,
+        evidence=evidence,
+        pending_fixes=pending_fixes,
+        pending_since=pending_since,
     )
 
 
