@@ -14,6 +14,7 @@ fixes a phone would report along it. Noise, per fix:
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable
@@ -69,28 +70,16 @@ class Track:
     def duration_s(self) -> float:
         return self.legs[-1].t1 - self.legs[0].t0
 
+    def _first_ending_by(self, t: float) -> int:
+        """The index of the first leg ending at or after t (legs are in time order)."""
+        return bisect.bisect_left(self.legs, t, key=lambda leg: leg.t1)
+
     def at(self, t: float) -> tuple[float, float]:
-        # legs are in time order; a binary search would do, but tracks are short enough
-        lo, hi = 0, len(self.legs) - 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.legs[mid].t1 < t:
-                lo = mid + 1
-            else:
-                hi = mid
-        return self.legs[lo].at(t)
+        return self.legs[min(self._first_ending_by(t), len(self.legs) - 1)].at(t)
 
     def leg_at(self, t: float) -> Leg:
         """The first leg whose span holds t (the last leg past the end)."""
-        # the first leg ending at or after t, by binary search (the judge asks once a second)
-        lo, hi = 0, len(self.legs)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.legs[mid].t1 < t:
-                lo = mid + 1
-            else:
-                hi = mid
-        for i in range(lo, len(self.legs)):
+        for i in range(self._first_ending_by(t), len(self.legs)):
             if self.legs[i].t0 <= t <= self.legs[i].t1:
                 return self.legs[i]
         return self.legs[-1]
