@@ -393,12 +393,19 @@ def measure_map(
     finally:
         prod.stop()
     ol = out["open_loop"]
+    a = out["async"]
+    # the fixes evaluated per second of the run and of the drain after it: what the 202 path
+    # sustains (acknowledgments that outrun the evaluators leave a queue to drain)
+    a["sustained_rps"] = round(
+        a["requests"] / (a["requests"] / a["rps"] + a["drain_s"]) if a.get("rps") else 0.0, 1
+    )
     out["ratios"] = {
         "async_rps_ratio": round(float(out["async"]["rps"]) / baseline_rps, 3),
+        "async_sustained_ratio": round(a["sustained_rps"] / baseline_rps, 3),
         "sync_rps_ratio": round(float(out["sync"]["rps"]) / baseline_rps, 3),
     }
     out["targets"] = {
-        "rps_ge_0_8x_baseline": out["ratios"]["async_rps_ratio"] >= 0.8,
+        "rps_ge_0_8x_baseline": out["ratios"]["async_sustained_ratio"] >= 0.8,
         "p99_le_25ms_at_rate": ol.get("errors", 1) == 0
         and ol["p99_ms"] <= 25
         and ol["target_rps"] >= 1000,
@@ -474,10 +481,11 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r.get('machine_load_at_start')}.",
         "",
         "| map | places per point (inside / within trigger) | baseline req/s "
-        "| 202 req/s (× baseline) | API + PG CPU ms per fix | sync req/s (×) | sync CPU ms "
+        "| 202 req/s (× baseline) | evaluated/s with the drain (×) | API + PG CPU ms per fix "
+        "| sync req/s (×) | sync CPU ms "
         "| ack p50 / p99 ms at rate "
         "| event delay p50 / p99 ms | push enqueued p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in ("default", "dense"):
         m = r.get(name)
@@ -489,6 +497,8 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {name} | {m['places_per_point']['inside']} / "
             f"{m['places_per_point']['within_trigger']} | {m['baseline']['rps']:,.0f} | "
             f"{a['rps']:,.0f} ({m['ratios']['async_rps_ratio']:.2f}×) | "
+            f"{a.get('sustained_rps', 0):,.0f} "
+            f"({m['ratios'].get('async_sustained_ratio', 0):.2f}×, drain {a.get('drain_s')} s) | "
             f"{a.get('server_cpu_ms_per_req')} + {a.get('db_cpu_ms_per_req')} | "
             f"{s['rps']:,.0f} ({m['ratios']['sync_rps_ratio']:.2f}×) | "
             f"{s.get('server_cpu_ms_per_req')} + {s.get('db_cpu_ms_per_req')} | "

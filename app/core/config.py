@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     ping_evaluator_max_subjects: int = Field(default=500, ge=1, le=10_000)
     ping_evaluator_delay_ms: int = Field(default=100, ge=0, le=5000)
     ping_evaluator_poll_s: float = Field(default=0.5, gt=0, le=60)
+    # how many sets may be evaluated at once across every process on the database (evaluators
+    # take a slot, a transaction-scoped advisory lock, per set): one evaluator at a time makes
+    # larger sets and costs a quarter less CPU per fix on two cores than one per API process
+    # (docs/benchmarks.md); more for more cores or for `hereabouts worker`s on other machines
+    ping_evaluator_slots: int = Field(default=1, ge=1, le=64)
     # device tokens resolved in memory while LISTEN/NOTIFY tells this process of revocations
     # (app/accounts/tokens.py; ~0.5 KiB each); 0 entries: every request asks the database
     device_token_cache_entries: int = Field(default=50_000, ge=0, le=10_000_000)

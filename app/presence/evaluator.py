@@ -9,6 +9,13 @@ of evaluators may run: a subject is claimed with SKIP LOCKED, so two never evalu
 subject at once, and a set is committed with its events or not at all. A set that fails is
 retried one subject at a time, so one subject's faulty fixes hold up no one else (that subject
 is left for `HOLD_FAILED_S` and tried again).
+
+At most `ping_evaluator_slots` sets are evaluated at once on a database, whichever processes
+run evaluators: each set's transaction first takes a slot (`take_slot`, an advisory lock held
+until its commit). An evaluator that finds every slot taken waits up to `ping_evaluator_poll_s`
+for one; the holder claims everyone's queued fixes meanwhile (oldest first), so waiting loses
+no fix, and one evaluator making large sets costs less per fix than several making small ones
+on the same cores (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import Settings
-from app.core.db import create_sessionmaker
+from app.core.db import create_sessionmaker, driver_connection
 from app.core.metrics import PING_EVAL_DELAY, PING_EVAL_SET
 from app.presence import service
 
@@ -32,6 +41,8 @@ logger = logging.getLogger(__name__)
 _wake: asyncio.Event | None = None
 PREPARE_EVERY_S = 5.0
 HOLD_FAILED_S = 300  # a subject whose fixes cannot be evaluated is left this long, then retried
+# the advisory lock keys of the evaluating slots: "hbeval" in ASCII, then the slot's number
+SLOT_KEY = int.from_bytes(b"hbeval", "big") << 8
 
 
 def nudge() -> None:
@@ -71,7 +82,8 @@ async def run_evaluator(
                 f.cancel()
             if stop.is_set():
                 break
-            if wake.is_set() and delay > 0:
+            nudged = wake.is_set()
+            if nudged and delay > 0:
                 await asyncio.sleep(delay)  # let a set gather
             wake.clear()
             try:
@@ -87,6 +99,13 @@ async def run_evaluator(
                             await session.commit()
                         prepared_at = now
                     async with sessions() as session:
+                        if not await take_slot(session, settings):
+                            # every slot busy for a whole poll: their holders claim this
+                            # process's fixes too; it looks again after the gather delay
+                            await session.rollback()
+                            if nudged:
+                                wake.set()
+                            break
                         result = await service.evaluate_queued(
                             session, settings, limit, exclude=list(held), on_events=on_events
                         )
@@ -116,6 +135,26 @@ async def run_evaluator(
     finally:
         if _wake is wake:
             _wake = None
+
+
+async def take_slot(session: AsyncSession, settings: Settings) -> bool:
+    """Take one of the `ping_evaluator_slots` evaluating slots for the session's transaction
+    (released by its commit or rollback): a free one if any, else wait up to
+    `ping_evaluator_poll_s` for the one this process is assigned to. False: none was free in
+    time (the transaction is then aborted: roll it back)."""
+    conn = await driver_connection(session)
+    slots = settings.ping_evaluator_slots
+    for slot in range(slots):
+        if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SLOT_KEY + slot):
+            return True
+    timeout_ms = max(1, round(settings.ping_evaluator_poll_s * 1000))
+    await conn.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
+    try:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SLOT_KEY + os.getpid() % slots)
+    except asyncpg.LockNotAvailableError:
+        return False
+    await conn.execute("SET LOCAL lock_timeout TO DEFAULT")  # the set's own waits as usual
+    return True
 
 
 def _observe(result: service.EvaluationResult) -> None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -302,3 +302,102 @@ async def test_the_worker_settles_its_heap_as_an_api_process_does(
     _, threshold, frozen = out.decode().split()
     assert int(threshold) == YOUNG_THRESHOLD
     assert int(frozen) > 10_000  # the modules, mappers and models loaded at startup
+
+
+ADVISORY_WAIT_SQL = (
+    "SELECT count(*) > 0 FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+    "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted"
+)
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_no_more_sets_than_slots_are_evaluated_at_once(
+    crash_engine: AsyncEngine, settings: Settings, slots: int
+) -> None:
+    """`ping_evaluator_slots`: with one slot, a second evaluator waits while a set is being
+    evaluated and the fixes queued meanwhile stay queued until that set commits; with two, the
+    second evaluates them at once. Either way every fix is evaluated once, with the events its
+    synchronous twin got."""
+    from app.presence import evaluator
+
+    sessions = create_sessionmaker(crash_engine)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)
+    far = 2000.0  # the second place, 2 km north of the first
+    async with sessions() as s, s.begin():
+        org = await create_organisation(s)
+        place = await create_circle(s, org.id, 0, 0, 40, trigger_distance_m=30, dwell_s=60)
+        await create_circle(s, org.id, 0, far, 40, trigger_distance_m=30, dwell_s=60)
+        people = [await create_resident(s, org) for _ in range(4)]
+        for p in people:
+            await service.set_background_location(s, p.id, True)
+        org_id = org.id
+    first, first_twin, second, second_twin = (p.id for p in people)
+
+    def walk(north_m: float) -> list[service.PingInput]:
+        return [
+            service.PingInput(f"s{i}", *at(e, north_m), start + timedelta(seconds=10 * i), 8.0)
+            for i, e in enumerate(WALK_M)
+        ]
+
+    async def queue(device: uuid.UUID, fixes: list[service.PingInput]) -> None:
+        subject = service.Subject(SubjectKind.device, device, org_id)
+        for p in fixes:
+            async with sessions() as s, s.begin():
+                assert (await service.enqueue_ping_batch(s, settings, subject, [p])).accepted
+
+    async def queued(device: uuid.UUID) -> int:
+        sql = "SELECT count(*) FROM ping_queue WHERE subject_id = :s"
+        return int(await _scalar(crash_engine, sql, s=device))
+
+    for twin, north in ((first_twin, 0.0), (second_twin, far)):  # the ground truth
+        async with sessions() as s, s.begin():
+            subject = service.Subject(SubjectKind.device, twin, org_id)
+            assert (await service.ingest_ping_batch(s, settings, subject, walk(north))).events
+    await queue(first, walk(0.0))
+
+    quick = settings.model_copy(
+        update={
+            "ping_evaluator_poll_s": 0.2,
+            "ping_evaluator_delay_ms": 0,
+            "ping_evaluator_slots": slots,
+        }
+    )
+    stop = asyncio.Event()
+    tasks = []
+    blocker = await crash_engine.connect()
+    await blocker.begin()
+    await blocker.execute(text("SELECT 1 FROM geofences WHERE id = :g FOR UPDATE"), {"g": place})
+    try:
+        tasks.append(asyncio.create_task(evaluator.run_evaluator(quick, crash_engine, stop)))
+        await _until(lambda: _scalar(crash_engine, WAITING_WRITE_SQL))  # its set holds a slot
+        await queue(second, walk(far))
+        tasks.append(asyncio.create_task(evaluator.run_evaluator(quick, crash_engine, stop)))
+        if slots == 1:
+            await _until(lambda: _scalar(crash_engine, ADVISORY_WAIT_SQL))
+            await asyncio.sleep(1.0)  # five polls
+            assert await queued(second) == len(WALK_M)
+        else:
+            await _until(lambda: _is_zero(queued(second)))
+        assert await queued(first) == len(WALK_M)  # its set still waits, uncommitted
+        assert await _scalar(crash_engine, WAITING_WRITE_SQL)
+    finally:
+        await blocker.rollback()
+        await blocker.close()
+        try:
+            await _until(
+                lambda: _scalar(crash_engine, "SELECT count(*) = 0 FROM ping_queue"), timeout_s=30
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    for device, twin in ((first, first_twin), (second, second_twin)):
+        got, want = await _events(crash_engine, device), await _events(crash_engine, twin)
+        assert got == want
+        n = await _scalar(
+            crash_engine, "SELECT count(*) FROM pings WHERE subject_id = :s", s=device
+        )
+        assert n == len(WALK_M)
+
+
+async def _is_zero(value: Awaitable[int]) -> bool:
+    return await value == 0
