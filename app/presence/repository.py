@@ -7,7 +7,6 @@ trips whatever its size.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -351,7 +350,7 @@ async def read_batches(
             if last_at is not None:
                 view.last = LastFix(last_at, a, b, trigger)
             if sty is not None:
-                view.stay = Stay.from_json(json.loads(sty) if isinstance(sty, str) else sty)
+                view.stay = Stay.from_json(orjson.loads(sty) if isinstance(sty, str) else sty)
     return views
 
 
