@@ -151,7 +151,7 @@ async def take_slot(session: AsyncSession, settings: Settings) -> bool:
     await conn.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
     try:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SLOT_KEY + os.getpid() % slots)
-    except asyncpg.LockNotAvailableError:
+    except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):  # or statement_timeout
         return False
     await conn.execute("SET LOCAL lock_timeout TO DEFAULT")  # the set's own waits as usual
     return True

@@ -401,3 +401,39 @@ async def test_no_more_sets_than_slots_are_evaluated_at_once(
 
 async def _is_zero(value: Awaitable[int]) -> bool:
     return await value == 0
+
+
+@pytest.mark.parametrize("timeout", ["lock_timeout", "statement_timeout"])
+async def test_an_evaluator_waits_for_a_taken_slot_only_so_long(
+    crash_engine: AsyncEngine, settings: Settings, timeout: str
+) -> None:
+    """`take_slot` with every slot taken: False after `ping_evaluator_poll_s` (its lock
+    timeout), or sooner if the connection's statement timeout is shorter; True once free."""
+    from app.presence import evaluator
+
+    one = settings.model_copy(
+        update={
+            "ping_evaluator_slots": 1,
+            "ping_evaluator_poll_s": 0.3 if timeout == "lock_timeout" else 30,
+        }
+    )
+    sessions = create_sessionmaker(crash_engine)
+    holder = await crash_engine.connect()
+    await holder.begin()
+    await holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": evaluator.SLOT_KEY})
+    try:
+        async with sessions() as s:
+            if timeout == "statement_timeout":
+                await s.execute(text("SET statement_timeout = 300"))
+            started = time.monotonic()
+            assert not await evaluator.take_slot(s, one)
+            assert time.monotonic() - started < 10
+            await s.rollback()
+    finally:
+        await holder.rollback()
+        await holder.close()
+    async with sessions() as s:
+        assert await evaluator.take_slot(s, one)
+        # the set's own statements wait as long as the session says again
+        assert await s.scalar(text("SHOW lock_timeout")) == "0"
+        await s.rollback()
