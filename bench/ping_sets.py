@@ -34,6 +34,7 @@ its overhead inflates small functions).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -55,6 +56,21 @@ from bench.pings_async import DENSE_TOWN_SCALE
 from bench.profile import OUT
 
 logger = logging.getLogger("bench")
+
+
+async def _loop_blocks(out: list[float]) -> None:
+    """Record how long each wake-up of a 1 ms sleep came late: the event loop held by others."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.001)
+        out.append((time.perf_counter() - t - 0.001) * 1000)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dict[str, Any]:
@@ -153,6 +169,8 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                 profiler.enable()
             cpu1 = time.process_time()
             sets = events = 0
+            blocks: list[float] = []
+            lag = asyncio.create_task(_loop_blocks(blocks))
             while True:
                 async with sessions() as session:
                     result = await service.evaluate_queued(
@@ -164,6 +182,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                 sets += 1
                 events += len(result.events)
             eval_api = time.process_time() - cpu1
+            lag.cancel()
             if profiler is not None and r > 0:
                 profiler.disable()
             pg2 = bench_cluster_cpu_s()
@@ -177,6 +196,10 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                 "queue_pg_ms": round((pg1 - pg0) / n * 1000, 4),
                 "eval_api_ms": round(eval_api / n * 1000, 4),
                 "eval_pg_ms": round((pg2 - pg1) / n * 1000, 4),
+                # the longest stretches for which the evaluation held the event loop (what a
+                # 202 answered by the same process waits at worst), ms
+                "loop_block_max_ms": round(max(blocks, default=0.0), 1),
+                "loop_block_p90_ms": round(_quantile(blocks, 0.9), 1),
             }
             rounds.append(row)
             print(json.dumps(row), flush=True)
@@ -222,6 +245,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
             sum(x["events"] for x in measured) / max(1, sum(x["fixes"] for x in measured)), 3
         ),
         "medians_per_fix": medians,
+        "loop_block_max_ms": max(x["loop_block_max_ms"] for x in measured),
         "rounds": rounds,
     }
 
