@@ -274,13 +274,15 @@ def product_server(
     --no-push` (or `evaluator_workers` of them) evaluates, started under `nice -n worker_nice`,
     polling the queue every
     `worker_poll_s` (`HEREABOUTS_PING_EVALUATOR_POLL_S`: nothing wakes it sooner, since the fixes
-    are queued by other processes); its CPU counts as the server's)."""
+    are queued by other processes); its CPU counts as the server's). With several, each gets
+    a slot (`HEREABOUTS_PING_EVALUATOR_SLOTS` = `evaluator_workers`, unless `settings` say)."""
     if evaluator not in EVALUATORS:
         raise ValueError(f"evaluator: one of {EVALUATORS}")
     env = (
         {
             "HEREABOUTS_RUN_PING_EVALUATOR_IN_PROCESS": "false",
             "HEREABOUTS_PING_EVALUATOR_POLL_S": str(worker_poll_s),
+            "HEREABOUTS_PING_EVALUATOR_SLOTS": str(max(1, evaluator_workers)),
         }
         if evaluator == "worker"
         else {}

@@ -51,6 +51,7 @@ def test_the_worker_configuration_leaves_evaluating_to_niced_workers(tmp_path: P
     assert server.env["HEREABOUTS_RUN_PING_EVALUATOR_IN_PROCESS"] == "false"
     assert server.env["HEREABOUTS_PING_EVALUATOR_POLL_S"] == "0.1"
     assert server.env["HEREABOUTS_PING_EVALUATOR_MAX_SUBJECTS"] == "100"
+    assert server.env["HEREABOUTS_PING_EVALUATOR_SLOTS"] == "2"  # both evaluate at once
     assert [name for name, _ in server.companions] == ["evaluator0", "evaluator1"]
     for _, cmd in server.companions:
         assert cmd[:3] == ["nice", "-n", "7"]
