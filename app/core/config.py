@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     ping_evaluator_poll_s: float = Field(default=0.5, gt=0, le=60)
     # how many sets may be evaluated at once across every process on the database (evaluators
     # take a slot, a transaction-scoped advisory lock, per set): one evaluator at a time makes
-    # larger sets and costs a quarter less CPU per fix on two cores than one per API process
+    # larger sets and costs less CPU per fix on two cores than one per API process
     # (docs/benchmarks.md); more for more cores or for `hereabouts worker`s on other machines
     ping_evaluator_slots: int = Field(default=1, ge=1, le=64)
     # device tokens resolved in memory while LISTEN/NOTIFY tells this process of revocations
