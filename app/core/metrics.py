@@ -30,6 +30,11 @@ PING_EVAL_DELAY = Histogram(
     "From a fix's 202 acknowledgment (its queue row) to its set's commit",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+PING_EVAL_SLOT_WAITS = Counter(
+    "hereabouts_ping_eval_slot_waits_total",
+    "Evaluators that waited a whole poll for an evaluating slot (every one busy elsewhere): "
+    "steadily rising, raise HEREABOUTS_PING_EVALUATOR_SLOTS if there are cores to spare",
+)
 PING_FAST_PATH = Counter(
     "hereabouts_ping_fast_path_requests_total",
     "POST /v1/pings requests answered 202 by the plain-ASGI path (app/presence/fastpath.py)",

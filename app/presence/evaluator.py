@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import Settings
 from app.core.db import create_sessionmaker, driver_connection
-from app.core.metrics import PING_EVAL_DELAY, PING_EVAL_SET
+from app.core.metrics import PING_EVAL_DELAY, PING_EVAL_SET, PING_EVAL_SLOT_WAITS
 from app.presence import service
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ async def take_slot(session: AsyncSession, settings: Settings) -> bool:
     try:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SLOT_KEY + os.getpid() % slots)
     except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):  # or statement_timeout
+        PING_EVAL_SLOT_WAITS.inc()
         return False
     await conn.execute("SET LOCAL lock_timeout TO DEFAULT")  # the set's own waits as usual
     return True

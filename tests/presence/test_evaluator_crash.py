@@ -30,6 +30,7 @@ from app.core.cluster import EmbeddedCluster
 from app.core.config import PROJECT_ROOT, Settings
 from app.core.db import create_sessionmaker
 from app.core.heap import YOUNG_THRESHOLD
+from app.core.metrics import PING_EVAL_SLOT_WAITS
 from app.presence import repository, service
 from app.presence.models import SubjectKind
 from tests.conftest import ON_CITUS, migrated_database
@@ -434,8 +435,10 @@ async def test_an_evaluator_waits_for_a_taken_slot_only_so_long(
             if timeout == "statement_timeout":
                 await s.execute(text("SET statement_timeout = 300"))
             started = time.monotonic()
+            waits = PING_EVAL_SLOT_WAITS._value.get()
             assert not await evaluator.take_slot(s, one)
             assert time.monotonic() - started < 10
+            assert PING_EVAL_SLOT_WAITS._value.get() == waits + 1  # what operators see
             await s.rollback()
     finally:
         await holder.rollback()
