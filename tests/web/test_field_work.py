@@ -90,7 +90,7 @@ async def test_worker_checks_in_takes_a_pool_task_and_completes_it_with_a_note_a
     pool_item = page.locator("#task-list li", has_text=title)
     await expect(pool_item).to_be_visible()
     # after signing in, focus is on the first heading, not the page body
-    assert await page.evaluate("document.activeElement.id") == "checkin-title"
+    await expect(page.locator("#checkin-title")).to_be_focused()
     late_item = page.locator("#task-list li", has_text=late_title)
     await expect(late_item.locator(".badge.err")).to_have_text("overdue")
     # a pool task can only be taken; an assigned one only started: never "Complete" too early
@@ -158,7 +158,7 @@ async def test_worker_checks_in_takes_a_pool_task_and_completes_it_with_a_note_a
     staff_context = await new_context(browser, web_server)
     console, console_problems = await open_page(staff_context, "/console/")
     await sign_in_console(console, web_server.admin_email, web_server.admin_password)
-    assert await console.evaluate("document.activeElement.id") == "workspace-title"
+    await expect(console.locator("#workspace-title")).to_be_focused()
     await console.get_by_role("tab", name="Tasks").click()
     await expect(console.locator("#task-list tr", has_text=late_title)).to_contain_text("overdue")
     row = console.locator("#task-list tr", has_text=title)

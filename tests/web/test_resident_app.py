@@ -66,7 +66,7 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
 
     await page.get_by_role("button", name="Get started").click()
     await expect(page.locator("#inbox")).to_contain_text("Nothing yet.")
-    assert await page.evaluate("document.activeElement.id") == "checkin-title"
+    await expect(page.locator("#checkin-title")).to_be_focused()
     await expect(page.locator("#prefs-form")).to_be_visible()
     assert await wider_than_screen(page) == []
     token = await page.evaluate("localStorage.getItem('hereabouts.app.token')")
@@ -89,7 +89,7 @@ async def test_resident_reads_the_notice_gets_pushes_live_and_signs_out_safely(
     await page.get_by_role("button", name="Sign out").click()
     card = page.locator("#signout-card")
     await expect(card).to_contain_text("only key to your data")
-    assert await page.evaluate("document.activeElement.id") == "signout-title"
+    await expect(page.locator("#signout-title")).to_be_focused()
     assert await serious_accessibility_violations(page) == []
     async with page.expect_download() as download_info:
         await card.get_by_role("button", name="Download my data").click()

@@ -113,7 +113,7 @@ async def test_worker_starts_pauses_resumes_and_ends_a_shift(
 
     await card.get_by_role("button", name="Pause tracking").click()
     await expect(card.locator("#shift-state")).to_contain_text("Tracking is paused")
-    assert await page.evaluate("document.activeElement.id") == "tracking-resume"
+    await expect(page.locator("#tracking-resume")).to_be_focused()
     assert tracking() == (False, "paused")
     assert _ping(web_server, token, *at) == 409
 
