@@ -50,6 +50,7 @@ import asyncpg
 
 from bench.city import City
 from bench.db import Dataset, bench_cluster_cpu_s, run_on_city
+from bench.geofence_resolve import percentile
 from bench.pg_profile import SETTINGS as PG_STATEMENTS
 from bench.pg_profile import STATEMENTS
 from bench.pings_async import DENSE_TOWN_SCALE
@@ -64,13 +65,6 @@ async def _loop_blocks(out: list[float]) -> None:
         t = time.perf_counter()
         await asyncio.sleep(0.001)
         out.append((time.perf_counter() - t - 0.001) * 1000)
-
-
-def _quantile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dict[str, Any]:
@@ -199,7 +193,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                 # the longest stretches for which the evaluation held the event loop (what a
                 # 202 answered by the same process waits at worst), ms
                 "loop_block_max_ms": round(max(blocks, default=0.0), 1),
-                "loop_block_p90_ms": round(_quantile(blocks, 0.9), 1),
+                "loop_block_p90_ms": round(percentile(blocks, 90), 1) if blocks else 0.0,
             }
             rounds.append(row)
             print(json.dumps(row), flush=True)
