@@ -1043,6 +1043,18 @@ def _step(
     return out, None
 
 
+def _changed(before: State, after: State) -> bool:
+    """Does `after` differ from `before` in what a presence row stores, its fix time apart?"""
+    return (
+        after.state is not before.state
+        or after.evidence != before.evidence
+        or after.pending_fixes != before.pending_fixes
+        or after.pending_since != before.pending_since
+        or after.since != before.since
+        or after.dwell_emitted != before.dwell_emitted
+    )
+
+
 def _suppression(fix: Fix) -> str:
     if fix.late:
         return "late_fix"
@@ -1197,8 +1209,12 @@ def evaluate(
                     outcome.changed.discard(gid)
             else:
                 outcome.states[gid] = after
-                outcome.changed.add(gid)
-                outcome.removed.discard(gid)
+                # a row whose fix changed nothing but its time is not written again: every
+                # place a subject has a row for is measured at each of its fixes, so that time
+                # is the subject's own last fix (presence_subjects.last_fix_at)
+                if before is None or _changed(before, after):
+                    outcome.changed.add(gid)
+                    outcome.removed.discard(gid)
         # one fix, several places: leaving comes before arriving, whatever the place ids
         produced.sort(key=lambda tr: (TYPE_ORDER[tr.type], str(tr.geofence_id)))
         outcome.transitions.extend(produced)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import driver_connection
 from app.presence.engine import Candidate, Crossing, LastFix, State, Stay
-from app.presence.models import PresenceEvent, PresenceState
+from app.presence.models import PRESENCE_LAST_FIX_AT, PresenceEvent, PresenceState
 
 PARTITION_NAME = re.compile(r"^pings_p(\d{8})$")
 
@@ -646,9 +646,11 @@ async def queued_count(session: AsyncSession) -> int:
 async def presence_of(session: AsyncSession, subject_id: uuid.UUID) -> list[Row[Any]]:
     rows = await session.execute(
         text(
-            "SELECT p.geofence_id, g.name, g.category, p.state, p.since, p.last_fix_at,"
-            " p.dwell_emitted "
+            "SELECT p.geofence_id, g.name, g.category, p.state, p.since,"
+            f" {PRESENCE_LAST_FIX_AT} AS last_fix_at, p.dwell_emitted "
             "FROM presence p JOIN geofences g ON g.id = p.geofence_id "
+            "JOIN presence_subjects ps"
+            " ON ps.subject_id = p.subject_id AND ps.subject_id = :s "
             "WHERE p.subject_id = :s AND g.deleted_at IS NULL AND p.state <> 'outside' "
             "ORDER BY p.since DESC, p.geofence_id"
         ),

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.presence.models import PRESENCE_LAST_FIX_AT
+
 
 async def rows(session: AsyncSession, sql: str, **params: Any) -> list[dict[str, Any]]:
     result = await session.execute(text(sql), params)
@@ -35,9 +37,11 @@ EXPORT_QUERIES: dict[str, str] = {
     "checkins": "SELECT id, geofence_id, lon, lat, accuracy_m, recorded_at, distance_m, inside, "
     "place_open, implausible_jump, explanation, created_at FROM checkins "
     "WHERE device_id = :d ORDER BY recorded_at",
-    "presence": "SELECT geofence_id, state, since, last_fix_at, evidence, pending_fixes, "
-    "pending_since FROM presence "
-    "WHERE subject_id = :d ORDER BY since",
+    "presence": "SELECT p.geofence_id, p.state, p.since, "
+    f"{PRESENCE_LAST_FIX_AT} AS last_fix_at, p.evidence, p.pending_fixes, p.pending_since "
+    "FROM presence p JOIN geofences g ON g.id = p.geofence_id "
+    "JOIN presence_subjects ps ON ps.subject_id = p.subject_id AND ps.subject_id = :d "
+    "WHERE p.subject_id = :d ORDER BY p.since",
     "events": "SELECT id, geofence_id, type, source, occurred_at, ping_id, checkin_id, lon, lat, "
     "accuracy_m, explanation, suppressed_reason, created_at FROM presence_events "
     "WHERE device_id = :d ORDER BY occurred_at, id",

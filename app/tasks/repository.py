@@ -36,7 +36,7 @@ from app.accounts.models import Role, StaffUser
 from app.core.near import NearPoint
 from app.core.pagination import PageParams
 from app.geofences.models import Geofence
-from app.presence.models import Presence, PresenceState, SubjectKind
+from app.presence.models import Presence, PresenceState, PresenceSubject, SubjectKind
 from app.tasks.models import (
     CLOSED_TASK_STATUSES,
     Priority,
@@ -355,13 +355,23 @@ async def present_inside(
     """One of these workers is inside the place, by the presence engine, with a recent fix."""
     if not worker_ids:
         return False
-    stmt = select(Presence.subject_id).where(
-        Presence.organisation_id == organisation_id,
-        Presence.subject_kind == SubjectKind.staff.value,
-        Presence.subject_id.in_(list(worker_ids)),
-        Presence.geofence_id == geofence_id,
-        Presence.state == PresenceState.inside.value,
-        Presence.last_fix_at >= fix_since,
+    # the fix's time is the worker's last evaluated fix: a presence row is written again only
+    # when its state changes (app/presence/models.py, PRESENCE_LAST_FIX_AT), while its place
+    # is live
+    stmt = (
+        select(Presence.subject_id)
+        .join(PresenceSubject, PresenceSubject.subject_id == Presence.subject_id)
+        .join(Geofence, Geofence.id == Presence.geofence_id)
+        .where(
+            Geofence.deleted_at.is_(None),
+            Presence.organisation_id == organisation_id,
+            Presence.subject_kind == SubjectKind.staff.value,
+            Presence.subject_id.in_(list(worker_ids)),
+            PresenceSubject.subject_id.in_(list(worker_ids)),
+            Presence.geofence_id == geofence_id,
+            Presence.state == PresenceState.inside.value,
+            PresenceSubject.last_fix_at >= fix_since,
+        )
     )
     return (await session.execute(stmt.limit(1))).first() is not None
 

@@ -58,7 +58,7 @@ async def test_a_stale_place_is_not_current(
     await _walk_in(client, worker, "w")
     await db.execute(  # on UTC timestamps: IMMUTABLE arithmetic, which Citus accepts here
         text(
-            "UPDATE presence SET last_fix_at = "
+            "UPDATE presence_subjects SET last_fix_at = "
             "(last_fix_at AT TIME ZONE 'UTC' - interval '20 minutes') AT TIME ZONE 'UTC' "
             "WHERE subject_id = :s"
         ),

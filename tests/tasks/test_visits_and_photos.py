@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checkins.models import CheckIn
 from app.core.config import Settings
-from app.presence.models import Presence
+from app.presence.models import Presence, PresenceSubject
 from app.privacy import service as privacy_service
 from app.tasks.models import TaskPhoto, TaskTransition
 from tests.offers.helpers import Town
@@ -124,6 +124,16 @@ async def test_a_checkin_older_than_the_visit_window_is_not_proof(
 
 
 async def _presence(db: AsyncSession, town: Town, worker: Any, last_fix: datetime) -> None:
+    """The worker inside the park, their last evaluated fix at `last_fix` (a presence row's
+    fix is its subject's)."""
+    db.add(
+        PresenceSubject(
+            subject_id=worker.id,
+            subject_kind="staff",
+            organisation_id=town.org_id,
+            last_fix_at=last_fix,
+        )
+    )
     db.add(
         Presence(
             subject_id=worker.id,
@@ -145,8 +155,8 @@ async def test_presence_inside_the_place_proves_the_visit_while_it_is_fresh(
     await _presence(db, town, town.worker, datetime.now(UTC) - timedelta(hours=1))
     assert (await patch(client, town.worker, stale, status="done")).status_code == 409
     await db.execute(
-        update(Presence)
-        .where(Presence.subject_id == town.worker.id)
+        update(PresenceSubject)
+        .where(PresenceSubject.subject_id == town.worker.id)
         .values(last_fix_at=datetime.now(UTC) - timedelta(minutes=2))
     )
     done = await patch(client, town.worker, stale, status="done")
