@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     # larger sets and costs less CPU per fix on two cores than one per API process
     # (docs/benchmarks.md); more for more cores or for `hereabouts worker`s on other machines
     ping_evaluator_slots: int = Field(default=1, ge=1, le=64)
+    # ... the slots beyond the first taken only while the queue is behind: its oldest fix has
+    # waited this long (0: whenever free). On the API's own cores, a second evaluator that
+    # joins only when behind keeps the delay down under overload, at some CPU per fix
+    # (docs/benchmarks.md); evaluators on cores of their own want 0
+    ping_evaluator_extra_slots_after_ms: int = Field(default=0, ge=0, le=60_000)
     # device tokens resolved in memory while LISTEN/NOTIFY tells this process of revocations
     # (app/accounts/tokens.py; ~0.5 KiB each); 0 entries: every request asks the database
     device_token_cache_entries: int = Field(default=50_000, ge=0, le=10_000_000)

@@ -32,7 +32,8 @@ PING_EVAL_DELAY = Histogram(
 )
 PING_EVAL_SLOT_WAITS = Counter(
     "hereabouts_ping_eval_slot_waits_total",
-    "Evaluators that waited a whole poll for an evaluating slot (every one busy elsewhere): "
+    "Evaluators whose wait for an evaluating slot ran out (a whole poll, or the extra slots' "
+    "lag; every open one busy elsewhere): "
     "steadily rising, raise HEREABOUTS_PING_EVALUATOR_SLOTS if there are cores to spare",
 )
 PING_FAST_PATH = Counter(

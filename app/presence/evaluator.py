@@ -99,7 +99,7 @@ async def run_evaluator(
                             await session.commit()
                         prepared_at = now
                     async with sessions() as session:
-                        if not await take_slot(session, settings):
+                        if not await take_slot(session, settings, list(held)):
                             # every slot busy for a whole poll: their holders claim this
                             # process's fixes too; it looks again after the gather delay
                             await session.rollback()
@@ -137,25 +137,50 @@ async def run_evaluator(
             _wake = None
 
 
-async def take_slot(session: AsyncSession, settings: Settings) -> bool:
+async def take_slot(
+    session: AsyncSession, settings: Settings, exclude: list[uuid.UUID] | None = None
+) -> bool:
     """Take one of the `ping_evaluator_slots` evaluating slots for the session's transaction
-    (released by its commit or rollback): a free one if any, else wait up to
-    `ping_evaluator_poll_s` for the one this process is assigned to. False: none was free in
-    time (the transaction is then aborted: roll it back)."""
+    (released by its commit or rollback). The first slot whenever it is free; the others only
+    while the queue is behind (its oldest fix, `exclude`d subjects' apart, has waited
+    `ping_evaluator_extra_slots_after_ms`; 0: always). Else wait for one: while behind, the
+    slot this process is assigned to, up to `ping_evaluator_poll_s`; otherwise the first, up to
+    the lag that opens the others (then look again). False: none was free in time (the
+    transaction is then aborted: roll it back)."""
     conn = await driver_connection(session)
     slots = settings.ping_evaluator_slots
-    for slot in range(slots):
+    if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SLOT_KEY):
+        return True
+    poll_ms = max(1, round(settings.ping_evaluator_poll_s * 1000))
+    lag_ms = settings.ping_evaluator_extra_slots_after_ms
+    if slots > 1 and lag_ms > 0 and not await _behind(conn, lag_ms, exclude or []):
+        slots, wait_slot, timeout_ms = 1, 0, min(poll_ms, lag_ms)
+    else:
+        wait_slot, timeout_ms = os.getpid() % slots, poll_ms
+    for slot in range(1, slots):
         if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SLOT_KEY + slot):
             return True
-    timeout_ms = max(1, round(settings.ping_evaluator_poll_s * 1000))
     await conn.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
     try:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", SLOT_KEY + os.getpid() % slots)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SLOT_KEY + wait_slot)
     except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):  # or statement_timeout
         PING_EVAL_SLOT_WAITS.inc()
         return False
     await conn.execute("SET LOCAL lock_timeout TO DEFAULT")  # the set's own waits as usual
     return True
+
+
+async def _behind(conn: asyncpg.Connection, lag_ms: int, exclude: list[uuid.UUID]) -> bool:
+    """Has the oldest queued fix (of a subject not in `exclude`) waited `lag_ms` or longer?"""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM (SELECT received_at FROM ping_queue"
+            " WHERE subject_id <> ALL($1::uuid[]) ORDER BY seq LIMIT 1) q"
+            " WHERE q.received_at <= clock_timestamp() - make_interval(secs => $2 / 1000.0))",
+            exclude,
+            lag_ms,
+        )
+    )
 
 
 def _observe(result: service.EvaluationResult) -> None:

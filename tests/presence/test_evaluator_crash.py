@@ -311,14 +311,18 @@ ADVISORY_WAIT_SQL = (
 )
 
 
-@pytest.mark.parametrize("slots", [1, 2])
+@pytest.mark.parametrize(
+    ("slots", "lag_ms"), [(1, 0), (2, 0), (2, 60_000)], ids=["one", "two", "two-when-behind"]
+)
 async def test_no_more_sets_than_slots_are_evaluated_at_once(
-    crash_engine: AsyncEngine, settings: Settings, slots: int
+    crash_engine: AsyncEngine, settings: Settings, slots: int, lag_ms: int
 ) -> None:
     """`ping_evaluator_slots`: with one slot, a second evaluator waits while a set is being
     evaluated and the fixes queued meanwhile stay queued until that set commits; with two, the
-    second evaluates them at once. Either way every fix is evaluated once, with the events its
-    synchronous twin got."""
+    second evaluates them at once. With two opened only behind
+    (`ping_evaluator_extra_slots_after_ms`), the second waits while the queue's oldest fix is
+    younger than that, and takes the second slot once it is older. Either way every fix is
+    evaluated once, with the events its synchronous twin got."""
     from app.presence import evaluator
 
     sessions = create_sessionmaker(crash_engine)
@@ -361,6 +365,7 @@ async def test_no_more_sets_than_slots_are_evaluated_at_once(
             "ping_evaluator_poll_s": 0.2,
             "ping_evaluator_delay_ms": 0,
             "ping_evaluator_slots": slots,
+            "ping_evaluator_extra_slots_after_ms": lag_ms,
         }
     )
     # the first device's set stops in its events' hook, inside its transaction (holding its
@@ -383,11 +388,21 @@ async def test_no_more_sets_than_slots_are_evaluated_at_once(
         tasks.append(
             asyncio.create_task(evaluator.run_evaluator(quick, crash_engine, stop, on_events=hold))
         )
-        if slots == 1:
+        if slots == 1 or lag_ms:
             await _until(lambda: _scalar(crash_engine, ADVISORY_WAIT_SQL))
             await asyncio.sleep(1.0)  # five polls
             assert await queued(second) == len(WALK_M)
-        else:
+        if lag_ms:  # the queue falls behind: its fixes are now older than the lag
+            async with crash_engine.begin() as conn:  # UTC: IMMUTABLE, as Citus asks
+                await conn.execute(
+                    text(
+                        "UPDATE ping_queue SET received_at = "
+                        "(received_at AT TIME ZONE 'UTC' - interval '2 minutes') "
+                        "AT TIME ZONE 'UTC' WHERE subject_id = :s"
+                    ),
+                    {"s": second},
+                )
+        if slots > 1:
             await _until(lambda: _is_zero(queued(second)))
         assert await queued(first) == len(WALK_M)  # its set still waits, uncommitted
     finally:
