@@ -15,7 +15,9 @@ run evaluators: each set's transaction first takes a slot (`take_slot`, an advis
 until its commit). An evaluator that finds every slot taken waits up to `ping_evaluator_poll_s`
 for one; the holder claims everyone's queued fixes meanwhile (oldest first), so waiting loses
 no fix, and one evaluator making large sets costs less per fix than several making small ones
-on the same cores (docs/benchmarks.md).
+on the same cores (docs/benchmarks.md). With `ping_evaluator_extra_slots_after_ms` the slots
+beyond the first open only while the queue is behind by that much: one evaluator while it
+keeps up, more to share a backlog.
 """
 
 from __future__ import annotations
@@ -100,8 +102,8 @@ async def run_evaluator(
                         prepared_at = now
                     async with sessions() as session:
                         if not await take_slot(session, settings, list(held)):
-                            # every slot busy for a whole poll: their holders claim this
-                            # process's fixes too; it looks again after the gather delay
+                            # every open slot busy for a whole wait: their holders claim
+                            # this process's fixes too; it looks again after the gather delay
                             await session.rollback()
                             if nudged:
                                 wake.set()
