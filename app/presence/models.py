@@ -247,8 +247,8 @@ class Presence(Base):
     __table_args__ = (
         Index("ix_presence_geofence_id", "geofence_id"),
         CheckConstraint("state IN ('outside', 'nearby', 'inside')", name="state"),
-        # room in each page for updated rows (every fix near the place): HOT updates, no new
-        # index entries (migration 0045)
+        # room in each page for updated rows (a fix that changes what is pending there): HOT
+        # updates, no new index entries (migration 0045)
         {"postgresql_with": {"fillfactor": FILLFACTOR}},
     )
 
