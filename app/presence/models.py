@@ -273,12 +273,12 @@ class Presence(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
 
 
-# A presence row's last fix: the subject's (`ps`), as every place it has a row for is measured
-# at each of its fixes; the engine writes a row again only when its state or what is pending
-# there changes (`p.last_fix_at` is then the fix that last did), except for a deleted place,
-# which is no longer measured
-# (SQL over `presence p`, `geofences g` and `presence_subjects ps`)
-PRESENCE_LAST_FIX_AT = "CASE WHEN g.deleted_at IS NULL THEN ps.last_fix_at ELSE p.last_fix_at END"
+# A presence row's last fix, in SQL over `presence p` and `presence_subjects ps`: the subject's.
+# Every place a subject has a row for is measured at each of its fixes (a deleted place's row
+# is removed by its next one), so that is the row's last fix too; the engine writes a row again
+# only when its state or what is pending there changes, and `p.last_fix_at` is the fix that
+# last did
+PRESENCE_LAST_FIX_AT = "ps.last_fix_at"
 
 
 # The batch resolver needs the organisation's largest trigger distance (its search reach) in

@@ -39,7 +39,7 @@ EXPORT_QUERIES: dict[str, str] = {
     "WHERE device_id = :d ORDER BY recorded_at",
     "presence": "SELECT p.geofence_id, p.state, p.since, "
     f"{PRESENCE_LAST_FIX_AT} AS last_fix_at, p.evidence, p.pending_fixes, p.pending_since "
-    "FROM presence p JOIN geofences g ON g.id = p.geofence_id "
+    "FROM presence p "
     "JOIN presence_subjects ps ON ps.subject_id = p.subject_id AND ps.subject_id = :d "
     "WHERE p.subject_id = :d ORDER BY p.since",
     "events": "SELECT id, geofence_id, type, source, occurred_at, ping_id, checkin_id, lon, lat, "

@@ -356,14 +356,12 @@ async def present_inside(
     if not worker_ids:
         return False
     # the fix's time is the worker's last evaluated fix: a presence row is written again only
-    # when its state changes (app/presence/models.py, PRESENCE_LAST_FIX_AT), while its place
-    # is live
+    # when its state or what is pending there changes (app/presence/models.py,
+    # PRESENCE_LAST_FIX_AT)
     stmt = (
         select(Presence.subject_id)
         .join(PresenceSubject, PresenceSubject.subject_id == Presence.subject_id)
-        .join(Geofence, Geofence.id == Presence.geofence_id)
         .where(
-            Geofence.deleted_at.is_(None),
             Presence.organisation_id == organisation_id,
             Presence.subject_kind == SubjectKind.staff.value,
             Presence.subject_id.in_(list(worker_ids)),

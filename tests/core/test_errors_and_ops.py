@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role
@@ -102,6 +103,30 @@ def test_production_refuses_placeholder_secret() -> None:
         Settings(environment="production", jwt_secret="dev-only-insecure-secret")
     ok = Settings(environment="production", jwt_secret="r" * 48)
     assert ok.jwt_secret == "r" * 48
+
+
+def test_evaluator_slot_settings_refuse_values_out_of_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator's slot settings out of range stop the start with the setting's name, from
+    the environment as from code; the documented values are taken."""
+    from pydantic import ValidationError
+
+    for name, bad in (
+        ("PING_EVALUATOR_SLOTS", "0"),
+        ("PING_EVALUATOR_SLOTS", "65"),
+        ("PING_EVALUATOR_EXTRA_SLOTS_AFTER_MS", "-1"),
+        ("PING_EVALUATOR_EXTRA_SLOTS_AFTER_MS", "60001"),
+        ("PING_EVALUATOR_EXTRA_SLOTS_AFTER_MS", "soon"),
+    ):
+        with monkeypatch.context() as env:
+            env.setenv(f"HEREABOUTS_{name}", bad)
+            with pytest.raises(ValidationError, match=name.lower()):
+                Settings()
+    monkeypatch.setenv("HEREABOUTS_PING_EVALUATOR_SLOTS", "2")
+    monkeypatch.setenv("HEREABOUTS_PING_EVALUATOR_EXTRA_SLOTS_AFTER_MS", "250")
+    taken = Settings()
+    assert (taken.ping_evaluator_slots, taken.ping_evaluator_extra_slots_after_ms) == (2, 250)
 
 
 async def test_405_lists_every_allowed_method_of_the_path(client: httpx.AsyncClient) -> None:

@@ -23,6 +23,7 @@ from app.accounts.models import Organisation
 from app.core.config import Settings
 from app.presence import service
 from app.presence.models import SubjectKind
+from app.privacy import repository as privacy_repository
 from tests.factories import create_resident
 from tests.presence.helpers import at, create_circle
 
@@ -106,5 +107,9 @@ async def test_each_fix_updates_its_subject_and_presence_rows_in_place(
     assert last_fix_at == fix(5).recorded_at
     shown = await service.presence_of(db, res.id)
     assert [(r.geofence_id, r.state, r.last_fix_at) for r in shown] == [
+        (place, "inside", fix(5).recorded_at)
+    ]
+    exported = (await privacy_repository.export_rows(db, res.id))["presence"]
+    assert [(r["geofence_id"], r["state"], r["last_fix_at"]) for r in exported] == [
         (place, "inside", fix(5).recorded_at)
     ]
