@@ -12,9 +12,11 @@ scenarios) sends the next fix of its track. The fixes are queued as the 202 path
 (`service.evaluate_queued` with the app's event hooks, sets of up to `--set` subjects, one
 transaction each) until the queue is empty. Per round and phase it reports this process's CPU
 (our code and asyncpg's client side) and the bench cluster's (every PostgreSQL process, from
-/proc) per fix; the medians of the rounds after the first (which creates the subjects' rows)
-are the figures to read. Fix times follow the tracks (recent, in order), so the engine sees
-what it sees under `pings_single`: walks, rides and drives past places, enters and exits.
+/proc) per fix, and the evaluation's elapsed time per fix (`eval_wall_ms`: one evaluator's
+latency, which bounds one slot's rate); the medians of the rounds after the first (which creates
+the subjects' rows) are the figures to read. Fix times follow the tracks (recent, in order), so
+the engine sees what it sees under `pings_single`: walks, rides and drives past places, enters
+and exits.
 
 `--dense`: on the dense map of `bench.pings_async` (towns shrunk: ~2.6 places per track point,
 more events per fix). `--no-hooks`: the sets evaluated without the event pipeline's hooks
@@ -162,6 +164,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
             if profiler is not None and r > 0:
                 profiler.enable()
             cpu1 = time.process_time()
+            wall1 = time.perf_counter()
             sets = events = 0
             blocks: list[float] = []
             lag = asyncio.create_task(_loop_blocks(blocks))
@@ -176,6 +179,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                 sets += 1
                 events += len(result.events)
             eval_api = time.process_time() - cpu1
+            eval_wall = time.perf_counter() - wall1
             lag.cancel()
             if profiler is not None and r > 0:
                 profiler.disable()
@@ -190,6 +194,9 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
                 "queue_pg_ms": round((pg1 - pg0) / n * 1000, 4),
                 "eval_api_ms": round(eval_api / n * 1000, 4),
                 "eval_pg_ms": round((pg2 - pg1) / n * 1000, 4),
+                # the evaluation's elapsed time: one evaluator's (one slot's) latency per fix,
+                # what bounds its rate (1 / this) however many cores are idle
+                "eval_wall_ms": round(eval_wall / n * 1000, 4),
                 # the longest stretches for which the evaluation held the event loop (what a
                 # 202 answered by the same process waits at worst), ms
                 "loop_block_max_ms": round(max(blocks, default=0.0), 1),
@@ -216,7 +223,7 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
         stats.sort_stats("tottime").print_callers(25)  # who calls the costliest functions
         Path(args.profile).write_text(out.getvalue())
     measured = rounds[1:] or rounds
-    keys = ("queue_api_ms", "queue_pg_ms", "eval_api_ms", "eval_pg_ms")
+    keys = ("queue_api_ms", "queue_pg_ms", "eval_api_ms", "eval_pg_ms", "eval_wall_ms")
     medians = {k: round(statistics.median(x[k] for x in measured), 4) for k in keys}
     medians["total_api_ms"] = round(medians["queue_api_ms"] + medians["eval_api_ms"], 4)
     medians["total_pg_ms"] = round(medians["queue_pg_ms"] + medians["eval_pg_ms"], 4)

@@ -328,6 +328,13 @@ async def ingest_ping_batch(
 # acknowledgments) would wait for the whole set. Every this many subjects it lets them in.
 YIELD_EVERY_SUBJECTS = 16
 
+# A group of many subjects (an evaluator's set) is read, evaluated and written in chunks of this
+# many, pipelined: while this process evaluates a chunk, PostgreSQL writes the one before and
+# reads the one after (one statement at a time on the group's connection, in its transaction).
+# One after the other, a set's elapsed time was its Python time plus its PostgreSQL time, and
+# that bounds the rate of an evaluator (docs/benchmarks.md, "Pipelined sets").
+PIPELINE_SUBJECTS = 128
+
 
 async def ingest_ping_batches(
     session: AsyncSession,
@@ -339,9 +346,10 @@ async def ingest_ping_batches(
 ) -> list[BatchResult | BackgroundLocationOff]:
     """Validate, store and evaluate the batches of several subjects together, in one transaction.
 
-    Two statements whatever the number of subjects and pings: read (lock the subjects, then
-    their last fixes, background-location switches, duplicates, presence, candidate places and
-    crossed places) and write (pings, presence, last fixes, events). A third only when a client
+    Two statements per `PIPELINE_SUBJECTS` subjects whatever the number of pings: read (lock the
+    subjects, then their last fixes, background-location switches, duplicates, presence,
+    candidate places and crossed places) and write (pings, presence, last fixes, events); a
+    chunk's are pipelined with the evaluation of the chunk before it. A third only when a client
     repeats stored ids (those batches are read again without them) and one per batch whose fix
     is an implausible jump (crossings are asked for the evaluation's own segments). `on_events`
     runs once after, in the same transaction, with every batch's events. Never commits.
@@ -384,21 +392,50 @@ async def ingest_ping_batches(
     live = [j for j in jobs if j.valid]
     for job in live:
         job.fixes = _fixes(list(job.valid.values()), params)
-    if live:
-        views = await repository.read_batches(
-            session,
-            [
-                repository.BatchRead(j.key, list(j.valid), _resolvable(j.fixes, params), j.checks)
-                for j in live
-            ],
-            gap,
-        )
-        for job, view in zip(live, views, strict=True):
-            job.view = view
-            if job.checks and not view.background_location:
-                job.refused = BackgroundLocationOff()
-        live = [j for j in live if j.refused is None]
+    # in chunks, pipelined (`PIPELINE_SUBJECTS`): while this process evaluates a chunk, the
+    # previous chunk's write and the next one's read run in PostgreSQL
+    chunks = [live[i : i + PIPELINE_SUBJECTS] for i in range(0, len(live), PIPELINE_SUBJECTS)]
+    pipe = _Pipe(session, params)
+    evaluated: list[_Job] = []
+    try:
+        writes: list[repository.BatchWrite] = []
+        for k, chunk in enumerate(chunks):
+            views = await (pipe.result() if k else pipe.read(chunk))
+            ready = await _chunk_read(session, chunk, views, gap, params)
+            if pipe.start(writes, chunks[k + 1] if k + 1 < len(chunks) else None):
+                await asyncio.sleep(0)  # the task sends its first statement
+            writes = []
+            for i, job in enumerate(ready):
+                if i and i % YIELD_EVERY_SUBJECTS == 0:
+                    await asyncio.sleep(0)
+                writes.append(await _evaluate(session, job, params, pipe.idle))
+            evaluated += ready
+        await pipe.result()
+        await _write(session, writes)
+    finally:
+        await pipe.settle()
 
+    events = [e for j in evaluated for e in j.result.events]
+    if events and on_events is not None:
+        await on_events(session, events)
+    return [j.refused if j.refused is not None else j.result for j in jobs]
+
+
+async def _chunk_read(
+    session: AsyncSession,
+    chunk: list[_Job],
+    views: list[repository.BatchView] | None,
+    gap: float,
+    params: Params,
+) -> list[_Job]:
+    """Take a chunk's read: refused subjects out, stored repeats out (those batches read again
+    without them, the rare third statement). Returns the chunk's jobs left to evaluate."""
+    assert views is not None
+    for job, view in zip(chunk, views, strict=True):
+        job.view = view
+        if job.checks and not view.background_location:
+            job.refused = BackgroundLocationOff()
+    live = [j for j in chunk if j.refused is None]
     # a retry: evaluate only the new pings (their order, jumps and segments may differ)
     again: list[_Job] = []
     for job in live:
@@ -417,25 +454,76 @@ async def ingest_ping_batches(
         )
         for job, view in zip(again, views, strict=True):
             job.view = view
-    live = [j for j in live if j.fixes]
+    return [j for j in live if j.fixes]
 
-    writes: list[repository.BatchWrite] = []
-    for i, job in enumerate(live):
-        if i and i % YIELD_EVERY_SUBJECTS == 0:
-            await asyncio.sleep(0)
-        writes.append(await _evaluate(session, job, params))
+
+async def _write(session: AsyncSession, writes: list[repository.BatchWrite]) -> None:
     if writes:
-        days = sorted({f.recorded_at.date() for j in live for f in j.fixes})
-        await _ensure_partitions(session, days)
+        await _ensure_partitions(
+            session, sorted({t.date() for w in writes for t in w.pings.recorded_at})
+        )
         await repository.write_batches(session, writes)
 
-    events = [e for j in live for e in j.result.events]
-    if events and on_events is not None:
-        await on_events(session, events)
-    return [j.refused if j.refused is not None else j.result for j in jobs]
+
+class _Pipe:
+    """The statements of a pipelined group (`PIPELINE_SUBJECTS`): one at a time on the
+    session's connection, run as a task while the caller evaluates. `start` queues a chunk's
+    write then the next chunk's read; `result` waits for them and returns the read's views;
+    `idle` waits for them without taking the views (before any other statement: an evaluation
+    that has to ask the database); `settle` leaves nothing running on the connection."""
+
+    def __init__(self, session: AsyncSession, params: Params) -> None:
+        self.session, self.params = session, params
+        self.task: asyncio.Task[list[repository.BatchView] | None] | None = None
+
+    def start(self, writes: list[repository.BatchWrite], reads: list[_Job] | None) -> bool:
+        assert self.task is None
+        if writes or reads:
+            self.task = asyncio.ensure_future(self._run(writes, reads))
+        return self.task is not None
+
+    async def _run(
+        self, writes: list[repository.BatchWrite], reads: list[_Job] | None
+    ) -> list[repository.BatchView] | None:
+        await _write(self.session, writes)
+        return None if reads is None else await self.read(reads)
+
+    async def read(self, reads: list[_Job]) -> list[repository.BatchView]:
+        return await repository.read_batches(
+            self.session,
+            [
+                repository.BatchRead(
+                    j.key, list(j.valid), _resolvable(j.fixes, self.params), j.checks
+                )
+                for j in reads
+            ],
+            self.params.pass_through_max_gap_s,
+        )
+
+    async def result(self) -> list[repository.BatchView] | None:
+        task, self.task = self.task, None
+        return None if task is None else await task
+
+    async def idle(self) -> None:
+        if self.task is not None and not self.task.done():
+            await asyncio.wait([self.task])
+
+    async def settle(self) -> None:
+        """After an error: let the running statement end (the caller's rollback needs the
+        connection), its own error dropped (the first one is the caller's)."""
+        task, self.task = self.task, None
+        if task is not None:
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()
 
 
-async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> repository.BatchWrite:
+async def _evaluate(
+    session: AsyncSession,
+    job: _Job,
+    params: Params,
+    before_query: Callable[[], Awaitable[None]],
+) -> repository.BatchWrite:
     """Evaluate one batch against what the read returned; fills its result, returns its write."""
     view, fixes, subject, result = job.view, job.fixes, job.request.subject, job.result
     assert view is not None
@@ -444,6 +532,7 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
     engine.mark_late_and_jumps(fixes, last, params)
     segments = engine.segments(fixes, last, params)
     if _segment_keys(segments) != _assumed_segments(fixes, last, params):
+        await before_query()
         view.crossings = await repository.resolve_crossings(
             session, org, [(b.idx, a.lon, a.lat, b.lon, b.lat, b.recorded_at) for a, b in segments]
         )
@@ -461,6 +550,7 @@ async def _evaluate(session: AsyncSession, job: _Job, params: Params) -> reposit
         anchors[view.stay.anchor] = view.anchor_candidates
     new_points = engine.stay_anchors(fixes, view.stay, last, params)
     if new_points:
+        await before_query()
         anchors.update(
             await repository.resolve_points(session, org, new_points, fixes[-1].recorded_at)
         )

@@ -30,7 +30,7 @@ from app.presence.errors import BackgroundLocationOff
 from app.presence.models import SubjectKind
 from tests.conftest import ON_CITUS
 from tests.factories import Resident, Staff, create_organisation, create_resident
-from tests.presence.helpers import T0, P, create_circle, create_rectangle, send
+from tests.presence.helpers import T0, P, at, create_circle, create_rectangle, send
 from tests.presence.test_properties import PROPERTY_SETTINGS, _inputs, track_strategy
 
 
@@ -82,6 +82,10 @@ async def _nodes_holding(db: AsyncSession, subjects: list[uuid.UUID]) -> int:
         {"s": subjects},
     )
     return int(n or 0)
+
+
+def _input(p: P) -> service.PingInput:
+    return service.PingInput(p.id, *at(p.east, p.north), p.t, p.acc)
 
 
 def _walk_in(prefix: str = "w") -> list[P]:
@@ -203,6 +207,62 @@ async def test_a_set_of_202_walkers_on_every_shard_gives_each_its_synchronous_ev
         assert exit_ping not in inside, got
         assert order.index(exit_ping) > order.index(enter_ping), got
         assert await _count(db, "pings", w.id) == len(walk)
+        assert await _count(db, "ping_queue", w.id) == 0
+
+
+async def test_a_set_failing_mid_pipeline_stores_nothing_and_the_set_is_evaluated_after(
+    db: AsyncSession, settings: Settings, org: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three walkers' queued fixes in one set, read and written a subject per chunk: while the
+    second is evaluated, PostgreSQL writes the first and reads the third. The evaluation fails
+    there. The set fails with that error, the statement in flight ends before the rollback
+    (which needs the connection), nothing of the set is stored, and the same session then
+    evaluates the whole set: each walker's events are its synchronous twin's."""
+    monkeypatch.setattr(service, "PIPELINE_SUBJECTS", 1)
+    org_id = org.id  # the rollback below expires the loaded rows
+    await create_circle(db, org_id, 0, 0, 40, trigger_distance_m=30)
+    walkers = [await create_resident(db, org) for _ in range(3)]
+    twin = await create_resident(db, org)
+    for d in [*walkers, twin]:
+        await service.set_background_location(db, d.id, True)
+    walk = _walk_in()[:6]  # towards the place and into it
+    for w in walkers:
+        subject = service.Subject(SubjectKind.device, w.id, org_id)
+        for p in walk:
+            await service.enqueue_ping_batch(db, settings, subject, [_input(p)])
+    await service.prepare_queued(db)
+    await db.commit()
+
+    evaluate = service._evaluate
+    calls = 0
+
+    async def failing_second(session: AsyncSession, job: Any, params: Any, before: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("an evaluation fault")
+        return await evaluate(session, job, params, before)
+
+    monkeypatch.setattr(service, "_evaluate", failing_second)
+    with pytest.raises(service.EvaluationFailed) as failed:
+        await service.evaluate_queued(db, settings, 10)
+    assert isinstance(failed.value.__cause__, RuntimeError)
+    assert sorted(failed.value.subjects) == sorted(w.id for w in walkers)
+    await db.rollback()
+    for w in walkers:
+        assert await _count(db, "pings", w.id) == 0
+        assert await _count(db, "ping_queue", w.id) == len(walk)
+        assert await _events_of(db, w.id) == []
+
+    monkeypatch.setattr(service, "_evaluate", evaluate)
+    result = await service.evaluate_queued(db, settings, 10)
+    assert (result.subjects, result.fixes) == (3, 3 * len(walk))
+    twin_subject = service.Subject(SubjectKind.device, twin.id, org_id)
+    await service.ingest_ping_batch(db, settings, twin_subject, [_input(p) for p in walk])
+    want = await _events_of(db, twin.id)
+    assert [e[0] for e in want].count("enter") == 1, want
+    for w in walkers:
+        assert await _events_of(db, w.id) == want
         assert await _count(db, "ping_queue", w.id) == 0
 
 
@@ -361,14 +421,49 @@ async def _presence(db: AsyncSession, subject_id: uuid.UUID, names: dict[uuid.UU
     cuts=[2],
     seed=1,
     max_subjects=1,
+    chunk=128,
+)
+@example(  # the same in one set of three, a subject per pipelined chunk
+    track=[((0, 0), 0.0, 0, 5.0)] * 22 + [((60, 0), 0.0, 1, 5.0), ((300, 0), 0.0, 4, 5.0)],
+    cuts=[2],
+    seed=1,
+    max_subjects=3,
+    chunk=1,
 )
 @given(
     track=track_strategy,
     cuts=st.lists(st.integers(1, 39), max_size=4),
     seed=st.integers(0, 10_000),
     max_subjects=st.integers(1, 3),
+    chunk=st.sampled_from([1, 2, 128]),
 )
 async def test_async_single_fixes_give_the_sync_events_over_shuffles_and_replays(
+    db: AsyncSession,
+    settings: Settings,
+    *,
+    track: list[Any],
+    cuts: list[int],
+    seed: int,
+    max_subjects: int,
+    chunk: int,
+) -> None:
+    """Three devices send the same track as single-fix 202 requests; one sends it as one batch.
+
+    The async devices send it in chronological pieces (a phone's fixes come in time order, and
+    a fix that arrives after newer ones were evaluated is late under both modes alike); inside a
+    piece the fixes come in any order and some again (replays), and the evaluator runs between
+    pieces (or not) in sets of 1-3 subjects, so sets mix devices and split them, read and
+    written in pipelined chunks of `chunk` subjects.
+    """
+    default_chunk = service.PIPELINE_SUBJECTS
+    service.PIPELINE_SUBJECTS = chunk
+    try:
+        await _async_and_sync(db, settings, track, cuts, seed, max_subjects)
+    finally:
+        service.PIPELINE_SUBJECTS = default_chunk
+
+
+async def _async_and_sync(
     db: AsyncSession,
     settings: Settings,
     track: list[Any],
@@ -376,13 +471,6 @@ async def test_async_single_fixes_give_the_sync_events_over_shuffles_and_replays
     seed: int,
     max_subjects: int,
 ) -> None:
-    """Three devices send the same track as single-fix 202 requests; one sends it as one batch.
-
-    The async devices send it in chronological pieces (a phone's fixes come in time order, and
-    a fix that arrives after newer ones were evaluated is late under both modes alike); inside a
-    piece the fixes come in any order and some again (replays), and the evaluator runs between
-    pieces (or not) in sets of 1-3 subjects, so sets mix devices and split them.
-    """
     rnd = random.Random(seed)
     pings = _inputs(track)
     now = datetime.now(UTC)

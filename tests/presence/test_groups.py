@@ -211,9 +211,9 @@ async def test_a_large_set_lets_the_process_run_other_work_while_it_is_evaluated
     seen: list[int] = []  # the other work's progress as each subject's evaluation starts
     evaluate = service._evaluate
 
-    async def counted(session: AsyncSession, job: Any, params: Any) -> Any:
+    async def counted(session: AsyncSession, job: Any, params: Any, before_query: Any) -> Any:
         seen.append(ticks)
-        return await evaluate(session, job, params)
+        return await evaluate(session, job, params, before_query)
 
     monkeypatch.setattr(service, "_evaluate", counted)
     task = asyncio.create_task(other_work())
