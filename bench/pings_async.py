@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -216,21 +217,80 @@ def setup_probes(server: Server, city: City) -> list[tuple[str, uuid.UUID, Any]]
     return probes
 
 
+class _Watch:
+    """What the probes wait for, polled for all of them together: every `PROBE_POLL_S` one query
+    for the events of every fix still awaited and one for the outboxes of every probe still
+    awaiting its push, however many wait. (One query per waiting probe per 10 ms, as at first,
+    was up to a few thousand queries a second while events came late: load on the machine
+    measured, which made them later still.) A wait ends at the poll that sees the row, as a
+    probe's own poll would: the same 10 ms resolution."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.events: dict[tuple[uuid.UUID, str], asyncio.Future[float]] = {}
+        self.pushes: dict[uuid.UUID, asyncio.Future[float]] = {}
+        self.queries = 0
+
+    def event(self, device: uuid.UUID, fix_id: str) -> asyncio.Future[float]:
+        return self.events.setdefault((device, fix_id), asyncio.get_running_loop().create_future())
+
+    def push(self, device: uuid.UUID) -> asyncio.Future[float]:
+        return self.pushes.setdefault(device, asyncio.get_running_loop().create_future())
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_POLL_S)
+            if self.events:
+                keys = list(self.events)
+                rows = await self.conn.fetch(
+                    "SELECT DISTINCT device_id, ping_id FROM presence_events "
+                    "WHERE device_id = ANY($1::uuid[]) AND ping_id = ANY($2::text[])",
+                    [d for d, _ in keys],
+                    [f for _, f in keys],
+                )
+                self.queries += 1
+                seen = time.perf_counter()
+                for r in rows:
+                    fut = self.events.pop((r["device_id"], r["ping_id"]), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(seen)
+            if self.pushes:
+                rows = await self.conn.fetch(
+                    "SELECT DISTINCT s.device_id FROM outbox o "
+                    "JOIN push_subscriptions s ON s.id = o.subscription_id "
+                    "WHERE s.device_id = ANY($1::uuid[])",
+                    list(self.pushes),
+                )
+                self.queries += 1
+                seen = time.perf_counter()
+                for r in rows:
+                    fut = self.pushes.pop(r["device_id"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(seen)
+
+
 async def run_probes(
     base_url: str, dsn: str, probes: list[tuple[str, uuid.UUID, Any]], duration_s: float
 ) -> dict[str, Any]:
     """Each probe walks: at its place (nearby, then enter), away twice (exit), and again; every
-    fix one request, 3 s apart. After each 202 it polls for the fix's events (and, for its first
-    event, its outbox row) until they are committed."""
+    fix one request, 3 s apart. After each 202 it waits for the fix's events (and, for its
+    first event, its outbox row) to be committed, seen by `_Watch`'s polls."""
     event_delays: list[float] = []
     push_delays: list[float] = []
+    series: list[tuple[float, float]] = []  # (s since the start, event delay s)
     missing = 0
     conn = await asyncpg.connect(dsn)
-    lock = asyncio.Lock()
+    watch = _Watch(conn)
+    start = time.perf_counter()
+    poller = asyncio.create_task(watch.run())
 
-    async def fetch(sql: str, *args: Any) -> Any:
-        async with lock:
-            return await conn.fetchval(sql, *args)
+    async def waited(fut: asyncio.Future[float], acked: float, into: list[float]) -> bool:
+        try:
+            seen = await asyncio.wait_for(asyncio.shield(fut), 10)
+        except TimeoutError:
+            return False
+        into.append(seen - acked)
+        return True
 
     async def probe(k: int, token: str, device: uuid.UUID, place: Any) -> None:
         nonlocal missing
@@ -256,59 +316,56 @@ async def run_probes(
                         }
                     ]
                 }
+                want_event = (step + 1) % len(plan) in (1, 2, 0)  # nearby, enter, exit
+                want_push = want_event and not pushed
+                # asked for before the request, so no poll between the 202 and this is missed
+                event = watch.event(device, fix_id) if want_event else None
+                push = watch.push(device) if want_push else None
                 try:
                     r = await http.post(
                         "/v1/pings", json=body, headers={"Authorization": f"Bearer {token}"}
                     )
                 except httpx.HTTPError:
+                    watch.events.pop((device, fix_id), None)
                     missing += 1
                     continue
                 acked = time.perf_counter()
                 step += 1
                 if r.status_code != 202:
+                    watch.events.pop((device, fix_id), None)
                     missing += 1
                     continue
-                want_event = step % len(plan) in (1, 2, 0)  # nearby, enter, exit
-                if want_event:
-                    deadline = acked + 10
-                    while time.perf_counter() < deadline:
-                        n = await fetch(
-                            "SELECT count(*) FROM presence_events "
-                            "WHERE device_id = $1 AND ping_id = $2",
-                            device,
-                            fix_id,
-                        )
-                        if n:
-                            event_delays.append(time.perf_counter() - acked)
-                            break
-                        await asyncio.sleep(PROBE_POLL_S)
+                if event is not None:
+                    if await waited(event, acked, event_delays):
+                        series.append((acked - start, event_delays[-1]))
                     else:
+                        watch.events.pop((device, fix_id), None)
                         missing += 1
-                if not pushed and want_event:
+                if push is not None:
                     pushed = True
-                    deadline = acked + 10
-                    while time.perf_counter() < deadline:
-                        n = await fetch(
-                            "SELECT count(*) FROM outbox o "
-                            "JOIN push_subscriptions s ON s.id = o.subscription_id "
-                            "WHERE s.device_id = $1",
-                            device,
-                        )
-                        if n:
-                            push_delays.append(time.perf_counter() - acked)
-                            break
-                        await asyncio.sleep(PROBE_POLL_S)
+                    await waited(push, acked, push_delays)
                 await asyncio.sleep(max(0.0, 3.0 - (time.perf_counter() - acked)))
 
     try:
         await asyncio.gather(*(probe(k, *p) for k, p in enumerate(probes)))
     finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
         await conn.close()
     return {
         "probes": len(probes),
         "event_delay": {"samples": len(event_delays), **percentiles_ms(event_delays)},
         "push_enqueued_delay": {"samples": len(push_delays), **percentiles_ms(push_delays)},
         "missing": missing,
+        "probe_queries_per_s": round(watch.queries / duration_s, 1),
+        # by third of the run (its first seconds include the load's connections opening)
+        "event_delay_by_third": [
+            percentiles_ms(
+                [d for t, d in series if k * duration_s / 3 <= t < (k + 1) * duration_s / 3]
+            )
+            for k in range(3)
+        ],
     }
 
 
