@@ -393,10 +393,13 @@ async def ingest_ping_batches(
     for job in live:
         job.fixes = _fixes(list(job.valid.values()), params)
     # in chunks, pipelined (`PIPELINE_SUBJECTS`): while this process evaluates a chunk, the
-    # previous chunk's write and the next one's read run in PostgreSQL
-    chunks = [live[i : i + PIPELINE_SUBJECTS] for i in range(0, len(live), PIPELINE_SUBJECTS)]
+    # previous chunk's write and the next one's read run in PostgreSQL. The chunks in subject
+    # order: each read locks its subjects in id order, so the group locks them all in id order,
+    # as one read does (two groups sharing subjects never deadlock)
+    ordered = sorted(live, key=lambda j: j.key.id) if len(live) > PIPELINE_SUBJECTS else live
+    chunks = [ordered[i : i + PIPELINE_SUBJECTS] for i in range(0, len(ordered), PIPELINE_SUBJECTS)]
     pipe = _Pipe(session, params)
-    evaluated: list[_Job] = []
+    evaluated: set[int] = set()  # id() of the jobs evaluated
     try:
         writes: list[repository.BatchWrite] = []
         for k, chunk in enumerate(chunks):
@@ -409,13 +412,14 @@ async def ingest_ping_batches(
                 if i and i % YIELD_EVERY_SUBJECTS == 0:
                     await asyncio.sleep(0)
                 writes.append(await _evaluate(session, job, params, pipe.idle))
-            evaluated += ready
+            evaluated.update(id(j) for j in ready)
         await pipe.result()
         await _write(session, writes)
     finally:
         await pipe.settle()
 
-    events = [e for j in evaluated for e in j.result.events]
+    # the events in the requests' order, whatever the chunks' (the hooks' rules see them so)
+    events = [e for j in live if id(j) in evaluated for e in j.result.events]
     if events and on_events is not None:
         await on_events(session, events)
     return [j.refused if j.refused is not None else j.result for j in jobs]

@@ -7,6 +7,7 @@ table's copies) is run again from its start, with the same outcome as without th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import NullPool
 
 from app.core.config import Settings
-from app.presence import service
+from app.presence import repository, service
 from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
 from tests.conftest import APP_CONNECT_ARGS
@@ -197,4 +198,66 @@ async def test_a_ping_group_that_meets_a_deadlock_runs_again(
         async with AsyncSession(engine) as s, s.begin():
             for device in (control, victim):
                 await service.erase_subject(s, device.id)
+            await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})
+
+
+async def test_two_pipelined_groups_sharing_subjects_lock_them_in_one_order(
+    engine: AsyncEngine, settings: Settings, monkeypatch: Any
+) -> None:
+    """Two groups of the same two subjects, given in opposite orders, each read a subject per
+    pipelined chunk. Each group's first read waits (up to a second) for the other's, so that
+    chunks in the order given would each hold one subject and want the other's: a deadlock.
+    The chunks go in subject order, so the second group waits for the first and both store
+    their fixes."""
+    monkeypatch.setattr(service, "PIPELINE_SUBJECTS", 1)
+    async with AsyncSession(engine, expire_on_commit=False) as setup, setup.begin():
+        org = await create_organisation(setup)
+        await create_circle(setup, org.id, 0, 0, 40)
+        devices = [await create_resident(setup, org) for _ in range(2)]
+    org_id = org.id
+    ids = sorted(d.id for d in devices)
+
+    read = repository.read_batches
+    met: set[int] = set()
+    both = asyncio.Event()
+
+    async def read_then_meet(session: Any, batches: Any, gap: float) -> Any:
+        views = await read(session, batches, gap)
+        if id(session) not in met:  # a group's first chunk
+            met.add(id(session))
+            if len(met) == 2:
+                both.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(both.wait(), 1.0)
+        return views
+
+    monkeypatch.setattr(repository, "read_batches", read_then_meet)
+
+    async def group(prefix: str, order: list[uuid.UUID], t: int) -> list[Any]:
+        requests = [
+            service.BatchRequest(
+                service.Subject(SubjectKind.device, sid, org_id),
+                [service.PingInput(f"{prefix}-{sid}", *at(5, 0), T0 + timedelta(seconds=t), 10.0)],
+            )
+            for sid in order
+        ]
+        async with AsyncSession(engine) as s:
+            out = await service.ingest_ping_batches(s, settings, requests)
+            await s.commit()
+        return out
+
+    try:
+        first, second = await asyncio.gather(
+            group("a", ids, 10), group("b", list(reversed(ids)), 20)
+        )
+        assert [r.accepted for r in first + second] == [1, 1, 1, 1]
+        async with AsyncSession(engine) as s:
+            stored = await s.scalar(
+                text("SELECT count(*) FROM pings WHERE subject_id = ANY(:s)"), {"s": ids}
+            )
+        assert stored == 4
+    finally:
+        async with AsyncSession(engine) as s, s.begin():
+            for sid in ids:
+                await service.erase_subject(s, sid)
             await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})
