@@ -26,6 +26,14 @@ from tests.factories import create_organisation, create_resident
 from tests.presence.helpers import T0, at, create_circle
 
 
+async def _remove(engine: AsyncEngine, org_id: uuid.UUID, subjects: list[uuid.UUID]) -> None:
+    """What a test here committed: its subjects' presence data, then its organisation."""
+    async with AsyncSession(engine) as s, s.begin():
+        for sid in subjects:
+            await service.erase_subject(s, sid)
+        await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})
+
+
 async def test_concurrent_identical_batches_store_once_and_fire_once(
     engine: AsyncEngine, settings: Settings
 ) -> None:
@@ -61,9 +69,7 @@ async def test_concurrent_identical_batches_store_once_and_fire_once(
             )
             assert n == 50
     finally:
-        async with AsyncSession(engine) as s, s.begin():
-            await service.erase_subject(s, device_id)
-            await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})
+        await _remove(engine, org_id, [device_id])
 
 
 def _retries(sqlstate: str) -> float:
@@ -195,10 +201,7 @@ async def test_a_ping_group_that_meets_a_deadlock_runs_again(
             assert n == len(track)
     finally:
         await group_engine.dispose()
-        async with AsyncSession(engine) as s, s.begin():
-            for device in (control, victim):
-                await service.erase_subject(s, device.id)
-            await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})
+        await _remove(engine, org_id, [control.id, victim.id])
 
 
 async def test_two_pipelined_groups_sharing_subjects_lock_them_in_one_order(
@@ -257,7 +260,4 @@ async def test_two_pipelined_groups_sharing_subjects_lock_them_in_one_order(
             )
         assert stored == 4
     finally:
-        async with AsyncSession(engine) as s, s.begin():
-            for sid in ids:
-                await service.erase_subject(s, sid)
-            await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})
+        await _remove(engine, org_id, ids)

@@ -40,7 +40,13 @@ async def test_place_form_sets_hours_dates_dwell_and_trigger_with_category_defau
     context = await new_context(browser, web_server)
     page, problems = await open_page(context, "/console/")
     await sign_in_console(page, email, password)
-    cx, cy = await map_centre(page)
+
+    # A corner inside an existing place adds a corner: it does not open that place's form.
+    await page.locator("#place-list li", has_text=depot).get_by_role("button", name="Show").click()
+    cx, cy = await map_centre(page)  # the depot fills the middle of the map
+    await draw(page, [(cx, cy)], close=False)
+    await expect(page.locator("#place-form")).to_be_hidden()
+    await page.locator("#map").press("Escape")
 
     # A bow-tie: the fourth corner would cross the first edge. It is refused, at the corner.
     await draw(

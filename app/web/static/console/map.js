@@ -134,7 +134,11 @@ export class PlacesMap {
       if (!layer) continue;
       layer.setStyle({ color: "#0b5cad", weight: 2, fillOpacity: 0.18 });
       layer.bindTooltip(f.properties.name, { sticky: true });
-      layer.on("click", () => this.options.onSelect(f.id));
+      // while drawing, a click on a place is a corner of the new outline (a place may border or
+      // overlap another), not a choice of that place
+      layer.on("click", () => {
+        if (!this.map.pm.globalDrawModeEnabled()) this.options.onSelect(f.id);
+      });
       const changed = () => this.options.onShapeChanged(f.id, shapeOf(layer));
       layer.on("pm:update", changed);
       layer.on("pm:dragend", changed);
