@@ -403,7 +403,7 @@ def measure_map(
     settings: dict[str, str] | None = None,
     evaluator_workers: int = 1,
 ) -> dict[str, Any]:
-    from bench.run import device_tokens, measure
+    from bench.run import device_tokens, measure, quiesce
 
     asyncio.run(reset_activity(dataset.dsn))
     out: dict[str, Any] = {
@@ -443,6 +443,9 @@ def measure_map(
         sync = [replace(r, path="/v1/pings?mode=sync") for r in single]
         out["sync"] = closed_loop(prod, dataset.dsn, "pings_sync", sync, seconds, connections)
         path = write_requests(work / "pings_async_ol.tsv", single)
+        # the open loop measures the target rate, not the end of the saturated run before it
+        # (its autovacuum and checkpoint): it starts once the API and PostgreSQL are near idle
+        out["quiesce_s"] = quiesce(prod)
         out.update(
             asyncio.run(_open_loop_with_probes(prod, dataset.dsn, path, rate, seconds, probes))
         )
