@@ -361,7 +361,6 @@ async def ingest_ping_batches(
         raise ValueError("one batch per subject in a group")
     now = now or datetime.now(UTC)
     params = params_from(settings)
-    gap = params.pass_through_max_gap_s
     latest = now + timedelta(seconds=settings.max_future_skew_s)
     oldest = now - timedelta(hours=settings.ping_retention_h)
 
@@ -399,12 +398,11 @@ async def ingest_ping_batches(
     ordered = sorted(live, key=lambda j: j.key.id) if len(live) > PIPELINE_SUBJECTS else live
     chunks = [ordered[i : i + PIPELINE_SUBJECTS] for i in range(0, len(ordered), PIPELINE_SUBJECTS)]
     pipe = _Pipe(session, params)
-    evaluated: set[int] = set()  # id() of the jobs evaluated
     try:
         writes: list[repository.BatchWrite] = []
         for k, chunk in enumerate(chunks):
             views = await (pipe.result() if k else pipe.read(chunk))
-            ready = await _chunk_read(session, chunk, views, gap, params)
+            ready = await _chunk_read(session, chunk, views, params)
             if pipe.start(writes, chunks[k + 1] if k + 1 < len(chunks) else None):
                 await asyncio.sleep(0)  # the task sends its first statement
             writes = []
@@ -412,14 +410,14 @@ async def ingest_ping_batches(
                 if i and i % YIELD_EVERY_SUBJECTS == 0:
                     await asyncio.sleep(0)
                 writes.append(await _evaluate(session, job, params, pipe.idle))
-            evaluated.update(id(j) for j in ready)
         await pipe.result()
         await _write(session, writes)
     finally:
         await pipe.settle()
 
-    # the events in the requests' order, whatever the chunks' (the hooks' rules see them so)
-    events = [e for j in live if id(j) in evaluated for e in j.result.events]
+    # the events in the requests' order, whatever the chunks' (the hooks' rules see them so);
+    # a refused batch, or one of stored repeats only, has none
+    events = [e for j in live for e in j.result.events]
     if events and on_events is not None:
         await on_events(session, events)
     return [j.refused if j.refused is not None else j.result for j in jobs]
@@ -429,7 +427,6 @@ async def _chunk_read(
     session: AsyncSession,
     chunk: list[_Job],
     views: list[repository.BatchView] | None,
-    gap: float,
     params: Params,
 ) -> list[_Job]:
     """Take a chunk's read: refused subjects out, stored repeats out (those batches read again
@@ -454,7 +451,7 @@ async def _chunk_read(
         views = await repository.read_batches(
             session,
             [repository.BatchRead(j.key, [], _resolvable(j.fixes, params)) for j in again],
-            gap,
+            params.pass_through_max_gap_s,
         )
         for job, view in zip(again, views, strict=True):
             job.view = view

@@ -13,6 +13,7 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
@@ -455,70 +456,57 @@ async def test_async_single_fixes_give_the_sync_events_over_shuffles_and_replays
     pieces (or not) in sets of 1-3 subjects, so sets mix devices and split them, read and
     written in pipelined chunks of `chunk` subjects.
     """
-    default_chunk = service.PIPELINE_SUBJECTS
-    service.PIPELINE_SUBJECTS = chunk
-    try:
-        await _async_and_sync(db, settings, track, cuts, seed, max_subjects)
-    finally:
-        service.PIPELINE_SUBJECTS = default_chunk
+    with patch.object(service, "PIPELINE_SUBJECTS", chunk):
+        rnd = random.Random(seed)
+        pings = _inputs(track)
+        now = datetime.now(UTC)
+        org = await create_organisation(db)
+        names = await _places(db, org.id)
+        sync_dev = await create_resident(db, org)
+        async_devs = [await create_resident(db, org) for _ in range(3)]
+        for d in [sync_dev, *async_devs]:
+            await service.set_background_location(db, d.id, True)
 
+        shuffled = list(pings)
+        rnd.shuffle(shuffled)
+        sync_subject = service.Subject(SubjectKind.device, sync_dev.id, org.id)
+        sync = await service.ingest_ping_batch(db, settings, sync_subject, shuffled, now=now)
+        expected = sorted(_key(e, names) for e in sync.events)
 
-async def _async_and_sync(
-    db: AsyncSession,
-    settings: Settings,
-    track: list[Any],
-    cuts: list[int],
-    seed: int,
-    max_subjects: int,
-) -> None:
-    rnd = random.Random(seed)
-    pings = _inputs(track)
-    now = datetime.now(UTC)
-    org = await create_organisation(db)
-    names = await _places(db, org.id)
-    sync_dev = await create_resident(db, org)
-    async_devs = [await create_resident(db, org) for _ in range(3)]
-    for d in [sync_dev, *async_devs]:
-        await service.set_background_location(db, d.id, True)
+        bounds = sorted({0, len(pings), *(c for c in cuts if c < len(pings))})
+        pieces = [pings[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        got: dict[uuid.UUID, list[tuple[Any, ...]]] = {d.id: [] for d in async_devs}
+        sent: dict[uuid.UUID, list[service.PingInput]] = {d.id: [] for d in async_devs}
+        accepted: dict[uuid.UUID, int] = {d.id: 0 for d in async_devs}
+        for piece in pieces:
+            for d in async_devs:
+                order = list(piece) + rnd.sample(sent[d.id] + piece, k=min(2, len(piece)))
+                rnd.shuffle(order)
+                subject = service.Subject(SubjectKind.device, d.id, org.id)
+                for p in order:
+                    ack = await service.enqueue_ping_batch(db, settings, subject, [p], now=now)
+                    accepted[d.id] += len(ack.accepted)
+                sent[d.id] += piece
+            if rnd.random() < 0.6:
+                await service.prepare_queued(db)
+                while (
+                    r := await service.evaluate_queued(db, settings, max_subjects, now=now)
+                ).fixes:
+                    for e in r.events:
+                        got[e["device_id"]].append(_key(e, names))
+        await service.prepare_queued(db)
+        while (r := await service.evaluate_queued(db, settings, max_subjects, now=now)).fixes:
+            for e in r.events:
+                got[e["device_id"]].append(_key(e, names))
 
-    shuffled = list(pings)
-    rnd.shuffle(shuffled)
-    sync_subject = service.Subject(SubjectKind.device, sync_dev.id, org.id)
-    sync = await service.ingest_ping_batch(db, settings, sync_subject, shuffled, now=now)
-    expected = sorted(_key(e, names) for e in sync.events)
-
-    bounds = sorted({0, len(pings), *(c for c in cuts if c < len(pings))})
-    pieces = [pings[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-    got: dict[uuid.UUID, list[tuple[Any, ...]]] = {d.id: [] for d in async_devs}
-    sent: dict[uuid.UUID, list[service.PingInput]] = {d.id: [] for d in async_devs}
-    accepted: dict[uuid.UUID, int] = {d.id: 0 for d in async_devs}
-    for piece in pieces:
+        want_presence = await _presence(db, sync_dev.id, names)
         for d in async_devs:
-            order = list(piece) + rnd.sample(sent[d.id] + piece, k=min(2, len(piece)))
-            rnd.shuffle(order)
-            subject = service.Subject(SubjectKind.device, d.id, org.id)
-            for p in order:
-                ack = await service.enqueue_ping_batch(db, settings, subject, [p], now=now)
-                accepted[d.id] += len(ack.accepted)
-            sent[d.id] += piece
-        if rnd.random() < 0.6:
-            await service.prepare_queued(db)
-            while (r := await service.evaluate_queued(db, settings, max_subjects, now=now)).fixes:
-                for e in r.events:
-                    got[e["device_id"]].append(_key(e, names))
-    await service.prepare_queued(db)
-    while (r := await service.evaluate_queued(db, settings, max_subjects, now=now)).fixes:
-        for e in r.events:
-            got[e["device_id"]].append(_key(e, names))
-
-    want_presence = await _presence(db, sync_dev.id, names)
-    for d in async_devs:
-        assert sorted(got[d.id]) == expected
-        assert await _presence(db, d.id, names) == want_presence
-        # every fix was acknowledged once as new, whatever the replays
-        assert accepted[d.id] == len(pings)
-        assert await _count(db, "pings", d.id) == len(pings)
-    assert await repository.queued_count(db) == 0
+            assert sorted(got[d.id]) == expected
+            assert await _presence(db, d.id, names) == want_presence
+            # every fix was acknowledged once as new, whatever the replays
+            assert accepted[d.id] == len(pings)
+            assert await _count(db, "pings", d.id) == len(pings)
+        assert await repository.queued_count(db) == 0
 
 
 async def test_background_location_off_refuses_before_anything_is_queued(
