@@ -55,7 +55,7 @@ from bench.db import Dataset, bench_cluster_cpu_s, run_on_city
 from bench.geofence_resolve import percentile
 from bench.pg_profile import SETTINGS as PG_STATEMENTS
 from bench.pg_profile import STATEMENTS
-from bench.pings_async import DENSE_TOWN_SCALE
+from bench.pings_async import dense_scale
 from bench.profile import OUT
 
 logger = logging.getLogger("bench")
@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", type=int, default=500, help="subjects per evaluated set")
     parser.add_argument("--group", type=int, default=24, help="requests per queued group")
     parser.add_argument("--dense", action="store_true", help="the dense map (bench.pings_async)")
+    parser.add_argument("--dense-scale", type=float, default=None, help="with --dense: its scale")
     parser.add_argument("--no-hooks", action="store_true", help="evaluate without the hooks")
     parser.add_argument("--statements", action="store_true", help="pg_stat_statements per fix")
     parser.add_argument("--explain", action="store_true")
@@ -328,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         measure,
         args,
         quick=args.quick,
-        town_scale=DENSE_TOWN_SCALE if args.dense else None,
+        town_scale=(args.dense_scale or dense_scale(5_000 if args.quick else 100_000))
+        if args.dense
+        else None,
         cluster_conf=PG_STATEMENTS if args.statements else "",
     )
 

@@ -52,15 +52,23 @@ from bench.servers import (
 
 logger = logging.getLogger("bench.pings_async")
 
-# the dense map: towns at this share of their radius (measured: ~2.6 places per track point at
-# the default sizes; reported per run as `places_per_point`)
-DENSE_TOWN_SCALE = 0.4
+
+# the dense map: towns shrunk so that each track point lies inside ~2.6 places (the density of
+# the independent run issue 25 names; reported per run as `places_per_point`). How much depends
+# on the city's size, measured: the quick city (5,000 places) at 0.4 gives 2.61 inside / 4.85
+# within trigger distance, the full one (100,000) at 0.55 gives 2.62 / 4.89. The full city at
+# 0.4 gives 3.99 / 7.8, half as dense again: the "dense" runs up to 2026-12-05 (`--dense-scale
+# 0.4` repeats them)
+def dense_scale(geofences: int) -> float:
+    return 0.4 if geofences <= 5_000 else 0.55
+
+
 PROBES = 60  # probe devices (the city's last ones; the load uses the first)
 PROBE_POLL_S = 0.01
 
 
-def dense(config: CityConfig) -> CityConfig:
-    return replace(config, town_scale=DENSE_TOWN_SCALE)
+def dense(config: CityConfig, scale: float | None = None) -> CityConfig:
+    return replace(config, town_scale=scale or dense_scale(config.geofences))
 
 
 async def places_per_point(dsn: str, city: City, n: int = 1000) -> dict[str, float]:
@@ -101,6 +109,21 @@ async def _queued(dsn: str) -> int:
         await conn.close()
 
 
+async def _events(dsn: str) -> int:
+    """The events the pings have caused so far."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        # suppressed candidates apart (a late fix's would-be events)
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM presence_events"
+                " WHERE source = 'ping' AND suppressed_reason IS NULL"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def _drain(dsn: str, timeout_s: float = 120.0) -> float:
     """Wait until the evaluators have emptied the queue; returns the seconds waited."""
     started = time.monotonic()
@@ -116,14 +139,28 @@ def _cpu(server: Server) -> tuple[float, float]:
 
 
 def closed_loop(
-    server: Server, dsn: str, name: str, reqs: list[Req], seconds: int, connections: int
+    server: Server,
+    dsn: str,
+    name: str,
+    reqs: list[Req],
+    seconds: int,
+    connections: int,
+    *,
+    warmup: list[Req],
 ) -> dict[str, Any]:
-    """wrk; CPU per request counted until every fix it sent has been evaluated."""
+    """wrk, after a 2 s warm-up with `warmup` (other devices); CPU per request counted until
+    every fix it sent has been evaluated. `late_share`: the share of its fixes the engine found
+    late (0 unless its file wrapped: bench.run.DevicePool)."""
+    from bench.run import count_pings
+
     path = write_requests(_work() / f"{name}.tsv", reqs)
     tag = f"{name}-{int(time.time())}"
-    run_wrk(server.url, path, duration_s=2, connections=16, run_tag=tag + "w")
+    warm = write_requests(_work() / f"{name}-warmup.tsv", warmup)
+    run_wrk(server.url, warm, duration_s=2, connections=16, run_tag=tag + "w")
     asyncio.run(_drain(dsn))
     cpu0, db0 = _cpu(server)
+    events0 = asyncio.run(_events(dsn))
+    pings0, late0 = asyncio.run(count_pings(dsn))
     out = run_wrk(server.url, path, duration_s=seconds, connections=connections, run_tag=tag)
     out["drain_s"] = asyncio.run(_drain(dsn))
     cpu1, db1 = _cpu(server)
@@ -131,13 +168,24 @@ def closed_loop(
     if done:
         out["server_cpu_ms_per_req"] = round((cpu1 - cpu0) / done * 1000, 3)
         out["db_cpu_ms_per_req"] = round((db1 - db0) / done * 1000, 3)
+        # what the fixes made of the map: the work per fix grows with its events
+        out["events_per_fix"] = round((asyncio.run(_events(dsn)) - events0) / done, 3)
+        pings1, late1 = asyncio.run(count_pings(dsn))
+        out["late_share"] = round((late1 - late0) / max(1, pings1 - pings0), 4)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     logger.info(
         "%s: %s",
         name,
         {
             k: out.get(k)
-            for k in ("rps", "p99_ms", "server_cpu_ms_per_req", "db_cpu_ms_per_req", "drain_s")
+            for k in (
+                "rps",
+                "p99_ms",
+                "server_cpu_ms_per_req",
+                "db_cpu_ms_per_req",
+                "drain_s",
+                "late_share",
+            )
         },
     )
     return out
@@ -403,7 +451,7 @@ def measure_map(
     settings: dict[str, str] | None = None,
     evaluator_workers: int = 1,
 ) -> dict[str, Any]:
-    from bench.run import device_tokens, measure, quiesce
+    from bench.run import SIZING_RPS, DevicePool, count_pings, devices_for, measure, quiesce
 
     asyncio.run(reset_activity(dataset.dsn))
     out: dict[str, Any] = {
@@ -436,19 +484,42 @@ def measure_map(
     )
     prod.start(timeout_s=120)
     try:
-        tokens, _ = device_tokens(prod, city, track_devices)
+        # each phase its own devices, its file sized not to wrap (bench.run.DevicePool): the
+        # closed loops for SIZING_RPS (202) and a third of it (sync), the open loop for its rate
+        pool = DevicePool(prod, city, reserved=PROBES)
         probes = setup_probes(prod, city)
-        single = scenarios.single_ping_requests(city, track_devices, track_fixes, tokens)
-        out["async"] = closed_loop(prod, dataset.dsn, "pings_async", single, seconds, connections)
-        sync = [replace(r, path="/v1/pings?mode=sync") for r in single]
-        out["sync"] = closed_loop(prod, dataset.dsn, "pings_sync", sync, seconds, connections)
+
+        def singles(lines: float) -> list[Req]:
+            toks = pool.take(devices_for(lines, track_fixes))
+            return scenarios.single_ping_requests(city, len(toks), track_fixes, toks)
+
+        out["async"] = closed_loop(
+            prod,
+            dataset.dsn,
+            "pings_async",
+            singles(seconds * SIZING_RPS),
+            seconds,
+            connections,
+            warmup=singles(2 * SIZING_RPS),
+        )
+        sync = [replace(r, path="/v1/pings?mode=sync") for r in singles(seconds * SIZING_RPS / 3)]
+        warm = [replace(r, path="/v1/pings?mode=sync") for r in singles(2 * SIZING_RPS / 3)]
+        out["sync"] = closed_loop(
+            prod, dataset.dsn, "pings_sync", sync, seconds, connections, warmup=warm
+        )
+        single = singles(seconds * rate * 1.2)
+        out["devices"] = {"handed_out": pool.handed, "city_ran_out": pool.wrapped}
         path = write_requests(work / "pings_async_ol.tsv", single)
         # the open loop measures the target rate, not the end of the saturated run before it
         # (its autovacuum and checkpoint): it starts once the API and PostgreSQL are near idle
         out["quiesce_s"] = quiesce(prod)
+        pings0, late0 = asyncio.run(count_pings(dataset.dsn))
         out.update(
             asyncio.run(_open_loop_with_probes(prod, dataset.dsn, path, rate, seconds, probes))
         )
+        asyncio.run(_drain(dataset.dsn))
+        pings1, late1 = asyncio.run(count_pings(dataset.dsn))
+        out["open_loop"]["late_share"] = round((late1 - late0) / max(1, pings1 - pings0), 4)
         out["evaluator_sets"] = _eval_metrics(prod)
     finally:
         prod.stop()
@@ -505,6 +576,7 @@ def run(
     worker_nice: int = 10,
     settings: dict[str, str] | None = None,
     evaluator_workers: int = 1,
+    dense_town_scale: float | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "status": "ok",
@@ -513,7 +585,7 @@ def run(
         "settings": settings or {},
     }
     for name in maps:
-        cfg = config if name == "default" else dense(config)
+        cfg = config if name == "default" else dense(config, dense_town_scale)
         dataset = provision(cfg)
         logger.info("pings_async on the %s map (%s)", name, cfg.key)
         out[name] = measure_map(
@@ -540,7 +612,7 @@ def markdown(r: dict[str, Any]) -> str:
         + "; load average at start "
         f"{r.get('machine_load_at_start')}.",
         "",
-        "| map | places per point (inside / within trigger) | baseline req/s "
+        "| map | places per point (inside / within trigger); events per fix | baseline req/s "
         "| 202 req/s (× baseline) | evaluated/s with the drain (×) | API + PG CPU ms per fix "
         "| sync req/s (×) | sync CPU ms "
         "| ack p50 / p99 ms at rate "
@@ -555,7 +627,8 @@ def markdown(r: dict[str, Any]) -> str:
         ev, pu = m["event_delay"], m["push_enqueued_delay"]
         lines.append(
             f"| {name} | {m['places_per_point']['inside']} / "
-            f"{m['places_per_point']['within_trigger']} | {m['baseline']['rps']:,.0f} | "
+            f"{m['places_per_point']['within_trigger']}; {a.get('events_per_fix', '–')} | "
+            f"{m['baseline']['rps']:,.0f} | "
             f"{a['rps']:,.0f} ({m['ratios']['async_rps_ratio']:.2f}×) | "
             f"{a.get('sustained_rps', 0):,.0f} "
             f"({m['ratios'].get('async_sustained_ratio', 0):.2f}×, drain {a.get('drain_s')} s) | "
@@ -584,6 +657,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--dense-scale",
+        type=float,
+        default=None,
+        help="the dense map's town scale (default: ~2.6 places per point, `dense_scale`)",
+    )
     add_product_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -600,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=p.connections,
             track_devices=p.track_devices,
             track_fixes=p.track_fixes,
+            dense_town_scale=args.dense_scale,
             **product_options(args),
         )
     finally:

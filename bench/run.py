@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -157,8 +158,15 @@ def measure(
     run_wrk_too: bool = True,
     fixes_per_req: int = 0,
     dsn: str | None = None,
+    warmup_reqs: list[Req] | None = None,
+    open_loop_reqs: list[Req] | None = None,
 ) -> dict[str, Any]:
     """Warm up, then wrk (throughput) and optionally an open-loop run at `rate` (latency).
+
+    `warmup_reqs`, `open_loop_reqs`: those phases' own requests (other devices: `DevicePool`),
+    else `reqs` again. With `dsn`, location scenarios report `late_share`: the share of the
+    pings stored in the wrk run that the engine found late (older than their device's last
+    evaluated fix; 0 unless the file wrapped or its devices were used before).
 
     With `fixes_per_req` (location scenarios) the wrk run is also given per fix: fixes/s sent
     and API and PostgreSQL CPU per fix. For those, the CPU window starts once the warm-up's
@@ -168,14 +176,17 @@ def measure(
     as a duplicate would show as fewer pings stored.
     """
     path = write_requests(WORK / f"{name}.tsv", reqs)
+    warm_path = (
+        path if warmup_reqs is None else write_requests(WORK / f"{name}-warmup.tsv", warmup_reqs)
+    )
     tag = f"{name}-{int(time.time())}"
     out: dict[str, Any] = {"status": "ok", "request_lines": len(reqs)}
-    run_wrk(server.url, path, duration_s=profile.warmup_s, connections=16, run_tag=tag + "w")
+    run_wrk(server.url, warm_path, duration_s=profile.warmup_s, connections=16, run_tag=tag + "w")
     out["rss_mb_before"] = server.rss_mb()
     if run_wrk_too:
         if fixes_per_req:
             quiesce(server)
-        pings0 = asyncio.run(count_pings(dsn)) if dsn and fixes_per_req else None
+        pings0, late0 = asyncio.run(count_pings(dsn)) if dsn and fixes_per_req else (None, 0)
         cpu0, db0, ev0 = server.cpu_s(), postgres_cpu_s(), server.companion_cpu_s()
         out["wrk"] = run_wrk(
             server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
@@ -197,7 +208,9 @@ def measure(
                 api_s, db_s = server.cpu_s() - cpu0, postgres_cpu_s() - db0
                 per = w["fixes"]
                 if pings0 is not None:
-                    w["pings_stored"] = per = asyncio.run(count_pings(dsn)) - pings0
+                    pings1, late1 = asyncio.run(count_pings(dsn))
+                    w["pings_stored"] = per = pings1 - pings0
+                    w["late_share"] = round((late1 - late0) / max(per, 1), 4)
                 w["cpu_per_fix_basis"] = "pings stored" if pings0 is not None else "fixes sent"
                 w["server_cpu_ms_per_fix"] = round(api_s / max(per, 1) * 1000, 4)
                 if server.companion_procs:  # of which the evaluator's worker
@@ -210,7 +223,7 @@ def measure(
         out["open_loop"] = asyncio.run(
             open_loop(
                 server.url,
-                read_requests(path),
+                open_loop_reqs if open_loop_reqs is not None else read_requests(path),
                 rate=rate,
                 duration_s=profile.open_loop_s,
                 run_tag=tag + "o",
@@ -236,13 +249,16 @@ def quiesce(server: Server, timeout_s: float = 30.0) -> float:
     return round(time.monotonic() - started, 1)
 
 
-async def count_pings(dsn: str | None) -> int:
-    """Rows in `pings` (counted outside the CPU-measured window)."""
+async def count_pings(dsn: str | None) -> tuple[int, int]:
+    """Rows in `pings`, and those of them evaluated as late (counted outside the CPU-measured
+    window; a fix queued by a 202 is counted once evaluated)."""
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM pings"))
+        row = await conn.fetchrow("SELECT count(*), count(*) FILTER (WHERE late) FROM pings")
+        assert row is not None
+        return int(row[0]), int(row[1])
     finally:
         await conn.close()
 
@@ -267,6 +283,57 @@ def _short(r: dict[str, Any]) -> str:
 
 
 # -- product setup -----------------------------------------------------------------------------
+# What the location scenarios' request files are sized for, so that a run does not wrap its file
+# (bench/lua/replay.lua starts it again at the end): closed-loop requests per second, above the
+# fastest baseline measured here (3,900 req/s) with room; batches of 100 fixes per second.
+# A run that wraps anyway replays fixes older than the ones its devices sent: its `late_share`
+# says so.
+SIZING_RPS = 6_000
+SIZING_BATCH_RPS = 400
+
+
+class DevicePool:
+    """The loaded devices, handed out a slice per phase (`take`): no device is in two phases.
+
+    A request file replays recent tracks: `@T<n>@` is n seconds before the request is sent. Sent
+    again for the same devices later — a warm-up's file by the run after it, one scenario's
+    tracks by the next, a file that wraps — its fixes are older than the ones those devices sent
+    last, and the engine evaluates them as late fixes (stored, flagged, suppressed candidates),
+    not as people walking. Until 2026-12-05 every location scenario used devices 0..n, and most
+    fixes of the ping scenarios after the first were late (docs/benchmarks.md). `reserved`:
+    the city's last devices, kept out (the probes of bench.pings_async).
+    """
+
+    def __init__(self, server: Server, city: City, reserved: int = 100) -> None:
+        self.server, self.city = server, city
+        self.limit = max(1, city.config.devices - reserved)
+        self.next = 0
+        self.handed = 0  # devices handed out, all phases
+        self.wrapped = False  # the city ran out and its first devices were handed out again
+        _, self.source = device_tokens(server, city, 1)
+        self.loaded = self.source.startswith("loaded")
+
+    def take(self, n: int) -> list[str]:
+        """Tokens of `n` devices no earlier `take` gave out (unless the city has run out:
+        `wrapped`, and the runs' `late_share` shows what it cost). Devices registered with
+        POST /v1/devices when the loaded ones are refused are new each time."""
+        self.handed += n
+        if not self.loaded:
+            return device_tokens(self.server, self.city, n)[0]
+        out = []
+        for _ in range(n):
+            if self.next >= self.limit:
+                self.next, self.wrapped = 0, True
+            out.append(self.city.device_token(self.next))
+            self.next += 1
+        return out
+
+
+def devices_for(lines: float, per_device: int) -> int:
+    """Devices a file of at least `lines` requests needs, `per_device` requests each."""
+    return max(1, math.ceil(lines / per_device))
+
+
 def device_tokens(server: Server, city: City, n: int) -> tuple[list[str], str]:
     """Bearer tokens for `n` loaded devices; falls back to POST /v1/devices if they are refused."""
     tokens = [city.device_token(i) for i in range(min(n, city.config.devices))]
@@ -470,41 +537,68 @@ def run_product(
 ) -> None:
     routes = openapi_routes(prod.url)
     result["product_rss_mb_idle"] = prod.rss_mb()
-    tokens, source = device_tokens(prod, city, profile.track_devices)
-    result["tokens"] = {
-        "devices": len(tokens),
-        "source": source,
-        "staff_login": staff_token(prod, city) is not None,
-    }
-    td, tf, bd = profile.track_devices, profile.track_fixes, profile.batch_devices
-    # (name, method, route, requests (built only when the scenario runs), open-loop rate)
-    plan: list[tuple[str, str, str, Callable[[], list[Req]], int | None]] = [
+    pool = DevicePool(prod, city)
+    # resolve and check-ins: devices of their own too (a check-in is no fix of a track)
+    tokens = pool.take(profile.track_devices)
+    tf = profile.track_fixes
+    Phases = tuple[list[Req], list[Req] | None, list[Req] | None]
+
+    def phases(
+        build: Callable[[list[str]], list[Req]], per_device: int, rps: int, open_loop: bool = True
+    ) -> Phases:
+        """A location scenario's requests for wrk, its warm-up and its open loop (at
+        `profile.ping_rate`), each phase its own devices, sized not to wrap at `rps`."""
+        main = build(pool.take(devices_for(profile.wrk_s * rps, per_device)))
+        warm = build(pool.take(devices_for(profile.warmup_s * rps, per_device)))
+        if not open_loop:
+            return main, warm, None
+        ol_lines = profile.open_loop_s * profile.ping_rate * 1.2
+        return main, warm, build(pool.take(devices_for(ol_lines, per_device)))
+
+    def singles(toks: list[str]) -> list[Req]:
+        return scenarios.single_ping_requests(city, len(toks), tf, toks)
+
+    def batches(toks: list[str]) -> list[Req]:
+        return scenarios.batch_ping_requests(city, len(toks), 100, toks)
+
+    def overland(toks: list[str]) -> list[Req]:
+        return scenarios.overland_requests(city, len(toks), 100, toks)
+
+    def owntracks(toks: list[str]) -> list[Req]:
+        return scenarios.owntracks_requests(city, len(toks), tf, toks)
+
+    def traccar(toks: list[str]) -> list[Req]:
+        return scenarios.traccar_requests(city, len(toks), tf, ingest_keys(prod, toks))
+
+    # (name, method, route, its phases' requests (built only when the scenario runs), open-loop
+    # rate)
+    plan: list[tuple[str, str, str, Callable[[], Phases], int | None]] = [
         (
             "resolve",
             "GET",
             "/v1/geofences/resolve",
-            lambda: scenarios.resolve_requests(city, 20_000, tokens),
+            lambda: (scenarios.resolve_requests(city, 20_000, tokens), None, None),
             profile.checkin_rate,
         ),
         (
             "checkins",
             "POST",
             "/v1/checkins",
-            lambda: scenarios.checkin_requests(city, 20_000, tokens),
+            lambda: (scenarios.checkin_requests(city, 20_000, tokens), None, None),
             profile.checkin_rate,
         ),
         (
             "pings_single",
             "POST",
             "/v1/pings",
-            lambda: scenarios.single_ping_requests(city, td, tf, tokens),
+            lambda: phases(singles, tf, SIZING_RPS),
             profile.ping_rate,
         ),
         (
             "pings_batch100",
             "POST",
             "/v1/pings",
-            lambda: scenarios.batch_ping_requests(city, bd, 100, tokens),
+            lambda: phases(batches, 1, SIZING_BATCH_RPS, open_loop=False),
             None,
         ),
         # the GPS apps' formats with the same fixes (docs/ingest.md), in the same run
@@ -512,25 +606,25 @@ def run_product(
             "ingest_overland",
             "POST",
             "/v1/ingest/overland",
-            lambda: scenarios.overland_requests(city, bd, 100, tokens),
+            lambda: phases(overland, 1, SIZING_BATCH_RPS, open_loop=False),
             None,
         ),
         (
             "ingest_owntracks",
             "POST",
             "/v1/ingest/owntracks",
-            lambda: scenarios.owntracks_requests(city, td, tf, tokens),
+            lambda: phases(owntracks, tf, SIZING_RPS),
             profile.ping_rate,
         ),
         (
             "ingest_traccar",
             "POST",
             "/v1/ingest/traccar",
-            lambda: scenarios.traccar_requests(city, td, tf, ingest_keys(prod, tokens[:td])),
+            lambda: phases(traccar, tf, SIZING_RPS),
             profile.ping_rate,
         ),
     ]
-    mixed: list[Req] = []
+    mixed: dict[str, list[Req]] = {}
     for name, method, path, build, rate in plan:
         if only is not None and name not in only:
             sc[name] = {"status": "skipped", "reason": "not in --only"}
@@ -541,12 +635,13 @@ def run_product(
             continue
         settle(prod.url)
         try:
-            reqs = build()
+            reqs, warm, ol = build()
         except Exception as exc:  # noqa: BLE001 - e.g. ingest keys refused: reported
             logger.exception("%s: building its requests failed", name)
             sc[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
             continue
-        status, body = probe(prod.url, reqs[0])
+        # the probe request: the first of the warm-up's (its fix is the warm-up's first too)
+        status, body = probe(prod.url, (warm or reqs)[0])
         if not 200 <= status < 300:
             sc[name] = {"status": "error", "reason": f"probe answered {status}: {body}"}
             logger.warning("%s: probe answered %s: %s", name, status, body)
@@ -560,22 +655,66 @@ def run_product(
                 rate=rate,
                 fixes_per_req=FIXES_PER_REQ.get(name, 0),
                 dsn=dsn,
+                warmup_reqs=warm,
+                open_loop_reqs=ol,
             )
         except Exception as exc:  # noqa: BLE001 - one broken scenario never loses the run
             logger.exception("%s failed", name)
             sc[name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
             continue
         if name in ("resolve", "checkins", "pings_single"):
-            mixed.extend(reqs[: 2000 if name == "pings_single" else 500])
+            mixed[name] = reqs
     if only is not None and "mixed" not in only:
         sc["mixed"] = {"status": "skipped", "reason": "not in --only"}
     elif mixed:
-        # interleave: the file is replayed in order, so spread the kinds evenly (deterministic)
-        random.Random(0).shuffle(mixed)
-        sc["mixed"] = measure(prod, "mixed", mixed, profile)
+        # sized so as not to wrap at `SIZING_RPS`; the warm-up's fixes other devices'
+        sc["mixed"] = measure(
+            prod,
+            "mixed",
+            mixed_requests(mixed, profile.wrk_s * SIZING_RPS, tf, singles, pool),
+            profile,
+            warmup_reqs=mixed_requests(mixed, profile.warmup_s * SIZING_RPS, tf, singles, pool),
+        )
     else:
         sc["mixed"] = {"status": "not available", "reason": "no product scenario is available"}
+    result["devices"] = {
+        "source": pool.source,
+        "handed_out": pool.handed,
+        "city_ran_out": pool.wrapped,
+        "staff_login": staff_token(prod, city) is not None,
+    }
     result["product_rss_mb_end"] = prod.rss_mb()
+
+
+def mixed_requests(
+    reqs: dict[str, list[Req]],
+    lines: int,
+    track_fixes: int,
+    singles: Callable[[list[str]], list[Req]],
+    pool: DevicePool,
+) -> list[Req]:
+    """The mixed scenario's file: lookups, check-ins and single fixes, one in six, one in six and
+    four in six (of those that ran), spread evenly and deterministically. The fixes are new
+    devices' and keep each device's track order (a shuffle sent a device's later fixes first:
+    its earlier ones were then late). `lines`: the file's length."""
+    share = {"resolve": 1, "checkins": 1, "pings_single": 4}
+    parts = {k: share[k] for k in reqs}
+    total = sum(parts.values())
+    queues: dict[str, list[Req]] = {}
+    for name, weight in parts.items():
+        n = int(lines * weight / total)
+        if name == "pings_single":
+            queues[name] = singles(pool.take(devices_for(n, track_fixes)))[:n]
+        else:
+            queues[name] = (reqs[name] * (n // max(1, len(reqs[name])) + 1))[:n]
+    slots = [name for name, q in queues.items() for _ in q]
+    random.Random(0).shuffle(slots)
+    taken = dict.fromkeys(queues, 0)
+    out = []
+    for name in slots:  # each kind's requests in their own order, the kinds interleaved
+        out.append(queues[name][taken[name]])
+        taken[name] += 1
+    return out
 
 
 TARGETS = {
