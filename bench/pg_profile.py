@@ -36,7 +36,7 @@ import asyncpg
 
 from bench.db import bench_cluster, fresh_city
 from bench.load import run_wrk, write_requests
-from bench.profile import OUT, requests_for
+from bench.profile import OUT, profile_tokens, requests_for
 from bench.servers import _children, free_port, product_server
 
 logger = logging.getLogger("bench")
@@ -247,16 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     cluster.stop()
     cluster.ensure_running()
     cluster.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dataset.database)
-    tokens = [city.device_token(i) for i in range(args.devices)]
+    # the run's and the warm-up's own devices, the run's file long enough not to wrap: replayed
+    # for the same devices, fixes are older than those devices' last ones and are evaluated as
+    # late fixes, not walks (bench.run.DevicePool)
+    tokens, warm_tokens = profile_tokens(city, args.scenario, args.devices, args.seconds)
     reqs = requests_for(args.scenario, city, tokens)
+    warm_reqs = requests_for(args.scenario, city, warm_tokens) if warm_tokens else reqs
     OUT.mkdir(parents=True, exist_ok=True)
     stem = f"pg-{args.scenario}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     work = OUT.parent.parent.parent / ".data" / "bench-work"
     req_file = write_requests(work / f"pg-profile-{args.scenario}.tsv", reqs)
+    warm_file = write_requests(work / f"pg-profile-{args.scenario}-warmup.tsv", warm_reqs)
     server = product_server(dataset.url, free_port(offset=3), args.workers, work / "pg-profile.log")
     server.start(timeout_s=120)
     try:
-        run_wrk(server.url, req_file, duration_s=3, connections=16, run_tag=stem + "w")
+        run_wrk(server.url, warm_file, duration_s=3, connections=16, run_tag=stem + "w")
         asyncio.run(_drain(dataset.dsn))
         postmaster = cluster.postmaster_pid()
         assert postmaster is not None

@@ -46,6 +46,26 @@ def requests_for(name: str, city: City, tokens: list[str]) -> list[Req]:
     raise SystemExit(f"unknown scenario {name}")
 
 
+def profile_tokens(
+    city: City, scenario: str, devices: int, seconds: int
+) -> tuple[list[str], list[str]]:
+    """Loaded devices' tokens for a profiled run and for its 3 s warm-up, no device in both: at
+    least `devices` for the run, and enough that its file does not wrap in `seconds` at
+    bench.run's sizing rate (when the city has that many)."""
+    from bench.run import SIZING_BATCH_RPS, SIZING_RPS, devices_for
+
+    batch = scenario == "pings_batch100"
+    per = 1 if batch else 40
+    rps = SIZING_BATCH_RPS if batch else SIZING_RPS
+    if not scenario.startswith("pings"):
+        return [city.device_token(i) for i in range(devices)], []
+    n = max(devices, devices_for(seconds * rps, per))
+    w = devices_for(3 * rps, per)
+    n = min(n, max(1, city.config.devices - w - 100))
+    tokens = [city.device_token(i) for i in range(n + w)]
+    return tokens[:n], tokens[n:]
+
+
 def ping_group_sizes(url: str) -> dict[str, float]:
     """Requests per ping group, from one worker's /metrics (count, sum, mean)."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
@@ -102,17 +122,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     dataset, city = fresh_city(args.quick)
-    tokens = [city.device_token(i) for i in range(args.devices)]
+    # the run's and the warm-up's own devices, the run's file long enough not to wrap: replayed
+    # for the same devices, fixes are older than those devices' last ones and are evaluated as
+    # late fixes, not walks (bench.run.DevicePool)
+    tokens, warm_tokens = profile_tokens(city, args.scenario, args.devices, args.seconds)
     reqs = requests_for(args.scenario, city, tokens)
+    warm_reqs = requests_for(args.scenario, city, warm_tokens) if warm_tokens else reqs
     OUT.mkdir(parents=True, exist_ok=True)
     stem = f"{args.scenario}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     work = OUT.parent.parent.parent / ".data" / "bench-work"
     req_file = write_requests(work / f"profile-{args.scenario}.tsv", reqs)
+    warm_file = write_requests(work / f"profile-{args.scenario}-warmup.tsv", warm_reqs)
     server = product_server(dataset.url, free_port(offset=2), args.workers, work / "profile.log")
     server.start(timeout_s=120)
     result: dict[str, Any] = {}
     try:
-        run_wrk(server.url, req_file, duration_s=3, connections=8, run_tag=stem + "w")
+        run_wrk(server.url, warm_file, duration_s=3, connections=8, run_tag=stem + "w")
         assert server.proc is not None
         workers = _children(server.proc.pid) or [server.proc.pid]
         # uvicorn --workers: the master's children are the workers (plus a resource tracker)
