@@ -25,6 +25,7 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -65,6 +66,7 @@ def dense_scale(geofences: int) -> float:
 
 PROBES = 60  # probe devices (the city's last ones; the load uses the first)
 PROBE_POLL_S = 0.01
+KNOWN_FIXES = 2  # the open loop's devices' fixes sent before it
 
 
 def dense(config: CityConfig, scale: float | None = None) -> CityConfig:
@@ -189,6 +191,24 @@ def closed_loop(
         },
     )
     return out
+
+
+def _send_known(server: Server, dsn: str, path: Any, reqs: list[Req]) -> dict[str, Any]:
+    """Send the open loop's devices' first fixes (at 500/s), then wait for their evaluation."""
+    r = asyncio.run(
+        open_loop(
+            server.url,
+            read_requests(write_requests(path, reqs)),
+            rate=500,
+            duration_s=len(reqs) / 500,
+            run_tag=f"ak{int(time.time())}",
+        )
+    )
+    return {
+        "requests": r.get("requests"),
+        "errors": r.get("errors"),
+        "drain_s": asyncio.run(_drain(dsn)),
+    }
 
 
 def _work() -> Any:
@@ -414,6 +434,11 @@ async def run_probes(
             )
             for k in range(3)
         ],
+        # the longest delay of each second of the run, ms (where in the run the late ones were)
+        "event_delay_max_by_second": [
+            round(max((d for t, d in series if k <= t < k + 1), default=0.0) * 1000)
+            for k in range(math.ceil(duration_s))
+        ],
     }
 
 
@@ -507,8 +532,13 @@ def measure_map(
         out["sync"] = closed_loop(
             prod, dataset.dsn, "pings_sync", sync, seconds, connections, warmup=warm
         )
-        single = singles(seconds * rate * 1.2)
+        # the open loop's devices are known phones (their tokens cached, their rows made, a
+        # last fix each): their first fixes are sent before it, the open loop sends the rest
+        toks = pool.take(devices_for(seconds * rate * 1.2, track_fixes - KNOWN_FIXES))
+        known = scenarios.single_ping_requests(city, len(toks), track_fixes, toks, 0, KNOWN_FIXES)
+        single = scenarios.single_ping_requests(city, len(toks), track_fixes, toks, KNOWN_FIXES)
         out["devices"] = {"handed_out": pool.handed, "city_ran_out": pool.wrapped}
+        out["known_fixes"] = _send_known(prod, dataset.dsn, work / "pings_async_known.tsv", known)
         path = write_requests(work / "pings_async_ol.tsv", single)
         # the open loop measures the target rate, not the end of the saturated run before it
         # (its autovacuum and checkpoint): it starts once the API and PostgreSQL are near idle

@@ -58,11 +58,16 @@ def _ping(fix_lon: float, fix_lat: float, acc: float, ago: int, speed: float) ->
     }
 
 
-def single_ping_requests(city: City, devices: int, fixes: int, tokens: list[str]) -> list[Req]:
-    """One ping per request; consecutive lines belong to different devices, each in track order."""
+def single_ping_requests(
+    city: City, devices: int, fixes: int, tokens: list[str], first: int = 0, last: int | None = None
+) -> list[Req]:
+    """One ping per request; consecutive lines belong to different devices, each in track order.
+
+    `first`, `last`: only the fixes of those positions of each `fixes`-long track (their times
+    as in the whole track's file: the fixes from `first` on continue a file of those before)."""
     tracks = [city.track(d, fixes) for d in range(devices)]
     out = []
-    for k in range(fixes):
+    for k in range(first, fixes if last is None else last):
         for d, track in enumerate(tracks):
             f = track[k]
             ago = track[-1].seconds - f.seconds
