@@ -37,6 +37,7 @@ from typing import Any
 from bench import scenarios
 from bench.db import bench_cluster, fresh_city
 from bench.load import run_wrk, write_requests
+from bench.run import SIZING_RPS, DevicePool, devices_for
 from bench.servers import Server, free_port, product_server
 
 logger = logging.getLogger("bench")
@@ -77,11 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     cluster.ensure_database(PUSH_DB)
     push_url = cluster.url(PUSH_DB)
     work = Path(__file__).parent.parent / ".data" / "bench-work"
-    files = []
-    for part in range(2):  # A and B ping with different devices
-        tokens = [city.device_token(part * 200 + i) for i in range(200)]
-        reqs = scenarios.single_ping_requests(city, 200, 40, tokens)
-        files.append(write_requests(work / f"replicas-{part}.tsv", reqs))
+    # every run its own devices, its file sized not to wrap: a replayed fix is older than its
+    # device's last one, a late fix to the engine, not a walk (bench.run.DevicePool)
+    devices = DevicePool(None, city)
+
+    def fresh(name: str, seconds: float) -> Path:
+        toks = devices.take(devices_for(seconds * SIZING_RPS, 40))
+        reqs = scenarios.single_ping_requests(city, len(toks), 40, toks)
+        return write_requests(work / f"replicas-{name}.tsv", reqs)
+
     stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
     a = product_server(dataset.url, free_port(offset=4), 1, work / "replica-a.log")
     b = product_server(dataset.url, free_port(offset=6), 1, work / "replica-b.log")
@@ -94,25 +99,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a.start(timeout_s=120)
         b.start(timeout_s=120)
-        for server, f in ((a, files[0]), (b, files[1])):  # warm both up
-            run_wrk(server.url, f, duration_s=3, connections=8, run_tag="replicas-warm")
-        alone = _wrk(a, files[0], args.seconds, args.connections * 2, "replicas-alone")
+        for server, name in ((a, "warm-a"), (b, "warm-b")):  # warm both up
+            run_wrk(
+                server.url, fresh(name, 3), duration_s=3, connections=8, run_tag="replicas-warm"
+            )
+        alone = _wrk(
+            a, fresh("alone", args.seconds), args.seconds, args.connections * 2, "replicas-alone"
+        )
         logger.info("one process: %s req/s", alone["rps"])
+        fa, fb = fresh("a", args.seconds), fresh("b", args.seconds)
         with ThreadPoolExecutor(2) as pool:
             both = [
                 f.result()
                 for f in (
-                    pool.submit(_wrk, a, files[0], args.seconds, args.connections, "replicas-a"),
-                    pool.submit(_wrk, b, files[1], args.seconds, args.connections, "replicas-b"),
+                    pool.submit(_wrk, a, fa, args.seconds, args.connections, "replicas-a"),
+                    pool.submit(_wrk, b, fb, args.seconds, args.connections, "replicas-b"),
                 )
             ]
+        fa2, fb2 = fresh("a2", args.seconds), fresh("b2", args.seconds)
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(3) as pool:
             push = pool.submit(_push, push_url, Path(tmp) / "push.json")
             loaded = [
                 f.result()
                 for f in (
-                    pool.submit(_wrk, a, files[0], args.seconds, args.connections, "replicas-a2"),
-                    pool.submit(_wrk, b, files[1], args.seconds, args.connections, "replicas-b2"),
+                    pool.submit(_wrk, a, fa2, args.seconds, args.connections, "replicas-a2"),
+                    pool.submit(_wrk, b, fb2, args.seconds, args.connections, "replicas-b2"),
                 )
             ]
             pushed = push.result()

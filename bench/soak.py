@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -64,7 +65,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = dataset.config
     devices = min(args.devices, config.devices)
     tokens = [city.device_token(i) for i in range(devices)]
-    reqs = scenarios.single_ping_requests(city, devices, 40, tokens)
+    # tracks long enough that the run never sends a device's fixes again (a replayed fix is
+    # older than its device's last one: a late fix to the engine, not a walk)
+    fixes = max(40, math.ceil(args.minutes * 60 * args.rate / devices) + 1)
+    reqs = scenarios.single_ping_requests(city, devices, fixes, tokens)
     work = RESULTS.parent.parent / ".data" / "bench-work"
     work.mkdir(parents=True, exist_ok=True)
     server = product_server(dataset.url, free_port(offset=3), args.workers, work / "soak.log")
