@@ -191,6 +191,11 @@ def measure(
         out["wrk"] = run_wrk(
             server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
         )
+        if pings0 is not None:
+            from bench.pings_async import _drain
+
+            # the fixes answered 202 and still queued when wrk stopped: how long they took
+            out["wrk"]["drain_s"] = asyncio.run(_drain(dsn or ""))
         done = out["wrk"].get("requests", 0)
         if done:
             # server CPU per request (API processes only, not PostgreSQL): robust to a busy box
@@ -211,6 +216,10 @@ def measure(
                     pings1, late1 = asyncio.run(count_pings(dsn))
                     w["pings_stored"] = per = pings1 - pings0
                     w["late_share"] = round((late1 - late0) / max(per, 1), 4)
+                    # what the path sustains, evaluation included: the fixes stored over the
+                    # run plus the time its queue then took to empty (bench.pings_async's
+                    # "evaluated/s with the drain")
+                    w["sustained_fixes_per_s"] = round(per / (seconds + w["drain_s"]), 1)
                 w["cpu_per_fix_basis"] = "pings stored" if pings0 is not None else "fixes sent"
                 w["server_cpu_ms_per_fix"] = round(api_s / max(per, 1) * 1000, 4)
                 if server.companion_procs:  # of which the evaluator's worker
@@ -762,7 +771,12 @@ def ratios(sc: dict[str, Any], baseline_rps: float) -> dict[str, Any]:
                 row["target_note"] = f"latency not judged: measured at {ol.get('target_rps')}/s"
             else:
                 latency_ok = ol.get("errors", 1) == 0 and ol["p99_ms"] <= 25
-                speed_ok = name != "pings_single" or row["rps_ratio"] >= 0.8
+                # single fixes answered 202: judged on what is evaluated, not only acknowledged
+                sustained = r["wrk"].get("sustained_fixes_per_s")
+                if sustained is not None:
+                    row["sustained_ratio"] = round(sustained / baseline_rps, 3)
+                speed = row.get("sustained_ratio", row["rps_ratio"])
+                speed_ok = name != "pings_single" or speed >= 0.8
                 row["target_met"] = latency_ok and speed_ok
         out[name] = row
     return out
@@ -825,6 +839,15 @@ def markdown(result: dict[str, Any]) -> str:
             ratio = f"{rps / base_rps:.2f}×" if tool == "wrk" else "—"
             if name == "pings_batch100" and tool == "wrk":
                 ratio += f" ({rps * 100:,.0f} points/s = {rps * 100 / base_rps:.2f}×)"
+            if (
+                tool == "wrk"
+                and t.get("sustained_fixes_per_s") is not None
+                and name != "pings_batch100"
+            ):
+                ratio += (
+                    f" (evaluated with the drain: {t['sustained_fixes_per_s']:,.0f} fixes/s = "
+                    f"{t['sustained_fixes_per_s'] / base_rps:.2f}×, drain {t['drain_s']} s)"
+                )
             rate = (
                 "closed, {} conns".format(t["connections"])
                 if tool == "wrk"
