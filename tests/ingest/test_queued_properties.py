@@ -43,6 +43,14 @@ def _owntracks(p: service.PingInput) -> dict[str, Any]:
     return msg
 
 
+def _events(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The events, without the suppressed candidates: those are an explanation reported once
+    per evaluated batch and (place, type, reason) against the presence of that moment
+    (docs/presence.md, "Late pings"), so the twin's one batch and the apps' sets, cut
+    elsewhere, may explain a jump differently; what happened must not differ."""
+    return [r for r in rows if r[-1] is None]
+
+
 def _traccar(key: str, p: service.PingInput) -> dict[str, str]:
     params = {
         "id": key,
@@ -73,7 +81,16 @@ async def test_queued_app_fixes_give_the_events_of_one_sync_batch(
 ) -> None:
     app.state.settings = settings.model_copy(update={"rate_limit_enabled": False})
     rnd = random.Random(seed)
-    pings = _inputs(track)
+    # a phone reports one position per instant: the track's fixes of one instant but the first
+    # are left out. Two fixes of one instant are ordered by their ids (engine.sort_key), and
+    # each app's ids are hashes with its own prefix, so the twin and the apps would order such
+    # a pair differently (which is a jump from which); two alike in time and position are one
+    # fix to the apps, the first to arrive, an order the twin's shuffle does not share
+    pings, instants = [], set()
+    for p in _inputs(track):
+        if p.recorded_at not in instants:
+            instants.add(p.recorded_at)
+            pings.append(p)
     org = await create_organisation(db)
     await create_circle(db, org.id, 0, 0, 40, trigger_distance_m=30, dwell_s=60)
     await create_rectangle(db, org.id, 600, 0, 700, 100, trigger_distance_m=20, dwell_s=90)
@@ -100,11 +117,7 @@ async def test_queued_app_fixes_give_the_events_of_one_sync_batch(
     r = await client.post("/v1/pings?mode=sync", json={"pings": shuffled}, headers=twin.headers)
     assert r.status_code == 200, r.text
 
-    # pieces never split two fixes of the same instant: the apps' ids are hashes, so such a
-    # pair is ordered by id within one evaluated set but by arrival across two (a fix at the
-    # instant of the last evaluated one is not late: docs/presence.md, "Late pings"), and a
-    # phone does not report two positions at one instant
-    cut_ok = [c for c in cuts if c < len(pings) and pings[c].recorded_at > pings[c - 1].recorded_at]
+    cut_ok = [c for c in cuts if c < len(pings)]
     bounds = sorted({0, len(pings), *cut_ok})
     sent: list[service.PingInput] = []
     accepted = {"traccar": 0}
@@ -129,11 +142,11 @@ async def test_queued_app_fixes_give_the_events_of_one_sync_batch(
             await drain(db)
 
     want_pings = await stored(db, twin.id)  # (stored() and events() evaluate the queue first)
-    want_events = await events(db, twin.id)
+    want_events = _events(await events(db, twin.id))
     assert await stored(db, owntracks.id) == want_pings
-    assert await events(db, owntracks.id) == want_events
+    assert _events(await events(db, owntracks.id)) == want_events
     assert await stored(db, traccar.id) == want_pings
-    assert await events(db, traccar.id) == want_events
+    assert _events(await events(db, traccar.id)) == want_events
     distinct = {ingest_service.ping_id("tc", p.recorded_at, p.lon, p.lat) for p in pings}
     assert accepted["traccar"] == len(distinct)  # every fix acknowledged once as new
     assert await drain(db) == 0
