@@ -754,6 +754,7 @@ def _step(
     anchor: Candidate | None = None,
     neighbour_m: float = math.inf,
     suspect: bool = False,
+    was_active: bool = False,
 ) -> tuple[list[Transition], State | None]:
     """One fix against one place: the transitions and the new state (None = no row).
 
@@ -762,7 +763,9 @@ def _step(
     from the nearest other place (the stay's indoor evidence counts only against being
     outside, not against being next door). `suspect`: the fix is farther from
     the previous one than anyone crosses a town in the time (a hop): it neither adds to nor
-    takes from the evidence for an enter.
+    takes from the evidence for an enter. `was_active`: whether the place was active at the
+    last fix of the batch that measured it, for a fix that did not (`c` is None: beyond the
+    place's reach, and its presence began within the batch).
 
     `explain=False` leaves the transitions' explanations empty (only their types are needed).
     """
@@ -778,7 +781,10 @@ def _step(
     cur = st.state if st is not None else PresenceState.outside
     trigger = c.trigger_distance_m if c is not None else (st.trigger_distance_m if st else 0.0)
     dwell_s = c.dwell_s if c is not None else (st.dwell_s if st else 0)
-    active = c.active if c is not None else False
+    # a place not measured at this fix is beyond its window: as active as when last measured
+    # (a place present before the batch is measured at every fix, at any distance, so a
+    # presence that began within the batch must read as it would in a batch of its own)
+    active = c.active if c is not None else was_active
 
     def dwell(state: State) -> None:
         stayed = (t - state.since).total_seconds()
@@ -1083,10 +1089,13 @@ def evaluate(
     outcome = Outcome(states=dict(states), last_fix=last, stay=stay)
     anchors = anchors or {}
     seen_suppressed: set[tuple[uuid.UUID, EventType, str]] = set()
+    # whether each place was active at the last fix that measured it (`_step`'s `was_active`)
+    was_active: dict[uuid.UUID, bool] = {}
     for fix in sorted(fixes, key=sort_key):
         if fix.quality in (PingQuality.unusable_accuracy, PingQuality.low_accuracy):
             continue  # never resolved: nothing to evaluate or explain beyond its quality
         cands = {c.geofence_id: c for c in candidates.get(fix.idx, [])}
+        was_active.update((gid, m.active) for gid, m in cands.items())
         # every place measured or present; their events are put in order below
         gids = cands.keys() | outcome.states.keys()
         if not fix.triggers:
@@ -1095,10 +1104,11 @@ def evaluate(
                 c, st = cands.get(gid), outcome.states.get(gid)
                 # types first: a replayed buffer repeats the same would-be transitions fix
                 # after fix, and each is reported once, so most need no explanation
-                trans, _ = _step(fix, gid, c, st, params, explain=False)
+                active = was_active.get(gid, False)
+                trans, _ = _step(fix, gid, c, st, params, explain=False, was_active=active)
                 if all((gid, tr.type, reason) in seen_suppressed for tr in trans):
                     continue
-                trans, _ = _step(fix, gid, c, st, params)
+                trans, _ = _step(fix, gid, c, st, params, was_active=active)
                 for tr in trans:
                     key = (gid, tr.type, reason)
                     if key in seen_suppressed:
@@ -1183,6 +1193,9 @@ def evaluate(
         ):
             near_anchor = {a.geofence_id: a for a in anchors.get(cur_stay.anchor, [])}
             gids = gids | near_anchor.keys()
+            for a in near_anchor.values():
+                if a.geofence_id not in cands:
+                    was_active[a.geofence_id] = a.active
         # each place's nearest other place at the stay's mean: the two nearest give them all
         nearest_two = heapq.nsmallest(2, near_anchor.values(), key=lambda a: a.signed_m)
         produced: list[Transition] = []
@@ -1200,6 +1213,7 @@ def evaluate(
                     (a.signed_m for a in nearest_two if a.geofence_id != gid), math.inf
                 ),
                 suspect=suspect,
+                was_active=was_active.get(gid, False),
             )
             produced.extend(trans)
             if after is None:

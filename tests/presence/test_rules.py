@@ -544,6 +544,33 @@ async def test_implausible_jump_is_flagged_and_only_a_suppressed_candidate(
     assert rows[0].explanation["jump"]["implied_speed_mps"] > 70
 
 
+async def test_a_hop_away_and_back_keeps_the_evidence_in_one_batch_as_in_two(
+    client: httpx.AsyncClient, db: AsyncSession, org: Organisation
+) -> None:
+    """Someone standing in the library; one fix in between reads 300 m away (56 m/s after
+    both accuracies: faster than anyone crosses a town, short of an implausible jump). The hop
+    and the fix back (as fast) neither add to nor take from the evidence, so the next fix
+    confirms the enter on the evidence of the first, whether the first came in a batch of its
+    own (the place's presence stored, measured at any distance) or with the rest (the place
+    not measured at the hop: it had reset the evidence, and no enter came)."""
+    await create_circle(db, org.id, 0, 0, 40, trigger_distance_m=0)
+    fixes = [
+        P("in", 0, 0, _t(0), 10).ping(),
+        P("hop", 300, 0, _t(5), 10).ping(),
+        P("back", 0, 0, _t(10), 10).ping(),
+        P("still", 0, 0, _t(20), 10).ping(),
+    ]
+    got = []
+    for pieces in ([fixes], [fixes[:1], fixes[1:]]):
+        res = await create_resident(db, org)
+        await service.set_background_location(db, res.id, True)
+        events = [e for piece in pieces for e in (await send(client, res.headers, piece))["events"]]
+        got.append([(e["type"], e["ping_id"]) for e in events])
+        enter = events[-1]["explanation"]
+        assert (enter["fixes"], enter["first_fix_at"]) == (2, _t(0).isoformat())
+    assert got[0] == got[1] == [("nearby", "in"), ("nearby", "back"), ("enter", "still")]
+
+
 async def test_speed_check_subtracts_both_accuracies(
     client: httpx.AsyncClient, db: AsyncSession, org: Organisation, resident: Resident
 ) -> None:
