@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.pace import breathe
 from app.events.types import Event
 
 # hook(session, events, settings) → an optional result, returned by `record` under the hook's name
@@ -56,6 +57,10 @@ def presence_hook(
     the ping evaluator): the pipeline, as every other source's events."""
 
     async def hook(session: AsyncSession, rows: list[Any]) -> None:
-        await record(session, [Event.from_presence(r) for r in rows], settings)
+        events = []
+        for r in rows:
+            await breathe()  # an evaluated set's hundreds of events (app/core/pace.py)
+            events.append(Event.from_presence(r))
+        await record(session, events, settings)
 
     return hook

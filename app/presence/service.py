@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.pace import breathe
 from app.core.subject import SubjectRef
 from app.presence import engine, repository
 from app.presence.engine import Fix, LastFix, Params
@@ -322,12 +323,6 @@ async def ingest_ping_batch(
     return outcome
 
 
-# An evaluated set of hundreds of subjects is tens of milliseconds of Python with nothing to
-# wait for (`_evaluate` awaits the database only for a jump's crossings): the process's event
-# loop would run nothing else meanwhile, and the requests beside an embedded evaluator (the 202
-# acknowledgments) would wait for the whole set. Every this many subjects it lets them in.
-YIELD_EVERY_SUBJECTS = 16
-
 # A group of many subjects (an evaluator's set) is read, evaluated and written in chunks of this
 # many, pipelined: while this process evaluates a chunk, PostgreSQL writes the one before and
 # reads the one after (one statement at a time on the group's connection, in its transaction).
@@ -366,6 +361,7 @@ async def ingest_ping_batches(
 
     jobs: list[_Job] = []
     for req in requests:
+        await breathe()  # a set is hundreds of subjects (app/core/pace.py)
         result = BatchResult()
         valid: dict[str, PingInput] = {}
         for p in req.pings:
@@ -390,6 +386,7 @@ async def ingest_ping_batches(
 
     live = [j for j in jobs if j.valid]
     for job in live:
+        await breathe()
         job.fixes = _fixes(list(job.valid.values()), params)
     # in chunks, pipelined (`PIPELINE_SUBJECTS`): while this process evaluates a chunk, the
     # previous chunk's write and the next one's read run in PostgreSQL. The chunks in subject
@@ -406,9 +403,8 @@ async def ingest_ping_batches(
             if pipe.start(writes, chunks[k + 1] if k + 1 < len(chunks) else None):
                 await asyncio.sleep(0)  # the task sends its first statement
             writes = []
-            for i, job in enumerate(ready):
-                if i and i % YIELD_EVERY_SUBJECTS == 0:
-                    await asyncio.sleep(0)
+            for job in ready:
+                await breathe()
                 writes.append(await _evaluate(session, job, params, pipe.idle))
         await pipe.result()
         await _write(session, writes)

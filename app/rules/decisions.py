@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings, get_settings
+from app.core.pace import breathe
 from app.core.subject import SubjectRef
 from app.events.types import Event, Source
 from app.geofences.opening_hours import is_open
@@ -71,6 +72,7 @@ async def on_events(
     outcome = Outcome()
     people: dict[uuid.UUID, Person] = {}
     for e in events:
+        await breathe()  # hundreds of people's events from an evaluated set (app/core/pace.py)
         if e.get("suppressed_reason") is not None:
             continue
         who = event_subject(e)
@@ -88,6 +90,7 @@ async def on_events(
         ),
     )
     for p in people.values():
+        await breathe()
         row = ctx.people.get(p.who.id)
         p.role = row.role if row is not None else None
         p.prefs = effective_prefs(settings, p.who.kind, row.prefs if row is not None else None)
@@ -168,6 +171,7 @@ async def _decide_all(
     deciding = [p for p in people if p.candidates]
     keys = []
     for p in deciding:
+        await breathe()
         assert p.prefs is not None
         since = min(
             day_start(p.prefs, now), now - timedelta(seconds=settings.rules_place_cooldown_s)
@@ -186,6 +190,7 @@ async def _decide_all(
         history.setdefault(h.subject_id, []).append(h)
     adhoc = await _on_adhoc_shift(session, deciding, now)
     for p in deciding:
+        await breathe()
         assert p.prefs is not None
         moment = Moment(
             settings=settings,
@@ -347,6 +352,7 @@ async def _record(
         return
     items = []
     for c in cands:
+        await breathe()
         payload, related = _payload(c)
         items.append(
             notifications_service.Outgoing(
@@ -361,6 +367,7 @@ async def _record(
     ids = await notifications_service.enqueue_many(session, items, settings)
     rows = []
     for c, nid in zip(cands, ids, strict=True):
+        await breathe()
         c.notification_id = nid
         e = c.event
         rows.append(

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role
+from app.core.pace import breathe
 from app.core.subject import SubjectRef
 from app.rules import repository
 from app.rules.models import DecisionKind, Reason
@@ -67,6 +68,7 @@ async def offer_candidates(session: AsyncSession, people: list[Person]) -> None:
     flat: list[tuple[Person, dict[str, Any]]] = []
     keys: list[repository.OfferKey] = []
     for p in people:
+        await breathe()  # hundreds of people from an evaluated set (app/core/pace.py)
         audience = "residents" if p.who.kind == "device" else "staff"
         for e in p.events:
             idx = len(flat)
@@ -89,6 +91,7 @@ async def offer_candidates(session: AsyncSession, people: list[Person]) -> None:
                 )
     seen: set[tuple[int, uuid.UUID]] = set()
     for row in await repository.offer_candidates(session, keys):
+        await breathe()
         if (row.idx, row.id) in seen:  # passed_through matches both nearby and enter
             continue
         seen.add((row.idx, row.id))

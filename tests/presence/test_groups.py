@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core import pace
 from app.core.config import Settings
 from app.presence import service
 from app.presence.errors import BackgroundLocationOff
@@ -186,20 +187,14 @@ async def test_a_large_set_lets_the_process_run_other_work_while_it_is_evaluated
     db: AsyncSession, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Evaluating a set's subjects waits for nothing (tens of milliseconds of Python for
-    hundreds of them), so every `YIELD_EVERY_SUBJECTS` subjects the event loop runs the
-    process's other work: the 202 acknowledgments beside an embedded evaluator."""
+    hundreds of them), so the loop over them breathes (app/core/pace.py): once its slice has
+    passed, the event loop runs the process's other work (the 202 acknowledgments beside an
+    embedded evaluator). With the slice at 0 that is before every subject; with a slice no set
+    reaches, never inside the loop."""
     org = await create_organisation(db)
     await create_circle(db, org.id, 0, 0, 40)
-    every = service.YIELD_EVERY_SUBJECTS
-    residents = [await create_resident(db, org) for _ in range(3 * every + 1)]
+    residents = [await create_resident(db, org) for _ in range(12)]
     now = datetime.now(UTC)
-    requests = [
-        service.BatchRequest(
-            service.Subject(SubjectKind.device, r.id, org.id),
-            [service.PingInput(f"y-{r.id}", *at(5, 0), now - timedelta(seconds=5), 10.0)],
-        )
-        for r in residents
-    ]
     ticks = 0
 
     async def other_work() -> None:
@@ -216,14 +211,22 @@ async def test_a_large_set_lets_the_process_run_other_work_while_it_is_evaluated
         return await evaluate(session, job, params, before_query)
 
     monkeypatch.setattr(service, "_evaluate", counted)
-    task = asyncio.create_task(other_work())
-    try:
-        results = await service.ingest_ping_batches(db, settings, requests)
-    finally:
-        task.cancel()
-    assert [r.accepted for r in results if isinstance(r, service.BatchResult)] == [1] * len(
-        residents
-    )
-    # one fix each, no jump: nothing inside a subject's evaluation lets the loop run
-    moved = [i for i in range(1, len(seen)) if seen[i] > seen[i - 1]]
-    assert moved == [every, 2 * every, 3 * every]
+    for slice_s, tag in ((0.0, "a"), (3600.0, "b")):
+        monkeypatch.setattr(pace, "SLICE_S", slice_s)
+        requests = [
+            service.BatchRequest(
+                service.Subject(SubjectKind.device, r.id, org.id),
+                [service.PingInput(f"{tag}-{r.id}", *at(5, 0), now - timedelta(seconds=5), 10.0)],
+            )
+            for r in residents
+        ]
+        seen.clear()
+        task = asyncio.create_task(other_work())
+        try:
+            results = await service.ingest_ping_batches(db, settings, requests)
+        finally:
+            task.cancel()
+        assert [r.accepted for r in results if isinstance(r, service.BatchResult)] == [1] * 12
+        moved = [i for i in range(1, len(seen)) if seen[i] > seen[i - 1]]
+        # one fix each, no jump: nothing inside a subject's evaluation lets the loop run
+        assert moved == (list(range(1, 12)) if slice_s == 0.0 else [])
