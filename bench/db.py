@@ -236,6 +236,23 @@ def run_on_city(
     return 0
 
 
+async def queued(dsn: str) -> int:
+    """Fixes answered 202 and not yet evaluated (`ping_queue`)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM ping_queue"))
+    finally:
+        await conn.close()
+
+
+async def drain_queue(dsn: str, timeout_s: float = 120.0) -> float:
+    """Wait until the evaluators have emptied the queue; returns the seconds waited."""
+    started = time.monotonic()
+    while await queued(dsn) and time.monotonic() - started < timeout_s:
+        await asyncio.sleep(0.05)
+    return round(time.monotonic() - started, 2)
+
+
 def bench_cluster_cpu_s() -> float:
     """User + system CPU seconds of the bench cluster's postmaster and its children (/proc)."""
     from bench.servers import tree_cpu_s

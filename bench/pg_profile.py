@@ -34,7 +34,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.db import bench_cluster, fresh_city
+from bench.db import bench_cluster, drain_queue, fresh_city
 from bench.load import run_wrk, write_requests
 from bench.profile import OUT, profile_tokens, requests_for
 from bench.servers import _children, free_port, product_server
@@ -139,14 +139,6 @@ async def _sql(dsn: str, sql: str) -> list[asyncpg.Record]:
         return list(await conn.fetch(sql))
     finally:
         await conn.close()
-
-
-async def _drain(dsn: str, timeout_s: float = 120.0) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if not (await _counters(dsn))["queued"]:
-            return
-        await asyncio.sleep(0.1)
 
 
 def _idle(postmaster: int, timeout_s: float = 30.0) -> None:
@@ -262,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     server.start(timeout_s=120)
     try:
         run_wrk(server.url, warm_file, duration_s=3, connections=16, run_tag=stem + "w")
-        asyncio.run(_drain(dataset.dsn))
+        asyncio.run(drain_queue(dataset.dsn))
         postmaster = cluster.postmaster_pid()
         assert postmaster is not None
         _idle(postmaster)
@@ -277,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=args.connections,
             run_tag=stem,
         )
-        asyncio.run(_drain(dataset.dsn))
+        asyncio.run(drain_queue(dataset.dsn))
         _idle(postmaster)
         p1 = process_cpu(postmaster)
         c1 = asyncio.run(_counters(dataset.dsn))

@@ -39,7 +39,7 @@ import httpx
 
 from bench import scenarios
 from bench.city import City, CityConfig, Place, offset
-from bench.db import Dataset, bench_cluster, provision, reset_activity
+from bench.db import Dataset, bench_cluster, drain_queue, provision, reset_activity
 from bench.load import Req, open_loop, percentiles_ms, read_requests, run_wrk, write_requests
 from bench.servers import (
     Server,
@@ -103,14 +103,6 @@ async def places_per_point(dsn: str, city: City, n: int = 1000) -> dict[str, flo
     return {"inside": round(row["inside"], 2), "within_trigger": round(row["near"], 2)}
 
 
-async def _queued(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM ping_queue"))
-    finally:
-        await conn.close()
-
-
 async def _events(dsn: str) -> int:
     """The events the pings have caused so far."""
     conn = await asyncpg.connect(dsn)
@@ -124,14 +116,6 @@ async def _events(dsn: str) -> int:
         )
     finally:
         await conn.close()
-
-
-async def _drain(dsn: str, timeout_s: float = 120.0) -> float:
-    """Wait until the evaluators have emptied the queue; returns the seconds waited."""
-    started = time.monotonic()
-    while await _queued(dsn) and time.monotonic() - started < timeout_s:
-        await asyncio.sleep(0.05)
-    return round(time.monotonic() - started, 2)
 
 
 def _cpu(server: Server) -> tuple[float, float]:
@@ -159,12 +143,12 @@ def closed_loop(
     tag = f"{name}-{int(time.time())}"
     warm = write_requests(_work() / f"{name}-warmup.tsv", warmup)
     run_wrk(server.url, warm, duration_s=2, connections=16, run_tag=tag + "w")
-    asyncio.run(_drain(dsn))
+    asyncio.run(drain_queue(dsn))
     cpu0, db0 = _cpu(server)
     events0 = asyncio.run(_events(dsn))
     pings0, late0 = asyncio.run(count_pings(dsn))
     out = run_wrk(server.url, path, duration_s=seconds, connections=connections, run_tag=tag)
-    out["drain_s"] = asyncio.run(_drain(dsn))
+    out["drain_s"] = asyncio.run(drain_queue(dsn))
     cpu1, db1 = _cpu(server)
     done = out.get("requests", 0)
     if done:
@@ -207,7 +191,7 @@ def _send_known(server: Server, dsn: str, path: Any, reqs: list[Req]) -> dict[st
     return {
         "requests": r.get("requests"),
         "errors": r.get("errors"),
-        "drain_s": asyncio.run(_drain(dsn)),
+        "drain_s": asyncio.run(drain_queue(dsn)),
     }
 
 
@@ -455,7 +439,7 @@ async def _open_loop_with_probes(
         ),
         run_probes(server.url, dsn, probes, seconds),
     )
-    return {"open_loop": load, **delays, "drain_s": await _drain(dsn)}
+    return {"open_loop": load, **delays, "drain_s": await drain_queue(dsn)}
 
 
 # -- one map -----------------------------------------------------------------------------------
@@ -547,7 +531,7 @@ def measure_map(
         out.update(
             asyncio.run(_open_loop_with_probes(prod, dataset.dsn, path, rate, seconds, probes))
         )
-        asyncio.run(_drain(dataset.dsn))
+        asyncio.run(drain_queue(dataset.dsn))
         pings1, late1 = asyncio.run(count_pings(dataset.dsn))
         out["open_loop"]["late_share"] = round((late1 - late0) / max(1, pings1 - pings0), 4)
         out["evaluator_sets"] = _eval_metrics(prod)

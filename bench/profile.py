@@ -52,18 +52,17 @@ def profile_tokens(
     """Loaded devices' tokens for a profiled run and for its 3 s warm-up, no device in both: at
     least `devices` for the run, and enough that its file does not wrap in `seconds` at
     bench.run's sizing rate (when the city has that many)."""
-    from bench.run import SIZING_BATCH_RPS, SIZING_RPS, devices_for
+    from bench.run import SIZING_BATCH_RPS, SIZING_RPS, DevicePool, devices_for
 
+    pool = DevicePool(None, city)
+    if not scenario.startswith("pings"):
+        return pool.take(devices), []
     batch = scenario == "pings_batch100"
     per = 1 if batch else 40
     rps = SIZING_BATCH_RPS if batch else SIZING_RPS
-    if not scenario.startswith("pings"):
-        return [city.device_token(i) for i in range(devices)], []
-    n = max(devices, devices_for(seconds * rps, per))
     w = devices_for(3 * rps, per)
-    n = min(n, max(1, city.config.devices - w - 100))
-    tokens = [city.device_token(i) for i in range(n + w)]
-    return tokens[:n], tokens[n:]
+    n = min(max(devices, devices_for(seconds * rps, per)), max(1, pool.limit - w))
+    return pool.take(n), pool.take(w)
 
 
 def ping_group_sizes(url: str) -> dict[str, float]:

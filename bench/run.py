@@ -192,10 +192,10 @@ def measure(
             server.url, path, duration_s=profile.wrk_s, connections=profile.connections, run_tag=tag
         )
         if pings0 is not None:
-            from bench.pings_async import _drain
+            from bench.db import drain_queue
 
             # the fixes answered 202 and still queued when wrk stopped: how long they took
-            out["wrk"]["drain_s"] = asyncio.run(_drain(dsn or ""))
+            out["wrk"]["drain_s"] = asyncio.run(drain_queue(dsn or ""))
         done = out["wrk"].get("requests", 0)
         if done:
             # server CPU per request (API processes only, not PostgreSQL): robust to a busy box
