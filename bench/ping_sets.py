@@ -1,7 +1,7 @@
 """CPU per single fix of the 202 path, in one process: queued in groups, evaluated in sets.
 
     uv run python -m bench.ping_sets [--quick] [--dense] [--devices 1000] [--rounds 12]
-                                     [--set 500] [--group 24] [--no-hooks] [--statements]
+                                     [--set 500] [--group 24] [--no-hooks] [--loop] [--statements]
                                      [--explain] [--profile OUT.txt]
 
 What a single fix costs besides HTTP, on the bench city, with nothing else running in the
@@ -27,6 +27,10 @@ fix (execution time, calls, rows, WAL bytes, buffers; nested statements apart), 
 cluster's commits, tuples and WAL per fix, and written to
 bench/results/profiles/pg-ping-sets-<map>-<time>.txt.
 
+`--loop`: the queue evaluated by the evaluator's own loop (`app.presence.evaluator.run_evaluator`,
+no gather delay: its slot, its sets of `--set` subjects, a session each) rather than by calling
+`service.evaluate_queued` set after set; `sets` then counts the loop's sets (its metric).
+
 `--explain`: the plans (EXPLAIN ANALYZE through auto_explain, nested statements included) of
 the last round's statements that took longer than 5 ms are written to stderr. `--profile`:
 the evaluation of the rounds after the first under cProfile (by own and by cumulative time;
@@ -51,7 +55,7 @@ from typing import Any
 import asyncpg
 
 from bench.city import City
-from bench.db import Dataset, bench_cluster_cpu_s, run_on_city
+from bench.db import Dataset, bench_cluster_cpu_s, queued, run_on_city
 from bench.geofence_resolve import percentile
 from bench.pg_profile import SETTINGS as PG_STATEMENTS
 from bench.pg_profile import STATEMENTS
@@ -67,6 +71,58 @@ async def _loop_blocks(out: list[float]) -> None:
         t = time.perf_counter()
         await asyncio.sleep(0.001)
         out.append((time.perf_counter() - t - 0.001) * 1000)
+
+
+async def _run_loop(
+    args: argparse.Namespace, settings: Any, engine: Any, dsn: str, hook: Any
+) -> tuple[int, int]:
+    """`--loop`: the queue evaluated by the evaluator's own loop (`run_evaluator`: its slot,
+    its sets, a session each) until it is empty; returns (sets, events)."""
+    from app.core.metrics import PING_EVAL_SET
+    from app.presence import evaluator
+
+    loop_settings = settings.model_copy(
+        update={
+            "ping_evaluator_delay_ms": 0,
+            "ping_evaluator_poll_s": 0.05,
+            "ping_evaluator_max_subjects": args.set,
+        }
+    )
+    before = _histogram_count(PING_EVAL_SET)
+    events0 = await _count_events(dsn)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        evaluator.run_evaluator(
+            loop_settings, engine, stop, on_events=None if args.no_hooks else hook
+        )
+    )
+    await asyncio.sleep(0)
+    evaluator.nudge()
+    while await queued(dsn):
+        await asyncio.sleep(0.02)
+    stop.set()
+    await task
+    return _histogram_count(PING_EVAL_SET) - before, await _count_events(dsn) - events0
+
+
+def _histogram_count(histogram: Any) -> int:
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return int(sample.value)
+    return 0
+
+
+async def _count_events(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM presence_events WHERE suppressed_reason IS NULL"
+            )
+        )
+    finally:
+        await conn.close()
 
 
 async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dict[str, Any]:
@@ -168,7 +224,9 @@ async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dic
             sets = events = 0
             blocks: list[float] = []
             lag = asyncio.create_task(_loop_blocks(blocks))
-            while True:
+            if args.loop:
+                sets, events = await _run_loop(args, settings, engine, dataset.dsn, hook)
+            while not args.loop:
                 async with sessions() as session:
                     result = await service.evaluate_queued(
                         session, settings, args.set, on_events=None if args.no_hooks else hook
@@ -321,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dense", action="store_true", help="the dense map (bench.pings_async)")
     parser.add_argument("--dense-scale", type=float, default=None, help="with --dense: its scale")
     parser.add_argument("--no-hooks", action="store_true", help="evaluate without the hooks")
+    parser.add_argument(
+        "--loop", action="store_true", help="evaluate with the evaluator's loop (run_evaluator)"
+    )
     parser.add_argument("--statements", action="store_true", help="pg_stat_statements per fix")
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--profile", default=None, help="write a pyinstrument profile here")
