@@ -164,6 +164,11 @@ class Fix:
     quality: PingQuality = PingQuality.ok
     late: bool = False
     jump: dict[str, Any] | None = None  # the speed check's numbers when flagged
+    # (the stay before, the params, the stay after) this fix, as `stay_anchors` computed it:
+    # `evaluate` takes the stay after from here when it starts from that very stay
+    stay_memo: tuple[Stay | None, Params, Stay] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def triggers(self) -> bool:
@@ -528,7 +533,8 @@ def stay_anchors(
     for fix in sorted(fixes, key=sort_key):
         if not fix.triggers or (last is not None and fix.recorded_at < last.recorded_at):
             continue
-        stay = next_stay(stay, fix, params)
+        before, stay = stay, next_stay(stay, fix, params)
+        fix.stay_memo = (before, params, stay)
         if stay.anchor is not None and stay.anchor != known and stay.anchor not in out:
             out.append(stay.anchor)
     return out
@@ -1185,7 +1191,11 @@ def evaluate(
                 )
                 is not None
             )
-        outcome.stay = cur_stay = next_stay(outcome.stay, fix, params)
+        memo = fix.stay_memo
+        if memo is not None and memo[0] is outcome.stay and memo[1] is params:
+            outcome.stay = cur_stay = memo[2]  # `stay_anchors` computed it (the same inputs)
+        else:
+            outcome.stay = cur_stay = next_stay(outcome.stay, fix, params)
         near_anchor: dict[uuid.UUID, Candidate] = {}
         if (
             cur_stay.anchor is not None
