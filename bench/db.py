@@ -245,6 +245,21 @@ async def queued(dsn: str) -> int:
         await conn.close()
 
 
+async def ping_events(dsn: str) -> int:
+    """The events pings have caused so far (suppressed candidates apart: a late fix's would-be
+    events)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM presence_events"
+                " WHERE source = 'ping' AND suppressed_reason IS NULL"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def drain_queue(dsn: str, timeout_s: float = 120.0) -> float:
     """Wait until the evaluators have emptied the queue; returns the seconds waited."""
     started = time.monotonic()

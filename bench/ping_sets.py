@@ -55,7 +55,7 @@ from typing import Any
 import asyncpg
 
 from bench.city import City
-from bench.db import Dataset, bench_cluster_cpu_s, queued, run_on_city
+from bench.db import Dataset, bench_cluster_cpu_s, ping_events, queued, run_on_city
 from bench.geofence_resolve import percentile
 from bench.pg_profile import SETTINGS as PG_STATEMENTS
 from bench.pg_profile import STATEMENTS
@@ -89,7 +89,7 @@ async def _run_loop(
         }
     )
     before = _histogram_count(PING_EVAL_SET)
-    events0 = await _count_events(dsn)
+    events0 = await ping_events(dsn)
     stop = asyncio.Event()
     task = asyncio.create_task(
         evaluator.run_evaluator(
@@ -102,7 +102,7 @@ async def _run_loop(
         await asyncio.sleep(0.02)
     stop.set()
     await task
-    return _histogram_count(PING_EVAL_SET) - before, await _count_events(dsn) - events0
+    return _histogram_count(PING_EVAL_SET) - before, await ping_events(dsn) - events0
 
 
 def _histogram_count(histogram: Any) -> int:
@@ -111,18 +111,6 @@ def _histogram_count(histogram: Any) -> int:
             if sample.name.endswith("_count"):
                 return int(sample.value)
     return 0
-
-
-async def _count_events(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(
-            await conn.fetchval(
-                "SELECT count(*) FROM presence_events WHERE suppressed_reason IS NULL"
-            )
-        )
-    finally:
-        await conn.close()
 
 
 async def measure(args: argparse.Namespace, dataset: Dataset, city: City) -> dict[str, Any]:

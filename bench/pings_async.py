@@ -39,7 +39,7 @@ import httpx
 
 from bench import scenarios
 from bench.city import City, CityConfig, Place, offset
-from bench.db import Dataset, bench_cluster, drain_queue, provision, reset_activity
+from bench.db import Dataset, bench_cluster, drain_queue, ping_events, provision, reset_activity
 from bench.load import Req, open_loop, percentiles_ms, read_requests, run_wrk, write_requests
 from bench.servers import (
     Server,
@@ -103,21 +103,6 @@ async def places_per_point(dsn: str, city: City, n: int = 1000) -> dict[str, flo
     return {"inside": round(row["inside"], 2), "within_trigger": round(row["near"], 2)}
 
 
-async def _events(dsn: str) -> int:
-    """The events the pings have caused so far."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        # suppressed candidates apart (a late fix's would-be events)
-        return int(
-            await conn.fetchval(
-                "SELECT count(*) FROM presence_events"
-                " WHERE source = 'ping' AND suppressed_reason IS NULL"
-            )
-        )
-    finally:
-        await conn.close()
-
-
 def _cpu(server: Server) -> tuple[float, float]:
     from bench.run import postgres_cpu_s
 
@@ -145,7 +130,7 @@ def closed_loop(
     run_wrk(server.url, warm, duration_s=2, connections=16, run_tag=tag + "w")
     asyncio.run(drain_queue(dsn))
     cpu0, db0 = _cpu(server)
-    events0 = asyncio.run(_events(dsn))
+    events0 = asyncio.run(ping_events(dsn))
     pings0, late0 = asyncio.run(count_pings(dsn))
     out = run_wrk(server.url, path, duration_s=seconds, connections=connections, run_tag=tag)
     out["drain_s"] = asyncio.run(drain_queue(dsn))
@@ -155,7 +140,7 @@ def closed_loop(
         out["server_cpu_ms_per_req"] = round((cpu1 - cpu0) / done * 1000, 3)
         out["db_cpu_ms_per_req"] = round((db1 - db0) / done * 1000, 3)
         # what the fixes made of the map: the work per fix grows with its events
-        out["events_per_fix"] = round((asyncio.run(_events(dsn)) - events0) / done, 3)
+        out["events_per_fix"] = round((asyncio.run(ping_events(dsn)) - events0) / done, 3)
         pings1, late1 = asyncio.run(count_pings(dsn))
         out["late_share"] = round((late1 - late0) / max(1, pings1 - pings0), 4)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
