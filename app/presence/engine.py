@@ -1004,7 +1004,8 @@ def _step(
         evidence, count, first_at = 0.0, 0, None
     if cur is PresenceState.nearby:
         assert st is not None
-        if s > trigger + margin:
+        # a hop (`suspect`) says nothing of where the subject is: it neither leaves nearby ...
+        if s > trigger + margin and not suspect:
             if evidence > 0:
                 return out, State(
                     gid,
@@ -1021,7 +1022,8 @@ def _step(
             return out, None
         return out, _next_fix(st, t, trigger, dwell_s, evidence, count, first_at)
     # outside
-    if active and s <= trigger:
+    # ... nor arrives there
+    if active and s <= trigger and not suspect:
         why = (
             "fix inside the place, not yet confident; within the trigger distance"
             if s <= 0
