@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.cluster import EmbeddedCluster
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import empty_tables, migrated_database
+from tests.conftest import APP_CONNECT_ARGS, empty_tables, migrated_database
 from tests.notifications.conftest import (  # noqa: F401 - fixtures reused
     fake_push,
     push_settings,
@@ -34,7 +34,12 @@ def open311_database_url(pg_cluster: EmbeddedCluster) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def open311_engine_session(open311_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(open311_database_url, pool_size=10, max_overflow=10)
+    # the app's connect settings, as the rules and push fixtures' engines: without them a new
+    # connection's type introspection takes seconds on Citus, and a delivery settled after the
+    # tests' 2 s push lease was claimed and sent again (the same push 2-4 times)
+    engine = create_async_engine(
+        open311_database_url, pool_size=10, max_overflow=10, connect_args=APP_CONNECT_ARGS
+    )
     yield engine
     await engine.dispose()
 
