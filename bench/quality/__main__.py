@@ -1,6 +1,6 @@
 """`python -m bench.quality`: presence events against ground truth, three engines side by side.
 
-    uv run python -m bench.quality            # the full set (about 6 minutes on one core)
+    uv run python -m bench.quality            # the full set (about 5 minutes on one core)
     uv run python -m bench.quality --fast     # the subset tests/presence/test_quality.py uses
     uv run python -m bench.quality --seed 2   # other towns and tracks
     uv run python -m bench.quality --seeds 2,3,4   # the engine alone on these as well

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-from shapely.geometry import LineString, Point
+from shapely.geometry import Point
 
 from app.presence import engine as current_engine
 from bench.quality import legacy, osm
@@ -105,44 +105,37 @@ class EngineRunner:
                 )
             m.mark_late_and_jumps(fixes, last, params)
             candidates: dict[int, list[Any]] = {}
-            for f in fixes:
-                if f.quality.value not in ("ok", "implausible_jump"):
-                    continue
-                x, y = where[f.idx]
-                # the read's window beyond a place's trigger distance (engine.window_m; the
-                # previous rules' read used the margin itself)
-                window = m.window_m(f, params) if hasattr(m, "window_m") else f.margin(params)
+            read = [f for f in fixes if f.quality.value in ("ok", "implausible_jump")]
+            # the read's window beyond a place's trigger distance (engine.window_m; the
+            # previous rules' read used the margin itself)
+            windows = [
+                m.window_m(f, params) if hasattr(m, "window_m") else f.margin(params) for f in read
+            ]
+            nearby = scene.signed_near(
+                [where[f.idx] for f in read], [max_trigger + w for w in windows]
+            )
+            for f, window, near in zip(read, windows, nearby, strict=True):
                 found: list[Any] = []
                 seen: set[uuid.UUID] = set()
-                pt = Point(x, y)
-                for place in scene.near(pt, max_trigger + window):
-                    s = place.signed(x, y, pt)
+                for place, s in near:
                     if s <= place.trigger_distance_m + window or place.id in states:
                         found.append(_candidate(m, place, s))
                         seen.add(place.id)
                 for gid in states:
                     if gid not in seen:
                         place = scene.place(gid)
-                        found.append(_candidate(m, place, place.signed(x, y, pt)))
+                        found.append(_candidate(m, place, place.signed(*where[f.idx])))
                 candidates[f.idx] = found
             crossings: dict[int, list[Any]] = {}
-            for a, b in m.segments(fixes, last, params):
-                ax, ay = xy[a.recorded_at]
-                bx, by = where[b.idx]
-                line = LineString([(ax, ay), (bx, by)])
-                for place in scene.near(line, 0.0):
-                    if place.poly.intersects(line):
-                        depth = place.poly.boundary.distance(place.poly.intersection(line).centroid)
-                        crossings.setdefault(b.idx, []).append(
-                            m.Crossing(
-                                b.idx,
-                                place.id,
-                                float(place.poly.distance(Point(ax, ay))),
-                                float(place.poly.distance(Point(bx, by))),
-                                True,
-                                *((float(depth),) if stays else ()),
-                            )
+            pairs = m.segments(fixes, last, params)
+            crossed = scene.crossed([(*xy[a.recorded_at], *where[b.idx]) for a, b in pairs])
+            for (_, b), places in zip(pairs, crossed, strict=True):
+                for place, from_a, from_b, depth in places:
+                    crossings.setdefault(b.idx, []).append(
+                        m.Crossing(
+                            b.idx, place.id, from_a, from_b, True, *((depth,) if stays else ())
                         )
+                    )
             if stays:
                 # the stored stay's mean (the ping read resolves it) and any this batch reaches
                 points = m.stay_anchors(fixes, stay, last, params)
@@ -511,21 +504,28 @@ def true_visits(scene: Scene, track: Track) -> list[Visit]:
     visits: list[Visit] = []
     t = track.legs[0].t0
     end = track.legs[-1].t1
-    last_inside: set[uuid.UUID] = set()
-    while t <= end + 1:
-        leg = track.leg_at(min(t, end))
-        x, y = leg.at(min(t, end))
-        inside = {p.id for p in scene.containing(x, y)} if t <= end else set()
-        for gid in inside - last_inside:
-            open_[gid] = t
-        for gid in last_inside - inside:
-            visits.append(Visit(scene.place(gid), open_.pop(gid), t - 1))
-        last_inside = inside
+    # the seconds sampled, and where the person was at each (one query for all of them)
+    times: list[float] = []
+    where: list[tuple[float, float]] = []
+    while t <= end:
+        leg = track.leg_at(t)
+        times.append(t)
+        where.append(leg.at(t))
         # a stationary leg cannot change anything: jump to its end
         if leg.x0 == leg.x1 and leg.y0 == leg.y1 and t < leg.t1 - 1:
             t = math.floor(leg.t1)
         else:
             t += 1.0
+    # and a last second past the end, where nobody is anywhere
+    samples = [*zip(times, scene.containing_many(where), strict=True), (t, [])]
+    last_inside: set[uuid.UUID] = set()
+    for t, places in samples:
+        inside = {p.id for p in places}
+        for gid in inside - last_inside:
+            open_[gid] = t
+        for gid in last_inside - inside:
+            visits.append(Visit(scene.place(gid), open_.pop(gid), t - 1))
+        last_inside = inside
     visits = _merge_unless_left(visits, track)
     for v in visits:
         for i, f in enumerate(track.fixes):
