@@ -137,9 +137,8 @@ class Scene:
             return out
         ends = np.asarray(segments, dtype=float)
         lines = shapely.linestrings(ends.reshape(-1, 2, 2))
-        lo_x, hi_x = np.minimum(ends[:, 0], ends[:, 2]), np.maximum(ends[:, 0], ends[:, 2])
-        lo_y, hi_y = np.minimum(ends[:, 1], ends[:, 3]), np.maximum(ends[:, 1], ends[:, 3])
-        which, idx = self.tree.query(shapely.box(lo_x, lo_y, hi_x, hi_y))
+        # without a predicate the tree compares envelopes: each line's is `near`'s box
+        which, idx = self.tree.query(lines)
         hit = shapely.intersects(self.polys[idx], lines[which])
         which, idx = which[hit], idx[hit]
         polys, lines = self.polys[idx], lines[which]

@@ -10,10 +10,11 @@ from typing import Any
 
 import httpx
 from geoalchemy2 import Geography, Geometry
-from sqlalchemy import cast, func
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import cast, func, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.geofences.models import Geofence
+from app.presence import service
 
 # A town centre somewhere in England; tracks are built in metres east/north of it.
 ORIGIN = (-1.5491, 53.8008)
@@ -132,3 +133,14 @@ def seq(events: list[dict[str, Any]], names: dict[str, str] | None = None) -> li
     """Events as (type, place) pairs, in the order returned."""
     names = names or {}
     return [(e["type"], names.get(e["geofence_id"], e["geofence_id"])) for e in events]
+
+
+async def remove_committed(
+    engine: AsyncEngine, org_id: uuid.UUID, subjects: list[uuid.UUID]
+) -> None:
+    """What a test committed: its subjects' presence data (pings have no foreign key to their
+    subject), then its organisation, which takes every other row of it along."""
+    async with AsyncSession(engine) as s, s.begin():
+        for sid in subjects:
+            await service.erase_subject(s, sid)
+        await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})

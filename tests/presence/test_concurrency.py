@@ -23,15 +23,7 @@ from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
 from tests.conftest import APP_CONNECT_ARGS
 from tests.factories import create_organisation, create_resident
-from tests.presence.helpers import T0, at, create_circle
-
-
-async def _remove(engine: AsyncEngine, org_id: uuid.UUID, subjects: list[uuid.UUID]) -> None:
-    """What a test here committed: its subjects' presence data, then its organisation."""
-    async with AsyncSession(engine) as s, s.begin():
-        for sid in subjects:
-            await service.erase_subject(s, sid)
-        await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org_id})
+from tests.presence.helpers import T0, at, create_circle, remove_committed
 
 
 async def test_concurrent_identical_batches_store_once_and_fire_once(
@@ -69,7 +61,7 @@ async def test_concurrent_identical_batches_store_once_and_fire_once(
             )
             assert n == 50
     finally:
-        await _remove(engine, org_id, [device_id])
+        await remove_committed(engine, org_id, [device_id])
 
 
 def _retries(sqlstate: str) -> float:
@@ -201,7 +193,7 @@ async def test_a_ping_group_that_meets_a_deadlock_runs_again(
             assert n == len(track)
     finally:
         await group_engine.dispose()
-        await _remove(engine, org_id, [control.id, victim.id])
+        await remove_committed(engine, org_id, [control.id, victim.id])
 
 
 async def test_two_pipelined_groups_sharing_subjects_lock_them_in_one_order(
@@ -260,4 +252,4 @@ async def test_two_pipelined_groups_sharing_subjects_lock_them_in_one_order(
             )
         assert stored == 4
     finally:
-        await _remove(engine, org_id, ids)
+        await remove_committed(engine, org_id, ids)

@@ -26,7 +26,7 @@ from app.presence.errors import BackgroundLocationOff
 from app.presence.groups import PingGroups
 from app.presence.models import SubjectKind
 from tests.factories import create_organisation, create_resident
-from tests.presence.helpers import at, create_circle
+from tests.presence.helpers import at, create_circle, remove_committed
 
 
 @dataclass
@@ -47,10 +47,7 @@ async def town(engine: AsyncEngine) -> AsyncIterator[Town]:
             await service.set_background_location(s, d, True)
         off = (await create_resident(s, org)).id
     yield Town(org.id, place, devices, off)
-    async with AsyncSession(engine) as s, s.begin():
-        for d in [*devices, off]:
-            await service.erase_subject(s, d)
-        await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org.id})
+    await remove_committed(engine, org.id, [*devices, off])
 
 
 def walk_in(

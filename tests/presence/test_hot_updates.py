@@ -26,7 +26,7 @@ from app.presence import service
 from app.presence.models import SubjectKind
 from app.privacy import repository as privacy_repository
 from tests.factories import create_organisation, create_resident
-from tests.presence.helpers import at, create_circle
+from tests.presence.helpers import at, create_circle, remove_committed
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 OTHERS = 600  # other subjects' rows: several pages of each table
@@ -135,7 +135,5 @@ async def test_each_fix_updates_its_subject_and_presence_rows_in_place(
                 (place, "inside", fix(5).recorded_at)
             ]
     finally:
-        async with AsyncSession(engine) as s, s.begin():
-            await service.erase_subject(s, res.id)
-            # the organisation's other rows (the filler subjects and presence) go with it
-            await s.execute(text("DELETE FROM organisations WHERE id = :o"), {"o": org.id})
+        # the filler subjects and presence rows go with the organisation
+        await remove_committed(engine, org.id, [res.id])
